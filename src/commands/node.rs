@@ -1,0 +1,222 @@
+//! Node management: `citus_set_coordinator_host`, `citus_add_node`, `citus_remove_node`,
+//! `citus_disable_node`, `citus_activate_node`, `citus_set_node_property`.
+//!
+//! Each function takes a lock on `pg_dist_node` so concurrent changes serialise, checks its
+//! input before changing anything, and changes the catalog inside the caller's transaction:
+//! an error leaves the node list as it was. Adding or activating a node first connects to it
+//! (bounded by `citus.node_connection_timeout`), creates the extension there if missing and
+//! checks that it runs the same Tessera version.
+
+use pgrx::prelude::*;
+use pgrx::spi::Spi;
+use tessera_core::node::{self as rules, NodeProperty, NodeRole};
+
+use super::{run_on_node, single_value, unknown_node};
+use crate::connection::{cache, NodeAddress};
+use crate::error::{OrReport, TResult, TesseraError};
+use crate::metadata::node::{self as catalog, Node};
+
+fn invalid(message: String) -> TesseraError {
+    TesseraError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)
+}
+
+/// The label of a `noderole` enum value.
+fn role_label(role: pg_sys::Oid) -> TResult<NodeRole> {
+    let label = Spi::get_one_with_args::<String>(
+        "SELECT enumlabel::text FROM pg_catalog.pg_enum WHERE oid = $1",
+        &[role.into()],
+    )?
+    .unwrap_or_default();
+    NodeRole::parse(&label).ok_or_else(|| invalid(format!("unknown node role \"{label}\"")))
+}
+
+fn check_address(name: &str, port: i32) -> TResult<()> {
+    rules::check_node_name(name).map_err(invalid)?;
+    rules::check_port(port).map_err(invalid)?;
+    Ok(())
+}
+
+fn find_or_error(name: &str, port: i32) -> TResult<Node> {
+    catalog::find(name, port)?.ok_or_else(|| unknown_node(name, port))
+}
+
+/// Connects to a node, creates the extension there if it is missing, and checks that the node
+/// is not this server and runs this version of Tessera.
+fn prepare_node(address: &NodeAddress) -> TResult<()> {
+    let installed = single_value(&run_on_node(
+        address,
+        "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'tessera'",
+        vec![],
+    )?);
+    if installed.is_none() {
+        run_on_node(address, "CREATE EXTENSION IF NOT EXISTS tessera", vec![])?;
+    }
+    let remote = run_on_node(
+        address,
+        "SELECT pg_catalog.tessera_version() || ' ' || system_identifier::text
+           FROM pg_catalog.pg_control_system()",
+        vec![],
+    )?;
+    let remote = single_value(&remote).unwrap_or_default();
+    let (remote_version, remote_sysid) = remote.split_once(' ').unwrap_or((&remote, ""));
+    let local_sysid = Spi::get_one::<String>(
+        "SELECT system_identifier::text FROM pg_catalog.pg_control_system()",
+    )?
+    .unwrap_or_default();
+    if remote_sysid == local_sysid {
+        return Err(invalid(format!(
+            "node {address} is this server itself, not a worker"
+        ))
+        .hint("Register the coordinator with citus_set_coordinator_host, and add workers by their own address and port."));
+    }
+    let local_version = env!("CARGO_PKG_VERSION");
+    if remote_version != local_version {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "node {address} runs Tessera {remote_version}, but the coordinator runs {local_version}"
+            ),
+        )
+        .hint("Install the same Tessera version on every node, restart the node, and try again."));
+    }
+    Ok(())
+}
+
+#[pg_extern(sql = false)]
+fn citus_set_coordinator_host(host: &str, port: i32, node_role: pg_sys::Oid, node_cluster: &str) {
+    (|| -> TResult<()> {
+        check_address(host, port)?;
+        let role = role_label(node_role)?;
+        catalog::lock_for_change()?;
+        if let Some(other) = catalog::find(host, port)? {
+            if !other.is_coordinator() {
+                return Err(TesseraError::new(
+                    PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+                    format!("node {host}:{port} is already registered as worker node {}", other.nodeid),
+                )
+                .hint("Remove the worker first with citus_remove_node, or give the coordinator's own address."));
+            }
+        }
+        match catalog::coordinator()? {
+            Some(c) => catalog::update_address(c.nodeid, host, port, role.as_str(), node_cluster)?,
+            None => {
+                catalog::insert(
+                    rules::COORDINATOR_GROUP_ID,
+                    host,
+                    port,
+                    role.as_str(),
+                    node_cluster,
+                    true,
+                )?;
+            }
+        }
+        Ok(())
+    })()
+    .or_report()
+}
+
+#[pg_extern(sql = false)]
+fn citus_add_node(
+    nodename: &str,
+    nodeport: i32,
+    groupid: i32,
+    noderole: pg_sys::Oid,
+    nodecluster: &str,
+) -> i32 {
+    (|| -> TResult<i32> {
+        check_address(nodename, nodeport)?;
+        let role = role_label(noderole)?;
+        catalog::lock_for_change()?;
+        if let Some(existing) = catalog::find(nodename, nodeport)? {
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+                format!(
+                    "node {nodename}:{nodeport} is already in the cluster (nodeid {})",
+                    existing.nodeid
+                ),
+            )
+            .hint("Use citus_activate_node to bring back a disabled node."));
+        }
+        let group = rules::group_for_new_node(groupid, &catalog::group_ids()?).map_err(invalid)?;
+        let address = NodeAddress {
+            host: nodename.to_string(),
+            port: nodeport,
+        };
+        prepare_node(&address)?;
+        catalog::insert(group, nodename, nodeport, role.as_str(), nodecluster, false)
+    })()
+    .or_report()
+}
+
+#[pg_extern(sql = false)]
+fn citus_remove_node(nodename: &str, nodeport: i32) {
+    (|| -> TResult<()> {
+        catalog::lock_for_change()?;
+        let node = find_or_error(nodename, nodeport)?;
+        let placements = catalog::placement_count(node.groupid)?;
+        if placements > 0 {
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+                format!(
+                    "cannot remove node {nodename}:{nodeport}: it holds {placements} shard placement(s)"
+                ),
+            )
+            .hint("Move its shards to other nodes first (citus_drain_node or rebalance_table_shards), or drop the tables."));
+        }
+        catalog::delete(node.nodeid)?;
+        cache::close_node(&node.address());
+        Ok(())
+    })()
+    .or_report()
+}
+
+#[pg_extern(sql = false)]
+fn citus_disable_node(nodename: &str, nodeport: i32, synchronous: bool) {
+    let _ = synchronous; // the change is transactional here either way
+    (|| -> TResult<()> {
+        catalog::lock_for_change()?;
+        let node = find_or_error(nodename, nodeport)?;
+        if node.is_coordinator() {
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "cannot disable the coordinator",
+            )
+            .hint("Use citus_set_node_property(..., 'shouldhaveshards', false) to keep shards off it."));
+        }
+        catalog::set_active(node.nodeid, false)?;
+        cache::close_node(&node.address());
+        Ok(())
+    })()
+    .or_report()
+}
+
+#[pg_extern(sql = false)]
+fn citus_activate_node(nodename: &str, nodeport: i32) -> i32 {
+    (|| -> TResult<i32> {
+        catalog::lock_for_change()?;
+        let node = find_or_error(nodename, nodeport)?;
+        if !node.is_coordinator() {
+            prepare_node(&node.address())?;
+        }
+        catalog::set_active(node.nodeid, true)?;
+        Ok(node.nodeid)
+    })()
+    .or_report()
+}
+
+#[pg_extern(sql = false)]
+fn citus_set_node_property(nodename: &str, nodeport: i32, property: &str, value: bool) {
+    (|| -> TResult<()> {
+        let prop = NodeProperty::parse(property).ok_or_else(|| {
+            invalid(format!("unsupported node property \"{property}\""))
+                .hint("The only property that can be set is shouldhaveshards.")
+        })?;
+        catalog::lock_for_change()?;
+        let node = find_or_error(nodename, nodeport)?;
+        match prop {
+            NodeProperty::ShouldHaveShards => catalog::set_should_have_shards(node.nodeid, value)?,
+        }
+        Ok(())
+    })()
+    .or_report()
+}

@@ -1,0 +1,299 @@
+//! A safe Rust type over libpq's `PGconn` and `PGresult`: ownership frees them, nothing else
+//! in Tessera calls libpq directly.
+
+use std::ffi::{c_int, CStr, CString};
+use std::ptr::NonNull;
+
+use libpq_sys as pq;
+
+use super::{NodeAddress, RemoteError};
+use tessera_core::conninfo::ConnParams;
+
+/// What `PQconnectPoll` asks for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectPoll {
+    Read,
+    Write,
+    Ready,
+    Failed,
+}
+
+/// One libpq connection. Dropping it cancels any command still running on the node, then
+/// closes the connection.
+pub struct Connection {
+    raw: NonNull<pq::PGconn>,
+    node: NodeAddress,
+    /// A command was sent and its results were not all read.
+    busy: bool,
+}
+
+impl Connection {
+    /// Starts opening a connection without blocking; drive it with [`Connection::poll_connect`].
+    pub fn start(node: &NodeAddress, params: &ConnParams) -> Result<Connection, RemoteError> {
+        let mut keys = Vec::with_capacity(params.pairs().len() + 1);
+        let mut values = Vec::with_capacity(params.pairs().len() + 1);
+        for (k, v) in params.pairs() {
+            let bad = || RemoteError::connection(node, "connection parameter holds a NUL byte");
+            keys.push(CString::new(k.as_str()).map_err(|_| bad())?);
+            values.push(CString::new(v.as_str()).map_err(|_| bad())?);
+        }
+        let mut kp: Vec<*const std::ffi::c_char> = keys.iter().map(|k| k.as_ptr()).collect();
+        let mut vp: Vec<*const std::ffi::c_char> = values.iter().map(|v| v.as_ptr()).collect();
+        kp.push(std::ptr::null());
+        vp.push(std::ptr::null());
+        // SAFETY: both arrays are NULL-terminated and outlive the call; libpq copies them.
+        let raw = unsafe { pq::PQconnectStartParams(kp.as_ptr(), vp.as_ptr(), 0) };
+        let raw = NonNull::new(raw)
+            .ok_or_else(|| RemoteError::connection(node, "out of memory starting a connection"))?;
+        let conn = Connection {
+            raw,
+            node: node.clone(),
+            busy: false,
+        };
+        // SAFETY: raw is a live PGconn.
+        if unsafe { pq::PQstatus(conn.raw.as_ptr()) } == pq::ConnStatusType::CONNECTION_BAD {
+            return Err(RemoteError::connection(node, conn.error_message()));
+        }
+        Ok(conn)
+    }
+
+    pub fn node(&self) -> &NodeAddress {
+        &self.node
+    }
+
+    /// Advances a connection attempt.
+    pub fn poll_connect(&mut self) -> ConnectPoll {
+        // SAFETY: raw is a live PGconn.
+        match unsafe { pq::PQconnectPoll(self.raw.as_ptr()) } {
+            pq::PostgresPollingStatusType::PGRES_POLLING_READING => ConnectPoll::Read,
+            pq::PostgresPollingStatusType::PGRES_POLLING_WRITING => ConnectPoll::Write,
+            pq::PostgresPollingStatusType::PGRES_POLLING_OK => {
+                // SAFETY: raw is a live, open PGconn.
+                unsafe { pq::PQsetnonblocking(self.raw.as_ptr(), 1) };
+                ConnectPoll::Ready
+            }
+            _ => ConnectPoll::Failed,
+        }
+    }
+
+    pub fn socket(&self) -> c_int {
+        // SAFETY: raw is a live PGconn.
+        unsafe { pq::PQsocket(self.raw.as_ptr()) }
+    }
+
+    /// Open, and not inside a transaction block or a command: fit to serve a new task.
+    pub fn is_idle(&self) -> bool {
+        // SAFETY: raw is a live PGconn.
+        unsafe {
+            !self.busy
+                && pq::PQstatus(self.raw.as_ptr()) == pq::ConnStatusType::CONNECTION_OK
+                && pq::PQtransactionStatus(self.raw.as_ptr())
+                    == pq::PGTransactionStatusType::PQTRANS_IDLE
+        }
+    }
+
+    /// libpq's last error message for this connection, passwords removed.
+    pub fn error_message(&self) -> String {
+        // SAFETY: raw is a live PGconn; the message is owned by it and copied here.
+        let msg = unsafe { CStr::from_ptr(pq::PQerrorMessage(self.raw.as_ptr())) };
+        tessera_core::conninfo::redact(msg.to_string_lossy().trim_end())
+    }
+
+    /// Sends a command with text parameters (NULL as None); does not wait for it.
+    pub fn send_query(&mut self, sql: &str, params: &[Option<String>]) -> Result<(), RemoteError> {
+        let sql = CString::new(sql)
+            .map_err(|_| RemoteError::connection(&self.node, "command holds a NUL byte"))?;
+        let mut owned = Vec::with_capacity(params.len());
+        for p in params {
+            owned.push(match p {
+                Some(s) => Some(CString::new(s.as_str()).map_err(|_| {
+                    RemoteError::connection(&self.node, "parameter holds a NUL byte")
+                })?),
+                None => None,
+            });
+        }
+        let ptrs: Vec<*const std::ffi::c_char> = owned
+            .iter()
+            .map(|p| p.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()))
+            .collect();
+        // SAFETY: raw is live; sql and every parameter outlive the call (libpq copies them into
+        // its output buffer); NULL type, length and format arrays mean "text, inferred".
+        let ok = unsafe {
+            pq::PQsendQueryParams(
+                self.raw.as_ptr(),
+                sql.as_ptr(),
+                ptrs.len() as c_int,
+                std::ptr::null(),
+                if ptrs.is_empty() {
+                    std::ptr::null()
+                } else {
+                    ptrs.as_ptr()
+                },
+                std::ptr::null(),
+                std::ptr::null(),
+                0,
+            )
+        };
+        if ok != 1 {
+            return Err(RemoteError::connection_lost(
+                &self.node,
+                self.error_message(),
+            ));
+        }
+        self.busy = true;
+        Ok(())
+    }
+
+    /// Flushes queued output: `Ok(true)` when all was sent, `Ok(false)` to wait for write.
+    pub fn flush(&mut self) -> Result<bool, RemoteError> {
+        // SAFETY: raw is a live PGconn.
+        match unsafe { pq::PQflush(self.raw.as_ptr()) } {
+            0 => Ok(true),
+            1 => Ok(false),
+            _ => Err(RemoteError::connection_lost(&self.node, self.error_message())),
+        }
+    }
+
+    /// Reads what the socket holds; then [`Connection::is_busy`] says whether a result is ready.
+    pub fn consume_input(&mut self) -> Result<(), RemoteError> {
+        // SAFETY: raw is a live PGconn.
+        if unsafe { pq::PQconsumeInput(self.raw.as_ptr()) } == 0 {
+            return Err(RemoteError::connection_lost(&self.node, self.error_message()));
+        }
+        Ok(())
+    }
+
+    pub fn is_busy(&self) -> bool {
+        // SAFETY: raw is a live PGconn.
+        unsafe { pq::PQisBusy(self.raw.as_ptr()) != 0 }
+    }
+
+    /// The next result of the command, or `None` when the command is complete.
+    pub fn next_result(&mut self) -> Option<PgResult> {
+        // SAFETY: raw is a live PGconn; the result is ours to free.
+        let r = NonNull::new(unsafe { pq::PQgetResult(self.raw.as_ptr()) });
+        if r.is_none() {
+            self.busy = false;
+        }
+        r.map(|raw| PgResult { raw })
+    }
+
+    /// Asks the node to cancel the command running on this connection. Blocks for the short
+    /// exchange on a separate connection, as libpq's cancel protocol does.
+    pub fn cancel(&self) {
+        // SAFETY: raw is live; the cancel object is freed below; errbuf is large enough.
+        unsafe {
+            let c = pq::PQgetCancel(self.raw.as_ptr());
+            if !c.is_null() {
+                let mut errbuf = [0 as std::ffi::c_char; 256];
+                pq::PQcancel(c, errbuf.as_mut_ptr(), errbuf.len() as c_int);
+                pq::PQfreeCancel(c);
+            }
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.busy {
+            // Work may still run on the node: stop it rather than leave it running unseen.
+            self.cancel();
+        }
+        // SAFETY: raw is live and owned; PQfinish frees it and it is not used again.
+        unsafe { pq::PQfinish(self.raw.as_ptr()) };
+    }
+}
+
+/// One result of a command. Freed on drop.
+pub struct PgResult {
+    raw: NonNull<pq::PGresult>,
+}
+
+/// The kind of a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultKind {
+    Command,
+    Tuples,
+    Error,
+    Other,
+}
+
+impl PgResult {
+    pub fn kind(&self) -> ResultKind {
+        // SAFETY: raw is a live PGresult.
+        match unsafe { pq::PQresultStatus(self.raw.as_ptr()) } {
+            pq::ExecStatusType::PGRES_COMMAND_OK => ResultKind::Command,
+            pq::ExecStatusType::PGRES_TUPLES_OK | pq::ExecStatusType::PGRES_SINGLE_TUPLE => {
+                ResultKind::Tuples
+            }
+            pq::ExecStatusType::PGRES_FATAL_ERROR | pq::ExecStatusType::PGRES_BAD_RESPONSE => {
+                ResultKind::Error
+            }
+            _ => ResultKind::Other,
+        }
+    }
+
+    pub fn ntuples(&self) -> usize {
+        // SAFETY: raw is a live PGresult.
+        unsafe { pq::PQntuples(self.raw.as_ptr()) as usize }
+    }
+
+    pub fn nfields(&self) -> usize {
+        // SAFETY: raw is a live PGresult.
+        unsafe { pq::PQnfields(self.raw.as_ptr()) as usize }
+    }
+
+    /// The text of one value, or `None` for NULL. Panics on an index out of range.
+    pub fn value(&self, row: usize, col: usize) -> Option<&str> {
+        assert!(row < self.ntuples() && col < self.nfields());
+        // SAFETY: row and column are in range; the value lives as long as the result.
+        unsafe {
+            if pq::PQgetisnull(self.raw.as_ptr(), row as c_int, col as c_int) != 0 {
+                return None;
+            }
+            let p = pq::PQgetvalue(self.raw.as_ptr(), row as c_int, col as c_int);
+            Some(CStr::from_ptr(p).to_str().unwrap_or("<invalid UTF-8>"))
+        }
+    }
+
+    /// The command tag (`CREATE TABLE`, `SELECT 1`).
+    pub fn command_tag(&self) -> String {
+        // SAFETY: raw is a live PGresult; the tag is owned by it and copied here.
+        unsafe { CStr::from_ptr(pq::PQcmdStatus(self.raw.as_ptr())) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn field(&self, code: u8) -> Option<String> {
+        // SAFETY: raw is a live PGresult; a field is NULL or a string owned by the result.
+        let p = unsafe { pq::PQresultErrorField(self.raw.as_ptr(), code as c_int) };
+        if p.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL field strings are NUL-terminated.
+            Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+        }
+    }
+
+    /// The error this result carries, with the worker's SQLSTATE, message, detail and hint.
+    pub fn error(&self, node: &NodeAddress) -> RemoteError {
+        RemoteError {
+            node: node.clone(),
+            sqlstate: self
+                .field(pq::PG_DIAG_SQLSTATE as u8)
+                .unwrap_or_else(|| "XX000".into()),
+            message: self
+                .field(pq::PG_DIAG_MESSAGE_PRIMARY as u8)
+                .unwrap_or_else(|| "unknown error on the node".into()),
+            detail: self.field(pq::PG_DIAG_MESSAGE_DETAIL as u8),
+            hint: self.field(pq::PG_DIAG_MESSAGE_HINT as u8),
+        }
+    }
+}
+
+impl Drop for PgResult {
+    fn drop(&mut self) {
+        // SAFETY: raw is live and owned; PQclear frees it and it is not used again.
+        unsafe { pq::PQclear(self.raw.as_ptr()) };
+    }
+}

@@ -1,0 +1,160 @@
+//! Connections to other nodes: the only code in Tessera that touches libpq.
+//!
+//! Data flow: a caller builds [`RemoteTask`]s (a node and a command with text parameters) and
+//! hands them to [`dispatch::run_tasks`]. Each task takes an idle connection for its node from
+//! the per-backend [`cache`], or opens one with `PQconnectStartParams`; every connection is
+//! non-blocking, and one loop drives all of them at once, sleeping in PostgreSQL's
+//! WaitEventSet ([`wait`]) on their sockets and the process latch, so a query cancel,
+//! `statement_timeout` or shutdown interrupts the wait. Work still running on a node when the
+//! caller errors out is cancelled on that node (the connection's `Drop`). Finished connections
+//! go back to the cache for the next statement.
+//!
+//! Connection parameters come from the node's address, the current database and user, and the
+//! `citus.node_conninfo` setting; passwords never appear in a message.
+
+pub mod cache;
+pub mod dispatch;
+mod libpq;
+mod wait;
+
+use std::fmt;
+
+use pgrx::pg_sys;
+use pgrx::PgSqlErrorCode;
+use tessera_core::conninfo::{self, ConnParams};
+
+use crate::error::{sqlstate_from_str, TesseraError};
+use crate::gucs;
+
+pub use dispatch::{run_tasks, RemoteTask, TaskResult};
+pub use libpq::PgResult;
+
+/// The address of a node: what `pg_dist_node` says about where to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeAddress {
+    pub host: String,
+    pub port: i32,
+}
+
+impl fmt::Display for NodeAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Which cached connections may serve a task: same node, database and user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub node: NodeAddress,
+    pub dbname: String,
+    pub user: String,
+}
+
+impl ConnKey {
+    /// The key for a connection to `node` as the current user, in the current database.
+    pub fn for_current_session(node: &NodeAddress) -> ConnKey {
+        ConnKey {
+            node: node.clone(),
+            dbname: current_database(),
+            user: current_user(),
+        }
+    }
+
+    /// The libpq parameters for a new connection with this key.
+    pub fn params(&self) -> Result<ConnParams, TesseraError> {
+        let extra = conninfo::validate_extra(&gucs::node_conninfo()).map_err(|e| {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("invalid citus.node_conninfo: {e}"),
+            )
+            .hint("Fix citus.node_conninfo in postgresql.conf and reload the configuration.")
+        })?;
+        Ok(ConnParams::new(
+            &self.node.host,
+            self.node.port,
+            &self.dbname,
+            &self.user,
+            &extra,
+            gucs::node_connection_timeout_ms(),
+        ))
+    }
+}
+
+fn current_database() -> String {
+    // SAFETY: MyDatabaseId is set for any backend that runs SQL; get_database_name returns a
+    // palloc'd copy or NULL.
+    unsafe {
+        let p = pg_sys::get_database_name(pg_sys::MyDatabaseId);
+        if p.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+fn current_user() -> String {
+    // SAFETY: GetUserId is valid in a backend running SQL; with noerr = false the name exists.
+    unsafe {
+        let p = pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false);
+        std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+/// An error that happened on, or on the way to, a node.
+#[derive(Debug, Clone)]
+pub struct RemoteError {
+    pub node: NodeAddress,
+    /// The worker's SQLSTATE, or 08xxx for connection failures.
+    pub sqlstate: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl RemoteError {
+    pub fn connection(node: &NodeAddress, message: impl Into<String>) -> RemoteError {
+        RemoteError {
+            node: node.clone(),
+            sqlstate: "08001".into(),
+            message: conninfo::redact(message.into().trim_end()),
+            detail: None,
+            hint: None,
+        }
+    }
+
+    pub fn connection_lost(node: &NodeAddress, message: impl Into<String>) -> RemoteError {
+        RemoteError {
+            sqlstate: "08006".into(),
+            ..RemoteError::connection(node, message)
+        }
+    }
+
+    pub fn is_connection_error(&self) -> bool {
+        self.sqlstate.starts_with("08")
+    }
+
+    /// The error as the user sees it: the worker's words, with the node named.
+    pub fn into_tessera(self) -> TesseraError {
+        let mut e = TesseraError::new(sqlstate_from_str(&self.sqlstate), self.message.clone());
+        if self.is_connection_error() {
+            e.message = format!("could not connect to node {}: {}", self.node, self.message);
+            e.hint = Some(format!(
+                "Check that the node at {} is running and accepts connections, or disable it with citus_disable_node.",
+                self.node
+            ));
+        } else {
+            e.hint = self.hint;
+        }
+        let on_node = format!("while executing command on {}", self.node);
+        e.detail = Some(match self.detail {
+            Some(d) => format!("{d}\n{on_node}"),
+            None => on_node,
+        });
+        e
+    }
+}

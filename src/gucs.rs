@@ -1,0 +1,68 @@
+//! Every Tessera setting, in one place. Settings keep Citus's `citus.*` names so that a Citus
+//! tutorial's `SET citus....` works unchanged; each has an accessor so no other module touches
+//! the raw `GucSetting`.
+
+use std::ffi::{CStr, CString};
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+/// `citus.node_connection_timeout` (milliseconds): how long opening a connection to a node may
+/// take before the attempt fails. Bounds every wait on an unreachable node.
+static NODE_CONNECTION_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+
+/// `citus.node_conninfo`: extra libpq keywords for every connection to a node (TLS settings,
+/// keepalives...). The keywords that pick the target (host, port, dbname, user) are not allowed.
+static NODE_CONNINFO: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"sslmode=prefer"));
+
+/// `citus.max_cached_conns_per_worker` (connections): idle connections per node kept open
+/// between statements, so that the next statement skips connection set-up.
+static MAX_CACHED_CONNS_PER_WORKER: GucSetting<i32> = GucSetting::<i32>::new(1);
+
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"citus.node_connection_timeout",
+        c"Time to wait for a connection to a node to open.",
+        c"A node that does not answer within this time is reported unreachable.",
+        &NODE_CONNECTION_TIMEOUT,
+        10,
+        60 * 60 * 1000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_string_guc(
+        c"citus.node_conninfo",
+        c"Extra libpq connection keywords for connections to nodes.",
+        c"For example sslmode, sslrootcert or keepalives; host, port, dbname and user come from pg_dist_node and the session.",
+        &NODE_CONNINFO,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"citus.max_cached_conns_per_worker",
+        c"Idle connections per node kept open between statements.",
+        c"",
+        &MAX_CACHED_CONNS_PER_WORKER,
+        0,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    // SAFETY: called from _PG_init, in the postmaster or a backend's start, single-threaded.
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"citus".as_ptr()) };
+}
+
+pub fn node_connection_timeout_ms() -> i32 {
+    NODE_CONNECTION_TIMEOUT.get()
+}
+
+pub fn node_conninfo() -> String {
+    NODE_CONNINFO
+        .get()
+        .map(|s: CString| CStr::to_string_lossy(&s).into_owned())
+        .unwrap_or_default()
+}
+
+pub fn max_cached_conns_per_worker() -> usize {
+    MAX_CACHED_CONNS_PER_WORKER.get().max(0) as usize
+}

@@ -1,0 +1,63 @@
+//! Tessera: one coordinator and N worker PostgreSQL servers as one distributed database, with
+//! a Citus-compatible SQL surface.
+//!
+//! `_PG_init` is the table of contents: it refuses to load unless preloaded, then starts each
+//! subsystem in order: settings, hooks. The modules:
+//!
+//! - `gucs`: every `citus.*` setting.
+//! - `error`: the typed error, turned into an `ereport` at the edge.
+//! - `connection`: the only code that touches libpq: connections, the per-backend cache, and
+//!   running commands on many nodes at once while waiting through PostgreSQL's latch.
+//! - `metadata`: typed access to the catalog (`pg_dist_node`, ...).
+//! - `commands`: the SQL functions (node management, `run_command_on_*`) and the
+//!   ProcessUtility hook.
+//! - `planner`: the planner hook.
+
+use pgrx::prelude::*;
+
+mod commands;
+mod connection;
+mod error;
+mod gucs;
+mod metadata;
+mod planner;
+
+::pgrx::pg_module_magic!();
+
+// The SQL surface is reviewed source in sql/: the catalog first, then the functions.
+pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
+pgrx::extension_sql_file!("../sql/functions.sql", name = "functions", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    // SAFETY: reading a flag the postmaster sets while it loads shared_preload_libraries.
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        error::TesseraError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "Tessera can only be loaded through shared_preload_libraries",
+        )
+        .hint("Add tessera to shared_preload_libraries in postgresql.conf and restart the server.")
+        .report();
+    }
+    gucs::init();
+    planner::init();
+    commands::utility::init();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![
+            "shared_preload_libraries = 'tessera'",
+            "max_prepared_transactions = 10",
+        ]
+    }
+}
