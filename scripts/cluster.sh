@@ -26,6 +26,7 @@ DIR=${TESSERA_CLUSTER_DIR:-/var/tmp/tessera/cluster-$PORT}
 OS_USER=${TESSERA_OS_USER:-postgres}
 PRELOAD=${TESSERA_PRELOAD:-pg_stat_statements,tessera}
 BINDIR=$("$PG_CONFIG" --bindir)
+LIB="$("$PG_CONFIG" --pkglibdir)/tessera.so"
 HOST=127.0.0.1
 
 say() { printf '[cluster %s] %s\n' "$PORT" "$*"; }
@@ -92,7 +93,13 @@ start() {
     done
     for p in $(ports); do
         if is_running "$p"; then
-            say "node $p already running"
+            if [ "$LIB" -nt "$(datadir "$p")/postmaster.pid" ]; then
+                say "node $p runs an older build of tessera.so: restarting it"
+                as_owner "$BINDIR/pg_ctl" restart -w -t 60 -m fast -D "$(datadir "$p")" -l "$DIR/logs/node-$p.log" >/dev/null ||
+                    die "node on port $p did not restart: see $DIR/logs/node-$p.log"
+            else
+                say "node $p already running"
+            fi
             continue
         fi
         if port_taken "$p"; then

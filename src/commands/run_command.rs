@@ -32,7 +32,11 @@ fn outcome_of(result: &TaskResult) -> (bool, String) {
 }
 
 /// Runs `command` on `nodes` and returns each node with its outcome, in node order.
-fn run_on_nodes(nodes: Vec<Node>, command: &str, parallel: bool) -> TResult<Vec<(Node, TaskResult)>> {
+fn run_on_nodes(
+    nodes: Vec<Node>,
+    command: &str,
+    parallel: bool,
+) -> TResult<Vec<(Node, TaskResult)>> {
     let tasks: Vec<RemoteTask> = nodes
         .iter()
         .map(|n| RemoteTask::new(ConnKey::for_current_session(&n.address()), command))
@@ -74,7 +78,14 @@ fn run_command_on_all_nodes(
     command: &str,
     parallel: bool,
     give_warning_for_connection_errors: bool,
-) -> TableIterator<'static, (name!(nodeid, i32), name!(success, bool), name!(result, String))> {
+) -> TableIterator<
+    'static,
+    (
+        name!(nodeid, i32),
+        name!(success, bool),
+        name!(result, String),
+    ),
+> {
     let rows = (|| -> TResult<Vec<_>> {
         let nodes = catalog::active_primaries(true)?;
         Ok(run_on_nodes(nodes, command, parallel)?

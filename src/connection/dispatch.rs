@@ -75,7 +75,10 @@ enum Step {
 /// Runs every task, at most `max_parallel` at a time (at least one), and returns their
 /// outcomes in task order. Raises an ERROR only for interrupts (cancel, timeout, shutdown) and
 /// for a bad `citus.node_conninfo`; a node's failure is that task's `Err`.
-pub fn run_tasks(tasks: &[RemoteTask], max_parallel: usize) -> Result<Vec<TaskResult>, TesseraError> {
+pub fn run_tasks(
+    tasks: &[RemoteTask],
+    max_parallel: usize,
+) -> Result<Vec<TaskResult>, TesseraError> {
     let max_parallel = max_parallel.max(1);
     let mut outcomes: Vec<Option<TaskResult>> = (0..tasks.len()).map(|_| None).collect();
     let mut active: Vec<Slot> = Vec::new();
@@ -129,7 +132,9 @@ pub fn run_tasks(tasks: &[RemoteTask], max_parallel: usize) -> Result<Vec<TaskRe
                 }
                 Step::Finished(result) => {
                     let task = slot.task;
-                    if result.is_ok() || !result.as_ref().is_err_and(RemoteError::is_connection_error) {
+                    if result.is_ok()
+                        || !result.as_ref().is_err_and(RemoteError::is_connection_error)
+                    {
                         cache::put_back(slot.key, slot.conn);
                     }
                     outcomes[task] = Some(result);

@@ -150,7 +150,10 @@ impl Connection {
         match unsafe { pq::PQflush(self.raw.as_ptr()) } {
             0 => Ok(true),
             1 => Ok(false),
-            _ => Err(RemoteError::connection_lost(&self.node, self.error_message())),
+            _ => Err(RemoteError::connection_lost(
+                &self.node,
+                self.error_message(),
+            )),
         }
     }
 
@@ -158,7 +161,10 @@ impl Connection {
     pub fn consume_input(&mut self) -> Result<(), RemoteError> {
         // SAFETY: raw is a live PGconn.
         if unsafe { pq::PQconsumeInput(self.raw.as_ptr()) } == 0 {
-            return Err(RemoteError::connection_lost(&self.node, self.error_message()));
+            return Err(RemoteError::connection_lost(
+                &self.node,
+                self.error_message(),
+            ));
         }
         Ok(())
     }
@@ -266,7 +272,7 @@ impl PgResult {
 
     fn field(&self, code: u8) -> Option<String> {
         // SAFETY: raw is a live PGresult; a field is NULL or a string owned by the result.
-        let p = unsafe { pq::PQresultErrorField(self.raw.as_ptr(), code as c_int) };
+        let p = unsafe { pq::PQresultErrorField(self.raw.as_ptr(), c_int::from(code)) };
         if p.is_null() {
             None
         } else {
@@ -280,13 +286,14 @@ impl PgResult {
         RemoteError {
             node: node.clone(),
             sqlstate: self
-                .field(pq::PG_DIAG_SQLSTATE as u8)
-                .unwrap_or_else(|| "XX000".into()),
+                .field(pq::PG_DIAG_SQLSTATE)
+                .and_then(|s| s.as_bytes().try_into().ok())
+                .unwrap_or(*b"XX000"),
             message: self
-                .field(pq::PG_DIAG_MESSAGE_PRIMARY as u8)
+                .field(pq::PG_DIAG_MESSAGE_PRIMARY)
                 .unwrap_or_else(|| "unknown error on the node".into()),
-            detail: self.field(pq::PG_DIAG_MESSAGE_DETAIL as u8),
-            hint: self.field(pq::PG_DIAG_MESSAGE_HINT as u8),
+            detail: self.field(pq::PG_DIAG_MESSAGE_DETAIL),
+            hint: self.field(pq::PG_DIAG_MESSAGE_HINT),
         }
     }
 }

@@ -109,8 +109,8 @@ fn current_user() -> String {
 #[derive(Debug, Clone)]
 pub struct RemoteError {
     pub node: NodeAddress,
-    /// The worker's SQLSTATE, or 08xxx for connection failures.
-    pub sqlstate: String,
+    /// The worker's SQLSTATE (five ASCII characters), or 08xxx for connection failures.
+    pub sqlstate: [u8; 5],
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
@@ -120,7 +120,7 @@ impl RemoteError {
     pub fn connection(node: &NodeAddress, message: impl Into<String>) -> RemoteError {
         RemoteError {
             node: node.clone(),
-            sqlstate: "08001".into(),
+            sqlstate: *b"08001",
             message: conninfo::redact(message.into().trim_end()),
             detail: None,
             hint: None,
@@ -129,18 +129,22 @@ impl RemoteError {
 
     pub fn connection_lost(node: &NodeAddress, message: impl Into<String>) -> RemoteError {
         RemoteError {
-            sqlstate: "08006".into(),
+            sqlstate: *b"08006",
             ..RemoteError::connection(node, message)
         }
     }
 
     pub fn is_connection_error(&self) -> bool {
-        self.sqlstate.starts_with("08")
+        self.sqlstate.starts_with(b"08")
+    }
+
+    pub fn sqlstate_str(&self) -> &str {
+        std::str::from_utf8(&self.sqlstate).unwrap_or("XX000")
     }
 
     /// The error as the user sees it: the worker's words, with the node named.
     pub fn into_tessera(self) -> TesseraError {
-        let mut e = TesseraError::new(sqlstate_from_str(&self.sqlstate), self.message.clone());
+        let mut e = TesseraError::new(sqlstate_from_str(self.sqlstate_str()), self.message.clone());
         if self.is_connection_error() {
             e.message = format!("could not connect to node {}: {}", self.node, self.message);
             e.hint = Some(format!(

@@ -75,7 +75,7 @@ impl WaitSet {
         let n = unsafe {
             pg_sys::WaitEventSetWait(
                 self.raw,
-                timeout_ms.clamp(-1, c_long::MAX as i64) as c_long,
+                timeout_ms.clamp(-1, c_long::MAX),
                 events.as_mut_ptr(),
                 self.capacity as c_int,
                 pg_sys::PG_WAIT_EXTENSION,

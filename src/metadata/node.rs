@@ -29,8 +29,7 @@ impl Node {
     }
 }
 
-const COLUMNS: &str =
-    "nodeid, groupid, nodename, nodeport, isactive, noderole::text";
+const COLUMNS: &str = "nodeid, groupid, nodename, nodeport, isactive, noderole::text";
 
 fn read(query: &str, args: &[pgrx::datum::DatumWithOid]) -> TResult<Vec<Node>> {
     Spi::connect(|client| {
@@ -117,7 +116,13 @@ pub fn insert(
 }
 
 /// Moves the coordinator's row to a new address.
-pub fn update_address(nodeid: i32, name: &str, port: i32, role: &str, cluster: &str) -> TResult<()> {
+pub fn update_address(
+    nodeid: i32,
+    name: &str,
+    port: i32,
+    role: &str,
+    cluster: &str,
+) -> TResult<()> {
     Spi::run_with_args(
         "UPDATE pg_catalog.pg_dist_node
             SET nodename = $2, nodeport = $3, noderole = $4::pg_catalog.noderole, nodecluster = $5::name

@@ -29,9 +29,9 @@ unsafe extern "C-unwind" fn tessera_planner(
     // SAFETY: the hook is called by PostgreSQL with valid arguments; we pass them on unchanged.
     unsafe {
         match PREV_PLANNER_HOOK {
-            Some(prev) => pg_guard_ffi_boundary(|| {
-                prev(parse, query_string, cursor_options, bound_params)
-            }),
+            Some(prev) => {
+                pg_guard_ffi_boundary(|| prev(parse, query_string, cursor_options, bound_params))
+            }
             None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
         }
     }

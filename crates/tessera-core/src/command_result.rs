@@ -107,9 +107,11 @@ mod tests {
             summarize(&e),
             (false, "relation \"x\" does not exist".into())
         );
-        assert!(!summarize(&Outcome::Error {
-            message: String::new()
-        })
-        .0);
+        assert!(
+            !summarize(&Outcome::Error {
+                message: String::new()
+            })
+            .0
+        );
     }
 }

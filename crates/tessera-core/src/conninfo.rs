@@ -194,7 +194,11 @@ impl fmt::Display for ConnParams {
 
 /// Quotes a conninfo value when it needs it (empty, or holds spaces, quotes or backslashes).
 pub fn quote_value(v: &str) -> String {
-    if !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || c == '\'' || c == '\\') {
+    if !v.is_empty()
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '\\')
+    {
         return v.to_string();
     }
     let mut s = String::with_capacity(v.len() + 2);

@@ -68,7 +68,9 @@ pub fn group_for_new_node(requested: i32, existing_groups: &[i32]) -> Result<i32
         );
     }
     if requested < -1 {
-        return Err(format!("group id {requested} is out of range: use -1 to let Tessera pick one"));
+        return Err(format!(
+            "group id {requested} is out of range: use -1 to let Tessera pick one"
+        ));
     }
     Ok(requested)
 }
@@ -78,7 +80,9 @@ pub fn check_port(port: i32) -> Result<(), String> {
     if (1..=65535).contains(&port) {
         Ok(())
     } else {
-        Err(format!("port {port} is out of range: a port is between 1 and 65535"))
+        Err(format!(
+            "port {port} is out of range: a port is between 1 and 65535"
+        ))
     }
 }
 
@@ -102,7 +106,11 @@ mod tests {
 
     #[test]
     fn roles_round_trip() {
-        for r in [NodeRole::Primary, NodeRole::Secondary, NodeRole::Unavailable] {
+        for r in [
+            NodeRole::Primary,
+            NodeRole::Secondary,
+            NodeRole::Unavailable,
+        ] {
             assert_eq!(NodeRole::parse(r.as_str()), Some(r));
         }
         assert_eq!(NodeRole::parse("master"), None);
