@@ -1,1 +1,121 @@
+//! Helpers for integration tests against a live Tessera cluster started by
+//! `scripts/cluster.sh` (`make test` starts one on ports 9800..9804).
+//!
+//! Settings come from the same environment as the launcher: `TESSERA_PORT` (coordinator),
+//! `TESSERA_WORKERS`, `TESSERA_CLUSTER_DIR`, `PG_CONFIG`, `TESSERA_OS_USER`.
 
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub use postgres::{Client, NoTls};
+
+pub fn coordinator_port() -> u16 {
+    std::env::var("TESSERA_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(9800)
+}
+
+pub fn worker_ports() -> Vec<u16> {
+    let n: u16 = std::env::var("TESSERA_WORKERS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(4);
+    (1..=n).map(|i| coordinator_port() + i).collect()
+}
+
+fn cluster_dir() -> String {
+    std::env::var("TESSERA_CLUSTER_DIR")
+        .unwrap_or_else(|_| format!("/var/tmp/tessera/cluster-{}", coordinator_port()))
+}
+
+/// A connection to the node on `port`.
+pub fn connect(port: u16) -> Client {
+    Client::connect(
+        &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=10"),
+        NoTls,
+    )
+    .unwrap_or_else(|e| panic!("cannot connect to node on port {port}: {e}"))
+}
+
+pub fn coordinator() -> Client {
+    connect(coordinator_port())
+}
+
+/// Polls `f` every 50 ms until it returns true or `limit` passes; returns whether it did.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// How many backends on the node at `port` are running a query that contains `needle`
+/// (not counting the session that asks).
+pub fn active_queries_like(port: u16, needle: &str) -> i64 {
+    let mut c = connect(port);
+    c.query_one(
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE state = 'active' AND pid <> pg_backend_pid() AND strpos(query, $1) > 0",
+        &[&needle],
+    )
+    .unwrap()
+    .get(0)
+}
+
+fn pg_ctl(args: &[&str]) -> std::process::Output {
+    let pg_config = std::env::var("PG_CONFIG")
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
+    let bindir = String::from_utf8(
+        Command::new(&pg_config)
+            .arg("--bindir")
+            .output()
+            .expect("pg_config runs")
+            .stdout,
+    )
+    .unwrap();
+    let pg_ctl = format!("{}/pg_ctl", bindir.trim());
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut cmd = if is_root {
+        let user = std::env::var("TESSERA_OS_USER").unwrap_or_else(|_| "postgres".into());
+        let mut c = Command::new("runuser");
+        c.args(["-u", &user, "--", "env", "-u", "RUST_BACKTRACE", &pg_ctl]);
+        c
+    } else {
+        let mut c = Command::new(&pg_ctl);
+        c.env_remove("RUST_BACKTRACE");
+        c
+    };
+    cmd.args(args).output().expect("pg_ctl runs")
+}
+
+/// A node stopped for a test; started again when dropped, whatever the test's outcome.
+pub struct StoppedNode {
+    port: u16,
+}
+
+impl StoppedNode {
+    pub fn stop(port: u16) -> StoppedNode {
+        let dir = format!("{}/node-{port}", cluster_dir());
+        let out = pg_ctl(&["stop", "-w", "-m", "fast", "-D", &dir]);
+        assert!(out.status.success(), "pg_ctl stop failed: {out:?}");
+        StoppedNode { port }
+    }
+}
+
+impl Drop for StoppedNode {
+    fn drop(&mut self) {
+        let dir = format!("{}/node-{}", cluster_dir(), self.port);
+        let log = format!("{}/logs/node-{}.log", cluster_dir(), self.port);
+        let out = pg_ctl(&["start", "-w", "-t", "60", "-D", &dir, "-l", &log]);
+        assert!(out.status.success(), "pg_ctl start failed: {out:?}");
+    }
+}
