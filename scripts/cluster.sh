@@ -16,7 +16,8 @@
 #   TESSERA_WORKERS      how many workers           (default 4)
 #   TESSERA_OS_USER      the OS user that runs the servers when started as root (default postgres)
 #   PG_CONFIG            which PostgreSQL           (default /usr/lib/postgresql/15/bin/pg_config)
-#   TESSERA_PRELOAD      shared_preload_libraries   (default pg_stat_statements,tessera)
+#   TESSERA_PRELOAD      shared_preload_libraries   (default pg_stat_statements,tessera); without
+#                        tessera the nodes are plain PostgreSQL servers (benchmark baselines)
 set -euo pipefail
 
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
@@ -24,7 +25,7 @@ PORT=${TESSERA_PORT:-9700}
 WORKERS=${TESSERA_WORKERS:-4}
 DIR=${TESSERA_CLUSTER_DIR:-/var/tmp/tessera/cluster-$PORT}
 OS_USER=${TESSERA_OS_USER:-postgres}
-PRELOAD=${TESSERA_PRELOAD:-pg_stat_statements,tessera}
+PRELOAD=${TESSERA_PRELOAD-pg_stat_statements,tessera}
 BINDIR=$("$PG_CONFIG" --bindir)
 LIB="$("$PG_CONFIG" --pkglibdir)/tessera.so"
 HOST=127.0.0.1
@@ -109,8 +110,15 @@ start() {
         as_owner "$BINDIR/pg_ctl" start -w -t 60 -D "$(datadir "$p")" -l "$DIR/logs/node-$p.log" >/dev/null ||
             die "node on port $p did not start: see $DIR/logs/node-$p.log"
     done
+    case ",$PRELOAD," in
+    *,tessera,*) ;;
+    *)
+        say "plain PostgreSQL on $HOST:$PORT (tessera not preloaded)"
+        return
+        ;;
+    esac
     for p in $(ports); do
-        run_psql "$p" -c "CREATE EXTENSION IF NOT EXISTS tessera" >/dev/null
+        run_psql "$p" -c "SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS tessera" >/dev/null
     done
     run_psql "$PORT" -c "SELECT citus_set_coordinator_host('$HOST', $PORT)" >/dev/null
     for p in $(seq $((PORT + 1)) $((PORT + WORKERS))); do
