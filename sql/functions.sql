@@ -103,3 +103,94 @@ COMMENT ON FUNCTION pg_catalog.run_command_on_all_nodes(text, bool, bool)
 CREATE FUNCTION pg_catalog.tessera_version()
 RETURNS text LANGUAGE C STRICT STABLE
 AS 'MODULE_PATHNAME', 'tessera_version_wrapper';
+
+-- Distributed tables ---------------------------------------------------------------------------
+
+CREATE FUNCTION pg_catalog.worker_hash(value anyelement)
+RETURNS integer LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'worker_hash_wrapper';
+COMMENT ON FUNCTION pg_catalog.worker_hash(anyelement)
+    IS 'the int4 hash of a value with its type''s default hash function, as shards are cut';
+
+CREATE FUNCTION pg_catalog.create_distributed_table(
+    table_name regclass,
+    distribution_column text,
+    distribution_type text DEFAULT 'hash',
+    colocate_with text DEFAULT 'default',
+    shard_count integer DEFAULT NULL)
+RETURNS void LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'create_distributed_table_wrapper';
+COMMENT ON FUNCTION pg_catalog.create_distributed_table(regclass, text, text, text, integer)
+    IS 'hash-distributes a table over the worker nodes';
+
+CREATE FUNCTION pg_catalog.create_reference_table(table_name regclass)
+RETURNS void LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'create_reference_table_wrapper';
+COMMENT ON FUNCTION pg_catalog.create_reference_table(regclass)
+    IS 'makes a table a reference table: one shard, a copy on every node';
+
+CREATE FUNCTION pg_catalog.get_shard_id_for_distribution_column(
+    table_name regclass, distribution_value "any" DEFAULT NULL)
+RETURNS bigint LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'get_shard_id_for_distribution_column_wrapper';
+COMMENT ON FUNCTION pg_catalog.get_shard_id_for_distribution_column(regclass, "any")
+    IS 'the shard of a distributed table that holds a distribution value';
+
+CREATE FUNCTION pg_catalog.shard_name(table_name regclass, shard_id bigint)
+RETURNS text LANGUAGE C STRICT STABLE
+AS 'MODULE_PATHNAME', 'shard_name_wrapper';
+COMMENT ON FUNCTION pg_catalog.shard_name(regclass, bigint)
+    IS 'the name of a shard''s table on its node';
+
+CREATE FUNCTION citus.tessera_drop_trigger()
+RETURNS event_trigger LANGUAGE C
+AS 'MODULE_PATHNAME', 'tessera_drop_trigger_wrapper';
+CREATE EVENT TRIGGER tessera_drop_trigger ON sql_drop
+    EXECUTE FUNCTION citus.tessera_drop_trigger();
+
+-- Sizes of shard placements, asked of every node that holds some (superuser or table owner
+-- sees them; a node that cannot be reached shows no sizes).
+CREATE FUNCTION citus.shard_placement_sizes(OUT groupid integer, OUT shard_id bigint, OUT size bigint)
+RETURNS SETOF record LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'shard_placement_sizes_wrapper';
+CREATE FUNCTION pg_catalog.citus_shard_sizes(OUT shard_id bigint, OUT size bigint)
+RETURNS SETOF record LANGUAGE SQL VOLATILE
+AS $$ SELECT shard_id, size FROM citus.shard_placement_sizes() $$;
+
+CREATE VIEW citus.citus_shards AS
+SELECT p.logicalrelid AS table_name,
+       s.shardid,
+       pg_catalog.shard_name(p.logicalrelid, s.shardid) AS shard_name,
+       CASE WHEN p.partmethod = 'h' THEN 'distributed' ELSE 'reference' END AS citus_table_type,
+       p.colocationid AS colocation_id,
+       n.nodename,
+       n.nodeport,
+       sz.size AS shard_size
+  FROM pg_catalog.pg_dist_shard s
+  JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid = s.logicalrelid
+  JOIN pg_catalog.pg_dist_placement pl ON pl.shardid = s.shardid
+  JOIN pg_catalog.pg_dist_node n ON n.groupid = pl.groupid AND n.noderole = 'primary'
+  LEFT JOIN citus.shard_placement_sizes() sz ON sz.shard_id = s.shardid
+                                             AND sz.groupid = pl.groupid;
+ALTER VIEW citus.citus_shards SET SCHEMA pg_catalog;
+GRANT SELECT ON pg_catalog.citus_shards TO public;
+
+CREATE VIEW citus.citus_tables AS
+SELECT p.logicalrelid AS table_name,
+       CASE WHEN p.partmethod = 'h' THEN 'distributed' ELSE 'reference' END AS citus_table_type,
+       coalesce((SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = p.logicalrelid AND a.attnum = p.partkey::int2), '<none>')
+           AS distribution_column,
+       p.colocationid AS colocation_id,
+       pg_catalog.pg_size_pretty((SELECT coalesce(sum(cs.shard_size), 0)
+                                    FROM pg_catalog.citus_shards cs
+                                   WHERE cs.table_name = p.logicalrelid)::bigint) AS table_size,
+       (SELECT count(*) FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = p.logicalrelid)
+           AS shard_count,
+       pg_catalog.pg_get_userbyid(c.relowner) AS table_owner,
+       am.amname AS access_method
+  FROM pg_catalog.pg_dist_partition p
+  JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid
+  LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam;
+ALTER VIEW citus.citus_tables SET SCHEMA pg_catalog;
+GRANT SELECT ON pg_catalog.citus_tables TO public;

@@ -19,6 +19,10 @@ static NODE_CONNINFO: GucSetting<Option<CString>> =
 /// between statements, so that the next statement skips connection set-up.
 static MAX_CACHED_CONNS_PER_WORKER: GucSetting<i32> = GucSetting::<i32>::new(1);
 
+/// `citus.shard_count` (shards): how many shards `create_distributed_table` makes when the
+/// call does not say.
+static SHARD_COUNT: GucSetting<i32> = GucSetting::<i32>::new(32);
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"citus.node_connection_timeout",
@@ -48,6 +52,16 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"citus.shard_count",
+        c"Number of shards of a new distributed table.",
+        c"Used by create_distributed_table when shard_count is not given.",
+        &SHARD_COUNT,
+        1,
+        tessera_core::sharding::MAX_SHARD_COUNT,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // SAFETY: called from _PG_init, in the postmaster or a backend's start, single-threaded.
     unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"citus".as_ptr()) };
 }
@@ -65,4 +79,8 @@ pub fn node_conninfo() -> String {
 
 pub fn max_cached_conns_per_worker() -> usize {
     MAX_CACHED_CONNS_PER_WORKER.get().max(0) as usize
+}
+
+pub fn shard_count() -> i32 {
+    SHARD_COUNT.get()
 }

@@ -2,15 +2,17 @@
 //! a Citus-compatible SQL surface.
 //!
 //! `_PG_init` is the table of contents: it refuses to load unless preloaded, then starts each
-//! subsystem in order: settings, hooks. The modules:
+//! subsystem in order: settings, transaction callbacks, hooks. The modules:
 //!
 //! - `gucs`: every `citus.*` setting.
 //! - `error`: the typed error, turned into an `ereport` at the edge.
 //! - `connection`: the only code that touches libpq: connections, the per-backend cache, and
 //!   running commands on many nodes at once while waiting through PostgreSQL's latch.
 //! - `metadata`: typed access to the catalog (`pg_dist_node`, ...).
+//! - `sharding`: hashing distribution values and the DDL of a shard.
 //! - `commands`: the SQL functions (node management, `run_command_on_*`) and the
 //!   ProcessUtility hook.
+//! - `transaction`: remote transactions that commit and abort with the local one.
 //! - `planner`: the planner hook.
 
 use pgrx::prelude::*;
@@ -21,6 +23,8 @@ mod error;
 mod gucs;
 mod metadata;
 mod planner;
+mod sharding;
+mod transaction;
 
 ::pgrx::pg_module_magic!();
 
@@ -40,6 +44,7 @@ pub extern "C-unwind" fn _PG_init() {
         .report();
     }
     gucs::init();
+    transaction::init();
     planner::init();
     commands::utility::init();
 }

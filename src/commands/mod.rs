@@ -1,9 +1,11 @@
 //! The SQL functions of Tessera and the ProcessUtility hook.
 //!
+//! - `distribute`: `create_distributed_table`, `create_reference_table`, shard lookups, DROP.
 //! - `node`: node management (`citus_add_node`, `citus_remove_node`, ...).
 //! - `run_command`: `run_command_on_workers` / `run_command_on_all_nodes`.
 //! - `utility`: the ProcessUtility hook (DDL propagation hangs here).
 
+pub mod distribute;
 pub mod node;
 pub mod run_command;
 pub mod utility;

@@ -17,13 +17,19 @@ use super::wait::{cancel_pending, Interest, WaitSet};
 use super::{ConnKey, RemoteError};
 use crate::error::TesseraError;
 use crate::gucs;
+use crate::transaction::{self, Scope};
 
-/// One command for one node. Parameters travel as text values, never spliced into `sql`.
+/// One command for one node. Parameters travel as text values, never spliced into `sql`;
+/// a command without parameters may hold several statements.
 #[derive(Debug, Clone)]
 pub struct RemoteTask {
     pub key: ConnKey,
     pub sql: String,
     pub params: Vec<Option<String>>,
+    pub scope: Scope,
+    /// This command ends the remote transaction (COMMIT): the connection goes back to the
+    /// idle cache afterwards.
+    pub ends_transaction: bool,
 }
 
 impl RemoteTask {
@@ -32,7 +38,19 @@ impl RemoteTask {
             key,
             sql: sql.into(),
             params: Vec::new(),
+            scope: Scope::Autocommit,
+            ends_transaction: false,
         }
+    }
+
+    pub fn in_scope(mut self, scope: Scope) -> RemoteTask {
+        self.scope = scope;
+        self
+    }
+
+    pub fn ending_transaction(mut self) -> RemoteTask {
+        self.ends_transaction = true;
+        self
     }
 
     pub fn with_params(mut self, params: Vec<Option<String>>) -> RemoteTask {
@@ -64,6 +82,10 @@ struct Slot {
     /// When the connection attempt gives up (only while connecting).
     deadline: Option<Instant>,
     results: Vec<PgResult>,
+    /// The remote transaction block is not open yet: send BEGIN before the command.
+    begin_needed: bool,
+    /// The command in flight is that BEGIN.
+    begin_in_flight: bool,
 }
 
 /// What one step of a slot's state machine came to.
@@ -82,7 +104,10 @@ pub fn run_tasks(
     let max_parallel = max_parallel.max(1);
     let mut outcomes: Vec<Option<TaskResult>> = (0..tasks.len()).map(|_| None).collect();
     let mut active: Vec<Slot> = Vec::new();
-    let mut next = 0;
+    // Tasks not started yet, in order. A transactional task waits while another task of the
+    // same connection key is running: one node's remote transaction has one connection, and
+    // its commands must see each other's effects.
+    let mut pending: Vec<usize> = (0..tasks.len()).collect();
     let mut waits: Vec<(std::ffi::c_int, Interest)> = Vec::new();
     let mut set: Option<WaitSet> = None;
     let mut ready: Vec<bool> = Vec::new();
@@ -90,13 +115,22 @@ pub fn run_tasks(
 
     loop {
         // Start tasks while there is room.
-        while active.len() < max_parallel && next < tasks.len() {
-            let t = &tasks[next];
-            match start(next, t, timeout)? {
-                Ok(slot) => active.push(slot),
-                Err(e) => outcomes[next] = Some(Err(e)),
+        let mut i = 0;
+        while active.len() < max_parallel && i < pending.len() {
+            let t = &tasks[pending[i]];
+            let key_busy = t.scope == Scope::Transaction
+                && active
+                    .iter()
+                    .any(|s| s.key == t.key && tasks[s.task].scope == Scope::Transaction);
+            if key_busy {
+                i += 1;
+                continue;
             }
-            next += 1;
+            let idx = pending.remove(i);
+            match start(idx, t, timeout)? {
+                Ok(slot) => active.push(slot),
+                Err(e) => outcomes[idx] = Some(Err(e)),
+            }
         }
         if active.is_empty() {
             break;
@@ -131,13 +165,18 @@ pub fn run_tasks(
                     still.push(slot);
                 }
                 Step::Finished(result) => {
-                    let task = slot.task;
-                    if result.is_ok()
-                        || !result.as_ref().is_err_and(RemoteError::is_connection_error)
-                    {
-                        cache::put_back(slot.key, slot.conn);
+                    let t = &tasks[slot.task];
+                    let idx = slot.task;
+                    if !result.as_ref().is_err_and(RemoteError::is_connection_error) {
+                        match t.scope {
+                            // Even after an error: the local abort closes it.
+                            Scope::Transaction if !t.ends_transaction => {
+                                transaction::give_back(slot.key, slot.conn)
+                            }
+                            _ => cache::put_back(slot.key, slot.conn),
+                        }
                     }
-                    outcomes[task] = Some(result);
+                    outcomes[idx] = Some(result);
                 }
             }
         }
@@ -187,26 +226,59 @@ fn start(
     t: &RemoteTask,
     timeout: Duration,
 ) -> Result<Result<Slot, RemoteError>, TesseraError> {
+    let mut begin_needed = false;
+    if t.scope == Scope::Transaction {
+        transaction::note_work();
+        if let Some(conn) = transaction::take(&t.key) {
+            return Ok(Ok(Slot::new(task, t, conn, Phase::Send, None, false)));
+        }
+        begin_needed = !t.ends_transaction;
+    }
     if let Some(conn) = cache::take(&t.key) {
-        return Ok(Ok(Slot {
+        return Ok(Ok(Slot::new(
+            task,
+            t,
+            conn,
+            Phase::Send,
+            None,
+            begin_needed,
+        )));
+    }
+    let params = t.key.params()?;
+    Ok(Connection::start(&t.key.node, &params).map(|conn| {
+        // libpq: after PQconnectStart, wait until the socket is writable, then poll.
+        let phase = Phase::Connecting(Interest::Write);
+        Slot::new(
+            task,
+            t,
+            conn,
+            phase,
+            Some(Instant::now() + timeout),
+            begin_needed,
+        )
+    }))
+}
+
+impl Slot {
+    fn new(
+        task: usize,
+        t: &RemoteTask,
+        conn: Connection,
+        phase: Phase,
+        deadline: Option<Instant>,
+        begin_needed: bool,
+    ) -> Slot {
+        Slot {
             task,
             key: t.key.clone(),
             conn,
-            phase: Phase::Send,
-            deadline: None,
+            phase,
+            deadline,
             results: Vec::new(),
-        }));
+            begin_needed,
+            begin_in_flight: false,
+        }
     }
-    let params = t.key.params()?;
-    Ok(Connection::start(&t.key.node, &params).map(|conn| Slot {
-        task,
-        key: t.key.clone(),
-        conn,
-        // libpq: after PQconnectStart, wait until the socket is writable, then poll.
-        phase: Phase::Connecting(Interest::Write),
-        deadline: Some(Instant::now() + timeout),
-        results: Vec::new(),
-    }))
 }
 
 fn waiting_for(phase: Phase) -> Interest {
@@ -242,7 +314,13 @@ fn advance(slot: &mut Slot, task: &RemoteTask) -> Step {
                 }
             },
             Phase::Send => {
-                if let Err(e) = slot.conn.send_query(&task.sql, &task.params) {
+                let sent = if slot.begin_needed {
+                    slot.begin_in_flight = true;
+                    slot.conn.send_query("BEGIN", &[])
+                } else {
+                    slot.conn.send_query(&task.sql, &task.params)
+                };
+                if let Err(e) = sent {
                     return Step::Finished(Err(e));
                 }
                 slot.phase = Phase::Flush;
@@ -256,13 +334,24 @@ fn advance(slot: &mut Slot, task: &RemoteTask) -> Step {
                 if let Err(e) = slot.conn.consume_input() {
                     return Step::Finished(Err(e));
                 }
-                while !slot.conn.is_busy() {
+                loop {
+                    if slot.conn.is_busy() {
+                        return Step::Wait(Interest::Read);
+                    }
                     match slot.conn.next_result() {
                         Some(r) => slot.results.push(r),
-                        None => return Step::Finished(finish(slot)),
+                        None => break,
                     }
                 }
-                return Step::Wait(Interest::Read);
+                let outcome = finish(slot);
+                if slot.begin_in_flight && outcome.is_ok() {
+                    // The transaction block is open: now the command itself.
+                    slot.begin_in_flight = false;
+                    slot.begin_needed = false;
+                    slot.phase = Phase::Send;
+                    continue;
+                }
+                return Step::Finished(outcome);
             }
         }
     }

@@ -112,6 +112,18 @@ impl Connection {
                 None => None,
             });
         }
+        if owned.is_empty() {
+            // The simple protocol: a command without parameters may hold several statements.
+            // SAFETY: raw is live; sql outlives the call (libpq copies it).
+            if unsafe { pq::PQsendQuery(self.raw.as_ptr(), sql.as_ptr()) } != 1 {
+                return Err(RemoteError::connection_lost(
+                    &self.node,
+                    self.error_message(),
+                ));
+            }
+            self.busy = true;
+            return Ok(());
+        }
         let ptrs: Vec<*const std::ffi::c_char> = owned
             .iter()
             .map(|p| p.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()))

@@ -14,7 +14,7 @@
 
 pub mod cache;
 pub mod dispatch;
-mod libpq;
+pub mod libpq;
 mod wait;
 
 use std::fmt;
@@ -27,7 +27,7 @@ use crate::error::{sqlstate_from_str, TesseraError};
 use crate::gucs;
 
 pub use dispatch::{run_tasks, RemoteTask, TaskResult};
-pub use libpq::PgResult;
+pub use libpq::{Connection, PgResult};
 
 /// The address of a node: what `pg_dist_node` says about where to reach it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

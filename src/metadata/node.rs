@@ -14,6 +14,7 @@ pub struct Node {
     pub nodeport: i32,
     pub isactive: bool,
     pub noderole: String,
+    pub shouldhaveshards: bool,
 }
 
 impl Node {
@@ -29,7 +30,8 @@ impl Node {
     }
 }
 
-const COLUMNS: &str = "nodeid, groupid, nodename, nodeport, isactive, noderole::text";
+const COLUMNS: &str =
+    "nodeid, groupid, nodename, nodeport, isactive, noderole::text, shouldhaveshards";
 
 fn read(query: &str, args: &[pgrx::datum::DatumWithOid]) -> TResult<Vec<Node>> {
     Spi::connect(|client| {
@@ -43,6 +45,7 @@ fn read(query: &str, args: &[pgrx::datum::DatumWithOid]) -> TResult<Vec<Node>> {
                 nodeport: row.get::<i32>(4)?.unwrap_or_default(),
                 isactive: row.get::<bool>(5)?.unwrap_or_default(),
                 noderole: row.get::<String>(6)?.unwrap_or_default(),
+                shouldhaveshards: row.get::<bool>(7)?.unwrap_or_default(),
             });
         }
         Ok(out)

@@ -8,7 +8,11 @@
 //! - [`node`]: the rules of node management (roles, group ids, which properties may change).
 //! - [`command_result`]: how the result of a command run on a node is shown to the user
 //!   (`run_command_on_workers` semantics).
+//! - [`sharding`]: hash ranges of shards, the shard of a hash value, placement, shard names.
 
 pub mod command_result;
 pub mod conninfo;
+pub mod copy;
 pub mod node;
+pub mod sharding;
+pub mod sqltext;

@@ -1,0 +1,212 @@
+//! Shard math: how a table's int32 hash space is cut into shards, which shard owns a hash
+//! value, and how shards are spread over nodes.
+//!
+//! A distribution value is hashed with its type's default hash function to an `i32`. A table
+//! with `n` shards cuts the 2^32 hash values into `n` equal, contiguous ranges, the first
+//! starting at `i32::MIN` and the last ending at `i32::MAX` (the last one takes the remainder).
+//! Tables in one colocation group have the same shard count and so the same ranges, which is
+//! what lets their shards with the same index live together on one node.
+
+/// The largest shard count accepted (as Citus).
+pub const MAX_SHARD_COUNT: i32 = 64_000;
+
+/// The inclusive hash range of one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashRange {
+    pub min: i32,
+    pub max: i32,
+}
+
+impl HashRange {
+    pub fn contains(&self, hash: i32) -> bool {
+        self.min <= hash && hash <= self.max
+    }
+}
+
+/// Checks a shard count given by a user.
+pub fn check_shard_count(count: i32) -> Result<(), String> {
+    if (1..=MAX_SHARD_COUNT).contains(&count) {
+        Ok(())
+    } else {
+        Err(format!(
+            "shard_count {count} is out of range: it must be between 1 and {MAX_SHARD_COUNT}"
+        ))
+    }
+}
+
+/// The width of every shard's range but the last, for `count` shards.
+fn increment(count: i32) -> i64 {
+    (1i64 << 32) / i64::from(count)
+}
+
+/// The hash ranges of `count` shards, in shard index order.
+pub fn shard_ranges(count: i32) -> Vec<HashRange> {
+    assert!(count >= 1, "shard count must be positive");
+    let step = increment(count);
+    (0..i64::from(count))
+        .map(|i| {
+            let min = i64::from(i32::MIN) + i * step;
+            let max = if i == i64::from(count) - 1 {
+                i64::from(i32::MAX)
+            } else {
+                min + step - 1
+            };
+            HashRange {
+                min: min as i32,
+                max: max as i32,
+            }
+        })
+        .collect()
+}
+
+/// The index of the shard that owns `hash`, for a table with `count` equal shards.
+/// Constant time: no search over the ranges.
+pub fn shard_index_for_hash(hash: i32, count: i32) -> usize {
+    assert!(count >= 1, "shard count must be positive");
+    let offset = i64::from(hash) - i64::from(i32::MIN);
+    let idx = offset / increment(count);
+    // The last shard also takes the remainder of the division.
+    idx.min(i64::from(count) - 1) as usize
+}
+
+/// Spreads `shard_count` shards over `groups` round-robin, starting at a position that depends
+/// on the colocation group, so that many small groups do not all start on the first node.
+/// Returns the group of each shard, in shard index order.
+pub fn place_round_robin(shard_count: usize, groups: &[i32], start: usize) -> Vec<i32> {
+    assert!(
+        !groups.is_empty(),
+        "there must be at least one node to place shards on"
+    );
+    (0..shard_count)
+        .map(|i| groups[(start + i) % groups.len()])
+        .collect()
+}
+
+/// The name of shard `shard_id` of a table named `table`: `<table>_<shardid>`. PostgreSQL names
+/// are at most 63 bytes; a long table name is cut (at a character boundary) and a short hash
+/// of the full name keeps the result unique, as Citus does.
+pub fn shard_name(table: &str, shard_id: i64) -> String {
+    const NAMEDATALEN_MAX: usize = 63;
+    let suffix = format!("_{shard_id}");
+    if table.len() + suffix.len() <= NAMEDATALEN_MAX {
+        return format!("{table}{suffix}");
+    }
+    let tag = format!("_{:08x}", fnv1a32(table.as_bytes()));
+    let mut cut = NAMEDATALEN_MAX - suffix.len() - tag.len();
+    while !table.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{tag}{suffix}", &table[..cut])
+}
+
+fn fnv1a32(bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_cover_the_hash_space_without_gaps() {
+        for count in [1, 2, 3, 7, 32, 33, 1000, MAX_SHARD_COUNT] {
+            let r = shard_ranges(count);
+            assert_eq!(r.len(), count as usize);
+            assert_eq!(r[0].min, i32::MIN);
+            assert_eq!(r.last().unwrap().max, i32::MAX);
+            for w in r.windows(2) {
+                assert_eq!(i64::from(w[0].max) + 1, i64::from(w[1].min));
+            }
+        }
+    }
+
+    #[test]
+    fn thirty_two_shards_match_citus_ranges() {
+        let r = shard_ranges(32);
+        assert_eq!(
+            r[0],
+            HashRange {
+                min: -2147483648,
+                max: -2013265921
+            }
+        );
+        assert_eq!(
+            r[16],
+            HashRange {
+                min: 0,
+                max: 134217727
+            }
+        );
+        assert_eq!(r[31].max, 2147483647);
+    }
+
+    #[test]
+    fn index_for_hash_agrees_with_the_ranges() {
+        for count in [1, 3, 7, 32, 1000] {
+            let ranges = shard_ranges(count);
+            let probes = [
+                i32::MIN,
+                i32::MIN + 1,
+                -1,
+                0,
+                1,
+                i32::MAX - 1,
+                i32::MAX,
+                123_456_789,
+                -987_654_321,
+            ];
+            for h in probes {
+                let i = shard_index_for_hash(h, count);
+                assert!(ranges[i].contains(h), "hash {h} count {count} -> {i}");
+            }
+            for r in &ranges {
+                assert_eq!(
+                    ranges[shard_index_for_hash(r.min, count)],
+                    *r,
+                    "range start maps to its own shard"
+                );
+                assert_eq!(ranges[shard_index_for_hash(r.max, count)], *r);
+            }
+        }
+    }
+
+    #[test]
+    fn shard_counts_are_checked() {
+        assert!(check_shard_count(32).is_ok());
+        assert!(check_shard_count(0).is_err());
+        assert!(check_shard_count(64_001).is_err());
+    }
+
+    #[test]
+    fn round_robin_spreads_evenly() {
+        let g = place_round_robin(32, &[1, 2, 3, 4], 0);
+        for group in [1, 2, 3, 4] {
+            assert_eq!(g.iter().filter(|x| **x == group).count(), 8);
+        }
+        assert_eq!(place_round_robin(3, &[1, 2], 1), vec![2, 1, 2]);
+    }
+
+    #[test]
+    fn shard_names_fit_in_63_bytes_and_stay_unique() {
+        assert_eq!(shard_name("events", 102008), "events_102008");
+        let long = "x".repeat(80);
+        let a = shard_name(&long, 102008);
+        assert!(a.len() <= 63, "{a}");
+        assert!(a.ends_with("_102008"));
+        let other = format!("{}y", "x".repeat(79));
+        assert_ne!(
+            shard_name(&other, 102008),
+            a,
+            "names that share a prefix differ"
+        );
+        let unicode = "é".repeat(40);
+        let u = shard_name(&unicode, 7);
+        assert!(u.len() <= 63);
+        assert!(u.is_char_boundary(u.len()));
+    }
+}

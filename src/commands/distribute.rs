@@ -1,0 +1,761 @@
+//! Distributing tables: `create_distributed_table`, `create_reference_table`, and the lookups
+//! `get_shard_id_for_distribution_column` and `shard_name`; the `sql_drop` event trigger that
+//! drops a distributed table's shards with it.
+//!
+//! Distributing a table, inside the caller's transaction:
+//! 1. check the table, the column, its hash function, the colocation request and the nodes;
+//! 2. choose shard ranges and placements (a colocated table copies its group's placements);
+//! 3. create every shard on its node, all nodes at once, in the remote transaction that
+//!    commits or aborts with the local one (shards on the coordinator are created locally);
+//! 4. move the table's rows into the shards and empty the local table;
+//! 5. record the table, shards and placements in the catalog.
+//!
+//! An error at any step aborts the transaction, and with it every remote shard creation.
+
+use std::collections::BTreeMap;
+
+use pgrx::prelude::*;
+use pgrx::spi::Spi;
+use pgrx::AnyElement;
+use tessera_core::sharding::{self, HashRange};
+
+use crate::connection::{run_tasks, ConnKey, NodeAddress, RemoteTask};
+use crate::error::{OrReport, TResult, TesseraError};
+use crate::gucs;
+use crate::metadata::node::{self as nodes, Node};
+use crate::metadata::table::{self as catalog, DistTable, Method, Shard};
+use crate::sharding::ddl::TableDdl;
+use crate::sharding::{hash_proc_for_type, no_hash_function, type_name};
+use crate::transaction::Scope;
+
+/// Commands (SQL and text parameters) to run, per group of nodes.
+type PerGroup = BTreeMap<i32, Vec<(String, Vec<Option<String>>)>>;
+
+/// What the checks found out about the table to distribute.
+struct Table {
+    relid: pg_sys::Oid,
+    /// `relid::regclass::text`: quoted and qualified as needed, safe to put in SQL.
+    display: String,
+}
+
+fn invalid(msg: impl Into<String>) -> TesseraError {
+    TesseraError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, msg)
+}
+
+fn required<T>(v: Option<T>, what: &str) -> TResult<T> {
+    v.ok_or_else(|| {
+        TesseraError::new(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("{what} cannot be NULL"),
+        )
+    })
+}
+
+/// Checks that `relid` is a plain table the user owns and that is not distributed yet, and
+/// locks it against writes for the rest of the transaction.
+fn check_table(relid: pg_sys::Oid) -> TResult<Table> {
+    let (display, relkind, persistence, owner_ok) = Spi::connect(|client| {
+        let row = client
+            .select(
+                "SELECT c.oid::regclass::text, c.relkind::text, c.relpersistence::text,
+                        pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER')
+                   FROM pg_catalog.pg_class c WHERE c.oid = $1",
+                None,
+                &[relid.into()],
+            )?
+            .first();
+        Ok::<_, TesseraError>((
+            row.get::<String>(1)?,
+            row.get::<String>(2)?.unwrap_or_default(),
+            row.get::<String>(3)?.unwrap_or_default(),
+            row.get::<bool>(4)?.unwrap_or(false),
+        ))
+    })?;
+    let display = display.ok_or_else(|| {
+        TesseraError::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("relation with OID {} does not exist", relid.to_u32()),
+        )
+    })?;
+    if !owner_ok {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("must be owner of table {display}"),
+        )
+        .hint("Only the table's owner (or a superuser) can distribute it."));
+    }
+    if relkind != "r" {
+        let what = match relkind.as_str() {
+            "p" => "a partitioned table (not supported yet)",
+            "v" => "a view",
+            "m" => "a materialized view",
+            "f" => "a foreign table",
+            "S" => "a sequence",
+            _ => "not a table",
+        };
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("cannot distribute {display}: it is {what}"),
+        )
+        .hint("Only regular tables can be distributed."));
+    }
+    if persistence == "t" {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot distribute temporary table {display}"),
+        ));
+    }
+    if catalog::find(relid)?.is_some() {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("table {display} is already distributed"),
+        )
+        .hint("Use undistribute_table first to distribute it differently."));
+    }
+    Spi::run(&format!("LOCK TABLE {display} IN EXCLUSIVE MODE"))?;
+    Ok(Table { relid, display })
+}
+
+/// The distribution column: `(attnum, type, collation)`.
+fn check_column(table: &Table, column: &str) -> TResult<(i16, pg_sys::Oid, pg_sys::Oid)> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT attnum, atttypid, attcollation FROM pg_catalog.pg_attribute
+              WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+            None,
+            &[table.relid.into(), column.into()],
+        )?;
+        let Some(row) = rows.into_iter().next() else {
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!(
+                    "column \"{column}\" of relation {} does not exist",
+                    table.display
+                ),
+            )
+            .hint("Give the name of the distribution column as it is stored (case-sensitive, without quotes)."));
+        };
+        Ok((
+            row.get::<i16>(1)?.unwrap_or_default(),
+            row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid),
+            row.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::InvalidOid),
+        ))
+    })
+}
+
+/// The groups that take new shards, in group order.
+fn shard_groups(all: &[Node]) -> TResult<Vec<i32>> {
+    let mut groups: Vec<i32> = all
+        .iter()
+        .filter(|n| n.isactive && n.noderole == "primary" && n.shouldhaveshards)
+        .map(|n| n.groupid)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    if groups.is_empty() {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "there are no active worker nodes to place shards on",
+        )
+        .hint("Add workers with citus_add_node, or let the coordinator hold shards with citus_set_node_property(host, port, 'shouldhaveshards', true)."));
+    }
+    Ok(groups)
+}
+
+/// The node that serves each group (its active primary).
+fn group_nodes(all: &[Node]) -> BTreeMap<i32, NodeAddress> {
+    all.iter()
+        .filter(|n| n.isactive && n.noderole == "primary")
+        .map(|n| (n.groupid, n.address()))
+        .collect()
+}
+
+/// Runs one command per node in the remote transaction, all nodes at once; group 0 (the
+/// coordinator) runs locally through SPI instead.
+fn run_per_group(per_group: PerGroup, all: &[Node]) -> TResult<()> {
+    let addresses = group_nodes(all);
+    let mut tasks = Vec::new();
+    for (group, commands) in per_group {
+        if group == tessera_core::node::COORDINATOR_GROUP_ID {
+            for (sql, params) in commands {
+                let args: Vec<pgrx::datum::DatumWithOid> =
+                    params.into_iter().map(|p| p.into()).collect();
+                Spi::run_with_args(&sql, &args)?;
+            }
+            continue;
+        }
+        let node = addresses.get(&group).ok_or_else(|| {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("no active node serves group {group}"),
+            )
+            .hint("Activate the group's node with citus_activate_node.")
+        })?;
+        for (sql, params) in commands {
+            tasks.push(
+                RemoteTask::new(ConnKey::for_current_session(node), sql)
+                    .with_params(params)
+                    .in_scope(Scope::Transaction),
+            );
+        }
+    }
+    // Tasks for one node run one after another on its transaction connection (run_tasks
+    // keeps them in order); different nodes run at once.
+    let width = tasks.len();
+    for r in run_tasks(&tasks, width)? {
+        r.map_err(|e| e.into_tessera())?;
+    }
+    Ok(())
+}
+
+/// Moves the local rows of `table` into its shards and empties the local table. Returns the
+/// number of rows moved.
+fn move_rows(
+    table: &Table,
+    ddl: &TableDdl,
+    dist_col: Option<&str>,
+    shards: &[Shard],
+    ranges_count: i32,
+    all: &[Node],
+) -> TResult<i64> {
+    const BATCH_BYTES: usize = 4 << 20;
+    let insertable: Vec<String> = Spi::connect(|client| {
+        let mut cols = Vec::new();
+        for row in client.select(
+            "SELECT pg_catalog.quote_ident(attname) FROM pg_catalog.pg_attribute
+              WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+              ORDER BY attnum",
+            None,
+            &[table.relid.into()],
+        )? {
+            cols.push(row.get::<String>(1)?.unwrap_or_default());
+        }
+        Ok::<_, TesseraError>(cols)
+    })?;
+    let cols = insertable.join(", ");
+    let hash_expr = match dist_col {
+        Some(c) => format!(
+            "pg_catalog.worker_hash(t.{})",
+            pgrx::spi::quote_identifier(c)
+        ),
+        None => "0".to_string(),
+    };
+    let query = format!(
+        "SELECT {hash_expr}, pg_catalog.row_to_json(t)::text FROM ONLY {} t",
+        table.display
+    );
+    let mut moved: i64 = 0;
+    // One JSON array of rows per shard index, flushed when large.
+    let mut buffers: Vec<String> = vec![String::new(); shards.len()];
+    let flush = |buffers: &mut Vec<String>, only_full: bool| -> TResult<()> {
+        let mut per_group: PerGroup = BTreeMap::new();
+        for (i, buf) in buffers.iter_mut().enumerate() {
+            if buf.is_empty() || (only_full && buf.len() < BATCH_BYTES) {
+                continue;
+            }
+            buf.push(']');
+            let json = std::mem::take(buf);
+            let shard = ddl.qualified_shard(shards[i].shard_id);
+            let sql = format!(
+                "INSERT INTO {shard} ({cols}) SELECT {cols} FROM pg_catalog.json_populate_recordset(NULL::{shard}, $1::json)"
+            );
+            for g in &shards[i].groups {
+                per_group
+                    .entry(*g)
+                    .or_default()
+                    .push((sql.clone(), vec![Some(json.clone())]));
+            }
+        }
+        if per_group.is_empty() {
+            return Ok(());
+        }
+        run_per_group(per_group, all)
+    };
+    Spi::connect(|client| {
+        let mut cursor = client.open_cursor(&query, &[]);
+        loop {
+            let rows = cursor.fetch(10_000)?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                let hash = row.get::<i32>(1)?.unwrap_or(0);
+                let json = row.get::<String>(2)?.unwrap_or_default();
+                let idx = if dist_col.is_some() {
+                    sharding::shard_index_for_hash(hash, ranges_count)
+                } else {
+                    0
+                };
+                let buf = &mut buffers[idx];
+                buf.push(if buf.is_empty() { '[' } else { ',' });
+                buf.push_str(&json);
+                moved += 1;
+            }
+            flush(&mut buffers, true)?;
+        }
+        Ok::<_, TesseraError>(())
+    })?;
+    flush(&mut buffers, false)?;
+    if moved > 0 {
+        Spi::run(&format!("TRUNCATE ONLY {}", table.display))?;
+        pgrx::notice!(
+            "moved {moved} rows of {} into its shards; the local table is now empty",
+            table.display
+        );
+    }
+    Ok(moved)
+}
+
+/// Creates the shards of `table` on their nodes, moves the rows, records the catalog.
+fn build(
+    table: &Table,
+    dist: DistTable,
+    dist_col: Option<&str>,
+    shards: Vec<Shard>,
+    all: &[Node],
+) -> TResult<()> {
+    let ddl = TableDdl::load(table.relid, dist.dist_attnum)?;
+    let mut per_group: PerGroup = BTreeMap::new();
+    for s in &shards {
+        for g in &s.groups {
+            let local = *g == tessera_core::node::COORDINATOR_GROUP_ID;
+            // The schema exists on the coordinator; on workers it may not yet.
+            let sql = ddl.shard_ddl(s.shard_id, !local)?;
+            let cmds = per_group.entry(*g).or_default();
+            match cmds.first_mut() {
+                Some((batch, _)) if !local => batch.push_str(&sql),
+                _ => cmds.push((sql, Vec::new())),
+            }
+        }
+    }
+    run_per_group(per_group, all)?;
+    move_rows(table, &ddl, dist_col, &shards, shards.len() as i32, all)?;
+    catalog::insert_table(&dist, &shards)
+}
+
+fn create_distributed(
+    relid: pg_sys::Oid,
+    column: &str,
+    distribution_type: &str,
+    colocate_with: &str,
+    shard_count: Option<i32>,
+) -> TResult<()> {
+    match distribution_type {
+        "hash" => {}
+        "append" | "range" => {
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("distribution_type '{distribution_type}' is not supported"),
+            )
+            .hint("Use hash distribution (the default)."))
+        }
+        other => {
+            return Err(invalid(format!("unknown distribution_type '{other}'")).hint("Use 'hash'."))
+        }
+    }
+    let table = check_table(relid)?;
+    let (attnum, type_oid, collation) = check_column(&table, column)?;
+    if hash_proc_for_type(type_oid).is_none() {
+        return Err(no_hash_function(&type_name(type_oid)));
+    }
+    if let Some(n) = shard_count {
+        sharding::check_shard_count(n).map_err(invalid)?;
+    }
+
+    // Colocation: a named table's group, a new group, or the default group for these properties.
+    let (colocation_id, count, source) = match colocate_with {
+        "none" => {
+            let count = shard_count.unwrap_or_else(gucs::shard_count);
+            sharding::check_shard_count(count).map_err(invalid)?;
+            (
+                catalog::insert_colocation(count, 1, type_oid, collation)?,
+                count,
+                None,
+            )
+        }
+        "default" => {
+            let count = shard_count.unwrap_or_else(gucs::shard_count);
+            sharding::check_shard_count(count).map_err(invalid)?;
+            match catalog::default_colocation(count, type_oid, collation)? {
+                Some(id) => (id, count, catalog::any_table_in_colocation(id)?),
+                None => (
+                    catalog::insert_colocation(count, 1, type_oid, collation)?,
+                    count,
+                    None,
+                ),
+            }
+        }
+        name => {
+            let other_oid = Spi::get_one_with_args::<pg_sys::Oid>(
+                "SELECT to_regclass($1)::oid",
+                &[name.into()],
+            )?
+            .ok_or_else(|| {
+                TesseraError::new(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                    format!("relation \"{name}\" given as colocate_with does not exist"),
+                )
+            })?;
+            let other = catalog::find(other_oid)?
+                .filter(|t| t.method == Method::Hash)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "cannot colocate with \"{name}\": it is not a hash-distributed table"
+                    ))
+                    .hint("Distribute that table first, or use colocate_with => 'none'.")
+                })?;
+            let (count, other_type, other_coll) = catalog::colocation(other.colocation_id)?
+                .unwrap_or((0, pg_sys::InvalidOid, pg_sys::InvalidOid));
+            if other_type != type_oid || other_coll != collation {
+                return Err(invalid(format!(
+                    "cannot colocate {} with \"{name}\": the distribution column types differ ({} and {})",
+                    table.display,
+                    type_name(type_oid),
+                    type_name(other_type)
+                ))
+                .hint("Colocated tables need distribution columns of the same type and collation."));
+            }
+            if let Some(n) = shard_count {
+                if n != count {
+                    return Err(invalid(format!(
+                        "cannot colocate {} with \"{name}\": shard_count {n} differs from its {count} shards",
+                        table.display
+                    ))
+                    .hint("Leave shard_count out to take the colocated table's shard count."));
+                }
+            }
+            (other.colocation_id, count, Some(other_oid))
+        }
+    };
+
+    let all = nodes::all()?;
+    let shards = match source {
+        // Same ranges and the same groups as the colocated table.
+        Some(src) => catalog::shards(src)?
+            .into_iter()
+            .map(|s| {
+                Ok(Shard {
+                    shard_id: catalog::next_shard_id()?,
+                    ..s
+                })
+            })
+            .collect::<TResult<Vec<_>>>()?,
+        None => {
+            let groups = shard_groups(&all)?;
+            let placement =
+                sharding::place_round_robin(count as usize, &groups, colocation_id.max(0) as usize);
+            sharding::shard_ranges(count)
+                .into_iter()
+                .zip(placement)
+                .map(|(HashRange { min, max }, g)| {
+                    Ok(Shard {
+                        shard_id: catalog::next_shard_id()?,
+                        min: Some(min),
+                        max: Some(max),
+                        groups: vec![g],
+                    })
+                })
+                .collect::<TResult<Vec<_>>>()?
+        }
+    };
+    let dist = DistTable {
+        relid,
+        method: Method::Hash,
+        dist_attnum: attnum,
+        colocation_id,
+        repmodel: 's',
+    };
+    build(&table, dist, Some(column), shards, &all)
+}
+
+#[pg_extern(sql = false)]
+fn create_distributed_table(
+    table_name: Option<pg_sys::Oid>,
+    distribution_column: Option<&str>,
+    distribution_type: Option<&str>,
+    colocate_with: Option<&str>,
+    shard_count: Option<i32>,
+) {
+    (|| {
+        let relid = required(table_name, "table_name")?;
+        let column = required(distribution_column, "distribution_column")?;
+        create_distributed(
+            relid,
+            column,
+            distribution_type.unwrap_or("hash"),
+            colocate_with.unwrap_or("default"),
+            shard_count,
+        )
+    })()
+    .or_report()
+}
+
+fn create_reference(relid: pg_sys::Oid) -> TResult<()> {
+    let table = check_table(relid)?;
+    let all = nodes::all()?;
+    let mut groups: Vec<i32> = all
+        .iter()
+        .filter(|n| n.isactive && n.noderole == "primary")
+        .map(|n| n.groupid)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    if groups.is_empty() {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "there are no active nodes to place the reference table on",
+        )
+        .hint("Register the coordinator with citus_set_coordinator_host and add workers with citus_add_node."));
+    }
+    // All reference tables share one colocation group: one shard, on every node.
+    let colocation_id = match Spi::get_one::<i32>(
+        "SELECT min(colocationid) FROM pg_catalog.pg_dist_colocation WHERE shardcount = 1 AND replicationfactor = -1",
+    )? {
+        Some(id) => id,
+        None => catalog::insert_colocation(1, -1, pg_sys::InvalidOid, pg_sys::InvalidOid)?,
+    };
+    let shards = vec![Shard {
+        shard_id: catalog::next_shard_id()?,
+        min: None,
+        max: None,
+        groups,
+    }];
+    let dist = DistTable {
+        relid,
+        method: Method::None,
+        dist_attnum: 0,
+        colocation_id,
+        repmodel: 't',
+    };
+    build(&table, dist, None, shards, &all)
+}
+
+#[pg_extern(sql = false)]
+fn create_reference_table(table_name: Option<pg_sys::Oid>) {
+    (|| create_reference(required(table_name, "table_name")?))().or_report()
+}
+
+fn not_distributed(relid: pg_sys::Oid) -> TesseraError {
+    let name = Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[relid.into()])
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    invalid(format!("relation {name} is not a distributed table"))
+        .hint("Distribute it with create_distributed_table or create_reference_table.")
+}
+
+#[pg_extern(sql = false)]
+fn get_shard_id_for_distribution_column(
+    table_name: Option<pg_sys::Oid>,
+    distribution_value: Option<AnyElement>,
+) -> i64 {
+    (|| -> TResult<i64> {
+        let relid = required(table_name, "table_name")?;
+        let table = catalog::find(relid)?.ok_or_else(|| not_distributed(relid))?;
+        let shards = catalog::shards(relid)?;
+        if table.method == Method::None {
+            return shards
+                .first()
+                .map(|s| s.shard_id)
+                .ok_or_else(|| not_distributed(relid));
+        }
+        let value = required(distribution_value, "distribution_value")?;
+        let col_type = Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT atttypid FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum = $2",
+            &[relid.into(), table.dist_attnum.into()],
+        )?
+        .unwrap_or(pg_sys::InvalidOid);
+        let hash = if value.oid() == col_type {
+            let proc = hash_proc_for_type(col_type)
+                .ok_or_else(|| no_hash_function(&type_name(col_type)))?;
+            crate::sharding::hash_datum(proc, pg_sys::DEFAULT_COLLATION_OID, value.datum())
+        } else {
+            // Another type (an unknown literal arrives as text): convert through text.
+            let cast = format!(
+                "SELECT pg_catalog.worker_hash(CAST($1::text AS {}))",
+                type_name(col_type)
+            );
+            let as_text = anyelement_text(&value)?;
+            Spi::get_one_with_args::<i32>(&cast, &[as_text.into()])?.unwrap_or(0)
+        };
+        let idx = sharding::shard_index_for_hash(hash, shards.len() as i32);
+        Ok(shards[idx].shard_id)
+    })()
+    .or_report()
+}
+
+/// The text form of a value of any type (its output function).
+fn anyelement_text(value: &AnyElement) -> TResult<String> {
+    let mut out_func = pg_sys::InvalidOid;
+    let mut varlena = false;
+    // SAFETY: getTypeOutputInfo fills the two out-parameters for a valid type; the output
+    // function returns a palloc'd C string.
+    unsafe {
+        pg_sys::getTypeOutputInfo(value.oid(), &mut out_func, &mut varlena);
+        let cstr = pg_sys::OidOutputFunctionCall(out_func, value.datum());
+        Ok(std::ffi::CStr::from_ptr(cstr)
+            .to_string_lossy()
+            .into_owned())
+    }
+}
+
+#[pg_extern(sql = false)]
+fn shard_name(table_name: pg_sys::Oid, shard_id: i64) -> String {
+    (|| -> TResult<String> {
+        let (schema, name) = Spi::connect(|client| {
+            let row = client
+                .select(
+                    "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c
+                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+                    None,
+                    &[table_name.into()],
+                )?
+                .first();
+            Ok::<_, TesseraError>((
+                row.get::<String>(1)?.unwrap_or_default(),
+                row.get::<String>(2)?.unwrap_or_default(),
+            ))
+        })?;
+        let shard = pgrx::spi::quote_identifier(sharding::shard_name(&name, shard_id));
+        Ok(if schema == "public" {
+            shard
+        } else {
+            format!("{}.{shard}", pgrx::spi::quote_identifier(schema))
+        })
+    })()
+    .or_report()
+}
+
+/// The `sql_drop` event trigger: when distributed tables are dropped (directly, by CASCADE or
+/// with their schema), drop their shards on every placement, in the same transaction, and
+/// forget them in the catalog.
+#[pg_extern(sql = false)]
+fn tessera_drop_trigger() {
+    (|| -> TResult<()> {
+        let dropped: Vec<(pg_sys::Oid, String, String, i32)> = Spi::connect(|client| {
+            let mut out = Vec::new();
+            for row in client.select(
+                "SELECT d.objid, d.schema_name::text, d.object_name::text, p.colocationid
+                   FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                   JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid::oid = d.objid
+                  WHERE d.object_type = 'table'",
+                None,
+                &[],
+            )? {
+                out.push((
+                    row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                    row.get::<String>(3)?.unwrap_or_default(),
+                    row.get::<i32>(4)?.unwrap_or_default(),
+                ));
+            }
+            Ok::<_, TesseraError>(out)
+        })?;
+        if dropped.is_empty() {
+            return Ok(());
+        }
+        let all = nodes::all()?;
+        let mut per_group: PerGroup = BTreeMap::new();
+        for (relid, schema, name, colocation_id) in &dropped {
+            for s in catalog::shards(*relid)? {
+                let shard = format!(
+                    "{}.{}",
+                    pgrx::spi::quote_identifier(schema),
+                    pgrx::spi::quote_identifier(sharding::shard_name(name, s.shard_id))
+                );
+                for g in s.groups {
+                    per_group
+                        .entry(g)
+                        .or_default()
+                        .push((format!("DROP TABLE IF EXISTS {shard} CASCADE"), Vec::new()));
+                }
+            }
+            catalog::delete_table(*relid, *colocation_id, false)?;
+        }
+        run_per_group(per_group, &all)
+    })()
+    .or_report()
+}
+
+/// The size of every shard placement, asked of each node that holds some, all nodes at once.
+/// A node that cannot be reached contributes no rows (and a WARNING).
+#[pg_extern(sql = false)]
+fn shard_placement_sizes(
+) -> TableIterator<'static, (name!(groupid, i32), name!(shard_id, i64), name!(size, i64))> {
+    const QUERY: &str =
+        "SELECT (e->>0)::bigint, pg_catalog.pg_total_relation_size(to_regclass(e->>1))
+                           FROM pg_catalog.json_array_elements($1::json) e
+                          WHERE to_regclass(e->>1) IS NOT NULL";
+    let rows = (|| -> TResult<Vec<(i32, i64, i64)>> {
+        // `[[shardid, "schema.shard"], ...]` per group.
+        let mut per_group: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        Spi::connect(|client| {
+            for row in client.select(
+                "SELECT pl.groupid, s.shardid, n.nspname::text, c.relname::text
+                   FROM pg_catalog.pg_dist_shard s
+                   JOIN pg_catalog.pg_dist_placement pl ON pl.shardid = s.shardid
+                   JOIN pg_catalog.pg_class c ON c.oid = s.logicalrelid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
+                None,
+                &[],
+            )? {
+                let group = row.get::<i32>(1)?.unwrap_or_default();
+                let shard = row.get::<i64>(2)?.unwrap_or_default();
+                let schema = row.get::<String>(3)?.unwrap_or_default();
+                let table = row.get::<String>(4)?.unwrap_or_default();
+                let name = format!(
+                    "{}.{}",
+                    pgrx::spi::quote_identifier(schema),
+                    pgrx::spi::quote_identifier(sharding::shard_name(&table, shard))
+                );
+                per_group.entry(group).or_default().push(format!(
+                    "[{shard},{}]",
+                    tessera_core::sqltext::json_string(&name)
+                ));
+            }
+            Ok::<_, TesseraError>(())
+        })?;
+        let addresses = group_nodes(&nodes::all()?);
+        let mut out = Vec::new();
+        let mut tasks = Vec::new();
+        let mut task_groups = Vec::new();
+        for (group, items) in per_group {
+            let json = format!("[{}]", items.join(","));
+            if group == tessera_core::node::COORDINATOR_GROUP_ID {
+                Spi::connect(|client| {
+                    for row in client.select(QUERY, None, &[json.clone().into()])? {
+                        out.push((
+                            group,
+                            row.get::<i64>(1)?.unwrap_or_default(),
+                            row.get::<i64>(2)?.unwrap_or_default(),
+                        ));
+                    }
+                    Ok::<_, TesseraError>(())
+                })?;
+            } else if let Some(node) = addresses.get(&group) {
+                tasks.push(
+                    RemoteTask::new(ConnKey::for_current_session(node), QUERY)
+                        .with_params(vec![Some(json)]),
+                );
+                task_groups.push(group);
+            }
+        }
+        for (group, result) in task_groups.into_iter().zip(run_tasks(&tasks, tasks.len())?) {
+            match result {
+                Ok(results) => {
+                    if let Some(r) = results.last() {
+                        for i in 0..r.ntuples() {
+                            let id = r.value(i, 0).and_then(|v| v.parse().ok()).unwrap_or(0);
+                            let size = r.value(i, 1).and_then(|v| v.parse().ok()).unwrap_or(0);
+                            out.push((group, id, size));
+                        }
+                    }
+                }
+                Err(e) => e.into_tessera().warn(),
+            }
+        }
+        Ok(out)
+    })()
+    .or_report();
+    TableIterator::new(rows)
+}

@@ -1,0 +1,258 @@
+//! `pg_dist_partition`, `pg_dist_shard`, `pg_dist_placement`, `pg_dist_colocation`: which
+//! tables are distributed, their shards, where the shards live, and colocation groups.
+
+use pgrx::prelude::*;
+use pgrx::spi::Spi;
+
+use crate::error::TResult;
+
+/// How a table is distributed (`pg_dist_partition.partmethod`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Hash-distributed: `h`.
+    Hash,
+    /// One shard, placed on every node (reference table) or one node: `n`.
+    None,
+}
+
+impl Method {
+    fn code(self) -> &'static str {
+        match self {
+            Method::Hash => "h",
+            Method::None => "n",
+        }
+    }
+}
+
+/// A row of `pg_dist_partition`, with what the callers need.
+#[derive(Debug, Clone)]
+pub struct DistTable {
+    pub relid: pg_sys::Oid,
+    pub method: Method,
+    /// Distribution column attribute number (0 when none).
+    pub dist_attnum: i16,
+    pub colocation_id: i32,
+    /// 't' for reference tables ("two-phase" replication model as in Citus), 's' otherwise.
+    pub repmodel: char,
+}
+
+/// A shard with its hash range and the groups that hold it, in shard-index order.
+#[derive(Debug, Clone)]
+pub struct Shard {
+    pub shard_id: i64,
+    pub min: Option<i32>,
+    pub max: Option<i32>,
+    pub groups: Vec<i32>,
+}
+
+/// The distributed table `relid`, if it is one.
+pub fn find(relid: pg_sys::Oid) -> TResult<Option<DistTable>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT partmethod::text, partkey, colocationid, repmodel::text
+               FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1",
+            None,
+            &[relid.into()],
+        )?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let method = match row.get::<String>(1)?.as_deref() {
+            Some("h") => Method::Hash,
+            _ => Method::None,
+        };
+        let dist_attnum = row
+            .get::<String>(2)?
+            .and_then(|k| k.parse::<i16>().ok())
+            .unwrap_or(0);
+        Ok(Some(DistTable {
+            relid,
+            method,
+            dist_attnum,
+            colocation_id: row.get::<i32>(3)?.unwrap_or(0),
+            repmodel: row
+                .get::<String>(4)?
+                .and_then(|s| s.chars().next())
+                .unwrap_or('s'),
+        }))
+    })
+}
+
+/// The shards of `relid` in hash order, with their placements' groups.
+pub fn shards(relid: pg_sys::Oid) -> TResult<Vec<Shard>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT s.shardid, s.shardminvalue::int, s.shardmaxvalue::int,
+                    array_agg(p.groupid ORDER BY p.groupid) FILTER (WHERE p.groupid IS NOT NULL)
+               FROM pg_catalog.pg_dist_shard s
+               LEFT JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid
+              WHERE s.logicalrelid = $1
+              GROUP BY s.shardid, s.shardminvalue, s.shardmaxvalue
+              ORDER BY s.shardminvalue::int NULLS FIRST, s.shardid",
+            None,
+            &[relid.into()],
+        )? {
+            out.push(Shard {
+                shard_id: row.get::<i64>(1)?.unwrap_or_default(),
+                min: row.get::<i32>(2)?,
+                max: row.get::<i32>(3)?,
+                groups: row.get::<Vec<i32>>(4)?.unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// The colocation group with these properties that the first such table created, if any.
+pub fn default_colocation(
+    shard_count: i32,
+    type_oid: pg_sys::Oid,
+    collation: pg_sys::Oid,
+) -> TResult<Option<i32>> {
+    Ok(Spi::get_one_with_args::<i32>(
+        "SELECT min(colocationid) FROM pg_catalog.pg_dist_colocation
+          WHERE shardcount = $1 AND replicationfactor = 1
+            AND distributioncolumntype = $2::oid AND distributioncolumncollation = $3::oid",
+        &[
+            shard_count.into(),
+            oid_param(type_oid).into(),
+            oid_param(collation).into(),
+        ],
+    )?)
+}
+
+/// `(shard count, column type, collation)` of a colocation group.
+pub fn colocation(id: i32) -> TResult<Option<(i32, pg_sys::Oid, pg_sys::Oid)>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT shardcount, distributioncolumntype, distributioncolumncollation
+               FROM pg_catalog.pg_dist_colocation WHERE colocationid = $1",
+            None,
+            &[id.into()],
+        )?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(Some((
+            row.get::<i32>(1)?.unwrap_or_default(),
+            row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid),
+            row.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::InvalidOid),
+        )))
+    })
+}
+
+/// Creates a colocation group and returns its id.
+pub fn insert_colocation(
+    shard_count: i32,
+    replication_factor: i32,
+    type_oid: pg_sys::Oid,
+    collation: pg_sys::Oid,
+) -> TResult<i32> {
+    Ok(Spi::get_one_with_args::<i32>(
+        "INSERT INTO pg_catalog.pg_dist_colocation
+             (colocationid, shardcount, replicationfactor, distributioncolumntype, distributioncolumncollation)
+         VALUES (nextval('pg_catalog.pg_dist_colocationid_seq'), $1, $2, $3::oid, $4::oid)
+         RETURNING colocationid",
+        &[
+            shard_count.into(),
+            replication_factor.into(),
+            oid_param(type_oid).into(),
+            oid_param(collation).into(),
+        ],
+    )?
+    .unwrap_or_default())
+}
+
+/// A table of `colocation_id` (to copy its placements), if any.
+pub fn any_table_in_colocation(colocation_id: i32) -> TResult<Option<pg_sys::Oid>> {
+    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT logicalrelid::oid FROM pg_catalog.pg_dist_partition
+          WHERE colocationid = $1 ORDER BY logicalrelid::oid LIMIT 1",
+        &[colocation_id.into()],
+    )?)
+}
+
+pub fn next_shard_id() -> TResult<i64> {
+    Ok(
+        Spi::get_one::<i64>("SELECT nextval('pg_catalog.pg_dist_shardid_seq')")?
+            .unwrap_or_default(),
+    )
+}
+
+/// Records a distributed table with its shards and placements.
+pub fn insert_table(table: &DistTable, shards: &[Shard]) -> TResult<()> {
+    let partkey = (table.dist_attnum > 0).then(|| table.dist_attnum.to_string());
+    Spi::run_with_args(
+        "INSERT INTO pg_catalog.pg_dist_partition (logicalrelid, partmethod, partkey, colocationid, repmodel)
+         VALUES ($1, $2::\"char\", $3, $4, $5::\"char\")",
+        &[
+            table.relid.into(),
+            table.method.code().into(),
+            partkey.into(),
+            table.colocation_id.into(),
+            table.repmodel.to_string().into(),
+        ],
+    )?;
+    for s in shards {
+        Spi::run_with_args(
+            "INSERT INTO pg_catalog.pg_dist_shard (logicalrelid, shardid, shardstorage, shardminvalue, shardmaxvalue)
+             VALUES ($1, $2, 't', $3, $4)",
+            &[
+                table.relid.into(),
+                s.shard_id.into(),
+                s.min.map(|v| v.to_string()).into(),
+                s.max.map(|v| v.to_string()).into(),
+            ],
+        )?;
+        for g in &s.groups {
+            Spi::run_with_args(
+                "INSERT INTO pg_catalog.pg_dist_placement (shardid, shardstate, shardlength, groupid)
+                 VALUES ($1, 1, 0, $2)",
+                &[s.shard_id.into(), (*g).into()],
+            )?;
+        }
+    }
+    invalidate(table.relid);
+    Ok(())
+}
+
+/// Forgets a distributed table: its placements, shards and partition row (the colocation
+/// group goes too when no table is left in it). `still_exists` is false when the table itself
+/// was dropped (its relcache entry is gone with it).
+pub fn delete_table(relid: pg_sys::Oid, colocation_id: i32, still_exists: bool) -> TResult<()> {
+    Spi::run_with_args(
+        "DELETE FROM pg_catalog.pg_dist_placement WHERE shardid IN
+            (SELECT shardid FROM pg_catalog.pg_dist_shard WHERE logicalrelid = $1)",
+        &[relid.into()],
+    )?;
+    Spi::run_with_args(
+        "DELETE FROM pg_catalog.pg_dist_shard WHERE logicalrelid = $1",
+        &[relid.into()],
+    )?;
+    Spi::run_with_args(
+        "DELETE FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1",
+        &[relid.into()],
+    )?;
+    Spi::run_with_args(
+        "DELETE FROM pg_catalog.pg_dist_colocation c WHERE colocationid = $1
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p WHERE p.colocationid = c.colocationid)",
+        &[colocation_id.into()],
+    )?;
+    if still_exists {
+        invalidate(relid);
+    }
+    Ok(())
+}
+
+/// An OID as a bigint parameter: pgrx sends InvalidOid (0) as NULL, which the catalog's NOT
+/// NULL oid columns (collation 0 = none) must not receive.
+fn oid_param(oid: pg_sys::Oid) -> i64 {
+    i64::from(oid.to_u32())
+}
+
+/// Tells every backend (at commit) that the metadata of `relid` changed.
+fn invalidate(relid: pg_sys::Oid) {
+    // SAFETY: queues a transactional relcache invalidation for an existing relation.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+}

@@ -1,0 +1,275 @@
+//! The DDL of a shard: the statements that create, on a node, a table with the same columns,
+//! constraints, indexes and storage options as a distributed table, under the shard's name.
+//!
+//! The statements are generated once per table from PostgreSQL's own catalog printers
+//! (`format_type`, `pg_get_expr`, `pg_get_constraintdef`, `pg_get_indexdef`) with `search_path`
+//! set to `pg_catalog`, so every name they print is schema-qualified and quoted; then each
+//! shard's copy only swaps in the shard's relation and constraint names.
+//!
+//! Column defaults that call `nextval` are left out of shards: the coordinator evaluates them
+//! before routing a row, so that sequences stay global. Identity columns become plain NOT NULL
+//! columns on shards for the same reason.
+
+use std::ffi::CString;
+
+use pgrx::prelude::*;
+use tessera_core::sharding::shard_name;
+
+use crate::error::{TResult, TesseraError};
+
+/// What a shard's DDL is made from.
+pub struct TableDdl {
+    pub schema: String,
+    pub table: String,
+    /// Column definitions, in attribute order.
+    columns: Vec<String>,
+    /// `(name, definition)` of CHECK, UNIQUE and PRIMARY KEY constraints.
+    constraints: Vec<(String, String)>,
+    /// `(name, pg_get_indexdef output)` of indexes that do not back a constraint.
+    indexes: Vec<(String, String)>,
+    /// `fillfactor=70, ...` or empty.
+    reloptions: String,
+}
+
+/// Runs `f` with `search_path` set to `pg_catalog` (so catalog printers qualify every name),
+/// restoring the previous setting afterwards.
+fn with_qualified_names<T>(f: impl FnOnce() -> TResult<T>) -> TResult<T> {
+    struct Restore(i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                // SAFETY: pops the GUC nest level pushed below, in this transaction.
+                unsafe { pg_sys::AtEOXact_GUC(true, self.0) };
+            }
+        }
+    }
+    let name = CString::new("search_path").expect("no NUL");
+    let value = CString::new("pg_catalog").expect("no NUL");
+    // SAFETY: a nest level scopes the change; set_config_option with GUC_ACTION_SAVE records
+    // the old value, and AtEOXact_GUC restores it (an ERROR restores it at transaction abort).
+    let restore = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        Restore(level)
+    };
+    let out = f();
+    drop(restore);
+    out
+}
+
+fn quote_ident(s: &str) -> String {
+    pgrx::spi::quote_identifier(s)
+}
+
+impl TableDdl {
+    /// Reads the definition of `relid`; `dist_attnum` is the distribution column (0 for
+    /// reference tables), which every UNIQUE and PRIMARY KEY constraint must include.
+    pub fn load(relid: pg_sys::Oid, dist_attnum: i16) -> TResult<TableDdl> {
+        with_qualified_names(|| Self::load_qualified(relid, dist_attnum))
+    }
+
+    fn load_qualified(relid: pg_sys::Oid, dist_attnum: i16) -> TResult<TableDdl> {
+        Spi::connect(|client| {
+            let (schema, table, reloptions) = {
+                let row = client
+                    .select(
+                        "SELECT n.nspname::text, c.relname::text,
+                                coalesce(array_to_string(c.reloptions, ', '), '')
+                           FROM pg_catalog.pg_class c
+                           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                          WHERE c.oid = $1",
+                        None,
+                        &[relid.into()],
+                    )?
+                    .first();
+                (
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                    row.get::<String>(3)?.unwrap_or_default(),
+                )
+            };
+
+            let mut columns = Vec::new();
+            for row in client.select(
+                "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod),
+                        a.attnotnull OR a.attidentity <> '', pg_catalog.pg_get_expr(d.adbin, d.adrelid),
+                        a.attgenerated = 's',
+                        CASE WHEN a.attcollation <> t.typcollation AND a.attcollation <> 0
+                             THEN (SELECT pg_catalog.quote_ident(cn.nspname) || '.' || pg_catalog.quote_ident(co.collname)
+                                     FROM pg_catalog.pg_collation co
+                                     JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+                                    WHERE co.oid = a.attcollation) END
+                   FROM pg_catalog.pg_attribute a
+                   JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+                   LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+                  ORDER BY a.attnum",
+                None,
+                &[relid.into()],
+            )? {
+                let name = row.get::<String>(1)?.unwrap_or_default();
+                let ty = row.get::<String>(2)?.unwrap_or_default();
+                let not_null = row.get::<bool>(3)?.unwrap_or(false);
+                let default = row.get::<String>(4)?;
+                let generated = row.get::<bool>(5)?.unwrap_or(false);
+                let collation = row.get::<String>(6)?;
+                let mut col = format!("{} {ty}", quote_ident(&name));
+                if let Some(c) = collation {
+                    col.push_str(&format!(" COLLATE {c}"));
+                }
+                match default {
+                    Some(expr) if generated => {
+                        col.push_str(&format!(" GENERATED ALWAYS AS ({expr}) STORED"))
+                    }
+                    Some(expr) if !expr.contains("nextval(") => {
+                        col.push_str(&format!(" DEFAULT {expr}"))
+                    }
+                    _ => {}
+                }
+                if not_null {
+                    col.push_str(" NOT NULL");
+                }
+                columns.push(col);
+            }
+
+            let mut constraints = Vec::new();
+            for row in client.select(
+                "SELECT conname::text, pg_catalog.pg_get_constraintdef(oid, true), contype::text,
+                        coalesce($2 = ANY (conkey), false)
+                   FROM pg_catalog.pg_constraint
+                  WHERE conrelid = $1 AND contype IN ('c', 'u', 'p', 'x', 'f')
+                  ORDER BY contype DESC, conname",
+                None,
+                &[relid.into(), dist_attnum.into()],
+            )? {
+                let name = row.get::<String>(1)?.unwrap_or_default();
+                let def = row.get::<String>(2)?.unwrap_or_default();
+                let kind = row.get::<String>(3)?.unwrap_or_default();
+                let has_dist_col = row.get::<bool>(4)?.unwrap_or(false);
+                match kind.as_str() {
+                    "u" | "p" if dist_attnum > 0 && !has_dist_col => {
+                        return Err(TesseraError::new(
+                            PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
+                            format!("cannot distribute relation \"{table}\": constraint \"{name}\" does not include the distribution column"),
+                        )
+                        .hint("Distributed tables cannot have UNIQUE or PRIMARY KEY constraints that do not include the distribution column: add it to the constraint, or distribute by a column the constraint includes."));
+                    }
+                    "x" | "f" => {
+                        return Err(TesseraError::new(
+                            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                            format!("cannot distribute relation \"{table}\": constraint \"{name}\" is a {} constraint, which Tessera does not distribute yet",
+                                if kind == "x" { "EXCLUDE" } else { "FOREIGN KEY" }),
+                        )
+                        .hint("Drop the constraint before distributing the table."));
+                    }
+                    _ => constraints.push((name, def)),
+                }
+            }
+
+            let mut indexes = Vec::new();
+            for row in client.select(
+                "SELECT ic.relname::text, pg_catalog.pg_get_indexdef(i.indexrelid)
+                   FROM pg_catalog.pg_index i
+                   JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+                  WHERE i.indrelid = $1
+                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conindid = i.indexrelid)
+                  ORDER BY ic.relname",
+                None,
+                &[relid.into()],
+            )? {
+                indexes.push((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                ));
+            }
+
+            Ok(TableDdl {
+                schema,
+                table,
+                columns,
+                constraints,
+                indexes,
+                reloptions,
+            })
+        })
+    }
+
+    /// The schema-qualified, quoted name of the table's shard `shard_id`.
+    pub fn qualified_shard(&self, shard_id: i64) -> String {
+        format!(
+            "{}.{}",
+            quote_ident(&self.schema),
+            quote_ident(&shard_name(&self.table, shard_id))
+        )
+    }
+
+    /// The statements that create shard `shard_id` (one string, statements separated by `;`),
+    /// creating the table's schema first when `with_schema`.
+    pub fn shard_ddl(&self, shard_id: i64, with_schema: bool) -> TResult<String> {
+        let shard = self.qualified_shard(shard_id);
+        let mut sql = String::new();
+        if with_schema {
+            sql.push_str(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {};\n",
+                quote_ident(&self.schema)
+            ));
+        }
+        sql.push_str(&format!(
+            "CREATE TABLE {shard} ({})",
+            self.columns.join(", ")
+        ));
+        if !self.reloptions.is_empty() {
+            sql.push_str(&format!(" WITH ({})", self.reloptions));
+        }
+        sql.push_str(";\n");
+        for (name, def) in &self.constraints {
+            sql.push_str(&format!(
+                "ALTER TABLE {shard} ADD CONSTRAINT {} {def};\n",
+                quote_ident(&shard_name(name, shard_id))
+            ));
+        }
+        let table = format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table));
+        for (name, def) in &self.indexes {
+            // pg_get_indexdef prints `CREATE [UNIQUE ]INDEX <name> ON [ONLY ]<table> USING ...`
+            // with names quoted and qualified as here: swap in the shard's names.
+            let (prefix, rest) = if let Some(r) = def.strip_prefix("CREATE UNIQUE INDEX ") {
+                ("CREATE UNIQUE INDEX ", r)
+            } else if let Some(r) = def.strip_prefix("CREATE INDEX ") {
+                ("CREATE INDEX ", r)
+            } else {
+                return Err(unexpected_indexdef(def));
+            };
+            let rest = rest
+                .strip_prefix(&format!("{} ON ", quote_ident(name)))
+                .ok_or_else(|| unexpected_indexdef(def))?;
+            let (only, rest) = match rest.strip_prefix("ONLY ") {
+                Some(r) => ("ONLY ", r),
+                None => ("", rest),
+            };
+            let rest = rest
+                .strip_prefix(&table)
+                .ok_or_else(|| unexpected_indexdef(def))?;
+            sql.push_str(&format!(
+                "{prefix}{} ON {only}{shard}{rest};\n",
+                quote_ident(&shard_name(name, shard_id))
+            ));
+        }
+        Ok(sql)
+    }
+}
+
+fn unexpected_indexdef(def: &str) -> TesseraError {
+    TesseraError::new(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!("unexpected index definition: {def}"),
+    )
+}
