@@ -32,3 +32,39 @@ ORDER BY nodeid;
 \echo
 \echo '== A worker error comes back as a row, with the worker''s message ========'
 SELECT nodeport, success, result FROM run_command_on_workers('SELECT 1/0') ORDER BY nodeport;
+
+\echo
+\echo '== Step 2: row-based sharding ============================================='
+\echo 'shared_events is hash-distributed by tenant_id (32 shards over the 4 workers); messages is'
+\echo 'colocated with it (same ranges on the same nodes); tiers is a reference table (a copy on'
+\echo 'every node). Rows already in a table move into its shards.'
+DROP TABLE IF EXISTS messages, shared_events, tiers;
+CREATE TABLE shared_events (
+    tenant_id bigint NOT NULL,
+    event_id bigserial,
+    kind text NOT NULL DEFAULT 'click',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, event_id)
+);
+INSERT INTO shared_events (tenant_id, kind)
+SELECT i % 500, (ARRAY['click', 'view', 'buy'])[1 + i % 3] FROM generate_series(1, 100000) i;
+SELECT create_distributed_table('shared_events', 'tenant_id');
+CREATE TABLE messages (tenant_id bigint NOT NULL, event_id bigint NOT NULL, body text,
+                       PRIMARY KEY (tenant_id, event_id));
+SELECT create_distributed_table('messages', 'tenant_id', colocate_with => 'shared_events');
+CREATE TABLE tiers (id int PRIMARY KEY, name text NOT NULL);
+INSERT INTO tiers VALUES (1, 'free'), (2, 'pro'), (3, 'enterprise');
+SELECT create_reference_table('tiers');
+SELECT table_name, citus_table_type, distribution_column, colocation_id, shard_count, table_size
+FROM citus_tables ORDER BY table_name::text;
+SELECT nodeport, count(*) AS shards, pg_size_pretty(sum(shard_size)) AS size
+FROM citus_shards GROUP BY nodeport ORDER BY nodeport;
+\echo 'Tenant 42 lives in one shard:'
+SELECT get_shard_id_for_distribution_column('shared_events', 42) AS shardid,
+       shard_name('shared_events', get_shard_id_for_distribution_column('shared_events', 42)) AS shard_table,
+       nodename, nodeport
+FROM citus_shards WHERE shardid = get_shard_id_for_distribution_column('shared_events', 42);
+
+\echo
+\echo '== The active workers ======================================================'
+SELECT * FROM citus_get_active_worker_nodes() ORDER BY node_port;
