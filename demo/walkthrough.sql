@@ -49,7 +49,9 @@ CREATE TABLE shared_events (
 INSERT INTO shared_events (tenant_id, kind)
 SELECT i % 500, (ARRAY['click', 'view', 'buy'])[1 + i % 3] FROM generate_series(1, 100000) i;
 SELECT create_distributed_table('shared_events', 'tenant_id');
+CREATE EXTENSION IF NOT EXISTS vector;   -- created on every worker too
 CREATE TABLE messages (tenant_id bigint NOT NULL, event_id bigint NOT NULL, body text,
+                       embedding vector(8),
                        PRIMARY KEY (tenant_id, event_id));
 SELECT create_distributed_table('messages', 'tenant_id', colocate_with => 'shared_events');
 CREATE TABLE tiers (id int PRIMARY KEY, name text NOT NULL);
@@ -59,6 +61,12 @@ SELECT table_name, citus_table_type, distribution_column, colocation_id, shard_c
 FROM citus_tables ORDER BY table_name::text;
 SELECT nodeport, count(*) AS shards, pg_size_pretty(sum(shard_size)) AS size
 FROM citus_shards GROUP BY nodeport ORDER BY nodeport;
+\echo 'An HNSW index on the colocated messages table is built on every shard:'
+CREATE INDEX messages_embedding ON messages USING hnsw (embedding vector_cosine_ops)
+    WITH (m = 16, ef_construction = 64);
+SELECT nodeport, result AS hnsw_shard_indexes
+FROM run_command_on_workers($$SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'messages_embedding%'$$)
+ORDER BY nodeport;
 \echo 'Tenant 42 lives in one shard:'
 SELECT get_shard_id_for_distribution_column('shared_events', 42) AS shardid,
        shard_name('shared_events', get_shard_id_for_distribution_column('shared_events', 42)) AS shard_table,

@@ -19,17 +19,14 @@ use pgrx::spi::Spi;
 use pgrx::AnyElement;
 use tessera_core::sharding::{self, HashRange};
 
-use crate::connection::{run_tasks, ConnKey, NodeAddress, RemoteTask};
+use super::{group_nodes, run_per_group, PerGroup};
+use crate::connection::{run_tasks, ConnKey, RemoteTask};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::gucs;
 use crate::metadata::node::{self as nodes, Node};
 use crate::metadata::table::{self as catalog, DistTable, Method, Shard};
 use crate::sharding::ddl::TableDdl;
 use crate::sharding::{hash_proc_for_type, no_hash_function, type_name};
-use crate::transaction::Scope;
-
-/// Commands (SQL and text parameters) to run, per group of nodes.
-type PerGroup = BTreeMap<i32, Vec<(String, Vec<Option<String>>)>>;
 
 /// What the checks found out about the table to distribute.
 struct Table {
@@ -160,52 +157,6 @@ fn shard_groups(all: &[Node]) -> TResult<Vec<i32>> {
         .hint("Add workers with citus_add_node, or let the coordinator hold shards with citus_set_node_property(host, port, 'shouldhaveshards', true)."));
     }
     Ok(groups)
-}
-
-/// The node that serves each group (its active primary).
-fn group_nodes(all: &[Node]) -> BTreeMap<i32, NodeAddress> {
-    all.iter()
-        .filter(|n| n.isactive && n.noderole == "primary")
-        .map(|n| (n.groupid, n.address()))
-        .collect()
-}
-
-/// Runs one command per node in the remote transaction, all nodes at once; group 0 (the
-/// coordinator) runs locally through SPI instead.
-fn run_per_group(per_group: PerGroup, all: &[Node]) -> TResult<()> {
-    let addresses = group_nodes(all);
-    let mut tasks = Vec::new();
-    for (group, commands) in per_group {
-        if group == tessera_core::node::COORDINATOR_GROUP_ID {
-            for (sql, params) in commands {
-                let args: Vec<pgrx::datum::DatumWithOid> =
-                    params.into_iter().map(|p| p.into()).collect();
-                Spi::run_with_args(&sql, &args)?;
-            }
-            continue;
-        }
-        let node = addresses.get(&group).ok_or_else(|| {
-            TesseraError::new(
-                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("no active node serves group {group}"),
-            )
-            .hint("Activate the group's node with citus_activate_node.")
-        })?;
-        for (sql, params) in commands {
-            tasks.push(
-                RemoteTask::new(ConnKey::for_current_session(node), sql)
-                    .with_params(params)
-                    .in_scope(Scope::Transaction),
-            );
-        }
-    }
-    // Tasks for one node run one after another on its transaction connection (run_tasks
-    // keeps them in order); different nodes run at once.
-    let width = tasks.len();
-    for r in run_tasks(&tasks, width)? {
-        r.map_err(|e| e.into_tessera())?;
-    }
-    Ok(())
 }
 
 /// Moves the local rows of `table` into its shards and empties the local table. Returns the
@@ -758,4 +709,73 @@ fn shard_placement_sizes(
     })()
     .or_report();
     TableIterator::new(rows)
+}
+
+/// Gives a node that joins the cluster (group `group`) a copy of every reference table: the
+/// shard table, its rows (from the coordinator's copy), and the placement row, all in the
+/// caller's transaction.
+pub(crate) fn replicate_to_new_node(group: i32) -> TResult<()> {
+    let tables: Vec<pg_sys::Oid> = Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT logicalrelid::oid FROM pg_catalog.pg_dist_partition WHERE repmodel = 't' ORDER BY 1",
+            None,
+            &[],
+        )? {
+            out.push(row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid));
+        }
+        Ok::<_, TesseraError>(out)
+    })?;
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let all = nodes::all()?;
+    for relid in tables {
+        let Some(shard) = catalog::shards(relid)?.into_iter().next() else {
+            continue;
+        };
+        if shard.groups.contains(&group) {
+            continue;
+        }
+        let ddl = TableDdl::load(relid, 0)?;
+        let shard_table = ddl.qualified_shard(shard.shard_id);
+        if !shard
+            .groups
+            .contains(&tessera_core::node::COORDINATOR_GROUP_ID)
+        {
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("cannot copy reference table shard {shard_table} to the new node: the coordinator holds no copy of it"),
+            )
+            .hint("Register the coordinator with citus_set_coordinator_host before creating reference tables."));
+        }
+        let rows = Spi::get_one::<String>(&format!(
+            "SELECT coalesce(json_agg(t)::text, '[]') FROM {shard_table} t"
+        ))?
+        .unwrap_or_else(|| "[]".into());
+        let cols = Spi::get_one_with_args::<String>(
+            "SELECT string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum)
+               FROM pg_catalog.pg_attribute
+              WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+            &[relid.into()],
+        )?
+        .unwrap_or_default();
+        let mut per_group = PerGroup::new();
+        per_group.entry(group).or_default().extend([
+            (ddl.shard_ddl(shard.shard_id, true)?, Vec::new()),
+            (
+                format!(
+                    "INSERT INTO {shard_table} ({cols}) SELECT {cols} FROM pg_catalog.json_populate_recordset(NULL::{shard_table}, $1::json)"
+                ),
+                vec![Some(rows)],
+            ),
+        ]);
+        run_per_group(per_group, &all)?;
+        Spi::run_with_args(
+            "INSERT INTO pg_catalog.pg_dist_placement (shardid, shardstate, shardlength, groupid)
+             VALUES ($1, 1, 0, $2)",
+            &[shard.shard_id.into(), group.into()],
+        )?;
+    }
+    Ok(())
 }

@@ -12,8 +12,14 @@ pub mod utility;
 
 use pgrx::prelude::*;
 
+use std::collections::BTreeMap;
+
+use pgrx::spi::Spi;
+
 use crate::connection::{run_tasks, ConnKey, NodeAddress, PgResult, RemoteTask};
 use crate::error::{TResult, TesseraError};
+use crate::metadata::node::Node;
+use crate::transaction::Scope;
 
 /// Runs one command on one node (with text parameters) and waits for it, interruptibly.
 pub(crate) fn run_on_node(
@@ -51,4 +57,53 @@ pub(crate) fn unknown_node(name: &str, port: i32) -> TesseraError {
         format!("node at \"{name}:{port}\" does not exist"),
     )
     .hint("SELECT * FROM citus_nodes lists the registered nodes.")
+}
+
+/// Commands (SQL and text parameters) to run, per group of nodes.
+pub(crate) type PerGroup = BTreeMap<i32, Vec<(String, Vec<Option<String>>)>>;
+
+/// The node that serves each group (its active primary).
+pub(crate) fn group_nodes(all: &[Node]) -> BTreeMap<i32, NodeAddress> {
+    all.iter()
+        .filter(|n| n.isactive && n.noderole == "primary")
+        .map(|n| (n.groupid, n.address()))
+        .collect()
+}
+
+/// Runs one command per node in the remote transaction, all nodes at once; group 0 (the
+/// coordinator) runs locally through SPI instead.
+pub(crate) fn run_per_group(per_group: PerGroup, all: &[Node]) -> TResult<()> {
+    let addresses = group_nodes(all);
+    let mut tasks = Vec::new();
+    for (group, commands) in per_group {
+        if group == tessera_core::node::COORDINATOR_GROUP_ID {
+            for (sql, params) in commands {
+                let args: Vec<pgrx::datum::DatumWithOid> =
+                    params.into_iter().map(|p| p.into()).collect();
+                Spi::run_with_args(&sql, &args)?;
+            }
+            continue;
+        }
+        let node = addresses.get(&group).ok_or_else(|| {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("no active node serves group {group}"),
+            )
+            .hint("Activate the group's node with citus_activate_node.")
+        })?;
+        for (sql, params) in commands {
+            tasks.push(
+                RemoteTask::new(ConnKey::for_current_session(node), sql)
+                    .with_params(params)
+                    .in_scope(Scope::Transaction),
+            );
+        }
+    }
+    // Tasks for one node run one after another on its transaction connection (run_tasks
+    // keeps them in order); different nodes run at once.
+    let width = tasks.len();
+    for r in run_tasks(&tasks, width)? {
+        r.map_err(|e| e.into_tessera())?;
+    }
+    Ok(())
 }

@@ -51,6 +51,25 @@ fn prepare_node(address: &NodeAddress) -> TResult<()> {
     if installed.is_none() {
         run_on_node(address, "CREATE EXTENSION IF NOT EXISTS tessera", vec![])?;
     }
+    // The node gets the extensions the coordinator has (pgvector, ...), so shards can use them.
+    let extensions: Vec<String> = Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT format('CREATE SCHEMA IF NOT EXISTS %I; CREATE EXTENSION IF NOT EXISTS %I WITH SCHEMA %I VERSION %L',
+                           n.nspname, e.extname, n.nspname, e.extversion)
+               FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+              WHERE e.extname NOT IN ('plpgsql', 'tessera')
+              ORDER BY e.oid",
+            None,
+            &[],
+        )? {
+            out.push(row.get::<String>(1)?.unwrap_or_default());
+        }
+        Ok::<_, TesseraError>(out)
+    })?;
+    for sql in extensions {
+        run_on_node(address, &sql, vec![])?;
+    }
     let remote = run_on_node(
         address,
         "SELECT pg_catalog.tessera_version() || ' ' || system_identifier::text
@@ -143,7 +162,9 @@ fn citus_add_node(
             port: nodeport,
         };
         prepare_node(&address)?;
-        catalog::insert(group, nodename, nodeport, role.as_str(), nodecluster, false)
+        let nodeid = catalog::insert(group, nodename, nodeport, role.as_str(), nodecluster, false)?;
+        super::distribute::replicate_to_new_node(group)?;
+        Ok(nodeid)
     })()
     .or_report()
 }

@@ -1,11 +1,34 @@
-//! The ProcessUtility hook: where DDL and COPY on distributed tables are propagated to shards.
+//! The ProcessUtility hook: DDL on distributed tables reaches their shards, and extensions
+//! reach every node, inside the user's transaction.
 //!
-//! Today it only chains to the previous hook or `standard_ProcessUtility`. Per-statement
-//! handlers (qualify, deparse, run on shards) are dispatched from here by statement type.
+//! Dispatch is a table: each statement kind that needs propagation has a handler that runs
+//! before and/or after the local statement (`standard_ProcessUtility` or the previous hook).
+//! Everything else passes straight through, after a check that costs one syscache lookup
+//! (is Tessera's catalog in this database?).
+//!
+//! | statement | handler |
+//! | --- | --- |
+//! | CREATE / ALTER / DROP EXTENSION | the same statement on every worker |
+//! | CREATE INDEX on a distributed table | the new index, renamed, on every shard |
+//! | DROP INDEX of a distributed table's index | the shard indexes dropped |
+//! | TRUNCATE of distributed tables | every shard truncated |
+//! | DROP TABLE / DROP SCHEMA | the `sql_drop` event trigger (commands::distribute) |
+//!
+//! All remote work runs in the remote transaction that commits and aborts with the local one:
+//! a worker that fails fails the statement, and nothing stays half-done.
+
+use std::ffi::{c_char, c_void, CStr};
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
+use pgrx::spi::Spi;
+
+use super::{run_per_group, PerGroup};
+use crate::error::{OrReport, TResult, TesseraError};
+use crate::metadata::node as nodes;
+use crate::metadata::table as catalog;
+use crate::sharding::ddl::{index_def, shard_index_ddl};
 
 /// The ProcessUtility hook installed before Tessera's; the only copy of it.
 static mut PREV_PROCESS_UTILITY_HOOK: pg_sys::ProcessUtility_hook_type = None;
@@ -18,11 +41,352 @@ pub fn init() {
     }
 }
 
+/// What a handler found before the local statement ran, to finish after it.
+enum After {
+    Nothing,
+    Extension {
+        sql: String,
+    },
+    CreateIndex {
+        relid: pg_sys::Oid,
+        before: Vec<pg_sys::Oid>,
+    },
+    DropIndexes {
+        indexes: Vec<(pg_sys::Oid, String, String, String)>,
+    },
+    Truncate {
+        relids: Vec<pg_sys::Oid>,
+    },
+}
+
+/// Is Tessera's catalog in this database (and not being created right now)?
+fn tessera_installed() -> bool {
+    // SAFETY: a syscache lookup by name; reading a backend-local flag.
+    unsafe {
+        !pg_sys::creating_extension
+            && pg_sys::get_relname_relid(
+                c"pg_dist_partition".as_ptr(),
+                pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE),
+            ) != pg_sys::InvalidOid
+    }
+}
+
+/// The pointers held by a PostgreSQL `List`.
+///
+/// # Safety
+/// `list` is NULL or a valid pointer list.
+unsafe fn list_ptrs(list: *mut pg_sys::List) -> Vec<*mut c_void> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: a valid List has `length` initialised cells at `elements`.
+    unsafe {
+        (0..(*list).length as usize)
+            .map(|i| (*(*list).elements.add(i)).ptr_value)
+            .collect()
+    }
+}
+
+/// The relation a RangeVar names, or InvalidOid.
+///
+/// # Safety
+/// `rv` is a valid RangeVar.
+unsafe fn range_var_relid(rv: *mut pg_sys::RangeVar) -> pg_sys::Oid {
+    // SAFETY: missing_ok lookup without a lock; the statement itself takes its locks.
+    unsafe {
+        pg_sys::RangeVarGetRelidExtended(
+            rv,
+            pg_sys::NoLock as i32,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// The text of this statement within the query string.
+///
+/// # Safety
+/// `pstmt` and `query_string` come from ProcessUtility.
+unsafe fn statement_text(pstmt: *mut pg_sys::PlannedStmt, query_string: *const c_char) -> String {
+    // SAFETY: query_string is NUL-terminated; location and length are byte offsets into it.
+    let q = unsafe { CStr::from_ptr(query_string) }.to_string_lossy();
+    // SAFETY: pstmt is a valid PlannedStmt.
+    let (loc, len) = unsafe { ((*pstmt).stmt_location, (*pstmt).stmt_len) };
+    if loc < 0 {
+        return q.into_owned();
+    }
+    let start = (loc as usize).min(q.len());
+    let end = if len <= 0 {
+        q.len()
+    } else {
+        (start + len as usize).min(q.len())
+    };
+    q.get(start..end).unwrap_or(&q).to_string()
+}
+
+fn indexes_of(relid: pg_sys::Oid) -> TResult<Vec<pg_sys::Oid>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT indexrelid FROM pg_catalog.pg_index WHERE indrelid = $1",
+            None,
+            &[relid.into()],
+        )? {
+            out.push(row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid));
+        }
+        Ok(out)
+    })
+}
+
+fn rel_schema_and_name(relid: pg_sys::Oid) -> (String, String) {
+    // SAFETY: syscache lookups of an existing relation; the results are palloc'd strings.
+    unsafe {
+        let name = pg_sys::get_rel_name(relid);
+        let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        let s = |p: *mut c_char| {
+            if p.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        };
+        (s(nsp), s(name))
+    }
+}
+
+/// Looks at the statement before it runs locally.
+///
+/// # Safety
+/// Arguments come from ProcessUtility.
+unsafe fn before(pstmt: *mut pg_sys::PlannedStmt, query_string: *const c_char) -> TResult<After> {
+    // SAFETY: utilityStmt is a valid node; each cast follows its tag.
+    unsafe {
+        let stmt = (*pstmt).utilityStmt;
+        if stmt.is_null() {
+            return Ok(After::Nothing);
+        }
+        match (*stmt).type_ {
+            pg_sys::NodeTag::T_CreateExtensionStmt => {
+                let s = stmt as *mut pg_sys::CreateExtensionStmt;
+                if CStr::from_ptr((*s).extname).to_bytes() == b"tessera" {
+                    return Ok(After::Nothing);
+                }
+                Ok(After::Extension {
+                    sql: statement_text(pstmt, query_string),
+                })
+            }
+            pg_sys::NodeTag::T_AlterExtensionStmt => {
+                let s = stmt as *mut pg_sys::AlterExtensionStmt;
+                if CStr::from_ptr((*s).extname).to_bytes() == b"tessera" {
+                    return Ok(After::Nothing);
+                }
+                Ok(After::Extension {
+                    sql: statement_text(pstmt, query_string),
+                })
+            }
+            pg_sys::NodeTag::T_DropStmt => {
+                let s = stmt as *mut pg_sys::DropStmt;
+                match (*s).removeType {
+                    pg_sys::ObjectType::OBJECT_EXTENSION => {
+                        let names = list_ptrs((*s).objects);
+                        let is_tessera = names.iter().any(|n| {
+                            let v = *n as *mut pg_sys::String;
+                            CStr::from_ptr((*v).sval).to_bytes() == b"tessera"
+                        });
+                        if is_tessera {
+                            return Ok(After::Nothing);
+                        }
+                        Ok(After::Extension {
+                            sql: statement_text(pstmt, query_string),
+                        })
+                    }
+                    pg_sys::ObjectType::OBJECT_INDEX => {
+                        let mut indexes = Vec::new();
+                        for names in list_ptrs((*s).objects) {
+                            let rv = pg_sys::makeRangeVarFromNameList(names as *mut pg_sys::List);
+                            let index = range_var_relid(rv);
+                            if index == pg_sys::InvalidOid {
+                                continue;
+                            }
+                            let table = pg_sys::IndexGetRelation(index, true);
+                            if table == pg_sys::InvalidOid || catalog::find(table)?.is_none() {
+                                continue;
+                            }
+                            if (*s).concurrent {
+                                return Err(concurrently_unsupported("DROP INDEX"));
+                            }
+                            let (schema, name) = rel_schema_and_name(table);
+                            let (_, index_name) = rel_schema_and_name(index);
+                            indexes.push((table, schema, name, index_name));
+                        }
+                        Ok(if indexes.is_empty() {
+                            After::Nothing
+                        } else {
+                            After::DropIndexes { indexes }
+                        })
+                    }
+                    _ => Ok(After::Nothing),
+                }
+            }
+            pg_sys::NodeTag::T_IndexStmt => {
+                let s = stmt as *mut pg_sys::IndexStmt;
+                let relid = range_var_relid((*s).relation);
+                if relid == pg_sys::InvalidOid || catalog::find(relid)?.is_none() {
+                    return Ok(After::Nothing);
+                }
+                if (*s).concurrent {
+                    return Err(concurrently_unsupported("CREATE INDEX"));
+                }
+                Ok(After::CreateIndex {
+                    relid,
+                    before: indexes_of(relid)?,
+                })
+            }
+            pg_sys::NodeTag::T_TruncateStmt => {
+                let s = stmt as *mut pg_sys::TruncateStmt;
+                let mut relids = Vec::new();
+                for rv in list_ptrs((*s).relations) {
+                    let relid = range_var_relid(rv as *mut pg_sys::RangeVar);
+                    if relid != pg_sys::InvalidOid && catalog::find(relid)?.is_some() {
+                        relids.push(relid);
+                    }
+                }
+                Ok(if relids.is_empty() {
+                    After::Nothing
+                } else {
+                    After::Truncate { relids }
+                })
+            }
+            _ => Ok(After::Nothing),
+        }
+    }
+}
+
+fn concurrently_unsupported(what: &str) -> TesseraError {
+    TesseraError::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("{what} CONCURRENTLY is not supported on distributed tables yet"),
+    )
+    .hint(format!(
+        "Run {what} without CONCURRENTLY: the shards are handled in parallel on the workers."
+    ))
+}
+
+/// Finishes propagation once the statement ran locally.
+fn after(work: After) -> TResult<()> {
+    let all = nodes::all()?;
+    let mut per_group = PerGroup::new();
+    match work {
+        After::Nothing => return Ok(()),
+        After::Extension { sql } => {
+            for n in all
+                .iter()
+                .filter(|n| n.isactive && n.noderole == "primary" && !n.is_coordinator())
+            {
+                per_group
+                    .entry(n.groupid)
+                    .or_default()
+                    .push((sql.clone(), Vec::new()));
+            }
+        }
+        After::CreateIndex { relid, before } => {
+            let (schema, table) = rel_schema_and_name(relid);
+            let dist = catalog::find(relid)?.expect("checked before");
+            for index in indexes_of(relid)?
+                .into_iter()
+                .filter(|i| !before.contains(i))
+            {
+                let (name, def) = index_def(index)?;
+                if dist.dist_attnum > 0 && def.starts_with("CREATE UNIQUE INDEX") {
+                    let covers = Spi::get_one_with_args::<bool>(
+                        "SELECT $2 = ANY (indkey) FROM pg_catalog.pg_index WHERE indexrelid = $1",
+                        &[index.into(), dist.dist_attnum.into()],
+                    )?
+                    .unwrap_or(false);
+                    if !covers {
+                        return Err(TesseraError::new(
+                            PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
+                            format!("cannot create unique index \"{name}\" on a distributed table without its distribution column"),
+                        )
+                        .hint("Include the distribution column in the unique index."));
+                    }
+                }
+                for s in catalog::shards(relid)? {
+                    let sql = shard_index_ddl(&schema, &table, &name, &def, s.shard_id)?;
+                    for g in &s.groups {
+                        per_group
+                            .entry(*g)
+                            .or_default()
+                            .push((sql.clone(), Vec::new()));
+                    }
+                }
+            }
+        }
+        After::DropIndexes { indexes } => {
+            for (table, schema, _table_name, index) in indexes {
+                for s in catalog::shards(table)? {
+                    let sql = format!(
+                        "DROP INDEX IF EXISTS {}.{}",
+                        pgrx::spi::quote_identifier(&schema),
+                        pgrx::spi::quote_identifier(tessera_core::sharding::shard_name(
+                            &index, s.shard_id
+                        ))
+                    );
+                    for g in &s.groups {
+                        per_group
+                            .entry(*g)
+                            .or_default()
+                            .push((sql.clone(), Vec::new()));
+                    }
+                }
+            }
+        }
+        After::Truncate { relids } => {
+            for relid in relids {
+                let (schema, table) = rel_schema_and_name(relid);
+                for s in catalog::shards(relid)? {
+                    let sql = format!(
+                        "TRUNCATE TABLE {}.{}",
+                        pgrx::spi::quote_identifier(&schema),
+                        pgrx::spi::quote_identifier(tessera_core::sharding::shard_name(
+                            &table, s.shard_id
+                        ))
+                    );
+                    for g in &s.groups {
+                        per_group
+                            .entry(*g)
+                            .or_default()
+                            .push((sql.clone(), Vec::new()));
+                    }
+                }
+            }
+        }
+    }
+    // One batch per node keeps the number of round trips at one per node.
+    let batched: PerGroup = per_group
+        .into_iter()
+        .map(|(g, cmds)| {
+            if g == tessera_core::node::COORDINATOR_GROUP_ID {
+                (g, cmds)
+            } else {
+                let sql = cmds
+                    .into_iter()
+                    .map(|(s, _)| s)
+                    .collect::<Vec<_>>()
+                    .join(";\n");
+                (g, vec![(sql, Vec::new())])
+            }
+        })
+        .collect();
+    run_per_group(batched, &all)
+}
+
 #[allow(clippy::too_many_arguments)]
 #[pg_guard]
 unsafe extern "C-unwind" fn tessera_process_utility(
     pstmt: *mut pg_sys::PlannedStmt,
-    query_string: *const std::ffi::c_char,
+    query_string: *const c_char,
     read_only_tree: bool,
     context: pg_sys::ProcessUtilityContext::Type,
     params: pg_sys::ParamListInfo,
@@ -30,6 +394,12 @@ unsafe extern "C-unwind" fn tessera_process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
+    let work = if tessera_installed() {
+        // SAFETY: arguments come from PostgreSQL.
+        unsafe { before(pstmt, query_string) }.or_report()
+    } else {
+        After::Nothing
+    };
     // SAFETY: called by PostgreSQL with valid arguments; passed on unchanged.
     unsafe {
         match PREV_PROCESS_UTILITY_HOOK {
@@ -56,5 +426,8 @@ unsafe extern "C-unwind" fn tessera_process_utility(
                 qc,
             ),
         }
+    }
+    if !matches!(work, After::Nothing) {
+        after(work).or_report();
     }
 }

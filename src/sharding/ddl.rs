@@ -237,34 +237,79 @@ impl TableDdl {
                 quote_ident(&shard_name(name, shard_id))
             ));
         }
-        let table = format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table));
         for (name, def) in &self.indexes {
-            // pg_get_indexdef prints `CREATE [UNIQUE ]INDEX <name> ON [ONLY ]<table> USING ...`
-            // with names quoted and qualified as here: swap in the shard's names.
-            let (prefix, rest) = if let Some(r) = def.strip_prefix("CREATE UNIQUE INDEX ") {
-                ("CREATE UNIQUE INDEX ", r)
-            } else if let Some(r) = def.strip_prefix("CREATE INDEX ") {
-                ("CREATE INDEX ", r)
-            } else {
-                return Err(unexpected_indexdef(def));
-            };
-            let rest = rest
-                .strip_prefix(&format!("{} ON ", quote_ident(name)))
-                .ok_or_else(|| unexpected_indexdef(def))?;
-            let (only, rest) = match rest.strip_prefix("ONLY ") {
-                Some(r) => ("ONLY ", r),
-                None => ("", rest),
-            };
-            let rest = rest
-                .strip_prefix(&table)
-                .ok_or_else(|| unexpected_indexdef(def))?;
-            sql.push_str(&format!(
-                "{prefix}{} ON {only}{shard}{rest};\n",
-                quote_ident(&shard_name(name, shard_id))
-            ));
+            sql.push_str(&shard_index_ddl(
+                &self.schema,
+                &self.table,
+                name,
+                def,
+                shard_id,
+            )?);
+            sql.push_str(";\n");
         }
         Ok(sql)
     }
+}
+
+/// The CREATE INDEX of shard `shard_id` for an index of the table `schema.table`, from the
+/// index's `pg_get_indexdef` output (printed with `search_path = pg_catalog`, so the table is
+/// schema-qualified).
+pub fn shard_index_ddl(
+    schema: &str,
+    table: &str,
+    index: &str,
+    def: &str,
+    shard_id: i64,
+) -> TResult<String> {
+    let qualified_table = format!("{}.{}", quote_ident(schema), quote_ident(table));
+    let shard = format!(
+        "{}.{}",
+        quote_ident(schema),
+        quote_ident(&shard_name(table, shard_id))
+    );
+    // pg_get_indexdef prints `CREATE [UNIQUE ]INDEX <name> ON [ONLY ]<table> USING ...` with
+    // names quoted and qualified as here: swap in the shard's names.
+    let (prefix, rest) = if let Some(r) = def.strip_prefix("CREATE UNIQUE INDEX ") {
+        ("CREATE UNIQUE INDEX ", r)
+    } else if let Some(r) = def.strip_prefix("CREATE INDEX ") {
+        ("CREATE INDEX ", r)
+    } else {
+        return Err(unexpected_indexdef(def));
+    };
+    let rest = rest
+        .strip_prefix(&format!("{} ON ", quote_ident(index)))
+        .ok_or_else(|| unexpected_indexdef(def))?;
+    let (only, rest) = match rest.strip_prefix("ONLY ") {
+        Some(r) => ("ONLY ", r),
+        None => ("", rest),
+    };
+    let rest = rest
+        .strip_prefix(&qualified_table)
+        .ok_or_else(|| unexpected_indexdef(def))?;
+    Ok(format!(
+        "{prefix}{} ON {only}{shard}{rest}",
+        quote_ident(&shard_name(index, shard_id))
+    ))
+}
+
+/// `pg_get_indexdef` of an index, with every name qualified.
+pub fn index_def(index: pg_sys::Oid) -> TResult<(String, String)> {
+    with_qualified_names(|| {
+        Spi::connect(|client| {
+            let row = client
+                .select(
+                    "SELECT c.relname::text, pg_catalog.pg_get_indexdef(c.oid)
+                       FROM pg_catalog.pg_class c WHERE c.oid = $1",
+                    None,
+                    &[index.into()],
+                )?
+                .first();
+            Ok((
+                row.get::<String>(1)?.unwrap_or_default(),
+                row.get::<String>(2)?.unwrap_or_default(),
+            ))
+        })
+    })
 }
 
 fn unexpected_indexdef(def: &str) -> TesseraError {
