@@ -29,8 +29,9 @@ build: setup
 install: setup
 	@bash scripts/install.sh
 
+# The demo cluster is disposable: rebuilt when the installed Tessera SQL changed.
 cluster-up: install
-	@TESSERA_PORT=$(DEMO_PORT) bash scripts/cluster.sh start
+	@TESSERA_PORT=$(DEMO_PORT) TESSERA_RECREATE_STALE=1 bash scripts/cluster.sh start
 
 cluster-down:
 	@TESSERA_PORT=$(DEMO_PORT) bash scripts/cluster.sh stop

@@ -16,6 +16,8 @@
 #   TESSERA_WORKERS      how many workers           (default 4)
 #   TESSERA_OS_USER      the OS user that runs the servers when started as root (default postgres)
 #   PG_CONFIG            which PostgreSQL           (default /usr/lib/postgresql/15/bin/pg_config)
+#   TESSERA_RECREATE_STALE=1  rebuild the cluster (losing its data) when the installed Tessera SQL
+#                        script changed since the cluster was made; otherwise that is an error
 #   TESSERA_PRELOAD      shared_preload_libraries   (default pg_stat_statements,tessera); without
 #                        tessera the nodes are plain PostgreSQL servers (benchmark baselines)
 set -euo pipefail
@@ -56,10 +58,13 @@ run_psql() {
     env -u RUST_BACKTRACE "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h "$HOST" -p "$port" -U "$OS_USER" -d postgres "$@"
 }
 
+CREATED_COORDINATOR=0
+
 init_node() {
     local port=$1 d
     d=$(datadir "$port")
     [ -f "$d/PG_VERSION" ] && return
+    [ "$port" = "$PORT" ] && CREATED_COORDINATOR=1
     say "initdb node on port $port"
     as_owner "$BINDIR/initdb" -D "$d" -U "$OS_USER" --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$DIR/logs/initdb-$port.log" 2>&1 ||
         die "initdb failed for port $port: see $DIR/logs/initdb-$port.log"
@@ -81,8 +86,27 @@ log_line_prefix = '%m [%p] '
 CONF
 }
 
+# The checksum of the installed extension script: a cluster made with another script has a
+# catalog that does not match the library (unreleased versions reuse their version number).
+sql_stamp() { cat "$("$PG_CONFIG" --sharedir)"/extension/tessera--*.sql 2>/dev/null | sha256sum | cut -d' ' -f1; }
+
+check_stale() {
+    local stamp="$DIR/tessera-sql.sha256" now
+    now=$(sql_stamp)
+    # A cluster with data but no stamp was made by an older launcher: its script is unknown.
+    if [ -f "$(datadir "$PORT")/PG_VERSION" ] && { [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$now" ]; }; then
+        if [ "${TESSERA_RECREATE_STALE:-0}" = 1 ]; then
+            say "the installed Tessera SQL changed since this cluster was made: rebuilding it"
+            destroy
+        else
+            die "the installed Tessera SQL changed since this cluster was made in $DIR; run 'scripts/cluster.sh destroy' (its data is lost) and start again"
+        fi
+    fi
+}
+
 start() {
     command -v "$BINDIR/pg_ctl" >/dev/null || die "no PostgreSQL at $BINDIR (run 'make setup')"
+    case ",$PRELOAD," in *,tessera,*) check_stale ;; esac
     if [ "$(id -u)" -eq 0 ]; then
         id "$OS_USER" >/dev/null 2>&1 || die "OS user '$OS_USER' does not exist (set TESSERA_OS_USER)"
     fi
@@ -120,6 +144,11 @@ start() {
     for p in $(ports); do
         run_psql "$p" -c "SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS tessera" >/dev/null
     done
+    # Stamped only by the run that made the cluster, so the stamp names the script its
+    # catalog was created from.
+    if [ "$CREATED_COORDINATOR" = 1 ]; then
+        sql_stamp >"$DIR/tessera-sql.sha256"
+    fi
     run_psql "$PORT" -c "SELECT citus_set_coordinator_host('$HOST', $PORT)" >/dev/null
     for p in $(seq $((PORT + 1)) $((PORT + WORKERS))); do
         local known

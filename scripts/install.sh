@@ -31,9 +31,13 @@ rm -f "$log"
 pkglibdir=$("$PG_CONFIG" --pkglibdir)
 sharedir=$("$PG_CONFIG" --sharedir)
 
-# place SRC DEST: copy to DEST's directory under a temporary name, then rename over DEST.
+# place SRC DEST MODE: copy to DEST's directory under a temporary name, then rename over DEST.
 place() {
     local src=$1 dest=$2 tmp
+    # Unchanged: leave it (and its time stamp, so running servers are not restarted for nothing).
+    if cmp -s "$src" "$dest"; then
+        return
+    fi
     tmp="$(dirname "$dest")/.$(basename "$dest").new.$$"
     install -m "$3" "$src" "$tmp"
     mv -f "$tmp" "$dest"
