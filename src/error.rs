@@ -34,8 +34,7 @@ impl TesseraError {
         self
     }
 
-    /// Raises this error as a PostgreSQL ERROR. Does not return.
-    pub fn report(self) -> ! {
+    fn emit(self, level: PgLogLevel) {
         let mut report = ErrorReport::new(self.code, self.message, "tessera");
         if let Some(d) = self.detail {
             report = report.set_detail(d);
@@ -43,20 +42,18 @@ impl TesseraError {
         if let Some(h) = self.hint {
             report = report.set_hint(h);
         }
-        report.report(PgLogLevel::ERROR);
+        report.report(level);
+    }
+
+    /// Raises this error as a PostgreSQL ERROR. Does not return.
+    pub fn report(self) -> ! {
+        self.emit(PgLogLevel::ERROR);
         unreachable!("ereport(ERROR) returned")
     }
 
     /// Emits this error as a WARNING and goes on.
     pub fn warn(self) {
-        let mut report = ErrorReport::new(self.code, self.message, "tessera");
-        if let Some(d) = self.detail {
-            report = report.set_detail(d);
-        }
-        if let Some(h) = self.hint {
-            report = report.set_hint(h);
-        }
-        report.report(PgLogLevel::WARNING);
+        self.emit(PgLogLevel::WARNING);
     }
 }
 

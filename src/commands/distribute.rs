@@ -19,7 +19,7 @@ use pgrx::spi::Spi;
 use pgrx::AnyElement;
 use tessera_core::sharding::{self, HashRange};
 
-use super::{group_nodes, run_per_group, PerGroup};
+use super::{active_groups, group_nodes, push_per_placement, run_per_group, PerGroup};
 use crate::connection::{run_tasks, ConnKey, RemoteTask};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::gucs;
@@ -142,13 +142,7 @@ fn check_column(table: &Table, column: &str) -> TResult<(i16, pg_sys::Oid, pg_sy
 
 /// The groups that take new shards, in group order.
 fn shard_groups(all: &[Node]) -> TResult<Vec<i32>> {
-    let mut groups: Vec<i32> = all
-        .iter()
-        .filter(|n| n.isactive && n.noderole == "primary" && n.shouldhaveshards)
-        .map(|n| n.groupid)
-        .collect();
-    groups.sort_unstable();
-    groups.dedup();
+    let groups = active_groups(all, true);
     if groups.is_empty() {
         return Err(TesseraError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -444,13 +438,7 @@ fn create_distributed_table(
 fn create_reference(relid: pg_sys::Oid) -> TResult<()> {
     let table = check_table(relid)?;
     let all = nodes::all()?;
-    let mut groups: Vec<i32> = all
-        .iter()
-        .filter(|n| n.isactive && n.noderole == "primary")
-        .map(|n| n.groupid)
-        .collect();
-    groups.sort_unstable();
-    groups.dedup();
+    let groups = active_groups(&all, false);
     if groups.is_empty() {
         return Err(TesseraError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -608,19 +596,9 @@ fn tessera_drop_trigger() {
         let all = nodes::all()?;
         let mut per_group: PerGroup = BTreeMap::new();
         for (relid, schema, name, colocation_id) in &dropped {
-            for s in catalog::shards(*relid)? {
-                let shard = format!(
-                    "{}.{}",
-                    pgrx::spi::quote_identifier(schema),
-                    pgrx::spi::quote_identifier(sharding::shard_name(name, s.shard_id))
-                );
-                for g in s.groups {
-                    per_group
-                        .entry(g)
-                        .or_default()
-                        .push((format!("DROP TABLE IF EXISTS {shard} CASCADE"), Vec::new()));
-                }
-            }
+            push_per_placement(&mut per_group, *relid, schema, name, |t| {
+                format!("DROP TABLE IF EXISTS {t} CASCADE")
+            })?;
             catalog::delete_table(*relid, *colocation_id, false)?;
         }
         run_per_group(per_group, &all)

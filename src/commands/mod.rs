@@ -107,3 +107,43 @@ pub(crate) fn run_per_group(per_group: PerGroup, all: &[Node]) -> TResult<()> {
     }
     Ok(())
 }
+
+/// Adds, for every shard of `relid`, the command `sql_for(qualified shard object)` on every node
+/// that holds a placement of it. `object` names the per-shard object: the table itself, or one
+/// of its indexes (named `<index>_<shardid>` on shards).
+pub(crate) fn push_per_placement(
+    per_group: &mut PerGroup,
+    relid: pg_sys::Oid,
+    schema: &str,
+    object: &str,
+    sql_for: impl Fn(&str) -> String,
+) -> TResult<()> {
+    for s in crate::metadata::table::shards(relid)? {
+        let qualified = format!(
+            "{}.{}",
+            pgrx::spi::quote_identifier(schema),
+            pgrx::spi::quote_identifier(tessera_core::sharding::shard_name(object, s.shard_id))
+        );
+        let sql = sql_for(&qualified);
+        for g in &s.groups {
+            per_group
+                .entry(*g)
+                .or_default()
+                .push((sql.clone(), Vec::new()));
+        }
+    }
+    Ok(())
+}
+
+/// The groups of the active primary nodes (only those that take shards, if `shard_holders`),
+/// in group order.
+pub(crate) fn active_groups(all: &[Node], shard_holders: bool) -> Vec<i32> {
+    let mut groups: Vec<i32> = all
+        .iter()
+        .filter(|n| n.isactive && n.noderole == "primary" && (n.shouldhaveshards || !shard_holders))
+        .map(|n| n.groupid)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    groups
+}

@@ -24,7 +24,7 @@ use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
 use pgrx::spi::Spi;
 
-use super::{run_per_group, PerGroup};
+use super::{push_per_placement, run_per_group, PerGroup};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::node as nodes;
 use crate::metadata::table as catalog;
@@ -325,41 +325,17 @@ fn after(work: After) -> TResult<()> {
         }
         After::DropIndexes { indexes } => {
             for (table, schema, _table_name, index) in indexes {
-                for s in catalog::shards(table)? {
-                    let sql = format!(
-                        "DROP INDEX IF EXISTS {}.{}",
-                        pgrx::spi::quote_identifier(&schema),
-                        pgrx::spi::quote_identifier(tessera_core::sharding::shard_name(
-                            &index, s.shard_id
-                        ))
-                    );
-                    for g in &s.groups {
-                        per_group
-                            .entry(*g)
-                            .or_default()
-                            .push((sql.clone(), Vec::new()));
-                    }
-                }
+                push_per_placement(&mut per_group, table, &schema, &index, |i| {
+                    format!("DROP INDEX IF EXISTS {i}")
+                })?;
             }
         }
         After::Truncate { relids } => {
             for relid in relids {
                 let (schema, table) = rel_schema_and_name(relid);
-                for s in catalog::shards(relid)? {
-                    let sql = format!(
-                        "TRUNCATE TABLE {}.{}",
-                        pgrx::spi::quote_identifier(&schema),
-                        pgrx::spi::quote_identifier(tessera_core::sharding::shard_name(
-                            &table, s.shard_id
-                        ))
-                    );
-                    for g in &s.groups {
-                        per_group
-                            .entry(*g)
-                            .or_default()
-                            .push((sql.clone(), Vec::new()));
-                    }
-                }
+                push_per_placement(&mut per_group, relid, &schema, &table, |t| {
+                    format!("TRUNCATE TABLE {t}")
+                })?;
             }
         }
     }
