@@ -54,6 +54,47 @@ SELECT DISTINCT success FROM run_command_on_workers($cmd$
 DROP INDEX docs_embedding;
 SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_class WHERE relname LIKE 'docs_embedding%'$$);
 
+-- ALTER TABLE: column forms run on every shard, in the transaction.
+ALTER TABLE docs ADD COLUMN lang text DEFAULT 'en' NOT NULL, ADD COLUMN stars int;
+ALTER TABLE ONLY public.docs ALTER COLUMN stars SET DEFAULT 0;
+-- Constraints get the shard's name (<name>_<shardid>) on every shard.
+ALTER TABLE docs ADD CONSTRAINT stars_range CHECK (stars BETWEEN 0 AND 5), ADD CONSTRAINT docs_u UNIQUE (tenant_id, doc_id);
+ALTER TABLE docs DROP CONSTRAINT docs_pkey;
+ALTER TABLE docs ADD PRIMARY KEY (tenant_id, doc_id);
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT string_agg(DISTINCT regexp_replace(conname, '_[0-9]+$', '_<id>') || ' ' || pg_get_constraintdef(oid), ', ')
+    FROM pg_constraint WHERE conrelid::regclass::text ~ '^docs_[0-9]+$'$$);
+ALTER TABLE docs DROP CONSTRAINT docs_u, DROP CONSTRAINT IF EXISTS no_such_constraint;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_constraint WHERE conname ~ '^docs_u_[0-9]+$'$$);
+ALTER TABLE docs ALTER COLUMN stars TYPE bigint;
+ALTER TABLE docs RENAME COLUMN title TO headline;
+ALTER TABLE docs DROP COLUMN lang;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT string_agg(DISTINCT format('%s %s %s', a.attname, format_type(a.atttypid, a.atttypmod), coalesce(pg_get_expr(d.adbin, d.adrelid), '-')), ', ')
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+  WHERE c.relname ~ '^docs_[0-9]+$' AND a.attnum > 0 AND NOT a.attisdropped$$);
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_constraint WHERE conname ~ '^stars_range_[0-9]+$' AND conrelid::regclass::text ~ '^docs_[0-9]+$'$$);
+-- A CHECK the shard rows violate fails the statement on the coordinator too.
+BEGIN;
+ALTER TABLE docs ADD CONSTRAINT no_rows CHECK (doc_id < 0);
+ROLLBACK;
+BEGIN;
+ALTER TABLE docs ADD COLUMN gone int;
+ROLLBACK;
+SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_attribute WHERE attname = 'gone'$$);
+-- Refused, with the table unchanged: the distribution column, serial columns, other forms.
+ALTER TABLE docs DROP COLUMN tenant_id;
+ALTER TABLE docs ALTER COLUMN tenant_id TYPE numeric;
+ALTER TABLE docs ADD COLUMN seq bigserial;
+ALTER TABLE docs ADD CONSTRAINT docs_u2 UNIQUE (doc_id);
+ALTER TABLE docs ADD CONSTRAINT docs_fk FOREIGN KEY (tenant_id) REFERENCES docs (tenant_id);
+ALTER TABLE docs ADD COLUMN x int, ADD CONSTRAINT x_pos CHECK (x > 0);
+ALTER TABLE docs RENAME TO docs2;
+ALTER TABLE docs SET (fillfactor = 50);
+SELECT count(*) AS local_columns FROM pg_attribute WHERE attrelid = 'docs'::regclass AND attnum > 0 AND NOT attisdropped;
+
 -- TRUNCATE empties every shard.
 SELECT sum(result::bigint) AS before_truncate FROM run_command_on_workers($$
   SELECT coalesce(sum((xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %s', oid::regclass), false, true, '')))[1]::text::bigint), 0)

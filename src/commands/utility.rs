@@ -12,6 +12,8 @@
 //! | CREATE INDEX on a distributed table | the new index, renamed, on every shard |
 //! | DROP INDEX of a distributed table's index | the shard indexes dropped |
 //! | TRUNCATE of distributed tables | every shard truncated |
+//! | ALTER TABLE column forms, RENAME COLUMN | the user's statement on every shard, the table reference replaced by the shard's name (found by the parser's location) |
+//! | ALTER TABLE ADD/DROP CONSTRAINT | the new constraint's definition (or the DROP) on every shard, named `<name>_<shardid>` |
 //! | DROP TABLE / DROP SCHEMA | the `sql_drop` event trigger (commands::distribute) |
 //!
 //! All remote work runs in the remote transaction that commits and aborts with the local one:
@@ -22,7 +24,9 @@ use std::ffi::{c_char, c_void, CStr};
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
 use pgrx::spi::Spi;
+use tessera_core::sharding::shard_name;
 
 use super::{push_per_placement, run_per_group, PerGroup};
 use crate::error::{OrReport, TResult, TesseraError};
@@ -44,6 +48,20 @@ pub fn init() {
 /// What a handler found before the local statement ran, to finish after it.
 enum After {
     Nothing,
+    /// The statement text, run on every shard with the table reference at `name_at` replaced.
+    Rewrite {
+        relid: pg_sys::Oid,
+        sql: String,
+        name_at: usize,
+    },
+    /// ADD/DROP CONSTRAINT: the constraints the local statement added (found by diffing
+    /// pg_constraint) and the names it dropped, applied to every shard under the shard's
+    /// constraint name (`<name>_<shardid>`, as create_distributed_table names them).
+    Constraints {
+        relid: pg_sys::Oid,
+        before: Vec<pg_sys::Oid>,
+        dropped: Vec<(String, bool)>,
+    },
     Extension {
         sql: String,
     },
@@ -123,6 +141,155 @@ unsafe fn statement_text(pstmt: *mut pg_sys::PlannedStmt, query_string: *const c
         (start + len as usize).min(q.len())
     };
     q.get(start..end).unwrap_or(&q).to_string()
+}
+
+/// The statement text and where a parser location falls inside it.
+///
+/// # Safety
+/// `pstmt` and `query_string` come from ProcessUtility; `location` is a parser location.
+unsafe fn text_and_offset(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const c_char,
+    location: i32,
+) -> (String, usize) {
+    // SAFETY: forwarded from the caller.
+    let (sql, base) = unsafe { (statement_text(pstmt, query_string), (*pstmt).stmt_location) };
+    (sql, (location - base.max(0)).max(0) as usize)
+}
+
+fn unsupported_alter(what: &str) -> TesseraError {
+    TesseraError::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("{what} is not supported on distributed tables yet"),
+    )
+    .hint("Supported: ADD/DROP COLUMN, ALTER COLUMN TYPE/DEFAULT/NOT NULL, ADD/DROP CONSTRAINT (CHECK, UNIQUE, PRIMARY KEY), RENAME COLUMN.")
+}
+
+fn attname(relid: pg_sys::Oid, attnum: i16) -> TResult<Option<String>> {
+    Ok(Spi::get_one_with_args::<String>(
+        "SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum = $2",
+        &[relid.into(), attnum.into()],
+    )?)
+}
+
+/// Checks that every subcommand of an ALTER TABLE on a distributed table can run on its shards.
+///
+/// # Safety
+/// `stmt` is a valid AlterTableStmt.
+unsafe fn check_alter(
+    stmt: *mut pg_sys::AlterTableStmt,
+    dist_col: Option<&str>,
+) -> TResult<AlterKind> {
+    let (mut constraint_cmds, mut other_cmds) = (0, 0);
+    let mut dropped = Vec::new();
+    // SAFETY: each list element of `cmds` is an AlterTableCmd; `def` follows its subtype.
+    unsafe {
+        for cmd in list_ptrs((*stmt).cmds) {
+            let c = cmd as *mut pg_sys::AlterTableCmd;
+            let name = if (*c).name.is_null() {
+                None
+            } else {
+                Some(CStr::from_ptr((*c).name).to_string_lossy().into_owned())
+            };
+            let on_dist_col = name.is_some() && name.as_deref() == dist_col;
+            let is_constraint_cmd = matches!(
+                (*c).subtype,
+                pg_sys::AlterTableType::AT_AddConstraint
+                    | pg_sys::AlterTableType::AT_DropConstraint
+            );
+            if is_constraint_cmd {
+                constraint_cmds += 1;
+            } else {
+                other_cmds += 1;
+            }
+            match (*c).subtype {
+                pg_sys::AlterTableType::AT_AddColumn => {
+                    let def = (*c).def as *mut pg_sys::ColumnDef;
+                    let names = list_ptrs((*(*def).typeName).names);
+                    if let Some(last) = names.last() {
+                        let t = CStr::from_ptr((*(*last as *mut pg_sys::String)).sval).to_bytes();
+                        if matches!(
+                            t,
+                            b"serial"
+                                | b"bigserial"
+                                | b"smallserial"
+                                | b"serial4"
+                                | b"serial8"
+                                | b"serial2"
+                        ) {
+                            return Err(unsupported_alter("ADD COLUMN of a serial type")
+                                .hint("Add the column as bigint with DEFAULT nextval(...) from a sequence on the coordinator."));
+                        }
+                    }
+                }
+                pg_sys::AlterTableType::AT_DropColumn
+                | pg_sys::AlterTableType::AT_AlterColumnType
+                    if on_dist_col =>
+                {
+                    return Err(TesseraError::new(
+                        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                        "cannot drop or change the type of the distribution column",
+                    )
+                    .hint("Undistribute the table first, or distribute it by another column."));
+                }
+                pg_sys::AlterTableType::AT_DropColumn
+                | pg_sys::AlterTableType::AT_AlterColumnType
+                | pg_sys::AlterTableType::AT_ColumnDefault
+                | pg_sys::AlterTableType::AT_SetNotNull
+                | pg_sys::AlterTableType::AT_DropNotNull => {}
+                pg_sys::AlterTableType::AT_AddConstraint => {
+                    let con = (*c).def as *mut pg_sys::Constraint;
+                    match (*con).contype {
+                        pg_sys::ConstrType::CONSTR_CHECK
+                        | pg_sys::ConstrType::CONSTR_UNIQUE
+                        | pg_sys::ConstrType::CONSTR_PRIMARY => {}
+                        pg_sys::ConstrType::CONSTR_FOREIGN => {
+                            return Err(unsupported_alter("ADD CONSTRAINT ... FOREIGN KEY")
+                                .hint("Foreign keys between distributed tables come later; enforce the reference in the application for now."));
+                        }
+                        _ => return Err(unsupported_alter("this kind of constraint")),
+                    }
+                }
+                pg_sys::AlterTableType::AT_DropConstraint => {
+                    dropped.push((name.unwrap_or_default(), (*c).missing_ok));
+                }
+                _ => return Err(unsupported_alter("this form of ALTER TABLE")),
+            }
+        }
+    }
+    match (constraint_cmds, other_cmds) {
+        (0, _) => Ok(AlterKind::Columns),
+        (_, 0) => Ok(AlterKind::Constraints(dropped)),
+        _ => Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "ALTER TABLE on a distributed table cannot mix ADD/DROP CONSTRAINT with other changes",
+        )
+        .hint("Run the constraint changes as their own ALTER TABLE statement.")),
+    }
+}
+
+/// What an ALTER TABLE on a distributed table changes.
+enum AlterKind {
+    /// Column forms: the statement text runs on every shard.
+    Columns,
+    /// Only ADD/DROP CONSTRAINT (with the dropped names and their IF EXISTS).
+    Constraints(Vec<(String, bool)>),
+}
+
+fn constraints_of(relid: pg_sys::Oid) -> TResult<Vec<pg_sys::Oid>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT oid FROM pg_catalog.pg_constraint WHERE conrelid = $1",
+            None,
+            &[relid.into()],
+        )? {
+            if let Some(o) = row.get::<pg_sys::Oid>(1)? {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    })
 }
 
 fn indexes_of(relid: pg_sys::Oid) -> TResult<Vec<pg_sys::Oid>> {
@@ -243,6 +410,69 @@ unsafe fn before(pstmt: *mut pg_sys::PlannedStmt, query_string: *const c_char) -
                     before: indexes_of(relid)?,
                 })
             }
+            pg_sys::NodeTag::T_AlterTableStmt => {
+                let s = stmt as *mut pg_sys::AlterTableStmt;
+                if (*s).objtype != pg_sys::ObjectType::OBJECT_TABLE {
+                    return Ok(After::Nothing);
+                }
+                let relid = range_var_relid((*s).relation);
+                let Some(dist) = (if relid == pg_sys::InvalidOid {
+                    None
+                } else {
+                    catalog::find(relid)?
+                }) else {
+                    return Ok(After::Nothing);
+                };
+                let dist_col = if dist.dist_attnum > 0 {
+                    attname(relid, dist.dist_attnum)?
+                } else {
+                    None
+                };
+                if let AlterKind::Constraints(dropped) = check_alter(s, dist_col.as_deref())? {
+                    return Ok(After::Constraints {
+                        relid,
+                        before: constraints_of(relid)?,
+                        dropped,
+                    });
+                }
+                let (sql, name_at) =
+                    text_and_offset(pstmt, query_string, (*(*s).relation).location);
+                Ok(After::Rewrite {
+                    relid,
+                    sql,
+                    name_at,
+                })
+            }
+            pg_sys::NodeTag::T_RenameStmt => {
+                let s = stmt as *mut pg_sys::RenameStmt;
+                if (*s).relation.is_null() {
+                    return Ok(After::Nothing);
+                }
+                let relid = range_var_relid((*s).relation);
+                if relid == pg_sys::InvalidOid || catalog::find(relid)?.is_none() {
+                    return Ok(After::Nothing);
+                }
+                match (*s).renameType {
+                    pg_sys::ObjectType::OBJECT_COLUMN
+                        if (*s).relationType == pg_sys::ObjectType::OBJECT_TABLE =>
+                    {
+                        let (sql, name_at) =
+                            text_and_offset(pstmt, query_string, (*(*s).relation).location);
+                        Ok(After::Rewrite {
+                            relid,
+                            sql,
+                            name_at,
+                        })
+                    }
+                    pg_sys::ObjectType::OBJECT_TABLE => {
+                        Err(unsupported_alter("renaming a distributed table"))
+                    }
+                    pg_sys::ObjectType::OBJECT_TABCONSTRAINT => {
+                        Err(unsupported_alter("renaming a constraint"))
+                    }
+                    _ => Ok(After::Nothing),
+                }
+            }
             pg_sys::NodeTag::T_TruncateStmt => {
                 let s = stmt as *mut pg_sys::TruncateStmt;
                 let mut relids = Vec::new();
@@ -337,6 +567,87 @@ fn after(work: After) -> TResult<()> {
                     format!("TRUNCATE TABLE {t}")
                 })?;
             }
+        }
+        After::Constraints {
+            relid,
+            before,
+            dropped,
+        } => {
+            let dist = catalog::find(relid)?.expect("checked before");
+            let mut added = Vec::new();
+            Spi::connect(|client| -> TResult<()> {
+                for row in client.select(
+                    "SELECT oid, conname::text, pg_catalog.pg_get_constraintdef(oid, true), contype::text,
+                            coalesce($2 = ANY (conkey), false)
+                       FROM pg_catalog.pg_constraint WHERE conrelid = $1 ORDER BY oid",
+                    None,
+                    &[relid.into(), dist.dist_attnum.into()],
+                )? {
+                    let oid = row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid);
+                    if before.contains(&oid) {
+                        continue;
+                    }
+                    let name = row.get::<String>(2)?.unwrap_or_default();
+                    let kind = row.get::<String>(4)?.unwrap_or_default();
+                    if dist.dist_attnum > 0
+                        && matches!(kind.as_str(), "u" | "p")
+                        && !row.get::<bool>(5)?.unwrap_or(false)
+                    {
+                        return Err(TesseraError::new(
+                            PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
+                            format!("cannot create constraint \"{name}\" on a distributed table: it does not include the distribution column"),
+                        )
+                        .hint("Distributed tables cannot have UNIQUE or PRIMARY KEY constraints that do not include the distribution column: add it to the constraint."));
+                    }
+                    added.push((name, row.get::<String>(3)?.unwrap_or_default()));
+                }
+                Ok(())
+            })?;
+            let (schema, table) = rel_schema_and_name(relid);
+            for s in catalog::shards(relid)? {
+                let shard = format!(
+                    "{}.{}",
+                    quote_identifier(&schema),
+                    quote_identifier(shard_name(&table, s.shard_id))
+                );
+                let mut sql = String::new();
+                for (name, missing_ok) in &dropped {
+                    sql.push_str(&format!(
+                        "ALTER TABLE {shard} DROP CONSTRAINT {}{};\n",
+                        if *missing_ok { "IF EXISTS " } else { "" },
+                        quote_identifier(shard_name(name, s.shard_id))
+                    ));
+                }
+                for (name, def) in &added {
+                    sql.push_str(&format!(
+                        "ALTER TABLE {shard} ADD CONSTRAINT {} {def};\n",
+                        quote_identifier(shard_name(name, s.shard_id))
+                    ));
+                }
+                for g in &s.groups {
+                    per_group
+                        .entry(*g)
+                        .or_default()
+                        .push((sql.clone(), Vec::new()));
+                }
+            }
+        }
+        After::Rewrite {
+            relid,
+            sql,
+            name_at,
+        } => {
+            let end =
+                tessera_core::sqltext::qualified_name_end(&sql, name_at).ok_or_else(|| {
+                    TesseraError::new(
+                        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                        format!("could not find the table name at offset {name_at} of: {sql}"),
+                    )
+                })?;
+            let (schema, table) = rel_schema_and_name(relid);
+            push_per_placement(&mut per_group, relid, &schema, &table, |shard| {
+                tessera_core::sqltext::splice(&sql, vec![(name_at, end, shard.to_string())])
+            })?;
         }
     }
     // One batch per node keeps the number of round trips at one per node.
