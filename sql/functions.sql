@@ -194,3 +194,53 @@ SELECT p.logicalrelid AS table_name,
   LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam;
 ALTER VIEW citus.citus_tables SET SCHEMA pg_catalog;
 GRANT SELECT ON pg_catalog.citus_tables TO public;
+
+-- Distributed queries ---------------------------------------------------------------------------
+-- The planner combines the workers' rows in a query PostgreSQL plans itself; its FROM item is
+-- this function, which the planner replaces by the Tessera Adaptive scan. It is never called.
+CREATE FUNCTION pg_catalog.tessera_worker_results()
+RETURNS SETOF record LANGUAGE C PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'tessera_worker_results_wrapper';
+COMMENT ON FUNCTION pg_catalog.tessera_worker_results()
+    IS 'placeholder for the rows of a distributed query''s tasks (replaced at planning)';
+
+-- Aggregates that combine the workers' partial aggregates on the coordinator.
+CREATE AGGREGATE pg_catalog.tessera_count_combine(bigint) (
+    SFUNC = pg_catalog.int8pl, STYPE = bigint, INITCOND = '0', PARALLEL = SAFE);
+CREATE AGGREGATE pg_catalog.tessera_sum_bigint(bigint) (
+    SFUNC = pg_catalog.int8pl, STYPE = bigint, PARALLEL = SAFE);
+CREATE AGGREGATE pg_catalog.tessera_array_cat_agg(anycompatiblearray) (
+    SFUNC = pg_catalog.array_cat, STYPE = anycompatiblearray, PARALLEL = SAFE);
+
+-- avg = sum of the partial sums / sum of the partial counts, with avg's own result type and
+-- (for numeric) the same division, so the result is the one a single node computes.
+CREATE FUNCTION pg_catalog.tessera_avg_accum(numeric[], numeric, bigint)
+RETURNS numeric[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN $2 IS NULL THEN $1 ELSE ARRAY[$1[1] + $2, $1[2] + $3] END $$;
+CREATE FUNCTION pg_catalog.tessera_avg_final(numeric[])
+RETURNS numeric LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN $1[2] = 0 THEN NULL ELSE $1[1] / $1[2] END $$;
+CREATE AGGREGATE pg_catalog.tessera_avg_combine(numeric, bigint) (
+    SFUNC = pg_catalog.tessera_avg_accum, STYPE = numeric[], INITCOND = '{0,0}',
+    FINALFUNC = pg_catalog.tessera_avg_final, PARALLEL = SAFE);
+CREATE FUNCTION pg_catalog.tessera_avg_accum(float8[], float8, bigint)
+RETURNS float8[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN $2 IS NULL THEN $1 ELSE ARRAY[$1[1] + $2, $1[2] + $3] END $$;
+CREATE FUNCTION pg_catalog.tessera_avg_final(float8[])
+RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN $1[2] = 0 THEN NULL ELSE $1[1] / $1[2] END $$;
+CREATE AGGREGATE pg_catalog.tessera_avg_combine(float8, bigint) (
+    SFUNC = pg_catalog.tessera_avg_accum, STYPE = float8[], INITCOND = '{0,0}',
+    FINALFUNC = pg_catalog.tessera_avg_final, PARALLEL = SAFE);
+CREATE FUNCTION pg_catalog.tessera_avg_accum(numeric[], bigint, bigint)
+RETURNS numeric[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN $2 IS NULL THEN $1 ELSE ARRAY[$1[1] + $2, $1[2] + $3] END $$;
+CREATE AGGREGATE pg_catalog.tessera_avg_combine(bigint, bigint) (
+    SFUNC = pg_catalog.tessera_avg_accum, STYPE = numeric[], INITCOND = '{0,0}',
+    FINALFUNC = pg_catalog.tessera_avg_final, PARALLEL = SAFE);
+CREATE FUNCTION pg_catalog.tessera_avg_accum(float8[], real, bigint)
+RETURNS float8[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN $2 IS NULL THEN $1 ELSE ARRAY[$1[1] + $2, $1[2] + $3] END $$;
+CREATE AGGREGATE pg_catalog.tessera_avg_combine(real, bigint) (
+    SFUNC = pg_catalog.tessera_avg_accum, STYPE = float8[], INITCOND = '{0,0}',
+    FINALFUNC = pg_catalog.tessera_avg_final, PARALLEL = SAFE);

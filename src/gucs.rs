@@ -23,6 +23,15 @@ static MAX_CACHED_CONNS_PER_WORKER: GucSetting<i32> = GucSetting::<i32>::new(1);
 /// call does not say.
 static SHARD_COUNT: GucSetting<i32> = GucSetting::<i32>::new(32);
 
+/// `citus.explain_all_tasks`: EXPLAIN of a distributed query shows every task's worker plan
+/// instead of one task's.
+static EXPLAIN_ALL_TASKS: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+/// `tessera.enable_distributed_planner` (off) sends queries on
+/// distributed tables to PostgreSQL's planner unchanged: for maintenance only, since the
+/// coordinator's own copies of distributed tables are empty.
+static ENABLE_DISTRIBUTED_PLANNER: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"citus.node_connection_timeout",
@@ -62,8 +71,27 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"citus.explain_all_tasks",
+        c"EXPLAIN shows the worker plan of every task of a distributed query.",
+        c"Off: one task's worker plan is shown.",
+        &EXPLAIN_ALL_TASKS,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"tessera.enable_distributed_planner",
+        c"Plans queries on distributed tables as distributed queries.",
+        c"Off only for maintenance: queries then read the coordinator's (empty) local tables.",
+        &ENABLE_DISTRIBUTED_PLANNER,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     // SAFETY: called from _PG_init, in the postmaster or a backend's start, single-threaded.
-    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(c"citus".as_ptr()) };
+    unsafe {
+        pgrx::pg_sys::MarkGUCPrefixReserved(c"citus".as_ptr());
+        pgrx::pg_sys::MarkGUCPrefixReserved(c"tessera".as_ptr());
+    }
 }
 
 pub fn node_connection_timeout_ms() -> i32 {
@@ -83,4 +111,12 @@ pub fn max_cached_conns_per_worker() -> usize {
 
 pub fn shard_count() -> i32 {
     SHARD_COUNT.get()
+}
+
+pub fn explain_all_tasks() -> bool {
+    EXPLAIN_ALL_TASKS.get()
+}
+
+pub fn enable_distributed_planner() -> bool {
+    ENABLE_DISTRIBUTED_PLANNER.get()
 }

@@ -2,26 +2,33 @@
 //! a Citus-compatible SQL surface.
 //!
 //! `_PG_init` is the table of contents: it refuses to load unless preloaded, then starts each
-//! subsystem in order: settings, transaction callbacks, hooks. The modules:
+//! subsystem in order: settings, the metadata cache's invalidation callback, transaction
+//! callbacks, the CustomScan methods, hooks. The modules:
 //!
 //! - `gucs`: every `citus.*` setting.
 //! - `error`: the typed error, turned into an `ereport` at the edge.
 //! - `connection`: the only code that touches libpq: connections, the per-backend cache, and
 //!   running commands on many nodes at once while waiting through PostgreSQL's latch.
-//! - `metadata`: typed access to the catalog (`pg_dist_node`, ...).
+//! - `metadata`: typed access to the catalog (`pg_dist_node`, ...) and the per-backend
+//!   metadata cache the planner reads.
 //! - `sharding`: hashing distribution values and the DDL of a shard.
 //! - `commands`: the SQL functions (node management, `run_command_on_*`) and the
 //!   ProcessUtility hook.
 //! - `transaction`: remote transactions that commit and abort with the local one.
-//! - `planner`: the planner hook.
+//! - `planner`: the planner hook: which tier a query on distributed tables takes, its worker
+//!   SQL, and the plan around the Tessera Adaptive CustomScan.
+//! - `executor`: the CustomScan that runs a distributed plan's tasks on the workers.
+//! - `nodes`: small wrappers over PostgreSQL Lists and node trees.
 
 use pgrx::prelude::*;
 
 mod commands;
 mod connection;
 mod error;
+mod executor;
 mod gucs;
 mod metadata;
+mod nodes;
 mod planner;
 mod sharding;
 mod transaction;
@@ -44,7 +51,9 @@ pub extern "C-unwind" fn _PG_init() {
         .report();
     }
     gucs::init();
+    metadata::cache::init();
     transaction::init();
+    executor::init();
     planner::init();
     commands::utility::init();
 }

@@ -26,7 +26,12 @@ CREATE TABLE shared_events (
 CREATE INDEX shared_events_kind ON shared_events (kind) WHERE score > 10;
 INSERT INTO shared_events (tenant_id, score) SELECT i % 1000, i FROM generate_series(1, 100000) i;
 SELECT create_distributed_table('shared_events', 'tenant_id');
+-- The coordinator's own table is empty (read it with the distributed planner off); a query
+-- on the table reads the shards.
+SET tessera.enable_distributed_planner = off;
 SELECT count(*) AS local_rows FROM ONLY shared_events;
+RESET tessera.enable_distributed_planner;
+SELECT count(*) AS distributed_rows FROM shared_events;
 SELECT sum(result::bigint) AS rows_in_shards
 FROM run_command_on_workers($$SELECT local_shard_rows('shared_events')$$);
 SELECT nodeport, count(*) AS shards FROM citus_shards WHERE table_name = 'shared_events'::regclass

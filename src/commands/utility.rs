@@ -19,7 +19,7 @@
 //! All remote work runs in the remote transaction that commits and aborts with the local one:
 //! a worker that fails fails the statement, and nothing stays half-done.
 
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, CStr};
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
@@ -32,6 +32,7 @@ use super::{push_per_placement, run_per_group, PerGroup};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::node as nodes;
 use crate::metadata::table as catalog;
+use crate::nodes::list_ptrs;
 use crate::sharding::ddl::{index_def, shard_index_ddl};
 
 /// The ProcessUtility hook installed before Tessera's; the only copy of it.
@@ -86,22 +87,6 @@ fn tessera_installed() -> bool {
                 c"pg_dist_partition".as_ptr(),
                 pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE),
             ) != pg_sys::InvalidOid
-    }
-}
-
-/// The pointers held by a PostgreSQL `List`.
-///
-/// # Safety
-/// `list` is NULL or a valid pointer list.
-unsafe fn list_ptrs(list: *mut pg_sys::List) -> Vec<*mut c_void> {
-    if list.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: a valid List has `length` initialised cells at `elements`.
-    unsafe {
-        (0..(*list).length as usize)
-            .map(|i| (*(*list).elements.add(i)).ptr_value)
-            .collect()
     }
 }
 

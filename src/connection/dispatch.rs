@@ -26,6 +26,8 @@ pub struct RemoteTask {
     pub key: ConnKey,
     pub sql: String,
     pub params: Vec<Option<String>>,
+    /// Type OIDs of the parameters (0: the node infers it); empty: all inferred.
+    pub param_types: Vec<u32>,
     pub scope: Scope,
     /// This command ends the remote transaction (COMMIT): the connection goes back to the
     /// idle cache afterwards.
@@ -38,6 +40,7 @@ impl RemoteTask {
             key,
             sql: sql.into(),
             params: Vec::new(),
+            param_types: Vec::new(),
             scope: Scope::Autocommit,
             ends_transaction: false,
         }
@@ -55,6 +58,11 @@ impl RemoteTask {
 
     pub fn with_params(mut self, params: Vec<Option<String>>) -> RemoteTask {
         self.params = params;
+        self
+    }
+
+    pub fn with_param_types(mut self, types: Vec<u32>) -> RemoteTask {
+        self.param_types = types;
         self
     }
 }
@@ -316,9 +324,10 @@ fn advance(slot: &mut Slot, task: &RemoteTask) -> Step {
             Phase::Send => {
                 let sent = if slot.begin_needed {
                     slot.begin_in_flight = true;
-                    slot.conn.send_query("BEGIN", &[])
+                    slot.conn.send_query("BEGIN", &[], &[])
                 } else {
-                    slot.conn.send_query(&task.sql, &task.params)
+                    slot.conn
+                        .send_query(&task.sql, &task.params, &task.param_types)
                 };
                 if let Err(e) = sent {
                     return Step::Finished(Err(e));

@@ -100,7 +100,15 @@ impl Connection {
     }
 
     /// Sends a command with text parameters (NULL as None); does not wait for it.
-    pub fn send_query(&mut self, sql: &str, params: &[Option<String>]) -> Result<(), RemoteError> {
+    ///
+    /// `types` gives the parameters' type OIDs (0: inferred by the node); empty means all
+    /// inferred.
+    pub fn send_query(
+        &mut self,
+        sql: &str,
+        params: &[Option<String>],
+        types: &[u32],
+    ) -> Result<(), RemoteError> {
         let sql = CString::new(sql)
             .map_err(|_| RemoteError::connection(&self.node, "command holds a NUL byte"))?;
         let mut owned = Vec::with_capacity(params.len());
@@ -128,14 +136,23 @@ impl Connection {
             .iter()
             .map(|p| p.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()))
             .collect();
-        // SAFETY: raw is live; sql and every parameter outlive the call (libpq copies them into
-        // its output buffer); NULL type, length and format arrays mean "text, inferred".
+        let types: Vec<pq::Oid> = if types.len() == ptrs.len() {
+            types.iter().map(|t| *t as pq::Oid).collect()
+        } else {
+            Vec::new()
+        };
+        // SAFETY: raw is live; sql, the types and every parameter outlive the call (libpq
+        // copies them into its output buffer); NULL length and format arrays mean "text".
         let ok = unsafe {
             pq::PQsendQueryParams(
                 self.raw.as_ptr(),
                 sql.as_ptr(),
                 ptrs.len() as c_int,
-                std::ptr::null(),
+                if types.is_empty() {
+                    std::ptr::null()
+                } else {
+                    types.as_ptr()
+                },
                 if ptrs.is_empty() {
                     std::ptr::null()
                 } else {
@@ -272,6 +289,32 @@ impl PgResult {
             let p = pq::PQgetvalue(self.raw.as_ptr(), row as c_int, col as c_int);
             Some(CStr::from_ptr(p).to_str().unwrap_or("<invalid UTF-8>"))
         }
+    }
+
+    /// One value as the node sent it (NUL-terminated), or `None` for NULL.
+    pub fn value_cstr(&self, row: usize, col: usize) -> Option<&CStr> {
+        assert!(row < self.ntuples() && col < self.nfields());
+        // SAFETY: row and column are in range; the value lives as long as the result.
+        unsafe {
+            if pq::PQgetisnull(self.raw.as_ptr(), row as c_int, col as c_int) != 0 {
+                return None;
+            }
+            Some(CStr::from_ptr(pq::PQgetvalue(
+                self.raw.as_ptr(),
+                row as c_int,
+                col as c_int,
+            )))
+        }
+    }
+
+    /// The number of rows a command affected (0 when it does not say).
+    pub fn affected_rows(&self) -> u64 {
+        // SAFETY: raw is a live PGresult; the string is owned by it.
+        unsafe { CStr::from_ptr(pq::PQcmdTuples(self.raw.as_ptr())) }
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
     }
 
     /// The command tag (`CREATE TABLE`, `SELECT 1`).

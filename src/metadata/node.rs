@@ -115,6 +115,7 @@ pub fn insert(
             is_coordinator.into(),
         ],
     )?;
+    super::cache::invalidate_nodes();
     Ok(id.unwrap_or_default())
 }
 
@@ -138,6 +139,7 @@ pub fn update_address(
             cluster.into(),
         ],
     )?;
+    super::cache::invalidate_nodes();
     Ok(())
 }
 
@@ -146,6 +148,7 @@ pub fn delete(nodeid: i32) -> TResult<()> {
         "DELETE FROM pg_catalog.pg_dist_node WHERE nodeid = $1",
         &[nodeid.into()],
     )?;
+    super::cache::invalidate_nodes();
     Ok(())
 }
 
@@ -154,6 +157,7 @@ pub fn set_active(nodeid: i32, active: bool) -> TResult<()> {
         "UPDATE pg_catalog.pg_dist_node SET isactive = $2 WHERE nodeid = $1",
         &[nodeid.into(), active.into()],
     )?;
+    super::cache::invalidate_nodes();
     Ok(())
 }
 
@@ -162,6 +166,7 @@ pub fn set_should_have_shards(nodeid: i32, value: bool) -> TResult<()> {
         "UPDATE pg_catalog.pg_dist_node SET shouldhaveshards = $2 WHERE nodeid = $1",
         &[nodeid.into(), value.into()],
     )?;
+    super::cache::invalidate_nodes();
     Ok(())
 }
 

@@ -1,12 +1,27 @@
 //! The planner hook: where a query on distributed tables becomes a distributed plan.
 //!
-//! Today the hook only chains: every query goes to the previous hook or `standard_planner`.
-//! The distributed planner (classification into router / multi-shard tiers, worker SQL, the
-//! CustomScan) hangs here.
+//! Queries that touch no distributed or reference table go to the previous hook (or
+//! `standard_planner`) untouched, after one cached lookup per relation
+//! (`metadata::cache`). The others are planned by `distributed`:
+//!
+//! - `analyze`: which distributed tables, at which query level, pinned to which value, joined
+//!   on the distribution column or not;
+//! - `distributed`: the tier and the PlannedStmt around the Tessera Adaptive CustomScan;
+//! - `combine`: multi-shard SELECTs split into a worker query and a combine query;
+//! - `deparse`: worker SQL from PostgreSQL's deparser, table references found by its parser.
+
+mod analyze;
+mod combine;
+mod deparse;
+mod distributed;
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
+
+use crate::error::OrReport;
+use crate::gucs;
+use crate::metadata::cache;
 
 /// The planner hook that was installed before Tessera's; the only copy of it.
 static mut PREV_PLANNER_HOOK: pg_sys::planner_hook_type = None;
@@ -26,8 +41,16 @@ unsafe extern "C-unwind" fn tessera_planner(
     cursor_options: std::ffi::c_int,
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
-    // SAFETY: the hook is called by PostgreSQL with valid arguments; we pass them on unchanged.
+    // SAFETY: the hook is called by PostgreSQL with valid arguments.
     unsafe {
+        if gucs::enable_distributed_planner()
+            && cache::installed()
+            && (*parse).commandType != pg_sys::CmdType::CMD_UTILITY
+            && analyze::touches_distributed(parse).or_report()
+        {
+            return distributed::plan(parse, query_string, cursor_options, bound_params)
+                .or_report();
+        }
         match PREV_PLANNER_HOOK {
             Some(prev) => {
                 pg_guard_ffi_boundary(|| prev(parse, query_string, cursor_options, bound_params))
@@ -35,4 +58,16 @@ unsafe extern "C-unwind" fn tessera_planner(
             None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
         }
     }
+}
+
+/// Stands for the rows of a distributed query's tasks in the combine query; the planner puts
+/// the Tessera Adaptive scan in its place, so it is never called.
+#[pg_extern(sql = false)]
+fn tessera_worker_results() -> i32 {
+    crate::error::TesseraError::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "tessera_worker_results() is a placeholder of the distributed planner",
+    )
+    .hint("Do not call it directly.")
+    .report()
 }

@@ -9,10 +9,12 @@
 //! - [`command_result`]: how the result of a command run on a node is shown to the user
 //!   (`run_command_on_workers` semantics).
 //! - [`sharding`]: hash ranges of shards, the shard of a hash value, placement, shard names.
+//! - [`plan`]: the distributed plan the planner hook builds and the CustomScan carries out.
 
 pub mod command_result;
 pub mod conninfo;
 pub mod copy;
 pub mod node;
+pub mod plan;
 pub mod sharding;
 pub mod sqltext;

@@ -1,0 +1,325 @@
+//! The Tessera Adaptive CustomScan: runs a distributed plan's tasks on the workers, all at
+//! once, and turns their rows into tuples.
+//!
+//! - Begin: decode the plan, find the shard groups (evaluating a pinned parameter), and, for an
+//!   INSERT, prepare the row expressions. Nothing runs yet (EXPLAIN without ANALYZE stops here).
+//! - First Exec: build one task per shard group, join the SELECT tasks of one node into one
+//!   `UNION ALL` statement (one round trip per node), run them all in parallel over
+//!   non-blocking libpq (`connection::run_tasks`, which waits on PostgreSQL's latch so cancel
+//!   and `statement_timeout` work), and count affected rows for DML.
+//! - Then each Exec returns the next row: text from the worker through the column type's input
+//!   function, in the per-tuple memory context; `ExecScan` applies quals and projection.
+//!
+//! Inside a transaction block (and for every write) tasks run in the remote transaction, so a
+//! node sees its earlier writes; otherwise on cached autocommit connections.
+
+mod explain;
+pub mod task;
+
+use std::ffi::{c_void, CStr, CString};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use tessera_core::plan::{Command, DistPlan};
+
+use crate::connection::PgResult;
+use crate::error::{OrReport, TResult, TesseraError};
+use crate::nodes::{is_a, list_of, string};
+
+/// The name EXPLAIN shows: `Custom Scan (Tessera Adaptive)`.
+pub const SCAN_NAME: &CStr = c"Tessera Adaptive";
+
+pub static mut SCAN_METHODS: pg_sys::CustomScanMethods = pg_sys::CustomScanMethods {
+    CustomName: SCAN_NAME.as_ptr(),
+    CreateCustomScanState: Some(create_scan_state),
+};
+
+static mut EXEC_METHODS: pg_sys::CustomExecMethods = pg_sys::CustomExecMethods {
+    CustomName: SCAN_NAME.as_ptr(),
+    BeginCustomScan: Some(begin_scan),
+    ExecCustomScan: Some(exec_scan),
+    EndCustomScan: Some(end_scan),
+    ReScanCustomScan: Some(rescan),
+    MarkPosCustomScan: None,
+    RestrPosCustomScan: None,
+    EstimateDSMCustomScan: None,
+    InitializeDSMCustomScan: None,
+    ReInitializeDSMCustomScan: None,
+    InitializeWorkerCustomScan: None,
+    ShutdownCustomScan: None,
+    ExplainCustomScan: Some(explain::explain_scan),
+};
+
+pub fn init() {
+    // SAFETY: _PG_init; the methods are static and live as long as the library.
+    unsafe { pg_sys::RegisterCustomScanMethods(&raw const SCAN_METHODS) };
+}
+
+/// The scan state: PostgreSQL's part first, then a pointer to ours.
+#[repr(C)]
+struct TesseraScanState {
+    css: pg_sys::CustomScanState,
+    run: *mut ScanRun,
+}
+
+/// What one execution of the scan holds.
+pub(crate) struct ScanRun {
+    pub plan: DistPlan,
+    /// INSERT rows: one ExprState List per row.
+    pub insert_rows: Vec<*mut pg_sys::List>,
+    pub tasks: Option<Vec<task::Task>>,
+    results: Vec<PgResult>,
+    /// (result, row) of the next tuple.
+    pos: (usize, usize),
+    ran: bool,
+    /// Per scan column: input function, its I/O parameter, typmod.
+    inputs: Vec<(pg_sys::FmgrInfo, pg_sys::Oid, i32)>,
+}
+
+/// The decoded plan of a Tessera CustomScan.
+///
+/// # Safety
+/// `cscan` is a CustomScan Tessera built.
+pub(crate) unsafe fn plan_of(cscan: *mut pg_sys::CustomScan) -> TResult<DistPlan> {
+    // SAFETY: custom_private holds one String node with the encoded plan.
+    let text = unsafe {
+        let items = list_of::<pg_sys::Node>((*cscan).custom_private);
+        match items.first() {
+            Some(&n) if is_a(n as *const c_void, pg_sys::NodeTag::T_String) => {
+                string((*(n as *mut pg_sys::String)).sval)
+            }
+            _ => String::new(),
+        }
+    };
+    DistPlan::decode(&text).map_err(|e| {
+        TesseraError::new(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("corrupt Tessera plan: {e}"),
+        )
+    })
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn create_scan_state(cscan: *mut pg_sys::CustomScan) -> *mut pg_sys::Node {
+    // SAFETY: palloc0 of our state in the executor's memory context; PostgreSQL fills the
+    // CustomScanState part after this returns.
+    unsafe {
+        let state =
+            pg_sys::palloc0(std::mem::size_of::<TesseraScanState>()) as *mut TesseraScanState;
+        (*state).css.ss.ps.type_ = pg_sys::NodeTag::T_CustomScanState;
+        (*state).css.methods = &raw const EXEC_METHODS;
+        let _ = cscan;
+        state as *mut pg_sys::Node
+    }
+}
+
+/// Drops the ScanRun when the executor's memory goes away, error or not.
+#[pg_guard]
+unsafe extern "C-unwind" fn drop_run(arg: *mut c_void) {
+    let state = arg as *mut TesseraScanState;
+    // SAFETY: `run` was made by Box::into_raw and is dropped once (then cleared).
+    unsafe {
+        if !(*state).run.is_null() {
+            drop(Box::from_raw((*state).run));
+            (*state).run = std::ptr::null_mut();
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn begin_scan(
+    node: *mut pg_sys::CustomScanState,
+    estate: *mut pg_sys::EState,
+    _eflags: i32,
+) {
+    // SAFETY: node is our TesseraScanState; plan and estate are live for the scan.
+    unsafe {
+        let state = node as *mut TesseraScanState;
+        let cscan = (*node).ss.ps.plan as *mut pg_sys::CustomScan;
+        let plan = plan_of(cscan).or_report();
+        let mut insert_rows = Vec::new();
+        if plan.command == Command::Insert {
+            for row in list_of::<pg_sys::List>((*cscan).custom_exprs) {
+                insert_rows.push(pg_sys::ExecInitExprList(row, &mut (*node).ss.ps));
+            }
+        }
+        let desc = (*(*node).ss.ss_ScanTupleSlot).tts_tupleDescriptor;
+        let mut inputs = Vec::new();
+        for i in 0..(*desc).natts as usize {
+            let att = (*desc).attrs.as_ptr().add(i);
+            let (mut input, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+            pg_sys::getTypeInputInfo((*att).atttypid, &mut input, &mut ioparam);
+            let mut finfo = pg_sys::FmgrInfo::default();
+            pg_sys::fmgr_info(input, &mut finfo);
+            inputs.push((finfo, ioparam, (*att).atttypmod));
+        }
+        let run = Box::new(ScanRun {
+            plan,
+            insert_rows,
+            tasks: None,
+            results: Vec::new(),
+            pos: (0, 0),
+            ran: false,
+            inputs,
+        });
+        (*state).run = Box::into_raw(run);
+        let cb = pg_sys::MemoryContextAlloc(
+            (*estate).es_query_cxt,
+            std::mem::size_of::<pg_sys::MemoryContextCallback>(),
+        ) as *mut pg_sys::MemoryContextCallback;
+        (*cb).func = Some(drop_run);
+        (*cb).arg = state as *mut c_void;
+        pg_sys::MemoryContextRegisterResetCallback((*estate).es_query_cxt, cb);
+    }
+}
+
+/// Runs the tasks (once per execution).
+///
+/// # Safety
+/// `node` is our scan state with a live run.
+unsafe fn ensure_ran(node: *mut pg_sys::CustomScanState) -> TResult<()> {
+    // SAFETY: forwarded; the run lives until the executor's memory is reset.
+    unsafe {
+        let state = node as *mut TesseraScanState;
+        let run = &mut *(*state).run;
+        if run.ran {
+            return Ok(());
+        }
+        let estate = (*node).ss.ps.state;
+        let econtext = (*node).ss.ps.ps_ExprContext;
+        let tasks = task::build(run, estate, econtext)?;
+        let (results, affected) = task::run(&run.plan, &tasks)?;
+        run.results = results;
+        run.tasks = Some(tasks);
+        run.ran = true;
+        if run.plan.command != Command::Select {
+            (*estate).es_processed += affected;
+        }
+    }
+    Ok(())
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn exec_scan(
+    node: *mut pg_sys::CustomScanState,
+) -> *mut pg_sys::TupleTableSlot {
+    // SAFETY: node is our scan state.
+    unsafe {
+        ensure_ran(node).or_report();
+        let run = &*(*(node as *mut TesseraScanState)).run;
+        if !run.plan.returns_rows {
+            return std::ptr::null_mut();
+        }
+        pg_sys::ExecScan(&mut (*node).ss, Some(next_row), Some(recheck))
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn recheck(
+    _node: *mut pg_sys::ScanState,
+    _slot: *mut pg_sys::TupleTableSlot,
+) -> bool {
+    true
+}
+
+/// The next worker row in the scan slot, or an empty slot at the end.
+#[pg_guard]
+unsafe extern "C-unwind" fn next_row(ss: *mut pg_sys::ScanState) -> *mut pg_sys::TupleTableSlot {
+    // SAFETY: ss is the ScanState of our CustomScanState; values are read from live results
+    // and converted in the per-tuple memory context, which ExecScan resets per row.
+    unsafe {
+        let state = ss as *mut TesseraScanState;
+        let run = &mut *(*state).run;
+        let slot = (*ss).ss_ScanTupleSlot;
+        pg_sys::ExecClearTuple(slot);
+        loop {
+            let (r, row) = run.pos;
+            let Some(result) = run.results.get(r) else {
+                return slot;
+            };
+            if row >= result.ntuples() {
+                run.pos = (r + 1, 0);
+                continue;
+            }
+            run.pos = (r, row + 1);
+            let econtext = (*ss).ps.ps_ExprContext;
+            let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+            let natts = run.inputs.len().min(result.nfields());
+            for (col, (finfo, ioparam, typmod)) in run.inputs.iter_mut().enumerate().take(natts) {
+                let values = (*slot).tts_values.add(col);
+                let nulls = (*slot).tts_isnull.add(col);
+                match result.value_cstr(row, col) {
+                    None => {
+                        *values = pg_sys::Datum::from(0);
+                        *nulls = true;
+                    }
+                    Some(text) => {
+                        *values = pg_sys::InputFunctionCall(
+                            finfo,
+                            text.as_ptr() as *mut std::ffi::c_char,
+                            *ioparam,
+                            *typmod,
+                        );
+                        *nulls = false;
+                    }
+                }
+            }
+            pg_sys::MemoryContextSwitchTo(old);
+            return pg_sys::ExecStoreVirtualTuple(slot);
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn end_scan(node: *mut pg_sys::CustomScanState) {
+    // SAFETY: node is our scan state; dropping the run releases the worker results early.
+    unsafe { drop_run(node as *mut c_void) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn rescan(node: *mut pg_sys::CustomScanState) {
+    // SAFETY: node is our scan state. The results of this execution are read again; a
+    // rescan with new parameter values is not supported by the plans Tessera builds (the
+    // scan never sits on the inner side of a parameterized join).
+    unsafe {
+        let run = (*(node as *mut TesseraScanState)).run;
+        if !run.is_null() {
+            (*run).pos = (0, 0);
+        }
+    }
+}
+
+/// A value as text, with its type's output function.
+///
+/// # Safety
+/// `value` is a non-null datum of type `typid`.
+pub unsafe fn value_to_text(value: pg_sys::Datum, typid: pg_sys::Oid) -> String {
+    // SAFETY: forwarded; the output function returns a palloc'd C string.
+    unsafe {
+        let (mut out, mut varlena) = (pg_sys::InvalidOid, false);
+        pg_sys::getTypeOutputInfo(typid, &mut out, &mut varlena);
+        string(pg_sys::OidOutputFunctionCall(out, value))
+    }
+}
+
+/// A value of type `typid` read from text with its input function.
+pub fn text_to_value(text: &str, typid: pg_sys::Oid, typmod: i32) -> TResult<pg_sys::Datum> {
+    let c = CString::new(text).map_err(|_| {
+        TesseraError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "value holds a NUL byte",
+        )
+    })?;
+    // SAFETY: the input function of an existing type; an ERROR unwinds through pgrx.
+    unsafe {
+        let (mut input, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+        pg_sys::getTypeInputInfo(typid, &mut input, &mut ioparam);
+        Ok(pg_sys::OidInputFunctionCall(
+            input,
+            c.as_ptr() as *mut std::ffi::c_char,
+            ioparam,
+            typmod,
+        ))
+    }
+}

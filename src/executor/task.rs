@@ -1,0 +1,350 @@
+//! Tasks: the worker SQL of each shard group, which node runs it, with which parameters.
+//!
+//! [`build`] resolves the plan's shard groups against the metadata cache (so a plan stays
+//! valid while shards keep their ids), evaluates a pinned parameter and, for INSERT, the rows
+//! (on the coordinator: defaults, `nextval`, functions), and routes each row by the hash of
+//! its distribution value. [`run`] sends every task at once.
+
+use std::rc::Rc;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use tessera_core::plan::{union_all, Command, DistPlan, Pin};
+use tessera_core::sharding::shard_index_for_hash;
+
+use super::{text_to_value, value_to_text, ScanRun};
+use crate::connection::{run_tasks, ConnKey, NodeAddress, PgResult, RemoteTask};
+use crate::error::{TResult, TesseraError};
+use crate::metadata::cache::{self, TableMeta};
+use crate::transaction::{self, Scope};
+
+/// One statement for one node.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub group: i32,
+    pub node: NodeAddress,
+    /// The statement sent (several shard groups of a SELECT joined by UNION ALL).
+    pub sql: String,
+    /// The SQL of each shard group in `sql`, for EXPLAIN.
+    pub shard_sqls: Vec<String>,
+    pub params: Vec<Option<String>>,
+    pub types: Vec<u32>,
+    /// Its rows and row count are the statement's (false for the other placements of a
+    /// reference table, which get the same write).
+    pub primary: bool,
+}
+
+/// A parameter's type as the workers know it: built-in types have the same OID everywhere;
+/// others (extension types such as `vector`) are left for the worker to infer.
+fn portable_type(typid: pg_sys::Oid) -> u32 {
+    let t = typid.to_u32();
+    if t < pg_sys::FirstNormalObjectId {
+        t
+    } else {
+        0
+    }
+}
+
+/// Parameter `$id` of the execution: (value as text, type).
+///
+/// # Safety
+/// `params` is null or the executor's ParamListInfo.
+unsafe fn param(params: pg_sys::ParamListInfo, id: usize) -> (Option<String>, pg_sys::Oid) {
+    // SAFETY: reading (or fetching through the hook) an existing parameter slot.
+    unsafe {
+        if params.is_null() || id == 0 || id > (*params).numParams as usize {
+            return (None, pg_sys::InvalidOid);
+        }
+        let mut workspace = pg_sys::ParamExternData::default();
+        let prm = match (*params).paramFetch {
+            Some(fetch) => fetch(params, id as i32, false, &mut workspace),
+            None => (*params).params.as_mut_ptr().add(id - 1),
+        };
+        if prm.is_null() || (*prm).ptype == pg_sys::InvalidOid {
+            return (None, pg_sys::InvalidOid);
+        }
+        if (*prm).isnull {
+            return (None, (*prm).ptype);
+        }
+        (
+            Some(value_to_text((*prm).value, (*prm).ptype)),
+            (*prm).ptype,
+        )
+    }
+}
+
+/// The user's parameters the worker SQL needs, `$1..$n`: referenced ones with their values
+/// and types, the others as NULL text (so the worker can type them).
+unsafe fn user_params(
+    plan: &DistPlan,
+    params: pg_sys::ParamListInfo,
+) -> (Vec<Option<String>>, Vec<u32>) {
+    let n = plan
+        .params
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(plan.insert.as_ref().map_or(0, |i| i.param_base));
+    let mut values = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    for id in 1..=n {
+        if plan.params.contains(&id) {
+            // SAFETY: forwarded.
+            let (v, t) = unsafe { param(params, id) };
+            values.push(v);
+            types.push(portable_type(t));
+        } else {
+            values.push(None);
+            types.push(pg_sys::TEXTOID.to_u32());
+        }
+    }
+    (values, types)
+}
+
+fn metas(plan: &DistPlan) -> TResult<Vec<Rc<TableMeta>>> {
+    plan.tables
+        .iter()
+        .map(|t| {
+            cache::lookup(pg_sys::Oid::from(t.relid))?.ok_or_else(|| {
+                TesseraError::new(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                    format!("table {}.{} is no longer distributed", t.schema, t.name),
+                )
+                .hint("Run the statement again: it will be planned anew.")
+            })
+        })
+        .collect()
+}
+
+/// The groups one shard group's task runs on: every placement of a reference table for a
+/// write, otherwise one (a worker's, when a reference table also has one on the coordinator).
+fn target_groups(anchor: &TableMeta, index: usize, write: bool) -> Vec<i32> {
+    let groups = &anchor.shards[index].groups;
+    if write || groups.len() <= 1 {
+        return groups.clone();
+    }
+    let worker = groups.iter().copied().find(|g| *g != 0);
+    vec![worker.unwrap_or(groups[0])]
+}
+
+fn hash_index(anchor: &TableMeta, hash: i32) -> usize {
+    shard_index_for_hash(hash, anchor.shards.len().max(1) as i32)
+}
+
+/// Builds the tasks of one execution.
+///
+/// # Safety
+/// `estate` and `econtext` are the scan's.
+pub unsafe fn build(
+    run: &ScanRun,
+    estate: *mut pg_sys::EState,
+    econtext: *mut pg_sys::ExprContext,
+) -> TResult<Vec<Task>> {
+    let plan = &run.plan;
+    let metas = metas(plan)?;
+    let anchor = metas[plan.anchor].clone();
+    // SAFETY: the executor's parameters.
+    let (uparams, utypes) = unsafe { user_params(plan, (*estate).es_param_list_info) };
+    let write = plan.command != Command::Select;
+    let shard_ids = |k: usize| -> Vec<i64> {
+        metas
+            .iter()
+            .map(|m| {
+                if m.is_reference() {
+                    m.shards[0].shard_id
+                } else {
+                    m.shards[k].shard_id
+                }
+            })
+            .collect()
+    };
+    let mut tasks = Vec::new();
+    let mut push =
+        |k: usize, sql: String, params: Vec<Option<String>>, types: Vec<u32>| -> TResult<()> {
+            for (i, g) in target_groups(&anchor, k, write).into_iter().enumerate() {
+                tasks.push(Task {
+                    group: g,
+                    node: cache::group_address(g)?,
+                    sql: sql.clone(),
+                    shard_sqls: vec![sql.clone()],
+                    params: params.clone(),
+                    types: types.clone(),
+                    primary: i == 0,
+                });
+            }
+            Ok(())
+        };
+
+    if let Some(shape) = &plan.insert {
+        // SAFETY: the ExprStates were built in Begin for this scan.
+        let rows = unsafe { eval_rows(run, econtext)? };
+        let mut by_shard: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (r, (values, hash)) in rows.iter().enumerate() {
+            let k = match (shape.dist_column, hash) {
+                (None, _) => 0,
+                (Some(_), Some(h)) => hash_index(&anchor, *h),
+                (Some(c), None) => {
+                    let _ = values;
+                    return Err(TesseraError::new(
+                        PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+                        format!(
+                            "cannot perform an INSERT with NULL in the distribution column (column {} of the insert)",
+                            c + 1
+                        ),
+                    )
+                    .hint("Every row of a distributed table needs a value in its distribution column."));
+                }
+            };
+            match by_shard.iter_mut().find(|(s, _)| *s == k) {
+                Some((_, list)) => list.push(r),
+                None => by_shard.push((k, vec![r])),
+            }
+        }
+        for (k, list) in by_shard {
+            let values = shape.values_text(shape.param_base + 1, list.len());
+            let sql = plan.shard_sql_with(
+                &shard_ids(k),
+                vec![(shape.values_start, shape.values_end, values)],
+            );
+            let mut params = uparams.clone();
+            let mut types = utypes.clone();
+            params.resize(shape.param_base, None);
+            types.resize(shape.param_base, pg_sys::TEXTOID.to_u32());
+            for r in list {
+                for (v, t) in &rows[r].0 {
+                    params.push(v.clone());
+                    types.push(*t);
+                }
+            }
+            push(k, sql, params, types)?;
+        }
+        return Ok(tasks);
+    }
+
+    let indices: Vec<usize> = match &plan.pin {
+        Pin::All => (0..anchor.shards.len()).collect(),
+        Pin::Single => vec![0],
+        Pin::Hash(h) => vec![hash_index(&anchor, *h)],
+        Pin::Param { id, typid } => {
+            // SAFETY: the executor's parameters.
+            let (value, _) = unsafe { param((*estate).es_param_list_info, *id as usize) };
+            match value {
+                // `dist_col = NULL` matches no row: no task at all.
+                None => Vec::new(),
+                Some(text) => {
+                    let datum = text_to_value(&text, pg_sys::Oid::from(*typid), -1)?;
+                    let h =
+                        crate::sharding::hash_datum(anchor.hash_proc, anchor.dist_collation, datum);
+                    vec![hash_index(&anchor, h)]
+                }
+            }
+        }
+    };
+    for k in indices {
+        push(
+            k,
+            plan.shard_sql(&shard_ids(k)),
+            uparams.clone(),
+            utypes.clone(),
+        )?;
+    }
+    if plan.command == Command::Select && tasks.len() > 1 {
+        tasks = batch_per_node(tasks);
+    }
+    Ok(tasks)
+}
+
+/// Joins the SELECT tasks of each node into one statement.
+fn batch_per_node(tasks: Vec<Task>) -> Vec<Task> {
+    let mut out: Vec<Task> = Vec::new();
+    for t in tasks {
+        match out.iter_mut().find(|o| o.group == t.group) {
+            Some(o) => o.shard_sqls.push(t.sql),
+            None => out.push(t),
+        }
+    }
+    for o in &mut out {
+        o.sql = union_all(&o.shard_sqls);
+    }
+    out
+}
+
+/// The INSERT rows evaluated on the coordinator: per row, each column's (text, type), and
+/// the hash of the distribution value (None when it is NULL or there is none).
+#[allow(clippy::type_complexity)]
+unsafe fn eval_rows(
+    run: &ScanRun,
+    econtext: *mut pg_sys::ExprContext,
+) -> TResult<Vec<(Vec<(Option<String>, u32)>, Option<i32>)>> {
+    let shape = run.plan.insert.as_ref().expect("an INSERT plan");
+    let anchor = cache::lookup(pg_sys::Oid::from(run.plan.tables[run.plan.anchor].relid))?;
+    let mut out = Vec::with_capacity(run.insert_rows.len());
+    // SAFETY: evaluating the row expressions in the per-tuple context, reset per row.
+    unsafe {
+        for &row in &run.insert_rows {
+            let mut values = Vec::with_capacity(shape.columns);
+            let mut hash = None;
+            for (c, state) in crate::nodes::list_of::<pg_sys::ExprState>(row)
+                .into_iter()
+                .enumerate()
+            {
+                let mut isnull = false;
+                let datum = pg_sys::ExecEvalExprSwitchContext(state, econtext, &mut isnull);
+                let typid = pg_sys::exprType((*state).expr as *mut pg_sys::Node);
+                if isnull {
+                    values.push((None, portable_type(typid)));
+                    continue;
+                }
+                if Some(c) == shape.dist_column {
+                    if let Some(m) = &anchor {
+                        hash = Some(crate::sharding::hash_datum(
+                            m.hash_proc,
+                            m.dist_collation,
+                            datum,
+                        ));
+                    }
+                }
+                values.push((Some(value_to_text(datum, typid)), portable_type(typid)));
+            }
+            pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+            out.push((values, hash));
+        }
+    }
+    Ok(out)
+}
+
+/// Runs every task at once; returns the primary tasks' results and affected-row count.
+pub fn run(plan: &DistPlan, tasks: &[Task]) -> TResult<(Vec<PgResult>, u64)> {
+    // SAFETY: reads the transaction state.
+    let in_block = unsafe { pg_sys::IsTransactionBlock() };
+    let scope = if plan.command != Command::Select || in_block || transaction::has_remote_work() {
+        Scope::Transaction
+    } else {
+        Scope::Autocommit
+    };
+    let remote: Vec<RemoteTask> = tasks
+        .iter()
+        .map(|t| {
+            RemoteTask::new(ConnKey::for_current_session(&t.node), t.sql.clone())
+                .in_scope(scope)
+                .with_params(t.params.clone())
+                .with_param_types(t.types.clone())
+        })
+        .collect();
+    let outcomes = run_tasks(&remote, remote.len())?;
+    let mut results = Vec::new();
+    let mut affected = 0;
+    for (t, outcome) in tasks.iter().zip(outcomes) {
+        let mut r = outcome.map_err(|e| e.into_tessera())?;
+        if !t.primary {
+            continue;
+        }
+        if let Some(last) = r.pop() {
+            affected += last.affected_rows();
+            results.push(last);
+        }
+    }
+    Ok((results, affected))
+}

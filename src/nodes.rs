@@ -1,0 +1,88 @@
+//! Small, safe-to-call wrappers over PostgreSQL node trees: Lists, strings, node tags.
+//!
+//! Everything that reads or builds `List`s goes through here, so the planner and the utility
+//! hook keep their `unsafe` blocks about the node semantics, not about list layout.
+
+use std::ffi::{c_void, CStr, CString};
+
+use pgrx::pg_sys;
+
+/// The pointer elements of a List (an empty Vec for NIL).
+///
+/// # Safety
+/// `list` is NIL or a valid pointer List.
+pub unsafe fn list_ptrs(list: *mut pg_sys::List) -> Vec<*mut c_void> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: a valid List has `length` initialised cells at `elements`.
+    unsafe {
+        (0..(*list).length as usize)
+            .map(|i| (*(*list).elements.add(i)).ptr_value)
+            .collect()
+    }
+}
+
+/// The elements of a List cast to `*mut T`.
+///
+/// # Safety
+/// `list` is NIL or a valid List whose elements are `T` nodes.
+pub unsafe fn list_of<T>(list: *mut pg_sys::List) -> Vec<*mut T> {
+    // SAFETY: forwarded.
+    unsafe { list_ptrs(list) }
+        .into_iter()
+        .map(|p| p as *mut T)
+        .collect()
+}
+
+/// A new pointer List in the current memory context.
+///
+/// # Safety
+/// Every element is a valid node pointer (or NIL-compatible for the List's use).
+pub unsafe fn make_list<T>(items: &[*mut T]) -> *mut pg_sys::List {
+    let mut list = std::ptr::null_mut();
+    for &i in items {
+        // SAFETY: lappend copies the pointer into a (possibly new) List.
+        list = unsafe { pg_sys::lappend(list, i as *mut c_void) };
+    }
+    list
+}
+
+/// Whether `node` is non-null with tag `tag`.
+///
+/// # Safety
+/// `node` is null or points to a node.
+pub unsafe fn is_a(node: *const c_void, tag: pg_sys::NodeTag) -> bool {
+    // SAFETY: every node starts with its tag.
+    !node.is_null() && unsafe { *(node as *const pg_sys::NodeTag) } == tag
+}
+
+/// A C string owned by PostgreSQL as a Rust String ("" for null).
+///
+/// # Safety
+/// `p` is null or a NUL-terminated string.
+pub unsafe fn string(p: *const std::ffi::c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        // SAFETY: forwarded.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+}
+
+/// A palloc'd copy of `s` (NUL bytes cut off).
+pub fn pstrdup(s: &str) -> *mut std::ffi::c_char {
+    let c = CString::new(s.split('\0').next().unwrap_or_default()).unwrap_or_default();
+    // SAFETY: pstrdup copies the string into the current memory context.
+    unsafe { pg_sys::pstrdup(c.as_ptr()) }
+}
+
+/// The schema and name of a relation ("" when it is gone).
+pub fn rel_schema_and_name(relid: pg_sys::Oid) -> (String, String) {
+    // SAFETY: syscache lookups; the results are palloc'd strings or null.
+    unsafe {
+        let name = pg_sys::get_rel_name(relid);
+        let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        (string(nsp), string(name))
+    }
+}

@@ -1,0 +1,534 @@
+//! What a query touches and how it is pinned: the facts the tiers are chosen from.
+//!
+//! [`analyze`] walks every level of a Query (the top level, subqueries in FROM, CTEs, sublinks)
+//! and finds each relation Tessera distributes. At each level it collects the equalities of
+//! the WHERE clause and join conditions into equivalence classes of columns; a class that also
+//! equals a constant or a parameter pins every distribution column in it to that value. From
+//! that:
+//!
+//! - a table is *pinned* when its distribution column's class holds a value (`= 5`, `= $1`);
+//! - hash-distributed tables at one level are *joined on the distribution column* when their
+//!   distribution columns share one class.
+
+use std::ffi::c_void;
+use std::rc::Rc;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::error::{TResult, TesseraError};
+use crate::metadata::cache::{self, TableMeta};
+use crate::nodes::{is_a, list_of};
+
+/// The value a distribution column is pinned to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinValue {
+    /// A constant, already hashed with the column type's hash function.
+    Hash(i32),
+    /// An external parameter `$id` (1-based), hashed at execution.
+    Param(i32),
+}
+
+/// One reference to a distributed or reference table.
+pub struct DistRte {
+    pub meta: Rc<TableMeta>,
+    /// In the top-level query's range table (not in a subquery, CTE or sublink).
+    pub top_level: bool,
+    /// Range table index at its level.
+    pub rti: u32,
+    pub pin: Option<PinValue>,
+    /// The equivalence class of its distribution column at its level (hash tables only).
+    pub class: Option<usize>,
+}
+
+/// What [`analyze`] found.
+pub struct Analysis {
+    pub rtes: Vec<DistRte>,
+    /// Ordinary tables (not distributed) the query also reads, by name.
+    pub local_tables: Vec<pg_sys::Oid>,
+    /// The query has levels other than the top one (subqueries, CTEs, sublinks).
+    pub has_sublevels: bool,
+    /// At the top level, the hash-distributed tables' distribution columns are all in one
+    /// equivalence class (trivially true with fewer than two).
+    pub top_joined_on_dist_col: bool,
+    /// A reference table sits on the preserved side of an outer join with a distributed
+    /// table at the top level (running it per shard would repeat its rows).
+    pub reference_outer_join: bool,
+}
+
+impl Analysis {
+    pub fn hash_rtes(&self) -> impl Iterator<Item = &DistRte> {
+        self.rtes.iter().filter(|r| !r.meta.is_reference())
+    }
+}
+
+/// Does the query touch any table Tessera distributes? The planner hook's fast path: one
+/// cached lookup per relation, no catalog scan.
+///
+/// # Safety
+/// `query` is a valid analyzed Query.
+pub unsafe fn touches_distributed(query: *mut pg_sys::Query) -> TResult<bool> {
+    let mut found = FastCheck {
+        any: false,
+        error: None,
+    };
+    // SAFETY: walking the query tree with our context.
+    unsafe {
+        pg_sys::query_tree_walker(
+            query,
+            Some(fast_walker),
+            &mut found as *mut FastCheck as *mut c_void,
+            pg_sys::QTW_EXAMINE_RTES_BEFORE as i32,
+        );
+    }
+    match found.error {
+        Some(e) => Err(e),
+        None => Ok(found.any),
+    }
+}
+
+struct FastCheck {
+    any: bool,
+    error: Option<TesseraError>,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn fast_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: called by the tree walkers with valid nodes and our FastCheck context.
+    unsafe {
+        let found = &mut *(ctx as *mut FastCheck);
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_RangeTblEntry) {
+            let rte = node as *mut pg_sys::RangeTblEntry;
+            if (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION {
+                match cache::lookup((*rte).relid) {
+                    Ok(Some(_)) => {
+                        found.any = true;
+                        return true;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        found.error = Some(e);
+                        return true;
+                    }
+                }
+            }
+            return false;
+        }
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
+            return pg_sys::query_tree_walker(
+                node as *mut pg_sys::Query,
+                Some(fast_walker),
+                ctx,
+                pg_sys::QTW_EXAMINE_RTES_BEFORE as i32,
+            );
+        }
+        pg_sys::expression_tree_walker(node, Some(fast_walker), ctx)
+    }
+}
+
+/// Walks every level of `query`.
+///
+/// # Safety
+/// `query` is a valid analyzed Query.
+pub unsafe fn analyze(query: *mut pg_sys::Query) -> TResult<Analysis> {
+    let mut a = Analysis {
+        rtes: Vec::new(),
+        local_tables: Vec::new(),
+        has_sublevels: false,
+        top_joined_on_dist_col: true,
+        reference_outer_join: false,
+    };
+    // SAFETY: forwarded.
+    unsafe { visit(query, true, &mut a)? };
+    Ok(a)
+}
+
+/// Equivalence classes of `(varno, varattno)` columns at one query level.
+#[derive(Default)]
+struct Classes {
+    parent: Vec<usize>,
+    keys: Vec<(u32, i16)>,
+    /// Values each class is equal to: (class root resolved later, value, operator).
+    values: Vec<(usize, pg_sys::Oid, ValueExpr)>,
+}
+
+#[derive(Clone, Copy)]
+enum ValueExpr {
+    Const(*mut pg_sys::Const),
+    Param(i32),
+}
+
+impl Classes {
+    fn id(&mut self, key: (u32, i16)) -> usize {
+        if let Some(i) = self.keys.iter().position(|k| *k == key) {
+            return i;
+        }
+        self.keys.push(key);
+        self.parent.push(self.parent.len());
+        self.parent.len() - 1
+    }
+
+    fn find(&mut self, mut i: usize) -> usize {
+        while self.parent[i] != i {
+            self.parent[i] = self.parent[self.parent[i]];
+            i = self.parent[i];
+        }
+        i
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.parent[ra] = rb;
+        }
+    }
+}
+
+/// The Var under any RelabelType (binary-compatible casts), if the node is a plain Var of
+/// this level.
+unsafe fn plain_var(node: *mut pg_sys::Node) -> Option<*mut pg_sys::Var> {
+    let mut n = node;
+    // SAFETY: following expression node pointers of a valid tree.
+    unsafe {
+        while is_a(n as *const c_void, pg_sys::NodeTag::T_RelabelType) {
+            n = (*(n as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
+        }
+        if is_a(n as *const c_void, pg_sys::NodeTag::T_Var) {
+            let v = n as *mut pg_sys::Var;
+            if (*v).varlevelsup == 0 && (*v).varattno > 0 {
+                return Some(v);
+            }
+        }
+    }
+    None
+}
+
+unsafe fn value_expr(node: *mut pg_sys::Node) -> Option<ValueExpr> {
+    let mut n = node;
+    // SAFETY: as in plain_var.
+    unsafe {
+        while is_a(n as *const c_void, pg_sys::NodeTag::T_RelabelType) {
+            n = (*(n as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
+        }
+        if is_a(n as *const c_void, pg_sys::NodeTag::T_Const) {
+            let c = n as *mut pg_sys::Const;
+            if !(*c).constisnull {
+                return Some(ValueExpr::Const(c));
+            }
+        }
+        if is_a(n as *const c_void, pg_sys::NodeTag::T_Param) {
+            let p = n as *mut pg_sys::Param;
+            if (*p).paramkind == pg_sys::ParamKind::PARAM_EXTERN {
+                return Some(ValueExpr::Param((*p).paramid));
+            }
+        }
+    }
+    None
+}
+
+/// Adds the top-level AND-ed conditions of `node` to the classes.
+unsafe fn add_conjuncts(node: *mut pg_sys::Node, classes: &mut Classes) {
+    if node.is_null() {
+        return;
+    }
+    // SAFETY: reading expression nodes of a valid tree.
+    unsafe {
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_List) {
+            for item in list_of::<pg_sys::Node>(node as *mut pg_sys::List) {
+                add_conjuncts(item, classes);
+            }
+            return;
+        }
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_BoolExpr) {
+            let b = node as *mut pg_sys::BoolExpr;
+            if (*b).boolop == pg_sys::BoolExprType::AND_EXPR {
+                for item in list_of::<pg_sys::Node>((*b).args) {
+                    add_conjuncts(item, classes);
+                }
+            }
+            return;
+        }
+        if !is_a(node as *const c_void, pg_sys::NodeTag::T_OpExpr) {
+            return;
+        }
+        let op = node as *mut pg_sys::OpExpr;
+        let args = list_of::<pg_sys::Node>((*op).args);
+        if args.len() != 2 {
+            return;
+        }
+        let left_type = pg_sys::exprType(args[0]);
+        if !pg_sys::op_mergejoinable((*op).opno, left_type)
+            && !pg_sys::op_hashjoinable((*op).opno, left_type)
+        {
+            return;
+        }
+        match (plain_var(args[0]), plain_var(args[1])) {
+            (Some(a), Some(b)) => {
+                let ia = classes.id(((*a).varno as u32, (*a).varattno));
+                let ib = classes.id(((*b).varno as u32, (*b).varattno));
+                classes.union(ia, ib);
+            }
+            (Some(v), None) | (None, Some(v)) => {
+                let other = if plain_var(args[0]).is_some() {
+                    args[1]
+                } else {
+                    args[0]
+                };
+                if let Some(value) = value_expr(other) {
+                    let i = classes.id(((*v).varno as u32, (*v).varattno));
+                    classes.values.push((i, (*op).opno, value));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Adds the conditions of a FROM item; `inner` is false below the nullable side of an outer
+/// join, where a condition does not filter the rows of the whole query.
+unsafe fn add_from_item(node: *mut pg_sys::Node, classes: &mut Classes) {
+    // SAFETY: reading jointree nodes of a valid tree.
+    unsafe {
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_JoinExpr) {
+            let j = node as *mut pg_sys::JoinExpr;
+            add_from_item((*j).larg, classes);
+            add_from_item((*j).rarg, classes);
+            // An outer join's condition still decides which rows of the two sides meet: it
+            // counts for co-location (rows meet only within a shard group) and, through the
+            // classes, for pins of the inner side.
+            add_conjuncts((*j).quals, classes);
+        } else if is_a(node as *const c_void, pg_sys::NodeTag::T_FromExpr) {
+            let f = node as *mut pg_sys::FromExpr;
+            for item in list_of::<pg_sys::Node>((*f).fromlist) {
+                add_from_item(item, classes);
+            }
+            add_conjuncts((*f).quals, classes);
+        }
+    }
+}
+
+/// The pin of the class of `key`, if the class holds a value whose equality operator belongs
+/// to the distribution column's hash operator family.
+unsafe fn pin_of(
+    classes: &mut Classes,
+    key: (u32, i16),
+    meta: &TableMeta,
+) -> TResult<Option<PinValue>> {
+    let Some(i) = classes.keys.iter().position(|k| *k == key) else {
+        return Ok(None);
+    };
+    let root = classes.find(i);
+    let values = classes.values.clone();
+    for (j, opno, value) in values {
+        if classes.find(j) != root {
+            continue;
+        }
+        // SAFETY: catalog lookups.
+        if !unsafe { pg_sys::op_in_opfamily(opno, meta.hash_opfamily) } {
+            continue;
+        }
+        return Ok(Some(match value {
+            // SAFETY: a non-null Const of the tree.
+            ValueExpr::Const(c) => PinValue::Hash(unsafe { hash_const(c, meta)? }),
+            ValueExpr::Param(id) => PinValue::Param(id),
+        }));
+    }
+    Ok(None)
+}
+
+/// Hashes a constant as a value of the distribution column's type (converting through text
+/// when the constant has another type, as `bigint = 5` has).
+unsafe fn hash_const(c: *mut pg_sys::Const, meta: &TableMeta) -> TResult<i32> {
+    // SAFETY: a non-null Const; type I/O functions of existing types.
+    unsafe {
+        let datum = if (*c).consttype == meta.dist_type {
+            (*c).constvalue
+        } else {
+            let text = crate::executor::value_to_text((*c).constvalue, (*c).consttype);
+            crate::executor::text_to_value(&text, meta.dist_type, -1)?
+        };
+        Ok(crate::sharding::hash_datum(
+            meta.hash_proc,
+            meta.dist_collation,
+            datum,
+        ))
+    }
+}
+
+unsafe fn visit(query: *mut pg_sys::Query, top: bool, a: &mut Analysis) -> TResult<()> {
+    // SAFETY: reading a valid Query tree.
+    unsafe {
+        let mut classes = Classes::default();
+        if !(*query).jointree.is_null() {
+            add_from_item((*query).jointree as *mut pg_sys::Node, &mut classes);
+        }
+        let first = a.rtes.len();
+        for (i, rte) in list_of::<pg_sys::RangeTblEntry>((*query).rtable)
+            .into_iter()
+            .enumerate()
+        {
+            let rti = i as u32 + 1;
+            match (*rte).rtekind {
+                pg_sys::RTEKind::RTE_RELATION => match cache::lookup((*rte).relid)? {
+                    Some(meta) => {
+                        let (pin, class) = if meta.is_reference() {
+                            (None, None)
+                        } else {
+                            let key = (rti, meta.table.dist_attnum);
+                            let pin = pin_of(&mut classes, key, &meta)?;
+                            let class = classes
+                                .keys
+                                .iter()
+                                .position(|k| *k == key)
+                                .map(|p| classes.find(p));
+                            (pin, class)
+                        };
+                        a.rtes.push(DistRte {
+                            meta,
+                            top_level: top,
+                            rti,
+                            pin,
+                            class,
+                        });
+                    }
+                    None => {
+                        if matches!((*rte).relkind as u8, b'r' | b'p' | b'm' | b'f') {
+                            a.local_tables.push((*rte).relid);
+                        }
+                    }
+                },
+                pg_sys::RTEKind::RTE_SUBQUERY => {
+                    a.has_sublevels = true;
+                    visit((*rte).subquery, false, a)?;
+                }
+                _ => {}
+            }
+        }
+        for cte in list_of::<pg_sys::CommonTableExpr>((*query).cteList) {
+            a.has_sublevels = true;
+            visit((*cte).ctequery as *mut pg_sys::Query, false, a)?;
+        }
+        // Sublinks anywhere in this level's expressions.
+        let mut sub = SublinkWalk {
+            queries: Vec::new(),
+        };
+        pg_sys::query_tree_walker(
+            query,
+            Some(sublink_walker),
+            &mut sub as *mut SublinkWalk as *mut c_void,
+            (pg_sys::QTW_IGNORE_RT_SUBQUERIES | pg_sys::QTW_IGNORE_CTE_SUBQUERIES) as i32,
+        );
+        for q in sub.queries {
+            a.has_sublevels = true;
+            visit(q, false, a)?;
+        }
+        if top {
+            let hash: Vec<&DistRte> = a.rtes[first..]
+                .iter()
+                .filter(|r| r.top_level && !r.meta.is_reference())
+                .collect();
+            if hash.len() > 1 {
+                let c0 = hash[0].class;
+                a.top_joined_on_dist_col = c0.is_some() && hash.iter().all(|r| r.class == c0);
+            }
+            if !(*query).jointree.is_null() {
+                let mut bad = false;
+                for item in list_of::<pg_sys::Node>((*(*query).jointree).fromlist) {
+                    outer_join_sides(item, query, &mut bad)?;
+                }
+                a.reference_outer_join = bad;
+            }
+        }
+    }
+    Ok(())
+}
+
+struct SublinkWalk {
+    queries: Vec<*mut pg_sys::Query>,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn sublink_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: called by the tree walkers with valid nodes and our context.
+    unsafe {
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
+            (*(ctx as *mut SublinkWalk))
+                .queries
+                .push(node as *mut pg_sys::Query);
+            return false;
+        }
+        pg_sys::expression_tree_walker(node, Some(sublink_walker), ctx)
+    }
+}
+
+/// What a FROM item holds: (hash-distributed tables, reference tables).
+unsafe fn contents(node: *mut pg_sys::Node, query: *mut pg_sys::Query) -> TResult<(bool, bool)> {
+    // SAFETY: reading jointree nodes and range table entries of a valid Query.
+    unsafe {
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_RangeTblRef) {
+            let rti = (*(node as *mut pg_sys::RangeTblRef)).rtindex;
+            let rte = pg_sys::list_nth((*query).rtable, rti - 1) as *mut pg_sys::RangeTblEntry;
+            if (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION {
+                if let Some(m) = cache::lookup((*rte).relid)? {
+                    return Ok((!m.is_reference(), m.is_reference()));
+                }
+            }
+            return Ok((false, false));
+        }
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_JoinExpr) {
+            let j = node as *mut pg_sys::JoinExpr;
+            let l = contents((*j).larg, query)?;
+            let r = contents((*j).rarg, query)?;
+            return Ok((l.0 || r.0, l.1 || r.1));
+        }
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_FromExpr) {
+            let mut out = (false, false);
+            for item in list_of::<pg_sys::Node>((*(node as *mut pg_sys::FromExpr)).fromlist) {
+                let c = contents(item, query)?;
+                out = (out.0 || c.0, out.1 || c.1);
+            }
+            return Ok(out);
+        }
+    }
+    Ok((false, false))
+}
+
+/// Sets `bad` when a reference table (or anything not sharded) is on the preserved side of an
+/// outer join whose other side is sharded.
+unsafe fn outer_join_sides(
+    node: *mut pg_sys::Node,
+    query: *mut pg_sys::Query,
+    bad: &mut bool,
+) -> TResult<()> {
+    // SAFETY: reading jointree nodes of a valid Query.
+    unsafe {
+        if !is_a(node as *const c_void, pg_sys::NodeTag::T_JoinExpr) {
+            return Ok(());
+        }
+        let j = node as *mut pg_sys::JoinExpr;
+        outer_join_sides((*j).larg, query, bad)?;
+        outer_join_sides((*j).rarg, query, bad)?;
+        let (l, r) = (contents((*j).larg, query)?, contents((*j).rarg, query)?);
+        let unsharded_left = !l.0;
+        let unsharded_right = !r.0;
+        match (*j).jointype {
+            pg_sys::JoinType::JOIN_LEFT | pg_sys::JoinType::JOIN_ANTI if unsharded_left && r.0 => {
+                *bad = true;
+            }
+            pg_sys::JoinType::JOIN_RIGHT if unsharded_right && l.0 => {
+                *bad = true;
+            }
+            pg_sys::JoinType::JOIN_FULL if (unsharded_left || unsharded_right) && (l.0 || r.0) => {
+                *bad = true;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,839 @@
+//! The distributed planner: picks the tier of a query on distributed tables and builds its
+//! PlannedStmt around a Tessera Adaptive CustomScan.
+//!
+//! | query | tier | plan |
+//! | --- | --- | --- |
+//! | every distributed table pinned to one shard group (`dist_col = 5`, `= $1`) | (fast-path) router | the whole query on one node |
+//! | SELECT without aggregates, sort or limit | multi-shard | the query on every shard group, rows appended |
+//! | SELECT with aggregates, GROUP BY, ORDER BY, LIMIT, DISTINCT | multi-shard | a worker query per shard group + a combine query planned by PostgreSQL over the scan |
+//! | UPDATE / DELETE | router or multi-shard | the statement on each shard group, in the remote transaction |
+//! | INSERT ... VALUES | router | rows evaluated on the coordinator, routed by hash, one multi-row INSERT per shard |
+//!
+//! Multi-shard plans need every distributed table at the top level, co-located and joined on
+//! the distribution column; otherwise the query is refused with the reason and a way out.
+
+use std::ffi::c_void;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use tessera_core::plan::{Command, DistPlan, InsertShape, Pin, TableRef, Tier};
+
+use super::analyze::{analyze, Analysis, PinValue};
+use super::combine;
+use super::deparse::{querydef, sites};
+use crate::error::{TResult, TesseraError};
+use crate::nodes::{is_a, list_of, make_list, pstrdup};
+
+fn unsupported(what: impl Into<String>, hint: &str) -> TesseraError {
+    TesseraError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, what).hint(hint)
+}
+
+/// Plans a query that touches distributed tables.
+///
+/// # Safety
+/// The planner hook's arguments.
+pub unsafe fn plan(
+    parse: *mut pg_sys::Query,
+    query_string: *const std::ffi::c_char,
+    cursor_options: i32,
+    bound_params: pg_sys::ParamListInfo,
+) -> TResult<*mut pg_sys::PlannedStmt> {
+    // SAFETY: reading and copying a valid analyzed Query.
+    unsafe {
+        let a = analyze(parse)?;
+        if let Some(&local) = a.local_tables.first() {
+            let (schema, name) = crate::nodes::rel_schema_and_name(local);
+            return Err(unsupported(
+                format!("cannot plan a query that mixes the local table {schema}.{name} with distributed tables"),
+                "Distribute the local table with create_distributed_table() (co-located), or make it a reference table with create_reference_table().",
+            ));
+        }
+        let colocations: Vec<i32> = a.hash_rtes().map(|r| r.meta.table.colocation_id).collect();
+        if colocations.windows(2).any(|w| w[0] != w[1]) {
+            return Err(unsupported(
+                "cannot push down this query: it joins distributed tables that are not co-located",
+                "Create the tables with the same shard count and colocate_with => '<other table>', or join them through a reference table.",
+            ));
+        }
+        if (*parse).hasModifyingCTE {
+            return Err(unsupported(
+                "data-modifying statements in WITH are not supported on distributed tables",
+                "Run the modification as its own statement.",
+            ));
+        }
+        match (*parse).commandType {
+            pg_sys::CmdType::CMD_SELECT => {
+                plan_select(parse, &a, query_string, cursor_options, bound_params)
+            }
+            pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE => plan_modify(parse, &a),
+            pg_sys::CmdType::CMD_INSERT => plan_insert(parse, &a, bound_params),
+            _ => Err(unsupported(
+                "this kind of statement is not supported on distributed tables",
+                "Use SELECT, INSERT, UPDATE or DELETE.",
+            )),
+        }
+    }
+}
+
+/// The one value every hash-distributed table is pinned to, if there is one.
+fn common_pin(a: &Analysis) -> Option<Pin> {
+    let mut hash = a.hash_rtes().peekable();
+    hash.peek()?;
+    let mut pin: Option<Pin> = None;
+    for r in a.hash_rtes() {
+        let p = match &r.pin {
+            None => return None,
+            Some(PinValue::Hash(h)) => Pin::Hash(*h),
+            Some(PinValue::Param(id)) => Pin::Param {
+                id: *id,
+                typid: r.meta.dist_type.to_u32(),
+            },
+        };
+        match &pin {
+            None => pin = Some(p),
+            Some(existing) if *existing == p => {}
+            // Different constants may still be one shard group: compare shard indexes.
+            Some(Pin::Hash(h1)) => match p {
+                Pin::Hash(h2) => {
+                    let n = r.meta.shards.len().max(1) as i32;
+                    if tessera_core::sharding::shard_index_for_hash(*h1, n)
+                        != tessera_core::sharding::shard_index_for_hash(h2, n)
+                    {
+                        return None;
+                    }
+                }
+                _ => return None,
+            },
+            Some(_) => return None,
+        }
+    }
+    pin
+}
+
+/// Why a query cannot run on every shard group, if it cannot.
+fn multi_shard_blocker(a: &Analysis) -> Option<TesseraError> {
+    if a.hash_rtes().any(|r| !r.top_level) {
+        return Some(unsupported(
+            "cannot push down a subquery, CTE or sublink on a distributed table that is not pinned to one distribution value",
+            "Add <distribution column> = <value> inside the subquery, or rewrite it as a join on the distribution column.",
+        ));
+    }
+    if !a.top_joined_on_dist_col {
+        return Some(unsupported(
+            "cannot push down a join of distributed tables that is not on their distribution columns",
+            "Join co-located tables with equality on the distribution column (a.tenant_id = b.tenant_id), or pin the query to one distribution value.",
+        ));
+    }
+    if a.reference_outer_join {
+        return Some(unsupported(
+            "cannot push down an outer join whose preserved side is a reference table or subquery and whose other side is a distributed table",
+            "Put the distributed table on the preserved side, or use an inner join.",
+        ));
+    }
+    None
+}
+
+/// The tables of the plan, a hash-distributed one first when any (the anchor).
+fn tables_of(a: &Analysis) -> (Vec<TableRef>, usize) {
+    let mut tables: Vec<TableRef> = Vec::new();
+    let mut metas = a.rtes.iter().map(|r| &r.meta).collect::<Vec<_>>();
+    metas.sort_by_key(|m| m.is_reference());
+    for m in metas {
+        if tables.iter().any(|t| t.relid == m.table.relid.to_u32()) {
+            continue;
+        }
+        tables.push(TableRef {
+            relid: m.table.relid.to_u32(),
+            schema: m.schema.clone(),
+            name: m.name.clone(),
+        });
+    }
+    (tables, 0)
+}
+
+struct ParamIds(Vec<usize>);
+
+#[pg_guard]
+unsafe extern "C-unwind" fn param_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: called by the tree walkers with valid nodes and our context.
+    unsafe {
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Param) {
+            let p = node as *mut pg_sys::Param;
+            if (*p).paramkind == pg_sys::ParamKind::PARAM_EXTERN {
+                let ids = &mut *(ctx as *mut ParamIds);
+                let id = (*p).paramid.max(0) as usize;
+                if !ids.0.contains(&id) {
+                    ids.0.push(id);
+                }
+            }
+            return false;
+        }
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
+            return pg_sys::query_tree_walker(
+                node as *mut pg_sys::Query,
+                Some(param_walker),
+                ctx,
+                0,
+            );
+        }
+        pg_sys::expression_tree_walker(node, Some(param_walker), ctx)
+    }
+}
+
+/// The external parameters a query refers to.
+///
+/// # Safety
+/// `query` is a valid Query.
+pub unsafe fn params_of(query: *mut pg_sys::Query) -> Vec<usize> {
+    let mut ids = ParamIds(Vec::new());
+    // SAFETY: walking a valid Query.
+    unsafe {
+        pg_sys::query_tree_walker(
+            query,
+            Some(param_walker),
+            &mut ids as *mut ParamIds as *mut c_void,
+            0,
+        );
+    }
+    ids.0.sort_unstable();
+    ids.0
+}
+
+struct RelRtes(Vec<*mut pg_sys::RangeTblEntry>);
+
+#[pg_guard]
+unsafe extern "C-unwind" fn rte_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: called by the tree walkers with valid nodes and our context.
+    unsafe {
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_RangeTblEntry) {
+            let rte = node as *mut pg_sys::RangeTblEntry;
+            if (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION {
+                (*(ctx as *mut RelRtes)).0.push(rte);
+            }
+            return false;
+        }
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
+            return pg_sys::query_tree_walker(
+                node as *mut pg_sys::Query,
+                Some(rte_walker),
+                ctx,
+                pg_sys::QTW_EXAMINE_RTES_BEFORE as i32,
+            );
+        }
+        pg_sys::expression_tree_walker(node, Some(rte_walker), ctx)
+    }
+}
+
+/// Every relation RTE of the query, below the top level included: the plan's range table gets
+/// them so the executor checks the user's privileges on each and plan-cache invalidation and
+/// locking see them.
+unsafe fn sublevel_relations(query: *mut pg_sys::Query) -> Vec<*mut pg_sys::RangeTblEntry> {
+    let mut found = RelRtes(Vec::new());
+    // SAFETY: walking a valid Query.
+    unsafe {
+        let top = list_of::<pg_sys::RangeTblEntry>((*query).rtable);
+        pg_sys::query_tree_walker(
+            query,
+            Some(rte_walker),
+            &mut found as *mut RelRtes as *mut c_void,
+            pg_sys::QTW_EXAMINE_RTES_BEFORE as i32,
+        );
+        found.0.retain(|r| !top.contains(r));
+    }
+    found.0
+}
+
+/// A palloc'd, zeroed node of type `T` with tag `tag`.
+///
+/// # Safety
+/// `T` is the node struct of `tag`.
+pub unsafe fn make_node<T>(tag: pg_sys::NodeTag) -> *mut T {
+    // SAFETY: palloc0 in the current memory context; every node starts with its tag.
+    unsafe {
+        let p = pg_sys::palloc0(std::mem::size_of::<T>()) as *mut T;
+        *(p as *mut pg_sys::NodeTag) = tag;
+        p
+    }
+}
+
+/// The CustomScan for `plan`, reading rows shaped like `scan_tlist`.
+///
+/// # Safety
+/// `scan_tlist` is a List of TargetEntry.
+pub unsafe fn custom_scan(
+    plan: &DistPlan,
+    scan_tlist: *mut pg_sys::List,
+    rows: f64,
+) -> *mut pg_sys::CustomScan {
+    // SAFETY: building plan nodes in the planner's memory context.
+    unsafe {
+        let cscan = make_node::<pg_sys::CustomScan>(pg_sys::NodeTag::T_CustomScan);
+        let encoded = pstrdup(&plan.encode());
+        (*cscan).custom_private = make_list(&[pg_sys::makeString(encoded)]);
+        (*cscan).custom_scan_tlist = scan_tlist;
+        (*cscan).methods = &raw const crate::executor::SCAN_METHODS;
+        (*cscan).scan.scanrelid = 0;
+        (*cscan).scan.plan.plan_rows = rows;
+        (*cscan).scan.plan.startup_cost = 0.0;
+        (*cscan).scan.plan.total_cost = rows * 0.01 + 100.0;
+        (*cscan).scan.plan.plan_width = 32;
+        cscan
+    }
+}
+
+/// Target entries that read scan column i+1 (INDEX_VAR) for each entry of `scan_tlist`.
+unsafe fn index_var_tlist(scan_tlist: *mut pg_sys::List) -> *mut pg_sys::List {
+    let mut out = Vec::new();
+    // SAFETY: reading TargetEntries and building Vars.
+    unsafe {
+        for (i, tle) in list_of::<pg_sys::TargetEntry>(scan_tlist)
+            .into_iter()
+            .enumerate()
+        {
+            let expr = (*tle).expr as *mut pg_sys::Node;
+            let var = pg_sys::makeVar(
+                pg_sys::INDEX_VAR,
+                (i + 1) as i16,
+                pg_sys::exprType(expr),
+                pg_sys::exprTypmod(expr),
+                pg_sys::exprCollation(expr),
+                0,
+            );
+            out.push(pg_sys::makeTargetEntry(
+                var as *mut pg_sys::Expr,
+                (i + 1) as i16,
+                (*tle).resname,
+                false,
+            ));
+        }
+        make_list(&out)
+    }
+}
+
+/// The visible target entries of `list`, renumbered from 1.
+unsafe fn visible(list: *mut pg_sys::List) -> *mut pg_sys::List {
+    let mut out = Vec::new();
+    // SAFETY: reading and copying TargetEntries.
+    unsafe {
+        for tle in list_of::<pg_sys::TargetEntry>(list) {
+            if (*tle).resjunk {
+                continue;
+            }
+            out.push(pg_sys::makeTargetEntry(
+                (*tle).expr,
+                (out.len() + 1) as i16,
+                (*tle).resname,
+                false,
+            ));
+        }
+        make_list(&out)
+    }
+}
+
+/// A PlannedStmt whose whole plan is `cscan`.
+unsafe fn planned_stmt(
+    parse: *mut pg_sys::Query,
+    cscan: *mut pg_sys::CustomScan,
+    a: &Analysis,
+) -> *mut pg_sys::PlannedStmt {
+    // SAFETY: building the statement from the analyzed Query's parts.
+    unsafe {
+        let stmt = make_node::<pg_sys::PlannedStmt>(pg_sys::NodeTag::T_PlannedStmt);
+        (*stmt).commandType = (*parse).commandType;
+        (*stmt).queryId = (*parse).queryId;
+        (*stmt).hasReturning = !(*parse).returningList.is_null();
+        (*stmt).canSetTag = (*parse).canSetTag;
+        (*stmt).planTree = cscan as *mut pg_sys::Plan;
+        let mut rtable = list_of::<pg_sys::RangeTblEntry>((*parse).rtable);
+        rtable.extend(sublevel_relations(parse));
+        (*stmt).rtable = make_list(&rtable);
+        #[cfg(not(feature = "pg15"))]
+        {
+            (*stmt).permInfos = (*parse).rteperminfos;
+        }
+        let mut relids = Vec::new();
+        for r in &a.rtes {
+            let oid = r.meta.table.relid;
+            if !relids.contains(&oid) {
+                relids.push(oid);
+            }
+        }
+        let mut list = std::ptr::null_mut();
+        for oid in relids {
+            list = pg_sys::lappend_oid(list, oid);
+        }
+        (*stmt).relationOids = list;
+        (*stmt).stmt_location = (*parse).stmt_location;
+        (*stmt).stmt_len = (*parse).stmt_len;
+        stmt
+    }
+}
+
+unsafe fn base_plan(
+    tier: Tier,
+    command: Command,
+    query: *mut pg_sys::Query,
+    a: &Analysis,
+    pin: Pin,
+    returns_rows: bool,
+) -> TResult<DistPlan> {
+    let (tables, anchor) = tables_of(a);
+    // SAFETY: deparsing a valid Query.
+    let template = unsafe { querydef(query) };
+    let sites = sites(&template, &tables)?;
+    Ok(DistPlan {
+        tier,
+        command,
+        template,
+        sites,
+        tables,
+        anchor,
+        pin,
+        returns_rows,
+        notes: Vec::new(),
+        // SAFETY: walking a valid Query.
+        params: unsafe { params_of(query) },
+        insert: None,
+    })
+}
+
+unsafe fn plan_select(
+    parse: *mut pg_sys::Query,
+    a: &Analysis,
+    query_string: *const std::ffi::c_char,
+    cursor_options: i32,
+    bound_params: pg_sys::ParamListInfo,
+) -> TResult<*mut pg_sys::PlannedStmt> {
+    // SAFETY: reading the analyzed Query.
+    unsafe {
+        let only_reference = a.hash_rtes().next().is_none();
+        let pin = if only_reference {
+            Some(Pin::Single)
+        } else {
+            common_pin(a)
+        };
+        if let Some(pin) = pin {
+            let tier = if a.rtes.len() == 1 && !a.has_sublevels && !only_reference {
+                Tier::FastPathRouter
+            } else {
+                Tier::Router
+            };
+            let plan = base_plan(tier, Command::Select, parse, a, pin, true)?;
+            let scan_tlist = visible((*parse).targetList);
+            let cscan = custom_scan(&plan, scan_tlist, 100.0);
+            (*cscan).scan.plan.targetlist = index_var_tlist(scan_tlist);
+            return Ok(planned_stmt(parse, cscan, a));
+        }
+        if !(*parse).rowMarks.is_null() {
+            return Err(unsupported(
+                "SELECT ... FOR UPDATE/SHARE is only supported when the query is pinned to one distribution value",
+                "Add <distribution column> = <value> to the WHERE clause.",
+            ));
+        }
+        if let Some(e) = multi_shard_blocker(a) {
+            return Err(e);
+        }
+        if !combine::needs_combine(parse) {
+            let plan = base_plan(Tier::MultiShard, Command::Select, parse, a, Pin::All, true)?;
+            let scan_tlist = visible((*parse).targetList);
+            let cscan = custom_scan(&plan, scan_tlist, 1000.0);
+            (*cscan).scan.plan.targetlist = index_var_tlist(scan_tlist);
+            return Ok(planned_stmt(parse, cscan, a));
+        }
+        if a.has_sublevels {
+            return Err(unsupported(
+                "cannot combine aggregates, ORDER BY or LIMIT across shards for a query with subqueries, CTEs or sublinks",
+                "Pin the query to one distribution value, or move the subquery into a join on the distribution column.",
+            ));
+        }
+        let split = combine::split(parse, a)?;
+        let mut plan = base_plan(
+            Tier::MultiShard,
+            Command::Select,
+            split.worker,
+            a,
+            Pin::All,
+            true,
+        )?;
+        plan.notes = split.notes.clone();
+        let stmt =
+            combine::plan_combine(&split, &plan, query_string, cursor_options, bound_params)?;
+        // The combine plan's range table holds only the scan's function; add the user's tables
+        // for privilege checks, locking and plan invalidation.
+        let mut rtable = list_of::<pg_sys::RangeTblEntry>((*stmt).rtable);
+        rtable.extend(
+            list_of::<pg_sys::RangeTblEntry>((*parse).rtable)
+                .into_iter()
+                .filter(|r| (**r).rtekind == pg_sys::RTEKind::RTE_RELATION),
+        );
+        (*stmt).rtable = make_list(&rtable);
+        for r in &a.rtes {
+            (*stmt).relationOids = pg_sys::lappend_oid((*stmt).relationOids, r.meta.table.relid);
+        }
+        (*stmt).queryId = (*parse).queryId;
+        (*stmt).stmt_location = (*parse).stmt_location;
+        (*stmt).stmt_len = (*parse).stmt_len;
+        Ok(stmt)
+    }
+}
+
+/// The target relation of an INSERT/UPDATE/DELETE and its metadata.
+unsafe fn target(parse: *mut pg_sys::Query, a: &Analysis) -> TResult<usize> {
+    // SAFETY: reading the Query's result relation.
+    let rti = unsafe { (*parse).resultRelation } as u32;
+    a.rtes
+        .iter()
+        .position(|r| r.top_level && r.rti == rti)
+        .ok_or_else(|| {
+            unsupported(
+                "cannot modify a local table with a query that reads distributed tables",
+                "Read the distributed rows into the application, or distribute the target table too.",
+            )
+        })
+}
+
+/// Refuses a change of the distribution column (its value decides the shard).
+unsafe fn check_dist_col_unchanged(tlist: *mut pg_sys::List, dist_attnum: i16) -> TResult<()> {
+    // SAFETY: reading TargetEntries.
+    unsafe {
+        for tle in list_of::<pg_sys::TargetEntry>(tlist) {
+            if !(*tle).resjunk && (*tle).resno == dist_attnum && dist_attnum > 0 {
+                return Err(unsupported(
+                    "modifying the distribution column of a distributed table is not supported",
+                    "Delete the row and insert it with the new value instead.",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+unsafe fn plan_modify(
+    parse: *mut pg_sys::Query,
+    a: &Analysis,
+) -> TResult<*mut pg_sys::PlannedStmt> {
+    // SAFETY: reading the analyzed Query.
+    unsafe {
+        let t = target(parse, a)?;
+        let meta = a.rtes[t].meta.clone();
+        let command = if (*parse).commandType == pg_sys::CmdType::CMD_UPDATE {
+            check_dist_col_unchanged((*parse).targetList, meta.table.dist_attnum)?;
+            Command::Update
+        } else {
+            Command::Delete
+        };
+        if pg_sys::contain_volatile_functions(parse as *mut pg_sys::Node) {
+            return Err(unsupported(
+                "functions used in UPDATE and DELETE on distributed tables must not be VOLATILE",
+                "Compute the value first (for example in a CTE-free SELECT on the coordinator) and pass it as a constant or parameter.",
+            ));
+        }
+        let (tier, pin) = if meta.is_reference() {
+            if a.hash_rtes().next().is_some() {
+                return Err(unsupported(
+                    "cannot modify a reference table with a query that reads distributed tables",
+                    "Read the distributed rows first, then modify the reference table with constants.",
+                ));
+            }
+            (Tier::Router, Pin::Single)
+        } else if let Some(pin) = common_pin(a) {
+            (
+                if a.rtes.len() == 1 && !a.has_sublevels {
+                    Tier::FastPathRouter
+                } else {
+                    Tier::Router
+                },
+                pin,
+            )
+        } else {
+            if let Some(e) = multi_shard_blocker(a) {
+                return Err(e);
+            }
+            (Tier::MultiShard, Pin::All)
+        };
+        let returning = !(*parse).returningList.is_null();
+        let mut plan = base_plan(tier, command, parse, a, pin, returning)?;
+        plan.anchor = plan
+            .tables
+            .iter()
+            .position(|x| x.relid == meta.table.relid.to_u32())
+            .unwrap_or(0);
+        let scan_tlist = visible((*parse).returningList);
+        let cscan = custom_scan(&plan, scan_tlist, 1.0);
+        (*cscan).scan.plan.targetlist = index_var_tlist(scan_tlist);
+        Ok(planned_stmt(parse, cscan, a))
+    }
+}
+
+struct ValuesSubst {
+    values_rti: i32,
+    row: Vec<*mut pg_sys::Node>,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn values_mutator(
+    node: *mut pg_sys::Node,
+    ctx: *mut c_void,
+) -> *mut pg_sys::Node {
+    if node.is_null() {
+        return node;
+    }
+    // SAFETY: called by expression_tree_mutator with valid nodes and our context.
+    unsafe {
+        let s = &*(ctx as *mut ValuesSubst);
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Var) {
+            let v = node as *mut pg_sys::Var;
+            if (*v).varno == s.values_rti && (*v).varlevelsup == 0 && (*v).varattno > 0 {
+                if let Some(&e) = s.row.get((*v).varattno as usize - 1) {
+                    return pg_sys::copyObjectImpl(e as *const c_void) as *mut pg_sys::Node;
+                }
+            }
+        }
+        combine::mutate(node, values_mutator, ctx)
+    }
+}
+
+unsafe fn plan_insert(
+    parse: *mut pg_sys::Query,
+    a: &Analysis,
+    bound_params: pg_sys::ParamListInfo,
+) -> TResult<*mut pg_sys::PlannedStmt> {
+    // SAFETY: reading and copying the analyzed Query.
+    unsafe {
+        let t = target(parse, a)?;
+        let meta = a.rtes[t].meta.clone();
+        let rtes = list_of::<pg_sys::RangeTblEntry>((*parse).rtable);
+        if rtes
+            .iter()
+            .any(|r| (**r).rtekind == pg_sys::RTEKind::RTE_SUBQUERY)
+        {
+            return Err(unsupported(
+                "INSERT ... SELECT into a distributed table is not supported yet",
+                "Insert the rows with INSERT ... VALUES or COPY.",
+            ));
+        }
+        if a.rtes
+            .iter()
+            .any(|r| r.rti != a.rtes[t].rti || !r.top_level)
+        {
+            // ON CONFLICT's EXCLUDED pseudo-relation is the target again; anything else is a
+            // read of another distributed table.
+            let other = a
+                .rtes
+                .iter()
+                .any(|r| !r.top_level || r.meta.table.relid != meta.table.relid);
+            if other {
+                return Err(unsupported(
+                    "INSERT into a distributed table cannot read other distributed tables",
+                    "Read the values first, then insert them.",
+                ));
+            }
+        }
+        let on_conflict = (*parse).onConflict;
+        if !on_conflict.is_null() {
+            check_dist_col_unchanged((*on_conflict).onConflictSet, meta.table.dist_attnum)?;
+        }
+        // The rows: each a list of the target entries' expressions, VALUES columns substituted.
+        let values_rti = rtes
+            .iter()
+            .position(|r| (**r).rtekind == pg_sys::RTEKind::RTE_VALUES)
+            .map(|i| i as i32 + 1);
+        let tles: Vec<*mut pg_sys::TargetEntry> =
+            list_of::<pg_sys::TargetEntry>((*parse).targetList)
+                .into_iter()
+                .filter(|t| !(**t).resjunk)
+                .collect();
+        for &tle in &tles {
+            if is_a((*tle).expr as *const c_void, pg_sys::NodeTag::T_FieldStore)
+                || is_a(
+                    (*tle).expr as *const c_void,
+                    pg_sys::NodeTag::T_SubscriptingRef,
+                )
+            {
+                return Err(unsupported(
+                    "INSERT into a field or element of a column of a distributed table is not supported",
+                    "Insert the whole column value.",
+                ));
+            }
+        }
+        let mut rows: Vec<*mut pg_sys::List> = Vec::new();
+        match values_rti {
+            None => {
+                let exprs: Vec<*mut pg_sys::Node> = tles
+                    .iter()
+                    .map(|t| {
+                        pg_sys::copyObjectImpl((**t).expr as *const c_void) as *mut pg_sys::Node
+                    })
+                    .collect();
+                rows.push(make_list(&exprs));
+            }
+            Some(rti) => {
+                let vrte = rtes[rti as usize - 1];
+                for row in list_of::<pg_sys::List>((*vrte).values_lists) {
+                    let mut subst = ValuesSubst {
+                        values_rti: rti,
+                        row: list_of::<pg_sys::Node>(row),
+                    };
+                    let exprs: Vec<*mut pg_sys::Node> = tles
+                        .iter()
+                        .map(|t| {
+                            values_mutator(
+                                (**t).expr as *mut pg_sys::Node,
+                                &mut subst as *mut ValuesSubst as *mut c_void,
+                            )
+                        })
+                        .collect();
+                    rows.push(make_list(&exprs));
+                }
+            }
+        }
+        for &row in &rows {
+            if pg_sys::contain_subplans(row as *mut pg_sys::Node) {
+                return Err(unsupported(
+                    "subqueries in the VALUES of an INSERT into a distributed table are not supported",
+                    "Compute the value first and insert it as a constant or parameter.",
+                ));
+            }
+            pg_sys::fix_opfuncids(row as *mut pg_sys::Node);
+        }
+        let dist_column = if meta.is_reference() {
+            None
+        } else {
+            match tles
+                .iter()
+                .position(|t| (**t).resno == meta.table.dist_attnum)
+            {
+                Some(i) => Some(i),
+                None => {
+                    return Err(TesseraError::new(
+                        PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+                        format!("cannot perform an INSERT without a value for the distribution column of {}.{}", meta.schema, meta.name),
+                    )
+                    .hint("Every row of a distributed table needs a value in its distribution column."));
+                }
+            }
+        };
+        // The template: the INSERT with one VALUES row of parameters after the user's.
+        let mut base = params_of(parse).into_iter().max().unwrap_or(0);
+        if !bound_params.is_null() {
+            base = base.max((*bound_params).numParams.max(0) as usize);
+        }
+        let user_params: Vec<usize> = params_of(parse);
+        let q = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
+        let mut i = 0;
+        for tle in list_of::<pg_sys::TargetEntry>((*q).targetList) {
+            if (*tle).resjunk {
+                continue;
+            }
+            let expr = (*tle).expr as *mut pg_sys::Node;
+            let p = make_node::<pg_sys::Param>(pg_sys::NodeTag::T_Param);
+            (*p).paramkind = pg_sys::ParamKind::PARAM_EXTERN;
+            (*p).paramid = (base + i + 1) as i32;
+            (*p).paramtype = pg_sys::exprType(expr);
+            (*p).paramtypmod = pg_sys::exprTypmod(expr);
+            (*p).paramcollid = pg_sys::exprCollation(expr);
+            (*p).location = -1;
+            (*tle).expr = p as *mut pg_sys::Expr;
+            i += 1;
+        }
+        if let Some(rti) = values_rti {
+            let vrte = pg_sys::list_nth((*q).rtable, rti - 1) as *mut pg_sys::RangeTblEntry;
+            (*vrte).rtekind = pg_sys::RTEKind::RTE_RESULT;
+            (*vrte).values_lists = std::ptr::null_mut();
+            (*(*q).jointree).fromlist = std::ptr::null_mut();
+        }
+        let returning = !(*parse).returningList.is_null();
+        let mut plan = base_plan(
+            Tier::Router,
+            Command::Insert,
+            q,
+            a,
+            if meta.is_reference() {
+                Pin::Single
+            } else {
+                Pin::All
+            },
+            returning,
+        )?;
+        plan.params = user_params;
+        plan.anchor = plan
+            .tables
+            .iter()
+            .position(|x| x.relid == meta.table.relid.to_u32())
+            .unwrap_or(0);
+        let (values_start, values_end) = values_range(&plan.template, base + 1)?;
+        plan.insert = Some(InsertShape {
+            columns: tles.len(),
+            dist_column,
+            param_base: base,
+            values_start,
+            values_end,
+        });
+        let scan_tlist = visible((*parse).returningList);
+        let cscan = custom_scan(&plan, scan_tlist, rows.len() as f64);
+        (*cscan).scan.plan.targetlist = index_var_tlist(scan_tlist);
+        (*cscan).custom_exprs = make_list(&rows);
+        Ok(planned_stmt(parse, cscan, a))
+    }
+}
+
+/// The byte range of `($first, ...)` — the VALUES row of parameters — in an INSERT template,
+/// found through the parser's location of the first and last parameter.
+fn values_range(sql: &str, first: usize) -> TResult<(usize, usize)> {
+    let c = std::ffi::CString::new(sql).unwrap_or_default();
+    let mut locations: Vec<(i32, usize)> = Vec::new();
+    // SAFETY: parsing the deparsed INSERT and reading its VALUES row.
+    unsafe {
+        let stmts = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        for raw in list_of::<pg_sys::RawStmt>(stmts) {
+            let stmt = (*raw).stmt;
+            if !is_a(stmt as *const c_void, pg_sys::NodeTag::T_InsertStmt) {
+                continue;
+            }
+            let select = (*(stmt as *mut pg_sys::InsertStmt)).selectStmt as *mut pg_sys::SelectStmt;
+            if select.is_null() {
+                continue;
+            }
+            for row in list_of::<pg_sys::List>((*select).valuesLists) {
+                for item in list_of::<pg_sys::Node>(row) {
+                    if is_a(item as *const c_void, pg_sys::NodeTag::T_ParamRef) {
+                        let p = item as *mut pg_sys::ParamRef;
+                        locations.push(((*p).number, (*p).location.max(0) as usize));
+                    }
+                }
+            }
+        }
+    }
+    let bad = || {
+        TesseraError::new(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("could not find the VALUES row in the worker INSERT: {sql}"),
+        )
+    };
+    let (first_no, first_at) = *locations.first().ok_or_else(bad)?;
+    let (_, last_at) = *locations.last().ok_or_else(bad)?;
+    if first_no as usize != first {
+        return Err(bad());
+    }
+    let bytes = sql.as_bytes();
+    let open = sql[..first_at].rfind('(').ok_or_else(bad)?;
+    if !sql[open + 1..first_at].trim().is_empty() {
+        return Err(bad());
+    }
+    let mut end = last_at + 1;
+    while end < bytes.len() && bytes[end].is_ascii_digit() {
+        end += 1;
+    }
+    let close = end + sql[end..].find(')').ok_or_else(bad)?;
+    if !sql[end..close].trim().is_empty() {
+        return Err(bad());
+    }
+    Ok((open, close + 1))
+}
