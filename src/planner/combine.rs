@@ -399,9 +399,15 @@ impl TwoPhase {
                 ));
             }
             let t = (*agg).aggtype;
-            let same = |this: &mut TwoPhase, fname: &str| -> TResult<*mut pg_sys::Node> {
+            // The aggregate itself combines its partial results when its result type is its
+            // input type (min, max, bool_and, bit_or): reuse it; sum is looked up by its
+            // partial result type (sum(bigint) gives numeric, summed as numeric).
+            let same = |this: &mut TwoPhase, fname: Option<&str>| -> TResult<*mut pg_sys::Node> {
                 let v = this.column(copy(agg) as *mut pg_sys::Node, &name);
-                let oid = func_oid(fname, &[t]);
+                let oid = match fname {
+                    Some(f) => func_oid(f, &[t]),
+                    None => (*agg).aggfnoid,
+                };
                 if oid == pg_sys::InvalidOid {
                     return Err(unsupported(
                         format!("cannot combine {name} over type oid {}", t.to_u32()),
@@ -419,8 +425,8 @@ impl TwoPhase {
                     let v = self.column(copy(agg) as *mut pg_sys::Node, "sum");
                     Ok(aggref(func_oid("tessera_sum_bigint", &[pg_sys::INT8OID]), pg_sys::INT8OID, vec![v], agg) as *mut pg_sys::Node)
                 }
-                "sum" | "min" | "max" | "bool_and" | "bool_or" | "bit_and" | "bit_or" => same(self, &name),
-                "every" => same(self, "bool_and"),
+                "sum" => same(self, Some("sum")),
+                "min" | "max" | "bool_and" | "bool_or" | "bit_and" | "bit_or" | "every" => same(self, None),
                 "avg" => {
                     let argtype = pg_sys::list_nth_oid((*agg).aggargtypes, 0);
                     let sum_oid = func_oid("sum", &[argtype]);
