@@ -186,8 +186,13 @@ unsafe fn int8_const(v: i64) -> *mut pg_sys::Node {
 }
 
 unsafe fn const_int8(n: *mut pg_sys::Node) -> Option<i64> {
-    // SAFETY: reading a Const.
+    // SAFETY: folding a copy of a LIMIT/OFFSET expression (`LIMIT 2` is int8(2) after parse
+    // analysis), then reading the Const.
     unsafe {
+        if n.is_null() {
+            return None;
+        }
+        let n = pg_sys::eval_const_expressions(std::ptr::null_mut(), copy(n));
         if !is_a(n as *const c_void, pg_sys::NodeTag::T_Const) {
             return None;
         }
