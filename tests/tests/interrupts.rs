@@ -117,3 +117,74 @@ fn workers_run_in_parallel_unless_asked_not_to() {
     );
     assert!(!all);
 }
+
+/// A distributed SELECT whose shard queries sleep: cancel reaches every worker.
+#[test]
+fn cancel_stops_a_distributed_query() {
+    let mut setup = coordinator();
+    setup
+        .batch_execute(
+            "DROP TABLE IF EXISTS it_sleepy;
+             CREATE TABLE it_sleepy (k int PRIMARY KEY);
+             INSERT INTO it_sleepy SELECT generate_series(1, 64);
+             SELECT create_distributed_table('it_sleepy', 'k', shard_count => 8);",
+        )
+        .unwrap();
+    let mut c = coordinator();
+    let token = c.cancel_token();
+    // The mark lands in the worker SQL as a string constant.
+    let runner = thread::spawn(move || {
+        let start = Instant::now();
+        let r = c.query(
+            &format!(
+                "SELECT count(*) FROM it_sleepy WHERE pg_sleep(5) IS NOT NULL AND '{MARK}' <> ''"
+            ),
+            &[],
+        );
+        (r, start.elapsed())
+    });
+    let workers = worker_ports().len() as i64;
+    assert!(
+        eventually(Duration::from_secs(20), || sleeps_running() == workers),
+        "the query should be running on every worker at once"
+    );
+    token.cancel_query(NoTls).unwrap();
+    let (result, elapsed) = runner.join().unwrap();
+    let err = result.expect_err("a cancelled query fails");
+    assert_eq!(
+        err.code(),
+        Some(&postgres::error::SqlState::QUERY_CANCELED),
+        "{err}"
+    );
+    assert!(elapsed < Duration::from_secs(30), "cancel took {elapsed:?}");
+    assert!(
+        eventually(Duration::from_secs(10), || sleeps_running() == 0),
+        "the shard queries on the workers should be cancelled too"
+    );
+    // statement_timeout does the same, and the session stays usable.
+    let mut c = coordinator();
+    c.batch_execute("SET statement_timeout = '1s'").unwrap();
+    let err = c
+        .query(
+            &format!(
+                "SELECT count(*) FROM it_sleepy WHERE pg_sleep(5) IS NOT NULL AND '{MARK}' <> ''"
+            ),
+            &[],
+        )
+        .expect_err("the query times out");
+    assert_eq!(
+        err.code(),
+        Some(&postgres::error::SqlState::QUERY_CANCELED),
+        "{err}"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || sleeps_running() == 0),
+        "the shard queries on the workers should be cancelled too"
+    );
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM it_sleepy", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 64);
+    setup.batch_execute("DROP TABLE it_sleepy").unwrap();
+}
