@@ -74,5 +74,38 @@ SELECT get_shard_id_for_distribution_column('shared_events', 42) AS shardid,
 FROM citus_shards WHERE shardid = get_shard_id_for_distribution_column('shared_events', 42);
 
 \echo
+\echo '== Step 3: distributed queries =========================================='
+\echo 'Rows are routed by the hash of tenant_id as they are inserted (multi-row VALUES too):'
+DO $$
+DECLARE b int;
+BEGIN
+  FOR b IN 0..3 LOOP
+    EXECUTE 'INSERT INTO messages (tenant_id, event_id, body, embedding) VALUES ' ||
+      (SELECT string_agg(format('(%s, %s, %L, %L)', i % 500, i, 'message ' || i,
+                                '[' || array_to_string(ARRAY[i % 7, i % 5, i % 3, i % 11, 1, i % 2, i % 13, 2], ',') || ']'), ', ')
+         FROM generate_series(b * 500 + 1, b * 500 + 500) i);
+  END LOOP;
+END $$;
+SELECT count(*) AS messages FROM messages;
+\echo 'A co-located join pinned to one tenant runs whole on the node that holds tenant 42:'
+PREPARE tenant_messages(bigint) AS
+  SELECT m.event_id, e.kind, m.body
+  FROM messages m JOIN shared_events e USING (tenant_id, event_id)
+  WHERE tenant_id = $1 ORDER BY m.event_id;
+EXPLAIN (COSTS OFF) EXECUTE tenant_messages(42);
+EXECUTE tenant_messages(42);
+\echo 'A multi-shard aggregate: partial counts on every shard at once, combined on the coordinator:'
+EXPLAIN (COSTS OFF) SELECT kind, count(*) FROM shared_events GROUP BY kind ORDER BY kind;
+SELECT kind, count(*) FROM shared_events GROUP BY kind ORDER BY kind;
+\echo 'The co-located join across all tenants, with the reference table, also runs on the workers:'
+SELECT t.name AS tier, count(*) AS messages
+FROM messages m JOIN shared_events e USING (tenant_id, event_id)
+JOIN tiers t ON t.id = 1 + (e.tenant_id % 3)
+GROUP BY t.name ORDER BY t.name;
+\echo 'Nearest neighbours: every shard returns its top 5 by cosine distance; the coordinator merges:'
+SELECT tenant_id, event_id, body
+FROM messages ORDER BY embedding <=> '[1,2,0,3,1,1,4,2]', tenant_id, event_id LIMIT 5;
+
+\echo
 \echo '== The active workers ======================================================'
 SELECT * FROM citus_get_active_worker_nodes() ORDER BY node_port;
