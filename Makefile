@@ -85,3 +85,4 @@ test-integration:
 
 bench: install
 	@bash bench/run.sh
+	@bash bench/queries.sh

@@ -18,7 +18,7 @@ BASE_PORT=${BENCH_BASELINE_PORT:-9760}
 WORK=/var/tmp/tessera/bench
 export PG_CONFIG
 
-cluster() { TESSERA_PORT=$CLUSTER_PORT TESSERA_CLUSTER_DIR=$WORK/cluster bash scripts/cluster.sh "$@"; }
+cluster() { TESSERA_RECREATE_STALE=1 TESSERA_PORT=$CLUSTER_PORT TESSERA_CLUSTER_DIR=$WORK/cluster bash scripts/cluster.sh "$@"; }
 # The baseline is a "cluster" with no workers and no Tessera preloaded: one plain server.
 baseline() { TESSERA_PORT=$BASE_PORT TESSERA_WORKERS=0 TESSERA_PRELOAD='' TESSERA_CLUSTER_DIR=$WORK/baseline bash scripts/cluster.sh "$@"; }
 

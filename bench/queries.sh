@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Query-engine benchmarks: the same tables on a Tessera cluster (32 shards over 4 workers) and
+# on one plain PostgreSQL (the baseline), the same queries run alternately with pgbench
+# (prepared protocol, one client) for several rounds; medians and ratios are printed with the
+# load average. Machines here are shared and noisy: read the ratios, not the absolute numbers.
+#
+#   router        SELECT by primary key (distribution column = $1)     TPS ratio, added latency
+#   aggregate     count/sum/avg over 1M rows                             time ratio
+#   group by      GROUP BY a non-distribution column over 1M rows        time ratio
+#   fan-out       count(*) of a 1k-row table (32 shards)                 added latency
+#   join          co-located join of two 1M-row tables + GROUP BY        time ratio
+#
+# Settings: BENCH_ROUNDS (3), BENCH_SECONDS per run (5), BENCH_ROWS (1000000), BENCH_PORT for
+# the cluster (9750; workers +1..+4), BENCH_BASELINE_PORT (9760).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+BINDIR=$("$PG_CONFIG" --bindir)
+ROUNDS=${BENCH_ROUNDS:-3}
+SECONDS_PER_RUN=${BENCH_SECONDS:-5}
+ROWS=${BENCH_ROWS:-1000000}
+CLUSTER_PORT=${BENCH_PORT:-9750}
+BASE_PORT=${BENCH_BASELINE_PORT:-9760}
+WORK=/var/tmp/tessera/bench
+export PG_CONFIG
+
+cluster() { TESSERA_RECREATE_STALE=1 TESSERA_PORT=$CLUSTER_PORT TESSERA_CLUSTER_DIR=$WORK/cluster bash scripts/cluster.sh "$@"; }
+baseline() { TESSERA_PORT=$BASE_PORT TESSERA_WORKERS=0 TESSERA_PRELOAD='' TESSERA_CLUSTER_DIR=$WORK/baseline bash scripts/cluster.sh "$@"; }
+psql_on() { env -u RUST_BACKTRACE "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d postgres "${@:2}"; }
+
+echo "==> starting the cluster (port $CLUSTER_PORT) and the baseline (port $BASE_PORT)"
+cluster start >/dev/null
+baseline start >/dev/null
+trap 'cluster stop >/dev/null; baseline stop >/dev/null' EXIT
+
+load() {
+    local port=$1 distribute=$2
+    psql_on "$port" <<SQL
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS bench_kv, bench_kv2, bench_small;
+CREATE TABLE bench_kv (id bigint PRIMARY KEY, g int NOT NULL, x numeric NOT NULL, v text);
+INSERT INTO bench_kv SELECT i, i % 100, (i % 1000) / 10.0, md5(i::text) FROM generate_series(1, $ROWS) i;
+CREATE TABLE bench_kv2 (id bigint PRIMARY KEY, w int NOT NULL);
+INSERT INTO bench_kv2 SELECT i, i % 7 FROM generate_series(1, $ROWS) i;
+CREATE TABLE bench_small (id bigint PRIMARY KEY, v int);
+INSERT INTO bench_small SELECT i, i FROM generate_series(1, 1000) i;
+SQL
+    if [ "$distribute" = yes ]; then
+        psql_on "$port" -c "SET client_min_messages = warning;
+            SELECT create_distributed_table('bench_kv', 'id', shard_count => 32);
+            SELECT create_distributed_table('bench_kv2', 'id', colocate_with => 'bench_kv');
+            SELECT create_distributed_table('bench_small', 'id', shard_count => 32);" >/dev/null
+        # The workers' shards get statistics, as a long-running cluster's would.
+        psql_on "$port" -c "SELECT count(*) FROM run_command_on_workers('ANALYZE')" >/dev/null
+    fi
+    psql_on "$port" -c "VACUUM ANALYZE" >/dev/null
+}
+echo "==> loading $ROWS rows (cluster: create_distributed_table, 32 shards)"
+load "$BASE_PORT" no
+load "$CLUSTER_PORT" yes
+
+tmp=$(mktemp -d)
+# pgbench_run PORT SCRIPT: prints "tps latency_ms".
+pgbench_run() {
+    env -u RUST_BACKTRACE "$BINDIR/pgbench" -n -h 127.0.0.1 -p "$1" -U postgres -M prepared \
+        -T "$SECONDS_PER_RUN" -c 1 -f "$2" postgres 2>/dev/null |
+        awk '/latency average/ {lat=$4} /^tps/ {tps=$3} END {print tps, lat}'
+}
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+printf '\\set id random(1, %s)\nSELECT v FROM bench_kv WHERE id = :id;\n' "$ROWS" >"$tmp/router.sql"
+printf 'SELECT count(*), sum(x), avg(x) FROM bench_kv;\n' >"$tmp/aggregate.sql"
+printf 'SELECT g, count(*), sum(x) FROM bench_kv GROUP BY g;\n' >"$tmp/groupby.sql"
+printf 'SELECT count(*) FROM bench_small;\n' >"$tmp/fanout.sql"
+printf 'SELECT b.w, count(*), avg(a.x) FROM bench_kv a JOIN bench_kv2 b USING (id) GROUP BY b.w;\n' >"$tmp/join.sql"
+
+echo "==> $ROUNDS rounds x ${SECONDS_PER_RUN}s per workload and side, alternating"
+for w in router aggregate groupby fanout join; do
+    : >"$tmp/$w.c"
+    : >"$tmp/$w.b"
+done
+for r in $(seq "$ROUNDS"); do
+    for w in router aggregate groupby fanout join; do
+        pgbench_run "$CLUSTER_PORT" "$tmp/$w.sql" >>"$tmp/$w.c"
+        pgbench_run "$BASE_PORT" "$tmp/$w.sql" >>"$tmp/$w.b"
+    done
+    echo "    round $r done (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+done
+
+col() { awk -v c="$1" '{print $c}' | median; }
+echo
+printf '%-12s %12s %12s %12s %12s %10s %12s\n' workload "tps cluster" "tps base" "ms cluster" "ms base" "ratio" "added ms"
+for w in router aggregate groupby fanout join; do
+    tc=$(col 1 <"$tmp/$w.c"); tb=$(col 1 <"$tmp/$w.b")
+    lc=$(col 2 <"$tmp/$w.c"); lb=$(col 2 <"$tmp/$w.b")
+    awk -v w="$w" -v tc="$tc" -v tb="$tb" -v lc="$lc" -v lb="$lb" 'BEGIN {
+        # router: TPS ratio cluster/baseline (higher is better); others: time ratio (lower is better).
+        ratio = (w == "router") ? tc / tb : lc / lb;
+        printf "%-12s %12.1f %12.1f %12.3f %12.3f %10.2f %12.3f\n", w, tc, tb, lc, lb, ratio, lc - lb;
+    }'
+done
+echo "ratio: router = TPS cluster / TPS baseline; the others = time cluster / time baseline"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+rm -rf "$tmp"
