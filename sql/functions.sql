@@ -129,6 +129,13 @@ AS 'MODULE_PATHNAME', 'create_reference_table_wrapper';
 COMMENT ON FUNCTION pg_catalog.create_reference_table(regclass)
     IS 'makes a table a reference table: one shard, a copy on every node';
 
+CREATE FUNCTION pg_catalog.undistribute_table(table_name regclass,
+                                              cascade_via_foreign_keys boolean DEFAULT false)
+RETURNS void LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'undistribute_table_wrapper';
+COMMENT ON FUNCTION pg_catalog.undistribute_table(regclass, boolean)
+    IS 'brings the rows of a distributed or reference table back into its local table and drops its shards';
+
 CREATE FUNCTION pg_catalog.get_shard_id_for_distribution_column(
     table_name regclass, distribution_value "any" DEFAULT NULL)
 RETURNS bigint LANGUAGE C VOLATILE

@@ -36,6 +36,9 @@ SELECT event_id FROM events WHERE amount > 5 ORDER BY 1;
 EXPLAIN (COSTS OFF) SELECT kind, count(*), avg(amount) FROM events GROUP BY kind ORDER BY kind;
 SELECT kind, count(*), avg(amount) FROM events GROUP BY kind ORDER BY kind;
 SELECT count(*), sum(amount), min(kind), max(amount) FROM events;
+-- count(DISTINCT) across shards: the workers group by its argument too.
+EXPLAIN (COSTS OFF) SELECT count(DISTINCT tenant_id), count(*) FROM events;
+SELECT count(DISTINCT tenant_id), count(*) FROM events;
 -- Grouped by the distribution column: the whole aggregate runs on the workers.
 EXPLAIN (COSTS OFF) SELECT tenant_id, count(*) FROM events GROUP BY tenant_id ORDER BY 2 DESC, 1 LIMIT 2;
 SELECT tenant_id, count(*) FROM events GROUP BY tenant_id ORDER BY 2 DESC, 1 LIMIT 2;
@@ -55,6 +58,11 @@ UPDATE events SET amount = amount + 1 WHERE tenant_id = 2 RETURNING event_id, am
 UPDATE events SET kind = upper(kind) WHERE kind = 'view';
 DELETE FROM messages WHERE body = 'seen' RETURNING msg_id;
 SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind;
+-- INSERT ... SELECT between co-located tables runs on each shard group.
+EXPLAIN (COSTS OFF) INSERT INTO messages SELECT tenant_id, event_id + 100, event_id, kind FROM events WHERE amount > 5;
+INSERT INTO messages SELECT tenant_id, event_id + 100, event_id, kind FROM events WHERE amount > 5;
+SELECT tenant_id, msg_id, body FROM messages WHERE msg_id > 100 ORDER BY 1, 2;
+DELETE FROM messages WHERE msg_id > 100;
 -- Reference tables: writes reach every placement.
 UPDATE kinds SET label = 'Buy' WHERE kind = 'buy';
 SELECT DISTINCT result FROM run_command_on_all_nodes($$
@@ -78,11 +86,58 @@ SELECT count(*) FROM events;
 
 -- Refused, with the reason and a way out.
 SELECT * FROM events e JOIN messages m ON m.event_id = e.event_id;
-SELECT kind, count(DISTINCT tenant_id) FROM events GROUP BY kind;
+SELECT kind, string_agg(DISTINCT kind, ',' ORDER BY kind) FROM events GROUP BY kind;
 UPDATE events SET tenant_id = 9 WHERE tenant_id = 1;
 UPDATE events SET amount = random() WHERE tenant_id = 1;
 INSERT INTO events (event_id, kind) VALUES (1, 'x');
-INSERT INTO events SELECT * FROM events;
+INSERT INTO events (tenant_id, event_id) SELECT event_id, tenant_id FROM events;
 CREATE TABLE local_t (tenant_id bigint);
 SELECT * FROM events JOIN local_t USING (tenant_id);
 DROP TABLE local_t;
+
+-- Foreign keys the shards enforce: between co-located tables on the distribution column, and
+-- to a reference table. Existing rows are checked on every shard.
+ALTER TABLE messages ADD CONSTRAINT messages_event_fk FOREIGN KEY (tenant_id, event_id) REFERENCES events (tenant_id, event_id);
+SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_constraint WHERE conname ~ '^messages_event_fk_[0-9]+$'$$);
+INSERT INTO messages VALUES (1, 99, 50, 'no such event');
+ALTER TABLE events ADD CONSTRAINT events_kind_fk FOREIGN KEY (kind) REFERENCES kinds (kind);
+INSERT INTO kinds VALUES ('VIEW', 'View');
+ALTER TABLE events ADD CONSTRAINT events_kind_fk FOREIGN KEY (kind) REFERENCES kinds (kind);
+INSERT INTO events VALUES (8, 80, 'nope', 1, NULL);
+DELETE FROM kinds WHERE kind = 'VIEW';
+-- Refused: not on the distribution column, to a local table.
+ALTER TABLE messages ADD CONSTRAINT messages_event2_fk FOREIGN KEY (event_id, tenant_id) REFERENCES events (tenant_id, event_id);
+CREATE TABLE local_parent (id bigint PRIMARY KEY);
+ALTER TABLE messages ADD CONSTRAINT messages_local_fk FOREIGN KEY (tenant_id) REFERENCES local_parent (id);
+DROP TABLE local_parent;
+SELECT conname FROM pg_constraint WHERE contype = 'f' ORDER BY conname;
+SELECT undistribute_table('messages');
+ALTER TABLE messages DROP CONSTRAINT messages_event_fk;
+ALTER TABLE events DROP CONSTRAINT events_kind_fk;
+SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_constraint WHERE contype = 'f'$$);
+
+-- bigserial: the coordinator evaluates nextval, so ids stay unique across shards.
+CREATE TABLE seq_t (tenant_id int NOT NULL, id bigserial, v text, PRIMARY KEY (tenant_id, id));
+SELECT create_distributed_table('seq_t', 'tenant_id');
+INSERT INTO seq_t (tenant_id, v) VALUES (1, 'a'), (2, 'b'), (3, 'c');
+INSERT INTO seq_t (tenant_id, v) VALUES (1, 'd') RETURNING id;
+SELECT tenant_id, id, v FROM seq_t ORDER BY id;
+DROP TABLE seq_t;
+
+-- undistribute_table: rows back into the local table, shards and catalog rows gone; in a
+-- transaction that rolls back, nothing changes.
+BEGIN;
+SELECT undistribute_table('events');
+SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'events'::regclass;
+ROLLBACK;
+SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'events'::regclass;
+SELECT count(*) FROM events;
+SELECT undistribute_table('messages');
+SELECT msg_id, body FROM messages ORDER BY msg_id;
+SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'messages'::regclass;
+SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_class WHERE relname ~ '^messages_[0-9]+$'$$);
+SELECT undistribute_table('messages');
+SELECT undistribute_table(NULL);
+SELECT undistribute_table('kinds');
+SELECT * FROM kinds ORDER BY kind;
+SELECT DISTINCT result FROM run_command_on_all_nodes($$SELECT count(*) FROM pg_class WHERE relname ~ '^kinds_[0-9]+$'$$);

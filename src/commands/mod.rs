@@ -1,13 +1,17 @@
 //! The SQL functions of Tessera and the ProcessUtility hook.
 //!
 //! - `distribute`: `create_distributed_table`, `create_reference_table`, shard lookups, DROP.
+//! - `foreign_keys`: which foreign keys the shards can enforce, and their shard definitions.
 //! - `node`: node management (`citus_add_node`, `citus_remove_node`, ...).
 //! - `run_command`: `run_command_on_workers` / `run_command_on_all_nodes`.
+//! - `undistribute`: `undistribute_table`.
 //! - `utility`: the ProcessUtility hook (DDL propagation hangs here).
 
 pub mod distribute;
+pub mod foreign_keys;
 pub mod node;
 pub mod run_command;
+pub mod undistribute;
 pub mod utility;
 
 use pgrx::prelude::*;

@@ -147,7 +147,7 @@ fn unsupported_alter(what: &str) -> TesseraError {
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         format!("{what} is not supported on distributed tables yet"),
     )
-    .hint("Supported: ADD/DROP COLUMN, ALTER COLUMN TYPE/DEFAULT/NOT NULL, ADD/DROP CONSTRAINT (CHECK, UNIQUE, PRIMARY KEY), RENAME COLUMN.")
+    .hint("Supported: ADD/DROP COLUMN, ALTER COLUMN TYPE/DEFAULT/NOT NULL, ADD/DROP CONSTRAINT (CHECK, UNIQUE, PRIMARY KEY, FOREIGN KEY), RENAME COLUMN.")
 }
 
 fn attname(relid: pg_sys::Oid, attnum: i16) -> TResult<Option<String>> {
@@ -228,10 +228,7 @@ unsafe fn check_alter(
                         pg_sys::ConstrType::CONSTR_CHECK
                         | pg_sys::ConstrType::CONSTR_UNIQUE
                         | pg_sys::ConstrType::CONSTR_PRIMARY => {}
-                        pg_sys::ConstrType::CONSTR_FOREIGN => {
-                            return Err(unsupported_alter("ADD CONSTRAINT ... FOREIGN KEY")
-                                .hint("Foreign keys between distributed tables come later; enforce the reference in the application for now."));
-                        }
+                        pg_sys::ConstrType::CONSTR_FOREIGN => {}
                         _ => return Err(unsupported_alter("this kind of constraint")),
                     }
                 }
@@ -560,6 +557,7 @@ fn after(work: After) -> TResult<()> {
         } => {
             let dist = catalog::find(relid)?.expect("checked before");
             let mut added = Vec::new();
+            let mut foreign = Vec::new();
             Spi::connect(|client| -> TResult<()> {
                 for row in client.select(
                     "SELECT oid, conname::text, pg_catalog.pg_get_constraintdef(oid, true), contype::text,
@@ -584,12 +582,20 @@ fn after(work: After) -> TResult<()> {
                         )
                         .hint("Distributed tables cannot have UNIQUE or PRIMARY KEY constraints that do not include the distribution column: add it to the constraint."));
                     }
+                    if kind == "f" {
+                        foreign.push(oid);
+                        continue;
+                    }
                     added.push((name, row.get::<String>(3)?.unwrap_or_default()));
                 }
                 Ok(())
             })?;
+            let foreign = foreign
+                .into_iter()
+                .map(|oid| super::foreign_keys::check(oid, &dist))
+                .collect::<TResult<Vec<_>>>()?;
             let (schema, table) = rel_schema_and_name(relid);
-            for s in catalog::shards(relid)? {
+            for (index, s) in catalog::shards(relid)?.into_iter().enumerate() {
                 let shard = format!(
                     "{}.{}",
                     quote_identifier(&schema),
@@ -607,6 +613,13 @@ fn after(work: After) -> TResult<()> {
                     sql.push_str(&format!(
                         "ALTER TABLE {shard} ADD CONSTRAINT {} {def};\n",
                         quote_identifier(shard_name(name, s.shard_id))
+                    ));
+                }
+                for fk in &foreign {
+                    sql.push_str(&format!(
+                        "ALTER TABLE {shard} ADD CONSTRAINT {} {};\n",
+                        quote_identifier(shard_name(&fk.name, s.shard_id)),
+                        fk.shard_def(index)
                     ));
                 }
                 for g in &s.groups {

@@ -16,6 +16,7 @@ use tessera_core::sharding::shard_index_for_hash;
 use super::{text_to_value, value_to_text, ScanRun};
 use crate::connection::{run_tasks, ConnKey, NodeAddress, PgResult, RemoteTask};
 use crate::error::{TResult, TesseraError};
+use crate::gucs;
 use crate::metadata::cache::{self, TableMeta};
 use crate::transaction::{self, Scope};
 
@@ -251,24 +252,53 @@ pub unsafe fn build(
         )?;
     }
     if plan.command == Command::Select && tasks.len() > 1 {
-        tasks = batch_per_node(tasks);
+        let per_node = match scope(plan) {
+            Scope::Autocommit => gucs::max_adaptive_executor_pool_size(),
+            Scope::Transaction => 1,
+        };
+        tasks = batch_per_node(tasks, per_node);
     }
     Ok(tasks)
 }
 
-/// Joins the SELECT tasks of each node into one statement.
-fn batch_per_node(tasks: Vec<Task>) -> Vec<Task> {
-    let mut out: Vec<Task> = Vec::new();
+/// Joins the SELECT tasks of each node into `per_node` statements (fewer when it has fewer
+/// shard groups), each a UNION ALL of its shard groups.
+fn batch_per_node(tasks: Vec<Task>, per_node: usize) -> Vec<Task> {
+    let mut nodes: Vec<Vec<Task>> = Vec::new();
     for t in tasks {
-        match out.iter_mut().find(|o| o.group == t.group) {
-            Some(o) => o.shard_sqls.push(t.sql),
-            None => out.push(t),
+        match nodes.iter_mut().find(|n| n[0].group == t.group) {
+            Some(n) => n.push(t),
+            None => nodes.push(vec![t]),
+        }
+    }
+    let mut out: Vec<Task> = Vec::new();
+    for node_tasks in nodes {
+        let width = per_node.clamp(1, node_tasks.len());
+        let first = out.len();
+        for (i, t) in node_tasks.into_iter().enumerate() {
+            if i < width {
+                out.push(t);
+            } else {
+                out[first + i % width].shard_sqls.push(t.sql);
+            }
         }
     }
     for o in &mut out {
         o.sql = union_all(&o.shard_sqls);
     }
     out
+}
+
+/// Where the tasks run: in the remote transaction inside a transaction block, after earlier
+/// remote work, and for every write; otherwise on cached autocommit connections.
+pub fn scope(plan: &DistPlan) -> Scope {
+    // SAFETY: reads the transaction state.
+    let in_block = unsafe { pg_sys::IsTransactionBlock() };
+    if plan.command != Command::Select || in_block || transaction::has_remote_work() {
+        Scope::Transaction
+    } else {
+        Scope::Autocommit
+    }
 }
 
 /// The INSERT rows evaluated on the coordinator: per row, each column's (text, type), and
@@ -317,13 +347,7 @@ unsafe fn eval_rows(
 
 /// Runs every task at once; returns the primary tasks' results and affected-row count.
 pub fn run(plan: &DistPlan, tasks: &[Task]) -> TResult<(Vec<PgResult>, u64)> {
-    // SAFETY: reads the transaction state.
-    let in_block = unsafe { pg_sys::IsTransactionBlock() };
-    let scope = if plan.command != Command::Select || in_block || transaction::has_remote_work() {
-        Scope::Transaction
-    } else {
-        Scope::Autocommit
-    };
+    let scope = scope(plan);
     let remote: Vec<RemoteTask> = tasks
         .iter()
         .map(|t| {

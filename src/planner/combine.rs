@@ -86,7 +86,7 @@ pub struct Split {
     pub notes: Vec<String>,
 }
 
-unsafe fn strip(mut n: *mut pg_sys::Node) -> *mut pg_sys::Node {
+pub(super) unsafe fn strip(mut n: *mut pg_sys::Node) -> *mut pg_sys::Node {
     // SAFETY: following RelabelType args of a valid tree.
     unsafe {
         while is_a(n as *const c_void, pg_sys::NodeTag::T_RelabelType) {
@@ -97,7 +97,7 @@ unsafe fn strip(mut n: *mut pg_sys::Node) -> *mut pg_sys::Node {
 }
 
 /// Whether `expr` is the distribution column of a top-level hash-distributed table.
-unsafe fn is_dist_col(expr: *mut pg_sys::Node, a: &Analysis) -> bool {
+pub(super) unsafe fn is_dist_col(expr: *mut pg_sys::Node, a: &Analysis) -> bool {
     // SAFETY: reading a valid expression.
     unsafe {
         let n = strip(expr);
@@ -127,7 +127,7 @@ unsafe fn tle_for(
     }
 }
 
-unsafe fn grouped_by_dist_col(q: *mut pg_sys::Query, a: &Analysis) -> bool {
+pub(super) unsafe fn grouped_by_dist_col(q: *mut pg_sys::Query, a: &Analysis) -> bool {
     // SAFETY: reading the Query's GROUP BY.
     unsafe {
         list_of::<pg_sys::SortGroupClause>((*q).groupClause)
@@ -317,6 +317,10 @@ struct TwoPhase {
     groups: Vec<(*mut pg_sys::Node, usize)>,
     /// The worker query's target entries.
     worker: Vec<*mut pg_sys::TargetEntry>,
+    /// GROUP BY items the worker query adds (the arguments of DISTINCT aggregates).
+    extra_groups: Vec<*mut pg_sys::SortGroupClause>,
+    /// The last sort/group reference used in the worker query.
+    last_ref: u32,
     error: Option<TesseraError>,
 }
 
@@ -371,6 +375,67 @@ unsafe fn aggref(
 }
 
 impl TwoPhase {
+    /// `agg(DISTINCT x)`: the workers group by x too (so each sends every distinct x of its
+    /// groups once, and partial aggregates are per (keys, x), which still add up), and the
+    /// coordinator runs the DISTINCT aggregate over those x.
+    unsafe fn distinct_agg(&mut self, agg: *mut pg_sys::Aggref) -> *mut pg_sys::Node {
+        // SAFETY: copying the Aggref and building worker columns and GROUP BY items.
+        unsafe {
+            let c = copy(agg);
+            for tle in list_of::<pg_sys::TargetEntry>((*c).args) {
+                let expr = (*tle).expr as *mut pg_sys::Node;
+                let existing = self
+                    .groups
+                    .iter()
+                    .find(|(g, _)| pg_sys::equal(*g as *const c_void, expr as *const c_void))
+                    .map(|(_, col)| *col);
+                let col = match existing {
+                    Some(col) => col,
+                    None => {
+                        let resno = self.worker.len() + 1;
+                        let w = pg_sys::makeTargetEntry(
+                            copy(expr) as *mut pg_sys::Expr,
+                            resno as i16,
+                            pstrdup(&format!("d{resno}")),
+                            false,
+                        );
+                        self.last_ref += 1;
+                        (*w).ressortgroupref = self.last_ref;
+                        let (mut lt, mut eq, mut gt, mut hashable) = (
+                            pg_sys::InvalidOid,
+                            pg_sys::InvalidOid,
+                            pg_sys::InvalidOid,
+                            false,
+                        );
+                        pg_sys::get_sort_group_operators(
+                            pg_sys::exprType(expr),
+                            false,
+                            true,
+                            false,
+                            &mut lt,
+                            &mut eq,
+                            &mut gt,
+                            &mut hashable,
+                        );
+                        let sgc = make_node::<pg_sys::SortGroupClause>(
+                            pg_sys::NodeTag::T_SortGroupClause,
+                        );
+                        (*sgc).tleSortGroupRef = self.last_ref;
+                        (*sgc).eqop = eq;
+                        (*sgc).sortop = lt;
+                        (*sgc).hashable = hashable;
+                        self.worker.push(w);
+                        self.extra_groups.push(sgc);
+                        self.groups.push((expr, resno));
+                        resno
+                    }
+                };
+                (*tle).expr = var(1, col, expr);
+            }
+            c as *mut pg_sys::Node
+        }
+    }
+
     /// Adds a worker column; returns a Var of the combine query reading it.
     unsafe fn column(&mut self, expr: *mut pg_sys::Node, name: &str) -> *mut pg_sys::Node {
         // SAFETY: building target entries and Vars.
@@ -391,6 +456,12 @@ impl TwoPhase {
         // SAFETY: reading the Aggref and building nodes.
         unsafe {
             let name = string(pg_sys::get_func_name((*agg).aggfnoid));
+            if !(*agg).aggdistinct.is_null()
+                && (*agg).aggorder.is_null()
+                && (*agg).aggfilter.is_null()
+            {
+                return Ok(self.distinct_agg(agg));
+            }
             if !(*agg).aggorder.is_null() || !(*agg).aggdistinct.is_null() {
                 return Err(unsupported(
                     format!("{name}(DISTINCT ...) and {name}(... ORDER BY ...) are not supported across shards yet"),
@@ -540,9 +611,16 @@ unsafe extern "C-unwind" fn combine_mutator(
 unsafe fn two_phase(parse: *mut pg_sys::Query) -> TResult<Split> {
     // SAFETY: copying and editing Query trees.
     unsafe {
+        let last_ref = list_of::<pg_sys::TargetEntry>((*parse).targetList)
+            .into_iter()
+            .map(|t| (*t).ressortgroupref)
+            .max()
+            .unwrap_or(0);
         let mut tp = TwoPhase {
             groups: Vec::new(),
             worker: Vec::new(),
+            extra_groups: Vec::new(),
+            last_ref,
             error: None,
         };
         let group_refs: Vec<u32> = list_of::<pg_sys::SortGroupClause>((*parse).groupClause)
@@ -589,6 +667,9 @@ unsafe fn two_phase(parse: *mut pg_sys::Query) -> TResult<Split> {
         }
         let w = copy(parse);
         (*w).targetList = make_list(&tp.worker);
+        let mut group_clause = list_of::<pg_sys::SortGroupClause>((*w).groupClause);
+        group_clause.extend(tp.extra_groups.iter().copied());
+        (*w).groupClause = make_list(&group_clause);
         (*w).havingQual = std::ptr::null_mut();
         (*w).sortClause = std::ptr::null_mut();
         (*w).limitCount = std::ptr::null_mut();

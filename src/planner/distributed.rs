@@ -614,10 +614,7 @@ unsafe fn plan_insert(
             .iter()
             .any(|r| (**r).rtekind == pg_sys::RTEKind::RTE_SUBQUERY)
         {
-            return Err(unsupported(
-                "INSERT ... SELECT into a distributed table is not supported yet",
-                "Insert the rows with INSERT ... VALUES or COPY.",
-            ));
+            return plan_insert_select(parse, a, t);
         }
         if a.rtes
             .iter()
@@ -836,4 +833,110 @@ fn values_range(sql: &str, first: usize) -> TResult<(usize, usize)> {
         return Err(bad());
     }
     Ok((open, close + 1))
+}
+
+fn insert_select_refused(why: &str) -> TesseraError {
+    unsupported(
+        format!("INSERT ... SELECT into a distributed table is only supported between co-located tables, selecting the source's distribution column into the target's: {why}"),
+        "Co-locate the tables (colocate_with) and select the distribution column into the distribution column; or insert the rows with INSERT ... VALUES.",
+    )
+}
+
+/// INSERT ... SELECT between co-located tables: the whole statement runs on each shard group
+/// (`INSERT INTO target_N SELECT ... FROM source_N`), no row passes through the coordinator.
+unsafe fn plan_insert_select(
+    parse: *mut pg_sys::Query,
+    a: &Analysis,
+    t: usize,
+) -> TResult<*mut pg_sys::PlannedStmt> {
+    // SAFETY: reading the analyzed INSERT and its SELECT.
+    unsafe {
+        let meta = a.rtes[t].meta.clone();
+        let sub_rti = list_of::<pg_sys::RangeTblEntry>((*parse).rtable)
+            .iter()
+            .position(|r| (**r).rtekind == pg_sys::RTEKind::RTE_SUBQUERY)
+            .map(|i| i as i32 + 1)
+            .expect("an INSERT ... SELECT has its SELECT as a subquery");
+        let sub_rte = pg_sys::list_nth((*parse).rtable, sub_rti - 1) as *mut pg_sys::RangeTblEntry;
+        let sub = (*sub_rte).subquery;
+        let sa = analyze(sub)?;
+        if !sa.local_tables.is_empty() {
+            return Err(insert_select_refused("the SELECT reads a local table"));
+        }
+        if pg_sys::contain_volatile_functions(sub as *mut pg_sys::Node) {
+            return Err(insert_select_refused(
+                "the SELECT calls a VOLATILE function",
+            ));
+        }
+        if sa
+            .hash_rtes()
+            .any(|r| r.meta.table.colocation_id != meta.table.colocation_id)
+        {
+            return Err(insert_select_refused("the tables are not co-located"));
+        }
+        let (tier, pin) = if meta.is_reference() {
+            if sa.hash_rtes().next().is_some() {
+                return Err(insert_select_refused(
+                    "a reference table cannot be filled from a distributed table this way",
+                ));
+            }
+            (Tier::Router, Pin::Single)
+        } else {
+            if sa.hash_rtes().next().is_none() {
+                return Err(insert_select_refused(
+                    "the SELECT reads no co-located distributed table",
+                ));
+            }
+            if let Some(e) = multi_shard_blocker(&sa) {
+                return Err(e);
+            }
+            if combine::needs_combine(sub) && !combine::grouped_by_dist_col(sub, &sa) {
+                return Err(insert_select_refused(
+                    "the SELECT aggregates, sorts or limits across shards",
+                ));
+            }
+            if !(*sub).sortClause.is_null()
+                || !(*sub).limitCount.is_null()
+                || !(*sub).limitOffset.is_null()
+            {
+                return Err(insert_select_refused("the SELECT has ORDER BY or LIMIT"));
+            }
+            // The target's distribution column must take the source's distribution column.
+            let dist_tle = list_of::<pg_sys::TargetEntry>((*parse).targetList)
+                .into_iter()
+                .find(|x| (**x).resno == meta.table.dist_attnum && !(**x).resjunk)
+                .ok_or_else(|| insert_select_refused("the distribution column gets no value"))?;
+            let e = combine::strip((*dist_tle).expr as *mut pg_sys::Node);
+            let from_source = is_a(e as *const c_void, pg_sys::NodeTag::T_Var) && {
+                let v = e as *mut pg_sys::Var;
+                (*v).varno == sub_rti
+                    && list_of::<pg_sys::TargetEntry>((*sub).targetList)
+                        .into_iter()
+                        .find(|x| (**x).resno == (*v).varattno)
+                        .is_some_and(|x| combine::is_dist_col((*x).expr as *mut pg_sys::Node, &sa))
+            };
+            if !from_source {
+                return Err(insert_select_refused(
+                    "the distribution column is not filled from the source's distribution column",
+                ));
+            }
+            match common_pin(&sa) {
+                Some(pin) => (Tier::Router, pin),
+                None => (Tier::MultiShard, Pin::All),
+            }
+        };
+        let returning = !(*parse).returningList.is_null();
+        let mut plan = base_plan(tier, Command::Insert, parse, a, pin, returning)?;
+        plan.anchor = plan
+            .tables
+            .iter()
+            .position(|x| x.relid == meta.table.relid.to_u32())
+            .unwrap_or(0);
+        plan.notes
+            .push("INSERT ... SELECT between co-located tables, run on each shard group".into());
+        let scan_tlist = visible((*parse).returningList);
+        let cscan = custom_scan(&plan, scan_tlist, 1000.0);
+        (*cscan).scan.plan.targetlist = index_var_tlist(scan_tlist);
+        Ok(planned_stmt(parse, cscan, a))
+    }
 }

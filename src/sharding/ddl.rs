@@ -169,7 +169,7 @@ impl TableDdl {
                             format!("cannot distribute relation \"{table}\": constraint \"{name}\" is a {} constraint, which Tessera does not distribute yet",
                                 if kind == "x" { "EXCLUDE" } else { "FOREIGN KEY" }),
                         )
-                        .hint("Drop the constraint before distributing the table."));
+                        .hint(if kind == "f" { "Drop the foreign key, distribute both tables (co-located, or the referenced one as a reference table), then add it again with ALTER TABLE ... ADD CONSTRAINT." } else { "Drop the constraint before distributing the table." }));
                     }
                     _ => constraints.push((name, def)),
                 }

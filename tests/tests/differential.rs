@@ -116,6 +116,12 @@ fn corpus() -> Vec<String> {
         "SELECT kind, count(*) FROM E WHERE event_id > 5000 GROUP BY kind",
         "SELECT sum(amount), avg(amount), max(kind) FROM E WHERE event_id > 5000",
         "SELECT bit_and(event_id), bit_or(event_id) FROM E WHERE event_id < 64",
+        // DISTINCT aggregates across shards: the workers group by the argument too.
+        "SELECT kind, count(DISTINCT tenant_id) FROM E GROUP BY kind",
+        "SELECT count(DISTINCT kind), count(DISTINCT tenant_id), count(*), sum(amount) FROM E",
+        "SELECT flag, count(DISTINCT created), avg(amount), max(score) FROM E GROUP BY flag",
+        "SELECT count(DISTINCT kind) FROM E WHERE event_id > 5000",
+        "SELECT kind, count(DISTINCT flag) FROM E GROUP BY kind HAVING count(DISTINCT tenant_id) = 20",
         // Grouped by the distribution column: pushed down whole.
         "SELECT tenant_id, count(*) FROM E GROUP BY tenant_id",
         "SELECT tenant_id, count(DISTINCT kind) FROM E GROUP BY tenant_id",
@@ -203,6 +209,9 @@ const DML: &[&str] = &[
     "DELETE FROM E WHERE kind IS NULL AND event_id % 2 = 0",
     "UPDATE M SET len = len + 1 WHERE tenant_id = 7 AND msg_id < 1000",
     "DELETE FROM M WHERE body LIKE '%urgent' AND tenant_id = 8",
+    "INSERT INTO M SELECT tenant_id, event_id, event_id + 100000, 'copy ' || kind, 1 FROM E WHERE kind = 'buy'",
+    "INSERT INTO M (tenant_id, event_id, msg_id, body) SELECT e.tenant_id, e.event_id, e.event_id + 200000, k.label FROM E e JOIN K k ON k.kind = e.kind WHERE e.tenant_id = 3",
+    "INSERT INTO M SELECT tenant_id, min(event_id), max(event_id) + 300000, 'agg', count(*) FROM E GROUP BY tenant_id",
     "UPDATE K SET weight = weight + 1 WHERE kind = 'buy'",
     "INSERT INTO K VALUES ('share', 'Share', 3)",
     "DELETE FROM K WHERE kind = 'refund'",
@@ -262,11 +271,12 @@ fn compare(c: &mut Client, query: &str, failures: &mut Vec<String>) {
 /// What the engine refuses, each with SQLSTATE 0A000 (feature not supported) and a hint.
 const REFUSED: &[&str] = &[
     "SELECT tenant_id, rank() OVER (ORDER BY count(*) DESC, tenant_id) FROM E GROUP BY tenant_id",
-    "SELECT kind, count(DISTINCT tenant_id) FROM E GROUP BY kind",
+    "SELECT kind, string_agg(DISTINCT kind, ',' ORDER BY kind) FROM E GROUP BY kind",
     "SELECT e.event_id FROM E e JOIN M m ON m.event_id = e.event_id",
     "SELECT * FROM E WHERE event_id IN (SELECT event_id FROM M WHERE len > 100)",
     "SELECT * FROM E e JOIN l_kinds k ON k.kind = e.kind",
-    "INSERT INTO E SELECT * FROM E WHERE tenant_id = 1",
+    "INSERT INTO M (tenant_id, event_id, msg_id) SELECT event_id, tenant_id, event_id FROM E",
+    "INSERT INTO M SELECT e.tenant_id, e.event_id, e.event_id, 'x', 1 FROM E e JOIN K k ON k.kind = e.kind ORDER BY 1 LIMIT 5",
     "UPDATE E SET tenant_id = 2 WHERE tenant_id = 1",
     "UPDATE E SET score = random() WHERE tenant_id = 1",
     "SELECT k.kind, e.event_id FROM K k LEFT JOIN E e ON e.kind = k.kind",
@@ -329,6 +339,18 @@ fn distributed_results_equal_local_results() {
             failures.push(format!("{stmt}\n  local: {l:?}\n  distributed: {d:?}"));
         }
     }
+    // The same multi-shard queries with several connections per node.
+    c.batch_execute("SET citus.max_adaptive_executor_pool_size = 3")
+        .unwrap();
+    for q in queries
+        .iter()
+        .filter(|q| !q.contains("tenant_id ="))
+        .take(60)
+    {
+        compare(&mut c, q, &mut failures);
+    }
+    c.batch_execute("RESET citus.max_adaptive_executor_pool_size")
+        .unwrap();
     for q in REFUSED {
         match c.simple_query(&tables(q, false)) {
             Ok(_) => failures.push(format!("{q}\n  ran, but should be refused")),

@@ -1,0 +1,153 @@
+//! `undistribute_table(table)`: a distributed or reference table back to a plain local table.
+//!
+//! In the caller's transaction: the catalog rows go first (so the table is local again for
+//! the rest of the statement), then each shard's rows are read from one of its placements (in
+//! the remote transaction) and inserted into the local table, and every placement is dropped.
+//! A failure anywhere rolls all of it back, on the coordinator and on the workers.
+
+use pgrx::prelude::*;
+use pgrx::spi::Spi;
+
+use super::{group_nodes, run_per_group, PerGroup};
+use crate::connection::{run_tasks, ConnKey, RemoteTask};
+use crate::error::{OrReport, TResult, TesseraError};
+use crate::metadata::node as nodes;
+use crate::metadata::table as catalog;
+use crate::transaction::Scope;
+
+fn undistribute(relid: pg_sys::Oid) -> TResult<i64> {
+    let (display, owner_ok) = Spi::connect(|client| {
+        let row = client
+            .select(
+                "SELECT c.oid::regclass::text, pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER')
+                   FROM pg_catalog.pg_class c WHERE c.oid = $1",
+                None,
+                &[relid.into()],
+            )?
+            .first();
+        Ok::<_, TesseraError>((row.get::<String>(1)?, row.get::<bool>(2)?.unwrap_or(false)))
+    })?;
+    let display = display.ok_or_else(|| {
+        TesseraError::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("relation with OID {} does not exist", relid.to_u32()),
+        )
+    })?;
+    if !owner_ok {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("must be owner of table {display}"),
+        ));
+    }
+    let Some(dist) = catalog::find(relid)? else {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("cannot undistribute table {display}: it is not distributed"),
+        ));
+    };
+    let foreign_keys = Spi::get_one_with_args::<i64>(
+        "SELECT count(*) FROM pg_catalog.pg_constraint
+          WHERE contype = 'f' AND (conrelid = $1 OR confrelid = $1)",
+        &[relid.into()],
+    )?
+    .unwrap_or(0);
+    if foreign_keys > 0 {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot undistribute table {display}: it has foreign keys to or from other tables"),
+        )
+        .hint("Drop the foreign keys first (cascade_via_foreign_keys is not supported yet), then add them back once the tables are local."));
+    }
+    Spi::run(&format!("LOCK TABLE {display} IN ACCESS EXCLUSIVE MODE"))?;
+    let shards = catalog::shards(relid)?;
+    let (schema, table) = crate::nodes::rel_schema_and_name(relid);
+    let all = nodes::all()?;
+    let addresses = group_nodes(&all);
+
+    // The table is local from here on (the relcache invalidation reaches this backend's
+    // metadata cache at the next command).
+    catalog::delete_table(relid, dist.colocation_id, true)?;
+
+    let cols = Spi::get_one_with_args::<String>(
+        "SELECT string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum)
+           FROM pg_catalog.pg_attribute
+          WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+        &[relid.into()],
+    )?
+    .unwrap_or_default();
+    let mut moved = 0i64;
+    for s in &shards {
+        // One placement is enough; a worker's rather than the coordinator's copy.
+        let group = s
+            .groups
+            .iter()
+            .copied()
+            .find(|g| *g != 0)
+            .or_else(|| s.groups.first().copied());
+        let Some(node) = group.and_then(|g| addresses.get(&g)) else {
+            continue;
+        };
+        let shard = format!(
+            "{}.{}",
+            pgrx::spi::quote_identifier(&schema),
+            pgrx::spi::quote_identifier(tessera_core::sharding::shard_name(&table, s.shard_id))
+        );
+        let task = RemoteTask::new(
+            ConnKey::for_current_session(node),
+            format!("SELECT count(*), coalesce(json_agg(t), '[]')::text FROM {shard} t"),
+        )
+        .in_scope(Scope::Transaction);
+        for outcome in run_tasks(&[task], 1)? {
+            let results = outcome.map_err(|e| e.into_tessera())?;
+            let Some(r) = results.last() else { continue };
+            let n: i64 = r.value(0, 0).and_then(|v| v.parse().ok()).unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            let json = r.value(0, 1).unwrap_or("[]").to_string();
+            Spi::run_with_args(
+                &format!(
+                    "INSERT INTO {display} ({cols}) SELECT {cols} FROM pg_catalog.json_populate_recordset(NULL::{display}, $1::json)"
+                ),
+                &[json.into()],
+            )?;
+            moved += n;
+        }
+    }
+    // Every placement goes (listed from `shards`: the catalog rows are gone already).
+    let mut per_group = PerGroup::new();
+    for s in &shards {
+        let shard = format!(
+            "{}.{}",
+            pgrx::spi::quote_identifier(&schema),
+            pgrx::spi::quote_identifier(tessera_core::sharding::shard_name(&table, s.shard_id))
+        );
+        for g in &s.groups {
+            per_group
+                .entry(*g)
+                .or_default()
+                .push((format!("DROP TABLE IF EXISTS {shard} CASCADE"), Vec::new()));
+        }
+    }
+    run_per_group(per_group, &all)?;
+    pgrx::notice!(
+        "moved {moved} rows of {display} back into the local table; its shards are dropped"
+    );
+    Ok(moved)
+}
+
+/// Citus's `undistribute_table(table_name, cascade_via_foreign_keys)`.
+#[pg_extern(sql = false)]
+fn undistribute_table(table_name: Option<pg_sys::Oid>, _cascade_via_foreign_keys: Option<bool>) {
+    let run = || -> TResult<()> {
+        let relid = table_name.ok_or_else(|| {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                "table_name cannot be NULL",
+            )
+        })?;
+        undistribute(relid)?;
+        Ok(())
+    };
+    run().or_report()
+}
