@@ -685,8 +685,9 @@ unsafe extern "C-unwind" fn tessera_process_utility(
     } else {
         After::Nothing
     };
+    let local = !matches!(work, After::Nothing);
     // SAFETY: called by PostgreSQL with valid arguments; passed on unchanged.
-    unsafe {
+    let run_locally = || unsafe {
         match PREV_PROCESS_UTILITY_HOOK {
             Some(prev) => pg_guard_ffi_boundary(|| {
                 prev(
@@ -711,6 +712,13 @@ unsafe extern "C-unwind" fn tessera_process_utility(
                 qc,
             ),
         }
+    };
+    // The local part of a statement on a distributed table touches only the coordinator's
+    // own (empty) tables: PostgreSQL's internal queries must not be distributed.
+    if local {
+        crate::planner::local_only(run_locally);
+    } else {
+        run_locally();
     }
     if !matches!(work, After::Nothing) {
         after(work).or_report();

@@ -7,8 +7,6 @@ use std::ffi::{c_void, CString};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use tessera_core::plan::Command;
-
 use super::task::{self, Task};
 use super::TesseraScanState;
 use crate::connection::{run_tasks, ConnKey, RemoteTask};
@@ -59,7 +57,7 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
         // An INSERT's rows are evaluated only when it runs (they may call nextval()).
         let tasks: Option<Vec<Task>> = match &run.tasks {
             Some(t) => Some(t.clone()),
-            None if run.plan.command == Command::Insert => None,
+            None if run.plan.insert.is_some() => None,
             None => Some(
                 task::build(run, (*node).ss.ps.state, (*node).ss.ps.ps_ExprContext).or_report(),
             ),

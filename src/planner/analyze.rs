@@ -32,8 +32,11 @@ pub enum PinValue {
 /// One reference to a distributed or reference table.
 pub struct DistRte {
     pub meta: Rc<TableMeta>,
-    /// In the top-level query's range table (not in a subquery, CTE or sublink).
+    /// At the top level or in a transparent subquery of it (see `Analysis::hash_levels`): the
+    /// query can run per shard group as far as this table is concerned.
     pub top_level: bool,
+    /// In the outermost query's own range table (`rti` indexes it).
+    pub outermost: bool,
     /// Range table index at its level.
     pub rti: u32,
     pub pin: Option<PinValue>,
@@ -46,8 +49,13 @@ pub struct Analysis {
     pub rtes: Vec<DistRte>,
     /// Ordinary tables (not distributed) the query also reads, by name.
     pub local_tables: Vec<pg_sys::Oid>,
-    /// The query has levels other than the top one (subqueries, CTEs, sublinks).
+    /// The query has levels other than the top one that are not transparent: CTEs, sublinks,
+    /// subqueries that aggregate, sort, limit or de-duplicate.
     pub has_sublevels: bool,
+    /// How many transparent levels (the top one and simple subqueries in its FROM, such as
+    /// views) directly hold hash-distributed tables. More than one: the join between them is
+    /// not checked, so the query is not pushed down across shards.
+    pub hash_levels: usize,
     /// At the top level, the hash-distributed tables' distribution columns are all in one
     /// equivalence class (trivially true with fewer than two).
     pub top_joined_on_dist_col: bool,
@@ -138,12 +146,38 @@ pub unsafe fn analyze(query: *mut pg_sys::Query) -> TResult<Analysis> {
         rtes: Vec::new(),
         local_tables: Vec::new(),
         has_sublevels: false,
+        hash_levels: 0,
         top_joined_on_dist_col: true,
         reference_outer_join: false,
     };
     // SAFETY: forwarded.
-    unsafe { visit(query, true, &mut a)? };
+    unsafe { visit(query, true, true, &mut a)? };
+    if a.hash_levels > 1 {
+        a.top_joined_on_dist_col = false;
+    }
     Ok(a)
+}
+
+/// A subquery PostgreSQL would pull up into its parent (a view's, typically): it neither
+/// aggregates, sorts, limits nor de-duplicates, so running it per shard changes nothing.
+unsafe fn is_simple(q: *mut pg_sys::Query) -> bool {
+    // SAFETY: reading Query fields.
+    unsafe {
+        !(*q).hasAggs
+            && (*q).groupClause.is_null()
+            && (*q).havingQual.is_null()
+            && (*q).sortClause.is_null()
+            && (*q).limitCount.is_null()
+            && (*q).limitOffset.is_null()
+            && (*q).distinctClause.is_null()
+            && !(*q).hasWindowFuncs
+            && (*q).setOperations.is_null()
+            && !(*q).hasTargetSRFs
+            && (*q).cteList.is_null()
+            && !(*q).hasSubLinks
+            && (*q).rowMarks.is_null()
+            && (*q).groupingSets.is_null()
+    }
 }
 
 /// Equivalence classes of `(varno, varattno)` columns at one query level.
@@ -358,14 +392,19 @@ unsafe fn hash_const(c: *mut pg_sys::Const, meta: &TableMeta) -> TResult<i32> {
     }
 }
 
-unsafe fn visit(query: *mut pg_sys::Query, top: bool, a: &mut Analysis) -> TResult<()> {
+unsafe fn visit(
+    query: *mut pg_sys::Query,
+    top: bool,
+    outermost: bool,
+    a: &mut Analysis,
+) -> TResult<()> {
     // SAFETY: reading a valid Query tree.
     unsafe {
         let mut classes = Classes::default();
         if !(*query).jointree.is_null() {
             add_from_item((*query).jointree as *mut pg_sys::Node, &mut classes);
         }
-        let first = a.rtes.len();
+        let mut own = Vec::new();
         for (i, rte) in list_of::<pg_sys::RangeTblEntry>((*query).rtable)
             .into_iter()
             .enumerate()
@@ -386,9 +425,11 @@ unsafe fn visit(query: *mut pg_sys::Query, top: bool, a: &mut Analysis) -> TResu
                                 .map(|p| classes.find(p));
                             (pin, class)
                         };
+                        own.push(a.rtes.len());
                         a.rtes.push(DistRte {
                             meta,
                             top_level: top,
+                            outermost,
                             rti,
                             pin,
                             class,
@@ -401,15 +442,18 @@ unsafe fn visit(query: *mut pg_sys::Query, top: bool, a: &mut Analysis) -> TResu
                     }
                 },
                 pg_sys::RTEKind::RTE_SUBQUERY => {
-                    a.has_sublevels = true;
-                    visit((*rte).subquery, false, a)?;
+                    let transparent = top && is_simple((*rte).subquery);
+                    if !transparent {
+                        a.has_sublevels = true;
+                    }
+                    visit((*rte).subquery, transparent, false, a)?;
                 }
                 _ => {}
             }
         }
         for cte in list_of::<pg_sys::CommonTableExpr>((*query).cteList) {
             a.has_sublevels = true;
-            visit((*cte).ctequery as *mut pg_sys::Query, false, a)?;
+            visit((*cte).ctequery as *mut pg_sys::Query, false, false, a)?;
         }
         // Sublinks anywhere in this level's expressions.
         let mut sub = SublinkWalk {
@@ -423,23 +467,29 @@ unsafe fn visit(query: *mut pg_sys::Query, top: bool, a: &mut Analysis) -> TResu
         );
         for q in sub.queries {
             a.has_sublevels = true;
-            visit(q, false, a)?;
+            visit(q, false, false, a)?;
         }
         if top {
-            let hash: Vec<&DistRte> = a.rtes[first..]
+            let hash: Vec<&DistRte> = own
                 .iter()
-                .filter(|r| r.top_level && !r.meta.is_reference())
+                .map(|&i| &a.rtes[i])
+                .filter(|r| !r.meta.is_reference())
                 .collect();
+            if !hash.is_empty() {
+                a.hash_levels += 1;
+            }
             if hash.len() > 1 {
                 let c0 = hash[0].class;
-                a.top_joined_on_dist_col = c0.is_some() && hash.iter().all(|r| r.class == c0);
+                if !(c0.is_some() && hash.iter().all(|r| r.class == c0)) {
+                    a.top_joined_on_dist_col = false;
+                }
             }
             if !(*query).jointree.is_null() {
                 let mut bad = false;
                 for item in list_of::<pg_sys::Node>((*(*query).jointree).fromlist) {
                     outer_join_sides(item, query, &mut bad)?;
                 }
-                a.reference_outer_join = bad;
+                a.reference_outer_join |= bad;
             }
         }
     }
@@ -478,6 +528,13 @@ unsafe fn contents(node: *mut pg_sys::Node, query: *mut pg_sys::Query) -> TResul
                 if let Some(m) = cache::lookup((*rte).relid)? {
                     return Ok((!m.is_reference(), m.is_reference()));
                 }
+            }
+            if (*rte).rtekind == pg_sys::RTEKind::RTE_SUBQUERY {
+                let sub = analyze((*rte).subquery)?;
+                return Ok((
+                    sub.hash_rtes().next().is_some(),
+                    sub.rtes.iter().any(|r| r.meta.is_reference()),
+                ));
             }
             return Ok((false, false));
         }

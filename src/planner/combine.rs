@@ -107,7 +107,7 @@ pub(super) unsafe fn is_dist_col(expr: *mut pg_sys::Node, a: &Analysis) -> bool 
         let v = n as *mut pg_sys::Var;
         (*v).varlevelsup == 0
             && a.hash_rtes().any(|r| {
-                r.top_level
+                r.outermost
                     && r.rti == (*v).varno as u32
                     && r.meta.table.dist_attnum == (*v).varattno
             })

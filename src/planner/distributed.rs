@@ -490,7 +490,7 @@ unsafe fn target(parse: *mut pg_sys::Query, a: &Analysis) -> TResult<usize> {
     let rti = unsafe { (*parse).resultRelation } as u32;
     a.rtes
         .iter()
-        .position(|r| r.top_level && r.rti == rti)
+        .position(|r| r.outermost && r.rti == rti)
         .ok_or_else(|| {
             unsupported(
                 "cannot modify a local table with a query that reads distributed tables",
@@ -618,14 +618,14 @@ unsafe fn plan_insert(
         }
         if a.rtes
             .iter()
-            .any(|r| r.rti != a.rtes[t].rti || !r.top_level)
+            .any(|r| r.rti != a.rtes[t].rti || !r.outermost)
         {
             // ON CONFLICT's EXCLUDED pseudo-relation is the target again; anything else is a
             // read of another distributed table.
             let other = a
                 .rtes
                 .iter()
-                .any(|r| !r.top_level || r.meta.table.relid != meta.table.relid);
+                .any(|r| !r.outermost || r.meta.table.relid != meta.table.relid);
             if other {
                 return Err(unsupported(
                     "INSERT into a distributed table cannot read other distributed tables",

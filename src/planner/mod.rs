@@ -23,6 +23,28 @@ use crate::error::OrReport;
 use crate::gucs;
 use crate::metadata::cache;
 
+thread_local! {
+    /// Depth of `local_only` sections: while positive, every query is planned as a local one.
+    static LOCAL_ONLY: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+struct LocalOnly;
+
+impl Drop for LocalOnly {
+    fn drop(&mut self) {
+        LOCAL_ONLY.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+/// Runs `f` with the distributed planner off: for PostgreSQL's own queries on the
+/// coordinator's (empty) tables while a DDL statement on a distributed table runs locally,
+/// such as the check of a new foreign key (the shards check their rows themselves).
+pub fn local_only<T>(f: impl FnOnce() -> T) -> T {
+    LOCAL_ONLY.with(|d| d.set(d.get() + 1));
+    let _guard = LocalOnly;
+    f()
+}
+
 /// The planner hook that was installed before Tessera's; the only copy of it.
 static mut PREV_PLANNER_HOOK: pg_sys::planner_hook_type = None;
 
@@ -44,6 +66,7 @@ unsafe extern "C-unwind" fn tessera_planner(
     // SAFETY: the hook is called by PostgreSQL with valid arguments.
     unsafe {
         if gucs::enable_distributed_planner()
+            && LOCAL_ONLY.with(|d| d.get()) == 0
             && cache::installed()
             && (*parse).commandType != pg_sys::CmdType::CMD_UTILITY
             && analyze::touches_distributed(parse).or_report()

@@ -116,6 +116,13 @@ fn corpus() -> Vec<String> {
         "SELECT kind, count(*) FROM E WHERE event_id > 5000 GROUP BY kind",
         "SELECT sum(amount), avg(amount), max(kind) FROM E WHERE event_id > 5000",
         "SELECT bit_and(event_id), bit_or(event_id) FROM E WHERE event_id < 64",
+        // Simple subqueries and views over one distributed table run per shard group.
+        "SELECT count(*) FROM (SELECT * FROM E WHERE flag) s",
+        "SELECT s.kind, count(*) FROM (SELECT kind, tenant_id FROM E WHERE amount > 10) s GROUP BY s.kind",
+        "SELECT kind, count(*) FROM (SELECT kind, tenant_id FROM E) s GROUP BY kind ORDER BY 2 DESC, 1 LIMIT 3",
+        "SELECT s.k, count(*) FROM (SELECT tenant_id AS k, event_id FROM E) s GROUP BY s.k",
+        "SELECT s.event_id, k.label FROM (SELECT * FROM E WHERE amount > 90) s JOIN K k ON k.kind = s.kind",
+        "SELECT * FROM (SELECT tenant_id, event_id FROM E WHERE kind = 'buy') s WHERE s.event_id < 100",
         // DISTINCT aggregates across shards: the workers group by the argument too.
         "SELECT kind, count(DISTINCT tenant_id) FROM E GROUP BY kind",
         "SELECT count(DISTINCT kind), count(DISTINCT tenant_id), count(*), sum(amount) FROM E",
@@ -280,6 +287,8 @@ const REFUSED: &[&str] = &[
     "UPDATE E SET tenant_id = 2 WHERE tenant_id = 1",
     "UPDATE E SET score = random() WHERE tenant_id = 1",
     "SELECT k.kind, e.event_id FROM K k LEFT JOIN E e ON e.kind = k.kind",
+    "SELECT k.kind, s.event_id FROM K k LEFT JOIN (SELECT * FROM E) s ON s.kind = k.kind",
+    "SELECT * FROM (SELECT * FROM E) a JOIN (SELECT * FROM M) b USING (tenant_id, event_id)",
     "SELECT kind, percentile_cont(0.5) WITHIN GROUP (ORDER BY score) FROM E GROUP BY kind",
 ];
 
