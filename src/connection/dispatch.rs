@@ -28,6 +28,9 @@ pub struct RemoteTask {
     pub params: Vec<Option<String>>,
     /// Type OIDs of the parameters (0: the node infers it); empty: all inferred.
     pub param_types: Vec<u32>,
+    /// Prepare the command on the connection (once) and run the prepared statement: the
+    /// node then parses and plans it once, not per call. For commands with parameters.
+    pub prepare: bool,
     pub scope: Scope,
     /// This command ends the remote transaction (COMMIT): the connection goes back to the
     /// idle cache afterwards.
@@ -41,6 +44,7 @@ impl RemoteTask {
             sql: sql.into(),
             params: Vec::new(),
             param_types: Vec::new(),
+            prepare: false,
             scope: Scope::Autocommit,
             ends_transaction: false,
         }
@@ -61,11 +65,19 @@ impl RemoteTask {
         self
     }
 
+    pub fn prepared(mut self, prepare: bool) -> RemoteTask {
+        self.prepare = prepare;
+        self
+    }
+
     pub fn with_param_types(mut self, types: Vec<u32>) -> RemoteTask {
         self.param_types = types;
         self
     }
 }
+
+/// Statements a connection keeps prepared at most; later commands run unprepared.
+const MAX_PREPARED_PER_CONNECTION: usize = 1000;
 
 /// The results of one task's command, or the error that ended it.
 pub type TaskResult = Result<Vec<PgResult>, RemoteError>;
@@ -94,6 +106,8 @@ struct Slot {
     begin_needed: bool,
     /// The command in flight is that BEGIN.
     begin_in_flight: bool,
+    /// The command in flight prepares the task's statement under this name.
+    prepare_in_flight: Option<String>,
 }
 
 /// What one step of a slot's state machine came to.
@@ -285,6 +299,7 @@ impl Slot {
             results: Vec::new(),
             begin_needed,
             begin_in_flight: false,
+            prepare_in_flight: None,
         }
     }
 }
@@ -325,6 +340,19 @@ fn advance(slot: &mut Slot, task: &RemoteTask) -> Step {
                 let sent = if slot.begin_needed {
                     slot.begin_in_flight = true;
                     slot.conn.send_query("BEGIN", &[], &[])
+                } else if task.prepare && !task.params.is_empty() {
+                    match slot.conn.prepared_name(&task.sql) {
+                        Some(name) => slot.conn.send_query_prepared(&name, &task.params),
+                        None if slot.conn.prepared_count() < MAX_PREPARED_PER_CONNECTION => {
+                            let name = format!("tessera_{}", slot.conn.prepared_count() + 1);
+                            let sent = slot.conn.send_prepare(&name, &task.sql, &task.param_types);
+                            slot.prepare_in_flight = Some(name);
+                            sent
+                        }
+                        None => slot
+                            .conn
+                            .send_query(&task.sql, &task.params, &task.param_types),
+                    }
                 } else {
                     slot.conn
                         .send_query(&task.sql, &task.params, &task.param_types)
@@ -353,6 +381,14 @@ fn advance(slot: &mut Slot, task: &RemoteTask) -> Step {
                     }
                 }
                 let outcome = finish(slot);
+                if let Some(name) = slot.prepare_in_flight.take() {
+                    if outcome.is_ok() {
+                        // Prepared: now run it.
+                        slot.conn.remember_prepared(&task.sql, &name);
+                        slot.phase = Phase::Send;
+                        continue;
+                    }
+                }
                 if slot.begin_in_flight && outcome.is_ok() {
                     // The transaction block is open: now the command itself.
                     slot.begin_in_flight = false;

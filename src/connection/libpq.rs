@@ -25,6 +25,8 @@ pub struct Connection {
     node: NodeAddress,
     /// A command was sent and its results were not all read.
     busy: bool,
+    /// Statements prepared on this connection: SQL text -> statement name.
+    prepared: std::collections::HashMap<String, String>,
 }
 
 impl Connection {
@@ -49,6 +51,7 @@ impl Connection {
             raw,
             node: node.clone(),
             busy: false,
+            prepared: std::collections::HashMap::new(),
         };
         // SAFETY: raw is a live PGconn.
         if unsafe { pq::PQstatus(conn.raw.as_ptr()) } == pq::ConnStatusType::CONNECTION_BAD {
@@ -153,6 +156,105 @@ impl Connection {
                 } else {
                     types.as_ptr()
                 },
+                if ptrs.is_empty() {
+                    std::ptr::null()
+                } else {
+                    ptrs.as_ptr()
+                },
+                std::ptr::null(),
+                std::ptr::null(),
+                0,
+            )
+        };
+        if ok != 1 {
+            return Err(RemoteError::connection_lost(
+                &self.node,
+                self.error_message(),
+            ));
+        }
+        self.busy = true;
+        Ok(())
+    }
+
+    /// The name of the statement prepared for `sql` on this connection, if any.
+    pub fn prepared_name(&self, sql: &str) -> Option<String> {
+        self.prepared.get(sql).cloned()
+    }
+
+    /// How many statements this connection has prepared.
+    pub fn prepared_count(&self) -> usize {
+        self.prepared.len()
+    }
+
+    /// Records that `sql` is prepared as `name` (after the node confirmed it).
+    pub fn remember_prepared(&mut self, sql: &str, name: &str) {
+        self.prepared.insert(sql.to_string(), name.to_string());
+    }
+
+    /// Sends a Parse of `sql` as the named statement `name`; does not wait.
+    pub fn send_prepare(
+        &mut self,
+        name: &str,
+        sql: &str,
+        types: &[u32],
+    ) -> Result<(), RemoteError> {
+        let bad =
+            |what: &str| RemoteError::connection(&self.node, format!("{what} holds a NUL byte"));
+        let c_name = CString::new(name).map_err(|_| bad("statement name"))?;
+        let c_sql = CString::new(sql).map_err(|_| bad("command"))?;
+        let types: Vec<pq::Oid> = types.iter().map(|t| *t as pq::Oid).collect();
+        // SAFETY: raw is live; the strings and types outlive the call (libpq copies them).
+        let ok = unsafe {
+            pq::PQsendPrepare(
+                self.raw.as_ptr(),
+                c_name.as_ptr(),
+                c_sql.as_ptr(),
+                types.len() as c_int,
+                if types.is_empty() {
+                    std::ptr::null()
+                } else {
+                    types.as_ptr()
+                },
+            )
+        };
+        if ok != 1 {
+            return Err(RemoteError::connection_lost(
+                &self.node,
+                self.error_message(),
+            ));
+        }
+        self.busy = true;
+        Ok(())
+    }
+
+    /// Runs the prepared statement `name` with text parameters; does not wait.
+    pub fn send_query_prepared(
+        &mut self,
+        name: &str,
+        params: &[Option<String>],
+    ) -> Result<(), RemoteError> {
+        let c_name = CString::new(name)
+            .map_err(|_| RemoteError::connection(&self.node, "statement name holds a NUL byte"))?;
+        let mut owned = Vec::with_capacity(params.len());
+        for p in params {
+            owned.push(match p {
+                Some(s) => Some(CString::new(s.as_str()).map_err(|_| {
+                    RemoteError::connection(&self.node, "parameter holds a NUL byte")
+                })?),
+                None => None,
+            });
+        }
+        let ptrs: Vec<*const std::ffi::c_char> = owned
+            .iter()
+            .map(|p| p.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()))
+            .collect();
+        // SAFETY: raw is live; the name and parameters outlive the call (libpq copies them);
+        // NULL length and format arrays mean text parameters.
+        let ok = unsafe {
+            pq::PQsendQueryPrepared(
+                self.raw.as_ptr(),
+                c_name.as_ptr(),
+                ptrs.len() as c_int,
                 if ptrs.is_empty() {
                     std::ptr::null()
                 } else {

@@ -355,6 +355,7 @@ pub fn run(plan: &DistPlan, tasks: &[Task]) -> TResult<(Vec<PgResult>, u64)> {
                 .in_scope(scope)
                 .with_params(t.params.clone())
                 .with_param_types(t.types.clone())
+                .prepared(true)
         })
         .collect();
     let outcomes = run_tasks(&remote, remote.len())?;
