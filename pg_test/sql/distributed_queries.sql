@@ -84,6 +84,12 @@ SELECT count(*) FROM events;
 ROLLBACK;
 SELECT count(*) FROM events;
 
+-- A worker's error keeps its SQLSTATE and says which node raised it.
+\set VERBOSITY sqlstate
+SELECT 1 / (event_id - event_id) FROM events WHERE tenant_id = 1;
+\set VERBOSITY default
+SELECT 1 / (event_id - event_id) FROM events WHERE tenant_id = 1;
+
 -- Refused, with the reason and a way out.
 SELECT * FROM events e JOIN messages m ON m.event_id = e.event_id;
 SELECT kind, string_agg(DISTINCT kind, ',' ORDER BY kind) FROM events GROUP BY kind;
@@ -115,6 +121,24 @@ SELECT undistribute_table('messages');
 ALTER TABLE messages DROP CONSTRAINT messages_event_fk;
 ALTER TABLE events DROP CONSTRAINT events_kind_fk;
 SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_constraint WHERE contype = 'f'$$);
+
+-- Foreign keys that exist before create_distributed_table go onto the shards too.
+CREATE TABLE fk_parent (tenant_id bigint, id bigint, PRIMARY KEY (tenant_id, id));
+SELECT create_distributed_table('fk_parent', 'tenant_id', colocate_with => 'events');
+INSERT INTO fk_parent VALUES (1, 1), (2, 1);
+CREATE TABLE fk_child (tenant_id bigint, id bigint, parent_id bigint, kind text REFERENCES kinds (kind),
+                       PRIMARY KEY (tenant_id, id),
+                       FOREIGN KEY (tenant_id, parent_id) REFERENCES fk_parent (tenant_id, id));
+SELECT create_distributed_table('fk_child', 'tenant_id', colocate_with => 'events');
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conrelid::regclass::text ~ '^fk_child_[0-9]+$'$$);
+INSERT INTO fk_child VALUES (1, 1, 1, 'click'), (2, 1, 1, 'buy');
+INSERT INTO fk_child VALUES (1, 2, 7, 'click');
+INSERT INTO fk_child VALUES (1, 3, 1, 'nope');
+CREATE TABLE fk_bad (tenant_id bigint, parent_id bigint, FOREIGN KEY (tenant_id, parent_id) REFERENCES fk_parent (tenant_id, id));
+SELECT create_distributed_table('fk_bad', 'parent_id', colocate_with => 'events');
+SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'fk_bad'::regclass;
+DROP TABLE fk_bad, fk_child, fk_parent;
 
 -- bigserial: the coordinator evaluates nextval, so ids stay unique across shards.
 CREATE TABLE seq_t (tenant_id int NOT NULL, id bigserial, v text, PRIMARY KEY (tenant_id, id));

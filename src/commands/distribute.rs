@@ -275,7 +275,45 @@ fn build(
     }
     run_per_group(per_group, all)?;
     move_rows(table, &ddl, dist_col, &shards, shards.len() as i32, all)?;
+    add_foreign_keys(&ddl, &dist, &shards, all)?;
     catalog::insert_table(&dist, &shards)
+}
+
+/// The table's foreign keys on its new shards (checked as `ALTER TABLE ... ADD CONSTRAINT`
+/// checks them: to a co-located table on the distribution column, or to a reference table).
+fn add_foreign_keys(
+    ddl: &TableDdl,
+    dist: &DistTable,
+    shards: &[Shard],
+    all: &[Node],
+) -> TResult<()> {
+    if ddl.foreign_keys.is_empty() {
+        return Ok(());
+    }
+    let keys = ddl
+        .foreign_keys
+        .iter()
+        .map(|oid| super::foreign_keys::check(*oid, dist))
+        .collect::<TResult<Vec<_>>>()?;
+    let mut per_group: PerGroup = BTreeMap::new();
+    for (index, s) in shards.iter().enumerate() {
+        let shard = ddl.qualified_shard(s.shard_id);
+        let mut sql = String::new();
+        for fk in &keys {
+            sql.push_str(&format!(
+                "ALTER TABLE {shard} ADD CONSTRAINT {} {};\n",
+                pgrx::spi::quote_identifier(sharding::shard_name(&fk.name, s.shard_id)),
+                fk.shard_def(index)
+            ));
+        }
+        for g in &s.groups {
+            per_group
+                .entry(*g)
+                .or_default()
+                .push((sql.clone(), Vec::new()));
+        }
+    }
+    run_per_group(per_group, all)
 }
 
 fn create_distributed(

@@ -29,6 +29,9 @@ pub struct TableDdl {
     indexes: Vec<(String, String)>,
     /// `fillfactor=70, ...` or empty.
     reloptions: String,
+    /// Foreign keys: added to the shards once they exist and hold their rows
+    /// (`commands::foreign_keys` checks and rewrites them).
+    pub foreign_keys: Vec<pg_sys::Oid>,
 }
 
 /// Runs `f` with `search_path` set to `pg_catalog` (so catalog printers qualify every name),
@@ -142,9 +145,10 @@ impl TableDdl {
             }
 
             let mut constraints = Vec::new();
+            let mut foreign_keys = Vec::new();
             for row in client.select(
                 "SELECT conname::text, pg_catalog.pg_get_constraintdef(oid, true), contype::text,
-                        coalesce($2 = ANY (conkey), false)
+                        coalesce($2 = ANY (conkey), false), oid
                    FROM pg_catalog.pg_constraint
                   WHERE conrelid = $1 AND contype IN ('c', 'u', 'p', 'x', 'f')
                   ORDER BY contype DESC, conname",
@@ -163,13 +167,15 @@ impl TableDdl {
                         )
                         .hint("Distributed tables cannot have UNIQUE or PRIMARY KEY constraints that do not include the distribution column: add it to the constraint, or distribute by a column the constraint includes."));
                     }
-                    "x" | "f" => {
+                    "f" => {
+                        foreign_keys.push(row.get::<pg_sys::Oid>(5)?.unwrap_or(pg_sys::InvalidOid))
+                    }
+                    "x" => {
                         return Err(TesseraError::new(
                             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                            format!("cannot distribute relation \"{table}\": constraint \"{name}\" is a {} constraint, which Tessera does not distribute yet",
-                                if kind == "x" { "EXCLUDE" } else { "FOREIGN KEY" }),
+                            format!("cannot distribute relation \"{table}\": constraint \"{name}\" is an EXCLUDE constraint, which Tessera does not distribute yet"),
                         )
-                        .hint(if kind == "f" { "Drop the foreign key, distribute both tables (co-located, or the referenced one as a reference table), then add it again with ALTER TABLE ... ADD CONSTRAINT." } else { "Drop the constraint before distributing the table." }));
+                        .hint("Drop the constraint before distributing the table."));
                     }
                     _ => constraints.push((name, def)),
                 }
@@ -198,6 +204,7 @@ impl TableDdl {
                 columns,
                 constraints,
                 indexes,
+                foreign_keys,
                 reloptions,
             })
         })
