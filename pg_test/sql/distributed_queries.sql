@@ -90,13 +90,60 @@ SELECT 1 / (event_id - event_id) FROM events WHERE tenant_id = 1;
 \set VERBOSITY default
 SELECT 1 / (event_id - event_id) FROM events WHERE tenant_id = 1;
 
+-- INSERT ... SELECT that cannot run on each shard group: the SELECT runs as its own query and
+-- its rows go to the shards through the coordinator, in batches (defaults such as bigserial
+-- evaluated on the coordinator), inside the transaction.
+CREATE TABLE ev_copy (tenant_id bigint NOT NULL, event_id bigint NOT NULL, kind text, amount numeric, id bigserial);
+SELECT create_distributed_table('ev_copy', 'event_id', colocate_with => 'none');
+EXPLAIN (COSTS OFF) INSERT INTO ev_copy (tenant_id, event_id, kind, amount) SELECT tenant_id, event_id, kind, amount FROM events;
+INSERT INTO ev_copy (tenant_id, event_id, kind, amount) SELECT tenant_id, event_id, kind, amount FROM events;
+SELECT tenant_id, event_id, kind, amount FROM ev_copy ORDER BY event_id;
+SELECT count(DISTINCT id) = count(*) AS ids_unique FROM ev_copy;
+-- Aggregated across shards first; RETURNING comes back from the shard.
+INSERT INTO ev_copy (tenant_id, event_id, kind) SELECT 0, 1000000 + count(*), 'total' FROM events RETURNING tenant_id, event_id, kind;
+-- From a local table, 25000 rows (three batches), with ON CONFLICT on the target's key.
+CREATE TABLE staging (tenant_id bigint, event_id bigint, kind text);
+INSERT INTO staging SELECT g % 7, g, 'bulk' FROM generate_series(1, 25000) g;
+ALTER TABLE ev_copy ADD PRIMARY KEY (event_id);
+INSERT INTO ev_copy (tenant_id, event_id, kind) SELECT * FROM staging ON CONFLICT (event_id) DO UPDATE SET kind = excluded.kind || ' (updated)';
+SELECT kind, count(*), sum(event_id) FROM ev_copy GROUP BY kind ORDER BY kind;
+-- A failure half-way (a NULL distribution value in the last batch) leaves nothing behind.
+UPDATE staging SET event_id = NULL WHERE event_id = 24000;
+TRUNCATE ev_copy;
+INSERT INTO ev_copy (tenant_id, event_id, kind) SELECT * FROM staging;
+SELECT count(*) FROM ev_copy;
+-- Rolled back with the transaction.
+BEGIN;
+INSERT INTO ev_copy (tenant_id, event_id, kind) SELECT * FROM staging WHERE event_id IS NOT NULL;
+SELECT count(*) FROM ev_copy;
+ROLLBACK;
+SELECT count(*) FROM ev_copy;
+-- Into a reference table, from a distributed one.
+CREATE TABLE kind_copy (kind text PRIMARY KEY, n bigint);
+SELECT create_reference_table('kind_copy');
+EXPLAIN (COSTS OFF) INSERT INTO kind_copy SELECT kind, count(*) FROM events WHERE kind IS NOT NULL GROUP BY kind;
+INSERT INTO kind_copy SELECT kind, count(*) FROM events WHERE kind IS NOT NULL GROUP BY kind;
+SELECT DISTINCT result FROM run_command_on_all_nodes($$SELECT string_agg(kind || '=' || n, ',' ORDER BY kind) FROM kind_copy_$$ || (SELECT shardid FROM pg_dist_shard WHERE logicalrelid = 'kind_copy'::regclass));
+DROP TABLE ev_copy, staging, kind_copy;
+
+-- Rows stream from the workers outside a transaction block; a LIMIT above stops the stream
+-- and the connections stay usable. Inside a transaction block the rows are read whole, so a
+-- cursor and other statements can share the node's connection.
+SELECT 1 AS one FROM events LIMIT 2;
+SELECT count(*) FROM events;
+BEGIN;
+DECLARE c CURSOR FOR SELECT event_id FROM events ORDER BY event_id;
+FETCH 2 FROM c;
+UPDATE events SET amount = amount WHERE tenant_id = 1;
+FETCH 2 FROM c;
+COMMIT;
+
 -- Refused, with the reason and a way out.
 SELECT * FROM events e JOIN messages m ON m.event_id = e.event_id;
 SELECT kind, string_agg(DISTINCT kind, ',' ORDER BY kind) FROM events GROUP BY kind;
 UPDATE events SET tenant_id = 9 WHERE tenant_id = 1;
 UPDATE events SET amount = random() WHERE tenant_id = 1;
 INSERT INTO events (event_id, kind) VALUES (1, 'x');
-INSERT INTO events (tenant_id, event_id) SELECT event_id, tenant_id FROM events;
 CREATE TABLE local_t (tenant_id bigint);
 SELECT * FROM events JOIN local_t USING (tenant_id);
 DROP TABLE local_t;

@@ -1,12 +1,14 @@
 //! Running commands on many nodes at once.
 //!
-//! [`run_tasks`] drives one state machine per task (connect → send → flush → read) over
+//! [`Dispatch`] drives one state machine per task (connect → send → flush → read) over
 //! non-blocking libpq connections, all in one loop that sleeps in a [`WaitSet`] until a socket
-//! is ready or the latch is set. Nothing here blocks on the network except libpq's short
+//! is ready or the latch is set; [`run_tasks`] runs a list of tasks to the end, and a
+//! streaming SELECT takes its rows one by one as they arrive (single-row mode). Nothing here blocks on the network except libpq's short
 //! cancel exchange. On a pending cancel or termination the loop serves the interrupt, which
 //! raises an ERROR; unwinding drops the connections, and each one still running a command
 //! cancels it on its node first.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use pgrx::check_for_interrupts;
@@ -35,6 +37,9 @@ pub struct RemoteTask {
     /// This command ends the remote transaction (COMMIT): the connection goes back to the
     /// idle cache afterwards.
     pub ends_transaction: bool,
+    /// Hand the rows out one by one as they arrive ([`Dispatch::next_row`]) instead of
+    /// keeping the whole result. For one SELECT statement.
+    pub stream: bool,
 }
 
 impl RemoteTask {
@@ -47,7 +52,13 @@ impl RemoteTask {
             prepare: false,
             scope: Scope::Autocommit,
             ends_transaction: false,
+            stream: false,
         }
+    }
+
+    pub fn streaming(mut self, stream: bool) -> RemoteTask {
+        self.stream = stream;
+        self
     }
 
     pub fn in_scope(mut self, scope: Scope) -> RemoteTask {
@@ -112,7 +123,7 @@ struct Slot {
 
 /// What one step of a slot's state machine came to.
 enum Step {
-    Wait(Interest),
+    Wait,
     Finished(TaskResult),
 }
 
@@ -123,72 +134,187 @@ pub fn run_tasks(
     tasks: &[RemoteTask],
     max_parallel: usize,
 ) -> Result<Vec<TaskResult>, TesseraError> {
-    let max_parallel = max_parallel.max(1);
-    let mut outcomes: Vec<Option<TaskResult>> = (0..tasks.len()).map(|_| None).collect();
-    let mut active: Vec<Slot> = Vec::new();
-    // Tasks not started yet, in order. A transactional task waits while another task of the
-    // same connection key is running: one node's remote transaction has one connection, and
-    // its commands must see each other's effects.
-    let mut pending: Vec<usize> = (0..tasks.len()).collect();
-    let mut waits: Vec<(std::ffi::c_int, Interest)> = Vec::new();
-    let mut set: Option<WaitSet> = None;
-    let mut ready: Vec<bool> = Vec::new();
-    let timeout = Duration::from_millis(gucs::node_connection_timeout_ms().max(1) as u64);
+    Dispatch::start(tasks.to_vec(), max_parallel).finish()
+}
 
-    loop {
-        // Start tasks while there is room.
+/// Tasks in flight: one state machine per task (connect → send → flush → read), all driven
+/// by one loop that sleeps in a [`WaitSet`]. [`Dispatch::finish`] runs them to the end;
+/// [`Dispatch::next_row`] hands out the rows of streaming tasks as they arrive, so a caller
+/// can use them before the last node answers and never holds a whole result.
+///
+/// Dropping a dispatch with tasks still running cancels them on their nodes and closes their
+/// connections; [`Dispatch::abandon`] stops them too but keeps the connections.
+pub struct Dispatch {
+    tasks: Vec<RemoteTask>,
+    max_parallel: usize,
+    outcomes: Vec<Option<TaskResult>>,
+    active: Vec<Slot>,
+    /// Tasks not started yet, in order. A transactional task waits while another task of the
+    /// same connection key is running: one node's remote transaction has one connection, and
+    /// its commands must see each other's effects.
+    pending: Vec<usize>,
+    waits: Vec<(std::ffi::c_int, Interest)>,
+    set: Option<WaitSet>,
+    /// Which active slots to step next (all of them before the first wait).
+    ready: Vec<bool>,
+    /// The slots have been stepped since the last wait: the next round waits first.
+    stepped: bool,
+    timeout: Duration,
+    /// Rows of streaming tasks not handed out yet: (task, one-row result).
+    rows: VecDeque<(usize, PgResult)>,
+    /// Rows that arrive are dropped (the caller stopped reading).
+    discard_rows: bool,
+}
+
+impl Dispatch {
+    /// Starts the tasks (as many as `max_parallel` allows); nothing waits yet.
+    pub fn start(tasks: Vec<RemoteTask>, max_parallel: usize) -> Dispatch {
+        let n = tasks.len();
+        Dispatch {
+            tasks,
+            max_parallel: max_parallel.max(1),
+            outcomes: (0..n).map(|_| None).collect(),
+            active: Vec::new(),
+            pending: (0..n).collect(),
+            waits: Vec::new(),
+            set: None,
+            ready: Vec::new(),
+            stepped: false,
+            timeout: Duration::from_millis(gucs::node_connection_timeout_ms().max(1) as u64),
+            rows: VecDeque::new(),
+            discard_rows: false,
+        }
+    }
+
+    /// Every task has ended (its rows may still wait in the queue).
+    pub fn done(&self) -> bool {
+        self.active.is_empty() && self.pending.is_empty()
+    }
+
+    /// Runs the tasks to the end and returns their outcomes in task order.
+    pub fn finish(mut self) -> Result<Vec<TaskResult>, TesseraError> {
+        while !self.done() {
+            self.round()?;
+        }
+        Ok(std::mem::take(&mut self.outcomes)
+            .into_iter()
+            .map(|o| o.expect("every task has an outcome"))
+            .collect())
+    }
+
+    /// The next row of a streaming task, waiting for one if none is queued; `None` when every
+    /// task has ended. The first task that fails ends the stream with its error.
+    pub fn next_row(&mut self) -> Result<Option<(usize, PgResult)>, TesseraError> {
+        loop {
+            if let Some(row) = self.rows.pop_front() {
+                return Ok(Some(row));
+            }
+            if let Some(i) = self.outcomes.iter().position(|o| matches!(o, Some(Err(_)))) {
+                let Some(Err(e)) = self.outcomes[i].take() else {
+                    unreachable!("matched above")
+                };
+                self.outcomes[i] = Some(Ok(Vec::new()));
+                return Err(e.into_tessera());
+            }
+            if self.done() {
+                return Ok(None);
+            }
+            self.round()?;
+        }
+    }
+
+    /// Stops reading: what has already arrived is read, commands still running are cancelled
+    /// on their nodes, their remaining output is drained, and the connections go back to the
+    /// cache (a remote transaction's connection back to the transaction). Tasks not started
+    /// are dropped.
+    pub fn abandon(mut self) -> Result<(), TesseraError> {
+        self.pending.clear();
+        self.rows.clear();
+        self.discard_rows = true;
+        // Read what the sockets already hold: a command that has ended needs no cancel.
+        self.ready = vec![true; self.active.len()];
+        self.step_ready();
+        for slot in &self.active {
+            if slot.phase == Phase::Read && self.tasks[slot.task].scope == Scope::Autocommit {
+                slot.conn.cancel();
+            }
+        }
+        while !self.done() {
+            self.round()?;
+        }
+        Ok(())
+    }
+
+    /// One turn of the loop: wait if the slots were stepped, then start tasks while there is
+    /// room and step every ready slot as far as it goes.
+    fn round(&mut self) -> Result<(), TesseraError> {
+        if self.stepped {
+            self.wait()?;
+        }
+        self.start_pending()?;
+        self.step_ready();
+        Ok(())
+    }
+
+    fn start_pending(&mut self) -> Result<(), TesseraError> {
         let mut i = 0;
-        while active.len() < max_parallel && i < pending.len() {
-            let t = &tasks[pending[i]];
+        while self.active.len() < self.max_parallel && i < self.pending.len() {
+            let t = &self.tasks[self.pending[i]];
             let key_busy = t.scope == Scope::Transaction
-                && active
+                && self
+                    .active
                     .iter()
-                    .any(|s| s.key == t.key && tasks[s.task].scope == Scope::Transaction);
+                    .any(|s| s.key == t.key && self.tasks[s.task].scope == Scope::Transaction);
             if key_busy {
                 i += 1;
                 continue;
             }
-            let idx = pending.remove(i);
-            match start(idx, t, timeout)? {
-                Ok(slot) => active.push(slot),
-                Err(e) => outcomes[idx] = Some(Err(e)),
+            let idx = self.pending.remove(i);
+            match start(idx, &self.tasks[idx], self.timeout)? {
+                Ok(slot) => {
+                    self.active.push(slot);
+                    self.ready.push(true);
+                }
+                Err(e) => self.outcomes[idx] = Some(Err(e)),
             }
         }
-        if active.is_empty() {
-            break;
-        }
+        Ok(())
+    }
 
-        // Step every slot that is ready (or has never waited), collect what each waits for.
-        ready.resize(active.len(), true);
-        let mut new_waits = Vec::with_capacity(active.len());
-        let mut still = Vec::with_capacity(active.len());
-        for (mut slot, is_ready) in active.drain(..).zip(ready.drain(..)) {
+    /// Steps every slot that is ready (or has never waited) and notes what each waits for.
+    fn step_ready(&mut self) {
+        self.ready.resize(self.active.len(), true);
+        let mut still = Vec::with_capacity(self.active.len());
+        let active = std::mem::take(&mut self.active);
+        let ready = std::mem::take(&mut self.ready);
+        for (mut slot, is_ready) in active.into_iter().zip(ready) {
             let task = slot.task;
             let step = if is_ready {
-                advance(&mut slot, &tasks[task])
+                advance(
+                    &mut slot,
+                    &self.tasks[task],
+                    &mut self.rows,
+                    self.discard_rows,
+                )
             } else {
-                Step::Wait(waiting_for(slot.phase))
+                Step::Wait
             };
             match step {
-                Step::Wait(interest) => {
-                    if let Some(d) = slot.deadline {
-                        if Instant::now() >= d {
-                            outcomes[slot.task] = Some(Err(RemoteError::connection(
-                                slot.conn.node(),
-                                format!(
-                                    "timeout expired after {} ms (citus.node_connection_timeout)",
-                                    timeout.as_millis()
-                                ),
-                            )));
-                            continue;
-                        }
+                Step::Wait => {
+                    if slot.deadline.is_some_and(|d| Instant::now() >= d) {
+                        self.outcomes[task] = Some(Err(RemoteError::connection(
+                            slot.conn.node(),
+                            format!(
+                                "timeout expired after {} ms (citus.node_connection_timeout)",
+                                self.timeout.as_millis()
+                            ),
+                        )));
+                        continue;
                     }
-                    new_waits.push((slot.conn.socket(), interest));
                     still.push(slot);
                 }
                 Step::Finished(result) => {
-                    let t = &tasks[slot.task];
-                    let idx = slot.task;
+                    let t = &self.tasks[task];
                     if !result.as_ref().is_err_and(RemoteError::is_connection_error) {
                         match t.scope {
                             // Even after an error: the local abort closes it.
@@ -198,48 +324,62 @@ pub fn run_tasks(
                             _ => cache::put_back(slot.key, slot.conn),
                         }
                     }
-                    outcomes[idx] = Some(result);
+                    self.outcomes[task] = Some(result);
                 }
             }
         }
-        active = still;
-        if active.is_empty() {
-            continue; // start more, or finish
-        }
+        self.active = still;
+        self.ready = vec![false; self.active.len()];
+        self.stepped = true;
+    }
 
-        if set.is_none() || new_waits != waits {
-            set = Some(WaitSet::new(&new_waits));
-            waits = new_waits;
+    /// Sleeps until a socket of an active slot is ready, the latch is set, or a connection
+    /// deadline passes; serves interrupts.
+    fn wait(&mut self) -> Result<(), TesseraError> {
+        self.stepped = false;
+        if self.active.is_empty() {
+            return Ok(());
         }
-        let wait_ms = active
+        let new_waits: Vec<(std::ffi::c_int, Interest)> = self
+            .active
+            .iter()
+            .map(|s| (s.conn.socket(), waiting_for(s.phase)))
+            .collect();
+        if self.set.is_none() || new_waits != self.waits {
+            self.set = Some(WaitSet::new(&new_waits));
+            self.waits = new_waits;
+        }
+        let wait_ms = self
+            .active
             .iter()
             .filter_map(|s| s.deadline)
             .map(|d| d.saturating_duration_since(Instant::now()).as_millis() as i64 + 1)
             .min()
             .unwrap_or(-1);
-        let wake = set.as_mut().expect("wait set built above").wait(wait_ms);
+        let wake = self
+            .set
+            .as_mut()
+            .expect("wait set built above")
+            .wait(wait_ms);
         if wake.latch || cancel_pending() {
-            // Serving a cancel raises an ERROR; unwinding drops `active`, which cancels the
-            // commands still running on the nodes.
+            // Serving a cancel raises an ERROR; unwinding drops the dispatch, which cancels
+            // the commands still running on the nodes.
             check_for_interrupts!();
         }
-        ready = vec![false; active.len()];
+        self.ready = vec![false; self.active.len()];
         for idx in wake.ready {
-            if idx < ready.len() {
-                ready[idx] = true;
+            if idx < self.ready.len() {
+                self.ready[idx] = true;
             }
         }
         // A slot whose deadline passed must be looked at even if its socket is quiet.
-        for (k, s) in active.iter().enumerate() {
+        for (k, s) in self.active.iter().enumerate() {
             if s.deadline.is_some_and(|d| Instant::now() >= d) {
-                ready[k] = true;
+                self.ready[k] = true;
             }
         }
+        Ok(())
     }
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.expect("every task has an outcome"))
-        .collect())
 }
 
 /// Takes a cached connection for the task, or starts opening one.
@@ -313,17 +453,22 @@ fn waiting_for(phase: Phase) -> Interest {
 }
 
 /// Moves a slot forward as far as it goes without waiting.
-fn advance(slot: &mut Slot, task: &RemoteTask) -> Step {
+fn advance(
+    slot: &mut Slot,
+    task: &RemoteTask,
+    rows: &mut VecDeque<(usize, PgResult)>,
+    discard_rows: bool,
+) -> Step {
     loop {
         match slot.phase {
             Phase::Connecting(_) => match slot.conn.poll_connect() {
                 ConnectPoll::Read => {
                     slot.phase = Phase::Connecting(Interest::Read);
-                    return Step::Wait(Interest::Read);
+                    return Step::Wait;
                 }
                 ConnectPoll::Write => {
                     slot.phase = Phase::Connecting(Interest::Write);
-                    return Step::Wait(Interest::Write);
+                    return Step::Wait;
                 }
                 ConnectPoll::Ready => {
                     slot.deadline = None;
@@ -360,11 +505,14 @@ fn advance(slot: &mut Slot, task: &RemoteTask) -> Step {
                 if let Err(e) = sent {
                     return Step::Finished(Err(e));
                 }
+                if task.stream && !slot.begin_in_flight && slot.prepare_in_flight.is_none() {
+                    slot.conn.set_single_row_mode();
+                }
                 slot.phase = Phase::Flush;
             }
             Phase::Flush => match slot.conn.flush() {
                 Ok(true) => slot.phase = Phase::Read,
-                Ok(false) => return Step::Wait(Interest::Write),
+                Ok(false) => return Step::Wait,
                 Err(e) => return Step::Finished(Err(e)),
             },
             Phase::Read => {
@@ -373,9 +521,14 @@ fn advance(slot: &mut Slot, task: &RemoteTask) -> Step {
                 }
                 loop {
                     if slot.conn.is_busy() {
-                        return Step::Wait(Interest::Read);
+                        return Step::Wait;
                     }
                     match slot.conn.next_result() {
+                        Some(r) if r.is_single_row() => {
+                            if !discard_rows {
+                                rows.push_back((slot.task, r));
+                            }
+                        }
                         Some(r) => slot.results.push(r),
                         None => break,
                     }

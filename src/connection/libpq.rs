@@ -315,6 +315,13 @@ impl Connection {
         r.map(|raw| PgResult { raw })
     }
 
+    /// Asks for the rows of the command just sent one at a time, each as its own result, so
+    /// they can be used as they arrive (libpq's single-row mode). Call right after sending.
+    pub fn set_single_row_mode(&mut self) -> bool {
+        // SAFETY: raw is a live PGconn with a command just sent and no result read yet.
+        unsafe { pq::PQsetSingleRowMode(self.raw.as_ptr()) == 1 }
+    }
+
     /// Asks the node to cancel the command running on this connection. Blocks for the short
     /// exchange on a separate connection, as libpq's cancel protocol does.
     pub fn cancel(&self) {
@@ -368,6 +375,12 @@ impl PgResult {
             }
             _ => ResultKind::Other,
         }
+    }
+
+    /// One row of a command in single-row mode.
+    pub fn is_single_row(&self) -> bool {
+        // SAFETY: raw is a live PGresult.
+        unsafe { pq::PQresultStatus(self.raw.as_ptr()) == pq::ExecStatusType::PGRES_SINGLE_TUPLE }
     }
 
     pub fn ntuples(&self) -> usize {

@@ -26,7 +26,7 @@ use tessera_core::conninfo::{self, ConnParams};
 use crate::error::{sqlstate_from_str, TesseraError};
 use crate::gucs;
 
-pub use dispatch::{run_tasks, RemoteTask, TaskResult};
+pub use dispatch::{run_tasks, Dispatch, RemoteTask, TaskResult};
 pub use libpq::{Connection, PgResult};
 
 /// The address of a node: what `pg_dist_node` says about where to reach it.

@@ -33,11 +33,13 @@ pub struct WaitSet {
 impl WaitSet {
     pub fn new(sockets: &[(c_int, Interest)]) -> WaitSet {
         let capacity = sockets.len() + 2;
-        // SAFETY: creating a set in the current memory context (PG15/16) or with no resource
-        // owner (PG17); either way Drop frees it. MyLatch is the backend's own latch.
+        // SAFETY: creating a set in TopMemoryContext (PG15/16) or with no resource owner
+        // (PG17): it may outlive the memory context of the call that made it (a streaming
+        // scan keeps it across executor calls), and Drop frees it. MyLatch is the backend's
+        // own latch.
         unsafe {
             #[cfg(any(feature = "pg15", feature = "pg16"))]
-            let raw = pg_sys::CreateWaitEventSet(pg_sys::CurrentMemoryContext, capacity as c_int);
+            let raw = pg_sys::CreateWaitEventSet(pg_sys::TopMemoryContext, capacity as c_int);
             #[cfg(feature = "pg17")]
             let raw = pg_sys::CreateWaitEventSet(std::ptr::null_mut(), capacity as c_int);
             let set = WaitSet { raw, capacity };

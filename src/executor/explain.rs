@@ -2,7 +2,7 @@
 //! for one task (every task with `citus.explain_all_tasks`), so a user sees the query spread
 //! over the shards.
 
-use std::ffi::{c_void, CString};
+use std::ffi::CString;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -69,8 +69,23 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
         };
         let es_ptr = es;
         prop("Tier", plan.tier.name());
+        let child = !run.child.is_null();
+        if child {
+            let why = plan
+                .notes
+                .iter()
+                .find_map(|n| n.strip_prefix("INSERT ... SELECT through the coordinator: "))
+                .unwrap_or("");
+            prop(
+                "Insert Method",
+                &format!("rows of the SELECT routed through the coordinator ({why})"),
+            );
+        }
         let Some(tasks) = tasks else {
             prop("Query Template", &plan.template);
+            if child {
+                super::insert_select::explain((*state).run, es);
+            }
             return;
         };
         let shard_groups: usize = tasks
@@ -91,6 +106,9 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
             .take(if all { usize::MAX } else { 1 })
             .collect();
         if shown.is_empty() {
+            if child {
+                super::insert_select::explain((*state).run, es);
+            }
             return;
         }
         prop(
@@ -133,6 +151,8 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
                 pg_sys::ExplainCloseGroup(label.as_ptr(), label.as_ptr(), true, es);
             }
         }
-        let _ = std::ptr::null::<c_void>();
+        if child {
+            super::insert_select::explain((*state).run, es);
+        }
     }
 }

@@ -9,11 +9,16 @@
 //!   and `statement_timeout` work), and count affected rows for DML.
 //! - Then each Exec returns the next row: text from the worker through the column type's input
 //!   function, in the per-tuple memory context; `ExecScan` applies quals and projection.
+//!   A SELECT outside a remote transaction streams: each node sends its rows one at a time
+//!   (libpq's single-row mode) and the scan returns them as they arrive, so the coordinator
+//!   never holds a whole result. Otherwise (a transaction's connection must be free for the
+//!   next statement; a rescannable plan) the results are read whole first.
 //!
 //! Inside a transaction block (and for every write) tasks run in the remote transaction, so a
 //! node sees its earlier writes; otherwise on cached autocommit connections.
 
 mod explain;
+mod insert_select;
 pub mod task;
 
 use std::ffi::{c_void, CStr, CString};
@@ -72,6 +77,14 @@ pub(crate) struct ScanRun {
     results: Vec<PgResult>,
     /// (result, row) of the next tuple.
     pos: (usize, usize),
+    /// The rows still arriving, when the scan streams.
+    stream: Option<Box<crate::connection::Dispatch>>,
+    /// The scan may stream: it is never rescanned, read backwards or marked.
+    can_stream: bool,
+    /// INSERT ... SELECT through the coordinator: the SELECT's plan (else null), and its
+    /// QueryDesc kept after the run for EXPLAIN ANALYZE.
+    child: *mut pg_sys::PlannedStmt,
+    child_qd: *mut pg_sys::QueryDesc,
     ran: bool,
     /// Per scan column: input function, its I/O parameter, typmod.
     inputs: Vec<(pg_sys::FmgrInfo, pg_sys::Oid, i32)>,
@@ -131,7 +144,7 @@ unsafe extern "C-unwind" fn drop_run(arg: *mut c_void) {
 unsafe extern "C-unwind" fn begin_scan(
     node: *mut pg_sys::CustomScanState,
     estate: *mut pg_sys::EState,
-    _eflags: i32,
+    eflags: i32,
 ) {
     // SAFETY: node is our TesseraScanState; plan and estate are live for the scan.
     unsafe {
@@ -160,6 +173,13 @@ unsafe extern "C-unwind" fn begin_scan(
             tasks: None,
             results: Vec::new(),
             pos: (0, 0),
+            stream: None,
+            can_stream: eflags
+                & (pg_sys::EXEC_FLAG_REWIND | pg_sys::EXEC_FLAG_BACKWARD | pg_sys::EXEC_FLAG_MARK)
+                    as i32
+                == 0,
+            child: insert_select::child_plan(cscan),
+            child_qd: std::ptr::null_mut(),
             ran: false,
             inputs,
         });
@@ -187,10 +207,25 @@ unsafe fn ensure_ran(node: *mut pg_sys::CustomScanState) -> TResult<()> {
             return Ok(());
         }
         let estate = (*node).ss.ps.state;
+        if !run.child.is_null() {
+            let (results, affected) = insert_select::execute(node, (*state).run)?;
+            let run = &mut *(*state).run;
+            run.results = results;
+            run.can_stream = false;
+            run.ran = true;
+            (*estate).es_processed += affected;
+            return Ok(());
+        }
         let econtext = (*node).ss.ps.ps_ExprContext;
         let tasks = task::build(run, estate, econtext)?;
-        let (results, affected) = task::run(&run.plan, &tasks)?;
-        run.results = results;
+        let (rows, affected) = task::run(&run.plan, &tasks, run.can_stream)?;
+        match rows {
+            task::Rows::Done(results) => {
+                run.results = results;
+                run.can_stream = false; // marks that this run kept its rows
+            }
+            task::Rows::Stream(dispatch) => run.stream = Some(dispatch),
+        }
         run.tasks = Some(tasks);
         run.ran = true;
         if run.plan.command != Command::Select {
@@ -236,6 +271,15 @@ unsafe extern "C-unwind" fn next_row(ss: *mut pg_sys::ScanState) -> *mut pg_sys:
         loop {
             let (r, row) = run.pos;
             let Some(result) = run.results.get(r) else {
+                // Streaming: the next row that arrives (one result per row).
+                if let Some(stream) = run.stream.as_mut() {
+                    if let Some((_, next)) = stream.next_row().or_report() {
+                        run.results.clear();
+                        run.results.push(next);
+                        run.pos = (0, 0);
+                        continue;
+                    }
+                }
                 return slot;
             };
             if row >= result.ntuples() {
@@ -274,18 +318,41 @@ unsafe extern "C-unwind" fn next_row(ss: *mut pg_sys::ScanState) -> *mut pg_sys:
 #[pg_guard]
 unsafe extern "C-unwind" fn end_scan(node: *mut pg_sys::CustomScanState) {
     // SAFETY: node is our scan state; dropping the run releases the worker results early.
-    unsafe { drop_run(node as *mut c_void) };
+    // A stream the plan stopped reading (a LIMIT above) is stopped on the nodes, and its
+    // connections are kept.
+    unsafe {
+        let run = (*(node as *mut TesseraScanState)).run;
+        if !run.is_null() {
+            if let Some(stream) = (*run).stream.take() {
+                (*stream).abandon().or_report();
+            }
+            insert_select::end(run);
+        }
+        drop_run(node as *mut c_void)
+    };
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn rescan(node: *mut pg_sys::CustomScanState) {
     // SAFETY: node is our scan state. The results of this execution are read again; a
     // rescan with new parameter values is not supported by the plans Tessera builds (the
-    // scan never sits on the inner side of a parameterized join).
+    // scan never sits on the inner side of a parameterized join). A streamed run kept no
+    // rows: it runs again, this time keeping its results for further rescans.
     unsafe {
         let run = (*(node as *mut TesseraScanState)).run;
-        if !run.is_null() {
-            (*run).pos = (0, 0);
+        if run.is_null() {
+            return;
+        }
+        let run = &mut *run;
+        run.pos = (0, 0);
+        if run.ran && run.can_stream {
+            if let Some(stream) = run.stream.take() {
+                (*stream).abandon().or_report();
+            }
+            run.results.clear();
+            run.tasks = None;
+            run.ran = false;
+            run.can_stream = false;
         }
     }
 }

@@ -14,7 +14,7 @@ use tessera_core::plan::{union_all, Command, DistPlan, Pin};
 use tessera_core::sharding::shard_index_for_hash;
 
 use super::{text_to_value, value_to_text, ScanRun};
-use crate::connection::{run_tasks, ConnKey, NodeAddress, PgResult, RemoteTask};
+use crate::connection::{ConnKey, Dispatch, NodeAddress, PgResult, RemoteTask};
 use crate::error::{TResult, TesseraError};
 use crate::gucs;
 use crate::metadata::cache::{self, TableMeta};
@@ -34,6 +34,8 @@ pub struct Task {
     /// Its rows and row count are the statement's (false for the other placements of a
     /// reference table, which get the same write).
     pub primary: bool,
+    /// Run as a prepared statement on the node (a statement shape that repeats).
+    pub prepare: bool,
 }
 
 /// A parameter's type as the workers know it: built-in types have the same OID everywhere;
@@ -134,6 +136,131 @@ fn hash_index(anchor: &TableMeta, hash: i32) -> usize {
     shard_index_for_hash(hash, anchor.shards.len().max(1) as i32)
 }
 
+/// One INSERT row evaluated on the coordinator: each column's (text, type), and the hash of
+/// the distribution value (None when it is NULL or there is none).
+pub type Row = (Vec<(Option<String>, u32)>, Option<i32>);
+
+/// What every task of an execution shares: the tables' metadata, the anchor, the user's
+/// parameters.
+struct Common {
+    metas: Vec<Rc<TableMeta>>,
+    anchor: Rc<TableMeta>,
+    uparams: Vec<Option<String>>,
+    utypes: Vec<u32>,
+    write: bool,
+}
+
+impl Common {
+    unsafe fn new(plan: &DistPlan, estate: *mut pg_sys::EState) -> TResult<Common> {
+        let metas = metas(plan)?;
+        let anchor = metas[plan.anchor].clone();
+        // SAFETY: the executor's parameters.
+        let (uparams, utypes) = unsafe { user_params(plan, (*estate).es_param_list_info) };
+        Ok(Common {
+            metas,
+            anchor,
+            uparams,
+            utypes,
+            write: plan.command != Command::Select,
+        })
+    }
+
+    fn shard_ids(&self, k: usize) -> Vec<i64> {
+        self.metas
+            .iter()
+            .map(|m| {
+                if m.is_reference() {
+                    m.shards[0].shard_id
+                } else {
+                    m.shards[k].shard_id
+                }
+            })
+            .collect()
+    }
+
+    /// The tasks of shard group `k`: one, or one per placement for a reference-table write.
+    fn push(
+        &self,
+        tasks: &mut Vec<Task>,
+        k: usize,
+        sql: String,
+        params: Vec<Option<String>>,
+        types: Vec<u32>,
+    ) -> TResult<()> {
+        for (i, g) in target_groups(&self.anchor, k, self.write)
+            .into_iter()
+            .enumerate()
+        {
+            tasks.push(Task {
+                group: g,
+                node: cache::group_address(g)?,
+                sql: sql.clone(),
+                shard_sqls: vec![sql.clone()],
+                params: params.clone(),
+                types: types.clone(),
+                primary: i == 0,
+                prepare: true,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The tasks of an INSERT of `rows`: the rows of each shard in one multi-row statement.
+///
+/// # Safety
+/// `estate` is the scan's.
+pub unsafe fn insert_tasks(
+    plan: &DistPlan,
+    estate: *mut pg_sys::EState,
+    rows: &[Row],
+) -> TResult<Vec<Task>> {
+    let shape = plan.insert.as_ref().expect("an INSERT plan");
+    // SAFETY: forwarded.
+    let c = unsafe { Common::new(plan, estate)? };
+    let mut by_shard: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (r, (_, hash)) in rows.iter().enumerate() {
+        let k = match (shape.dist_column, hash) {
+            (None, _) => 0,
+            (Some(_), Some(h)) => hash_index(&c.anchor, *h),
+            (Some(col), None) => {
+                return Err(TesseraError::new(
+                    PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+                    format!(
+                        "cannot perform an INSERT with NULL in the distribution column (column {} of the insert)",
+                        col + 1
+                    ),
+                )
+                .hint("Every row of a distributed table needs a value in its distribution column."));
+            }
+        };
+        match by_shard.iter_mut().find(|(s, _)| *s == k) {
+            Some((_, list)) => list.push(r),
+            None => by_shard.push((k, vec![r])),
+        }
+    }
+    let mut tasks = Vec::new();
+    for (k, list) in by_shard {
+        let values = shape.values_text(shape.param_base + 1, list.len());
+        let sql = plan.shard_sql_with(
+            &c.shard_ids(k),
+            vec![(shape.values_start, shape.values_end, values)],
+        );
+        let mut params = c.uparams.clone();
+        let mut types = c.utypes.clone();
+        params.resize(shape.param_base, None);
+        types.resize(shape.param_base, pg_sys::TEXTOID.to_u32());
+        for r in list {
+            for (v, t) in &rows[r].0 {
+                params.push(v.clone());
+                types.push(*t);
+            }
+        }
+        c.push(&mut tasks, k, sql, params, types)?;
+    }
+    Ok(tasks)
+}
+
 /// Builds the tasks of one execution.
 ///
 /// # Safety
@@ -144,86 +271,16 @@ pub unsafe fn build(
     econtext: *mut pg_sys::ExprContext,
 ) -> TResult<Vec<Task>> {
     let plan = &run.plan;
-    let metas = metas(plan)?;
-    let anchor = metas[plan.anchor].clone();
-    // SAFETY: the executor's parameters.
-    let (uparams, utypes) = unsafe { user_params(plan, (*estate).es_param_list_info) };
-    let write = plan.command != Command::Select;
-    let shard_ids = |k: usize| -> Vec<i64> {
-        metas
-            .iter()
-            .map(|m| {
-                if m.is_reference() {
-                    m.shards[0].shard_id
-                } else {
-                    m.shards[k].shard_id
-                }
-            })
-            .collect()
-    };
-    let mut tasks = Vec::new();
-    let mut push =
-        |k: usize, sql: String, params: Vec<Option<String>>, types: Vec<u32>| -> TResult<()> {
-            for (i, g) in target_groups(&anchor, k, write).into_iter().enumerate() {
-                tasks.push(Task {
-                    group: g,
-                    node: cache::group_address(g)?,
-                    sql: sql.clone(),
-                    shard_sqls: vec![sql.clone()],
-                    params: params.clone(),
-                    types: types.clone(),
-                    primary: i == 0,
-                });
-            }
-            Ok(())
-        };
-
-    if let Some(shape) = &plan.insert {
+    if plan.insert.is_some() {
         // SAFETY: the ExprStates were built in Begin for this scan.
         let rows = unsafe { eval_rows(run, econtext)? };
-        let mut by_shard: Vec<(usize, Vec<usize>)> = Vec::new();
-        for (r, (values, hash)) in rows.iter().enumerate() {
-            let k = match (shape.dist_column, hash) {
-                (None, _) => 0,
-                (Some(_), Some(h)) => hash_index(&anchor, *h),
-                (Some(c), None) => {
-                    let _ = values;
-                    return Err(TesseraError::new(
-                        PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
-                        format!(
-                            "cannot perform an INSERT with NULL in the distribution column (column {} of the insert)",
-                            c + 1
-                        ),
-                    )
-                    .hint("Every row of a distributed table needs a value in its distribution column."));
-                }
-            };
-            match by_shard.iter_mut().find(|(s, _)| *s == k) {
-                Some((_, list)) => list.push(r),
-                None => by_shard.push((k, vec![r])),
-            }
-        }
-        for (k, list) in by_shard {
-            let values = shape.values_text(shape.param_base + 1, list.len());
-            let sql = plan.shard_sql_with(
-                &shard_ids(k),
-                vec![(shape.values_start, shape.values_end, values)],
-            );
-            let mut params = uparams.clone();
-            let mut types = utypes.clone();
-            params.resize(shape.param_base, None);
-            types.resize(shape.param_base, pg_sys::TEXTOID.to_u32());
-            for r in list {
-                for (v, t) in &rows[r].0 {
-                    params.push(v.clone());
-                    types.push(*t);
-                }
-            }
-            push(k, sql, params, types)?;
-        }
-        return Ok(tasks);
+        // SAFETY: forwarded.
+        return unsafe { insert_tasks(plan, estate, &rows) };
     }
-
+    // SAFETY: forwarded.
+    let c = unsafe { Common::new(plan, estate)? };
+    let anchor = c.anchor.clone();
+    let mut tasks = Vec::new();
     let indices: Vec<usize> = match &plan.pin {
         Pin::All => (0..anchor.shards.len()).collect(),
         Pin::Single => vec![0],
@@ -244,11 +301,12 @@ pub unsafe fn build(
         }
     };
     for k in indices {
-        push(
+        c.push(
+            &mut tasks,
             k,
-            plan.shard_sql(&shard_ids(k)),
-            uparams.clone(),
-            utypes.clone(),
+            plan.shard_sql(&c.shard_ids(k)),
+            c.uparams.clone(),
+            c.utypes.clone(),
         )?;
     }
     if plan.command == Command::Select && tasks.len() > 1 {
@@ -301,53 +359,73 @@ pub fn scope(plan: &DistPlan) -> Scope {
     }
 }
 
-/// The INSERT rows evaluated on the coordinator: per row, each column's (text, type), and
-/// the hash of the distribution value (None when it is NULL or there is none).
-#[allow(clippy::type_complexity)]
-unsafe fn eval_rows(
-    run: &ScanRun,
-    econtext: *mut pg_sys::ExprContext,
-) -> TResult<Vec<(Vec<(Option<String>, u32)>, Option<i32>)>> {
-    let shape = run.plan.insert.as_ref().expect("an INSERT plan");
+/// The INSERT rows of the statement, evaluated on the coordinator.
+unsafe fn eval_rows(run: &ScanRun, econtext: *mut pg_sys::ExprContext) -> TResult<Vec<Row>> {
     let anchor = cache::lookup(pg_sys::Oid::from(run.plan.tables[run.plan.anchor].relid))?;
     let mut out = Vec::with_capacity(run.insert_rows.len());
-    // SAFETY: evaluating the row expressions in the per-tuple context, reset per row.
-    unsafe {
-        for &row in &run.insert_rows {
-            let mut values = Vec::with_capacity(shape.columns);
-            let mut hash = None;
-            for (c, state) in crate::nodes::list_of::<pg_sys::ExprState>(row)
-                .into_iter()
-                .enumerate()
-            {
-                let mut isnull = false;
-                let datum = pg_sys::ExecEvalExprSwitchContext(state, econtext, &mut isnull);
-                let typid = pg_sys::exprType((*state).expr as *mut pg_sys::Node);
-                if isnull {
-                    values.push((None, portable_type(typid)));
-                    continue;
-                }
-                if Some(c) == shape.dist_column {
-                    if let Some(m) = &anchor {
-                        hash = Some(crate::sharding::hash_datum(
-                            m.hash_proc,
-                            m.dist_collation,
-                            datum,
-                        ));
-                    }
-                }
-                values.push((Some(value_to_text(datum, typid)), portable_type(typid)));
-            }
-            pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
-            out.push((values, hash));
-        }
+    for &row in &run.insert_rows {
+        // SAFETY: forwarded.
+        out.push(unsafe { eval_row(&run.plan, anchor.as_deref(), row, econtext) });
     }
     Ok(out)
 }
 
-/// Runs every task at once; returns the primary tasks' results and affected-row count.
-pub fn run(plan: &DistPlan, tasks: &[Task]) -> TResult<(Vec<PgResult>, u64)> {
+/// One INSERT row: its column expressions evaluated in the per-tuple context (reset after),
+/// as text for the worker, with the hash of its distribution value.
+///
+/// # Safety
+/// `row` is a List of ExprState of this scan; `econtext` is the scan's, with its outer tuple
+/// set when the expressions read one.
+pub unsafe fn eval_row(
+    plan: &DistPlan,
+    anchor: Option<&TableMeta>,
+    row: *mut pg_sys::List,
+    econtext: *mut pg_sys::ExprContext,
+) -> Row {
+    let shape = plan.insert.as_ref().expect("an INSERT plan");
+    let mut values = Vec::with_capacity(shape.columns);
+    let mut hash = None;
+    // SAFETY: evaluating the row expressions in the per-tuple context, reset per row.
+    unsafe {
+        for (c, state) in crate::nodes::list_of::<pg_sys::ExprState>(row)
+            .into_iter()
+            .enumerate()
+        {
+            let mut isnull = false;
+            let datum = pg_sys::ExecEvalExprSwitchContext(state, econtext, &mut isnull);
+            let typid = pg_sys::exprType((*state).expr as *mut pg_sys::Node);
+            if isnull {
+                values.push((None, portable_type(typid)));
+                continue;
+            }
+            if Some(c) == shape.dist_column {
+                if let Some(m) = anchor {
+                    hash = Some(crate::sharding::hash_datum(
+                        m.hash_proc,
+                        m.dist_collation,
+                        datum,
+                    ));
+                }
+            }
+            values.push((Some(value_to_text(datum, typid)), portable_type(typid)));
+        }
+        pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+    }
+    (values, hash)
+}
+
+/// The rows of an execution: every result at hand, or a stream of rows still arriving.
+pub enum Rows {
+    Done(Vec<PgResult>),
+    Stream(Box<Dispatch>),
+}
+
+/// Runs every task at once; returns the primary tasks' results and affected-row count. With
+/// `stream` (a SELECT outside a remote transaction), the tasks are only started and their
+/// rows come from the returned stream as the nodes send them.
+pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)> {
     let scope = scope(plan);
+    let stream = stream && scope == Scope::Autocommit && plan.command == Command::Select;
     let remote: Vec<RemoteTask> = tasks
         .iter()
         .map(|t| {
@@ -355,10 +433,16 @@ pub fn run(plan: &DistPlan, tasks: &[Task]) -> TResult<(Vec<PgResult>, u64)> {
                 .in_scope(scope)
                 .with_params(t.params.clone())
                 .with_param_types(t.types.clone())
-                .prepared(true)
+                .prepared(t.prepare)
+                .streaming(stream)
         })
         .collect();
-    let outcomes = run_tasks(&remote, remote.len())?;
+    let n = remote.len();
+    let dispatch = Dispatch::start(remote, n);
+    if stream {
+        return Ok((Rows::Stream(Box::new(dispatch)), 0));
+    }
+    let outcomes = dispatch.finish()?;
     let mut results = Vec::new();
     let mut affected = 0;
     for (t, outcome) in tasks.iter().zip(outcomes) {
@@ -371,5 +455,5 @@ pub fn run(plan: &DistPlan, tasks: &[Task]) -> TResult<(Vec<PgResult>, u64)> {
             results.push(last);
         }
     }
-    Ok((results, affected))
+    Ok((Rows::Done(results), affected))
 }

@@ -42,6 +42,18 @@ pub unsafe fn plan(
     // SAFETY: reading and copying a valid analyzed Query.
     unsafe {
         let a = analyze(parse)?;
+        if (*parse).hasModifyingCTE {
+            return Err(unsupported(
+                "data-modifying statements in WITH are not supported on distributed tables",
+                "Run the modification as its own statement.",
+            ));
+        }
+        if (*parse).commandType == pg_sys::CmdType::CMD_INSERT && sub_rti(parse).is_some() {
+            // Pushed down to the shard groups, or its rows routed through the coordinator:
+            // the SELECT may read local tables and tables of other colocation groups.
+            let t = target(parse, &a)?;
+            return plan_insert_select(parse, &a, t, query_string, bound_params);
+        }
         if let Some(&local) = a.local_tables.first() {
             let (schema, name) = crate::nodes::rel_schema_and_name(local);
             return Err(unsupported(
@@ -54,12 +66,6 @@ pub unsafe fn plan(
             return Err(unsupported(
                 "cannot push down this query: it joins distributed tables that are not co-located",
                 "Create the tables with the same shard count and colocate_with => '<other table>', or join them through a reference table.",
-            ));
-        }
-        if (*parse).hasModifyingCTE {
-            return Err(unsupported(
-                "data-modifying statements in WITH are not supported on distributed tables",
-                "Run the modification as its own statement.",
             ));
         }
         match (*parse).commandType {
@@ -610,12 +616,6 @@ unsafe fn plan_insert(
         let t = target(parse, a)?;
         let meta = a.rtes[t].meta.clone();
         let rtes = list_of::<pg_sys::RangeTblEntry>((*parse).rtable);
-        if rtes
-            .iter()
-            .any(|r| (**r).rtekind == pg_sys::RTEKind::RTE_SUBQUERY)
-        {
-            return plan_insert_select(parse, a, t);
-        }
         if a.rtes
             .iter()
             .any(|r| r.rti != a.rtes[t].rti || !r.outermost)
@@ -835,77 +835,82 @@ fn values_range(sql: &str, first: usize) -> TResult<(usize, usize)> {
     Ok((open, close + 1))
 }
 
-fn insert_select_refused(why: &str) -> TesseraError {
-    unsupported(
-        format!("INSERT ... SELECT into a distributed table is only supported between co-located tables, selecting the source's distribution column into the target's: {why}"),
-        "Co-locate the tables (colocate_with) and select the distribution column into the distribution column; or insert the rows with INSERT ... VALUES.",
-    )
+/// The range-table index of an INSERT's SELECT, if it has one.
+unsafe fn sub_rti(parse: *mut pg_sys::Query) -> Option<i32> {
+    // SAFETY: reading the Query's range table.
+    unsafe {
+        list_of::<pg_sys::RangeTblEntry>((*parse).rtable)
+            .iter()
+            .position(|r| (**r).rtekind == pg_sys::RTEKind::RTE_SUBQUERY)
+            .map(|i| i as i32 + 1)
+    }
 }
 
-/// INSERT ... SELECT between co-located tables: the whole statement runs on each shard group
-/// (`INSERT INTO target_N SELECT ... FROM source_N`), no row passes through the coordinator.
+/// INSERT ... SELECT: between co-located tables, selecting the distribution column into the
+/// distribution column, the whole statement runs on each shard group (`INSERT INTO target_N
+/// SELECT ... FROM source_N`) and no row passes through the coordinator. Otherwise the SELECT
+/// runs as a query of its own (distributed or local) and its rows go to the shards through
+/// the coordinator ([`plan_insert_via_coordinator`]).
 unsafe fn plan_insert_select(
     parse: *mut pg_sys::Query,
     a: &Analysis,
     t: usize,
+    query_string: *const std::ffi::c_char,
+    bound_params: pg_sys::ParamListInfo,
 ) -> TResult<*mut pg_sys::PlannedStmt> {
     // SAFETY: reading the analyzed INSERT and its SELECT.
     unsafe {
         let meta = a.rtes[t].meta.clone();
-        let sub_rti = list_of::<pg_sys::RangeTblEntry>((*parse).rtable)
-            .iter()
-            .position(|r| (**r).rtekind == pg_sys::RTEKind::RTE_SUBQUERY)
-            .map(|i| i as i32 + 1)
-            .expect("an INSERT ... SELECT has its SELECT as a subquery");
+        let sub_rti = sub_rti(parse).expect("an INSERT ... SELECT has its SELECT as a subquery");
         let sub_rte = pg_sys::list_nth((*parse).rtable, sub_rti - 1) as *mut pg_sys::RangeTblEntry;
         let sub = (*sub_rte).subquery;
+        let via_coordinator = |why: &str| {
+            plan_insert_via_coordinator(parse, a, t, sub_rti, why, query_string, bound_params)
+        };
         let sa = analyze(sub)?;
         if !sa.local_tables.is_empty() {
-            return Err(insert_select_refused("the SELECT reads a local table"));
+            return via_coordinator("the SELECT reads a local table");
         }
         if pg_sys::contain_volatile_functions(sub as *mut pg_sys::Node) {
-            return Err(insert_select_refused(
-                "the SELECT calls a VOLATILE function",
-            ));
+            return via_coordinator("the SELECT calls a VOLATILE function");
+        }
+        if meta.is_reference() && sa.hash_rtes().next().is_some() {
+            return via_coordinator("a reference table is filled from a distributed table");
         }
         if sa
             .hash_rtes()
             .any(|r| r.meta.table.colocation_id != meta.table.colocation_id)
         {
-            return Err(insert_select_refused("the tables are not co-located"));
+            return via_coordinator("the tables are not co-located");
         }
         let (tier, pin) = if meta.is_reference() {
-            if sa.hash_rtes().next().is_some() {
-                return Err(insert_select_refused(
-                    "a reference table cannot be filled from a distributed table this way",
-                ));
+            if sa.rtes.is_empty() {
+                return via_coordinator("the SELECT reads no table");
             }
             (Tier::Router, Pin::Single)
         } else {
             if sa.hash_rtes().next().is_none() {
-                return Err(insert_select_refused(
-                    "the SELECT reads no co-located distributed table",
-                ));
+                return via_coordinator("the SELECT reads no co-located distributed table");
             }
-            if let Some(e) = multi_shard_blocker(&sa) {
-                return Err(e);
+            if multi_shard_blocker(&sa).is_some() {
+                return via_coordinator("the SELECT cannot run on each shard group alone");
             }
             if combine::needs_combine(sub) && !combine::grouped_by_dist_col(sub, &sa) {
-                return Err(insert_select_refused(
-                    "the SELECT aggregates, sorts or limits across shards",
-                ));
+                return via_coordinator("the SELECT aggregates, sorts or limits across shards");
             }
             if !(*sub).sortClause.is_null()
                 || !(*sub).limitCount.is_null()
                 || !(*sub).limitOffset.is_null()
             {
-                return Err(insert_select_refused("the SELECT has ORDER BY or LIMIT"));
+                return via_coordinator("the SELECT has ORDER BY or LIMIT");
             }
             // The target's distribution column must take the source's distribution column.
-            let dist_tle = list_of::<pg_sys::TargetEntry>((*parse).targetList)
+            let Some(dist_tle) = list_of::<pg_sys::TargetEntry>((*parse).targetList)
                 .into_iter()
                 .find(|x| (**x).resno == meta.table.dist_attnum && !(**x).resjunk)
-                .ok_or_else(|| insert_select_refused("the distribution column gets no value"))?;
+            else {
+                return via_coordinator("the distribution column gets no value");
+            };
             let e = combine::strip((*dist_tle).expr as *mut pg_sys::Node);
             let from_source = is_a(e as *const c_void, pg_sys::NodeTag::T_Var) && {
                 let v = e as *mut pg_sys::Var;
@@ -916,9 +921,9 @@ unsafe fn plan_insert_select(
                         .is_some_and(|x| combine::is_dist_col((*x).expr as *mut pg_sys::Node, &sa))
             };
             if !from_source {
-                return Err(insert_select_refused(
+                return via_coordinator(
                     "the distribution column is not filled from the source's distribution column",
-                ));
+                );
             }
             match common_pin(&sa) {
                 Some(pin) => (Tier::Router, pin),
@@ -938,5 +943,180 @@ unsafe fn plan_insert_select(
         let cscan = custom_scan(&plan, scan_tlist, 1000.0);
         (*cscan).scan.plan.targetlist = index_var_tlist(scan_tlist);
         Ok(planned_stmt(parse, cscan, a))
+    }
+}
+
+/// Points the Vars of the SELECT (range-table index `ctx`) at the scan's outer tuple: the row
+/// the SELECT's own plan returns.
+#[pg_guard]
+unsafe extern "C-unwind" fn outer_var_mutator(
+    node: *mut pg_sys::Node,
+    ctx: *mut c_void,
+) -> *mut pg_sys::Node {
+    if node.is_null() {
+        return node;
+    }
+    // SAFETY: called by expression_tree_mutator with valid nodes and our context.
+    unsafe {
+        let sub_rti = *(ctx as *mut i32);
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Var) {
+            let v = pg_sys::copyObjectImpl(node as *const c_void) as *mut pg_sys::Var;
+            if (*v).varno == sub_rti && (*v).varlevelsup == 0 {
+                (*v).varno = pg_sys::OUTER_VAR;
+            }
+            return v as *mut pg_sys::Node;
+        }
+        combine::mutate(node, outer_var_mutator, ctx)
+    }
+}
+
+/// INSERT ... SELECT whose rows pass through the coordinator: the SELECT is planned as a
+/// query of its own (so it may be distributed, join local tables, aggregate across shards),
+/// and the scan evaluates the INSERT's column expressions over each of its rows (defaults and
+/// `nextval()` included) and routes the rows to the shards in batches of multi-row INSERTs,
+/// all shards of a batch at once, inside the distributed transaction. The statement sent is
+/// the user's INSERT with its SELECT replaced by a VALUES list of parameters, so ON CONFLICT
+/// and RETURNING keep working.
+#[allow(clippy::too_many_arguments)]
+unsafe fn plan_insert_via_coordinator(
+    parse: *mut pg_sys::Query,
+    a: &Analysis,
+    t: usize,
+    sub_rti: i32,
+    why: &str,
+    query_string: *const std::ffi::c_char,
+    bound_params: pg_sys::ParamListInfo,
+) -> TResult<*mut pg_sys::PlannedStmt> {
+    // SAFETY: reading and copying the analyzed Query; planning its SELECT.
+    unsafe {
+        let meta = a.rtes[t].meta.clone();
+        if !(*parse).cteList.is_null() {
+            return Err(unsupported(
+                format!("WITH before INSERT ... SELECT into a distributed table is not supported when the rows pass through the coordinator ({why})"),
+                "Move the WITH clause into the SELECT: INSERT INTO t WITH x AS (...) SELECT ... FROM x.",
+            ));
+        }
+        let tles: Vec<*mut pg_sys::TargetEntry> =
+            list_of::<pg_sys::TargetEntry>((*parse).targetList)
+                .into_iter()
+                .filter(|t| !(**t).resjunk)
+                .collect();
+        for &tle in &tles {
+            if is_a((*tle).expr as *const c_void, pg_sys::NodeTag::T_FieldStore)
+                || is_a(
+                    (*tle).expr as *const c_void,
+                    pg_sys::NodeTag::T_SubscriptingRef,
+                )
+            {
+                return Err(unsupported(
+                    "INSERT into a field or element of a column of a distributed table is not supported",
+                    "Insert the whole column value.",
+                ));
+            }
+        }
+        let dist_column = if meta.is_reference() {
+            None
+        } else {
+            match tles
+                .iter()
+                .position(|t| (**t).resno == meta.table.dist_attnum)
+            {
+                Some(i) => Some(i),
+                None => {
+                    return Err(TesseraError::new(
+                        PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+                        format!("cannot perform an INSERT without a value for the distribution column of {}.{}", meta.schema, meta.name),
+                    )
+                    .hint("Every row of a distributed table needs a value in its distribution column."));
+                }
+            }
+        };
+        // The row: the INSERT's column expressions over the SELECT's output.
+        let mut rti = sub_rti;
+        let exprs: Vec<*mut pg_sys::Node> = tles
+            .iter()
+            .map(|t| {
+                outer_var_mutator(
+                    (**t).expr as *mut pg_sys::Node,
+                    &mut rti as *mut i32 as *mut c_void,
+                )
+            })
+            .collect();
+        let row = make_list(&exprs);
+        if pg_sys::contain_subplans(row as *mut pg_sys::Node) {
+            return Err(unsupported(
+                "subqueries in the column expressions of an INSERT ... SELECT into a distributed table are not supported",
+                "Compute the value in the SELECT.",
+            ));
+        }
+        pg_sys::fix_opfuncids(row as *mut pg_sys::Node);
+
+        // The SELECT, planned on its own (through this planner hook when it is distributed).
+        let sub_rte = pg_sys::list_nth((*parse).rtable, sub_rti - 1) as *mut pg_sys::RangeTblEntry;
+        let sub =
+            pg_sys::copyObjectImpl((*sub_rte).subquery as *const c_void) as *mut pg_sys::Query;
+        let child = pg_sys::planner(sub, query_string, 0, bound_params);
+
+        // The template: the INSERT with its SELECT replaced by one VALUES row of parameters
+        // after the user's.
+        let mut base = params_of(parse).into_iter().max().unwrap_or(0);
+        if !bound_params.is_null() {
+            base = base.max((*bound_params).numParams.max(0) as usize);
+        }
+        let q = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
+        let qsub = pg_sys::list_nth((*q).rtable, sub_rti - 1) as *mut pg_sys::RangeTblEntry;
+        (*qsub).rtekind = pg_sys::RTEKind::RTE_RESULT;
+        (*qsub).subquery = std::ptr::null_mut();
+        (*(*q).jointree).fromlist = std::ptr::null_mut();
+        let mut i = 0;
+        for tle in list_of::<pg_sys::TargetEntry>((*q).targetList) {
+            if (*tle).resjunk {
+                continue;
+            }
+            let expr = (*tle).expr as *mut pg_sys::Node;
+            let p = make_node::<pg_sys::Param>(pg_sys::NodeTag::T_Param);
+            (*p).paramkind = pg_sys::ParamKind::PARAM_EXTERN;
+            (*p).paramid = (base + i + 1) as i32;
+            (*p).paramtype = pg_sys::exprType(expr);
+            (*p).paramtypmod = pg_sys::exprTypmod(expr);
+            (*p).paramcollid = pg_sys::exprCollation(expr);
+            (*p).location = -1;
+            (*tle).expr = p as *mut pg_sys::Expr;
+            i += 1;
+        }
+        let qa = analyze(q)?;
+        let returning = !(*parse).returningList.is_null();
+        let (tier, pin) = if meta.is_reference() {
+            (Tier::Router, Pin::Single)
+        } else {
+            (Tier::MultiShard, Pin::All)
+        };
+        let mut plan = base_plan(tier, Command::Insert, q, &qa, pin, returning)?;
+        plan.params.retain(|&p| p <= base);
+        plan.anchor = plan
+            .tables
+            .iter()
+            .position(|x| x.relid == meta.table.relid.to_u32())
+            .unwrap_or(0);
+        let (values_start, values_end) = values_range(&plan.template, base + 1)?;
+        plan.insert = Some(InsertShape {
+            columns: tles.len(),
+            dist_column,
+            param_base: base,
+            values_start,
+            values_end,
+        });
+        plan.notes
+            .push(format!("INSERT ... SELECT through the coordinator: {why}"));
+        let scan_tlist = visible((*parse).returningList);
+        let cscan = custom_scan(&plan, scan_tlist, (*(*child).planTree).plan_rows);
+        (*cscan).scan.plan.targetlist = index_var_tlist(scan_tlist);
+        (*cscan).custom_exprs = make_list(&[row]);
+        (*cscan).custom_private = pg_sys::lappend((*cscan).custom_private, child as *mut c_void);
+        let stmt = planned_stmt(parse, cscan, a);
+        (*stmt).relationOids =
+            pg_sys::list_concat_unique_oid((*stmt).relationOids, (*child).relationOids);
+        (*stmt).invalItems = pg_sys::list_concat((*stmt).invalItems, (*child).invalItems);
+        Ok(stmt)
     }
 }

@@ -219,6 +219,13 @@ const DML: &[&str] = &[
     "INSERT INTO M SELECT tenant_id, event_id, event_id + 100000, 'copy ' || kind, 1 FROM E WHERE kind = 'buy'",
     "INSERT INTO M (tenant_id, event_id, msg_id, body) SELECT e.tenant_id, e.event_id, e.event_id + 200000, k.label FROM E e JOIN K k ON k.kind = e.kind WHERE e.tenant_id = 3",
     "INSERT INTO M SELECT tenant_id, min(event_id), max(event_id) + 300000, 'agg', count(*) FROM E GROUP BY tenant_id",
+    // Through the coordinator: the distribution column from another column, ORDER BY/LIMIT
+    // across shards, into a reference table, ON CONFLICT, aggregates across shards.
+    "INSERT INTO M (tenant_id, event_id, msg_id) SELECT event_id % 20 + 1, tenant_id, event_id + 500000 FROM E WHERE kind = 'click'",
+    "INSERT INTO M SELECT e.tenant_id, e.event_id, e.event_id + 400000, 'top', 1 FROM E e JOIN K k ON k.kind = e.kind ORDER BY e.event_id LIMIT 5",
+    "INSERT INTO K SELECT DISTINCT 'k_' || kind, 'copied', 0 FROM E WHERE kind IS NOT NULL",
+    "INSERT INTO E (tenant_id, event_id, kind) SELECT len % 20 + 1, msg_id, 'conflict' FROM M WHERE msg_id < 3000 ON CONFLICT (tenant_id, event_id) DO UPDATE SET kind = excluded.kind",
+    "INSERT INTO E (tenant_id, event_id, amount) SELECT 21, count(*) + 900000, sum(amount) FROM E",
     "UPDATE K SET weight = weight + 1 WHERE kind = 'buy'",
     "INSERT INTO K VALUES ('share', 'Share', 3)",
     "DELETE FROM K WHERE kind = 'refund'",
@@ -282,14 +289,13 @@ const REFUSED: &[&str] = &[
     "SELECT e.event_id FROM E e JOIN M m ON m.event_id = e.event_id",
     "SELECT * FROM E WHERE event_id IN (SELECT event_id FROM M WHERE len > 100)",
     "SELECT * FROM E e JOIN l_kinds k ON k.kind = e.kind",
-    "INSERT INTO M (tenant_id, event_id, msg_id) SELECT event_id, tenant_id, event_id FROM E",
-    "INSERT INTO M SELECT e.tenant_id, e.event_id, e.event_id, 'x', 1 FROM E e JOIN K k ON k.kind = e.kind ORDER BY 1 LIMIT 5",
     "UPDATE E SET tenant_id = 2 WHERE tenant_id = 1",
     "UPDATE E SET score = random() WHERE tenant_id = 1",
     "SELECT k.kind, e.event_id FROM K k LEFT JOIN E e ON e.kind = k.kind",
     "SELECT k.kind, s.event_id FROM K k LEFT JOIN (SELECT * FROM E) s ON s.kind = k.kind",
     "SELECT * FROM (SELECT * FROM E) a JOIN (SELECT * FROM M) b USING (tenant_id, event_id)",
     "SELECT kind, percentile_cont(0.5) WITHIN GROUP (ORDER BY score) FROM E GROUP BY kind",
+    "INSERT INTO M (tenant_id, event_id, msg_id) SELECT e.tenant_id, e.event_id, e.event_id + 600000 FROM E e JOIN M m ON m.event_id = e.event_id",
 ];
 
 #[test]
@@ -339,6 +345,7 @@ fn distributed_results_equal_local_results() {
     // RETURNING gives the same rows.
     for stmt in [
         "INSERT INTO E VALUES (9, 6001, 'buy', 1, 1, true, NULL, NULL), (10, 6002, 'buy', 2, 2, false, NULL, NULL) RETURNING tenant_id, event_id, kind",
+        "INSERT INTO E (tenant_id, event_id, kind) SELECT event_id % 20 + 1, msg_id + 800000, 'ret' FROM M WHERE msg_id < 20 RETURNING tenant_id, event_id, kind",
         "UPDATE E SET amount = 0 WHERE event_id > 6000 RETURNING tenant_id, event_id, amount",
         "DELETE FROM E WHERE event_id > 6000 RETURNING *",
     ] {

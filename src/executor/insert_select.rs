@@ -1,0 +1,272 @@
+//! INSERT ... SELECT through the coordinator.
+//!
+//! The planner put the SELECT's own PlannedStmt beside the INSERT's plan (the second item of
+//! `custom_private`): it may be a distributed query (a Tessera scan of its own, streaming its
+//! rows), a local one, or a mix the planner combined. Here it runs with `ExecutorRun` into a
+//! receiver that evaluates the INSERT's column expressions over each row (defaults and
+//! `nextval()` on the coordinator, as for INSERT ... VALUES), and every `batch_rows` rows routes
+//! the batch to the shards: one multi-row INSERT per shard, all shards at once, inside the
+//! distributed transaction. The coordinator holds one batch at a time, never the whole SELECT.
+
+use std::ffi::c_void;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::task::{self, Row, Rows};
+use super::ScanRun;
+use crate::connection::PgResult;
+use crate::error::{OrReport, TResult};
+use crate::metadata::cache::{self, TableMeta};
+use crate::nodes::list_of;
+
+/// Rows per batch at most (fewer when the columns would pass libpq's 65535 parameters).
+const MAX_BATCH_ROWS: usize = 10_000;
+
+/// The SELECT of an INSERT ... SELECT through the coordinator, if the plan has one.
+///
+/// # Safety
+/// `cscan` is a CustomScan Tessera built.
+pub(super) unsafe fn child_plan(cscan: *mut pg_sys::CustomScan) -> *mut pg_sys::PlannedStmt {
+    // SAFETY: custom_private holds the encoded plan, then optionally the SELECT's plan.
+    unsafe {
+        let items = list_of::<pg_sys::Node>((*cscan).custom_private);
+        match items.get(1) {
+            Some(&n) if crate::nodes::is_a(n as *const c_void, pg_sys::NodeTag::T_PlannedStmt) => {
+                n as *mut pg_sys::PlannedStmt
+            }
+            _ => std::ptr::null_mut(),
+        }
+    }
+}
+
+/// The rows of one batch: as many as the parameter limit allows, at most [`MAX_BATCH_ROWS`].
+fn batch_rows(columns: usize, param_base: usize) -> usize {
+    let room = 65_535usize.saturating_sub(param_base);
+    (room / columns.max(1)).clamp(1, MAX_BATCH_ROWS)
+}
+
+/// What the receiver carries between rows.
+struct Sink {
+    run: *mut ScanRun,
+    estate: *mut pg_sys::EState,
+    econtext: *mut pg_sys::ExprContext,
+    anchor: Option<std::rc::Rc<TableMeta>>,
+    limit: usize,
+    batch: Vec<Row>,
+    results: Vec<PgResult>,
+    affected: u64,
+    /// The tasks of the first batch, for EXPLAIN ANALYZE.
+    first_tasks: Option<Vec<task::Task>>,
+}
+
+impl Sink {
+    /// Sends the batch to the shards and waits for them.
+    fn flush(&mut self) -> TResult<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: the run and the executor state outlive the statement.
+        let run = unsafe { &*self.run };
+        // SAFETY: forwarded.
+        let mut tasks = unsafe { task::insert_tasks(&run.plan, self.estate, &self.batch)? };
+        // Each batch has its own statement shapes: not worth preparing on the nodes.
+        for t in &mut tasks {
+            t.prepare = false;
+        }
+        let (rows, affected) = task::run(&run.plan, &tasks, false)?;
+        if let Rows::Done(results) = rows {
+            if run.plan.returns_rows {
+                self.results.extend(results);
+            }
+        }
+        self.affected += affected;
+        if self.first_tasks.is_none() {
+            self.first_tasks = Some(tasks);
+        }
+        self.batch.clear();
+        Ok(())
+    }
+}
+
+/// A DestReceiver: PostgreSQL's part first, then ours.
+#[repr(C)]
+struct Receiver {
+    dest: pg_sys::DestReceiver,
+    sink: *mut Sink,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn receive(
+    slot: *mut pg_sys::TupleTableSlot,
+    dest: *mut pg_sys::DestReceiver,
+) -> bool {
+    // SAFETY: dest is our Receiver; the slot holds the SELECT's row for this call.
+    unsafe {
+        let sink = &mut *(*(dest as *mut Receiver)).sink;
+        let run = &*sink.run;
+        (*sink.econtext).ecxt_outertuple = slot;
+        let row = task::eval_row(
+            &run.plan,
+            sink.anchor.as_deref(),
+            run.insert_rows[0],
+            sink.econtext,
+        );
+        (*sink.econtext).ecxt_outertuple = std::ptr::null_mut();
+        sink.batch.push(row);
+        if sink.batch.len() >= sink.limit {
+            sink.flush().or_report();
+        }
+    }
+    true
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn startup(
+    _dest: *mut pg_sys::DestReceiver,
+    _operation: i32,
+    _desc: pg_sys::TupleDesc,
+) {
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn shutdown(_dest: *mut pg_sys::DestReceiver) {}
+
+/// Runs the SELECT and inserts its rows; returns the RETURNING results and the rows inserted.
+///
+/// # Safety
+/// `node` is the scan's state; `run` its live run with a child plan.
+pub(super) unsafe fn execute(
+    node: *mut pg_sys::CustomScanState,
+    run: *mut ScanRun,
+) -> TResult<(Vec<PgResult>, u64)> {
+    // SAFETY: the executor's state of this scan; the SELECT's plan lives in ours.
+    unsafe {
+        let estate = (*node).ss.ps.state;
+        let plan = &(*run).plan;
+        let shape = plan.insert.as_ref().expect("an INSERT plan");
+        let mut sink = Sink {
+            run,
+            estate,
+            econtext: (*node).ss.ps.ps_ExprContext,
+            anchor: cache::lookup(pg_sys::Oid::from(plan.tables[plan.anchor].relid))?,
+            limit: batch_rows(shape.columns, shape.param_base),
+            batch: Vec::new(),
+            results: Vec::new(),
+            affected: 0,
+            first_tasks: None,
+        };
+        let mut receiver = Receiver {
+            dest: pg_sys::DestReceiver {
+                receiveSlot: Some(receive),
+                rStartup: Some(startup),
+                rShutdown: Some(shutdown),
+                rDestroy: Some(shutdown),
+                mydest: pg_sys::CommandDest::DestNone,
+            },
+            sink: &mut sink,
+        };
+        let qd = pg_sys::CreateQueryDesc(
+            (*run).child,
+            (*estate).es_sourceText,
+            pg_sys::GetActiveSnapshot(),
+            std::ptr::null_mut(),
+            &mut receiver.dest,
+            (*estate).es_param_list_info,
+            (*estate).es_queryEnv,
+            (*estate).es_instrument,
+        );
+        pg_sys::ExecutorStart(qd, 0);
+        pg_sys::ExecutorRun(qd, pg_sys::ScanDirection::ForwardScanDirection, 0, true);
+        sink.flush()?;
+        pg_sys::ExecutorFinish(qd);
+        if (*estate).es_instrument != 0 {
+            // EXPLAIN ANALYZE shows the SELECT with its counts; end_scan ends it.
+            (*qd).dest = pg_sys::CreateDestReceiver(pg_sys::CommandDest::DestNone);
+            (*run).child_qd = qd;
+        } else {
+            pg_sys::ExecutorEnd(qd);
+            pg_sys::FreeQueryDesc(qd);
+        }
+        (*run).tasks = sink.first_tasks.take();
+        Ok((std::mem::take(&mut sink.results), sink.affected))
+    }
+}
+
+/// Ends the SELECT kept for EXPLAIN ANALYZE.
+///
+/// # Safety
+/// `run` is a live run.
+pub(super) unsafe fn end(run: *mut ScanRun) {
+    // SAFETY: the QueryDesc was started and finished in `execute` and is ended once.
+    unsafe {
+        let qd = (*run).child_qd;
+        if !qd.is_null() {
+            (*run).child_qd = std::ptr::null_mut();
+            pg_sys::ExecutorEnd(qd);
+            pg_sys::FreeQueryDesc(qd);
+        }
+    }
+}
+
+/// EXPLAIN: the SELECT's plan under the scan, with its counts after EXPLAIN ANALYZE.
+///
+/// # Safety
+/// `run` is a live run with a child plan; `es` the live ExplainState.
+pub(super) unsafe fn explain(run: *mut ScanRun, es: *mut pg_sys::ExplainState) {
+    // SAFETY: the child QueryDesc is started here (EXPLAIN only) or kept from the run; the
+    // ExplainState's per-plan fields are put back after printing the SELECT's plan.
+    unsafe {
+        let (qd, own) = if (*run).child_qd.is_null() {
+            let qd = pg_sys::CreateQueryDesc(
+                (*run).child,
+                c"".as_ptr(),
+                pg_sys::GetActiveSnapshot(),
+                std::ptr::null_mut(),
+                pg_sys::CreateDestReceiver(pg_sys::CommandDest::DestNone),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+            );
+            pg_sys::ExecutorStart(qd, pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32);
+            (qd, true)
+        } else {
+            ((*run).child_qd, false)
+        };
+        let saved = (
+            (*es).pstmt,
+            (*es).rtable,
+            (*es).rtable_names,
+            (*es).deparse_cxt,
+            (*es).printed_subplans,
+        );
+        let text = (*es).format == pg_sys::ExplainFormat::EXPLAIN_FORMAT_TEXT;
+        let label = c"Select Query";
+        if text {
+            let s = (*es).str_;
+            pg_sys::appendStringInfoSpaces(s, (*es).indent * 2);
+            pg_sys::appendStringInfoString(
+                s,
+                c"->  Select Query (rows go to the shards)\n".as_ptr(),
+            );
+            (*es).indent += 3;
+        } else {
+            pg_sys::ExplainOpenGroup(label.as_ptr(), label.as_ptr(), true, es);
+        }
+        pg_sys::ExplainPrintPlan(es, qd);
+        if text {
+            (*es).indent -= 3;
+        } else {
+            pg_sys::ExplainCloseGroup(label.as_ptr(), label.as_ptr(), true, es);
+        }
+        (*es).pstmt = saved.0;
+        (*es).rtable = saved.1;
+        (*es).rtable_names = saved.2;
+        (*es).deparse_cxt = saved.3;
+        (*es).printed_subplans = saved.4;
+        if own {
+            pg_sys::ExecutorEnd(qd);
+            pg_sys::FreeQueryDesc(qd);
+        }
+    }
+}
