@@ -9,6 +9,8 @@
 #   group by      GROUP BY a non-distribution column over 1M rows        time ratio
 #   fan-out       count(*) of a 1k-row table (32 shards)                 added latency
 #   join          co-located join of two 1M-row tables + GROUP BY        time ratio
+#   insselect     TRUNCATE + INSERT ... SELECT of 20k rows into a table of
+#                 another colocation group (rows through the coordinator) time ratio
 #
 # Settings: BENCH_ROUNDS (3), BENCH_SECONDS per run (5), BENCH_ROWS (1000000), BENCH_PORT for
 # the cluster (9750; workers +1..+4), BENCH_BASELINE_PORT (9760).
@@ -38,19 +40,21 @@ load() {
     local port=$1 distribute=$2
     psql_on "$port" <<SQL
 SET client_min_messages = warning;
-DROP TABLE IF EXISTS bench_kv, bench_kv2, bench_small;
+DROP TABLE IF EXISTS bench_kv, bench_kv2, bench_small, bench_sink;
 CREATE TABLE bench_kv (id bigint PRIMARY KEY, g int NOT NULL, x numeric NOT NULL, v text);
 INSERT INTO bench_kv SELECT i, i % 100, (i % 1000) / 10.0, md5(i::text) FROM generate_series(1, $ROWS) i;
 CREATE TABLE bench_kv2 (id bigint PRIMARY KEY, w int NOT NULL);
 INSERT INTO bench_kv2 SELECT i, i % 7 FROM generate_series(1, $ROWS) i;
 CREATE TABLE bench_small (id bigint PRIMARY KEY, v int);
 INSERT INTO bench_small SELECT i, i FROM generate_series(1, 1000) i;
+CREATE TABLE bench_sink (id bigint, g int, x numeric);
 SQL
     if [ "$distribute" = yes ]; then
         psql_on "$port" -c "SET client_min_messages = warning;
             SELECT create_distributed_table('bench_kv', 'id', shard_count => 32);
             SELECT create_distributed_table('bench_kv2', 'id', colocate_with => 'bench_kv');
-            SELECT create_distributed_table('bench_small', 'id', shard_count => 32);" >/dev/null
+            SELECT create_distributed_table('bench_small', 'id', shard_count => 32);
+            SELECT create_distributed_table('bench_sink', 'id', shard_count => 16, colocate_with => 'none');" >/dev/null
         # The workers' shards get statistics, as a long-running cluster's would.
         psql_on "$port" -c "SELECT count(*) FROM run_command_on_workers('ANALYZE')" >/dev/null
     fi
@@ -74,14 +78,15 @@ printf 'SELECT count(*), sum(x), avg(x) FROM bench_kv;\n' >"$tmp/aggregate.sql"
 printf 'SELECT g, count(*), sum(x) FROM bench_kv GROUP BY g;\n' >"$tmp/groupby.sql"
 printf 'SELECT count(*) FROM bench_small;\n' >"$tmp/fanout.sql"
 printf 'SELECT b.w, count(*), avg(a.x) FROM bench_kv a JOIN bench_kv2 b USING (id) GROUP BY b.w;\n' >"$tmp/join.sql"
+printf 'TRUNCATE bench_sink;\nINSERT INTO bench_sink SELECT id, g, x FROM bench_kv WHERE id <= 20000;\n' >"$tmp/insselect.sql"
 
 echo "==> $ROUNDS rounds x ${SECONDS_PER_RUN}s per workload and side, alternating"
-for w in router aggregate groupby fanout join; do
+for w in router aggregate groupby fanout join insselect; do
     : >"$tmp/$w.c"
     : >"$tmp/$w.b"
 done
 for r in $(seq "$ROUNDS"); do
-    for w in router aggregate groupby fanout join; do
+    for w in router aggregate groupby fanout join insselect; do
         pgbench_run "$CLUSTER_PORT" "$tmp/$w.sql" >>"$tmp/$w.c"
         pgbench_run "$BASE_PORT" "$tmp/$w.sql" >>"$tmp/$w.b"
     done
@@ -91,7 +96,7 @@ done
 col() { awk -v c="$1" '{print $c}' | median; }
 echo
 printf '%-12s %12s %12s %12s %12s %10s %12s\n' workload "tps cluster" "tps base" "ms cluster" "ms base" "ratio" "added ms"
-for w in router aggregate groupby fanout join; do
+for w in router aggregate groupby fanout join insselect; do
     tc=$(col 1 <"$tmp/$w.c"); tb=$(col 1 <"$tmp/$w.b")
     lc=$(col 2 <"$tmp/$w.c"); lb=$(col 2 <"$tmp/$w.b")
     awk -v w="$w" -v tc="$tc" -v tb="$tb" -v lc="$lc" -v lb="$lb" 'BEGIN {

@@ -107,7 +107,7 @@ unsafe extern "C-unwind" fn receive(
         let run = &*sink.run;
         (*sink.econtext).ecxt_outertuple = slot;
         let row = task::eval_row(
-            &run.plan,
+            run,
             sink.anchor.as_deref(),
             run.insert_rows[0],
             sink.econtext,

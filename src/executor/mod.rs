@@ -86,6 +86,8 @@ pub(crate) struct ScanRun {
     child: *mut pg_sys::PlannedStmt,
     child_qd: *mut pg_sys::QueryDesc,
     ran: bool,
+    /// Per INSERT column: the type and output function of its values, looked up once.
+    pub outputs: std::cell::RefCell<Vec<Option<(pg_sys::Oid, pg_sys::FmgrInfo)>>>,
     /// Per scan column: input function, its I/O parameter, typmod.
     inputs: Vec<(pg_sys::FmgrInfo, pg_sys::Oid, i32)>,
 }
@@ -178,6 +180,7 @@ unsafe extern "C-unwind" fn begin_scan(
                 & (pg_sys::EXEC_FLAG_REWIND | pg_sys::EXEC_FLAG_BACKWARD | pg_sys::EXEC_FLAG_MARK)
                     as i32
                 == 0,
+            outputs: Default::default(),
             child: insert_select::child_plan(cscan),
             child_qd: std::ptr::null_mut(),
             ran: false,

@@ -365,7 +365,7 @@ unsafe fn eval_rows(run: &ScanRun, econtext: *mut pg_sys::ExprContext) -> TResul
     let mut out = Vec::with_capacity(run.insert_rows.len());
     for &row in &run.insert_rows {
         // SAFETY: forwarded.
-        out.push(unsafe { eval_row(&run.plan, anchor.as_deref(), row, econtext) });
+        out.push(unsafe { eval_row(run, anchor.as_deref(), row, econtext) });
     }
     Ok(out)
 }
@@ -377,12 +377,13 @@ unsafe fn eval_rows(run: &ScanRun, econtext: *mut pg_sys::ExprContext) -> TResul
 /// `row` is a List of ExprState of this scan; `econtext` is the scan's, with its outer tuple
 /// set when the expressions read one.
 pub unsafe fn eval_row(
-    plan: &DistPlan,
+    run: &ScanRun,
     anchor: Option<&TableMeta>,
     row: *mut pg_sys::List,
     econtext: *mut pg_sys::ExprContext,
 ) -> Row {
-    let shape = plan.insert.as_ref().expect("an INSERT plan");
+    let shape = run.plan.insert.as_ref().expect("an INSERT plan");
+    let mut outputs = run.outputs.borrow_mut();
     let mut values = Vec::with_capacity(shape.columns);
     let mut hash = None;
     // SAFETY: evaluating the row expressions in the per-tuple context, reset per row.
@@ -407,7 +408,24 @@ pub unsafe fn eval_row(
                     ));
                 }
             }
-            values.push((Some(value_to_text(datum, typid)), portable_type(typid)));
+            // The column's output function, looked up once per scan.
+            if outputs.len() <= c {
+                outputs.resize_with(c + 1, || None);
+            }
+            let slot = &mut outputs[c];
+            if slot.as_ref().is_none_or(|(t, _)| *t != typid) {
+                let (mut out, mut varlena) = (pg_sys::InvalidOid, false);
+                pg_sys::getTypeOutputInfo(typid, &mut out, &mut varlena);
+                let mut finfo = pg_sys::FmgrInfo::default();
+                pg_sys::fmgr_info_cxt(out, &mut finfo, (*econtext).ecxt_per_query_memory);
+                *slot = Some((typid, finfo));
+            }
+            let finfo = &mut slot.as_mut().expect("set above").1;
+            // The C string lives in the per-tuple memory, reset below.
+            let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+            let text = crate::nodes::string(pg_sys::OutputFunctionCall(finfo, datum));
+            pg_sys::MemoryContextSwitchTo(old);
+            values.push((Some(text), portable_type(typid)));
         }
         pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
     }
