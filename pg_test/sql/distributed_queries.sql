@@ -125,6 +125,13 @@ EXPLAIN (COSTS OFF) INSERT INTO kind_copy SELECT kind, count(*) FROM events WHER
 INSERT INTO kind_copy SELECT kind, count(*) FROM events WHERE kind IS NOT NULL GROUP BY kind;
 SELECT DISTINCT result FROM run_command_on_all_nodes($$SELECT string_agg(kind || '=' || n, ',' ORDER BY kind) FROM kind_copy_$$ || (SELECT shardid FROM pg_dist_shard WHERE logicalrelid = 'kind_copy'::regclass));
 DROP TABLE ev_copy, staging, kind_copy;
+-- Tabs, newlines, backslashes, a literal \N and NULLs survive the trip (COPY text format);
+-- quoted and non-ASCII column names work.
+CREATE TABLE "odd Cols" ("Tenant Id" bigint NOT NULL, "ünï" text);
+SELECT create_distributed_table('"odd Cols"', 'Tenant Id');
+INSERT INTO "odd Cols" SELECT g, CASE g WHEN 1 THEN E'a\tb' WHEN 2 THEN E'line\nbreak' WHEN 3 THEN E'back\\slash' WHEN 4 THEN NULL ELSE '\N' END FROM generate_series(1, 5) g;
+SELECT "Tenant Id", "ünï", "ünï" IS NULL AS is_null, length("ünï") FROM "odd Cols" ORDER BY 1;
+DROP TABLE "odd Cols";
 
 -- Rows stream from the workers outside a transaction block; a LIMIT above stops the stream
 -- and the connections stay usable. Inside a transaction block the rows are read whole, so a

@@ -37,6 +37,9 @@ pub struct RemoteTask {
     /// This command ends the remote transaction (COMMIT): the connection goes back to the
     /// idle cache afterwards.
     pub ends_transaction: bool,
+    /// The data of a `COPY ... FROM STDIN` command (COPY text format), sent when the node
+    /// asks for it.
+    pub copy_data: Option<std::rc::Rc<Vec<u8>>>,
     /// Hand the rows out one by one as they arrive ([`Dispatch::next_row`]) instead of
     /// keeping the whole result. For one SELECT statement.
     pub stream: bool,
@@ -52,8 +55,14 @@ impl RemoteTask {
             prepare: false,
             scope: Scope::Autocommit,
             ends_transaction: false,
+            copy_data: None,
             stream: false,
         }
+    }
+
+    pub fn with_copy_data(mut self, data: std::rc::Rc<Vec<u8>>) -> RemoteTask {
+        self.copy_data = Some(data);
+        self
     }
 
     pub fn streaming(mut self, stream: bool) -> RemoteTask {
@@ -459,7 +468,7 @@ fn advance(
     rows: &mut VecDeque<(usize, PgResult)>,
     discard_rows: bool,
 ) -> Step {
-    loop {
+    'outer: loop {
         match slot.phase {
             Phase::Connecting(_) => match slot.conn.poll_connect() {
                 ConnectPoll::Read => {
@@ -528,6 +537,15 @@ fn advance(
                             if !discard_rows {
                                 rows.push_back((slot.task, r));
                             }
+                        }
+                        Some(r) if r.is_copy_in() => {
+                            // The node waits for the COPY data: send it all, then the end.
+                            let data = task.copy_data.as_deref().map_or(&[][..], |d| &d[..]);
+                            if let Err(e) = slot.conn.put_copy_data(data) {
+                                return Step::Finished(Err(e));
+                            }
+                            slot.phase = Phase::Flush;
+                            continue 'outer;
                         }
                         Some(r) => slot.results.push(r),
                         None => break,

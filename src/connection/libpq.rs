@@ -315,6 +315,63 @@ impl Connection {
         r.map(|raw| PgResult { raw })
     }
 
+    /// Queues rows for a `COPY ... FROM STDIN` the node is waiting for, then the end of the
+    /// data; [`Connection::flush`] sends them.
+    pub fn put_copy_data(&mut self, data: &[u8]) -> Result<(), RemoteError> {
+        for chunk in data.chunks(1 << 20) {
+            loop {
+                // SAFETY: raw is live and in the COPY IN state; libpq copies the bytes. In
+                // non-blocking mode 0 means "buffer full, flush first", 1 queued, -1 an error.
+                let r = unsafe {
+                    pq::PQputCopyData(
+                        self.raw.as_ptr(),
+                        chunk.as_ptr() as *const std::ffi::c_char,
+                        chunk.len() as c_int,
+                    )
+                };
+                match r {
+                    1 => break,
+                    0 => {
+                        // SAFETY: raw is live.
+                        if unsafe { pq::PQflush(self.raw.as_ptr()) } < 0 {
+                            return Err(RemoteError::connection_lost(
+                                &self.node,
+                                self.error_message(),
+                            ));
+                        }
+                    }
+                    _ => {
+                        return Err(RemoteError::connection_lost(
+                            &self.node,
+                            self.error_message(),
+                        ))
+                    }
+                }
+            }
+        }
+        loop {
+            // SAFETY: raw is live and in the COPY IN state; NULL: the copy succeeded.
+            match unsafe { pq::PQputCopyEnd(self.raw.as_ptr(), std::ptr::null()) } {
+                1 => return Ok(()),
+                0 => {
+                    // SAFETY: raw is live.
+                    if unsafe { pq::PQflush(self.raw.as_ptr()) } < 0 {
+                        return Err(RemoteError::connection_lost(
+                            &self.node,
+                            self.error_message(),
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(RemoteError::connection_lost(
+                        &self.node,
+                        self.error_message(),
+                    ))
+                }
+            }
+        }
+    }
+
     /// Asks for the rows of the command just sent one at a time, each as its own result, so
     /// they can be used as they arrive (libpq's single-row mode). Call right after sending.
     pub fn set_single_row_mode(&mut self) -> bool {
@@ -381,6 +438,12 @@ impl PgResult {
     pub fn is_single_row(&self) -> bool {
         // SAFETY: raw is a live PGresult.
         unsafe { pq::PQresultStatus(self.raw.as_ptr()) == pq::ExecStatusType::PGRES_SINGLE_TUPLE }
+    }
+
+    /// The node waits for `COPY ... FROM STDIN` data.
+    pub fn is_copy_in(&self) -> bool {
+        // SAFETY: raw is a live PGresult.
+        unsafe { pq::PQresultStatus(self.raw.as_ptr()) == pq::ExecStatusType::PGRES_COPY_IN }
     }
 
     pub fn ntuples(&self) -> usize {

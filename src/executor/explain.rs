@@ -76,9 +76,14 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
                 .iter()
                 .find_map(|n| n.strip_prefix("INSERT ... SELECT through the coordinator: "))
                 .unwrap_or("");
+            let by = if run.copy_columns.is_some() {
+                ", sent with COPY"
+            } else {
+                ""
+            };
             prop(
                 "Insert Method",
-                &format!("rows of the SELECT routed through the coordinator ({why})"),
+                &format!("rows of the SELECT routed through the coordinator ({why}){by}"),
             );
         }
         let Some(tasks) = tasks else {

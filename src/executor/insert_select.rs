@@ -40,6 +40,24 @@ pub(super) unsafe fn child_plan(cscan: *mut pg_sys::CustomScan) -> *mut pg_sys::
     }
 }
 
+/// The quoted column list for sending the rows with COPY, if the plan allows it (no ON
+/// CONFLICT, no RETURNING).
+///
+/// # Safety
+/// `cscan` is a CustomScan Tessera built.
+pub(super) unsafe fn copy_columns(cscan: *mut pg_sys::CustomScan) -> Option<String> {
+    // SAFETY: custom_private's third item, if any, is the String node of the column list.
+    unsafe {
+        let items = list_of::<pg_sys::Node>((*cscan).custom_private);
+        match items.get(2) {
+            Some(&n) if crate::nodes::is_a(n as *const c_void, pg_sys::NodeTag::T_String) => {
+                Some(crate::nodes::string((*(n as *mut pg_sys::String)).sval))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The rows of one batch: as many as the parameter limit allows, at most [`MAX_BATCH_ROWS`].
 fn batch_rows(columns: usize, param_base: usize) -> usize {
     let room = 65_535usize.saturating_sub(param_base);
@@ -69,7 +87,12 @@ impl Sink {
         // SAFETY: the run and the executor state outlive the statement.
         let run = unsafe { &*self.run };
         // SAFETY: forwarded.
-        let mut tasks = unsafe { task::insert_tasks(&run.plan, self.estate, &self.batch)? };
+        let mut tasks = unsafe {
+            match &run.copy_columns {
+                Some(cols) => task::copy_tasks(&run.plan, self.estate, &self.batch, cols)?,
+                None => task::insert_tasks(&run.plan, self.estate, &self.batch)?,
+            }
+        };
         // Each batch has its own statement shapes: not worth preparing on the nodes.
         for t in &mut tasks {
             t.prepare = false;

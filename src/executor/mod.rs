@@ -85,6 +85,8 @@ pub(crate) struct ScanRun {
     /// QueryDesc kept after the run for EXPLAIN ANALYZE.
     child: *mut pg_sys::PlannedStmt,
     child_qd: *mut pg_sys::QueryDesc,
+    /// Its rows go to the shards with COPY into these (quoted) columns.
+    copy_columns: Option<String>,
     ran: bool,
     /// Per INSERT column: the type and output function of its values, looked up once.
     pub outputs: std::cell::RefCell<Vec<Option<(pg_sys::Oid, pg_sys::FmgrInfo)>>>,
@@ -182,6 +184,7 @@ unsafe extern "C-unwind" fn begin_scan(
                 == 0,
             outputs: Default::default(),
             child: insert_select::child_plan(cscan),
+            copy_columns: insert_select::copy_columns(cscan),
             child_qd: std::ptr::null_mut(),
             ran: false,
             inputs,

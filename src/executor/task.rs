@@ -36,6 +36,8 @@ pub struct Task {
     pub primary: bool,
     /// Run as a prepared statement on the node (a statement shape that repeats).
     pub prepare: bool,
+    /// The rows of a `COPY ... FROM STDIN` task.
+    pub copy_data: Option<Rc<Vec<u8>>>,
 }
 
 /// A parameter's type as the workers know it: built-in types have the same OID everywhere;
@@ -200,6 +202,7 @@ impl Common {
                 types: types.clone(),
                 primary: i == 0,
                 prepare: true,
+                copy_data: None,
             });
         }
         Ok(())
@@ -218,6 +221,81 @@ pub unsafe fn insert_tasks(
     let shape = plan.insert.as_ref().expect("an INSERT plan");
     // SAFETY: forwarded.
     let c = unsafe { Common::new(plan, estate)? };
+    let mut tasks = Vec::new();
+    for (k, list) in route(&c, shape, rows)? {
+        let values = shape.values_text(shape.param_base + 1, list.len());
+        let sql = plan.shard_sql_with(
+            &c.shard_ids(k),
+            vec![(shape.values_start, shape.values_end, values)],
+        );
+        let mut params = c.uparams.clone();
+        let mut types = c.utypes.clone();
+        params.resize(shape.param_base, None);
+        types.resize(shape.param_base, pg_sys::TEXTOID.to_u32());
+        for r in list {
+            for (v, t) in &rows[r].0 {
+                params.push(v.clone());
+                types.push(*t);
+            }
+        }
+        c.push(&mut tasks, k, sql, params, types)?;
+    }
+    Ok(tasks)
+}
+
+/// The tasks of an INSERT of `rows` sent as COPY: per shard, `COPY shard (columns) FROM
+/// STDIN` with its rows in COPY text format. For INSERTs without ON CONFLICT or RETURNING.
+///
+/// # Safety
+/// `estate` is the scan's.
+pub unsafe fn copy_tasks(
+    plan: &DistPlan,
+    estate: *mut pg_sys::EState,
+    rows: &[Row],
+    columns: &str,
+) -> TResult<Vec<Task>> {
+    let shape = plan.insert.as_ref().expect("an INSERT plan");
+    // SAFETY: forwarded.
+    let c = unsafe { Common::new(plan, estate)? };
+    let target = &plan.tables[plan.anchor];
+    let mut tasks = Vec::new();
+    for (k, list) in route(&c, shape, rows)? {
+        let shard_id = c.anchor.shards[if c.anchor.is_reference() { 0 } else { k }].shard_id;
+        let sql = format!(
+            "COPY {}.{} ({columns}) FROM STDIN",
+            tessera_core::plan::quote_ident(&target.schema),
+            tessera_core::plan::quote_ident(&tessera_core::sharding::shard_name(
+                &target.name,
+                shard_id
+            )),
+        );
+        let mut data = Vec::with_capacity(list.len() * 32);
+        for r in list {
+            tessera_core::copy::push_row(
+                &mut data,
+                rows[r]
+                    .0
+                    .iter()
+                    .map(|(v, _)| v.as_deref().map(str::as_bytes)),
+            );
+        }
+        let data = Rc::new(data);
+        let first = tasks.len();
+        c.push(&mut tasks, k, sql, Vec::new(), Vec::new())?;
+        for t in &mut tasks[first..] {
+            t.prepare = false;
+            t.copy_data = Some(data.clone());
+        }
+    }
+    Ok(tasks)
+}
+
+/// The shard (index) of each row, rows grouped by shard in first-seen order.
+fn route(
+    c: &Common,
+    shape: &tessera_core::plan::InsertShape,
+    rows: &[Row],
+) -> TResult<Vec<(usize, Vec<usize>)>> {
     let mut by_shard: Vec<(usize, Vec<usize>)> = Vec::new();
     for (r, (_, hash)) in rows.iter().enumerate() {
         let k = match (shape.dist_column, hash) {
@@ -239,26 +317,7 @@ pub unsafe fn insert_tasks(
             None => by_shard.push((k, vec![r])),
         }
     }
-    let mut tasks = Vec::new();
-    for (k, list) in by_shard {
-        let values = shape.values_text(shape.param_base + 1, list.len());
-        let sql = plan.shard_sql_with(
-            &c.shard_ids(k),
-            vec![(shape.values_start, shape.values_end, values)],
-        );
-        let mut params = c.uparams.clone();
-        let mut types = c.utypes.clone();
-        params.resize(shape.param_base, None);
-        types.resize(shape.param_base, pg_sys::TEXTOID.to_u32());
-        for r in list {
-            for (v, t) in &rows[r].0 {
-                params.push(v.clone());
-                types.push(*t);
-            }
-        }
-        c.push(&mut tasks, k, sql, params, types)?;
-    }
-    Ok(tasks)
+    Ok(by_shard)
 }
 
 /// Builds the tasks of one execution.
@@ -447,12 +506,16 @@ pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)
     let remote: Vec<RemoteTask> = tasks
         .iter()
         .map(|t| {
-            RemoteTask::new(ConnKey::for_current_session(&t.node), t.sql.clone())
+            let r = RemoteTask::new(ConnKey::for_current_session(&t.node), t.sql.clone())
                 .in_scope(scope)
                 .with_params(t.params.clone())
                 .with_param_types(t.types.clone())
                 .prepared(t.prepare)
-                .streaming(stream)
+                .streaming(stream);
+            match &t.copy_data {
+                Some(d) => r.with_copy_data(d.clone()),
+                None => r,
+            }
         })
         .collect();
     let n = remote.len();

@@ -1113,6 +1113,20 @@ unsafe fn plan_insert_via_coordinator(
         (*cscan).scan.plan.targetlist = index_var_tlist(scan_tlist);
         (*cscan).custom_exprs = make_list(&[row]);
         (*cscan).custom_private = pg_sys::lappend((*cscan).custom_private, child as *mut c_void);
+        if (*parse).onConflict.is_null() && (*parse).returningList.is_null() {
+            // Plain rows: sent with COPY, which the shards take much faster than large
+            // multi-row INSERTs. The column list, quoted, for `COPY shard (...) FROM STDIN`.
+            let relid = meta.table.relid;
+            let mut cols = Vec::with_capacity(tles.len());
+            for &tle in &tles {
+                let name = pg_sys::get_attname(relid, (*tle).resno, false);
+                cols.push(tessera_core::plan::quote_ident(&crate::nodes::string(name)));
+            }
+            (*cscan).custom_private = pg_sys::lappend(
+                (*cscan).custom_private,
+                pg_sys::makeString(pstrdup(&cols.join(", "))) as *mut c_void,
+            );
+        }
         let stmt = planned_stmt(parse, cscan, a);
         (*stmt).relationOids =
             pg_sys::list_concat_unique_oid((*stmt).relationOids, (*child).relationOids);
