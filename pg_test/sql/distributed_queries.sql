@@ -145,6 +145,21 @@ UPDATE events SET amount = amount WHERE tenant_id = 1;
 FETCH 2 FROM c;
 COMMIT;
 
+-- Subqueries in WHERE that cannot run inside the shard queries (other shards, local tables)
+-- run first on the coordinator; their result is a parameter of the shard queries.
+EXPLAIN (COSTS OFF) SELECT event_id FROM events WHERE event_id IN (SELECT event_id FROM messages WHERE body LIKE 'h%');
+SELECT event_id FROM events WHERE event_id IN (SELECT event_id FROM messages WHERE body LIKE 'h%') ORDER BY 1;
+SELECT count(*) FROM events WHERE amount > (SELECT avg(amount) FROM events);
+SELECT event_id FROM events WHERE tenant_id = (SELECT max(tenant_id) FROM messages) ORDER BY 1;
+SELECT count(*) FROM events WHERE event_id NOT IN (SELECT NULL::bigint UNION ALL SELECT 1);
+CREATE TABLE local_kinds (kind text);
+INSERT INTO local_kinds VALUES ('buy');
+SELECT event_id, kind FROM events WHERE kind IN (SELECT kind FROM local_kinds) ORDER BY 1;
+UPDATE events SET amount = amount + 1 WHERE kind IN (SELECT kind FROM local_kinds) AND EXISTS (SELECT 1 FROM messages);
+SELECT event_id, amount FROM events WHERE kind = 'buy' ORDER BY 1;
+SELECT count(*) FROM events WHERE tenant_id = (SELECT tenant_id FROM messages);
+DROP TABLE local_kinds;
+
 -- Refused, with the reason and a way out.
 SELECT * FROM events e JOIN messages m ON m.event_id = e.event_id;
 SELECT kind, string_agg(DISTINCT kind, ',' ORDER BY kind) FROM events GROUP BY kind;

@@ -53,6 +53,8 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
     // SAFETY: node is our scan state (Begin ran); es is the live ExplainState.
     unsafe {
         let state = node as *mut TesseraScanState;
+        // Tasks take the subqueries' results: run them first (as Citus does for EXPLAIN).
+        super::ensure_subplans(node).or_report();
         let run = &mut *(*state).run;
         // An INSERT's rows are evaluated only when it runs (they may call nextval()).
         let tasks: Option<Vec<Task>> = match &run.tasks {
@@ -69,6 +71,7 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
         };
         let es_ptr = es;
         prop("Tier", plan.tier.name());
+        super::subplans::explain(&run.subs, es);
         let child = !run.child.is_null();
         if child {
             let why = plan

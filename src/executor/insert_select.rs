@@ -237,12 +237,33 @@ pub(super) unsafe fn end(run: *mut ScanRun) {
 /// # Safety
 /// `run` is a live run with a child plan; `es` the live ExplainState.
 pub(super) unsafe fn explain(run: *mut ScanRun, es: *mut pg_sys::ExplainState) {
-    // SAFETY: the child QueryDesc is started here (EXPLAIN only) or kept from the run; the
-    // ExplainState's per-plan fields are put back after printing the SELECT's plan.
+    // SAFETY: forwarded.
     unsafe {
-        let (qd, own) = if (*run).child_qd.is_null() {
+        explain_plan(
+            (*run).child,
+            (*run).child_qd,
+            "Select Query (rows go to the shards)",
+            es,
+        )
+    }
+}
+
+/// Prints the plan of `stmt` under the current node, labelled `label`: the QueryDesc `kept`
+/// (with its counts, after EXPLAIN ANALYZE) or one started here for EXPLAIN only.
+///
+/// # Safety
+/// `stmt` is a PlannedStmt; `kept` null or its started QueryDesc; `es` the live ExplainState.
+pub(super) unsafe fn explain_plan(
+    stmt: *mut pg_sys::PlannedStmt,
+    kept: *mut pg_sys::QueryDesc,
+    label: &str,
+    es: *mut pg_sys::ExplainState,
+) {
+    // SAFETY: the ExplainState's per-plan fields are put back after printing the plan.
+    unsafe {
+        let (qd, own) = if kept.is_null() {
             let qd = pg_sys::CreateQueryDesc(
-                (*run).child,
+                stmt,
                 c"".as_ptr(),
                 pg_sys::GetActiveSnapshot(),
                 std::ptr::null_mut(),
@@ -254,7 +275,7 @@ pub(super) unsafe fn explain(run: *mut ScanRun, es: *mut pg_sys::ExplainState) {
             pg_sys::ExecutorStart(qd, pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32);
             (qd, true)
         } else {
-            ((*run).child_qd, false)
+            (kept, false)
         };
         let saved = (
             (*es).pstmt,
@@ -264,23 +285,22 @@ pub(super) unsafe fn explain(run: *mut ScanRun, es: *mut pg_sys::ExplainState) {
             (*es).printed_subplans,
         );
         let text = (*es).format == pg_sys::ExplainFormat::EXPLAIN_FORMAT_TEXT;
-        let label = c"Select Query";
+        let c_label = std::ffi::CString::new(label).unwrap_or_default();
         if text {
             let s = (*es).str_;
             pg_sys::appendStringInfoSpaces(s, (*es).indent * 2);
-            pg_sys::appendStringInfoString(
-                s,
-                c"->  Select Query (rows go to the shards)\n".as_ptr(),
-            );
+            pg_sys::appendStringInfoString(s, c"->  ".as_ptr());
+            pg_sys::appendStringInfoString(s, c_label.as_ptr());
+            pg_sys::appendStringInfoString(s, c"\n".as_ptr());
             (*es).indent += 3;
         } else {
-            pg_sys::ExplainOpenGroup(label.as_ptr(), label.as_ptr(), true, es);
+            pg_sys::ExplainOpenGroup(c_label.as_ptr(), c_label.as_ptr(), true, es);
         }
         pg_sys::ExplainPrintPlan(es, qd);
         if text {
             (*es).indent -= 3;
         } else {
-            pg_sys::ExplainCloseGroup(label.as_ptr(), label.as_ptr(), true, es);
+            pg_sys::ExplainCloseGroup(c_label.as_ptr(), c_label.as_ptr(), true, es);
         }
         (*es).pstmt = saved.0;
         (*es).rtable = saved.1;

@@ -19,6 +19,7 @@
 
 mod explain;
 mod insert_select;
+mod subplans;
 pub mod task;
 
 use std::ffi::{c_void, CStr, CString};
@@ -87,6 +88,10 @@ pub(crate) struct ScanRun {
     child_qd: *mut pg_sys::QueryDesc,
     /// Its rows go to the shards with COPY into these (quoted) columns.
     copy_columns: Option<String>,
+    /// Subqueries that run first; their results are parameters of the tasks.
+    subs: Vec<subplans::Sub>,
+    /// Those parameters, once computed.
+    pub extra: Option<Vec<subplans::Extra>>,
     ran: bool,
     /// Per INSERT column: the type and output function of its values, looked up once.
     pub outputs: std::cell::RefCell<Vec<Option<(pg_sys::Oid, pg_sys::FmgrInfo)>>>,
@@ -185,6 +190,8 @@ unsafe extern "C-unwind" fn begin_scan(
             outputs: Default::default(),
             child: insert_select::child_plan(cscan),
             copy_columns: insert_select::copy_columns(cscan),
+            subs: subplans::of_plan(cscan),
+            extra: None,
             child_qd: std::ptr::null_mut(),
             ran: false,
             inputs,
@@ -198,6 +205,22 @@ unsafe extern "C-unwind" fn begin_scan(
         (*cb).arg = state as *mut c_void;
         pg_sys::MemoryContextRegisterResetCallback((*estate).es_query_cxt, cb);
     }
+}
+
+/// Runs the subqueries whose results the tasks take as parameters (once per execution).
+///
+/// # Safety
+/// `node` is our scan state with a live run.
+pub(crate) unsafe fn ensure_subplans(node: *mut pg_sys::CustomScanState) -> TResult<()> {
+    // SAFETY: forwarded; the run lives until the executor's memory is reset.
+    unsafe {
+        let run = &mut *(*(node as *mut TesseraScanState)).run;
+        if run.extra.is_none() && !run.subs.is_empty() {
+            let extra = subplans::run_all(&mut run.subs, (*node).ss.ps.state)?;
+            run.extra = Some(extra);
+        }
+    }
+    Ok(())
 }
 
 /// Runs the tasks (once per execution).
@@ -222,6 +245,8 @@ unsafe fn ensure_ran(node: *mut pg_sys::CustomScanState) -> TResult<()> {
             (*estate).es_processed += affected;
             return Ok(());
         }
+        ensure_subplans(node)?;
+        let run = &mut *(*state).run;
         let econtext = (*node).ss.ps.ps_ExprContext;
         let tasks = task::build(run, estate, econtext)?;
         let (rows, affected) = task::run(&run.plan, &tasks, run.can_stream)?;
@@ -333,6 +358,7 @@ unsafe extern "C-unwind" fn end_scan(node: *mut pg_sys::CustomScanState) {
                 (*stream).abandon().or_report();
             }
             insert_select::end(run);
+            subplans::end(&mut (*run).subs);
         }
         drop_run(node as *mut c_void)
     };

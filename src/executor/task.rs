@@ -84,6 +84,7 @@ unsafe fn param(params: pg_sys::ParamListInfo, id: usize) -> (Option<String>, pg
 unsafe fn user_params(
     plan: &DistPlan,
     params: pg_sys::ParamListInfo,
+    extra: &[super::subplans::Extra],
 ) -> (Vec<Option<String>>, Vec<u32>) {
     let n = plan
         .params
@@ -95,7 +96,10 @@ unsafe fn user_params(
     let mut values = Vec::with_capacity(n);
     let mut types = Vec::with_capacity(n);
     for id in 1..=n {
-        if plan.params.contains(&id) {
+        if let Some((_, v, t)) = extra.iter().find(|e| e.0 == id) {
+            values.push(v.clone());
+            types.push(*t);
+        } else if plan.params.contains(&id) {
             // SAFETY: forwarded.
             let (v, t) = unsafe { param(params, id) };
             values.push(v);
@@ -153,11 +157,15 @@ struct Common {
 }
 
 impl Common {
-    unsafe fn new(plan: &DistPlan, estate: *mut pg_sys::EState) -> TResult<Common> {
+    unsafe fn new(
+        plan: &DistPlan,
+        estate: *mut pg_sys::EState,
+        extra: &[super::subplans::Extra],
+    ) -> TResult<Common> {
         let metas = metas(plan)?;
         let anchor = metas[plan.anchor].clone();
         // SAFETY: the executor's parameters.
-        let (uparams, utypes) = unsafe { user_params(plan, (*estate).es_param_list_info) };
+        let (uparams, utypes) = unsafe { user_params(plan, (*estate).es_param_list_info, extra) };
         Ok(Common {
             metas,
             anchor,
@@ -220,7 +228,7 @@ pub unsafe fn insert_tasks(
 ) -> TResult<Vec<Task>> {
     let shape = plan.insert.as_ref().expect("an INSERT plan");
     // SAFETY: forwarded.
-    let c = unsafe { Common::new(plan, estate)? };
+    let c = unsafe { Common::new(plan, estate, &[])? };
     let mut tasks = Vec::new();
     for (k, list) in route(&c, shape, rows)? {
         let values = shape.values_text(shape.param_base + 1, list.len());
@@ -256,7 +264,7 @@ pub unsafe fn copy_tasks(
 ) -> TResult<Vec<Task>> {
     let shape = plan.insert.as_ref().expect("an INSERT plan");
     // SAFETY: forwarded.
-    let c = unsafe { Common::new(plan, estate)? };
+    let c = unsafe { Common::new(plan, estate, &[])? };
     let target = &plan.tables[plan.anchor];
     let mut tasks = Vec::new();
     for (k, list) in route(&c, shape, rows)? {
@@ -336,8 +344,9 @@ pub unsafe fn build(
         // SAFETY: forwarded.
         return unsafe { insert_tasks(plan, estate, &rows) };
     }
+    let extra = run.extra.as_deref().unwrap_or(&[]);
     // SAFETY: forwarded.
-    let c = unsafe { Common::new(plan, estate)? };
+    let c = unsafe { Common::new(plan, estate, extra)? };
     let anchor = c.anchor.clone();
     let mut tasks = Vec::new();
     let indices: Vec<usize> = match &plan.pin {
@@ -345,8 +354,11 @@ pub unsafe fn build(
         Pin::Single => vec![0],
         Pin::Hash(h) => vec![hash_index(&anchor, *h)],
         Pin::Param { id, typid } => {
-            // SAFETY: the executor's parameters.
-            let (value, _) = unsafe { param((*estate).es_param_list_info, *id as usize) };
+            let value = match extra.iter().find(|e| e.0 == *id as usize) {
+                Some((_, v, _)) => v.clone(),
+                // SAFETY: the executor's parameters.
+                None => unsafe { param((*estate).es_param_list_info, *id as usize) }.0,
+            };
             match value {
                 // `dist_col = NULL` matches no row: no task at all.
                 None => Vec::new(),

@@ -39,6 +39,40 @@ pub unsafe fn plan(
     cursor_options: i32,
     bound_params: pg_sys::ParamListInfo,
 ) -> TResult<*mut pg_sys::PlannedStmt> {
+    // SAFETY: planning a valid analyzed Query, or a copy of it.
+    unsafe {
+        let first = plan_one(parse, query_string, cursor_options, bound_params);
+        let Err(e) = first else { return first };
+        // Refused as it is: take out the subqueries that cannot run inside the shard queries
+        // (planned and run on their own first) and try again.
+        if !matches!(
+            (*parse).commandType,
+            pg_sys::CmdType::CMD_SELECT | pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE
+        ) || !(*parse).hasSubLinks
+        {
+            return Err(e);
+        }
+        let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
+        let mut base = params_of(parse).into_iter().max().unwrap_or(0);
+        if !bound_params.is_null() {
+            base = base.max((*bound_params).numParams.max(0) as usize);
+        }
+        let subplans = super::recursive::extract(copy, base + 1, query_string, bound_params);
+        if subplans.is_empty() {
+            return Err(e);
+        }
+        let stmt = plan_one(copy, query_string, cursor_options, bound_params)?;
+        super::recursive::attach(stmt, &subplans)?;
+        Ok(stmt)
+    }
+}
+
+unsafe fn plan_one(
+    parse: *mut pg_sys::Query,
+    query_string: *const std::ffi::c_char,
+    cursor_options: i32,
+    bound_params: pg_sys::ParamListInfo,
+) -> TResult<*mut pg_sys::PlannedStmt> {
     // SAFETY: reading and copying a valid analyzed Query.
     unsafe {
         let a = analyze(parse)?;
@@ -240,7 +274,9 @@ unsafe extern "C-unwind" fn rte_walker(node: *mut pg_sys::Node, ctx: *mut c_void
 /// Every relation RTE of the query, below the top level included: the plan's range table gets
 /// them so the executor checks the user's privileges on each and plan-cache invalidation and
 /// locking see them.
-unsafe fn sublevel_relations(query: *mut pg_sys::Query) -> Vec<*mut pg_sys::RangeTblEntry> {
+pub(super) unsafe fn sublevel_relations(
+    query: *mut pg_sys::Query,
+) -> Vec<*mut pg_sys::RangeTblEntry> {
     let mut found = RelRtes(Vec::new());
     // SAFETY: walking a valid Query.
     unsafe {

@@ -14,6 +14,9 @@ mod analyze;
 mod combine;
 mod deparse;
 mod distributed;
+mod recursive;
+
+pub use recursive::SubKind;
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;

@@ -154,6 +154,32 @@ pub fn json_string(s: &str) -> String {
     out
 }
 
+/// An array literal (`{"a",NULL,"b"}`) of element texts, each quoted, with the element type's
+/// delimiter: the text form of an array value.
+pub fn array_literal(values: &[Option<String>], delim: char) -> String {
+    let mut s = String::from("{");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            s.push(delim);
+        }
+        match v {
+            None => s.push_str("NULL"),
+            Some(t) => {
+                s.push('"');
+                for ch in t.chars() {
+                    if ch == '"' || ch == '\\' {
+                        s.push('\\');
+                    }
+                    s.push(ch);
+                }
+                s.push('"');
+            }
+        }
+    }
+    s.push('}');
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +234,23 @@ mod tests {
         let sql = "SELECT * FROM a JOIN b ON true";
         let out = splice(sql, vec![(21, 22, "b_2".into()), (14, 15, "a_1".into())]);
         assert_eq!(out, "SELECT * FROM a_1 JOIN b_2 ON true");
+    }
+
+    #[test]
+    fn array_literals_quote_every_element() {
+        assert_eq!(
+            array_literal(
+                &[
+                    Some("a".into()),
+                    None,
+                    Some("x\"y\\z".into()),
+                    Some("".into()),
+                    Some("NULL".into())
+                ],
+                ','
+            ),
+            r#"{"a",NULL,"x\"y\\z","","NULL"}"#
+        );
+        assert_eq!(array_literal(&[], ','), "{}");
     }
 }

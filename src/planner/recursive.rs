@@ -1,0 +1,321 @@
+//! Subqueries in WHERE that cannot run inside the shard queries, planned on their own.
+//!
+//! When a query is refused as it is, its uncorrelated sublinks in WHERE and JOIN ... ON
+//! (`x IN (SELECT ...)`, `x = (SELECT ...)`, `EXISTS (SELECT ...)`, `x op ALL (SELECT ...)`,
+//! `ARRAY(SELECT ...)`) — typically reading a distributed table they cannot be pushed down
+//! with, or a local table — become parameters of the shard queries, and it is planned again:
+//! its SELECT is planned as a query of its own (through this planner hook, so it may be
+//! distributed), runs on the coordinator before the shard queries, and its result travels as
+//! one parameter value: a scalar, a boolean, or an array (`x = ANY($n)`, which has the same
+//! meaning as `x IN (SELECT ...)`, NULLs included). Citus calls this recursive planning; it
+//! ships the result as an intermediate result file, Tessera as a parameter.
+//!
+//! The plans ride along in the Tessera scan's `custom_private` as `List(paramid, kind,
+//! element type, PlannedStmt)` items; the executor runs them first (`executor::subplans`).
+
+use std::ffi::c_void;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::combine;
+use crate::error::TesseraError;
+use crate::nodes::{is_a, list_of, make_list};
+
+/// What the executor makes of a subplan's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubKind {
+    /// At most one row, one column: its value (NULL without a row).
+    Scalar = 1,
+    /// Every row's first column as an array.
+    Array = 2,
+    /// Whether there is a row.
+    Exists = 3,
+}
+
+impl SubKind {
+    pub fn from_code(c: i32) -> Option<SubKind> {
+        match c {
+            1 => Some(SubKind::Scalar),
+            2 => Some(SubKind::Array),
+            3 => Some(SubKind::Exists),
+            _ => None,
+        }
+    }
+}
+
+/// One sublink taken out of the query.
+pub struct Subplan {
+    pub param: usize,
+    pub kind: SubKind,
+    /// The type of the value (Scalar), of the array's elements (Array), or bool.
+    pub elem_type: pg_sys::Oid,
+    pub stmt: *mut pg_sys::PlannedStmt,
+}
+
+struct Ctx {
+    next_param: usize,
+    found: Vec<Subplan>,
+    query_string: *const std::ffi::c_char,
+    bound_params: pg_sys::ParamListInfo,
+}
+
+/// The SubLink's SELECT can run on its own: it does not refer to the outer query.
+unsafe fn uncorrelated(q: *mut pg_sys::Query) -> bool {
+    // SAFETY: walking a valid Query.
+    unsafe { !pg_sys::contain_vars_of_level(q as *mut pg_sys::Node, 1) }
+}
+
+unsafe fn first_column_type(q: *mut pg_sys::Query) -> Option<(pg_sys::Oid, i32, pg_sys::Oid)> {
+    // SAFETY: reading the Query's target list.
+    unsafe {
+        list_of::<pg_sys::TargetEntry>((*q).targetList)
+            .into_iter()
+            .find(|t| !(**t).resjunk)
+            .map(|t| {
+                let e = (*t).expr as *mut pg_sys::Node;
+                (
+                    pg_sys::exprType(e),
+                    pg_sys::exprTypmod(e),
+                    pg_sys::exprCollation(e),
+                )
+            })
+    }
+}
+
+unsafe fn extern_param(
+    id: usize,
+    typ: pg_sys::Oid,
+    typmod: i32,
+    coll: pg_sys::Oid,
+) -> *mut pg_sys::Node {
+    // SAFETY: a new Param node in the planner's memory context.
+    unsafe {
+        let p = super::distributed::make_node::<pg_sys::Param>(pg_sys::NodeTag::T_Param);
+        (*p).paramkind = pg_sys::ParamKind::PARAM_EXTERN;
+        (*p).paramid = id as i32;
+        (*p).paramtype = typ;
+        (*p).paramtypmod = typmod;
+        (*p).paramcollid = coll;
+        (*p).location = -1;
+        p as *mut pg_sys::Node
+    }
+}
+
+/// For `lhs op ANY/ALL (SELECT ...)`: the operator expression, its left side, and the
+/// sublink parameter's type, when the test is one operator on the sublink's only column.
+unsafe fn simple_test(
+    testexpr: *mut pg_sys::Node,
+) -> Option<(*mut pg_sys::OpExpr, *mut pg_sys::Node, pg_sys::Oid)> {
+    // SAFETY: reading expression nodes.
+    unsafe {
+        if !is_a(testexpr as *const c_void, pg_sys::NodeTag::T_OpExpr) {
+            return None;
+        }
+        let op = testexpr as *mut pg_sys::OpExpr;
+        let args = list_of::<pg_sys::Node>((*op).args);
+        if args.len() != 2 {
+            return None;
+        }
+        let mut right = args[1];
+        while is_a(right as *const c_void, pg_sys::NodeTag::T_RelabelType) {
+            right = (*(right as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
+        }
+        if !is_a(right as *const c_void, pg_sys::NodeTag::T_Param) {
+            return None;
+        }
+        let p = right as *mut pg_sys::Param;
+        if (*p).paramkind != pg_sys::ParamKind::PARAM_SUBLINK || (*p).paramid != 1 {
+            return None;
+        }
+        Some((op, args[0], (*p).paramtype))
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn mutator(
+    node: *mut pg_sys::Node,
+    ctx: *mut c_void,
+) -> *mut pg_sys::Node {
+    if node.is_null() {
+        return node;
+    }
+    // SAFETY: called by expression_tree_mutator with valid nodes and our context.
+    unsafe {
+        let cx = &mut *(ctx as *mut Ctx);
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
+            return node;
+        }
+        if !is_a(node as *const c_void, pg_sys::NodeTag::T_SubLink) {
+            return combine::mutate(node, mutator, ctx);
+        }
+        let sl = node as *mut pg_sys::SubLink;
+        let sub = (*sl).subselect as *mut pg_sys::Query;
+        if sub.is_null() || !uncorrelated(sub) {
+            return node;
+        }
+        let Some((typ, typmod, coll)) = first_column_type(sub) else {
+            return node;
+        };
+        let id = cx.next_param;
+        let (kind, elem, replacement) = match (*sl).subLinkType {
+            pg_sys::SubLinkType::EXISTS_SUBLINK => (
+                SubKind::Exists,
+                pg_sys::BOOLOID,
+                extern_param(id, pg_sys::BOOLOID, -1, pg_sys::InvalidOid),
+            ),
+            pg_sys::SubLinkType::EXPR_SUBLINK => {
+                (SubKind::Scalar, typ, extern_param(id, typ, typmod, coll))
+            }
+            pg_sys::SubLinkType::ARRAY_SUBLINK => {
+                let arr = pg_sys::get_array_type(typ);
+                if arr == pg_sys::InvalidOid {
+                    return node;
+                }
+                (SubKind::Array, typ, extern_param(id, arr, -1, coll))
+            }
+            pg_sys::SubLinkType::ANY_SUBLINK | pg_sys::SubLinkType::ALL_SUBLINK => {
+                let Some((op, lhs, ptype)) = simple_test((*sl).testexpr) else {
+                    return node;
+                };
+                let arr = pg_sys::get_array_type(ptype);
+                if arr == pg_sys::InvalidOid {
+                    return node;
+                }
+                let sa = super::distributed::make_node::<pg_sys::ScalarArrayOpExpr>(
+                    pg_sys::NodeTag::T_ScalarArrayOpExpr,
+                );
+                (*sa).opno = (*op).opno;
+                (*sa).opfuncid = (*op).opfuncid;
+                (*sa).useOr = (*sl).subLinkType == pg_sys::SubLinkType::ANY_SUBLINK;
+                (*sa).inputcollid = (*op).inputcollid;
+                (*sa).args = make_list(&[
+                    combine::mutate(lhs, mutator, ctx),
+                    extern_param(id, arr, -1, coll),
+                ]);
+                (*sa).location = -1;
+                (SubKind::Array, ptype, sa as *mut pg_sys::Node)
+            }
+            _ => return node,
+        };
+        let copy = pg_sys::copyObjectImpl(sub as *const c_void) as *mut pg_sys::Query;
+        let stmt = pg_sys::planner(copy, cx.query_string, 0, cx.bound_params);
+        cx.found.push(Subplan {
+            param: id,
+            kind,
+            elem_type: elem,
+            stmt,
+        });
+        cx.next_param += 1;
+        replacement
+    }
+}
+
+/// Takes the sublinks of `query`'s WHERE and JOIN ... ON clauses that cannot run inside the
+/// shard queries out of it (in place), plans each, and numbers their parameters from
+/// `first_param`. Returns nothing when there is none; `query` is then unchanged.
+///
+/// # Safety
+/// `query` is a valid analyzed top-level Query the caller may change.
+pub unsafe fn extract(
+    query: *mut pg_sys::Query,
+    first_param: usize,
+    query_string: *const std::ffi::c_char,
+    bound_params: pg_sys::ParamListInfo,
+) -> Vec<Subplan> {
+    // SAFETY: mutating the Query's join tree, a copy owned by the caller.
+    unsafe {
+        if !(*query).hasSubLinks || !(*query).cteList.is_null() {
+            return Vec::new();
+        }
+        let mut cx = Ctx {
+            next_param: first_param,
+            found: Vec::new(),
+            query_string,
+            bound_params,
+        };
+        let jt = mutator(
+            (*query).jointree as *mut pg_sys::Node,
+            &mut cx as *mut Ctx as *mut c_void,
+        );
+        if !cx.found.is_empty() {
+            (*query).jointree = jt as *mut pg_sys::FromExpr;
+        }
+        cx.found
+    }
+}
+
+/// The subplans as `custom_private` items.
+///
+/// # Safety
+/// Builds nodes in the current memory context.
+pub unsafe fn private_items(subplans: &[Subplan]) -> Vec<*mut pg_sys::Node> {
+    // SAFETY: building List and Integer nodes.
+    unsafe {
+        subplans
+            .iter()
+            .map(|s| {
+                make_list(&[
+                    pg_sys::makeInteger(s.param as i32) as *mut pg_sys::Node,
+                    pg_sys::makeInteger(s.kind as i32) as *mut pg_sys::Node,
+                    pg_sys::makeInteger(s.elem_type.to_u32() as i32) as *mut pg_sys::Node,
+                    s.stmt as *mut pg_sys::Node,
+                ]) as *mut pg_sys::Node
+            })
+            .collect()
+    }
+}
+
+/// Adds the subplans to every Tessera scan in `stmt`'s plan, and their tables to the
+/// statement's invalidation lists.
+///
+/// # Safety
+/// `stmt` is a PlannedStmt the distributed planner built.
+pub unsafe fn attach(
+    stmt: *mut pg_sys::PlannedStmt,
+    subplans: &[Subplan],
+) -> Result<(), TesseraError> {
+    // SAFETY: walking and extending the plan tree being built.
+    unsafe {
+        let mut scans = Vec::new();
+        find_scans((*stmt).planTree, &mut scans);
+        for p in list_of::<pg_sys::Plan>((*stmt).subplans) {
+            find_scans(p, &mut scans);
+        }
+        if scans.is_empty() {
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                "no Tessera scan to run the subqueries",
+            ));
+        }
+        for cscan in scans {
+            for item in private_items(subplans) {
+                (*cscan).custom_private =
+                    pg_sys::lappend((*cscan).custom_private, item as *mut c_void);
+            }
+        }
+        for s in subplans {
+            (*stmt).relationOids =
+                pg_sys::list_concat_unique_oid((*stmt).relationOids, (*s.stmt).relationOids);
+            (*stmt).invalItems = pg_sys::list_concat((*stmt).invalItems, (*s.stmt).invalItems);
+        }
+        Ok(())
+    }
+}
+
+unsafe fn find_scans(plan: *mut pg_sys::Plan, out: &mut Vec<*mut pg_sys::CustomScan>) {
+    if plan.is_null() {
+        return;
+    }
+    // SAFETY: reading a plan tree.
+    unsafe {
+        if is_a(plan as *const c_void, pg_sys::NodeTag::T_CustomScan) {
+            let c = plan as *mut pg_sys::CustomScan;
+            if (*c).methods == &raw const crate::executor::SCAN_METHODS {
+                out.push(c);
+            }
+        }
+        find_scans((*plan).lefttree, out);
+        find_scans((*plan).righttree, out);
+    }
+}
