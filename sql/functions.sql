@@ -211,6 +211,14 @@ AS 'MODULE_PATHNAME', 'tessera_worker_results_wrapper';
 COMMENT ON FUNCTION pg_catalog.tessera_worker_results()
     IS 'placeholder for the rows of a distributed query''s tasks (replaced at planning)';
 
+-- A subquery or CTE the planner runs first (its own distributed query) before the coordinator
+-- finishes the query; replaced by a Tessera Subquery scan. It is never called.
+CREATE FUNCTION pg_catalog.tessera_subquery_results(integer)
+RETURNS SETOF record LANGUAGE C PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'tessera_subquery_results_wrapper';
+COMMENT ON FUNCTION pg_catalog.tessera_subquery_results(integer)
+    IS 'placeholder for the rows of a subquery planned on its own (replaced at planning)';
+
 -- Aggregates that combine the workers' partial aggregates on the coordinator.
 CREATE AGGREGATE pg_catalog.tessera_count_combine(bigint) (
     SFUNC = pg_catalog.int8pl, STYPE = bigint, INITCOND = '0', PARALLEL = SAFE);

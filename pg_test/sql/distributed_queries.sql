@@ -147,7 +147,7 @@ COMMIT;
 
 -- Subqueries in WHERE that cannot run inside the shard queries (other shards, local tables)
 -- run first on the coordinator; their result is a parameter of the shard queries.
-EXPLAIN (COSTS OFF) SELECT event_id FROM events WHERE event_id IN (SELECT event_id FROM messages WHERE body LIKE 'h%');
+EXPLAIN (COSTS OFF) SELECT event_id FROM events WHERE event_id IN (SELECT event_id FROM messages WHERE body = 'hello');
 SELECT event_id FROM events WHERE event_id IN (SELECT event_id FROM messages WHERE body LIKE 'h%') ORDER BY 1;
 SELECT count(*) FROM events WHERE amount > (SELECT avg(amount) FROM events);
 SELECT event_id FROM events WHERE tenant_id = (SELECT max(tenant_id) FROM messages) ORDER BY 1;
@@ -159,6 +159,17 @@ UPDATE events SET amount = amount + 1 WHERE kind IN (SELECT kind FROM local_kind
 SELECT event_id, amount FROM events WHERE kind = 'buy' ORDER BY 1;
 SELECT count(*) FROM events WHERE tenant_id = (SELECT tenant_id FROM messages);
 DROP TABLE local_kinds;
+
+-- Subqueries and CTEs in FROM that cannot run per shard group run first, each as its own
+-- distributed query; the coordinator finishes the query over their rows.
+EXPLAIN (COSTS OFF) WITH per_tenant AS (SELECT tenant_id, count(*) AS n FROM events GROUP BY tenant_id)
+SELECT max(n), count(*) FROM per_tenant;
+WITH per_tenant AS (SELECT tenant_id, count(*) AS n FROM events GROUP BY tenant_id)
+SELECT max(n), count(*) FROM per_tenant;
+SELECT k.label, s.n FROM (SELECT kind, count(*) AS n FROM events GROUP BY kind) s
+  JOIN (VALUES ('buy', 'Purchase'), ('click', 'Click')) AS k (kind, label) USING (kind) ORDER BY 1;
+SELECT tenant_id FROM events UNION SELECT tenant_id FROM messages ORDER BY 1;
+SELECT tenant_id FROM events WHERE tenant_id < 3 UNION ALL SELECT tenant_id FROM messages ORDER BY 1;
 
 -- Refused, with the reason and a way out.
 SELECT * FROM events e JOIN messages m ON m.event_id = e.event_id;

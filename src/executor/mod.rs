@@ -20,6 +20,7 @@
 mod explain;
 mod insert_select;
 mod subplans;
+pub mod subquery_scan;
 pub mod task;
 
 use std::ffi::{c_void, CStr, CString};
@@ -60,6 +61,7 @@ static mut EXEC_METHODS: pg_sys::CustomExecMethods = pg_sys::CustomExecMethods {
 pub fn init() {
     // SAFETY: _PG_init; the methods are static and live as long as the library.
     unsafe { pg_sys::RegisterCustomScanMethods(&raw const SCAN_METHODS) };
+    subquery_scan::init();
 }
 
 /// The scan state: PostgreSQL's part first, then a pointer to ours.

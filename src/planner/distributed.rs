@@ -43,27 +43,32 @@ pub unsafe fn plan(
     unsafe {
         let first = plan_one(parse, query_string, cursor_options, bound_params);
         let Err(e) = first else { return first };
-        // Refused as it is: take out the subqueries that cannot run inside the shard queries
-        // (planned and run on their own first) and try again.
-        if !matches!(
+        // Refused as it is: take out the subqueries in WHERE that cannot run inside the shard
+        // queries (planned and run on their own first) and try again.
+        if matches!(
             (*parse).commandType,
             pg_sys::CmdType::CMD_SELECT | pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE
-        ) || !(*parse).hasSubLinks
+        ) && (*parse).hasSubLinks
         {
-            return Err(e);
+            let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
+            let mut base = params_of(parse).into_iter().max().unwrap_or(0);
+            if !bound_params.is_null() {
+                base = base.max((*bound_params).numParams.max(0) as usize);
+            }
+            let subplans = super::recursive::extract(copy, base + 1, query_string, bound_params);
+            if !subplans.is_empty() {
+                if let Ok(stmt) = plan_one(copy, query_string, cursor_options, bound_params) {
+                    super::recursive::attach(stmt, &subplans)?;
+                    return Ok(stmt);
+                }
+            }
         }
+        // Or run its distributed subqueries and CTEs first and finish on the coordinator.
         let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
-        let mut base = params_of(parse).into_iter().max().unwrap_or(0);
-        if !bound_params.is_null() {
-            base = base.max((*bound_params).numParams.max(0) as usize);
+        match super::coordinator::plan(copy, query_string, cursor_options, bound_params)? {
+            Some(stmt) => Ok(stmt),
+            None => Err(e),
         }
-        let subplans = super::recursive::extract(copy, base + 1, query_string, bound_params);
-        if subplans.is_empty() {
-            return Err(e);
-        }
-        let stmt = plan_one(copy, query_string, cursor_options, bound_params)?;
-        super::recursive::attach(stmt, &subplans)?;
-        Ok(stmt)
     }
 }
 

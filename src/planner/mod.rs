@@ -12,6 +12,7 @@
 
 mod analyze;
 mod combine;
+mod coordinator;
 mod deparse;
 mod distributed;
 mod recursive;
@@ -84,6 +85,18 @@ unsafe extern "C-unwind" fn tessera_planner(
             None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
         }
     }
+}
+
+/// Stands for the rows of a subquery the planner runs first (`coordinator`); the planner puts
+/// a Tessera Subquery scan in its place, so it is never called.
+#[pg_extern(sql = false)]
+fn tessera_subquery_results(_k: i32) -> i32 {
+    crate::error::TesseraError::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "tessera_subquery_results() is a placeholder of the distributed planner",
+    )
+    .hint("Do not call it directly.")
+    .report()
 }
 
 /// Stands for the rows of a distributed query's tasks in the combine query; the planner puts

@@ -1,0 +1,409 @@
+//! Queries the coordinator finishes itself: their FROM items are subqueries or CTEs on
+//! distributed tables that cannot run per shard group as one query (an aggregate of an
+//! aggregate, a join of two grouped subqueries, `WITH x AS (...) SELECT ... FROM x ...`).
+//!
+//! Each such subquery or CTE (or arm of a UNION / INTERSECT / EXCEPT) is planned as a query of
+//! its own (through the planner hook, so it is a distributed query with its own tasks, combine
+//! step and pushdown), and is replaced by `SELECT * FROM tessera_subquery_results(k)`; PostgreSQL's planner then plans
+//! the rest (joins, aggregates, sorts over those rows, local tables included), and the
+//! function's scans become Tessera Subquery scans that run the subquery first into a
+//! tuplestore. Citus calls this recursive planning (results go to the coordinator as
+//! intermediate results). A FROM item that is a distributed table itself is not pulled to the
+//! coordinator whole: such queries keep their error.
+
+use std::ffi::c_void;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::analyze::touches_distributed;
+use super::distributed::make_node;
+use crate::error::{TResult, TesseraError};
+use crate::metadata::cache;
+use crate::nodes::{is_a, list_of, make_list, pstrdup, string};
+
+/// `pg_catalog.tessera_subquery_results(int)`, the placeholder of a subquery's rows.
+fn placeholder() -> pg_sys::Oid {
+    // SAFETY: a name lookup in pg_catalog; the name list is built in the current context.
+    unsafe {
+        let schema = pg_sys::makeString(pstrdup("pg_catalog"));
+        let func = pg_sys::makeString(pstrdup("tessera_subquery_results"));
+        let args = [pg_sys::INT4OID];
+        pg_sys::LookupFuncName(make_list(&[schema, func]), 1, args.as_ptr(), true)
+    }
+}
+
+/// The non-junk output columns of `q`: (type, typmod, collation).
+unsafe fn columns(q: *mut pg_sys::Query) -> Vec<(pg_sys::Oid, i32, pg_sys::Oid)> {
+    // SAFETY: reading the Query's target list.
+    unsafe {
+        list_of::<pg_sys::TargetEntry>((*q).targetList)
+            .into_iter()
+            .filter(|t| !(**t).resjunk)
+            .map(|t| {
+                let e = (*t).expr as *mut pg_sys::Node;
+                (
+                    pg_sys::exprType(e),
+                    pg_sys::exprTypmod(e),
+                    pg_sys::exprCollation(e),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Makes `rte` (a subquery or a CTE reference) read `SELECT * FROM
+/// tessera_subquery_results(k)` with `q`'s output columns, keeping its alias and column names
+/// (the outer query's Vars stay valid; a set operation keeps its subquery leaves).
+unsafe fn to_placeholder(
+    rte: *mut pg_sys::RangeTblEntry,
+    func: pg_sys::Oid,
+    k: usize,
+    q: *mut pg_sys::Query,
+) {
+    // SAFETY: editing a range table entry of a Query copy the caller owns.
+    unsafe {
+        let cols = columns(q);
+        let arg = pg_sys::makeConst(
+            pg_sys::INT4OID,
+            -1,
+            pg_sys::InvalidOid,
+            4,
+            pg_sys::Datum::from(k as i32),
+            false,
+            true,
+        );
+        let fexpr = pg_sys::makeFuncExpr(
+            func,
+            pg_sys::RECORDOID,
+            make_list(&[arg]),
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+            pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+        );
+        (*fexpr).funcretset = true;
+        let rtf = make_node::<pg_sys::RangeTblFunction>(pg_sys::NodeTag::T_RangeTblFunction);
+        (*rtf).funcexpr = fexpr as *mut pg_sys::Node;
+        (*rtf).funccolcount = cols.len() as i32;
+        let mut colnames = Vec::new();
+        let (mut types, mut typmods, mut colls) = (
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        // The output names of `q` (a set operation takes its column names from them).
+        let resnames: Vec<*mut std::ffi::c_char> = list_of::<pg_sys::TargetEntry>((*q).targetList)
+            .into_iter()
+            .filter(|t| !(**t).resjunk)
+            .map(|t| (*t).resname)
+            .collect();
+        let mut tlist = Vec::new();
+        for (i, (t, m, c)) in cols.iter().enumerate() {
+            let name = pstrdup(&format!("c{}", i + 1));
+            colnames.push(pg_sys::makeString(name) as *mut pg_sys::Node);
+            let resname = match resnames.get(i) {
+                Some(r) if !r.is_null() => *r,
+                _ => name,
+            };
+            types = pg_sys::lappend_oid(types, *t);
+            typmods = pg_sys::lappend_int(typmods, *m);
+            colls = pg_sys::lappend_oid(colls, *c);
+            let v = pg_sys::makeVar(1, (i + 1) as i16, *t, *m, *c, 0);
+            tlist.push(pg_sys::makeTargetEntry(
+                v as *mut pg_sys::Expr,
+                (i + 1) as i16,
+                resname,
+                false,
+            ));
+        }
+        (*rtf).funccolnames = make_list(&colnames);
+        (*rtf).funccoltypes = types;
+        (*rtf).funccoltypmods = typmods;
+        (*rtf).funccolcollations = colls;
+        let frte = make_node::<pg_sys::RangeTblEntry>(pg_sys::NodeTag::T_RangeTblEntry);
+        (*frte).rtekind = pg_sys::RTEKind::RTE_FUNCTION;
+        (*frte).functions = make_list(&[rtf]);
+        (*frte).inFromCl = true;
+        (*frte).eref = pg_sys::makeAlias(c"subquery_results".as_ptr(), make_list(&colnames));
+        (*frte).alias = pg_sys::makeAlias(c"subquery_results".as_ptr(), std::ptr::null_mut());
+        let rtr = make_node::<pg_sys::RangeTblRef>(pg_sys::NodeTag::T_RangeTblRef);
+        (*rtr).rtindex = 1;
+        let nq = make_node::<pg_sys::Query>(pg_sys::NodeTag::T_Query);
+        (*nq).commandType = pg_sys::CmdType::CMD_SELECT;
+        (*nq).querySource = pg_sys::QuerySource::QSRC_ORIGINAL;
+        (*nq).canSetTag = true;
+        (*nq).rtable = make_list(&[frte]);
+        (*nq).jointree = pg_sys::makeFromExpr(make_list(&[rtr]), std::ptr::null_mut());
+        (*nq).targetList = make_list(&tlist);
+        (*nq).stmt_location = -1;
+        (*rte).rtekind = pg_sys::RTEKind::RTE_SUBQUERY;
+        (*rte).subquery = nq;
+        (*rte).security_barrier = false;
+        (*rte).ctename = std::ptr::null_mut();
+        (*rte).ctelevelsup = 0;
+        (*rte).self_reference = false;
+        (*rte).coltypes = std::ptr::null_mut();
+        (*rte).coltypmods = std::ptr::null_mut();
+        (*rte).colcollations = std::ptr::null_mut();
+    }
+}
+
+/// Plans `parse` (a copy the caller owns) with its distributed subqueries and CTEs run
+/// first, or `None` when it is not that kind of query.
+///
+/// # Safety
+/// The planner hook's arguments, `parse` a copy.
+pub unsafe fn plan(
+    parse: *mut pg_sys::Query,
+    query_string: *const std::ffi::c_char,
+    cursor_options: i32,
+    bound_params: pg_sys::ParamListInfo,
+) -> TResult<Option<*mut pg_sys::PlannedStmt>> {
+    // SAFETY: editing the Query copy and planning its parts.
+    unsafe {
+        if (*parse).commandType != pg_sys::CmdType::CMD_SELECT
+            || !(*parse).rowMarks.is_null()
+            || (*parse).hasModifyingCTE
+            || (*parse).hasRecursive
+        {
+            return Ok(None);
+        }
+        let func = placeholder();
+        if func == pg_sys::InvalidOid {
+            return Ok(None);
+        }
+        let mut children: Vec<*mut pg_sys::PlannedStmt> = Vec::new();
+        let mut converted_ctes: Vec<String> = Vec::new();
+        for rte in list_of::<pg_sys::RangeTblEntry>((*parse).rtable) {
+            match (*rte).rtekind {
+                pg_sys::RTEKind::RTE_RELATION if cache::lookup((*rte).relid)?.is_some() => {
+                    return Ok(None);
+                }
+                pg_sys::RTEKind::RTE_SUBQUERY => {
+                    let sub = (*rte).subquery;
+                    if !touches_distributed(sub)? {
+                        continue;
+                    }
+                    if (*rte).lateral {
+                        return Ok(None);
+                    }
+                    let copy = pg_sys::copyObjectImpl(sub as *const c_void) as *mut pg_sys::Query;
+                    children.push(pg_sys::planner(copy, query_string, 0, bound_params));
+                    to_placeholder(rte, func, children.len(), sub);
+                }
+                pg_sys::RTEKind::RTE_CTE if (*rte).ctelevelsup == 0 => {
+                    let name = string((*rte).ctename);
+                    let Some(cte) = list_of::<pg_sys::CommonTableExpr>((*parse).cteList)
+                        .into_iter()
+                        .find(|c| string((**c).ctename) == name)
+                    else {
+                        return Ok(None);
+                    };
+                    let q = (*cte).ctequery as *mut pg_sys::Query;
+                    if !is_a(q as *const c_void, pg_sys::NodeTag::T_Query)
+                        || !touches_distributed(q)?
+                    {
+                        continue;
+                    }
+                    let copy = pg_sys::copyObjectImpl(q as *const c_void) as *mut pg_sys::Query;
+                    children.push(pg_sys::planner(copy, query_string, 0, bound_params));
+                    to_placeholder(rte, func, children.len(), q);
+                    if !converted_ctes.contains(&name) {
+                        converted_ctes.push(name);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if children.is_empty() {
+            return Ok(None);
+        }
+        // CTEs now read through the placeholder are no longer needed.
+        let kept: Vec<*mut pg_sys::CommonTableExpr> =
+            list_of::<pg_sys::CommonTableExpr>((*parse).cteList)
+                .into_iter()
+                .filter(|c| !converted_ctes.contains(&string((**c).ctename)))
+                .collect();
+        (*parse).cteList = make_list(&kept);
+        if touches_distributed(parse)? {
+            // Distributed tables elsewhere (a sublink, a nested subquery): not this way.
+            return Ok(None);
+        }
+        let stmt = pg_sys::standard_planner(parse, query_string, cursor_options, bound_params);
+        let mut swap = Swap {
+            func,
+            children: &children,
+            done: vec![false; children.len()],
+        };
+        (*stmt).planTree = swap_plan((*stmt).planTree, &mut swap);
+        let mut subplans = Vec::new();
+        for p in list_of::<pg_sys::Plan>((*stmt).subplans) {
+            subplans.push(swap_plan(p, &mut swap) as *mut pg_sys::Node);
+        }
+        (*stmt).subplans = make_list(&subplans);
+        if swap.done.iter().any(|d| !d) {
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                "the coordinator's plan lost the scan of a distributed subquery",
+            ));
+        }
+        for &c in &children {
+            (*stmt).relationOids =
+                pg_sys::list_concat_unique_oid((*stmt).relationOids, (*c).relationOids);
+            (*stmt).invalItems = pg_sys::list_concat((*stmt).invalItems, (*c).invalItems);
+        }
+        Ok(Some(stmt))
+    }
+}
+
+struct Swap<'a> {
+    func: pg_sys::Oid,
+    children: &'a [*mut pg_sys::PlannedStmt],
+    done: Vec<bool>,
+}
+
+/// The `k` of a FunctionScan of `tessera_subquery_results(k)`.
+unsafe fn placeholder_index(f: *mut pg_sys::FunctionScan, func: pg_sys::Oid) -> Option<usize> {
+    // SAFETY: reading a FunctionScan's function list.
+    unsafe {
+        let rtfs = list_of::<pg_sys::RangeTblFunction>((*f).functions);
+        let e = (**rtfs.first()?).funcexpr;
+        if !is_a(e as *const c_void, pg_sys::NodeTag::T_FuncExpr) {
+            return None;
+        }
+        let fe = e as *mut pg_sys::FuncExpr;
+        if (*fe).funcid != func {
+            return None;
+        }
+        let arg = *list_of::<pg_sys::Node>((*fe).args).first()?;
+        if !is_a(arg as *const c_void, pg_sys::NodeTag::T_Const) {
+            return None;
+        }
+        Some((*(arg as *mut pg_sys::Const)).constvalue.value() as i32 as usize)
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn index_var_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: called by expression_tree_walker; the Vars of the replaced scan read its tuple.
+    unsafe {
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Var) {
+            let v = node as *mut pg_sys::Var;
+            if (*v).varno == *(ctx as *mut i32) && (*v).varlevelsup == 0 {
+                (*v).varno = pg_sys::INDEX_VAR;
+            }
+            return false;
+        }
+        pg_sys::expression_tree_walker(node, Some(index_var_walker), ctx)
+    }
+}
+
+unsafe fn swap_list(list: *mut pg_sys::List, s: &mut Swap) -> *mut pg_sys::List {
+    // SAFETY: forwarded.
+    unsafe {
+        let items: Vec<*mut pg_sys::Node> = list_of::<pg_sys::Plan>(list)
+            .into_iter()
+            .map(|p| swap_plan(p, s) as *mut pg_sys::Node)
+            .collect();
+        make_list(&items)
+    }
+}
+
+/// Replaces each FunctionScan of the placeholder below `plan` by a Tessera Subquery scan.
+unsafe fn swap_plan(plan: *mut pg_sys::Plan, s: &mut Swap) -> *mut pg_sys::Plan {
+    if plan.is_null() {
+        return plan;
+    }
+    // SAFETY: walking and editing a plan tree just made by standard_planner.
+    unsafe {
+        if is_a(plan as *const c_void, pg_sys::NodeTag::T_FunctionScan) {
+            let f = plan as *mut pg_sys::FunctionScan;
+            let Some(k) = placeholder_index(f, s.func) else {
+                return plan;
+            };
+            if k == 0 || k > s.children.len() {
+                return plan;
+            }
+            s.done[k - 1] = true;
+            let mut scanrelid = (*f).scan.scanrelid as i32;
+            let c = make_node::<pg_sys::CustomScan>(pg_sys::NodeTag::T_CustomScan);
+            (*c).methods = &raw const crate::executor::subquery_scan::SCAN_METHODS;
+            (*c).custom_private = make_list(&[s.children[k - 1] as *mut pg_sys::Node]);
+            let p = &mut (*c).scan.plan;
+            let from = &(*f).scan.plan;
+            p.startup_cost = from.startup_cost;
+            p.total_cost = from.total_cost;
+            p.plan_rows = from.plan_rows;
+            p.plan_width = from.plan_width;
+            p.plan_node_id = from.plan_node_id;
+            p.parallel_safe = false;
+            p.targetlist = from.targetlist;
+            p.qual = from.qual;
+            p.initPlan = from.initPlan;
+            p.extParam = from.extParam;
+            p.allParam = from.allParam;
+            let ctx = &mut scanrelid as *mut i32 as *mut c_void;
+            index_var_walker(p.targetlist as *mut pg_sys::Node, ctx);
+            index_var_walker(p.qual as *mut pg_sys::Node, ctx);
+            // The scan tuple: the function's columns, as Vars of its range table entry.
+            let rtf = *list_of::<pg_sys::RangeTblFunction>((*f).functions)
+                .first()
+                .expect("checked above");
+            let types = list_of_oids((*rtf).funccoltypes);
+            let typmods = list_of_ints((*rtf).funccoltypmods);
+            let colls = list_of_oids((*rtf).funccolcollations);
+            let mut tlist = Vec::new();
+            for (i, t) in types.iter().enumerate() {
+                let v = pg_sys::makeVar(
+                    scanrelid,
+                    (i + 1) as i16,
+                    *t,
+                    typmods.get(i).copied().unwrap_or(-1),
+                    colls.get(i).copied().unwrap_or(pg_sys::InvalidOid),
+                    0,
+                );
+                tlist.push(pg_sys::makeTargetEntry(
+                    v as *mut pg_sys::Expr,
+                    (i + 1) as i16,
+                    std::ptr::null_mut(),
+                    false,
+                ));
+            }
+            (*c).custom_scan_tlist = make_list(&tlist);
+            (*c).scan.scanrelid = 0;
+            return c as *mut pg_sys::Plan;
+        }
+        (*plan).lefttree = swap_plan((*plan).lefttree, s);
+        (*plan).righttree = swap_plan((*plan).righttree, s);
+        if is_a(plan as *const c_void, pg_sys::NodeTag::T_Append) {
+            let a = plan as *mut pg_sys::Append;
+            (*a).appendplans = swap_list((*a).appendplans, s);
+        } else if is_a(plan as *const c_void, pg_sys::NodeTag::T_MergeAppend) {
+            let a = plan as *mut pg_sys::MergeAppend;
+            (*a).mergeplans = swap_list((*a).mergeplans, s);
+        } else if is_a(plan as *const c_void, pg_sys::NodeTag::T_SubqueryScan) {
+            let q = plan as *mut pg_sys::SubqueryScan;
+            (*q).subplan = swap_plan((*q).subplan, s);
+        }
+        plan
+    }
+}
+
+unsafe fn list_of_oids(list: *mut pg_sys::List) -> Vec<pg_sys::Oid> {
+    // SAFETY: reading an OID list.
+    unsafe {
+        let n = if list.is_null() { 0 } else { (*list).length };
+        (0..n).map(|i| pg_sys::list_nth_oid(list, i)).collect()
+    }
+}
+
+unsafe fn list_of_ints(list: *mut pg_sys::List) -> Vec<i32> {
+    // SAFETY: reading an int list.
+    unsafe {
+        let n = if list.is_null() { 0 } else { (*list).length };
+        (0..n).map(|i| pg_sys::list_nth_int(list, i)).collect()
+    }
+}
