@@ -248,9 +248,7 @@ pub unsafe fn plan(
             ));
         }
         for &c in &children {
-            (*stmt).relationOids =
-                pg_sys::list_concat_unique_oid((*stmt).relationOids, (*c).relationOids);
-            (*stmt).invalItems = pg_sys::list_concat((*stmt).invalItems, (*c).invalItems);
+            super::recursive::adopt_child(stmt, c);
         }
         Ok(Some(stmt))
     }

@@ -295,9 +295,7 @@ pub unsafe fn attach(
             }
         }
         for s in subplans {
-            (*stmt).relationOids =
-                pg_sys::list_concat_unique_oid((*stmt).relationOids, (*s.stmt).relationOids);
-            (*stmt).invalItems = pg_sys::list_concat((*stmt).invalItems, (*s.stmt).invalItems);
+            adopt_child(stmt, s.stmt);
         }
         Ok(())
     }
@@ -317,5 +315,32 @@ unsafe fn find_scans(plan: *mut pg_sys::Plan, out: &mut Vec<*mut pg_sys::CustomS
         }
         find_scans((*plan).lefttree, out);
         find_scans((*plan).righttree, out);
+    }
+}
+
+/// Makes a statement answer for a child statement it runs: the child's tables join its range
+/// table (so the executor locks them and checks privileges before a cached plan runs) and its
+/// invalidation lists (so a change to them replans the statement).
+///
+/// # Safety
+/// Both are PlannedStmts being built by the planner.
+pub unsafe fn adopt_child(stmt: *mut pg_sys::PlannedStmt, child: *mut pg_sys::PlannedStmt) {
+    // SAFETY: appending copies of the child's relation entries; the statement's plan refers
+    // only to earlier range table indexes, so appending leaves them valid.
+    unsafe {
+        for rte in list_of::<pg_sys::RangeTblEntry>((*child).rtable) {
+            if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION {
+                continue;
+            }
+            let copy = pg_sys::copyObjectImpl(rte as *const c_void) as *mut pg_sys::RangeTblEntry;
+            #[cfg(not(feature = "pg15"))]
+            {
+                (*copy).perminfoindex = 0;
+            }
+            (*stmt).rtable = pg_sys::lappend((*stmt).rtable, copy as *mut c_void);
+        }
+        (*stmt).relationOids =
+            pg_sys::list_concat_unique_oid((*stmt).relationOids, (*child).relationOids);
+        (*stmt).invalItems = pg_sys::list_concat((*stmt).invalItems, (*child).invalItems);
     }
 }
