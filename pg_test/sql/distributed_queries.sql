@@ -169,6 +169,11 @@ SELECT max(n), count(*) FROM per_tenant;
 SELECT k.label, s.n FROM (SELECT kind, count(*) AS n FROM events GROUP BY kind) s
   JOIN (VALUES ('buy', 'Purchase'), ('click', 'Click')) AS k (kind, label) USING (kind) ORDER BY 1;
 SELECT tenant_id FROM events UNION SELECT tenant_id FROM messages ORDER BY 1;
+-- Joined with a distributed table, such a subquery's rows go to the shards as parameters.
+EXPLAIN (COSTS OFF) WITH busy AS (SELECT tenant_id, count(*) AS n FROM messages GROUP BY tenant_id ORDER BY n DESC, tenant_id LIMIT 1)
+SELECT e.event_id, b.n FROM events e JOIN busy b USING (tenant_id);
+WITH busy AS (SELECT tenant_id, count(*) AS n FROM messages GROUP BY tenant_id ORDER BY n DESC, tenant_id LIMIT 1)
+SELECT e.event_id, b.n FROM events e JOIN busy b USING (tenant_id) ORDER BY 1;
 SELECT tenant_id FROM events WHERE tenant_id < 3 UNION ALL SELECT tenant_id FROM messages ORDER BY 1;
 
 -- Refused, with the reason and a way out.

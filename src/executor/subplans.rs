@@ -57,12 +57,13 @@ pub(super) unsafe fn of_plan(cscan: *mut pg_sys::CustomScan) -> Vec<Sub> {
     out
 }
 
-/// What the receiver collects.
+/// What the receiver collects: the first column's values (every column's, for Rows).
 struct Collect {
     kind: SubKind,
     rows: usize,
-    values: Vec<Option<String>>,
-    output: Option<pg_sys::FmgrInfo>,
+    columns: Vec<Vec<Option<String>>>,
+    outputs: Vec<Option<pg_sys::FmgrInfo>>,
+    types: Vec<pg_sys::Oid>,
 }
 
 #[repr(C)]
@@ -91,28 +92,41 @@ unsafe extern "C-unwind" fn receive(
             }
             _ => {}
         }
-        if ((*slot).tts_nvalid as i32) < 1 {
-            pg_sys::slot_getsomeattrs_int(slot, 1);
-        }
         let desc = (*slot).tts_tupleDescriptor;
-        if (*desc).natts < 1 {
-            c.values.push(None);
-            return true;
+        let width = if c.kind == SubKind::Rows {
+            (*desc).natts as usize
+        } else {
+            ((*desc).natts as usize).min(1)
+        };
+        if ((*slot).tts_nvalid as usize) < width {
+            pg_sys::slot_getsomeattrs_int(slot, width as i32);
         }
-        if *(*slot).tts_isnull {
-            c.values.push(None);
-            return true;
+        if c.columns.len() < width {
+            c.columns.resize_with(width, Vec::new);
+            c.outputs.resize_with(width, || None);
+            c.types = (0..width)
+                .map(|i| (*(*desc).attrs.as_ptr().add(i)).atttypid)
+                .collect();
         }
-        let finfo = c.output.get_or_insert_with(|| {
-            let typid = (*(*desc).attrs.as_ptr()).atttypid;
-            let (mut out, mut varlena) = (pg_sys::InvalidOid, false);
-            pg_sys::getTypeOutputInfo(typid, &mut out, &mut varlena);
-            let mut f = pg_sys::FmgrInfo::default();
-            pg_sys::fmgr_info(out, &mut f);
-            f
-        });
-        let text = crate::nodes::string(pg_sys::OutputFunctionCall(finfo, *(*slot).tts_values));
-        c.values.push(Some(text));
+        for i in 0..width {
+            if *(*slot).tts_isnull.add(i) {
+                c.columns[i].push(None);
+                continue;
+            }
+            let typid = c.types[i];
+            let finfo = c.outputs[i].get_or_insert_with(|| {
+                let (mut out, mut varlena) = (pg_sys::InvalidOid, false);
+                pg_sys::getTypeOutputInfo(typid, &mut out, &mut varlena);
+                let mut f = pg_sys::FmgrInfo::default();
+                pg_sys::fmgr_info(out, &mut f);
+                f
+            });
+            let text = crate::nodes::string(pg_sys::OutputFunctionCall(
+                finfo,
+                *(*slot).tts_values.add(i),
+            ));
+            c.columns[i].push(Some(text));
+        }
     }
     true
 }
@@ -127,6 +141,26 @@ unsafe extern "C-unwind" fn startup(
 
 #[pg_guard]
 unsafe extern "C-unwind" fn shutdown(_dest: *mut pg_sys::DestReceiver) {}
+
+/// The array delimiter and array type of `elem`.
+unsafe fn array_info(elem: pg_sys::Oid) -> (char, pg_sys::Oid) {
+    // SAFETY: catalog lookups of an existing type.
+    unsafe {
+        let (mut len, mut byval, mut align, mut delim) = (0i16, false, 0, 0);
+        let (mut ioparam, mut func) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+        pg_sys::get_type_io_data(
+            elem,
+            pg_sys::IOFuncSelector::IOFunc_output,
+            &mut len,
+            &mut byval,
+            &mut align,
+            &mut delim,
+            &mut ioparam,
+            &mut func,
+        );
+        (delim as u8 as char, pg_sys::get_array_type(elem))
+    }
+}
 
 /// A type as the workers know it: built-in types by OID, others inferred (0).
 fn portable(t: pg_sys::Oid) -> u32 {
@@ -148,8 +182,9 @@ pub(super) unsafe fn run_all(subs: &mut [Sub], estate: *mut pg_sys::EState) -> T
         let mut collect = Collect {
             kind: sub.kind,
             rows: 0,
-            values: Vec::new(),
-            output: None,
+            columns: Vec::new(),
+            outputs: Vec::new(),
+            types: Vec::new(),
         };
         // SAFETY: running a planned SELECT to completion into our receiver, which lives on
         // this frame until the QueryDesc no longer points at it.
@@ -186,39 +221,57 @@ pub(super) unsafe fn run_all(subs: &mut [Sub], estate: *mut pg_sys::EState) -> T
                 pg_sys::FreeQueryDesc(qd);
             }
         }
-        let value = match sub.kind {
-            SubKind::Exists => (
-                Some(if collect.rows > 0 { "t" } else { "f" }.to_string()),
-                pg_sys::BOOLOID.to_u32(),
-            ),
-            SubKind::Scalar => (
-                collect.values.into_iter().next().flatten(),
-                portable(sub.elem_type),
-            ),
-            SubKind::Array => {
-                // SAFETY: catalog lookups of an existing type.
-                let (delim, arr) = unsafe {
-                    let (mut len, mut byval, mut align, mut delim) = (0i16, false, 0, 0);
-                    let (mut ioparam, mut func) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
-                    pg_sys::get_type_io_data(
-                        sub.elem_type,
-                        pg_sys::IOFuncSelector::IOFunc_output,
-                        &mut len,
-                        &mut byval,
-                        &mut align,
-                        &mut delim,
-                        &mut ioparam,
-                        &mut func,
-                    );
-                    (delim as u8 as char, pg_sys::get_array_type(sub.elem_type))
-                };
-                (
-                    Some(tessera_core::sqltext::array_literal(&collect.values, delim)),
-                    portable(arr),
-                )
+        let first = |c: &mut Collect| -> Vec<Option<String>> {
+            if c.columns.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut c.columns[0])
             }
         };
-        out.push((sub.param, value.0, value.1));
+        match sub.kind {
+            SubKind::Exists => out.push((
+                sub.param,
+                Some(if collect.rows > 0 { "t" } else { "f" }.to_string()),
+                pg_sys::BOOLOID.to_u32(),
+            )),
+            SubKind::Scalar => out.push((
+                sub.param,
+                first(&mut collect).into_iter().next().flatten(),
+                portable(sub.elem_type),
+            )),
+            SubKind::Array => {
+                // SAFETY: catalog lookups of an existing type.
+                let (delim, arr) = unsafe { array_info(sub.elem_type) };
+                let values = first(&mut collect);
+                out.push((
+                    sub.param,
+                    Some(tessera_core::sqltext::array_literal(&values, delim)),
+                    portable(arr),
+                ));
+            }
+            SubKind::Rows => {
+                let n = sub.elem_type.to_u32() as usize;
+                for i in 0..n {
+                    let values = collect
+                        .columns
+                        .get_mut(i)
+                        .map(std::mem::take)
+                        .unwrap_or_default();
+                    let typ = collect.types.get(i).copied();
+                    // No row: every column an empty array of its type (from the plan).
+                    let (delim, arr) = match typ {
+                        // SAFETY: catalog lookups of an existing type.
+                        Some(t) => unsafe { array_info(t) },
+                        None => (',', pg_sys::InvalidOid),
+                    };
+                    out.push((
+                        sub.param + i,
+                        Some(tessera_core::sqltext::array_literal(&values, delim)),
+                        portable(arr),
+                    ));
+                }
+            }
+        }
     }
     Ok(out)
 }
@@ -246,10 +299,17 @@ pub(super) unsafe fn end(subs: &mut [Sub]) {
 /// `es` is the live ExplainState.
 pub(super) unsafe fn explain(subs: &[Sub], es: *mut pg_sys::ExplainState) {
     for sub in subs {
-        let label = format!(
-            "Subquery for ${} (runs first on the coordinator; its result is a parameter)",
-            sub.param
-        );
+        let label = match sub.kind {
+            SubKind::Rows => format!(
+                "Subquery for ${}..${} (runs first on the coordinator; its rows are parameters, one array per column)",
+                sub.param,
+                sub.param + (sub.elem_type.to_u32() as usize).max(1) - 1
+            ),
+            _ => format!(
+                "Subquery for ${} (runs first on the coordinator; its result is a parameter)",
+                sub.param
+            ),
+        };
         // SAFETY: forwarded.
         unsafe { super::insert_select::explain_plan(sub.stmt, sub.qd, &label, es) };
     }

@@ -65,10 +65,31 @@ pub unsafe fn plan(
         }
         // Or run its distributed subqueries and CTEs first and finish on the coordinator.
         let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
-        match super::coordinator::plan(copy, query_string, cursor_options, bound_params)? {
-            Some(stmt) => Ok(stmt),
-            None => Err(e),
+        if let Some(stmt) =
+            super::coordinator::plan(copy, query_string, cursor_options, bound_params)?
+        {
+            return Ok(stmt);
         }
+        // Or, joined with distributed tables, send their rows to the shards as parameters.
+        if (*parse).commandType == pg_sys::CmdType::CMD_SELECT {
+            let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
+            let mut base = params_of(parse).into_iter().max().unwrap_or(0);
+            if !bound_params.is_null() {
+                base = base.max((*bound_params).numParams.max(0) as usize);
+            }
+            let mut subplans =
+                super::recursive::extract(copy, base + 1, query_string, bound_params);
+            let next = base + 1 + subplans.iter().map(|s| s.width()).sum::<usize>();
+            let rows = super::recursive::broadcast_from(copy, next, query_string, bound_params);
+            if !rows.is_empty() {
+                subplans.extend(rows);
+                if let Ok(stmt) = plan_one(copy, query_string, cursor_options, bound_params) {
+                    super::recursive::attach(stmt, &subplans)?;
+                    return Ok(stmt);
+                }
+            }
+        }
+        Err(e)
     }
 }
 

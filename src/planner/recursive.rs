@@ -31,6 +31,8 @@ pub enum SubKind {
     Array = 2,
     /// Whether there is a row.
     Exists = 3,
+    /// Every column of every row, one array per column (a FROM item's rows).
+    Rows = 4,
 }
 
 impl SubKind {
@@ -39,6 +41,7 @@ impl SubKind {
             1 => Some(SubKind::Scalar),
             2 => Some(SubKind::Array),
             3 => Some(SubKind::Exists),
+            4 => Some(SubKind::Rows),
             _ => None,
         }
     }
@@ -48,9 +51,20 @@ impl SubKind {
 pub struct Subplan {
     pub param: usize,
     pub kind: SubKind,
-    /// The type of the value (Scalar), of the array's elements (Array), or bool.
+    /// The type of the value (Scalar), of the array's elements (Array), or bool; for Rows,
+    /// the number of columns (parameters `param ..= param + n - 1`).
     pub elem_type: pg_sys::Oid,
     pub stmt: *mut pg_sys::PlannedStmt,
+}
+
+impl Subplan {
+    /// How many parameters it fills.
+    pub fn width(&self) -> usize {
+        match self.kind {
+            SubKind::Rows => self.elem_type.to_u32() as usize,
+            _ => 1,
+        }
+    }
 }
 
 struct Ctx {
@@ -343,4 +357,167 @@ pub unsafe fn adopt_child(stmt: *mut pg_sys::PlannedStmt, child: *mut pg_sys::Pl
             pg_sys::list_concat_unique_oid((*stmt).relationOids, (*child).relationOids);
         (*stmt).invalItems = pg_sys::list_concat((*stmt).invalItems, (*child).invalItems);
     }
+}
+
+/// Does `q` read a table that is distributed (hash) or local, at any level?
+unsafe fn reads_tables(q: *mut pg_sys::Query) -> bool {
+    // SAFETY: reading the Query's range tables at every level.
+    unsafe {
+        let mut rels = list_of::<pg_sys::RangeTblEntry>((*q).rtable);
+        rels.extend(super::distributed::sublevel_relations(q));
+        rels.into_iter()
+            .filter(|r| (**r).rtekind == pg_sys::RTEKind::RTE_RELATION)
+            .any(|r| match crate::metadata::cache::lookup((*r).relid) {
+                Ok(Some(m)) => !m.is_reference(),
+                _ => true,
+            })
+    }
+}
+
+/// Turns the FROM items of `query` that are subqueries or CTE references reading distributed
+/// or local tables into `UNNEST($a, $b, ...)` of their rows: each is planned on its own, runs
+/// first, and its rows reach the shard queries as one array parameter per column, so the rest
+/// of the query (joined with a distributed table) runs on the shards as if it were a small
+/// reference table. Parameters are numbered from `first_param`.
+///
+/// # Safety
+/// `query` is a valid analyzed top-level Query the caller may change.
+pub unsafe fn broadcast_from(
+    query: *mut pg_sys::Query,
+    first_param: usize,
+    query_string: *const std::ffi::c_char,
+    bound_params: pg_sys::ParamListInfo,
+) -> Vec<Subplan> {
+    let mut out: Vec<Subplan> = Vec::new();
+    let mut next = first_param;
+    // SAFETY: editing the range table of the caller's Query copy; planning its parts.
+    unsafe {
+        if (*query).commandType != pg_sys::CmdType::CMD_SELECT
+            || !(*query).setOperations.is_null()
+            || (*query).hasRecursive
+        {
+            return out;
+        }
+        let mut converted: Vec<String> = Vec::new();
+        for rte in list_of::<pg_sys::RangeTblEntry>((*query).rtable) {
+            let q = match (*rte).rtekind {
+                pg_sys::RTEKind::RTE_SUBQUERY if !(*rte).lateral => (*rte).subquery,
+                pg_sys::RTEKind::RTE_CTE if (*rte).ctelevelsup == 0 => {
+                    let name = crate::nodes::string((*rte).ctename);
+                    match list_of::<pg_sys::CommonTableExpr>((*query).cteList)
+                        .into_iter()
+                        .find(|c| crate::nodes::string((**c).ctename) == name)
+                    {
+                        Some(c)
+                            if is_a((*c).ctequery as *const c_void, pg_sys::NodeTag::T_Query) =>
+                        {
+                            (*c).ctequery as *mut pg_sys::Query
+                        }
+                        _ => continue,
+                    }
+                }
+                _ => continue,
+            };
+            if q.is_null()
+                || !reads_tables(q)
+                || pg_sys::contain_vars_of_level(q as *mut pg_sys::Node, 1)
+            {
+                continue;
+            }
+            let cols: Vec<(pg_sys::Oid, i32, pg_sys::Oid)> =
+                list_of::<pg_sys::TargetEntry>((*q).targetList)
+                    .into_iter()
+                    .filter(|t| !(**t).resjunk)
+                    .map(|t| {
+                        let e = (*t).expr as *mut pg_sys::Node;
+                        (
+                            pg_sys::exprType(e),
+                            pg_sys::exprTypmod(e),
+                            pg_sys::exprCollation(e),
+                        )
+                    })
+                    .collect();
+            if cols.is_empty()
+                || cols
+                    .iter()
+                    .any(|(t, _, _)| pg_sys::get_array_type(*t) == pg_sys::InvalidOid)
+            {
+                continue;
+            }
+            let copy = pg_sys::copyObjectImpl(q as *const c_void) as *mut pg_sys::Query;
+            let stmt = pg_sys::planner(copy, query_string, 0, bound_params);
+            let mut functions = Vec::with_capacity(cols.len());
+            for (i, (t, _m, c)) in cols.iter().enumerate() {
+                let arr = pg_sys::get_array_type(*t);
+                let p = extern_param(next + i, arr, -1, *c);
+                // An explicit cast, so the shard's parser knows the array's type (extension
+                // types have no OID in common between nodes).
+                let cast = pg_sys::makeRelabelType(
+                    p as *mut pg_sys::Expr,
+                    arr,
+                    -1,
+                    *c,
+                    pg_sys::CoercionForm::COERCE_EXPLICIT_CAST,
+                );
+                let f = pg_sys::makeFuncExpr(
+                    pg_sys::Oid::from(pg_sys::F_UNNEST_ANYARRAY),
+                    *t,
+                    make_list(&[cast as *mut pg_sys::Node]),
+                    *c,
+                    *c,
+                    pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+                );
+                (*f).funcretset = true;
+                let rtf = super::distributed::make_node::<pg_sys::RangeTblFunction>(
+                    pg_sys::NodeTag::T_RangeTblFunction,
+                );
+                (*rtf).funcexpr = f as *mut pg_sys::Node;
+                (*rtf).funccolcount = 1;
+                functions.push(rtf);
+            }
+            let names: Vec<*mut pg_sys::Node> = list_of::<pg_sys::Node>((*(*rte).eref).colnames)
+                .into_iter()
+                .take(cols.len())
+                .collect();
+            if (*rte).rtekind == pg_sys::RTEKind::RTE_CTE {
+                converted.push(crate::nodes::string((*rte).ctename));
+            }
+            (*rte).rtekind = pg_sys::RTEKind::RTE_FUNCTION;
+            (*rte).functions = make_list(&functions);
+            (*rte).funcordinality = false;
+            (*rte).subquery = std::ptr::null_mut();
+            (*rte).security_barrier = false;
+            (*rte).ctename = std::ptr::null_mut();
+            (*rte).ctelevelsup = 0;
+            (*rte).self_reference = false;
+            (*rte).coltypes = std::ptr::null_mut();
+            (*rte).coltypmods = std::ptr::null_mut();
+            (*rte).colcollations = std::ptr::null_mut();
+            (*rte).eref = pg_sys::makeAlias((*(*rte).eref).aliasname, make_list(&names));
+            if (*rte).alias.is_null() {
+                (*rte).alias = pg_sys::makeAlias((*(*rte).eref).aliasname, std::ptr::null_mut());
+            }
+            out.push(Subplan {
+                param: next,
+                kind: SubKind::Rows,
+                elem_type: pg_sys::Oid::from(cols.len() as u32),
+                stmt,
+            });
+            next += cols.len();
+        }
+        // A CTE all of whose references were replaced is not needed any more.
+        if !converted.is_empty() {
+            let kept: Vec<*mut pg_sys::CommonTableExpr> =
+                list_of::<pg_sys::CommonTableExpr>((*query).cteList)
+                    .into_iter()
+                    .filter(|c| {
+                        let name = crate::nodes::string((**c).ctename);
+                        let n = converted.iter().filter(|x| **x == name).count() as i32;
+                        n == 0 || (**c).cterefcount > n
+                    })
+                    .collect();
+            (*query).cteList = make_list(&kept);
+        }
+    }
+    out
 }
