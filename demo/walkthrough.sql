@@ -102,9 +102,21 @@ SELECT t.name AS tier, count(*) AS messages
 FROM messages m JOIN shared_events e USING (tenant_id, event_id)
 JOIN tiers t ON t.id = 1 + (e.tenant_id % 3)
 GROUP BY t.name ORDER BY t.name;
-\echo 'Nearest neighbours: every shard returns its top 5 by cosine distance; the coordinator merges:'
+\echo 'Nearest neighbours: every shard returns its top 5 by cosine distance (its HNSW index); the'
+\echo 'coordinator merges:'
+EXPLAIN (COSTS OFF) SELECT tenant_id, event_id FROM messages ORDER BY embedding <=> '[1,2,0,3,1,1,4,2]' LIMIT 5;
 SELECT tenant_id, event_id, body
 FROM messages ORDER BY embedding <=> '[1,2,0,3,1,1,4,2]', tenant_id, event_id LIMIT 5;
+\echo 'A CTE that ranks tenants across shards runs first; its rows go to the shards as parameters'
+\echo 'and the join with shared_events runs there:'
+WITH busiest AS (SELECT tenant_id, count(*) AS n FROM messages GROUP BY tenant_id ORDER BY n DESC, tenant_id LIMIT 3)
+SELECT b.tenant_id, b.n AS messages, count(*) AS events
+FROM shared_events e JOIN busiest b USING (tenant_id) GROUP BY b.tenant_id, b.n ORDER BY b.tenant_id;
+\echo 'INSERT ... SELECT between co-located tables runs on each shard group; any other goes'
+\echo 'through the coordinator (here: from a local staging table, sent to the shards with COPY):'
+CREATE TEMP TABLE staging AS SELECT 7 AS tenant_id, i AS event_id, 'imported ' || i AS body FROM generate_series(100001, 100100) i;
+INSERT INTO messages (tenant_id, event_id, body) SELECT * FROM staging;
+SELECT count(*) AS tenant_7_messages FROM messages WHERE tenant_id = 7;
 
 \echo
 \echo '== The active workers ======================================================'

@@ -34,6 +34,10 @@ static MAX_ADAPTIVE_EXECUTOR_POOL_SIZE: GucSetting<i32> = GucSetting::<i32>::new
 /// instead of one task's.
 static EXPLAIN_ALL_TASKS: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// `citus.max_intermediate_result_size` (kB, -1 no limit): how large the result of a subquery
+/// that runs first may grow when it travels to the shards as parameters.
+static MAX_INTERMEDIATE_RESULT_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
+
 /// `tessera.enable_distributed_planner` (off) sends queries on
 /// distributed tables to PostgreSQL's planner unchanged: for maintenance only, since the
 /// coordinator's own copies of distributed tables are empty.
@@ -96,6 +100,16 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"citus.max_intermediate_result_size",
+        c"Largest result of a subquery that runs first and is sent to the shards.",
+        c"-1: no limit.",
+        &MAX_INTERMEDIATE_RESULT_SIZE,
+        -1,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_KB,
+    );
     GucRegistry::define_bool_guc(
         c"tessera.enable_distributed_planner",
         c"Plans queries on distributed tables as distributed queries.",
@@ -140,4 +154,10 @@ pub fn explain_all_tasks() -> bool {
 
 pub fn enable_distributed_planner() -> bool {
     ENABLE_DISTRIBUTED_PLANNER.get()
+}
+
+/// The limit in bytes, or None for no limit.
+pub fn max_intermediate_result_bytes() -> Option<usize> {
+    let kb = MAX_INTERMEDIATE_RESULT_SIZE.get();
+    (kb >= 0).then(|| kb as usize * 1024)
 }

@@ -159,6 +159,11 @@ UPDATE events SET amount = amount + 1 WHERE kind IN (SELECT kind FROM local_kind
 SELECT event_id, amount FROM events WHERE kind = 'buy' ORDER BY 1;
 SELECT count(*) FROM events WHERE tenant_id = (SELECT tenant_id FROM messages);
 DROP TABLE local_kinds;
+-- The parameters' size is bounded by citus.max_intermediate_result_size.
+SET citus.max_intermediate_result_size = 1;
+SELECT count(*) FROM events WHERE event_id IN (SELECT g FROM generate_series(1, 1000) g);
+RESET citus.max_intermediate_result_size;
+SELECT count(*) FROM events WHERE event_id IN (SELECT g FROM generate_series(1, 1000) g);
 
 -- Subqueries and CTEs in FROM that cannot run per shard group run first, each as its own
 -- distributed query; the coordinator finishes the query over their rows.

@@ -173,7 +173,12 @@ pub struct Dispatch {
     rows: VecDeque<(usize, PgResult)>,
     /// Rows that arrive are dropped (the caller stopped reading).
     discard_rows: bool,
+    /// While abandoning: when to cancel the commands still running again.
+    recancel_at: Option<Instant>,
 }
+
+/// How often an abandoned command is cancelled again while it has not ended.
+const RECANCEL_EVERY: Duration = Duration::from_millis(200);
 
 impl Dispatch {
     /// Starts the tasks (as many as `max_parallel` allows); nothing waits yet.
@@ -192,6 +197,7 @@ impl Dispatch {
             timeout: Duration::from_millis(gucs::node_connection_timeout_ms().max(1) as u64),
             rows: VecDeque::new(),
             discard_rows: false,
+            recancel_at: None,
         }
     }
 
@@ -243,15 +249,27 @@ impl Dispatch {
         // Read what the sockets already hold: a command that has ended needs no cancel.
         self.ready = vec![true; self.active.len()];
         self.step_ready();
+        self.cancel_reading();
+        // A cancel that reaches a node before its backend has read the command is ignored
+        // there: ask again until the command ends.
+        self.recancel_at = Some(Instant::now() + RECANCEL_EVERY);
+        while !self.done() {
+            self.round()?;
+            if self.recancel_at.is_some_and(|t| Instant::now() >= t) {
+                self.cancel_reading();
+                self.recancel_at = Some(Instant::now() + RECANCEL_EVERY);
+            }
+        }
+        Ok(())
+    }
+
+    /// Cancels the commands still running outside a remote transaction.
+    fn cancel_reading(&self) {
         for slot in &self.active {
             if slot.phase == Phase::Read && self.tasks[slot.task].scope == Scope::Autocommit {
                 slot.conn.cancel();
             }
         }
-        while !self.done() {
-            self.round()?;
-        }
-        Ok(())
     }
 
     /// One turn of the loop: wait if the slots were stepped, then start tasks while there is
@@ -362,6 +380,7 @@ impl Dispatch {
             .active
             .iter()
             .filter_map(|s| s.deadline)
+            .chain(self.recancel_at)
             .map(|d| d.saturating_duration_since(Instant::now()).as_millis() as i64 + 1)
             .min()
             .unwrap_or(-1);

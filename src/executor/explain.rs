@@ -135,7 +135,7 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
                 pg_sys::appendStringInfoSpaces(s, (*es).indent * 2);
                 pg_sys::appendStringInfoString(s, c"->  Task\n".as_ptr());
                 (*es_ptr).indent += 3;
-                prop("Query", sql);
+                prop("Query", &abbreviated(sql));
                 prop(
                     "Node",
                     &format!("host={} port={}", t.node.host, t.node.port),
@@ -150,7 +150,7 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
             } else {
                 let label = c"Task";
                 pg_sys::ExplainOpenGroup(label.as_ptr(), label.as_ptr(), true, es);
-                prop("Query", sql);
+                prop("Query", &abbreviated(sql));
                 prop(
                     "Node",
                     &format!("host={} port={}", t.node.host, t.node.port),
@@ -163,4 +163,18 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
             super::insert_select::explain((*state).run, es);
         }
     }
+}
+
+/// A task's SQL for EXPLAIN: whole up to 2000 bytes; longer (the multi-row INSERT of a batch)
+/// cut there, with its length.
+fn abbreviated(sql: &str) -> String {
+    const MAX: usize = 2000;
+    if sql.len() <= MAX {
+        return sql.to_string();
+    }
+    let mut end = MAX;
+    while !sql.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{} ... ({} bytes in all)", &sql[..end], sql.len())
 }

@@ -61,6 +61,9 @@ pub(super) unsafe fn of_plan(cscan: *mut pg_sys::CustomScan) -> Vec<Sub> {
 struct Collect {
     kind: SubKind,
     rows: usize,
+    /// Text collected so far, against `citus.max_intermediate_result_size`.
+    bytes: usize,
+    limit: Option<usize>,
     columns: Vec<Vec<Option<String>>>,
     outputs: Vec<Option<pg_sys::FmgrInfo>>,
     types: Vec<pg_sys::Oid>,
@@ -125,7 +128,19 @@ unsafe extern "C-unwind" fn receive(
                 finfo,
                 *(*slot).tts_values.add(i),
             ));
+            c.bytes += text.len() + 3;
             c.columns[i].push(Some(text));
+        }
+        if c.limit.is_some_and(|l| c.bytes > l) {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "the result of a subquery sent to the shards exceeds citus.max_intermediate_result_size ({} kB)",
+                    c.limit.unwrap_or(0) / 1024
+                ),
+            )
+            .hint("Set citus.max_intermediate_result_size higher (or -1 for no limit), or make the subquery return fewer rows.")
+            .report();
         }
     }
     true
@@ -185,6 +200,8 @@ pub(super) unsafe fn run_all(subs: &mut [Sub], estate: *mut pg_sys::EState) -> T
             columns: Vec::new(),
             outputs: Vec::new(),
             types: Vec::new(),
+            bytes: 0,
+            limit: crate::gucs::max_intermediate_result_bytes(),
         };
         // SAFETY: running a planned SELECT to completion into our receiver, which lives on
         // this frame until the QueryDesc no longer points at it.
