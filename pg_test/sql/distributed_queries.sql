@@ -187,8 +187,11 @@ SELECT kind, string_agg(DISTINCT kind, ',' ORDER BY kind) FROM events GROUP BY k
 UPDATE events SET tenant_id = 9 WHERE tenant_id = 1;
 UPDATE events SET amount = random() WHERE tenant_id = 1;
 INSERT INTO events (event_id, kind) VALUES (1, 'x');
-CREATE TABLE local_t (tenant_id bigint);
-SELECT * FROM events JOIN local_t USING (tenant_id);
+-- (A local table joined with a distributed one: its rows go to the shards as parameters.)
+CREATE TABLE local_t (tenant_id bigint, note text);
+INSERT INTO local_t VALUES (1, 'first'), (3, 'third');
+SELECT tenant_id, event_id, note FROM events JOIN local_t USING (tenant_id) ORDER BY 2;
+SELECT l.note, e.event_id FROM local_t l LEFT JOIN events e USING (tenant_id);
 DROP TABLE local_t;
 
 -- Foreign keys the shards enforce: between co-located tables on the distribution column, and

@@ -117,8 +117,8 @@ unsafe fn plan_one(
         if let Some(&local) = a.local_tables.first() {
             let (schema, name) = crate::nodes::rel_schema_and_name(local);
             return Err(unsupported(
-                format!("cannot plan a query that mixes the local table {schema}.{name} with distributed tables"),
-                "Distribute the local table with create_distributed_table() (co-located), or make it a reference table with create_reference_table().",
+                format!("cannot plan a query that mixes the local table {schema}.{name} with distributed tables this way"),
+                "A local table joins a distributed table in a SELECT, as an inner join or on the nullable side of an outer join (its rows then go to the shards). Otherwise distribute it with create_distributed_table() (co-located), or make it a reference table with create_reference_table().",
             ));
         }
         let colocations: Vec<i32> = a.hash_rtes().map(|r| r.meta.table.colocation_id).collect();

@@ -401,6 +401,10 @@ pub unsafe fn broadcast_from(
         let mut converted: Vec<String> = Vec::new();
         for rte in list_of::<pg_sys::RangeTblEntry>((*query).rtable) {
             let q = match (*rte).rtekind {
+                pg_sys::RTEKind::RTE_RELATION => match local_table_query(rte) {
+                    Some(q) => q,
+                    None => continue,
+                },
                 pg_sys::RTEKind::RTE_SUBQUERY if !(*rte).lateral => (*rte).subquery,
                 pg_sys::RTEKind::RTE_CTE if (*rte).ctelevelsup == 0 => {
                     let name = crate::nodes::string((*rte).ctename);
@@ -520,4 +524,45 @@ pub unsafe fn broadcast_from(
         }
     }
     out
+}
+
+/// `SELECT * FROM` a local table of the query, analyzed and rewritten (row security
+/// included), when `rte` is a local table whose columns all exist (no dropped column, so the
+/// query's column numbers are its output positions).
+unsafe fn local_table_query(rte: *mut pg_sys::RangeTblEntry) -> Option<*mut pg_sys::Query> {
+    // SAFETY: catalog lookups and parse analysis of a query text built from quoted names.
+    unsafe {
+        if !matches!(crate::metadata::cache::lookup((*rte).relid), Ok(None)) {
+            return None;
+        }
+        let names = list_of::<pg_sys::Node>((*(*rte).eref).colnames);
+        if names.iter().any(|n| {
+            is_a(*n as *const c_void, pg_sys::NodeTag::T_String)
+                && crate::nodes::string((*(*n as *mut pg_sys::String)).sval).is_empty()
+        }) {
+            return None;
+        }
+        let (schema, name) = crate::nodes::rel_schema_and_name((*rte).relid);
+        let sql = format!(
+            "SELECT * FROM {}.{}",
+            tessera_core::plan::quote_ident(&schema),
+            tessera_core::plan::quote_ident(&name)
+        );
+        let c = std::ffi::CString::new(sql).ok()?;
+        let text = crate::nodes::pstrdup(c.to_str().ok()?);
+        let raw = *list_of::<pg_sys::RawStmt>(pg_sys::pg_parse_query(text)).first()?;
+        let queries = pg_sys::pg_analyze_and_rewrite_fixedparams(
+            raw,
+            text,
+            std::ptr::null(),
+            0,
+            std::ptr::null_mut(),
+        );
+        let q = *list_of::<pg_sys::Query>(queries).first()?;
+        let width = list_of::<pg_sys::TargetEntry>((*q).targetList)
+            .into_iter()
+            .filter(|t| !(**t).resjunk)
+            .count();
+        (width == names.len()).then_some(q)
+    }
 }
