@@ -159,6 +159,13 @@ UPDATE events SET amount = amount + 1 WHERE kind IN (SELECT kind FROM local_kind
 SELECT event_id, amount FROM events WHERE kind = 'buy' ORDER BY 1;
 SELECT count(*) FROM events WHERE tenant_id = (SELECT tenant_id FROM messages);
 DROP TABLE local_kinds;
+-- Writes that read across shards: into a local table through the coordinator, and an UPDATE of
+-- a distributed table that joins a local one (its rows go to the shards as parameters).
+CREATE TABLE tenant_totals (tenant_id bigint, n bigint);
+INSERT INTO tenant_totals SELECT tenant_id, count(*) FROM events GROUP BY tenant_id;
+SELECT * FROM tenant_totals ORDER BY 1;
+UPDATE events e SET amount = e.amount + 0 * t.n FROM tenant_totals t WHERE e.tenant_id = t.tenant_id AND t.n > 1;
+DROP TABLE tenant_totals;
 -- The parameters' size is bounded by citus.max_intermediate_result_size.
 SET citus.max_intermediate_result_size = 1;
 SELECT count(*) FROM events WHERE event_id IN (SELECT g FROM generate_series(1, 1000) g);

@@ -1,6 +1,7 @@
 //! Queries the coordinator finishes itself: their FROM items are subqueries or CTEs on
 //! distributed tables that cannot run per shard group as one query (an aggregate of an
-//! aggregate, a join of two grouped subqueries, `WITH x AS (...) SELECT ... FROM x ...`).
+//! aggregate, a join of two grouped subqueries, `WITH x AS (...) SELECT ... FROM x ...`), or
+//! they write into a local table (`INSERT INTO local SELECT ... FROM dist`).
 //!
 //! Each such subquery or CTE (or arm of a UNION / INTERSECT / EXCEPT) is planned as a query of
 //! its own (through the planner hook, so it is a distributed query with its own tasks, combine
@@ -161,7 +162,23 @@ pub unsafe fn plan(
 ) -> TResult<Option<*mut pg_sys::PlannedStmt>> {
     // SAFETY: editing the Query copy and planning its parts.
     unsafe {
-        if (*parse).commandType != pg_sys::CmdType::CMD_SELECT
+        // A SELECT, or a write into a local table (INSERT INTO local SELECT ... FROM dist).
+        let command_ok = match (*parse).commandType {
+            pg_sys::CmdType::CMD_SELECT => true,
+            pg_sys::CmdType::CMD_INSERT
+            | pg_sys::CmdType::CMD_UPDATE
+            | pg_sys::CmdType::CMD_DELETE => {
+                let rti = (*parse).resultRelation;
+                rti > 0 && {
+                    let rte =
+                        pg_sys::list_nth((*parse).rtable, rti - 1) as *mut pg_sys::RangeTblEntry;
+                    (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION
+                        && cache::lookup((*rte).relid)?.is_none()
+                }
+            }
+            _ => false,
+        };
+        if !command_ok
             || !(*parse).rowMarks.is_null()
             || (*parse).hasModifyingCTE
             || (*parse).hasRecursive

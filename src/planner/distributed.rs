@@ -71,7 +71,10 @@ pub unsafe fn plan(
             return Ok(stmt);
         }
         // Or, joined with distributed tables, send their rows to the shards as parameters.
-        if (*parse).commandType == pg_sys::CmdType::CMD_SELECT {
+        if matches!(
+            (*parse).commandType,
+            pg_sys::CmdType::CMD_SELECT | pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE
+        ) {
             let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
             let mut base = params_of(parse).into_iter().max().unwrap_or(0);
             if !bound_params.is_null() {

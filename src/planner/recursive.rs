@@ -392,14 +392,23 @@ pub unsafe fn broadcast_from(
     let mut next = first_param;
     // SAFETY: editing the range table of the caller's Query copy; planning its parts.
     unsafe {
-        if (*query).commandType != pg_sys::CmdType::CMD_SELECT
-            || !(*query).setOperations.is_null()
+        if !matches!(
+            (*query).commandType,
+            pg_sys::CmdType::CMD_SELECT | pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE
+        ) || !(*query).setOperations.is_null()
             || (*query).hasRecursive
         {
             return out;
         }
+        let result_rti = (*query).resultRelation;
         let mut converted: Vec<String> = Vec::new();
-        for rte in list_of::<pg_sys::RangeTblEntry>((*query).rtable) {
+        for (i, rte) in list_of::<pg_sys::RangeTblEntry>((*query).rtable)
+            .into_iter()
+            .enumerate()
+        {
+            if i as i32 + 1 == result_rti {
+                continue;
+            }
             let q = match (*rte).rtekind {
                 pg_sys::RTEKind::RTE_RELATION => match local_table_query(rte) {
                     Some(q) => q,

@@ -279,6 +279,8 @@ const DML: &[&str] = &[
     "INSERT INTO E (tenant_id, event_id, amount) SELECT 21, count(*) + 900000, sum(amount) FROM E",
     "UPDATE E SET amount = 1 WHERE event_id IN (SELECT event_id FROM M WHERE len = 7)",
     "DELETE FROM M WHERE tenant_id = 2 AND msg_id IN (SELECT event_id FROM E WHERE amount > 90)",
+    "UPDATE E SET amount = amount + 1 FROM l_kinds k WHERE k.kind = E.kind AND k.weight > 5",
+    "DELETE FROM M USING l_kinds k WHERE M.body = k.label",
     "UPDATE K SET weight = weight + 1 WHERE kind = 'buy'",
     "INSERT INTO K VALUES ('share', 'Share', 3)",
     "DELETE FROM K WHERE kind = 'refund'",
