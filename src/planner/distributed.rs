@@ -63,6 +63,32 @@ pub unsafe fn plan(
                 }
             }
         }
+        // Subqueries in the SELECT list, SET or HAVING too, when the query then runs whole on
+        // the workers.
+        if matches!(
+            (*parse).commandType,
+            pg_sys::CmdType::CMD_SELECT | pg_sys::CmdType::CMD_UPDATE
+        ) && (*parse).hasSubLinks
+        {
+            let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
+            let mut base = params_of(parse).into_iter().max().unwrap_or(0);
+            if !bound_params.is_null() {
+                base = base.max((*bound_params).numParams.max(0) as usize);
+            }
+            let mut subplans =
+                super::recursive::extract(copy, base + 1, query_string, bound_params);
+            let next = base + 1 + subplans.len();
+            let outputs = super::recursive::extract_outputs(copy, next, query_string, bound_params);
+            if !outputs.is_empty() {
+                subplans.extend(outputs);
+                if let Ok(stmt) = plan_one(copy, query_string, cursor_options, bound_params) {
+                    if super::recursive::runs_whole_on_workers(stmt, base + 1) {
+                        super::recursive::attach(stmt, &subplans)?;
+                        return Ok(stmt);
+                    }
+                }
+            }
+        }
         // Or run its distributed subqueries and CTEs first and finish on the coordinator.
         let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
         if let Some(stmt) =

@@ -116,6 +116,27 @@ unsafe fn extern_param(
     }
 }
 
+/// `param` with an explicit cast to its own type, so the worker's parser knows the type even
+/// where nothing around it says (a SELECT list) and for extension types, whose OIDs differ
+/// between nodes.
+unsafe fn typed(
+    param: *mut pg_sys::Node,
+    typ: pg_sys::Oid,
+    typmod: i32,
+    coll: pg_sys::Oid,
+) -> *mut pg_sys::Node {
+    // SAFETY: a new RelabelType node over `param`.
+    unsafe {
+        pg_sys::makeRelabelType(
+            param as *mut pg_sys::Expr,
+            typ,
+            typmod,
+            coll,
+            pg_sys::CoercionForm::COERCE_EXPLICIT_CAST,
+        ) as *mut pg_sys::Node
+    }
+}
+
 /// For `lhs op ANY/ALL (SELECT ...)`: the operator expression, its left side, and the
 /// sublink parameter's type, when the test is one operator on the sublink's only column.
 unsafe fn simple_test(
@@ -178,15 +199,21 @@ unsafe extern "C-unwind" fn mutator(
                 pg_sys::BOOLOID,
                 extern_param(id, pg_sys::BOOLOID, -1, pg_sys::InvalidOid),
             ),
-            pg_sys::SubLinkType::EXPR_SUBLINK => {
-                (SubKind::Scalar, typ, extern_param(id, typ, typmod, coll))
-            }
+            pg_sys::SubLinkType::EXPR_SUBLINK => (
+                SubKind::Scalar,
+                typ,
+                typed(extern_param(id, typ, typmod, coll), typ, typmod, coll),
+            ),
             pg_sys::SubLinkType::ARRAY_SUBLINK => {
                 let arr = pg_sys::get_array_type(typ);
                 if arr == pg_sys::InvalidOid {
                     return node;
                 }
-                (SubKind::Array, typ, extern_param(id, arr, -1, coll))
+                (
+                    SubKind::Array,
+                    typ,
+                    typed(extern_param(id, arr, -1, coll), arr, -1, coll),
+                )
             }
             pg_sys::SubLinkType::ANY_SUBLINK | pg_sys::SubLinkType::ALL_SUBLINK => {
                 let Some((op, lhs, ptype)) = simple_test((*sl).testexpr) else {
@@ -205,7 +232,7 @@ unsafe extern "C-unwind" fn mutator(
                 (*sa).inputcollid = (*op).inputcollid;
                 (*sa).args = make_list(&[
                     combine::mutate(lhs, mutator, ctx),
-                    extern_param(id, arr, -1, coll),
+                    typed(extern_param(id, arr, -1, coll), arr, -1, coll),
                 ]);
                 (*sa).location = -1;
                 (SubKind::Array, ptype, sa as *mut pg_sys::Node)
@@ -256,6 +283,112 @@ pub unsafe fn extract(
             (*query).jointree = jt as *mut pg_sys::FromExpr;
         }
         cx.found
+    }
+}
+
+/// [`extract`] for the target list (SELECT list, UPDATE's SET) and HAVING. The caller keeps
+/// the result only if the whole query then runs on the workers (no combine step on the
+/// coordinator, where the parameters would have no value).
+///
+/// # Safety
+/// As for [`extract`].
+pub unsafe fn extract_outputs(
+    query: *mut pg_sys::Query,
+    first_param: usize,
+    query_string: *const std::ffi::c_char,
+    bound_params: pg_sys::ParamListInfo,
+) -> Vec<Subplan> {
+    // SAFETY: mutating the Query's target list and HAVING, a copy owned by the caller.
+    unsafe {
+        if !(*query).hasSubLinks || !(*query).cteList.is_null() {
+            return Vec::new();
+        }
+        let mut cx = Ctx {
+            next_param: first_param,
+            found: Vec::new(),
+            query_string,
+            bound_params,
+        };
+        let ctx = &mut cx as *mut Ctx as *mut c_void;
+        let tlist = mutator((*query).targetList as *mut pg_sys::Node, ctx);
+        let having = mutator((*query).havingQual, ctx);
+        if !cx.found.is_empty() {
+            (*query).targetList = tlist as *mut pg_sys::List;
+            (*query).havingQual = having;
+        }
+        cx.found
+    }
+}
+
+/// Whether no expression the coordinator evaluates reads the parameters from `first_param` on
+/// (they are values for the workers only). The plan is a Tessera Adaptive scan, possibly under
+/// the nodes of a combine step (aggregate, sort, limit, unique, result); anything else counts
+/// as reading them.
+///
+/// # Safety
+/// `stmt` is a PlannedStmt.
+pub unsafe fn runs_whole_on_workers(stmt: *mut pg_sys::PlannedStmt, first_param: usize) -> bool {
+    // SAFETY: reading the plan tree and walking its expressions.
+    unsafe {
+        if !(*stmt).subplans.is_null() {
+            return false;
+        }
+        let mut first = first_param as i32;
+        coordinator_free((*stmt).planTree, &mut first as *mut i32 as *mut c_void)
+    }
+}
+
+unsafe fn coordinator_free(plan: *mut pg_sys::Plan, ctx: *mut c_void) -> bool {
+    if plan.is_null() {
+        return true;
+    }
+    // SAFETY: reading plan nodes and walking their expressions.
+    unsafe {
+        let reads = |n: *mut pg_sys::Node| param_walker(n, ctx);
+        if reads((*plan).targetlist as *mut pg_sys::Node)
+            || reads((*plan).qual as *mut pg_sys::Node)
+        {
+            return false;
+        }
+        let tag = (*(plan as *mut pg_sys::Node)).type_;
+        match tag {
+            pg_sys::NodeTag::T_CustomScan => {
+                (*(plan as *mut pg_sys::CustomScan)).methods
+                    == &raw const crate::executor::SCAN_METHODS
+            }
+            pg_sys::NodeTag::T_Limit => {
+                let l = plan as *mut pg_sys::Limit;
+                !reads((*l).limitOffset)
+                    && !reads((*l).limitCount)
+                    && coordinator_free((*plan).lefttree, ctx)
+            }
+            pg_sys::NodeTag::T_Result => {
+                let r = plan as *mut pg_sys::Result;
+                !reads((*r).resconstantqual) && coordinator_free((*plan).lefttree, ctx)
+            }
+            pg_sys::NodeTag::T_Agg
+            | pg_sys::NodeTag::T_Sort
+            | pg_sys::NodeTag::T_IncrementalSort
+            | pg_sys::NodeTag::T_Unique
+            | pg_sys::NodeTag::T_Material => coordinator_free((*plan).lefttree, ctx),
+            _ => false,
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn param_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: called by expression_tree_walker with valid nodes and our context.
+    unsafe {
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Param) {
+            let p = node as *mut pg_sys::Param;
+            return (*p).paramkind == pg_sys::ParamKind::PARAM_EXTERN
+                && (*p).paramid >= *(ctx as *mut i32);
+        }
+        pg_sys::expression_tree_walker(node, Some(param_walker), ctx)
     }
 }
 
