@@ -699,7 +699,10 @@ struct FunctionScanSwap {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn index_var_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+pub(super) unsafe extern "C-unwind" fn index_var_walker(
+    node: *mut pg_sys::Node,
+    ctx: *mut c_void,
+) -> bool {
     if node.is_null() {
         return false;
     }

@@ -35,7 +35,7 @@ fn placeholder() -> pg_sys::Oid {
 }
 
 /// The non-junk output columns of `q`: (type, typmod, collation).
-unsafe fn columns(q: *mut pg_sys::Query) -> Vec<(pg_sys::Oid, i32, pg_sys::Oid)> {
+pub(super) unsafe fn columns(q: *mut pg_sys::Query) -> Vec<(pg_sys::Oid, i32, pg_sys::Oid)> {
     // SAFETY: reading the Query's target list.
     unsafe {
         list_of::<pg_sys::TargetEntry>((*q).targetList)
@@ -298,24 +298,6 @@ unsafe fn placeholder_index(f: *mut pg_sys::FunctionScan, func: pg_sys::Oid) -> 
     }
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn index_var_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
-    if node.is_null() {
-        return false;
-    }
-    // SAFETY: called by expression_tree_walker; the Vars of the replaced scan read its tuple.
-    unsafe {
-        if is_a(node as *const c_void, pg_sys::NodeTag::T_Var) {
-            let v = node as *mut pg_sys::Var;
-            if (*v).varno == *(ctx as *mut i32) && (*v).varlevelsup == 0 {
-                (*v).varno = pg_sys::INDEX_VAR;
-            }
-            return false;
-        }
-        pg_sys::expression_tree_walker(node, Some(index_var_walker), ctx)
-    }
-}
-
 unsafe fn swap_list(list: *mut pg_sys::List, s: &mut Swap) -> *mut pg_sys::List {
     // SAFETY: forwarded.
     unsafe {
@@ -361,8 +343,8 @@ unsafe fn swap_plan(plan: *mut pg_sys::Plan, s: &mut Swap) -> *mut pg_sys::Plan 
             p.extParam = from.extParam;
             p.allParam = from.allParam;
             let ctx = &mut scanrelid as *mut i32 as *mut c_void;
-            index_var_walker(p.targetlist as *mut pg_sys::Node, ctx);
-            index_var_walker(p.qual as *mut pg_sys::Node, ctx);
+            super::combine::index_var_walker(p.targetlist as *mut pg_sys::Node, ctx);
+            super::combine::index_var_walker(p.qual as *mut pg_sys::Node, ctx);
             // The scan tuple: the function's columns, as Vars of its range table entry.
             let rtf = *list_of::<pg_sys::RangeTblFunction>((*f).functions)
                 .first()

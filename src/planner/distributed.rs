@@ -23,6 +23,7 @@ use super::analyze::{analyze, Analysis, PinValue};
 use super::combine;
 use super::deparse::{querydef, sites};
 use crate::error::{TResult, TesseraError};
+use crate::metadata::cache::TableMeta;
 use crate::nodes::{is_a, list_of, make_list, pstrdup};
 
 fn unsupported(what: impl Into<String>, hint: &str) -> TesseraError {
@@ -51,10 +52,7 @@ pub unsafe fn plan(
         ) && (*parse).hasSubLinks
         {
             let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
-            let mut base = params_of(parse).into_iter().max().unwrap_or(0);
-            if !bound_params.is_null() {
-                base = base.max((*bound_params).numParams.max(0) as usize);
-            }
+            let base = param_base(parse, bound_params);
             let subplans = super::recursive::extract(copy, base + 1, query_string, bound_params);
             if !subplans.is_empty() {
                 if let Ok(stmt) = plan_one(copy, query_string, cursor_options, bound_params) {
@@ -71,10 +69,7 @@ pub unsafe fn plan(
         ) && (*parse).hasSubLinks
         {
             let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
-            let mut base = params_of(parse).into_iter().max().unwrap_or(0);
-            if !bound_params.is_null() {
-                base = base.max((*bound_params).numParams.max(0) as usize);
-            }
+            let base = param_base(parse, bound_params);
             let mut subplans =
                 super::recursive::extract(copy, base + 1, query_string, bound_params);
             let next = base + 1 + subplans.len();
@@ -102,10 +97,7 @@ pub unsafe fn plan(
             pg_sys::CmdType::CMD_SELECT | pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE
         ) {
             let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
-            let mut base = params_of(parse).into_iter().max().unwrap_or(0);
-            if !bound_params.is_null() {
-                base = base.max((*bound_params).numParams.max(0) as usize);
-            }
+            let base = param_base(parse, bound_params);
             let mut subplans =
                 super::recursive::extract(copy, base + 1, query_string, bound_params);
             let next = base + 1 + subplans.iter().map(|s| s.width()).sum::<usize>();
@@ -167,6 +159,112 @@ unsafe fn plan_one(
                 "this kind of statement is not supported on distributed tables",
                 "Use SELECT, INSERT, UPDATE or DELETE.",
             )),
+        }
+    }
+}
+
+/// The number past every parameter of the user's statement: the first free parameter id is
+/// one more.
+unsafe fn param_base(parse: *mut pg_sys::Query, bound_params: pg_sys::ParamListInfo) -> usize {
+    // SAFETY: walking a valid Query; reading the bound parameters' count.
+    unsafe {
+        let mut base = params_of(parse).into_iter().max().unwrap_or(0);
+        if !bound_params.is_null() {
+            base = base.max((*bound_params).numParams.max(0) as usize);
+        }
+        base
+    }
+}
+
+/// A new `$id` parameter node of the given type.
+///
+/// # Safety
+/// Allocates in the current memory context.
+pub(super) unsafe fn extern_param(
+    id: usize,
+    typ: pg_sys::Oid,
+    typmod: i32,
+    coll: pg_sys::Oid,
+) -> *mut pg_sys::Node {
+    // SAFETY: a new Param node.
+    unsafe {
+        let p = make_node::<pg_sys::Param>(pg_sys::NodeTag::T_Param);
+        (*p).paramkind = pg_sys::ParamKind::PARAM_EXTERN;
+        (*p).paramid = id as i32;
+        (*p).paramtype = typ;
+        (*p).paramtypmod = typmod;
+        (*p).paramcollid = coll;
+        (*p).location = -1;
+        p as *mut pg_sys::Node
+    }
+}
+
+/// The column entries of an INSERT (not junk); an assignment into a field or an element of a
+/// column is refused.
+unsafe fn insert_columns(parse: *mut pg_sys::Query) -> TResult<Vec<*mut pg_sys::TargetEntry>> {
+    // SAFETY: reading the Query's target list.
+    unsafe {
+        let tles: Vec<*mut pg_sys::TargetEntry> =
+            list_of::<pg_sys::TargetEntry>((*parse).targetList)
+                .into_iter()
+                .filter(|t| !(**t).resjunk)
+                .collect();
+        for &tle in &tles {
+            let e = (*tle).expr as *const c_void;
+            if is_a(e, pg_sys::NodeTag::T_FieldStore) || is_a(e, pg_sys::NodeTag::T_SubscriptingRef)
+            {
+                return Err(unsupported(
+                    "INSERT into a field or element of a column of a distributed table is not supported",
+                    "Insert the whole column value.",
+                ));
+            }
+        }
+        Ok(tles)
+    }
+}
+
+/// Which of the INSERT's columns takes the distribution column (None for a reference table);
+/// an INSERT without it is refused.
+unsafe fn insert_dist_column(
+    meta: &TableMeta,
+    tles: &[*mut pg_sys::TargetEntry],
+) -> TResult<Option<usize>> {
+    if meta.is_reference() {
+        return Ok(None);
+    }
+    // SAFETY: each entry is a live TargetEntry of the Query being planned.
+    let resno = |t: &*mut pg_sys::TargetEntry| unsafe { (**t).resno };
+    match tles.iter().position(|t| resno(t) == meta.table.dist_attnum) {
+        Some(i) => Ok(Some(i)),
+        None => Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+            format!(
+                "cannot perform an INSERT without a value for the distribution column of {}.{}",
+                meta.schema, meta.name
+            ),
+        )
+        .hint("Every row of a distributed table needs a value in its distribution column.")),
+    }
+}
+
+/// Puts parameters `$base+1, $base+2, ...` in place of the column expressions of the INSERT
+/// `q`: the VALUES row of the worker template.
+unsafe fn values_as_params(q: *mut pg_sys::Query, base: usize) {
+    // SAFETY: editing the target list of a Query copy.
+    unsafe {
+        let mut i = 0;
+        for tle in list_of::<pg_sys::TargetEntry>((*q).targetList) {
+            if (*tle).resjunk {
+                continue;
+            }
+            let e = (*tle).expr as *mut pg_sys::Node;
+            (*tle).expr = extern_param(
+                base + i + 1,
+                pg_sys::exprType(e),
+                pg_sys::exprTypmod(e),
+                pg_sys::exprCollation(e),
+            ) as *mut pg_sys::Expr;
+            i += 1;
         }
     }
 }
@@ -733,24 +831,7 @@ unsafe fn plan_insert(
             .iter()
             .position(|r| (**r).rtekind == pg_sys::RTEKind::RTE_VALUES)
             .map(|i| i as i32 + 1);
-        let tles: Vec<*mut pg_sys::TargetEntry> =
-            list_of::<pg_sys::TargetEntry>((*parse).targetList)
-                .into_iter()
-                .filter(|t| !(**t).resjunk)
-                .collect();
-        for &tle in &tles {
-            if is_a((*tle).expr as *const c_void, pg_sys::NodeTag::T_FieldStore)
-                || is_a(
-                    (*tle).expr as *const c_void,
-                    pg_sys::NodeTag::T_SubscriptingRef,
-                )
-            {
-                return Err(unsupported(
-                    "INSERT into a field or element of a column of a distributed table is not supported",
-                    "Insert the whole column value.",
-                ));
-            }
-        }
+        let tles = insert_columns(parse)?;
         let mut rows: Vec<*mut pg_sys::List> = Vec::new();
         match values_rti {
             None => {
@@ -791,46 +872,12 @@ unsafe fn plan_insert(
             }
             pg_sys::fix_opfuncids(row as *mut pg_sys::Node);
         }
-        let dist_column = if meta.is_reference() {
-            None
-        } else {
-            match tles
-                .iter()
-                .position(|t| (**t).resno == meta.table.dist_attnum)
-            {
-                Some(i) => Some(i),
-                None => {
-                    return Err(TesseraError::new(
-                        PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
-                        format!("cannot perform an INSERT without a value for the distribution column of {}.{}", meta.schema, meta.name),
-                    )
-                    .hint("Every row of a distributed table needs a value in its distribution column."));
-                }
-            }
-        };
+        let dist_column = insert_dist_column(&meta, &tles)?;
         // The template: the INSERT with one VALUES row of parameters after the user's.
-        let mut base = params_of(parse).into_iter().max().unwrap_or(0);
-        if !bound_params.is_null() {
-            base = base.max((*bound_params).numParams.max(0) as usize);
-        }
+        let base = param_base(parse, bound_params);
         let user_params: Vec<usize> = params_of(parse);
         let q = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
-        let mut i = 0;
-        for tle in list_of::<pg_sys::TargetEntry>((*q).targetList) {
-            if (*tle).resjunk {
-                continue;
-            }
-            let expr = (*tle).expr as *mut pg_sys::Node;
-            let p = make_node::<pg_sys::Param>(pg_sys::NodeTag::T_Param);
-            (*p).paramkind = pg_sys::ParamKind::PARAM_EXTERN;
-            (*p).paramid = (base + i + 1) as i32;
-            (*p).paramtype = pg_sys::exprType(expr);
-            (*p).paramtypmod = pg_sys::exprTypmod(expr);
-            (*p).paramcollid = pg_sys::exprCollation(expr);
-            (*p).location = -1;
-            (*tle).expr = p as *mut pg_sys::Expr;
-            i += 1;
-        }
+        values_as_params(q, base);
         if let Some(rti) = values_rti {
             let vrte = pg_sys::list_nth((*q).rtable, rti - 1) as *mut pg_sys::RangeTblEntry;
             (*vrte).rtekind = pg_sys::RTEKind::RTE_RESULT;
@@ -1087,41 +1134,8 @@ unsafe fn plan_insert_via_coordinator(
                 "Move the WITH clause into the SELECT: INSERT INTO t WITH x AS (...) SELECT ... FROM x.",
             ));
         }
-        let tles: Vec<*mut pg_sys::TargetEntry> =
-            list_of::<pg_sys::TargetEntry>((*parse).targetList)
-                .into_iter()
-                .filter(|t| !(**t).resjunk)
-                .collect();
-        for &tle in &tles {
-            if is_a((*tle).expr as *const c_void, pg_sys::NodeTag::T_FieldStore)
-                || is_a(
-                    (*tle).expr as *const c_void,
-                    pg_sys::NodeTag::T_SubscriptingRef,
-                )
-            {
-                return Err(unsupported(
-                    "INSERT into a field or element of a column of a distributed table is not supported",
-                    "Insert the whole column value.",
-                ));
-            }
-        }
-        let dist_column = if meta.is_reference() {
-            None
-        } else {
-            match tles
-                .iter()
-                .position(|t| (**t).resno == meta.table.dist_attnum)
-            {
-                Some(i) => Some(i),
-                None => {
-                    return Err(TesseraError::new(
-                        PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
-                        format!("cannot perform an INSERT without a value for the distribution column of {}.{}", meta.schema, meta.name),
-                    )
-                    .hint("Every row of a distributed table needs a value in its distribution column."));
-                }
-            }
-        };
+        let tles = insert_columns(parse)?;
+        let dist_column = insert_dist_column(&meta, &tles)?;
         // The row: the INSERT's column expressions over the SELECT's output.
         let mut rti = sub_rti;
         let exprs: Vec<*mut pg_sys::Node> = tles
@@ -1150,31 +1164,13 @@ unsafe fn plan_insert_via_coordinator(
 
         // The template: the INSERT with its SELECT replaced by one VALUES row of parameters
         // after the user's.
-        let mut base = params_of(parse).into_iter().max().unwrap_or(0);
-        if !bound_params.is_null() {
-            base = base.max((*bound_params).numParams.max(0) as usize);
-        }
+        let base = param_base(parse, bound_params);
         let q = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
         let qsub = pg_sys::list_nth((*q).rtable, sub_rti - 1) as *mut pg_sys::RangeTblEntry;
         (*qsub).rtekind = pg_sys::RTEKind::RTE_RESULT;
         (*qsub).subquery = std::ptr::null_mut();
         (*(*q).jointree).fromlist = std::ptr::null_mut();
-        let mut i = 0;
-        for tle in list_of::<pg_sys::TargetEntry>((*q).targetList) {
-            if (*tle).resjunk {
-                continue;
-            }
-            let expr = (*tle).expr as *mut pg_sys::Node;
-            let p = make_node::<pg_sys::Param>(pg_sys::NodeTag::T_Param);
-            (*p).paramkind = pg_sys::ParamKind::PARAM_EXTERN;
-            (*p).paramid = (base + i + 1) as i32;
-            (*p).paramtype = pg_sys::exprType(expr);
-            (*p).paramtypmod = pg_sys::exprTypmod(expr);
-            (*p).paramcollid = pg_sys::exprCollation(expr);
-            (*p).location = -1;
-            (*tle).expr = p as *mut pg_sys::Expr;
-            i += 1;
-        }
+        values_as_params(q, base);
         let qa = analyze(q)?;
         let returning = !(*parse).returningList.is_null();
         let (tier, pin) = if meta.is_reference() {

@@ -80,42 +80,6 @@ unsafe fn uncorrelated(q: *mut pg_sys::Query) -> bool {
     unsafe { !pg_sys::contain_vars_of_level(q as *mut pg_sys::Node, 1) }
 }
 
-unsafe fn first_column_type(q: *mut pg_sys::Query) -> Option<(pg_sys::Oid, i32, pg_sys::Oid)> {
-    // SAFETY: reading the Query's target list.
-    unsafe {
-        list_of::<pg_sys::TargetEntry>((*q).targetList)
-            .into_iter()
-            .find(|t| !(**t).resjunk)
-            .map(|t| {
-                let e = (*t).expr as *mut pg_sys::Node;
-                (
-                    pg_sys::exprType(e),
-                    pg_sys::exprTypmod(e),
-                    pg_sys::exprCollation(e),
-                )
-            })
-    }
-}
-
-unsafe fn extern_param(
-    id: usize,
-    typ: pg_sys::Oid,
-    typmod: i32,
-    coll: pg_sys::Oid,
-) -> *mut pg_sys::Node {
-    // SAFETY: a new Param node in the planner's memory context.
-    unsafe {
-        let p = super::distributed::make_node::<pg_sys::Param>(pg_sys::NodeTag::T_Param);
-        (*p).paramkind = pg_sys::ParamKind::PARAM_EXTERN;
-        (*p).paramid = id as i32;
-        (*p).paramtype = typ;
-        (*p).paramtypmod = typmod;
-        (*p).paramcollid = coll;
-        (*p).location = -1;
-        p as *mut pg_sys::Node
-    }
-}
-
 /// `param` with an explicit cast to its own type, so the worker's parser knows the type even
 /// where nothing around it says (a SELECT list) and for extension types, whose OIDs differ
 /// between nodes.
@@ -189,7 +153,7 @@ unsafe extern "C-unwind" fn mutator(
         if sub.is_null() || !uncorrelated(sub) {
             return node;
         }
-        let Some((typ, typmod, coll)) = first_column_type(sub) else {
+        let Some(&(typ, typmod, coll)) = super::coordinator::columns(sub).first() else {
             return node;
         };
         let id = cx.next_param;
@@ -197,12 +161,17 @@ unsafe extern "C-unwind" fn mutator(
             pg_sys::SubLinkType::EXISTS_SUBLINK => (
                 SubKind::Exists,
                 pg_sys::BOOLOID,
-                extern_param(id, pg_sys::BOOLOID, -1, pg_sys::InvalidOid),
+                super::distributed::extern_param(id, pg_sys::BOOLOID, -1, pg_sys::InvalidOid),
             ),
             pg_sys::SubLinkType::EXPR_SUBLINK => (
                 SubKind::Scalar,
                 typ,
-                typed(extern_param(id, typ, typmod, coll), typ, typmod, coll),
+                typed(
+                    super::distributed::extern_param(id, typ, typmod, coll),
+                    typ,
+                    typmod,
+                    coll,
+                ),
             ),
             pg_sys::SubLinkType::ARRAY_SUBLINK => {
                 let arr = pg_sys::get_array_type(typ);
@@ -212,7 +181,12 @@ unsafe extern "C-unwind" fn mutator(
                 (
                     SubKind::Array,
                     typ,
-                    typed(extern_param(id, arr, -1, coll), arr, -1, coll),
+                    typed(
+                        super::distributed::extern_param(id, arr, -1, coll),
+                        arr,
+                        -1,
+                        coll,
+                    ),
                 )
             }
             pg_sys::SubLinkType::ANY_SUBLINK | pg_sys::SubLinkType::ALL_SUBLINK => {
@@ -232,7 +206,12 @@ unsafe extern "C-unwind" fn mutator(
                 (*sa).inputcollid = (*op).inputcollid;
                 (*sa).args = make_list(&[
                     combine::mutate(lhs, mutator, ctx),
-                    typed(extern_param(id, arr, -1, coll), arr, -1, coll),
+                    typed(
+                        super::distributed::extern_param(id, arr, -1, coll),
+                        arr,
+                        -1,
+                        coll,
+                    ),
                 ]);
                 (*sa).location = -1;
                 (SubKind::Array, ptype, sa as *mut pg_sys::Node)
@@ -570,19 +549,7 @@ pub unsafe fn broadcast_from(
             {
                 continue;
             }
-            let cols: Vec<(pg_sys::Oid, i32, pg_sys::Oid)> =
-                list_of::<pg_sys::TargetEntry>((*q).targetList)
-                    .into_iter()
-                    .filter(|t| !(**t).resjunk)
-                    .map(|t| {
-                        let e = (*t).expr as *mut pg_sys::Node;
-                        (
-                            pg_sys::exprType(e),
-                            pg_sys::exprTypmod(e),
-                            pg_sys::exprCollation(e),
-                        )
-                    })
-                    .collect();
+            let cols = super::coordinator::columns(q);
             if cols.is_empty()
                 || cols
                     .iter()
@@ -595,7 +562,7 @@ pub unsafe fn broadcast_from(
             let mut functions = Vec::with_capacity(cols.len());
             for (i, (t, _m, c)) in cols.iter().enumerate() {
                 let arr = pg_sys::get_array_type(*t);
-                let p = extern_param(next + i, arr, -1, *c);
+                let p = super::distributed::extern_param(next + i, arr, -1, *c);
                 // An explicit cast, so the shard's parser knows the array's type (extension
                 // types have no OID in common between nodes).
                 let cast = pg_sys::makeRelabelType(
