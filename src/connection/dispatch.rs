@@ -60,11 +60,6 @@ impl RemoteTask {
         }
     }
 
-    pub fn with_copy_data(mut self, data: std::rc::Rc<Vec<u8>>) -> RemoteTask {
-        self.copy_data = Some(data);
-        self
-    }
-
     pub fn streaming(mut self, stream: bool) -> RemoteTask {
         self.stream = stream;
         self

@@ -319,49 +319,30 @@ impl Connection {
     /// data; [`Connection::flush`] sends them.
     pub fn put_copy_data(&mut self, data: &[u8]) -> Result<(), RemoteError> {
         for chunk in data.chunks(1 << 20) {
-            loop {
-                // SAFETY: raw is live and in the COPY IN state; libpq copies the bytes. In
-                // non-blocking mode 0 means "buffer full, flush first", 1 queued, -1 an error.
-                let r = unsafe {
-                    pq::PQputCopyData(
-                        self.raw.as_ptr(),
-                        chunk.as_ptr() as *const std::ffi::c_char,
-                        chunk.len() as c_int,
-                    )
-                };
-                match r {
-                    1 => break,
-                    0 => {
-                        // SAFETY: raw is live.
-                        if unsafe { pq::PQflush(self.raw.as_ptr()) } < 0 {
-                            return Err(RemoteError::connection_lost(
-                                &self.node,
-                                self.error_message(),
-                            ));
-                        }
-                    }
-                    _ => {
-                        return Err(RemoteError::connection_lost(
-                            &self.node,
-                            self.error_message(),
-                        ))
-                    }
-                }
-            }
+            // SAFETY: raw is live and in the COPY IN state; libpq copies the bytes.
+            self.until_queued(|raw| unsafe {
+                pq::PQputCopyData(
+                    raw,
+                    chunk.as_ptr() as *const std::ffi::c_char,
+                    chunk.len() as c_int,
+                )
+            })?;
         }
+        // SAFETY: raw is live and in the COPY IN state; NULL: the copy succeeded.
+        self.until_queued(|raw| unsafe { pq::PQputCopyEnd(raw, std::ptr::null()) })
+    }
+
+    /// Calls a libpq COPY function until it queues its data: 1 queued; 0 (non-blocking, no
+    /// room) flush and call again; -1 the connection failed.
+    fn until_queued(
+        &mut self,
+        mut call: impl FnMut(*mut pq::PGconn) -> c_int,
+    ) -> Result<(), RemoteError> {
         loop {
-            // SAFETY: raw is live and in the COPY IN state; NULL: the copy succeeded.
-            match unsafe { pq::PQputCopyEnd(self.raw.as_ptr(), std::ptr::null()) } {
+            match call(self.raw.as_ptr()) {
                 1 => return Ok(()),
-                0 => {
-                    // SAFETY: raw is live.
-                    if unsafe { pq::PQflush(self.raw.as_ptr()) } < 0 {
-                        return Err(RemoteError::connection_lost(
-                            &self.node,
-                            self.error_message(),
-                        ));
-                    }
-                }
+                // SAFETY: raw is live.
+                0 if unsafe { pq::PQflush(self.raw.as_ptr()) } >= 0 => continue,
                 _ => {
                     return Err(RemoteError::connection_lost(
                         &self.node,

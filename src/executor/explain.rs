@@ -69,7 +69,6 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
             let (l, v) = (cstr(label), cstr(value));
             pg_sys::ExplainPropertyText(l.as_ptr(), v.as_ptr(), es);
         };
-        let es_ptr = es;
         prop("Tier", plan.tier.name());
         super::subplans::explain(&run.subs, es);
         let child = !run.child.is_null();
@@ -89,11 +88,33 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
                 &format!("rows of the SELECT routed through the coordinator ({why}){by}"),
             );
         }
+        explain_tasks(tasks, plan, es);
+        if child {
+            super::insert_select::explain((*state).run, es);
+        }
+    }
+}
+
+/// The tasks: their count and the worker plan of one (or all) of them; the query template
+/// when they are not built yet (an INSERT before it runs).
+///
+/// # Safety
+/// `es` is the live ExplainState.
+unsafe fn explain_tasks(
+    tasks: Option<Vec<Task>>,
+    plan: &tessera_core::plan::DistPlan,
+    es: *mut pg_sys::ExplainState,
+) {
+    let prop = |label: &str, value: &str| {
+        let (l, v) = (cstr(label), cstr(value));
+        // SAFETY: es is live; the strings outlive the call (PostgreSQL copies them).
+        unsafe { pg_sys::ExplainPropertyText(l.as_ptr(), v.as_ptr(), es) };
+    };
+    let es_ptr = es;
+    // SAFETY: reading and writing the live ExplainState; remote plans over libpq.
+    unsafe {
         let Some(tasks) = tasks else {
             prop("Query Template", &plan.template);
-            if child {
-                super::insert_select::explain((*state).run, es);
-            }
             return;
         };
         let shard_groups: usize = tasks
@@ -114,9 +135,6 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
             .take(if all { usize::MAX } else { 1 })
             .collect();
         if shown.is_empty() {
-            if child {
-                super::insert_select::explain((*state).run, es);
-            }
             return;
         }
         prop(
@@ -158,9 +176,6 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
                 prop("Remote Plan", &lines.join("\n"));
                 pg_sys::ExplainCloseGroup(label.as_ptr(), label.as_ptr(), true, es);
             }
-        }
-        if child {
-            super::insert_select::explain((*state).run, es);
         }
     }
 }

@@ -144,17 +144,6 @@ unsafe extern "C-unwind" fn receive(
     true
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn startup(
-    _dest: *mut pg_sys::DestReceiver,
-    _operation: i32,
-    _desc: pg_sys::TupleDesc,
-) {
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn shutdown(_dest: *mut pg_sys::DestReceiver) {}
-
 /// Runs the SELECT and inserts its rows; returns the RETURNING results and the rows inserted.
 ///
 /// # Safety
@@ -180,37 +169,12 @@ pub(super) unsafe fn execute(
             first_tasks: None,
         };
         let mut receiver = Receiver {
-            dest: pg_sys::DestReceiver {
-                receiveSlot: Some(receive),
-                rStartup: Some(startup),
-                rShutdown: Some(shutdown),
-                rDestroy: Some(shutdown),
-                mydest: pg_sys::CommandDest::DestNone,
-            },
+            dest: super::child::receiver(receive, pg_sys::CommandDest::DestNone),
             sink: &mut sink,
         };
-        let qd = pg_sys::CreateQueryDesc(
-            (*run).child,
-            (*estate).es_sourceText,
-            pg_sys::GetActiveSnapshot(),
-            std::ptr::null_mut(),
-            &mut receiver.dest,
-            (*estate).es_param_list_info,
-            (*estate).es_queryEnv,
-            (*estate).es_instrument,
-        );
-        pg_sys::ExecutorStart(qd, 0);
-        pg_sys::ExecutorRun(qd, pg_sys::ScanDirection::ForwardScanDirection, 0, true);
+        // EXPLAIN ANALYZE shows the SELECT with its counts; end_scan ends it.
+        (*run).child_qd = super::child::run((*run).child, estate, &mut receiver.dest, 0);
         sink.flush()?;
-        pg_sys::ExecutorFinish(qd);
-        if (*estate).es_instrument != 0 {
-            // EXPLAIN ANALYZE shows the SELECT with its counts; end_scan ends it.
-            (*qd).dest = pg_sys::CreateDestReceiver(pg_sys::CommandDest::DestNone);
-            (*run).child_qd = qd;
-        } else {
-            pg_sys::ExecutorEnd(qd);
-            pg_sys::FreeQueryDesc(qd);
-        }
         (*run).tasks = sink.first_tasks.take();
         Ok((std::mem::take(&mut sink.results), sink.affected))
     }
@@ -221,15 +185,8 @@ pub(super) unsafe fn execute(
 /// # Safety
 /// `run` is a live run.
 pub(super) unsafe fn end(run: *mut ScanRun) {
-    // SAFETY: the QueryDesc was started and finished in `execute` and is ended once.
-    unsafe {
-        let qd = (*run).child_qd;
-        if !qd.is_null() {
-            (*run).child_qd = std::ptr::null_mut();
-            pg_sys::ExecutorEnd(qd);
-            pg_sys::FreeQueryDesc(qd);
-        }
-    }
+    // SAFETY: the QueryDesc came from `child::run`.
+    unsafe { super::child::end(&mut (*run).child_qd) }
 }
 
 /// EXPLAIN: the SELECT's plan under the scan, with its counts after EXPLAIN ANALYZE.
@@ -239,77 +196,11 @@ pub(super) unsafe fn end(run: *mut ScanRun) {
 pub(super) unsafe fn explain(run: *mut ScanRun, es: *mut pg_sys::ExplainState) {
     // SAFETY: forwarded.
     unsafe {
-        explain_plan(
+        super::child::explain(
             (*run).child,
             (*run).child_qd,
             "Select Query (rows go to the shards)",
             es,
         )
-    }
-}
-
-/// Prints the plan of `stmt` under the current node, labelled `label`: the QueryDesc `kept`
-/// (with its counts, after EXPLAIN ANALYZE) or one started here for EXPLAIN only.
-///
-/// # Safety
-/// `stmt` is a PlannedStmt; `kept` null or its started QueryDesc; `es` the live ExplainState.
-pub(super) unsafe fn explain_plan(
-    stmt: *mut pg_sys::PlannedStmt,
-    kept: *mut pg_sys::QueryDesc,
-    label: &str,
-    es: *mut pg_sys::ExplainState,
-) {
-    // SAFETY: the ExplainState's per-plan fields are put back after printing the plan.
-    unsafe {
-        let (qd, own) = if kept.is_null() {
-            let qd = pg_sys::CreateQueryDesc(
-                stmt,
-                c"".as_ptr(),
-                pg_sys::GetActiveSnapshot(),
-                std::ptr::null_mut(),
-                pg_sys::CreateDestReceiver(pg_sys::CommandDest::DestNone),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                0,
-            );
-            pg_sys::ExecutorStart(qd, pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32);
-            (qd, true)
-        } else {
-            (kept, false)
-        };
-        let saved = (
-            (*es).pstmt,
-            (*es).rtable,
-            (*es).rtable_names,
-            (*es).deparse_cxt,
-            (*es).printed_subplans,
-        );
-        let text = (*es).format == pg_sys::ExplainFormat::EXPLAIN_FORMAT_TEXT;
-        let c_label = std::ffi::CString::new(label).unwrap_or_default();
-        if text {
-            let s = (*es).str_;
-            pg_sys::appendStringInfoSpaces(s, (*es).indent * 2);
-            pg_sys::appendStringInfoString(s, c"->  ".as_ptr());
-            pg_sys::appendStringInfoString(s, c_label.as_ptr());
-            pg_sys::appendStringInfoString(s, c"\n".as_ptr());
-            (*es).indent += 3;
-        } else {
-            pg_sys::ExplainOpenGroup(c_label.as_ptr(), c_label.as_ptr(), true, es);
-        }
-        pg_sys::ExplainPrintPlan(es, qd);
-        if text {
-            (*es).indent -= 3;
-        } else {
-            pg_sys::ExplainCloseGroup(c_label.as_ptr(), c_label.as_ptr(), true, es);
-        }
-        (*es).pstmt = saved.0;
-        (*es).rtable = saved.1;
-        (*es).rtable_names = saved.2;
-        (*es).deparse_cxt = saved.3;
-        (*es).printed_subplans = saved.4;
-        if own {
-            pg_sys::ExecutorEnd(qd);
-            pg_sys::FreeQueryDesc(qd);
-        }
     }
 }

@@ -17,6 +17,7 @@
 //! Inside a transaction block (and for every write) tasks run in the remote transaction, so a
 //! node sees its earlier writes; otherwise on cached autocommit connections.
 
+mod child;
 mod explain;
 mod insert_select;
 mod subplans;
@@ -242,7 +243,6 @@ unsafe fn ensure_ran(node: *mut pg_sys::CustomScanState) -> TResult<()> {
             let (results, affected) = insert_select::execute(node, (*state).run)?;
             let run = &mut *(*state).run;
             run.results = results;
-            run.can_stream = false;
             run.ran = true;
             (*estate).es_processed += affected;
             return Ok(());
@@ -253,10 +253,7 @@ unsafe fn ensure_ran(node: *mut pg_sys::CustomScanState) -> TResult<()> {
         let tasks = task::build(run, estate, econtext)?;
         let (rows, affected) = task::run(&run.plan, &tasks, run.can_stream)?;
         match rows {
-            task::Rows::Done(results) => {
-                run.results = results;
-                run.can_stream = false; // marks that this run kept its rows
-            }
+            task::Rows::Done(results) => run.results = results,
             task::Rows::Stream(dispatch) => run.stream = Some(dispatch),
         }
         run.tasks = Some(tasks);
@@ -379,10 +376,9 @@ unsafe extern "C-unwind" fn rescan(node: *mut pg_sys::CustomScanState) {
         }
         let run = &mut *run;
         run.pos = (0, 0);
-        if run.ran && run.can_stream {
-            if let Some(stream) = run.stream.take() {
-                (*stream).abandon().or_report();
-            }
+        // The stream stays in place once the run streamed (until the scan ends).
+        if let Some(stream) = run.stream.take() {
+            (*stream).abandon().or_report();
             run.results.clear();
             run.tasks = None;
             run.ran = false;

@@ -146,17 +146,6 @@ unsafe extern "C-unwind" fn receive(
     true
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn startup(
-    _dest: *mut pg_sys::DestReceiver,
-    _operation: i32,
-    _desc: pg_sys::TupleDesc,
-) {
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn shutdown(_dest: *mut pg_sys::DestReceiver) {}
-
 /// The array delimiter and array type of `elem`.
 unsafe fn array_info(elem: pg_sys::Oid) -> (char, pg_sys::Oid) {
     // SAFETY: catalog lookups of an existing type.
@@ -174,16 +163,6 @@ unsafe fn array_info(elem: pg_sys::Oid) -> (char, pg_sys::Oid) {
             &mut func,
         );
         (delim as u8 as char, pg_sys::get_array_type(elem))
-    }
-}
-
-/// A type as the workers know it: built-in types by OID, others inferred (0).
-fn portable(t: pg_sys::Oid) -> u32 {
-    let t = t.to_u32();
-    if t < pg_sys::FirstNormalObjectId {
-        t
-    } else {
-        0
     }
 }
 
@@ -207,36 +186,11 @@ pub(super) unsafe fn run_all(subs: &mut [Sub], estate: *mut pg_sys::EState) -> T
         // this frame until the QueryDesc no longer points at it.
         unsafe {
             let mut receiver = Receiver {
-                dest: pg_sys::DestReceiver {
-                    receiveSlot: Some(receive),
-                    rStartup: Some(startup),
-                    rShutdown: Some(shutdown),
-                    rDestroy: Some(shutdown),
-                    mydest: pg_sys::CommandDest::DestNone,
-                },
+                dest: super::child::receiver(receive, pg_sys::CommandDest::DestNone),
                 collect: &mut collect,
             };
-            let qd = pg_sys::CreateQueryDesc(
-                sub.stmt,
-                (*estate).es_sourceText,
-                pg_sys::GetActiveSnapshot(),
-                std::ptr::null_mut(),
-                &mut receiver.dest,
-                (*estate).es_param_list_info,
-                (*estate).es_queryEnv,
-                (*estate).es_instrument,
-            );
-            pg_sys::ExecutorStart(qd, 0);
             let count = if sub.kind == SubKind::Exists { 1 } else { 0 };
-            pg_sys::ExecutorRun(qd, pg_sys::ScanDirection::ForwardScanDirection, count, true);
-            pg_sys::ExecutorFinish(qd);
-            (*qd).dest = pg_sys::CreateDestReceiver(pg_sys::CommandDest::DestNone);
-            if (*estate).es_instrument != 0 {
-                sub.qd = qd;
-            } else {
-                pg_sys::ExecutorEnd(qd);
-                pg_sys::FreeQueryDesc(qd);
-            }
+            sub.qd = super::child::run(sub.stmt, estate, &mut receiver.dest, count);
         }
         let first = |c: &mut Collect| -> Vec<Option<String>> {
             if c.columns.is_empty() {
@@ -254,7 +208,7 @@ pub(super) unsafe fn run_all(subs: &mut [Sub], estate: *mut pg_sys::EState) -> T
             SubKind::Scalar => out.push((
                 sub.param,
                 first(&mut collect).into_iter().next().flatten(),
-                portable(sub.elem_type),
+                super::task::portable_type(sub.elem_type),
             )),
             SubKind::Array => {
                 // SAFETY: catalog lookups of an existing type.
@@ -263,7 +217,7 @@ pub(super) unsafe fn run_all(subs: &mut [Sub], estate: *mut pg_sys::EState) -> T
                 out.push((
                     sub.param,
                     Some(tessera_core::sqltext::array_literal(&values, delim)),
-                    portable(arr),
+                    super::task::portable_type(arr),
                 ));
             }
             SubKind::Rows => {
@@ -284,7 +238,7 @@ pub(super) unsafe fn run_all(subs: &mut [Sub], estate: *mut pg_sys::EState) -> T
                     out.push((
                         sub.param + i,
                         Some(tessera_core::sqltext::array_literal(&values, delim)),
-                        portable(arr),
+                        super::task::portable_type(arr),
                     ));
                 }
             }
@@ -296,17 +250,11 @@ pub(super) unsafe fn run_all(subs: &mut [Sub], estate: *mut pg_sys::EState) -> T
 /// Ends the QueryDescs kept for EXPLAIN ANALYZE.
 ///
 /// # Safety
-/// Each kept QueryDesc was started and finished by `run_all`.
+/// Each kept QueryDesc came from `child::run`.
 pub(super) unsafe fn end(subs: &mut [Sub]) {
     for sub in subs {
-        if !sub.qd.is_null() {
-            // SAFETY: ended once, then forgotten.
-            unsafe {
-                pg_sys::ExecutorEnd(sub.qd);
-                pg_sys::FreeQueryDesc(sub.qd);
-            }
-            sub.qd = std::ptr::null_mut();
-        }
+        // SAFETY: forwarded.
+        unsafe { super::child::end(&mut sub.qd) };
     }
 }
 
@@ -328,6 +276,6 @@ pub(super) unsafe fn explain(subs: &[Sub], es: *mut pg_sys::ExplainState) {
             ),
         };
         // SAFETY: forwarded.
-        unsafe { super::insert_select::explain_plan(sub.stmt, sub.qd, &label, es) };
+        unsafe { super::child::explain(sub.stmt, sub.qd, &label, es) };
     }
 }

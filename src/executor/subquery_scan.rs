@@ -69,17 +69,6 @@ unsafe extern "C-unwind" fn store_row(
     true
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn store_startup(
-    _dest: *mut pg_sys::DestReceiver,
-    _operation: i32,
-    _desc: pg_sys::TupleDesc,
-) {
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn store_shutdown(_dest: *mut pg_sys::DestReceiver) {}
-
 /// The subquery's plan in a Tessera Subquery scan.
 ///
 /// # Safety
@@ -123,38 +112,15 @@ unsafe fn run(s: *mut State) {
         let old = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
         let store = pg_sys::tuplestore_begin_heap(true, false, pg_sys::work_mem);
         let receiver = pg_sys::palloc0(std::mem::size_of::<StoreReceiver>()) as *mut StoreReceiver;
-        (*receiver).dest = pg_sys::DestReceiver {
-            receiveSlot: Some(store_row),
-            rStartup: Some(store_startup),
-            rShutdown: Some(store_shutdown),
-            rDestroy: Some(store_shutdown),
-            mydest: pg_sys::CommandDest::DestTuplestore,
-        };
+        (*receiver).dest = super::child::receiver(store_row, pg_sys::CommandDest::DestTuplestore);
         (*receiver).store = store;
         let dest = receiver as *mut pg_sys::DestReceiver;
         let desc = (*(*s).css.ss.ss_ScanTupleSlot).tts_tupleDescriptor;
         (*s).read_slot =
             pg_sys::MakeSingleTupleTableSlot(desc, &raw const pg_sys::TTSOpsMinimalTuple);
-        let qd = pg_sys::CreateQueryDesc(
-            (*s).stmt,
-            (*estate).es_sourceText,
-            pg_sys::GetActiveSnapshot(),
-            std::ptr::null_mut(),
-            dest,
-            (*estate).es_param_list_info,
-            (*estate).es_queryEnv,
-            (*estate).es_instrument,
-        );
+        // The QueryDesc kept for EXPLAIN ANALYZE lives in the query's memory too.
+        (*s).qd = super::child::run((*s).stmt, estate, dest, 0);
         pg_sys::MemoryContextSwitchTo(old);
-        pg_sys::ExecutorStart(qd, 0);
-        pg_sys::ExecutorRun(qd, pg_sys::ScanDirection::ForwardScanDirection, 0, true);
-        pg_sys::ExecutorFinish(qd);
-        if (*estate).es_instrument != 0 {
-            (*s).qd = qd;
-        } else {
-            pg_sys::ExecutorEnd(qd);
-            pg_sys::FreeQueryDesc(qd);
-        }
         (*s).store = store;
         (*s).ran = true;
     }
@@ -215,11 +181,7 @@ unsafe extern "C-unwind" fn end(node: *mut pg_sys::CustomScanState) {
     // SAFETY: node is our State; each resource is released once.
     unsafe {
         let s = node as *mut State;
-        if !(*s).qd.is_null() {
-            pg_sys::ExecutorEnd((*s).qd);
-            pg_sys::FreeQueryDesc((*s).qd);
-            (*s).qd = std::ptr::null_mut();
-        }
+        super::child::end(&mut (*s).qd);
         if !(*s).read_slot.is_null() {
             pg_sys::ExecDropSingleTupleTableSlot((*s).read_slot);
             (*s).read_slot = std::ptr::null_mut();
@@ -240,7 +202,7 @@ unsafe extern "C-unwind" fn explain(
     // SAFETY: node is our State; es the live ExplainState.
     unsafe {
         let s = node as *mut State;
-        super::insert_select::explain_plan(
+        super::child::explain(
             (*s).stmt,
             (*s).qd,
             "Distributed Subquery (runs first; its rows feed this node)",

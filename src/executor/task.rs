@@ -42,7 +42,7 @@ pub struct Task {
 
 /// A parameter's type as the workers know it: built-in types have the same OID everywhere;
 /// others (extension types such as `vector`) are left for the worker to infer.
-fn portable_type(typid: pg_sys::Oid) -> u32 {
+pub(super) fn portable_type(typid: pg_sys::Oid) -> u32 {
     let t = typid.to_u32();
     if t < pg_sys::FirstNormalObjectId {
         t
@@ -518,16 +518,14 @@ pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)
     let remote: Vec<RemoteTask> = tasks
         .iter()
         .map(|t| {
-            let r = RemoteTask::new(ConnKey::for_current_session(&t.node), t.sql.clone())
+            let mut r = RemoteTask::new(ConnKey::for_current_session(&t.node), t.sql.clone())
                 .in_scope(scope)
                 .with_params(t.params.clone())
                 .with_param_types(t.types.clone())
                 .prepared(t.prepare)
                 .streaming(stream);
-            match &t.copy_data {
-                Some(d) => r.with_copy_data(d.clone()),
-                None => r,
-            }
+            r.copy_data = t.copy_data.clone();
+            r
         })
         .collect();
     let n = remote.len();
