@@ -324,7 +324,7 @@ struct TwoPhase {
     error: Option<TesseraError>,
 }
 
-fn func_oid(name: &str, args: &[pg_sys::Oid]) -> pg_sys::Oid {
+pub(super) fn func_oid(name: &str, args: &[pg_sys::Oid]) -> pg_sys::Oid {
     // SAFETY: a name lookup in pg_catalog; the name list is built in the current context.
     unsafe {
         let schema = pg_sys::makeString(pstrdup("pg_catalog"));
@@ -699,10 +699,7 @@ struct FunctionScanSwap {
 }
 
 #[pg_guard]
-pub(super) unsafe extern "C-unwind" fn index_var_walker(
-    node: *mut pg_sys::Node,
-    ctx: *mut c_void,
-) -> bool {
+unsafe extern "C-unwind" fn index_var_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
     if node.is_null() {
         return false;
     }
@@ -716,6 +713,132 @@ pub(super) unsafe extern "C-unwind" fn index_var_walker(
             return false;
         }
         pg_sys::expression_tree_walker(node, Some(index_var_walker), ctx)
+    }
+}
+
+/// A FROM item that calls the placeholder `func(args)`, a set-returning function of records,
+/// with columns `c1..cN` of the given (type, typmod, collation), named `alias`.
+///
+/// # Safety
+/// Builds nodes in the current memory context.
+pub(super) unsafe fn placeholder_rte(
+    func: pg_sys::Oid,
+    args: *mut pg_sys::List,
+    cols: &[(pg_sys::Oid, i32, pg_sys::Oid)],
+    alias: &std::ffi::CStr,
+) -> *mut pg_sys::RangeTblEntry {
+    // SAFETY: building a range table entry and its function.
+    unsafe {
+        let fexpr = pg_sys::makeFuncExpr(
+            func,
+            pg_sys::RECORDOID,
+            args,
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+            pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+        );
+        (*fexpr).funcretset = true;
+        let rtf = make_node::<pg_sys::RangeTblFunction>(pg_sys::NodeTag::T_RangeTblFunction);
+        (*rtf).funcexpr = fexpr as *mut pg_sys::Node;
+        (*rtf).funccolcount = cols.len() as i32;
+        let (mut names, mut types, mut typmods, mut colls) = (
+            Vec::new(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        for (i, (t, m, c)) in cols.iter().enumerate() {
+            names.push(pg_sys::makeString(pstrdup(&format!("c{}", i + 1))));
+            types = pg_sys::lappend_oid(types, *t);
+            typmods = pg_sys::lappend_int(typmods, *m);
+            colls = pg_sys::lappend_oid(colls, *c);
+        }
+        (*rtf).funccolnames = make_list(&names);
+        (*rtf).funccoltypes = types;
+        (*rtf).funccoltypmods = typmods;
+        (*rtf).funccolcollations = colls;
+        let rte = make_node::<pg_sys::RangeTblEntry>(pg_sys::NodeTag::T_RangeTblEntry);
+        (*rte).rtekind = pg_sys::RTEKind::RTE_FUNCTION;
+        (*rte).functions = make_list(&[rtf]);
+        (*rte).inFromCl = true;
+        (*rte).eref = pg_sys::makeAlias(alias.as_ptr(), make_list(&names));
+        (*rte).alias = pg_sys::makeAlias(alias.as_ptr(), std::ptr::null_mut());
+        rte
+    }
+}
+
+/// Puts the CustomScan `c` in the place of `f`, the FunctionScan of a placeholder that
+/// PostgreSQL's planner planned: `f`'s costs, projection and filter (reading the scan tuple as
+/// INDEX_VAR from now on), and scan columns that are the function's columns (Vars of its range
+/// table entry, which EXPLAIN names).
+///
+/// # Safety
+/// `c` and `f` are plan nodes being built; `f` scans a function of [`placeholder_rte`].
+pub(super) unsafe fn take_place_of(
+    c: *mut pg_sys::CustomScan,
+    f: *mut pg_sys::FunctionScan,
+) -> *mut pg_sys::Plan {
+    // SAFETY: editing plan nodes of a plan being built.
+    unsafe {
+        let mut scanrelid = (*f).scan.scanrelid as i32;
+        let p = &mut (*c).scan.plan;
+        let from = &(*f).scan.plan;
+        p.startup_cost = from.startup_cost;
+        p.total_cost = from.total_cost;
+        p.plan_rows = from.plan_rows;
+        p.plan_width = from.plan_width;
+        p.plan_node_id = from.plan_node_id;
+        p.parallel_safe = false;
+        p.targetlist = from.targetlist;
+        p.qual = from.qual;
+        p.initPlan = from.initPlan;
+        p.extParam = from.extParam;
+        p.allParam = from.allParam;
+        let ctx = &mut scanrelid as *mut i32 as *mut c_void;
+        index_var_walker(p.targetlist as *mut pg_sys::Node, ctx);
+        index_var_walker(p.qual as *mut pg_sys::Node, ctx);
+        let rtf = *list_of::<pg_sys::RangeTblFunction>((*f).functions)
+            .first()
+            .expect("a placeholder's scan has its function");
+        let types = oids((*rtf).funccoltypes);
+        let typmods = ints((*rtf).funccoltypmods);
+        let colls = oids((*rtf).funccolcollations);
+        let mut tlist = Vec::with_capacity(types.len());
+        for (i, t) in types.iter().enumerate() {
+            let v = pg_sys::makeVar(
+                scanrelid,
+                (i + 1) as i16,
+                *t,
+                typmods.get(i).copied().unwrap_or(-1),
+                colls.get(i).copied().unwrap_or(pg_sys::InvalidOid),
+                0,
+            );
+            tlist.push(pg_sys::makeTargetEntry(
+                v as *mut pg_sys::Expr,
+                (i + 1) as i16,
+                pstrdup(&format!("c{}", i + 1)),
+                false,
+            ));
+        }
+        (*c).custom_scan_tlist = make_list(&tlist);
+        (*c).scan.scanrelid = 0;
+        c as *mut pg_sys::Plan
+    }
+}
+
+unsafe fn oids(list: *mut pg_sys::List) -> Vec<pg_sys::Oid> {
+    // SAFETY: reading an OID list.
+    unsafe {
+        let n = if list.is_null() { 0 } else { (*list).length };
+        (0..n).map(|i| pg_sys::list_nth_oid(list, i)).collect()
+    }
+}
+
+unsafe fn ints(list: *mut pg_sys::List) -> Vec<i32> {
+    // SAFETY: reading an int list.
+    unsafe {
+        let n = if list.is_null() { 0 } else { (*list).length };
+        (0..n).map(|i| pg_sys::list_nth_int(list, i)).collect()
     }
 }
 
@@ -736,30 +859,8 @@ unsafe fn swap(plan: *mut pg_sys::Plan, s: &mut FunctionScanSwap) -> *mut pg_sys
                         && (*(e as *mut pg_sys::FuncExpr)).funcid == s.func
                 });
             if ours {
-                let mut scanrelid = (*f).scan.scanrelid as i32;
-                let c = s.cscan;
-                let p = &mut (*c).scan.plan;
-                let from = &(*f).scan.plan;
-                p.startup_cost = from.startup_cost;
-                p.total_cost = from.total_cost;
-                p.plan_rows = from.plan_rows;
-                p.plan_width = from.plan_width;
-                p.plan_node_id = from.plan_node_id;
-                p.targetlist = from.targetlist;
-                p.qual = from.qual;
-                p.initPlan = from.initPlan;
-                p.extParam = from.extParam;
-                p.allParam = from.allParam;
-                let ctx = &mut scanrelid as *mut i32 as *mut c_void;
-                index_var_walker(p.targetlist as *mut pg_sys::Node, ctx);
-                index_var_walker(p.qual as *mut pg_sys::Node, ctx);
-                // The scan tuple's columns, as the function RTE declares them.
-                for tle in list_of::<pg_sys::TargetEntry>((*c).custom_scan_tlist) {
-                    let v = (*tle).expr as *mut pg_sys::Var;
-                    (*v).varno = scanrelid;
-                }
                 s.done = true;
-                return c as *mut pg_sys::Plan;
+                return take_place_of(s.cscan, f);
             }
             return plan;
         }
@@ -790,52 +891,8 @@ pub unsafe fn plan_combine(
             )
             .hint("Update the extension: ALTER EXTENSION tessera UPDATE."));
         }
-        let columns: Vec<*mut pg_sys::TargetEntry> =
-            list_of::<pg_sys::TargetEntry>((*split.worker).targetList)
-                .into_iter()
-                .filter(|t| !(**t).resjunk)
-                .collect();
-        let rtf = make_node::<pg_sys::RangeTblFunction>(pg_sys::NodeTag::T_RangeTblFunction);
-        (*rtf).funcexpr = pg_sys::makeFuncExpr(
-            func,
-            pg_sys::RECORDOID,
-            std::ptr::null_mut(),
-            pg_sys::InvalidOid,
-            pg_sys::InvalidOid,
-            pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
-        ) as *mut pg_sys::Node;
-        (*(*rtf).funcexpr.cast::<pg_sys::FuncExpr>()).funcretset = true;
-        (*rtf).funccolcount = columns.len() as i32;
-        let (mut names, mut types, mut typmods, mut colls) = (
-            Vec::new(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        );
-        let mut scan_tlist = Vec::new();
-        for (i, t) in columns.iter().enumerate() {
-            let e = (**t).expr as *mut pg_sys::Node;
-            names.push(pg_sys::makeString(pstrdup(&format!("c{}", i + 1))));
-            types = pg_sys::lappend_oid(types, pg_sys::exprType(e));
-            typmods = pg_sys::lappend_int(typmods, pg_sys::exprTypmod(e));
-            colls = pg_sys::lappend_oid(colls, pg_sys::exprCollation(e));
-            scan_tlist.push(pg_sys::makeTargetEntry(
-                var(1, i + 1, e),
-                (i + 1) as i16,
-                pstrdup(&format!("c{}", i + 1)),
-                false,
-            ));
-        }
-        (*rtf).funccolnames = make_list(&names);
-        (*rtf).funccoltypes = types;
-        (*rtf).funccoltypmods = typmods;
-        (*rtf).funccolcollations = colls;
-        let rte = make_node::<pg_sys::RangeTblEntry>(pg_sys::NodeTag::T_RangeTblEntry);
-        (*rte).rtekind = pg_sys::RTEKind::RTE_FUNCTION;
-        (*rte).functions = make_list(&[rtf]);
-        (*rte).inFromCl = true;
-        (*rte).eref = pg_sys::makeAlias(c"worker_results".as_ptr(), make_list(&names));
-        (*rte).alias = pg_sys::makeAlias(c"worker_results".as_ptr(), std::ptr::null_mut());
+        let cols = super::coordinator::columns(split.worker);
+        let rte = placeholder_rte(func, std::ptr::null_mut(), &cols, c"worker_results");
         let c = split.combine;
         (*c).rtable = make_list(&[rte]);
         #[cfg(not(feature = "pg15"))]
@@ -850,7 +907,7 @@ pub unsafe fn plan_combine(
         let stmt = pg_sys::standard_planner(c, query_string, cursor_options, bound_params);
         let mut s = FunctionScanSwap {
             func,
-            cscan: custom_scan(plan, make_list(&scan_tlist), 1000.0),
+            cscan: custom_scan(plan, std::ptr::null_mut(), 1000.0),
             done: false,
         };
         (*stmt).planTree = swap((*stmt).planTree, &mut s);

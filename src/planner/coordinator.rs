@@ -25,13 +25,7 @@ use crate::nodes::{is_a, list_of, make_list, pstrdup, string};
 
 /// `pg_catalog.tessera_subquery_results(int)`, the placeholder of a subquery's rows.
 fn placeholder() -> pg_sys::Oid {
-    // SAFETY: a name lookup in pg_catalog; the name list is built in the current context.
-    unsafe {
-        let schema = pg_sys::makeString(pstrdup("pg_catalog"));
-        let func = pg_sys::makeString(pstrdup("tessera_subquery_results"));
-        let args = [pg_sys::INT4OID];
-        pg_sys::LookupFuncName(make_list(&[schema, func]), 1, args.as_ptr(), true)
-    }
+    super::combine::func_oid("tessera_subquery_results", &[pg_sys::INT4OID])
 }
 
 /// The non-junk output columns of `q`: (type, typmod, collation).
@@ -74,24 +68,8 @@ unsafe fn to_placeholder(
             false,
             true,
         );
-        let fexpr = pg_sys::makeFuncExpr(
-            func,
-            pg_sys::RECORDOID,
-            make_list(&[arg]),
-            pg_sys::InvalidOid,
-            pg_sys::InvalidOid,
-            pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
-        );
-        (*fexpr).funcretset = true;
-        let rtf = make_node::<pg_sys::RangeTblFunction>(pg_sys::NodeTag::T_RangeTblFunction);
-        (*rtf).funcexpr = fexpr as *mut pg_sys::Node;
-        (*rtf).funccolcount = cols.len() as i32;
-        let mut colnames = Vec::new();
-        let (mut types, mut typmods, mut colls) = (
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        );
+        let frte =
+            super::combine::placeholder_rte(func, make_list(&[arg]), &cols, c"subquery_results");
         // The output names of `q` (a set operation takes its column names from them).
         let resnames: Vec<*mut std::ffi::c_char> = list_of::<pg_sys::TargetEntry>((*q).targetList)
             .into_iter()
@@ -100,15 +78,10 @@ unsafe fn to_placeholder(
             .collect();
         let mut tlist = Vec::new();
         for (i, (t, m, c)) in cols.iter().enumerate() {
-            let name = pstrdup(&format!("c{}", i + 1));
-            colnames.push(pg_sys::makeString(name) as *mut pg_sys::Node);
             let resname = match resnames.get(i) {
                 Some(r) if !r.is_null() => *r,
-                _ => name,
+                _ => pstrdup(&format!("c{}", i + 1)),
             };
-            types = pg_sys::lappend_oid(types, *t);
-            typmods = pg_sys::lappend_int(typmods, *m);
-            colls = pg_sys::lappend_oid(colls, *c);
             let v = pg_sys::makeVar(1, (i + 1) as i16, *t, *m, *c, 0);
             tlist.push(pg_sys::makeTargetEntry(
                 v as *mut pg_sys::Expr,
@@ -117,16 +90,6 @@ unsafe fn to_placeholder(
                 false,
             ));
         }
-        (*rtf).funccolnames = make_list(&colnames);
-        (*rtf).funccoltypes = types;
-        (*rtf).funccoltypmods = typmods;
-        (*rtf).funccolcollations = colls;
-        let frte = make_node::<pg_sys::RangeTblEntry>(pg_sys::NodeTag::T_RangeTblEntry);
-        (*frte).rtekind = pg_sys::RTEKind::RTE_FUNCTION;
-        (*frte).functions = make_list(&[rtf]);
-        (*frte).inFromCl = true;
-        (*frte).eref = pg_sys::makeAlias(c"subquery_results".as_ptr(), make_list(&colnames));
-        (*frte).alias = pg_sys::makeAlias(c"subquery_results".as_ptr(), std::ptr::null_mut());
         let rtr = make_node::<pg_sys::RangeTblRef>(pg_sys::NodeTag::T_RangeTblRef);
         (*rtr).rtindex = 1;
         let nq = make_node::<pg_sys::Query>(pg_sys::NodeTag::T_Query);
@@ -325,53 +288,10 @@ unsafe fn swap_plan(plan: *mut pg_sys::Plan, s: &mut Swap) -> *mut pg_sys::Plan 
                 return plan;
             }
             s.done[k - 1] = true;
-            let mut scanrelid = (*f).scan.scanrelid as i32;
             let c = make_node::<pg_sys::CustomScan>(pg_sys::NodeTag::T_CustomScan);
             (*c).methods = &raw const crate::executor::subquery_scan::SCAN_METHODS;
             (*c).custom_private = make_list(&[s.children[k - 1] as *mut pg_sys::Node]);
-            let p = &mut (*c).scan.plan;
-            let from = &(*f).scan.plan;
-            p.startup_cost = from.startup_cost;
-            p.total_cost = from.total_cost;
-            p.plan_rows = from.plan_rows;
-            p.plan_width = from.plan_width;
-            p.plan_node_id = from.plan_node_id;
-            p.parallel_safe = false;
-            p.targetlist = from.targetlist;
-            p.qual = from.qual;
-            p.initPlan = from.initPlan;
-            p.extParam = from.extParam;
-            p.allParam = from.allParam;
-            let ctx = &mut scanrelid as *mut i32 as *mut c_void;
-            super::combine::index_var_walker(p.targetlist as *mut pg_sys::Node, ctx);
-            super::combine::index_var_walker(p.qual as *mut pg_sys::Node, ctx);
-            // The scan tuple: the function's columns, as Vars of its range table entry.
-            let rtf = *list_of::<pg_sys::RangeTblFunction>((*f).functions)
-                .first()
-                .expect("checked above");
-            let types = list_of_oids((*rtf).funccoltypes);
-            let typmods = list_of_ints((*rtf).funccoltypmods);
-            let colls = list_of_oids((*rtf).funccolcollations);
-            let mut tlist = Vec::new();
-            for (i, t) in types.iter().enumerate() {
-                let v = pg_sys::makeVar(
-                    scanrelid,
-                    (i + 1) as i16,
-                    *t,
-                    typmods.get(i).copied().unwrap_or(-1),
-                    colls.get(i).copied().unwrap_or(pg_sys::InvalidOid),
-                    0,
-                );
-                tlist.push(pg_sys::makeTargetEntry(
-                    v as *mut pg_sys::Expr,
-                    (i + 1) as i16,
-                    std::ptr::null_mut(),
-                    false,
-                ));
-            }
-            (*c).custom_scan_tlist = make_list(&tlist);
-            (*c).scan.scanrelid = 0;
-            return c as *mut pg_sys::Plan;
+            return super::combine::take_place_of(c, f);
         }
         (*plan).lefttree = swap_plan((*plan).lefttree, s);
         (*plan).righttree = swap_plan((*plan).righttree, s);
@@ -386,21 +306,5 @@ unsafe fn swap_plan(plan: *mut pg_sys::Plan, s: &mut Swap) -> *mut pg_sys::Plan 
             (*q).subplan = swap_plan((*q).subplan, s);
         }
         plan
-    }
-}
-
-unsafe fn list_of_oids(list: *mut pg_sys::List) -> Vec<pg_sys::Oid> {
-    // SAFETY: reading an OID list.
-    unsafe {
-        let n = if list.is_null() { 0 } else { (*list).length };
-        (0..n).map(|i| pg_sys::list_nth_oid(list, i)).collect()
-    }
-}
-
-unsafe fn list_of_ints(list: *mut pg_sys::List) -> Vec<i32> {
-    // SAFETY: reading an int list.
-    unsafe {
-        let n = if list.is_null() { 0 } else { (*list).length };
-        (0..n).map(|i| pg_sys::list_nth_int(list, i)).collect()
     }
 }

@@ -44,73 +44,99 @@ pub unsafe fn plan(
     unsafe {
         let first = plan_one(parse, query_string, cursor_options, bound_params);
         let Err(e) = first else { return first };
-        // Refused as it is: take out the subqueries in WHERE that cannot run inside the shard
-        // queries (planned and run on their own first) and try again.
-        if matches!(
-            (*parse).commandType,
+        // Refused as it is: plan a copy again with subqueries taken out (planned on their own
+        // and run first), in these ways, the cheapest first.
+        let command = (*parse).commandType;
+        let reads_or_changes = matches!(
+            command,
             pg_sys::CmdType::CMD_SELECT | pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE
-        ) && (*parse).hasSubLinks
-        {
-            let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
-            let base = param_base(parse, bound_params);
-            let subplans = super::recursive::extract(copy, base + 1, query_string, bound_params);
-            if !subplans.is_empty() {
-                if let Ok(stmt) = plan_one(copy, query_string, cursor_options, bound_params) {
-                    super::recursive::attach(stmt, &subplans)?;
-                    return Ok(stmt);
-                }
+        );
+        let sublinks = (*parse).hasSubLinks;
+        let args = (query_string, cursor_options, bound_params);
+        // Subqueries in WHERE become parameters of the shard queries.
+        if reads_or_changes && sublinks {
+            if let Some(stmt) = retry(parse, Retry::Where, args)? {
+                return Ok(stmt);
             }
         }
-        // Subqueries in the SELECT list, SET or HAVING too, when the query then runs whole on
-        // the workers.
+        // Those in the SELECT list, SET or HAVING too, when the query then runs whole on the
+        // workers.
         if matches!(
-            (*parse).commandType,
+            command,
             pg_sys::CmdType::CMD_SELECT | pg_sys::CmdType::CMD_UPDATE
-        ) && (*parse).hasSubLinks
+        ) && sublinks
         {
-            let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
-            let base = param_base(parse, bound_params);
-            let mut subplans =
-                super::recursive::extract(copy, base + 1, query_string, bound_params);
-            let next = base + 1 + subplans.len();
-            let outputs = super::recursive::extract_outputs(copy, next, query_string, bound_params);
-            if !outputs.is_empty() {
-                subplans.extend(outputs);
-                if let Ok(stmt) = plan_one(copy, query_string, cursor_options, bound_params) {
-                    if super::recursive::runs_whole_on_workers(stmt, base + 1) {
-                        super::recursive::attach(stmt, &subplans)?;
-                        return Ok(stmt);
-                    }
-                }
+            if let Some(stmt) = retry(parse, Retry::Outputs, args)? {
+                return Ok(stmt);
             }
         }
-        // Or run its distributed subqueries and CTEs first and finish on the coordinator.
+        // Its distributed subqueries and CTEs run first and the coordinator finishes.
         let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
         if let Some(stmt) =
             super::coordinator::plan(copy, query_string, cursor_options, bound_params)?
         {
             return Ok(stmt);
         }
-        // Or, joined with distributed tables, send their rows to the shards as parameters.
-        if matches!(
-            (*parse).commandType,
-            pg_sys::CmdType::CMD_SELECT | pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE
-        ) {
-            let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
-            let base = param_base(parse, bound_params);
-            let mut subplans =
-                super::recursive::extract(copy, base + 1, query_string, bound_params);
-            let next = base + 1 + subplans.iter().map(|s| s.width()).sum::<usize>();
-            let rows = super::recursive::broadcast_from(copy, next, query_string, bound_params);
-            if !rows.is_empty() {
-                subplans.extend(rows);
-                if let Ok(stmt) = plan_one(copy, query_string, cursor_options, bound_params) {
-                    super::recursive::attach(stmt, &subplans)?;
-                    return Ok(stmt);
-                }
+        // Joined with distributed tables, their rows go to the shards as parameters.
+        if reads_or_changes {
+            if let Some(stmt) = retry(parse, Retry::From, args)? {
+                return Ok(stmt);
             }
         }
         Err(e)
+    }
+}
+
+/// What a retry of a refused query takes out of it, beside the sublinks of its WHERE.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Nothing more.
+    Where,
+    /// The sublinks of its target list and HAVING.
+    Outputs,
+    /// Its FROM items that read distributed or local tables.
+    From,
+}
+
+/// Plans a copy of `parse` with subqueries taken out as `how` says, their results parameters
+/// numbered after the user's; `None` when nothing was taken out or the copy is refused too.
+unsafe fn retry(
+    parse: *mut pg_sys::Query,
+    how: Retry,
+    (query_string, cursor_options, bound_params): (
+        *const std::ffi::c_char,
+        i32,
+        pg_sys::ParamListInfo,
+    ),
+) -> TResult<Option<*mut pg_sys::PlannedStmt>> {
+    use super::recursive::{self, Clauses};
+    // SAFETY: planning a copy of a valid analyzed Query.
+    unsafe {
+        let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
+        let base = param_base(parse, bound_params);
+        let mut subplans =
+            recursive::extract(copy, Clauses::Where, base + 1, query_string, bound_params);
+        let next = base + 1 + subplans.iter().map(|s| s.width()).sum::<usize>();
+        let more = match how {
+            Retry::Where => Vec::new(),
+            Retry::Outputs => {
+                recursive::extract(copy, Clauses::Outputs, next, query_string, bound_params)
+            }
+            Retry::From => recursive::broadcast_from(copy, next, query_string, bound_params),
+        };
+        // Nothing taken out (beyond WHERE's, for the other ways): nothing new to try.
+        if more.is_empty() && (how != Retry::Where || subplans.is_empty()) {
+            return Ok(None);
+        }
+        subplans.extend(more);
+        let Ok(stmt) = plan_one(copy, query_string, cursor_options, bound_params) else {
+            return Ok(None);
+        };
+        if how == Retry::Outputs && !recursive::runs_whole_on_workers(stmt, base + 1) {
+            return Ok(None);
+        }
+        recursive::attach(stmt, &subplans)?;
+        Ok(Some(stmt))
     }
 }
 
@@ -755,11 +781,7 @@ unsafe fn plan_modify(
         };
         let returning = !(*parse).returningList.is_null();
         let mut plan = base_plan(tier, command, parse, a, pin, returning)?;
-        plan.anchor = plan
-            .tables
-            .iter()
-            .position(|x| x.relid == meta.table.relid.to_u32())
-            .unwrap_or(0);
+        plan.set_anchor(meta.table.relid.to_u32());
         let scan_tlist = visible((*parse).returningList);
         let cscan = custom_scan(&plan, scan_tlist, 1.0);
         (*cscan).scan.plan.targetlist = index_var_tlist(scan_tlist);
@@ -898,25 +920,33 @@ unsafe fn plan_insert(
             returning,
         )?;
         plan.params = user_params;
-        plan.anchor = plan
-            .tables
-            .iter()
-            .position(|x| x.relid == meta.table.relid.to_u32())
-            .unwrap_or(0);
-        let (values_start, values_end) = values_range(&plan.template, base + 1)?;
-        plan.insert = Some(InsertShape {
-            columns: tles.len(),
-            dist_column,
-            param_base: base,
-            values_start,
-            values_end,
-        });
+        plan.set_anchor(meta.table.relid.to_u32());
+        set_insert_shape(&mut plan, tles.len(), dist_column, base)?;
         let scan_tlist = visible((*parse).returningList);
         let cscan = custom_scan(&plan, scan_tlist, rows.len() as f64);
         (*cscan).scan.plan.targetlist = index_var_tlist(scan_tlist);
         (*cscan).custom_exprs = make_list(&rows);
         Ok(planned_stmt(parse, cscan, a))
     }
+}
+
+/// The INSERT's shape in its plan: `columns` values per row, parameters after `base`, the
+/// VALUES row of the template found by the parser.
+fn set_insert_shape(
+    plan: &mut DistPlan,
+    columns: usize,
+    dist_column: Option<usize>,
+    base: usize,
+) -> TResult<()> {
+    let (values_start, values_end) = values_range(&plan.template, base + 1)?;
+    plan.insert = Some(InsertShape {
+        columns,
+        dist_column,
+        param_base: base,
+        values_start,
+        values_end,
+    });
+    Ok(())
 }
 
 /// The byte range of `($first, ...)` — the VALUES row of parameters — in an INSERT template,
@@ -1070,11 +1100,7 @@ unsafe fn plan_insert_select(
         };
         let returning = !(*parse).returningList.is_null();
         let mut plan = base_plan(tier, Command::Insert, parse, a, pin, returning)?;
-        plan.anchor = plan
-            .tables
-            .iter()
-            .position(|x| x.relid == meta.table.relid.to_u32())
-            .unwrap_or(0);
+        plan.set_anchor(meta.table.relid.to_u32());
         plan.notes
             .push("INSERT ... SELECT between co-located tables, run on each shard group".into());
         let scan_tlist = visible((*parse).returningList);
@@ -1180,19 +1206,8 @@ unsafe fn plan_insert_via_coordinator(
         };
         let mut plan = base_plan(tier, Command::Insert, q, &qa, pin, returning)?;
         plan.params.retain(|&p| p <= base);
-        plan.anchor = plan
-            .tables
-            .iter()
-            .position(|x| x.relid == meta.table.relid.to_u32())
-            .unwrap_or(0);
-        let (values_start, values_end) = values_range(&plan.template, base + 1)?;
-        plan.insert = Some(InsertShape {
-            columns: tles.len(),
-            dist_column,
-            param_base: base,
-            values_start,
-            values_end,
-        });
+        plan.set_anchor(meta.table.relid.to_u32());
+        set_insert_shape(&mut plan, tles.len(), dist_column, base)?;
         plan.notes
             .push(format!("INSERT ... SELECT through the coordinator: {why}"));
         let scan_tlist = visible((*parse).returningList);

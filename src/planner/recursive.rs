@@ -231,53 +231,31 @@ unsafe extern "C-unwind" fn mutator(
     }
 }
 
-/// Takes the sublinks of `query`'s WHERE and JOIN ... ON clauses that cannot run inside the
-/// shard queries out of it (in place), plans each, and numbers their parameters from
-/// `first_param`. Returns nothing when there is none; `query` is then unchanged.
+/// Where [`extract`] takes sublinks from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clauses {
+    /// WHERE and JOIN ... ON: they run on the workers.
+    Where,
+    /// The target list (SELECT list, UPDATE's SET) and HAVING: the caller keeps the result
+    /// only if the whole query then runs on the workers ([`runs_whole_on_workers`]), since a
+    /// combine step on the coordinator would have no value for the parameters.
+    Outputs,
+}
+
+/// Takes the uncorrelated sublinks of `query`'s `clauses` out of it (in place), plans each,
+/// and numbers their parameters from `first_param`. Returns nothing when there is none;
+/// `query` is then unchanged.
 ///
 /// # Safety
 /// `query` is a valid analyzed top-level Query the caller may change.
 pub unsafe fn extract(
     query: *mut pg_sys::Query,
+    clauses: Clauses,
     first_param: usize,
     query_string: *const std::ffi::c_char,
     bound_params: pg_sys::ParamListInfo,
 ) -> Vec<Subplan> {
-    // SAFETY: mutating the Query's join tree, a copy owned by the caller.
-    unsafe {
-        if !(*query).hasSubLinks || !(*query).cteList.is_null() {
-            return Vec::new();
-        }
-        let mut cx = Ctx {
-            next_param: first_param,
-            found: Vec::new(),
-            query_string,
-            bound_params,
-        };
-        let jt = mutator(
-            (*query).jointree as *mut pg_sys::Node,
-            &mut cx as *mut Ctx as *mut c_void,
-        );
-        if !cx.found.is_empty() {
-            (*query).jointree = jt as *mut pg_sys::FromExpr;
-        }
-        cx.found
-    }
-}
-
-/// [`extract`] for the target list (SELECT list, UPDATE's SET) and HAVING. The caller keeps
-/// the result only if the whole query then runs on the workers (no combine step on the
-/// coordinator, where the parameters would have no value).
-///
-/// # Safety
-/// As for [`extract`].
-pub unsafe fn extract_outputs(
-    query: *mut pg_sys::Query,
-    first_param: usize,
-    query_string: *const std::ffi::c_char,
-    bound_params: pg_sys::ParamListInfo,
-) -> Vec<Subplan> {
-    // SAFETY: mutating the Query's target list and HAVING, a copy owned by the caller.
+    // SAFETY: mutating clauses of a Query copy owned by the caller.
     unsafe {
         if !(*query).hasSubLinks || !(*query).cteList.is_null() {
             return Vec::new();
@@ -289,11 +267,21 @@ pub unsafe fn extract_outputs(
             bound_params,
         };
         let ctx = &mut cx as *mut Ctx as *mut c_void;
-        let tlist = mutator((*query).targetList as *mut pg_sys::Node, ctx);
-        let having = mutator((*query).havingQual, ctx);
-        if !cx.found.is_empty() {
-            (*query).targetList = tlist as *mut pg_sys::List;
-            (*query).havingQual = having;
+        match clauses {
+            Clauses::Where => {
+                let jt = mutator((*query).jointree as *mut pg_sys::Node, ctx);
+                if !cx.found.is_empty() {
+                    (*query).jointree = jt as *mut pg_sys::FromExpr;
+                }
+            }
+            Clauses::Outputs => {
+                let tlist = mutator((*query).targetList as *mut pg_sys::Node, ctx);
+                let having = mutator((*query).havingQual, ctx);
+                if !cx.found.is_empty() {
+                    (*query).targetList = tlist as *mut pg_sys::List;
+                    (*query).havingQual = having;
+                }
+            }
         }
         cx.found
     }

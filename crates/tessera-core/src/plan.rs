@@ -171,6 +171,15 @@ pub struct DistPlan {
 }
 
 impl DistPlan {
+    /// Makes the table `relid` the anchor (the first table when it is not in the plan).
+    pub fn set_anchor(&mut self, relid: u32) {
+        self.anchor = self
+            .tables
+            .iter()
+            .position(|t| t.relid == relid)
+            .unwrap_or(0);
+    }
+
     /// The worker SQL for one shard group: `shard_ids[i]` is the shard of `tables[i]`.
     pub fn shard_sql(&self, shard_ids: &[i64]) -> String {
         self.shard_sql_with(shard_ids, Vec::new())
