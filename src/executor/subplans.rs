@@ -17,6 +17,8 @@ pub(crate) struct Sub {
     pub param: usize,
     pub kind: SubKind,
     pub elem_type: pg_sys::Oid,
+    /// Parameters it fills: `param ..= param + width - 1`.
+    pub width: usize,
     pub stmt: *mut pg_sys::PlannedStmt,
     /// Its QueryDesc, kept after the run for EXPLAIN ANALYZE (else null).
     pub qd: *mut pg_sys::QueryDesc,
@@ -31,14 +33,14 @@ pub(crate) type Extra = (usize, Option<String>, u32);
 /// `cscan` is a CustomScan Tessera built.
 pub(super) unsafe fn of_plan(cscan: *mut pg_sys::CustomScan) -> Vec<Sub> {
     let mut out = Vec::new();
-    // SAFETY: custom_private's List items are (Integer, Integer, Integer, PlannedStmt).
+    // SAFETY: custom_private's List items are (Integer x 4, PlannedStmt).
     unsafe {
         for item in list_of::<pg_sys::Node>((*cscan).custom_private) {
             if !is_a(item as *const c_void, pg_sys::NodeTag::T_List) {
                 continue;
             }
             let parts = list_of::<pg_sys::Node>(item as *mut pg_sys::List);
-            if parts.len() != 4 {
+            if parts.len() != 5 {
                 continue;
             }
             let int = |n: *mut pg_sys::Node| (*(n as *mut pg_sys::Integer)).ival;
@@ -49,7 +51,8 @@ pub(super) unsafe fn of_plan(cscan: *mut pg_sys::CustomScan) -> Vec<Sub> {
                 param: int(parts[0]) as usize,
                 kind,
                 elem_type: pg_sys::Oid::from(int(parts[2]) as u32),
-                stmt: parts[3] as *mut pg_sys::PlannedStmt,
+                width: int(parts[3]) as usize,
+                stmt: parts[4] as *mut pg_sys::PlannedStmt,
                 qd: std::ptr::null_mut(),
             });
         }
@@ -221,7 +224,7 @@ pub(super) unsafe fn run_all(subs: &mut [Sub], estate: *mut pg_sys::EState) -> T
                 ));
             }
             SubKind::Rows => {
-                let n = sub.elem_type.to_u32() as usize;
+                let n = sub.width;
                 for i in 0..n {
                     let values = collect
                         .columns
@@ -268,7 +271,7 @@ pub(super) unsafe fn explain(subs: &[Sub], es: *mut pg_sys::ExplainState) {
             SubKind::Rows => format!(
                 "Subquery for ${}..${} (runs first on the coordinator; its rows are parameters, one array per column)",
                 sub.param,
-                sub.param + (sub.elem_type.to_u32() as usize).max(1) - 1
+                sub.param + sub.width.max(1) - 1
             ),
             _ => format!(
                 "Subquery for ${} (runs first on the coordinator; its result is a parameter)",

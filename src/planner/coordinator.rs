@@ -47,6 +47,49 @@ pub(super) unsafe fn columns(q: *mut pg_sys::Query) -> Vec<(pg_sys::Oid, i32, pg
     }
 }
 
+/// Forgets what `rte` read as a subquery or a CTE reference, before it reads something else.
+///
+/// # Safety
+/// `rte` is a range table entry of a Query copy the caller owns.
+pub(super) unsafe fn clear_source(rte: *mut pg_sys::RangeTblEntry) {
+    // SAFETY: editing the entry's fields.
+    unsafe {
+        (*rte).subquery = std::ptr::null_mut();
+        (*rte).security_barrier = false;
+        (*rte).ctename = std::ptr::null_mut();
+        (*rte).ctelevelsup = 0;
+        (*rte).self_reference = false;
+        (*rte).coltypes = std::ptr::null_mut();
+        (*rte).coltypmods = std::ptr::null_mut();
+        (*rte).colcollations = std::ptr::null_mut();
+    }
+}
+
+/// Drops from `query`'s WITH list each CTE all of whose references were replaced
+/// (`replaced` names a CTE once per replaced reference); a CTE still read elsewhere (in a
+/// sublink, say) stays.
+///
+/// # Safety
+/// `query` is a Query copy the caller owns.
+pub(super) unsafe fn drop_replaced_ctes(query: *mut pg_sys::Query, replaced: &[String]) {
+    if replaced.is_empty() {
+        return;
+    }
+    // SAFETY: reading and rebuilding the Query's CTE list.
+    unsafe {
+        let kept: Vec<*mut pg_sys::CommonTableExpr> =
+            list_of::<pg_sys::CommonTableExpr>((*query).cteList)
+                .into_iter()
+                .filter(|c| {
+                    let name = string((**c).ctename);
+                    let n = replaced.iter().filter(|x| **x == name).count() as i32;
+                    n == 0 || (**c).cterefcount > n
+                })
+                .collect();
+        (*query).cteList = make_list(&kept);
+    }
+}
+
 /// Makes `rte` (a subquery or a CTE reference) read `SELECT * FROM
 /// tessera_subquery_results(k)` with `q`'s output columns, keeping its alias and column names
 /// (the outer query's Vars stay valid; a set operation keeps its subquery leaves).
@@ -100,15 +143,9 @@ unsafe fn to_placeholder(
         (*nq).jointree = pg_sys::makeFromExpr(make_list(&[rtr]), std::ptr::null_mut());
         (*nq).targetList = make_list(&tlist);
         (*nq).stmt_location = -1;
+        clear_source(rte);
         (*rte).rtekind = pg_sys::RTEKind::RTE_SUBQUERY;
         (*rte).subquery = nq;
-        (*rte).security_barrier = false;
-        (*rte).ctename = std::ptr::null_mut();
-        (*rte).ctelevelsup = 0;
-        (*rte).self_reference = false;
-        (*rte).coltypes = std::ptr::null_mut();
-        (*rte).coltypmods = std::ptr::null_mut();
-        (*rte).colcollations = std::ptr::null_mut();
     }
 }
 
@@ -188,9 +225,7 @@ pub unsafe fn plan(
                     let copy = pg_sys::copyObjectImpl(q as *const c_void) as *mut pg_sys::Query;
                     children.push(pg_sys::planner(copy, query_string, 0, bound_params));
                     to_placeholder(rte, func, children.len(), q);
-                    if !converted_ctes.contains(&name) {
-                        converted_ctes.push(name);
-                    }
+                    converted_ctes.push(name);
                 }
                 _ => {}
             }
@@ -198,13 +233,8 @@ pub unsafe fn plan(
         if children.is_empty() {
             return Ok(None);
         }
-        // CTEs now read through the placeholder are no longer needed.
-        let kept: Vec<*mut pg_sys::CommonTableExpr> =
-            list_of::<pg_sys::CommonTableExpr>((*parse).cteList)
-                .into_iter()
-                .filter(|c| !converted_ctes.contains(&string((**c).ctename)))
-                .collect();
-        (*parse).cteList = make_list(&kept);
+        // CTEs now read only through the placeholder are no longer needed.
+        drop_replaced_ctes(parse, &converted_ctes);
         if touches_distributed(parse)? {
             // Distributed tables elsewhere (a sublink, a nested subquery): not this way.
             return Ok(None);

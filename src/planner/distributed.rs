@@ -116,7 +116,7 @@ unsafe fn retry(
         let base = param_base(parse, bound_params);
         let mut subplans =
             recursive::extract(copy, Clauses::Where, base + 1, query_string, bound_params);
-        let next = base + 1 + subplans.iter().map(|s| s.width()).sum::<usize>();
+        let next = base + 1 + subplans.iter().map(|s| s.width).sum::<usize>();
         let more = match how {
             Retry::Where => Vec::new(),
             Retry::Outputs => {

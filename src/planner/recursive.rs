@@ -11,7 +11,7 @@
 //! ships the result as an intermediate result file, Tessera as a parameter.
 //!
 //! The plans ride along in the Tessera scan's `custom_private` as `List(paramid, kind,
-//! element type, PlannedStmt)` items; the executor runs them first (`executor::subplans`).
+//! element type, width, PlannedStmt)` items; the executor runs them first (`executor::subplans`).
 
 use std::ffi::c_void;
 
@@ -51,20 +51,13 @@ impl SubKind {
 pub struct Subplan {
     pub param: usize,
     pub kind: SubKind,
-    /// The type of the value (Scalar), of the array's elements (Array), or bool; for Rows,
-    /// the number of columns (parameters `param ..= param + n - 1`).
+    /// The type of the value (Scalar), of the array's elements (Array), or bool (Exists);
+    /// unset for Rows (each column has its own).
     pub elem_type: pg_sys::Oid,
+    /// How many parameters it fills, `param ..= param + width - 1`: 1, or one per column for
+    /// Rows.
+    pub width: usize,
     pub stmt: *mut pg_sys::PlannedStmt,
-}
-
-impl Subplan {
-    /// How many parameters it fills.
-    pub fn width(&self) -> usize {
-        match self.kind {
-            SubKind::Rows => self.elem_type.to_u32() as usize,
-            _ => 1,
-        }
-    }
 }
 
 struct Ctx {
@@ -224,6 +217,7 @@ unsafe extern "C-unwind" fn mutator(
             param: id,
             kind,
             elem_type: elem,
+            width: 1,
             stmt,
         });
         cx.next_param += 1;
@@ -373,6 +367,7 @@ pub unsafe fn private_items(subplans: &[Subplan]) -> Vec<*mut pg_sys::Node> {
                     pg_sys::makeInteger(s.param as i32) as *mut pg_sys::Node,
                     pg_sys::makeInteger(s.kind as i32) as *mut pg_sys::Node,
                     pg_sys::makeInteger(s.elem_type.to_u32() as i32) as *mut pg_sys::Node,
+                    pg_sys::makeInteger(s.width as i32) as *mut pg_sys::Node,
                     s.stmt as *mut pg_sys::Node,
                 ]) as *mut pg_sys::Node
             })
@@ -583,17 +578,10 @@ pub unsafe fn broadcast_from(
             if (*rte).rtekind == pg_sys::RTEKind::RTE_CTE {
                 converted.push(crate::nodes::string((*rte).ctename));
             }
+            super::coordinator::clear_source(rte);
             (*rte).rtekind = pg_sys::RTEKind::RTE_FUNCTION;
             (*rte).functions = make_list(&functions);
             (*rte).funcordinality = false;
-            (*rte).subquery = std::ptr::null_mut();
-            (*rte).security_barrier = false;
-            (*rte).ctename = std::ptr::null_mut();
-            (*rte).ctelevelsup = 0;
-            (*rte).self_reference = false;
-            (*rte).coltypes = std::ptr::null_mut();
-            (*rte).coltypmods = std::ptr::null_mut();
-            (*rte).colcollations = std::ptr::null_mut();
             (*rte).eref = pg_sys::makeAlias((*(*rte).eref).aliasname, make_list(&names));
             if (*rte).alias.is_null() {
                 (*rte).alias = pg_sys::makeAlias((*(*rte).eref).aliasname, std::ptr::null_mut());
@@ -601,24 +589,14 @@ pub unsafe fn broadcast_from(
             out.push(Subplan {
                 param: next,
                 kind: SubKind::Rows,
-                elem_type: pg_sys::Oid::from(cols.len() as u32),
+                elem_type: pg_sys::InvalidOid,
+                width: cols.len(),
                 stmt,
             });
             next += cols.len();
         }
         // A CTE all of whose references were replaced is not needed any more.
-        if !converted.is_empty() {
-            let kept: Vec<*mut pg_sys::CommonTableExpr> =
-                list_of::<pg_sys::CommonTableExpr>((*query).cteList)
-                    .into_iter()
-                    .filter(|c| {
-                        let name = crate::nodes::string((**c).ctename);
-                        let n = converted.iter().filter(|x| **x == name).count() as i32;
-                        n == 0 || (**c).cterefcount > n
-                    })
-                    .collect();
-            (*query).cteList = make_list(&kept);
-        }
+        super::coordinator::drop_replaced_ctes(query, &converted);
     }
     out
 }

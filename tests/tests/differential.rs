@@ -348,6 +348,8 @@ const REFUSED: &[&str] = &[
     "WITH r AS (SELECT tenant_id, rank() OVER (ORDER BY count(*) DESC, tenant_id) AS rk FROM E GROUP BY tenant_id) SELECT * FROM r WHERE rk <= 5",
     "SELECT k.kind, count(e.event_id) FROM (SELECT kind FROM l_kinds) k LEFT JOIN E e USING (kind) GROUP BY k.kind",
     "SELECT kind, count(*) FROM E GROUP BY kind HAVING count(*) > (SELECT count(*) / 10 FROM M)",
+    // A CTE read in FROM and in a sublink: refused, not an internal error.
+    "WITH c AS (SELECT tenant_id, count(*) AS n FROM E GROUP BY tenant_id) SELECT count(*) FROM c WHERE n >= (SELECT min(n) FROM c)",
     "SELECT kind, string_agg(DISTINCT kind, ',' ORDER BY kind) FROM E GROUP BY kind",
     "SELECT e.event_id FROM E e JOIN M m ON m.event_id = e.event_id",
     "UPDATE E SET tenant_id = 2 WHERE tenant_id = 1",
