@@ -29,13 +29,18 @@ fn cluster_dir() -> String {
         .unwrap_or_else(|_| format!("/var/tmp/tessera/cluster-{}", coordinator_port()))
 }
 
-/// A connection to the node on `port`.
+/// A connection to the node on `port`, as the superuser `postgres`.
 pub fn connect(port: u16) -> Client {
+    connect_as(port, "postgres")
+}
+
+/// A connection to the node on `port` as `user` (the test cluster trusts every local login).
+pub fn connect_as(port: u16, user: &str) -> Client {
     Client::connect(
-        &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=10"),
+        &format!("host=127.0.0.1 port={port} user={user} dbname=postgres connect_timeout=10"),
         NoTls,
     )
-    .unwrap_or_else(|e| panic!("cannot connect to node on port {port}: {e}"))
+    .unwrap_or_else(|e| panic!("cannot connect to node on port {port} as {user}: {e}"))
 }
 
 pub fn coordinator() -> Client {
