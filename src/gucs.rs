@@ -60,7 +60,8 @@ pub fn init() {
         c"For example sslmode, sslrootcert or keepalives; host, port, dbname and user come from pg_dist_node and the session.",
         &NODE_CONNINFO,
         GucContext::Sighup,
-        GucFlags::default(),
+        // It may hold a password: only superusers (and pg_read_all_settings) may read it.
+        GucFlags::SUPERUSER_ONLY,
     );
     GucRegistry::define_int_guc(
         c"citus.max_cached_conns_per_worker",

@@ -51,11 +51,13 @@ fn required<T>(v: Option<T>, what: &str) -> TResult<T> {
 /// Checks that `relid` is a plain table the user owns and that is not distributed yet, and
 /// locks it against writes for the rest of the transaction.
 fn check_table(relid: pg_sys::Oid) -> TResult<Table> {
-    let (display, relkind, persistence, owner_ok) = Spi::connect(|client| {
+    let (display, relkind, persistence, owner_ok, row_security) = Spi::connect(|client| {
         let row = client
             .select(
                 "SELECT c.oid::regclass::text, c.relkind::text, c.relpersistence::text,
-                        pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER')
+                        pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER'),
+                        c.relrowsecurity OR c.relforcerowsecurity
+                        OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid)
                    FROM pg_catalog.pg_class c WHERE c.oid = $1",
                 None,
                 &[relid.into()],
@@ -66,6 +68,7 @@ fn check_table(relid: pg_sys::Oid) -> TResult<Table> {
             row.get::<String>(2)?.unwrap_or_default(),
             row.get::<String>(3)?.unwrap_or_default(),
             row.get::<bool>(4)?.unwrap_or(false),
+            row.get::<bool>(5)?.unwrap_or(false),
         ))
     })?;
     let display = display.ok_or_else(|| {
@@ -95,6 +98,15 @@ fn check_table(relid: pg_sys::Oid) -> TResult<Table> {
             format!("cannot distribute {display}: it is {what}"),
         )
         .hint("Only regular tables can be distributed."));
+    }
+    if row_security {
+        // The shards would not carry the policies, and the shard queries would return rows
+        // the policies hide.
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot distribute {display}: it has row-level security (or policies)"),
+        )
+        .hint("Row-level security is not carried to the shards yet: ALTER TABLE ... DISABLE ROW LEVEL SECURITY and drop its policies first, and filter by tenant in the application's queries."));
     }
     if persistence == "t" {
         return Err(TesseraError::new(
@@ -164,6 +176,8 @@ fn move_rows(
     all: &[Node],
 ) -> TResult<i64> {
     const BATCH_BYTES: usize = 4 << 20;
+    // Rows travel as JSON text: printed the way any node reads them (floats exactly).
+    let _portable = crate::nodes::GucScope::portable_output();
     let insertable: Vec<String> = Spi::connect(|client| {
         let mut cols = Vec::new();
         for row in client.select(
@@ -186,7 +200,7 @@ fn move_rows(
         None => "0".to_string(),
     };
     let query = format!(
-        "SELECT {hash_expr}, pg_catalog.row_to_json(t)::text FROM ONLY {} t",
+        "SELECT {hash_expr}, pg_catalog.row_to_json(t.*)::text FROM ONLY {} t",
         table.display
     );
     let mut moved: i64 = 0;
@@ -731,6 +745,8 @@ fn shard_placement_sizes(
 /// shard table, its rows (from the coordinator's copy), and the placement row, all in the
 /// caller's transaction.
 pub(crate) fn replicate_to_new_node(group: i32) -> TResult<()> {
+    // Rows travel as JSON text: printed the way any node reads them (floats exactly).
+    let _portable = crate::nodes::GucScope::portable_output();
     let tables: Vec<pg_sys::Oid> = Spi::connect(|client| {
         let mut out = Vec::new();
         for row in client.select(
@@ -766,7 +782,7 @@ pub(crate) fn replicate_to_new_node(group: i32) -> TResult<()> {
             .hint("Register the coordinator with citus_set_coordinator_host before creating reference tables."));
         }
         let rows = Spi::get_one::<String>(&format!(
-            "SELECT coalesce(json_agg(t)::text, '[]') FROM {shard_table} t"
+            "SELECT coalesce(pg_catalog.json_agg(t.*)::text, '[]') FROM {shard_table} t"
         ))?
         .unwrap_or_else(|| "[]".into());
         let cols = Spi::get_one_with_args::<String>(

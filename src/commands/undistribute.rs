@@ -94,9 +94,13 @@ fn undistribute(relid: pg_sys::Oid) -> TResult<i64> {
         );
         let task = RemoteTask::new(
             ConnKey::for_current_session(node),
-            format!("SELECT count(*), coalesce(json_agg(t), '[]')::text FROM {shard} t"),
+            format!(
+                "SELECT count(*), coalesce(pg_catalog.json_agg(t.*), '[]')::text FROM {shard} t"
+            ),
         )
-        .in_scope(Scope::Transaction);
+        .in_scope(Scope::Transaction)
+        // The node prints the rows the way this session reads them back.
+        .with_settings(std::rc::Rc::new(crate::connection::Settings::current()));
         for outcome in run_tasks(&[task], 1)? {
             let results = outcome.map_err(|e| e.into_tessera())?;
             let Some(r) = results.last() else { continue };

@@ -304,6 +304,234 @@ fn rel_schema_and_name(relid: pg_sys::Oid) -> (String, String) {
     }
 }
 
+/// Whether `relid` is a distributed or reference table (a cached lookup).
+fn is_distributed(relid: pg_sys::Oid) -> TResult<bool> {
+    Ok(relid != pg_sys::InvalidOid && crate::metadata::cache::lookup(relid)?.is_some())
+}
+
+/// The distributed or reference table a RangeVar names, if it names one.
+///
+/// # Safety
+/// `rv` is null or a valid RangeVar.
+unsafe fn distributed_range_var(rv: *mut pg_sys::RangeVar) -> TResult<Option<pg_sys::Oid>> {
+    if rv.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: forwarded.
+    let relid = unsafe { range_var_relid(rv) };
+    Ok(is_distributed(relid)?.then_some(relid))
+}
+
+fn refused(what: &str, relid: pg_sys::Oid, hint: &str) -> TesseraError {
+    let (schema, name) = rel_schema_and_name(relid);
+    TesseraError::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!(
+            "{what} is not supported on the distributed table {}.{} yet",
+            quote_identifier(schema),
+            quote_identifier(name)
+        ),
+    )
+    .hint(hint)
+}
+
+/// Refuses the statements on distributed tables that no handler propagates: run on the
+/// coordinator alone they would change (or read) only its empty local table, and the user
+/// would be told it worked.
+///
+/// # Safety
+/// `stmt` is a valid utility statement.
+unsafe fn refuse_unhandled(stmt: *mut pg_sys::Node) -> TResult<()> {
+    use pg_sys::NodeTag::*;
+    // SAFETY: each cast follows the node's tag.
+    unsafe {
+        match (*stmt).type_ {
+            T_CopyStmt => {
+                let s = stmt as *mut pg_sys::CopyStmt;
+                if let Some(relid) = distributed_range_var((*s).relation)? {
+                    return Err(if (*s).is_from {
+                        refused("COPY FROM", relid, "Load the rows with INSERT ... VALUES (many rows per statement) or INSERT ... SELECT, or COPY them into a local table and INSERT ... SELECT from it.")
+                    } else {
+                        refused(
+                            "COPY TO",
+                            relid,
+                            "Copy the rows of a query instead: COPY (SELECT * FROM table) TO ...",
+                        )
+                    });
+                }
+            }
+            T_CreateTrigStmt => {
+                let s = stmt as *mut pg_sys::CreateTrigStmt;
+                if let Some(relid) = distributed_range_var((*s).relation)? {
+                    return Err(refused("CREATE TRIGGER", relid, "Triggers are not carried to the shards yet: enforce the rule with a CHECK or foreign key constraint, or in the application."));
+                }
+            }
+            T_CreatePolicyStmt => {
+                let s = stmt as *mut pg_sys::CreatePolicyStmt;
+                if let Some(relid) = distributed_range_var((*s).table)? {
+                    return Err(refused("CREATE POLICY", relid, "Row-level security is not carried to the shards yet: filter by tenant in the application's queries."));
+                }
+            }
+            T_AlterPolicyStmt => {
+                let s = stmt as *mut pg_sys::AlterPolicyStmt;
+                if let Some(relid) = distributed_range_var((*s).table)? {
+                    return Err(refused(
+                        "ALTER POLICY",
+                        relid,
+                        "Row-level security is not carried to the shards yet.",
+                    ));
+                }
+            }
+            T_RuleStmt => {
+                let s = stmt as *mut pg_sys::RuleStmt;
+                if let Some(relid) = distributed_range_var((*s).relation)? {
+                    return Err(refused(
+                        "CREATE RULE",
+                        relid,
+                        "Use a view over the distributed table instead.",
+                    ));
+                }
+            }
+            T_ClusterStmt => {
+                let s = stmt as *mut pg_sys::ClusterStmt;
+                if let Some(relid) = distributed_range_var((*s).relation)? {
+                    return Err(refused("CLUSTER", relid, "Run CLUSTER on the shards with run_command_on_workers(), or leave the order to the indexes."));
+                }
+            }
+            T_ReindexStmt => {
+                let s = stmt as *mut pg_sys::ReindexStmt;
+                if (*s).kind == pg_sys::ReindexObjectType::REINDEX_OBJECT_TABLE {
+                    if let Some(relid) = distributed_range_var((*s).relation)? {
+                        return Err(refused(
+                            "REINDEX",
+                            relid,
+                            "Drop the index and create it again: CREATE INDEX reaches every shard.",
+                        ));
+                    }
+                }
+                if (*s).kind == pg_sys::ReindexObjectType::REINDEX_OBJECT_INDEX {
+                    let index = range_var_relid((*s).relation);
+                    if index != pg_sys::InvalidOid {
+                        let table = pg_sys::IndexGetRelation(index, true);
+                        if is_distributed(table)? {
+                            return Err(refused("REINDEX", table, "Drop the index and create it again: CREATE INDEX reaches every shard."));
+                        }
+                    }
+                }
+            }
+            T_AlterObjectSchemaStmt => {
+                let s = stmt as *mut pg_sys::AlterObjectSchemaStmt;
+                if let Some(relid) = distributed_range_var((*s).relation)? {
+                    return Err(refused("ALTER ... SET SCHEMA", relid, "Undistribute the table with undistribute_table(), move it, and distribute it again."));
+                }
+            }
+            T_AlterTableStmt => {
+                let s = stmt as *mut pg_sys::AlterTableStmt;
+                if (*s).objtype == pg_sys::ObjectType::OBJECT_INDEX {
+                    let index = range_var_relid((*s).relation);
+                    if index != pg_sys::InvalidOid {
+                        let table = pg_sys::IndexGetRelation(index, true);
+                        if is_distributed(table)? {
+                            return Err(refused("ALTER INDEX", table, "Drop the index and create it again with the new options: CREATE INDEX reaches every shard."));
+                        }
+                    }
+                }
+                if (*s).objtype == pg_sys::ObjectType::OBJECT_TABLE {
+                    if let Some(relid) = distributed_range_var((*s).relation)? {
+                        for cmd in list_ptrs((*s).cmds) {
+                            let c = cmd as *mut pg_sys::AlterTableCmd;
+                            if matches!(
+                                (*c).subtype,
+                                pg_sys::AlterTableType::AT_EnableRowSecurity
+                                    | pg_sys::AlterTableType::AT_ForceRowSecurity
+                            ) {
+                                return Err(refused("row-level security", relid, "Row-level security is not carried to the shards yet: filter by tenant in the application's queries."));
+                            }
+                        }
+                    }
+                }
+            }
+            T_RenameStmt => {
+                let s = stmt as *mut pg_sys::RenameStmt;
+                if (*s).renameType == pg_sys::ObjectType::OBJECT_INDEX && !(*s).relation.is_null() {
+                    let index = range_var_relid((*s).relation);
+                    if index != pg_sys::InvalidOid {
+                        let table = pg_sys::IndexGetRelation(index, true);
+                        if is_distributed(table)? {
+                            return Err(refused(
+                                "ALTER INDEX ... RENAME",
+                                table,
+                                "Drop the index and create it again under the new name.",
+                            ));
+                        }
+                    }
+                }
+                if matches!(
+                    (*s).renameType,
+                    pg_sys::ObjectType::OBJECT_TRIGGER
+                        | pg_sys::ObjectType::OBJECT_POLICY
+                        | pg_sys::ObjectType::OBJECT_RULE
+                ) {
+                    if let Some(relid) = distributed_range_var((*s).relation)? {
+                        return Err(refused(
+                            "this RENAME",
+                            relid,
+                            "Drop the object and create it again under the new name.",
+                        ));
+                    }
+                }
+            }
+            T_CreateStmt => {
+                let s = stmt as *mut pg_sys::CreateStmt;
+                for rv in list_ptrs((*s).inhRelations) {
+                    if let Some(relid) = distributed_range_var(rv as *mut pg_sys::RangeVar)? {
+                        return Err(refused("a table that inherits from or is a partition of another", relid, "Create the table on its own and distribute it with create_distributed_table(..., colocate_with => ...)."));
+                    }
+                }
+            }
+            T_GrantStmt => {
+                let s = stmt as *mut pg_sys::GrantStmt;
+                if (*s).objtype == pg_sys::ObjectType::OBJECT_TABLE {
+                    if (*s).targtype == pg_sys::GrantTargetType::ACL_TARGET_OBJECT {
+                        let objects = list_ptrs((*s).objects);
+                        for rv in &objects {
+                            if let Some(relid) =
+                                distributed_range_var(*rv as *mut pg_sys::RangeVar)?
+                            {
+                                if objects.len() > 1 {
+                                    return Err(refused("GRANT or REVOKE on several tables in one statement", relid, "Grant on each distributed table in a statement of its own: it then reaches every shard."));
+                                }
+                            }
+                        }
+                    } else if (*s).targtype == pg_sys::GrantTargetType::ACL_TARGET_ALL_IN_SCHEMA {
+                        for n in list_ptrs((*s).objects) {
+                            let name = (*(n as *mut pg_sys::String)).sval;
+                            let nsp = pg_sys::get_namespace_oid(name, true);
+                            if nsp != pg_sys::InvalidOid {
+                                if let Some(relid) = distributed_in_schema(nsp)? {
+                                    return Err(refused("GRANT or REVOKE ON ALL TABLES IN SCHEMA", relid, "Grant on each distributed table by name: GRANT ... ON TABLE t TO role reaches every shard."));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A distributed or reference table in schema `nsp`, if there is one.
+fn distributed_in_schema(nsp: pg_sys::Oid) -> TResult<Option<pg_sys::Oid>> {
+    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT p.logicalrelid::oid FROM pg_catalog.pg_dist_partition p
+           JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid
+          WHERE c.relnamespace = $1 ORDER BY 1 LIMIT 1",
+        &[nsp.into()],
+    )?)
+}
+
 /// Looks at the statement before it runs locally.
 ///
 /// # Safety
@@ -315,6 +543,7 @@ unsafe fn before(pstmt: *mut pg_sys::PlannedStmt, query_string: *const c_char) -
         if stmt.is_null() {
             return Ok(After::Nothing);
         }
+        refuse_unhandled(stmt)?;
         match (*stmt).type_ {
             pg_sys::NodeTag::T_CreateExtensionStmt => {
                 let s = stmt as *mut pg_sys::CreateExtensionStmt;
@@ -454,6 +683,30 @@ unsafe fn before(pstmt: *mut pg_sys::PlannedStmt, query_string: *const c_char) -
                     }
                     _ => Ok(After::Nothing),
                 }
+            }
+            pg_sys::NodeTag::T_GrantStmt => {
+                // GRANT / REVOKE on one distributed table: the same statement on every shard
+                // (the roles must exist on the workers; a worker's error says so).
+                let s = stmt as *mut pg_sys::GrantStmt;
+                if (*s).objtype != pg_sys::ObjectType::OBJECT_TABLE
+                    || (*s).targtype != pg_sys::GrantTargetType::ACL_TARGET_OBJECT
+                {
+                    return Ok(After::Nothing);
+                }
+                let objects = list_ptrs((*s).objects);
+                let [rv] = objects[..] else {
+                    return Ok(After::Nothing);
+                };
+                let rv = rv as *mut pg_sys::RangeVar;
+                let Some(relid) = distributed_range_var(rv)? else {
+                    return Ok(After::Nothing);
+                };
+                let (sql, name_at) = text_and_offset(pstmt, query_string, (*rv).location);
+                Ok(After::Rewrite {
+                    relid,
+                    sql,
+                    name_at,
+                })
             }
             pg_sys::NodeTag::T_TruncateStmt => {
                 let s = stmt as *mut pg_sys::TruncateStmt;

@@ -43,6 +43,9 @@ pub struct RemoteTask {
     /// Hand the rows out one by one as they arrive ([`Dispatch::next_row`]) instead of
     /// keeping the whole result. For one SELECT statement.
     pub stream: bool,
+    /// The coordinator session's settings the node's session must have before the command
+    /// runs (set first when the connection has others).
+    pub settings: Option<std::rc::Rc<super::Settings>>,
 }
 
 impl RemoteTask {
@@ -57,7 +60,14 @@ impl RemoteTask {
             ends_transaction: false,
             copy_data: None,
             stream: false,
+            settings: None,
         }
+    }
+
+    /// Runs the command under the coordinator session's settings (`super::Settings`).
+    pub fn with_settings(mut self, settings: std::rc::Rc<super::Settings>) -> RemoteTask {
+        self.settings = Some(settings);
+        self
     }
 
     pub fn streaming(mut self, stream: bool) -> RemoteTask {
@@ -123,6 +133,8 @@ struct Slot {
     begin_in_flight: bool,
     /// The command in flight prepares the task's statement under this name.
     prepare_in_flight: Option<String>,
+    /// The command in flight sets the task's session settings.
+    settings_in_flight: bool,
 }
 
 /// What one step of a slot's state machine came to.
@@ -463,6 +475,7 @@ impl Slot {
             begin_needed,
             begin_in_flight: false,
             prepare_in_flight: None,
+            settings_in_flight: false,
         }
     }
 }
@@ -505,9 +518,17 @@ fn advance(
                 }
             },
             Phase::Send => {
+                let stale = task
+                    .settings
+                    .as_ref()
+                    .filter(|want| slot.conn.settings.as_ref() != Some(*want));
                 let sent = if slot.begin_needed {
                     slot.begin_in_flight = true;
                     slot.conn.send_query("BEGIN", &[], &[])
+                } else if let Some(want) = stale {
+                    slot.settings_in_flight = true;
+                    slot.conn
+                        .send_query(super::Settings::SQL, &want.values(), &[])
                 } else if task.prepare && !task.params.is_empty() {
                     match slot.conn.prepared_name(&task.sql) {
                         Some(name) => slot.conn.send_query_prepared(&name, &task.params),
@@ -528,7 +549,11 @@ fn advance(
                 if let Err(e) = sent {
                     return Step::Finished(Err(e));
                 }
-                if task.stream && !slot.begin_in_flight && slot.prepare_in_flight.is_none() {
+                if task.stream
+                    && !slot.begin_in_flight
+                    && !slot.settings_in_flight
+                    && slot.prepare_in_flight.is_none()
+                {
                     slot.conn.set_single_row_mode();
                 }
                 slot.phase = Phase::Flush;
@@ -573,6 +598,13 @@ fn advance(
                         slot.phase = Phase::Send;
                         continue;
                     }
+                }
+                if slot.settings_in_flight && outcome.is_ok() {
+                    // The node's session now has the settings: now the command itself.
+                    slot.settings_in_flight = false;
+                    slot.conn.settings = task.settings.clone();
+                    slot.phase = Phase::Send;
+                    continue;
                 }
                 if slot.begin_in_flight && outcome.is_ok() {
                     // The transaction block is open: now the command itself.

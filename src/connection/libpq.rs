@@ -27,6 +27,8 @@ pub struct Connection {
     busy: bool,
     /// Statements prepared on this connection: SQL text -> statement name.
     prepared: std::collections::HashMap<String, String>,
+    /// The session settings last set on the node (`super::Settings`), once set.
+    pub settings: Option<std::rc::Rc<super::Settings>>,
 }
 
 impl Connection {
@@ -52,6 +54,7 @@ impl Connection {
             node: node.clone(),
             busy: false,
             prepared: std::collections::HashMap::new(),
+            settings: None,
         };
         // SAFETY: raw is a live PGconn.
         if unsafe { pq::PQstatus(conn.raw.as_ptr()) } == pq::ConnStatusType::CONNECTION_BAD {

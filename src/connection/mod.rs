@@ -105,6 +105,60 @@ fn current_user() -> String {
     }
 }
 
+/// The settings of the coordinator's session that change what a statement means on a node:
+/// how dates, times and intervals are written and read (`DateStyle`, `IntervalStyle`) and in
+/// which time zone (`TimeZone`). A node's session gets them before it runs a task, whenever
+/// they differ from what that connection last got, so `'02/01/2026'::date`, `ts::date` and
+/// `ts::text` mean the same on the node as on the coordinator, and rows travel back in a form
+/// the coordinator reads as the node meant it. `extra_float_digits` is always 3 on the node:
+/// floating-point values then travel exactly (the coordinator's own setting applies when it
+/// prints them to the client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub date_style: String,
+    pub interval_style: String,
+    pub time_zone: String,
+}
+
+impl Settings {
+    /// Sets them on a node (`is_local` false: for the session; a remote transaction that
+    /// rolls back closes its connection, so a setting is never undone behind our back).
+    pub const SQL: &'static str = "SELECT pg_catalog.set_config('datestyle', $1, false), \
+         pg_catalog.set_config('intervalstyle', $2, false), \
+         pg_catalog.set_config('timezone', $3, false), \
+         pg_catalog.set_config('extra_float_digits', '3', false)";
+
+    /// The current session's.
+    pub fn current() -> Settings {
+        Settings {
+            date_style: guc_value(c"DateStyle"),
+            interval_style: guc_value(c"IntervalStyle"),
+            time_zone: guc_value(c"TimeZone"),
+        }
+    }
+
+    pub fn values(&self) -> Vec<Option<String>> {
+        vec![
+            Some(self.date_style.clone()),
+            Some(self.interval_style.clone()),
+            Some(self.time_zone.clone()),
+        ]
+    }
+}
+
+fn guc_value(name: &std::ffi::CStr) -> String {
+    // SAFETY: GetConfigOption returns the setting's current value as a C string that stays
+    // valid until the setting changes; it is copied at once. These settings always exist.
+    unsafe {
+        let p = pg_sys::GetConfigOption(name.as_ptr(), false, false);
+        if p.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
 /// An error that happened on, or on the way to, a node.
 #[derive(Debug, Clone)]
 pub struct RemoteError {

@@ -90,7 +90,12 @@ impl Sink {
         let mut tasks = unsafe {
             match &run.copy_columns {
                 Some(cols) => task::copy_tasks(&run.plan, self.estate, &self.batch, cols)?,
-                None => task::insert_tasks(&run.plan, self.estate, &self.batch)?,
+                None => task::insert_tasks(
+                    &run.plan,
+                    self.estate,
+                    &self.batch,
+                    run.extra.as_deref().unwrap_or(&[]),
+                )?,
             }
         };
         // Each batch has its own statement shapes: not worth preparing on the nodes.

@@ -93,8 +93,11 @@ pub(crate) struct ScanRun {
     copy_columns: Option<String>,
     /// Subqueries that run first; their results are parameters of the tasks.
     subs: Vec<subplans::Sub>,
-    /// Those parameters, once computed.
+    /// Those parameters, once computed (with the values of `evaluated`).
     pub extra: Option<Vec<subplans::Extra>>,
+    /// What the coordinator evaluates for the tasks (`DistPlan::evaluated`): parameter id and
+    /// the expression's state.
+    evaluated: Vec<(usize, *mut pg_sys::ExprState)>,
     ran: bool,
     /// Per INSERT column: the type and output function of its values, looked up once.
     pub outputs: std::cell::RefCell<Vec<Option<(pg_sys::Oid, pg_sys::FmgrInfo)>>>,
@@ -169,6 +172,12 @@ unsafe extern "C-unwind" fn begin_scan(
                 insert_rows.push(pg_sys::ExecInitExprList(row, &mut (*node).ss.ps));
             }
         }
+        let mut evaluated = Vec::with_capacity(plan.evaluated.len());
+        for (id, text) in &plan.evaluated {
+            let c = std::ffi::CString::new(text.as_str()).unwrap_or_default();
+            let expr = pg_sys::stringToNode(c.as_ptr()) as *mut pg_sys::Expr;
+            evaluated.push((*id, pg_sys::ExecInitExpr(expr, &mut (*node).ss.ps)));
+        }
         let desc = (*(*node).ss.ss_ScanTupleSlot).tts_tupleDescriptor;
         let mut inputs = Vec::new();
         for i in 0..(*desc).natts as usize {
@@ -195,6 +204,7 @@ unsafe extern "C-unwind" fn begin_scan(
             copy_columns: insert_select::copy_columns(cscan),
             subs: subplans::of_plan(cscan),
             extra: None,
+            evaluated,
             child_qd: std::ptr::null_mut(),
             ran: false,
             inputs,
@@ -210,7 +220,8 @@ unsafe extern "C-unwind" fn begin_scan(
     }
 }
 
-/// Runs the subqueries whose results the tasks take as parameters (once per execution).
+/// Runs the subqueries whose results the tasks take as parameters, and evaluates what the
+/// coordinator evaluates for them (once per execution).
 ///
 /// # Safety
 /// `node` is our scan state with a live run.
@@ -218,10 +229,30 @@ pub(crate) unsafe fn ensure_subplans(node: *mut pg_sys::CustomScanState) -> TRes
     // SAFETY: forwarded; the run lives until the executor's memory is reset.
     unsafe {
         let run = &mut *(*(node as *mut TesseraScanState)).run;
-        if run.extra.is_none() && !run.subs.is_empty() {
-            let extra = subplans::run_all(&mut run.subs, (*node).ss.ps.state)?;
-            run.extra = Some(extra);
+        if run.extra.is_some() || (run.subs.is_empty() && run.evaluated.is_empty()) {
+            return Ok(());
         }
+        let mut extra = if run.subs.is_empty() {
+            Vec::new()
+        } else {
+            subplans::run_all(&mut run.subs, (*node).ss.ps.state)?
+        };
+        let econtext = (*node).ss.ps.ps_ExprContext;
+        for &(id, state) in &run.evaluated {
+            let mut isnull = false;
+            let datum = pg_sys::ExecEvalExprSwitchContext(state, econtext, &mut isnull);
+            let typid = pg_sys::exprType((*state).expr as *mut pg_sys::Node);
+            let text = if isnull {
+                None
+            } else {
+                // Printed the way any node reads it.
+                let _portable = crate::nodes::GucScope::portable_output();
+                Some(value_to_text(datum, typid))
+            };
+            extra.push((id, text, task::portable_type(typid)));
+        }
+        pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+        run.extra = Some(extra);
     }
     Ok(())
 }
@@ -239,6 +270,8 @@ unsafe fn ensure_ran(node: *mut pg_sys::CustomScanState) -> TResult<()> {
             return Ok(());
         }
         let estate = (*node).ss.ps.state;
+        ensure_subplans(node)?;
+        let run = &mut *(*state).run;
         if !run.child.is_null() {
             let (results, affected) = insert_select::execute(node, (*state).run)?;
             let run = &mut *(*state).run;
@@ -247,8 +280,6 @@ unsafe fn ensure_ran(node: *mut pg_sys::CustomScanState) -> TResult<()> {
             (*estate).es_processed += affected;
             return Ok(());
         }
-        ensure_subplans(node)?;
-        let run = &mut *(*state).run;
         let econtext = (*node).ss.ps.ps_ExprContext;
         let tasks = task::build(run, estate, econtext)?;
         let (rows, affected) = task::run(&run.plan, &tasks, run.can_stream)?;

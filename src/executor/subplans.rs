@@ -114,6 +114,8 @@ unsafe extern "C-unwind" fn receive(
                 .map(|i| (*(*desc).attrs.as_ptr().add(i)).atttypid)
                 .collect();
         }
+        // The values travel to the nodes as text: printed the way any node reads them.
+        let _portable = crate::nodes::GucScope::portable_output();
         for i in 0..width {
             if *(*slot).tts_isnull.add(i) {
                 c.columns[i].push(None);

@@ -95,6 +95,8 @@ unsafe fn user_params(
         .max(plan.insert.as_ref().map_or(0, |i| i.param_base));
     let mut values = Vec::with_capacity(n);
     let mut types = Vec::with_capacity(n);
+    // The values travel to the nodes as text: printed the way any node reads them.
+    let _portable = crate::nodes::GucScope::portable_output();
     for id in 1..=n {
         if let Some((_, v, t)) = extra.iter().find(|e| e.0 == id) {
             values.push(v.clone());
@@ -225,10 +227,11 @@ pub unsafe fn insert_tasks(
     plan: &DistPlan,
     estate: *mut pg_sys::EState,
     rows: &[Row],
+    extra: &[super::subplans::Extra],
 ) -> TResult<Vec<Task>> {
     let shape = plan.insert.as_ref().expect("an INSERT plan");
     // SAFETY: forwarded.
-    let c = unsafe { Common::new(plan, estate, &[])? };
+    let c = unsafe { Common::new(plan, estate, extra)? };
     let mut tasks = Vec::new();
     for (k, list) in route(&c, shape, rows)? {
         let values = shape.values_text(shape.param_base + 1, list.len());
@@ -341,10 +344,15 @@ pub unsafe fn build(
     if plan.insert.is_some() {
         // SAFETY: the ExprStates were built in Begin for this scan.
         let rows = unsafe { eval_rows(run, econtext)? };
+        let extra = run.extra.as_deref().unwrap_or(&[]);
         // SAFETY: forwarded.
-        return unsafe { insert_tasks(plan, estate, &rows) };
+        return unsafe { insert_tasks(plan, estate, &rows, extra) };
     }
     let extra = run.extra.as_deref().unwrap_or(&[]);
+    if plan.tables.is_empty() {
+        // SAFETY: forwarded.
+        return unsafe { tableless_task(plan, estate, extra) };
+    }
     // SAFETY: forwarded.
     let c = unsafe { Common::new(plan, estate, extra)? };
     let anchor = c.anchor.clone();
@@ -360,8 +368,9 @@ pub unsafe fn build(
                 None => unsafe { param((*estate).es_param_list_info, *id as usize) }.0,
             };
             match value {
-                // `dist_col = NULL` matches no row: no task at all.
-                None => Vec::new(),
+                // `dist_col = NULL` matches no row, but the statement still runs, on one
+                // shard group: an aggregate without GROUP BY returns its one row (count 0).
+                None => vec![0],
                 Some(text) => {
                     let datum = text_to_value(&text, pg_sys::Oid::from(*typid), -1)?;
                     let h =
@@ -388,6 +397,44 @@ pub unsafe fn build(
         tasks = batch_per_node(tasks, per_node);
     }
     Ok(tasks)
+}
+
+/// The one task of a query that reads no table any more (its subqueries on distributed
+/// tables ran first and are its parameters, `SELECT (SELECT max(x) FROM dist) > 5`): any one
+/// node computes the rest, a worker's rather than the coordinator's.
+///
+/// # Safety
+/// `estate` is the scan's.
+unsafe fn tableless_task(
+    plan: &DistPlan,
+    estate: *mut pg_sys::EState,
+    extra: &[super::subplans::Extra],
+) -> TResult<Vec<Task>> {
+    let nodes = crate::metadata::node::active_primaries(true)?;
+    let node = nodes
+        .iter()
+        .find(|n| !n.is_coordinator())
+        .or(nodes.first())
+        .ok_or_else(|| {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "there is no active node to run the query on",
+            )
+            .hint("Add a worker with citus_add_node, or activate one with citus_activate_node.")
+        })?;
+    // SAFETY: the executor's parameters.
+    let (params, types) = unsafe { user_params(plan, (*estate).es_param_list_info, extra) };
+    Ok(vec![Task {
+        group: node.groupid,
+        node: node.address(),
+        sql: plan.template.clone(),
+        shard_sqls: vec![plan.template.clone()],
+        params,
+        types,
+        primary: true,
+        prepare: true,
+        copy_data: None,
+    }])
 }
 
 /// Joins the SELECT tasks of each node into `per_node` statements (fewer when it has fewer
@@ -494,7 +541,11 @@ pub unsafe fn eval_row(
             let finfo = &mut slot.as_mut().expect("set above").1;
             // The C string lives in the per-tuple memory, reset below.
             let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+            // Printed the way any node reads it (the expression itself was evaluated under
+            // the session's settings).
+            let portable = crate::nodes::GucScope::portable_output();
             let text = crate::nodes::string(pg_sys::OutputFunctionCall(finfo, datum));
+            drop(portable);
             pg_sys::MemoryContextSwitchTo(old);
             values.push((Some(text), portable_type(typid)));
         }
@@ -515,11 +566,13 @@ pub enum Rows {
 pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)> {
     let scope = scope(plan);
     let stream = stream && scope == Scope::Autocommit && plan.command == Command::Select;
+    let settings = Rc::new(crate::connection::Settings::current());
     let remote: Vec<RemoteTask> = tasks
         .iter()
         .map(|t| {
             let mut r = RemoteTask::new(ConnKey::for_current_session(&t.node), t.sql.clone())
                 .in_scope(scope)
+                .with_settings(settings.clone())
                 .with_params(t.params.clone())
                 .with_param_types(t.types.clone())
                 .prepared(t.prepare)

@@ -263,8 +263,9 @@ unsafe fn value_expr(node: *mut pg_sys::Node) -> Option<ValueExpr> {
     None
 }
 
-/// Adds the top-level AND-ed conditions of `node` to the classes.
-unsafe fn add_conjuncts(node: *mut pg_sys::Node, classes: &mut Classes) {
+/// Adds the top-level AND-ed conditions of `node` to the classes; equalities with a value
+/// only when `values` (they filter the rows of the whole level).
+unsafe fn add_conjuncts(node: *mut pg_sys::Node, classes: &mut Classes, values: bool) {
     if node.is_null() {
         return;
     }
@@ -272,7 +273,7 @@ unsafe fn add_conjuncts(node: *mut pg_sys::Node, classes: &mut Classes) {
     unsafe {
         if is_a(node as *const c_void, pg_sys::NodeTag::T_List) {
             for item in list_of::<pg_sys::Node>(node as *mut pg_sys::List) {
-                add_conjuncts(item, classes);
+                add_conjuncts(item, classes, values);
             }
             return;
         }
@@ -280,7 +281,7 @@ unsafe fn add_conjuncts(node: *mut pg_sys::Node, classes: &mut Classes) {
             let b = node as *mut pg_sys::BoolExpr;
             if (*b).boolop == pg_sys::BoolExprType::AND_EXPR {
                 for item in list_of::<pg_sys::Node>((*b).args) {
-                    add_conjuncts(item, classes);
+                    add_conjuncts(item, classes, values);
                 }
             }
             return;
@@ -305,7 +306,7 @@ unsafe fn add_conjuncts(node: *mut pg_sys::Node, classes: &mut Classes) {
                 let ib = classes.id(((*b).varno as u32, (*b).varattno));
                 classes.union(ia, ib);
             }
-            (Some(v), None) | (None, Some(v)) => {
+            (Some(v), None) | (None, Some(v)) if values => {
                 let other = if plain_var(args[0]).is_some() {
                     args[1]
                 } else {
@@ -321,25 +322,33 @@ unsafe fn add_conjuncts(node: *mut pg_sys::Node, classes: &mut Classes) {
     }
 }
 
-/// Adds the conditions of a FROM item; `inner` is false below the nullable side of an outer
-/// join, where a condition does not filter the rows of the whole query.
-unsafe fn add_from_item(node: *mut pg_sys::Node, classes: &mut Classes) {
+/// Adds the conditions of a FROM item; `values` is false below the nullable side of an outer
+/// join, where a condition does not filter the rows of the whole level.
+unsafe fn add_from_item(node: *mut pg_sys::Node, classes: &mut Classes, values: bool) {
     // SAFETY: reading jointree nodes of a valid tree.
     unsafe {
         if is_a(node as *const c_void, pg_sys::NodeTag::T_JoinExpr) {
             let j = node as *mut pg_sys::JoinExpr;
-            add_from_item((*j).larg, classes);
-            add_from_item((*j).rarg, classes);
-            // An outer join's condition still decides which rows of the two sides meet: it
-            // counts for co-location (rows meet only within a shard group) and, through the
-            // classes, for pins of the inner side.
-            add_conjuncts((*j).quals, classes);
+            let (left, right) = match (*j).jointype {
+                pg_sys::JoinType::JOIN_INNER => (values, values),
+                pg_sys::JoinType::JOIN_LEFT => (values, false),
+                pg_sys::JoinType::JOIN_RIGHT => (false, values),
+                _ => (false, false),
+            };
+            add_from_item((*j).larg, classes, left);
+            add_from_item((*j).rarg, classes, right);
+            // An outer join's condition decides which rows of the two sides meet, not which
+            // rows the join returns: its column equalities count for co-location (rows meet
+            // only within a shard group), but an equality with a value pins nothing (the
+            // preserved side keeps every row, `ON m.tenant_id = 5` or not).
+            let inner = (*j).jointype == pg_sys::JoinType::JOIN_INNER;
+            add_conjuncts((*j).quals, classes, values && inner);
         } else if is_a(node as *const c_void, pg_sys::NodeTag::T_FromExpr) {
             let f = node as *mut pg_sys::FromExpr;
             for item in list_of::<pg_sys::Node>((*f).fromlist) {
-                add_from_item(item, classes);
+                add_from_item(item, classes, values);
             }
-            add_conjuncts((*f).quals, classes);
+            add_conjuncts((*f).quals, classes, values);
         }
     }
 }
@@ -402,7 +411,7 @@ unsafe fn visit(
     unsafe {
         let mut classes = Classes::default();
         if !(*query).jointree.is_null() {
-            add_from_item((*query).jointree as *mut pg_sys::Node, &mut classes);
+            add_from_item((*query).jointree as *mut pg_sys::Node, &mut classes, true);
         }
         let mut own = Vec::new();
         for (i, rte) in list_of::<pg_sys::RangeTblEntry>((*query).rtable)
@@ -436,7 +445,10 @@ unsafe fn visit(
                         });
                     }
                     None => {
-                        if matches!((*rte).relkind as u8, b'r' | b'p' | b'm' | b'f') {
+                        // Not in FROM: the placeholders of a view's or materialized view's rule
+                        // (`*OLD*`, `*NEW*` in PostgreSQL 15), which nothing reads.
+                        let read = (*rte).inFromCl || rti as i32 == (*query).resultRelation;
+                        if read && matches!((*rte).relkind as u8, b'r' | b'p' | b'm' | b'f') {
                             a.local_tables.push((*rte).relid);
                         }
                     }

@@ -15,11 +15,10 @@
 use std::ffi::c_void;
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use super::analyze::touches_distributed;
 use super::distributed::make_node;
-use crate::error::{TResult, TesseraError};
+use crate::error::TResult;
 use crate::metadata::cache;
 use crate::nodes::{is_a, list_of, make_list, pstrdup, string};
 
@@ -251,12 +250,9 @@ pub unsafe fn plan(
             subplans.push(swap_plan(p, &mut swap) as *mut pg_sys::Node);
         }
         (*stmt).subplans = make_list(&subplans);
-        if swap.done.iter().any(|d| !d) {
-            return Err(TesseraError::new(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                "the coordinator's plan lost the scan of a distributed subquery",
-            ));
-        }
+        // A subquery whose scan is not in the plan any more was proven empty by PostgreSQL
+        // (`WHERE false`, a contradiction): the query needs none of its rows, and it is not
+        // run. Its tables stay in the range table, for locks and privilege checks.
         for &c in &children {
             super::recursive::adopt_child(stmt, c);
         }

@@ -58,19 +58,16 @@ pub unsafe fn querydef(query: *mut pg_sys::Query) -> String {
     unsafe {
         let query = pg_sys::copyObjectImpl(query as *const c_void) as *mut pg_sys::Query;
         alias_walker(query as *mut pg_sys::Node, std::ptr::null_mut());
-        let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
+        // Constants are printed in a form every node reads the same under any DateStyle or
+        // IntervalStyle (a plan is cached across changes of the session's settings).
+        let scope = crate::nodes::GucScope::new(&[
+            (c"search_path", c"pg_catalog"),
+            (c"DateStyle", c"ISO"),
+            (c"IntervalStyle", c"postgres"),
+            (c"extra_float_digits", c"3"),
+        ]);
         let text = pg_sys::pg_get_querydef(query, false);
-        pg_sys::AtEOXact_GUC(true, level);
+        drop(scope);
         tessera_core::sqltext::one_line(&string(text))
     }
 }

@@ -155,6 +155,17 @@ unsafe fn plan_one(
                 "Run the modification as its own statement.",
             ));
         }
+        if (*parse).commandType == pg_sys::CmdType::CMD_INSERT
+            && sub_rti(parse).is_none()
+            && (*parse).hasTargetSRFs
+        {
+            // `VALUES (generate_series(1, 3), 'x')`: the row is a SELECT that returns a set,
+            // run on the coordinator; its rows go to the shards.
+            let q = values_as_select(parse);
+            let a = analyze(q)?;
+            let t = target(q, &a)?;
+            return plan_insert_select(q, &a, t, query_string, bound_params);
+        }
         if (*parse).commandType == pg_sys::CmdType::CMD_INSERT && sub_rti(parse).is_some() {
             // Pushed down to the shard groups, or its rows routed through the coordinator:
             // the SELECT may read local tables and tables of other colocation groups.
@@ -606,6 +617,14 @@ unsafe fn base_plan(
     returns_rows: bool,
 ) -> TResult<DistPlan> {
     let (tables, anchor) = tables_of(a);
+    // What the coordinator's session defines is evaluated there, and sent as parameters
+    // numbered after every parameter the query has (INSERT plans take theirs out first, before
+    // the parameters of their VALUES row).
+    // SAFETY: walking and copying a valid Query.
+    let (query, evaluated) = unsafe {
+        let first = params_of(query).into_iter().max().unwrap_or(0) + 1;
+        super::evaluate::take_out(query, first)
+    };
     // SAFETY: deparsing a valid Query.
     let template = unsafe { querydef(query) };
     let sites = sites(&template, &tables)?;
@@ -622,6 +641,7 @@ unsafe fn base_plan(
         // SAFETY: walking a valid Query.
         params: unsafe { params_of(query) },
         insert: None,
+        evaluated,
     })
 }
 
@@ -899,6 +919,9 @@ unsafe fn plan_insert(
         let base = param_base(parse, bound_params);
         let user_params: Vec<usize> = params_of(parse);
         let q = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
+        // ON CONFLICT and RETURNING: what the coordinator evaluates goes first.
+        let (q, evaluated) = super::evaluate::take_out(q, base + 1);
+        let base = base + evaluated.len();
         values_as_params(q, base);
         if let Some(rti) = values_rti {
             let vrte = pg_sys::list_nth((*q).rtable, rti - 1) as *mut pg_sys::RangeTblEntry;
@@ -920,6 +943,7 @@ unsafe fn plan_insert(
             returning,
         )?;
         plan.params = user_params;
+        plan.evaluated = evaluated;
         plan.set_anchor(meta.table.relid.to_u32());
         set_insert_shape(&mut plan, tles.len(), dist_column, base)?;
         let scan_tlist = visible((*parse).returningList);
@@ -1001,6 +1025,59 @@ fn values_range(sql: &str, first: usize) -> TResult<(usize, usize)> {
         return Err(bad());
     }
     Ok((open, close + 1))
+}
+
+/// The one-row INSERT ... VALUES `parse` as INSERT ... SELECT of its row: a copy whose
+/// column expressions are the outputs of a SELECT without FROM (for a row with set-returning
+/// functions, which only a SELECT can expand).
+unsafe fn values_as_select(parse: *mut pg_sys::Query) -> *mut pg_sys::Query {
+    // SAFETY: building the SELECT and its range table entry in a copy of the analyzed INSERT.
+    unsafe {
+        let q = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
+        let tles: Vec<*mut pg_sys::TargetEntry> = list_of::<pg_sys::TargetEntry>((*q).targetList)
+            .into_iter()
+            .filter(|t| !(**t).resjunk)
+            .collect();
+        let rti = pg_sys::list_length((*q).rtable) + 1;
+        let select = make_node::<pg_sys::Query>(pg_sys::NodeTag::T_Query);
+        (*select).commandType = pg_sys::CmdType::CMD_SELECT;
+        (*select).querySource = pg_sys::QuerySource::QSRC_ORIGINAL;
+        (*select).canSetTag = true;
+        (*select).hasTargetSRFs = true;
+        (*select).jointree = pg_sys::makeFromExpr(std::ptr::null_mut(), std::ptr::null_mut());
+        let mut outputs = Vec::with_capacity(tles.len());
+        let mut names = Vec::with_capacity(tles.len());
+        for (k, &t) in tles.iter().enumerate() {
+            let e = (*t).expr as *mut pg_sys::Node;
+            (*select).hasSubLinks |= pg_sys::checkExprHasSubLink(e);
+            outputs.push(pg_sys::makeTargetEntry(
+                e as *mut pg_sys::Expr,
+                (k + 1) as i16,
+                (*t).resname,
+                false,
+            ));
+            names.push(pg_sys::makeString(pstrdup(&format!("c{}", k + 1))));
+            (*t).expr = pg_sys::makeVar(
+                rti,
+                (k + 1) as i16,
+                pg_sys::exprType(e),
+                pg_sys::exprTypmod(e),
+                pg_sys::exprCollation(e),
+                0,
+            ) as *mut pg_sys::Expr;
+        }
+        (*select).targetList = make_list(&outputs);
+        let rte = make_node::<pg_sys::RangeTblEntry>(pg_sys::NodeTag::T_RangeTblEntry);
+        (*rte).rtekind = pg_sys::RTEKind::RTE_SUBQUERY;
+        (*rte).subquery = select;
+        (*rte).eref = pg_sys::makeAlias(c"*SELECT*".as_ptr(), make_list(&names));
+        (*q).rtable = pg_sys::lappend((*q).rtable, rte as *mut c_void);
+        let rtr = make_node::<pg_sys::RangeTblRef>(pg_sys::NodeTag::T_RangeTblRef);
+        (*rtr).rtindex = rti;
+        (*(*q).jointree).fromlist = make_list(&[rtr]);
+        (*q).hasTargetSRFs = false;
+        q
+    }
 }
 
 /// The range-table index of an INSERT's SELECT, if it has one.
@@ -1099,7 +1176,8 @@ unsafe fn plan_insert_select(
             }
         };
         let returning = !(*parse).returningList.is_null();
-        let mut plan = base_plan(tier, Command::Insert, parse, a, pin, returning)?;
+        let worker = in_column_order(parse, sub_rti);
+        let mut plan = base_plan(tier, Command::Insert, worker, a, pin, returning)?;
         plan.set_anchor(meta.table.relid.to_u32());
         plan.notes
             .push("INSERT ... SELECT between co-located tables, run on each shard group".into());
@@ -1110,10 +1188,17 @@ unsafe fn plan_insert_select(
     }
 }
 
-/// Points the Vars of the SELECT (range-table index `ctx`) at the scan's outer tuple: the row
-/// the SELECT's own plan returns.
+/// Which Vars [`renumber_vars`] points elsewhere: those of range-table index `from` at the
+/// level it starts on, to `to`.
+struct Renumber {
+    from: i32,
+    to: i32,
+}
+
+/// Points the Vars of range-table index `from` at `to` (the scan's outer tuple, `OUTER_VAR`,
+/// for the row the SELECT's own plan returns; another entry of a new query level).
 #[pg_guard]
-unsafe extern "C-unwind" fn outer_var_mutator(
+unsafe extern "C-unwind" fn renumber_vars(
     node: *mut pg_sys::Node,
     ctx: *mut c_void,
 ) -> *mut pg_sys::Node {
@@ -1122,15 +1207,108 @@ unsafe extern "C-unwind" fn outer_var_mutator(
     }
     // SAFETY: called by expression_tree_mutator with valid nodes and our context.
     unsafe {
-        let sub_rti = *(ctx as *mut i32);
+        let r = &*(ctx as *mut Renumber);
         if is_a(node as *const c_void, pg_sys::NodeTag::T_Var) {
             let v = pg_sys::copyObjectImpl(node as *const c_void) as *mut pg_sys::Var;
-            if (*v).varno == sub_rti && (*v).varlevelsup == 0 {
-                (*v).varno = pg_sys::OUTER_VAR;
+            if (*v).varno == r.from && (*v).varlevelsup == 0 {
+                (*v).varno = r.to;
+                if r.to > 0 {
+                    // The deparser names a Var by its syntactic position.
+                    (*v).varnosyn = r.to as u32;
+                    (*v).varattnosyn = (*v).varattno;
+                }
             }
             return v as *mut pg_sys::Node;
         }
-        combine::mutate(node, outer_var_mutator, ctx)
+        combine::mutate(node, renumber_vars, ctx)
+    }
+}
+
+/// The INSERT ... SELECT `parse`, its SELECT wrapped (when needed) in one that returns the
+/// INSERT's columns in their order. PostgreSQL's deparser prints an INSERT ... SELECT as the
+/// column list of its target list followed by the SELECT as it is, which is right only when
+/// the k-th column takes the SELECT's k-th output; the rewriter has sorted the target list by
+/// column number and added the other columns' defaults (`created DEFAULT now()`), so the
+/// worker would get `INSERT INTO t (a, b, created) SELECT b_value, a_value FROM ...`. The
+/// wrapper, `SELECT a_value, b_value, now() FROM (the SELECT) "*SELECT*"`, puts each value
+/// under its column.
+unsafe fn in_column_order(parse: *mut pg_sys::Query, sub_rti: i32) -> *mut pg_sys::Query {
+    // SAFETY: reading the analyzed INSERT; building the wrapper in a copy of it.
+    unsafe {
+        let tles: Vec<*mut pg_sys::TargetEntry> =
+            list_of::<pg_sys::TargetEntry>((*parse).targetList)
+                .into_iter()
+                .filter(|t| !(**t).resjunk)
+                .collect();
+        let sub_rte = pg_sys::list_nth((*parse).rtable, sub_rti - 1) as *mut pg_sys::RangeTblEntry;
+        let sub_width = list_of::<pg_sys::TargetEntry>((*(*sub_rte).subquery).targetList)
+            .into_iter()
+            .filter(|t| !(**t).resjunk)
+            .count();
+        let aligned = sub_width == tles.len()
+            && tles.iter().enumerate().all(|(k, &t)| {
+                let e = combine::strip((*t).expr as *mut pg_sys::Node);
+                is_a(e as *const c_void, pg_sys::NodeTag::T_Var) && {
+                    let v = e as *mut pg_sys::Var;
+                    (*v).varno == sub_rti
+                        && (*v).varlevelsup == 0
+                        && (*v).varattno as usize == k + 1
+                }
+            });
+        if aligned {
+            return parse;
+        }
+        let q = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
+        let rte = pg_sys::list_nth((*q).rtable, sub_rti - 1) as *mut pg_sys::RangeTblEntry;
+        let inner = make_node::<pg_sys::RangeTblEntry>(pg_sys::NodeTag::T_RangeTblEntry);
+        (*inner).rtekind = pg_sys::RTEKind::RTE_SUBQUERY;
+        (*inner).subquery = (*rte).subquery;
+        (*inner).eref = pg_sys::copyObjectImpl((*rte).eref as *const c_void) as *mut pg_sys::Alias;
+        (*inner).inFromCl = true;
+        let wrapper = make_node::<pg_sys::Query>(pg_sys::NodeTag::T_Query);
+        (*wrapper).commandType = pg_sys::CmdType::CMD_SELECT;
+        (*wrapper).querySource = pg_sys::QuerySource::QSRC_ORIGINAL;
+        (*wrapper).canSetTag = true;
+        (*wrapper).rtable = make_list(&[inner]);
+        let rtr = make_node::<pg_sys::RangeTblRef>(pg_sys::NodeTag::T_RangeTblRef);
+        (*rtr).rtindex = 1;
+        (*wrapper).jointree = pg_sys::makeFromExpr(make_list(&[rtr]), std::ptr::null_mut());
+        let mut renumber = Renumber {
+            from: sub_rti,
+            to: 1,
+        };
+        let mut outputs = Vec::with_capacity(tles.len());
+        let mut names = Vec::with_capacity(tles.len());
+        let qtles: Vec<*mut pg_sys::TargetEntry> = list_of::<pg_sys::TargetEntry>((*q).targetList)
+            .into_iter()
+            .filter(|t| !(**t).resjunk)
+            .collect();
+        for (k, &t) in qtles.iter().enumerate() {
+            let e = renumber_vars(
+                (*t).expr as *mut pg_sys::Node,
+                &mut renumber as *mut Renumber as *mut c_void,
+            );
+            outputs.push(pg_sys::makeTargetEntry(
+                e as *mut pg_sys::Expr,
+                (k + 1) as i16,
+                (*t).resname,
+                false,
+            ));
+            names.push(pg_sys::makeString(pstrdup(&format!("c{}", k + 1))));
+            (*wrapper).hasSubLinks |= pg_sys::checkExprHasSubLink(e);
+            (*t).expr = pg_sys::makeVar(
+                sub_rti,
+                (k + 1) as i16,
+                pg_sys::exprType(e),
+                pg_sys::exprTypmod(e),
+                pg_sys::exprCollation(e),
+                0,
+            ) as *mut pg_sys::Expr;
+        }
+        (*wrapper).targetList = make_list(&outputs);
+        (*rte).subquery = wrapper;
+        (*(*rte).eref).colnames = make_list(&names);
+        q
     }
 }
 
@@ -1163,13 +1341,16 @@ unsafe fn plan_insert_via_coordinator(
         let tles = insert_columns(parse)?;
         let dist_column = insert_dist_column(&meta, &tles)?;
         // The row: the INSERT's column expressions over the SELECT's output.
-        let mut rti = sub_rti;
+        let mut renumber = Renumber {
+            from: sub_rti,
+            to: pg_sys::OUTER_VAR,
+        };
         let exprs: Vec<*mut pg_sys::Node> = tles
             .iter()
             .map(|t| {
-                outer_var_mutator(
+                renumber_vars(
                     (**t).expr as *mut pg_sys::Node,
-                    &mut rti as *mut i32 as *mut c_void,
+                    &mut renumber as *mut Renumber as *mut c_void,
                 )
             })
             .collect();
@@ -1196,6 +1377,9 @@ unsafe fn plan_insert_via_coordinator(
         (*qsub).rtekind = pg_sys::RTEKind::RTE_RESULT;
         (*qsub).subquery = std::ptr::null_mut();
         (*(*q).jointree).fromlist = std::ptr::null_mut();
+        // ON CONFLICT and RETURNING: what the coordinator evaluates goes first.
+        let (q, evaluated) = super::evaluate::take_out(q, base + 1);
+        let base = base + evaluated.len();
         values_as_params(q, base);
         let qa = analyze(q)?;
         let returning = !(*parse).returningList.is_null();
@@ -1206,6 +1390,7 @@ unsafe fn plan_insert_via_coordinator(
         };
         let mut plan = base_plan(tier, Command::Insert, q, &qa, pin, returning)?;
         plan.params.retain(|&p| p <= base);
+        plan.evaluated = evaluated;
         plan.set_anchor(meta.table.relid.to_u32());
         set_insert_shape(&mut plan, tles.len(), dist_column, base)?;
         plan.notes

@@ -15,6 +15,7 @@ mod combine;
 mod coordinator;
 mod deparse;
 mod distributed;
+mod evaluate;
 mod recursive;
 
 pub use recursive::SubKind;
@@ -69,22 +70,51 @@ unsafe extern "C-unwind" fn tessera_planner(
 ) -> *mut pg_sys::PlannedStmt {
     // SAFETY: the hook is called by PostgreSQL with valid arguments.
     unsafe {
-        if gucs::enable_distributed_planner()
+        let distributing = gucs::enable_distributed_planner()
             && LOCAL_ONLY.with(|d| d.get()) == 0
             && cache::installed()
-            && (*parse).commandType != pg_sys::CmdType::CMD_UTILITY
-            && analyze::touches_distributed(parse).or_report()
-        {
+            && (*parse).commandType != pg_sys::CmdType::CMD_UTILITY;
+        if distributing && analyze::touches_distributed(parse).or_report() {
             return distributed::plan(parse, query_string, cursor_options, bound_params)
                 .or_report();
         }
-        match PREV_PLANNER_HOOK {
+        let stmt = match PREV_PLANNER_HOOK {
             Some(prev) => {
                 pg_guard_ffi_boundary(|| prev(parse, query_string, cursor_options, bound_params))
             }
             None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
+        };
+        if distributing {
+            check_local_plan(stmt).or_report();
+        }
+        stmt
+    }
+}
+
+/// A plan made for local tables must not scan a distributed one: planning can reach a table
+/// the query did not name (a set-returning SQL function inlined into it), and its scan would
+/// read the coordinator's empty table.
+///
+/// # Safety
+/// `stmt` is a valid PlannedStmt.
+unsafe fn check_local_plan(stmt: *mut pg_sys::PlannedStmt) -> crate::error::TResult<()> {
+    // SAFETY: reading the plan's range table.
+    unsafe {
+        for rte in crate::nodes::list_of::<pg_sys::RangeTblEntry>((*stmt).rtable) {
+            if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION
+                || cache::lookup((*rte).relid)?.is_none()
+            {
+                continue;
+            }
+            let (schema, name) = crate::nodes::rel_schema_and_name((*rte).relid);
+            return Err(crate::error::TesseraError::new(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("cannot run a query that reaches the distributed table {schema}.{name} only while it is planned (through an inlined SQL function)"),
+            )
+            .hint("Query the table directly, or declare the SQL function VOLATILE (or write it in PL/pgSQL) so that its query is planned on its own."));
         }
     }
+    Ok(())
 }
 
 /// Stands for the rows of a subquery the planner runs first (`coordinator`); the planner puts

@@ -505,6 +505,8 @@ pub unsafe fn broadcast_from(
                 continue;
             }
             let q = match (*rte).rtekind {
+                // A relation not in FROM is not read (a rule's `*OLD*` / `*NEW*`).
+                pg_sys::RTEKind::RTE_RELATION if !(*rte).inFromCl => continue,
                 pg_sys::RTEKind::RTE_RELATION => match local_table_query(rte) {
                     Some(q) => q,
                     None => continue,

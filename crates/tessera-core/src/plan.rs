@@ -168,6 +168,10 @@ pub struct DistPlan {
     /// The external parameters (`$n`) the worker SQL refers to.
     pub params: Vec<usize>,
     pub insert: Option<InsertShape>,
+    /// Expressions the coordinator evaluates at each execution and sends as parameters
+    /// (`now()`, `current_user`, `current_setting(...)`: what the coordinator's session
+    /// defines): (parameter id, the expression as PostgreSQL's node text).
+    pub evaluated: Vec<(usize, String)>,
 }
 
 impl DistPlan {
@@ -252,6 +256,11 @@ impl DistPlan {
                 i.values_start,
                 i.values_end
             )),
+        }
+        f.push(self.evaluated.len().to_string());
+        for (id, expr) in &self.evaluated {
+            f.push(id.to_string());
+            f.push(expr.clone());
         }
         let mut out = String::new();
         for field in f {
@@ -352,6 +361,12 @@ impl DistPlan {
                 values_end: num(parts[4])?,
             })
         };
+        let nevaluated = fields.number()?;
+        let mut evaluated = Vec::with_capacity(nevaluated);
+        for _ in 0..nevaluated {
+            let id = fields.number()?;
+            evaluated.push((id, fields.next()?.to_string()));
+        }
         if anchor >= tables.len().max(1) {
             return Err("bad anchor".into());
         }
@@ -367,6 +382,7 @@ impl DistPlan {
             notes,
             params,
             insert,
+            evaluated,
         })
     }
 }
@@ -585,6 +601,7 @@ mod tests {
                 values_start: 5,
                 values_end: 9,
             }),
+            evaluated: vec![(3, "{FUNCEXPR :funcid 1299}".into())],
         }
     }
 

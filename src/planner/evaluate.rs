@@ -1,0 +1,182 @@
+//! What the coordinator's session defines is evaluated on the coordinator.
+//!
+//! A task runs in the worker's session, not the user's: there `now()` is the worker
+//! transaction's start, `current_user` the connection's role, `current_setting('app.x')` the
+//! worker's setting. So before a query is deparsed for the workers, [`take_out`] replaces each
+//! largest sub-expression that reads no column, calls something STABLE (a stable function, or
+//! one of the SQL value functions such as `CURRENT_USER` and `CURRENT_TIMESTAMP`) and nothing
+//! VOLATILE, with a parameter `$n`. The scan evaluates those expressions once per execution in
+//! the user's session and sends their values with the task (`DistPlan::evaluated`), so every
+//! shard, and every placement of a reference table, sees the same value the coordinator does.
+//! (Citus evaluates such expressions on the coordinator too.)
+//!
+//! Expressions that read columns stay on the workers: `created > now() - interval '1 day'`
+//! becomes `created > $3`, but `date_trunc('day', created)` runs where the rows are, under the
+//! session's `TimeZone`, which follows each task (`connection::Settings`).
+
+use std::ffi::c_void;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use super::combine::MutatorFn;
+use super::distributed::extern_param;
+use crate::nodes::{is_a, string};
+
+struct Ctx {
+    next: usize,
+    out: Vec<(usize, String)>,
+}
+
+/// Replaces what the coordinator evaluates in `query` by parameters numbered from `first`;
+/// returns the query with them (a new copy when anything changed; `query` itself is left as
+/// it was) and each parameter's expression as node text.
+///
+/// # Safety
+/// `query` is a valid analyzed Query.
+pub unsafe fn take_out(
+    query: *mut pg_sys::Query,
+    first: usize,
+) -> (*mut pg_sys::Query, Vec<(usize, String)>) {
+    let mut cx = Ctx {
+        next: first,
+        out: Vec::new(),
+    };
+    // SAFETY: mutating a copy of a valid Query with our context.
+    unsafe {
+        // Sub-queries and SQL value functions included.
+        if !pg_sys::contain_mutable_functions(query as *mut pg_sys::Node) {
+            return (query, cx.out);
+        }
+        // An INSERT's own column expressions are evaluated on the coordinator already (its
+        // rows), or read its SELECT's columns.
+        let insert = (*query).commandType == pg_sys::CmdType::CMD_INSERT;
+        let tlist = (*query).targetList;
+        if insert {
+            (*query).targetList = std::ptr::null_mut();
+        }
+        let q = query_mutate(query, &mut cx);
+        if insert {
+            (*query).targetList = tlist;
+            (*q).targetList = tlist;
+        }
+        (q, cx.out)
+    }
+}
+
+unsafe fn query_mutate(query: *mut pg_sys::Query, cx: &mut Ctx) -> *mut pg_sys::Query {
+    // SAFETY: PostgreSQL 15's binding declares the callback without arguments; the C function
+    // calls it with (node, context), which is `MutatorFn`'s signature.
+    unsafe {
+        pg_sys::query_tree_mutator(
+            query,
+            Some(std::mem::transmute::<
+                MutatorFn,
+                unsafe extern "C-unwind" fn() -> *mut pg_sys::Node,
+            >(mutator)),
+            cx as *mut Ctx as *mut c_void,
+            0,
+        )
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn mutator(
+    node: *mut pg_sys::Node,
+    ctx: *mut c_void,
+) -> *mut pg_sys::Node {
+    if node.is_null() {
+        return node;
+    }
+    // SAFETY: called by the tree mutators with valid nodes and our context.
+    unsafe {
+        let cx = &mut *(ctx as *mut Ctx);
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
+            return query_mutate(node as *mut pg_sys::Query, cx) as *mut pg_sys::Node;
+        }
+        if evaluable(node) {
+            let id = cx.next;
+            cx.next += 1;
+            let text = string(pg_sys::nodeToString(node as *const c_void));
+            cx.out.push((id, text));
+            return extern_param(
+                id,
+                pg_sys::exprType(node),
+                pg_sys::exprTypmod(node),
+                pg_sys::exprCollation(node),
+            );
+        }
+        super::combine::mutate(node, mutator, ctx)
+    }
+}
+
+/// An expression the coordinator evaluates: it calls something stable, nothing volatile, and
+/// holds nothing that only means something in its place in the query.
+unsafe fn evaluable(node: *mut pg_sys::Node) -> bool {
+    use pg_sys::NodeTag::*;
+    // SAFETY: reading a valid expression node.
+    unsafe {
+        let tag = *(node as *const pg_sys::NodeTag);
+        let expression = matches!(
+            tag,
+            T_FuncExpr
+                | T_OpExpr
+                | T_DistinctExpr
+                | T_NullIfExpr
+                | T_ScalarArrayOpExpr
+                | T_BoolExpr
+                | T_SQLValueFunction
+                | T_CoerceViaIO
+                | T_RelabelType
+                | T_ArrayCoerceExpr
+                | T_CaseExpr
+                | T_CoalesceExpr
+                | T_MinMaxExpr
+                | T_ArrayExpr
+                | T_NullTest
+                | T_BooleanTest
+                | T_CoerceToDomain
+        );
+        expression
+            && pg_sys::contain_mutable_functions(node)
+            && !pg_sys::contain_volatile_functions(node)
+            && !pg_sys::expression_returns_set(node)
+            && !pg_sys::expression_tree_walker(node, Some(bound_walker), std::ptr::null_mut())
+    }
+}
+
+/// True at anything bound to its place: columns, aggregates, window functions, sub-queries,
+/// parameters (of the user's, or of a subquery run first), and the placeholders of CASE and
+/// domain checks.
+#[pg_guard]
+unsafe extern "C-unwind" fn bound_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+    use pg_sys::NodeTag::*;
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: called by the tree walkers with valid nodes.
+    unsafe {
+        let tag = *(node as *const pg_sys::NodeTag);
+        if matches!(
+            tag,
+            T_Var
+                | T_Aggref
+                | T_WindowFunc
+                | T_GroupingFunc
+                | T_SubLink
+                | T_SubPlan
+                | T_AlternativeSubPlan
+                | T_Param
+                | T_CaseTestExpr
+                | T_CoerceToDomainValue
+                | T_SetToDefault
+                | T_CurrentOfExpr
+                | T_NextValueExpr
+                | T_PlaceHolderVar
+                | T_Query
+        ) {
+            return true;
+        }
+        pg_sys::expression_tree_walker(node, Some(bound_walker), ctx)
+    }
+}
