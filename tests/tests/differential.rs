@@ -373,6 +373,16 @@ fn corpus() -> Vec<String> {
         "SELECT current_setting('TimeZone'), count(*) FROM E WHERE tenant_id = 3",
         "SELECT count(*) FROM E WHERE kind = 'buy' AND current_setting('extra_float_digits') <> '3'",
         "SELECT event_id FROM E WHERE tenant_id = 4 AND current_setting('DateStyle') LIKE 'ISO%'",
+        // Found by scripts/fuzz.sh (SQLsmith): internal errors on shapes the corpus lacked.
+        // A query without a distributed table in FROM whose sublink reads shards.
+        "SELECT (SELECT max(event_id) FROM E)",
+        "SELECT kind, weight FROM l_kinds WHERE weight < (SELECT count(*) / 500 FROM E)",
+        "SELECT kind FROM l_kinds WHERE kind IN (SELECT kind FROM E WHERE amount > 50)",
+        // A subquery run first whose scan the coordinator's plan folds away.
+        "SELECT * FROM (SELECT kind, count(*) FROM E GROUP BY kind) s WHERE false",
+        "SELECT * FROM (SELECT * FROM E LIMIT 3) s WHERE NULL::bool",
+        // A CTE over shards read by a sublink inside a FROM subquery.
+        "WITH c AS (SELECT score FROM E) SELECT count(*) FROM (SELECT * FROM l_kinds WHERE EXISTS (SELECT 1 FROM c)) s",
     ] {
         q.push(sql.to_string());
     }
