@@ -21,7 +21,7 @@ need_root() {
 
 apt_packages() {
     local pkgs=(postgresql-"$PG_MAJOR" postgresql-server-dev-"$PG_MAJOR" postgresql-contrib
-        libpq-dev libclang-dev clang build-essential pkg-config sudo dpkg-dev ca-certificates
+        libpq-dev libclang-dev clang build-essential pkg-config sudo dpkg-dev ca-certificates sqlsmith
         pgbench-placeholder)
     # pgbench ships inside postgresql-client-$PG_MAJOR; drop the placeholder.
     pkgs=("${pkgs[@]/pgbench-placeholder/postgresql-client-$PG_MAJOR}")
