@@ -18,7 +18,7 @@ PGRX_TEST_DIR ?= /var/tmp/tessera/pgrx-test
 TEST_ENV = TESSERA_PORT=$(TEST_PORT) TESSERA_CLUSTER_DIR=$(TEST_CLUSTER_DIR) TESSERA_WORKERS=4
 
 .PHONY: setup build install cluster-up cluster-down cluster-status demo test test-unit \
-	test-pgrx test-cluster-up test-regress test-integration test-cluster-down bench lint fmt
+	test-pgrx test-cluster-up test-regress test-integration test-fuzz test-cluster-down bench lint fmt
 
 setup:
 	@bash scripts/setup.sh
@@ -43,12 +43,16 @@ demo: cluster-up
 	@TESSERA_PORT=$(DEMO_PORT) bash demo/run.sh
 
 # Every test layer, in order: plain Rust, pgrx (single server), pg_regress against a live
-# 1+4 cluster, Rust integration tests against the same cluster.
+# 1+4 cluster, Rust integration tests and random queries (SQLsmith) against the same cluster.
+# Every layer runs even when an earlier one failed (-k); the last line sums every layer's
+# tests ("N passed, M failed") and its status is make test's.
+TEST_RUN = bash scripts/test-summary.sh run $(MAKE) --no-print-directory -k
 test: setup
-	@$(MAKE) --no-print-directory lint test-unit test-pgrx install test-cluster-up
-	@$(MAKE) --no-print-directory test-regress test-integration || { $(MAKE) --no-print-directory test-cluster-down; exit 1; }
-	@$(MAKE) --no-print-directory test-cluster-down
-	@echo "make test: every layer passed"
+	@bash scripts/test-summary.sh begin
+	@$(TEST_RUN) lint test-unit test-pgrx install test-cluster-up; \
+	$(TEST_RUN) test-regress test-integration test-fuzz; \
+	$(MAKE) --no-print-directory test-cluster-down; \
+	bash scripts/test-summary.sh end
 
 lint:
 	cargo fmt --all -- --check
@@ -81,7 +85,10 @@ test-regress:
 		--schedule=pg_test/schedule || { cat pg_test/regression.diffs 2>/dev/null | head -200; exit 1; }
 
 test-integration:
-	$(TEST_ENV) cargo test -p tessera-integration -- --test-threads=1
+	$(TEST_ENV) cargo test -p tessera-integration --no-fail-fast -- --test-threads=1
+
+test-fuzz:
+	@$(TEST_ENV) bash scripts/fuzz.sh
 
 bench: install
 	@bash bench/run.sh
