@@ -219,6 +219,15 @@ AS 'MODULE_PATHNAME', 'tessera_subquery_results_wrapper';
 COMMENT ON FUNCTION pg_catalog.tessera_subquery_results(integer)
     IS 'placeholder for the rows of a subquery planned on its own (replaced at planning)';
 
+-- The rows of a WITH query that ran first (a statement with data-modifying WITH queries): the
+-- Tessera WITH scan keeps them while the statement runs; the rest of it reads them here.
+CREATE FUNCTION pg_catalog.tessera_cte_results(integer)
+RETURNS SETOF record LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE
+AS 'MODULE_PATHNAME', 'tessera_cte_results';
+COMMENT ON FUNCTION pg_catalog.tessera_cte_results(integer)
+    IS 'rows of a WITH query the distributed planner runs first (set while its statement runs)';
+REVOKE ALL ON FUNCTION pg_catalog.tessera_cte_results(integer) FROM PUBLIC;
+
 -- Aggregates that combine the workers' partial aggregates on the coordinator.
 CREATE AGGREGATE pg_catalog.tessera_count_combine(bigint) (
     SFUNC = pg_catalog.int8pl, STYPE = bigint, INITCOND = '0', PARALLEL = SAFE);

@@ -23,6 +23,7 @@ mod insert_select;
 mod subplans;
 pub mod subquery_scan;
 pub mod task;
+pub mod with_first;
 
 use std::ffi::{c_void, CStr, CString};
 
@@ -63,6 +64,7 @@ pub fn init() {
     // SAFETY: _PG_init; the methods are static and live as long as the library.
     unsafe { pg_sys::RegisterCustomScanMethods(&raw const SCAN_METHODS) };
     subquery_scan::init();
+    with_first::init();
 }
 
 /// The scan state: PostgreSQL's part first, then a pointer to ours.

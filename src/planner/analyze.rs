@@ -62,6 +62,9 @@ pub struct Analysis {
     /// A reference table sits on the preserved side of an outer join with a distributed
     /// table at the top level (running it per shard would repeat its rows).
     pub reference_outer_join: bool,
+    /// The query reads the kept rows of a WITH query (`tessera_cte_results`), which only the
+    /// coordinator has: like a local table, it cannot be part of a shard query.
+    pub cte_results: bool,
 }
 
 impl Analysis {
@@ -149,6 +152,7 @@ pub unsafe fn analyze(query: *mut pg_sys::Query) -> TResult<Analysis> {
         hash_levels: 0,
         top_joined_on_dist_col: true,
         reference_outer_join: false,
+        cte_results: false,
     };
     // SAFETY: forwarded.
     unsafe { visit(query, true, true, &mut a)? };
@@ -453,6 +457,9 @@ unsafe fn visit(
                         }
                     }
                 },
+                pg_sys::RTEKind::RTE_FUNCTION => {
+                    a.cte_results |= super::with_first::reads_cte_results(rte);
+                }
                 pg_sys::RTEKind::RTE_SUBQUERY => {
                     let transparent = top && is_simple((*rte).subquery);
                     if !transparent {

@@ -42,6 +42,10 @@ pub unsafe fn plan(
 ) -> TResult<*mut pg_sys::PlannedStmt> {
     // SAFETY: planning a valid analyzed Query, or a copy of it.
     unsafe {
+        if (*parse).hasModifyingCTE {
+            // Its WITH queries run first, each as a statement of its own.
+            return super::with_first::plan(parse, query_string, cursor_options, bound_params);
+        }
         let first = plan_one(parse, query_string, cursor_options, bound_params);
         let Err(e) = first else { return first };
         // Refused as it is: plan a copy again with subqueries taken out (planned on their own
@@ -171,6 +175,12 @@ unsafe fn plan_one(
             // the SELECT may read local tables and tables of other colocation groups.
             let t = target(parse, &a)?;
             return plan_insert_select(parse, &a, t, query_string, bound_params);
+        }
+        if a.cte_results {
+            return Err(unsupported(
+                "cannot push down a query that reads the rows of a WITH query to the shards this way",
+                "Read the WITH query's rows in a join with a distributed table or in its own SELECT (they then go to the shards as parameters), or split the statement.",
+            ));
         }
         if let Some(&local) = a.local_tables.first() {
             let (schema, name) = crate::nodes::rel_schema_and_name(local);
@@ -1115,6 +1125,9 @@ unsafe fn plan_insert_select(
         let sa = analyze(sub)?;
         if !sa.local_tables.is_empty() {
             return via_coordinator("the SELECT reads a local table");
+        }
+        if sa.cte_results {
+            return via_coordinator("the SELECT reads the rows of a WITH query");
         }
         if pg_sys::contain_volatile_functions(sub as *mut pg_sys::Node) {
             return via_coordinator("the SELECT calls a VOLATILE function");

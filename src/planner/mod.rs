@@ -17,6 +17,7 @@ mod deparse;
 mod distributed;
 mod evaluate;
 mod recursive;
+mod with_first;
 
 pub use recursive::SubKind;
 

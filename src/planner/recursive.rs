@@ -458,6 +458,10 @@ pub unsafe fn adopt_child(stmt: *mut pg_sys::PlannedStmt, child: *mut pg_sys::Pl
 unsafe fn reads_tables(q: *mut pg_sys::Query) -> bool {
     // SAFETY: reading the Query's range tables at every level.
     unsafe {
+        if super::analyze::analyze(q).is_ok_and(|a| a.cte_results) {
+            // The kept rows of a WITH query: the coordinator's, like a local table's.
+            return true;
+        }
         let mut rels = list_of::<pg_sys::RangeTblEntry>((*q).rtable);
         rels.extend(super::distributed::sublevel_relations(q));
         rels.into_iter()
