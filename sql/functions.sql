@@ -262,6 +262,19 @@ AS $$ SELECT CASE WHEN $2 IS NULL THEN $1 ELSE ARRAY[$1[1] + $2, $1[2] + $3] END
 CREATE AGGREGATE pg_catalog.tessera_avg_combine(bigint, bigint) (
     SFUNC = pg_catalog.tessera_avg_accum, STYPE = numeric[], INITCOND = '{0,0}',
     FINALFUNC = pg_catalog.tessera_avg_final, PARALLEL = SAFE);
+-- avg(interval): the partial sums added exactly, divided by the count as interval_avg divides
+-- (interval / float8). The count travels in the state as microseconds of an interval.
+CREATE FUNCTION pg_catalog.tessera_avg_accum(interval[], interval, bigint)
+RETURNS interval[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN $2 IS NULL THEN $1
+                  ELSE ARRAY[$1[1] + $2, $1[2] + $3 * interval '1 microsecond'] END $$;
+CREATE FUNCTION pg_catalog.tessera_avg_final(interval[])
+RETURNS interval LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN $1[2] = interval '0' THEN NULL
+                  ELSE $1[1] / (EXTRACT(epoch FROM $1[2]) * 1000000)::float8 END $$;
+CREATE AGGREGATE pg_catalog.tessera_avg_combine(interval, bigint) (
+    SFUNC = pg_catalog.tessera_avg_accum, STYPE = interval[], INITCOND = '{0,0}',
+    FINALFUNC = pg_catalog.tessera_avg_final, PARALLEL = SAFE);
 CREATE FUNCTION pg_catalog.tessera_avg_accum(float8[], real, bigint)
 RETURNS float8[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT CASE WHEN $2 IS NULL THEN $1 ELSE ARRAY[$1[1] + $2, $1[2] + $3] END $$;

@@ -137,6 +137,8 @@ ALTER TABLE oe SET SCHEMA defects_other;
 CREATE TABLE oe_child () INHERITS (oe);
 GRANT SELECT ON oe, om TO defects_app;
 GRANT SELECT ON ALL TABLES IN SCHEMA defects TO defects_app;
+-- A schema without distributed tables is granted as usual.
+GRANT SELECT ON ALL TABLES IN SCHEMA defects_other TO defects_app;
 -- A set-returning SQL function inlined into a local query reaches a distributed table only
 -- while planned: refused instead of reading the coordinator's empty table.
 CREATE FUNCTION oe_rows() RETURNS SETOF oe LANGUAGE sql STABLE AS $$SELECT * FROM defects.oe$$;

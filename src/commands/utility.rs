@@ -525,9 +525,9 @@ unsafe fn refuse_unhandled(stmt: *mut pg_sys::Node) -> TResult<()> {
 /// A distributed or reference table in schema `nsp`, if there is one.
 fn distributed_in_schema(nsp: pg_sys::Oid) -> TResult<Option<pg_sys::Oid>> {
     Ok(Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT p.logicalrelid::oid FROM pg_catalog.pg_dist_partition p
-           JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid
-          WHERE c.relnamespace = $1 ORDER BY 1 LIMIT 1",
+        "SELECT (SELECT p.logicalrelid::oid FROM pg_catalog.pg_dist_partition p
+                   JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid
+                  WHERE c.relnamespace = $1 ORDER BY 1 LIMIT 1)",
         &[nsp.into()],
     )?)
 }

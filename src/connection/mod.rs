@@ -110,14 +110,16 @@ fn current_user() -> String {
 /// which time zone (`TimeZone`). A node's session gets them before it runs a task, whenever
 /// they differ from what that connection last got, so `'02/01/2026'::date`, `ts::date` and
 /// `ts::text` mean the same on the node as on the coordinator, and rows travel back in a form
-/// the coordinator reads as the node meant it. `extra_float_digits` is always 3 on the node:
-/// floating-point values then travel exactly (the coordinator's own setting applies when it
-/// prints them to the client).
+/// the coordinator reads as the node meant it. `extra_float_digits` is 3 on the node, so
+/// floating-point values travel exactly (the coordinator's own setting applies when it prints
+/// them to the client), except for a statement that itself prints floats as text on the node
+/// (`x::text`): that one gets the session's setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub date_style: String,
     pub interval_style: String,
     pub time_zone: String,
+    pub extra_float_digits: String,
 }
 
 impl Settings {
@@ -126,14 +128,19 @@ impl Settings {
     pub const SQL: &'static str = "SELECT pg_catalog.set_config('datestyle', $1, false), \
          pg_catalog.set_config('intervalstyle', $2, false), \
          pg_catalog.set_config('timezone', $3, false), \
-         pg_catalog.set_config('extra_float_digits', '3', false)";
+         pg_catalog.set_config('extra_float_digits', $4, false)";
 
-    /// The current session's.
-    pub fn current() -> Settings {
+    /// The current session's, for a statement that prints floats on the node or not.
+    pub fn current(prints_floats: bool) -> Settings {
         Settings {
             date_style: guc_value(c"DateStyle"),
             interval_style: guc_value(c"IntervalStyle"),
             time_zone: guc_value(c"TimeZone"),
+            extra_float_digits: if prints_floats {
+                guc_value(c"extra_float_digits")
+            } else {
+                "3".into()
+            },
         }
     }
 
@@ -142,6 +149,7 @@ impl Settings {
             Some(self.date_style.clone()),
             Some(self.interval_style.clone()),
             Some(self.time_zone.clone()),
+            Some(self.extra_float_digits.clone()),
         ]
     }
 }

@@ -566,7 +566,7 @@ pub enum Rows {
 pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)> {
     let scope = scope(plan);
     let stream = stream && scope == Scope::Autocommit && plan.command == Command::Select;
-    let settings = Rc::new(crate::connection::Settings::current());
+    let settings = Rc::new(crate::connection::Settings::current(plan.prints_floats));
     let remote: Vec<RemoteTask> = tasks
         .iter()
         .map(|t| {

@@ -486,7 +486,10 @@ impl TwoPhase {
                 };
                 if oid == pg_sys::InvalidOid {
                     return Err(unsupported(
-                        format!("cannot combine {name} over type oid {}", t.to_u32()),
+                        format!(
+                            "cannot combine {name}({}) across shards",
+                            crate::nodes::string(pg_sys::format_type_be(t))
+                        ),
                         "Pin the query to one distribution value.",
                     ));
                 }
@@ -511,7 +514,7 @@ impl TwoPhase {
                     let combine_oid = func_oid("tessera_avg_combine", &[sum_type, pg_sys::INT8OID]);
                     if sum_oid == pg_sys::InvalidOid || combine_oid == pg_sys::InvalidOid {
                         return Err(unsupported(
-                            format!("avg over type oid {} is not supported across shards", argtype.to_u32()),
+                            format!("avg({}) is not supported across shards", crate::nodes::string(pg_sys::format_type_be(argtype))),
                             "Group by the distribution column, or pin the query to one distribution value.",
                         ));
                     }

@@ -100,6 +100,21 @@ unsafe fn to_placeholder(
 ) {
     // SAFETY: editing a range table entry of a Query copy the caller owns.
     unsafe {
+        let nq = placeholder_query(func, k, q);
+        clear_source(rte);
+        (*rte).rtekind = pg_sys::RTEKind::RTE_SUBQUERY;
+        (*rte).subquery = nq;
+    }
+}
+
+/// `SELECT * FROM tessera_subquery_results(k)` with `q`'s output columns and names.
+unsafe fn placeholder_query(
+    func: pg_sys::Oid,
+    k: usize,
+    q: *mut pg_sys::Query,
+) -> *mut pg_sys::Query {
+    // SAFETY: building a new Query from `q`'s output columns.
+    unsafe {
         let cols = columns(q);
         let arg = pg_sys::makeConst(
             pg_sys::INT4OID,
@@ -142,9 +157,7 @@ unsafe fn to_placeholder(
         (*nq).jointree = pg_sys::makeFromExpr(make_list(&[rtr]), std::ptr::null_mut());
         (*nq).targetList = make_list(&tlist);
         (*nq).stmt_location = -1;
-        clear_source(rte);
-        (*rte).rtekind = pg_sys::RTEKind::RTE_SUBQUERY;
-        (*rte).subquery = nq;
+        nq
     }
 }
 
@@ -190,6 +203,38 @@ pub unsafe fn plan(
         }
         let mut children: Vec<*mut pg_sys::PlannedStmt> = Vec::new();
         let mut converted_ctes: Vec<String> = Vec::new();
+        // A WITH query on distributed tables that is read elsewhere than in this level's FROM
+        // (in a sublink, in a subquery): it runs first, once, and the WITH query itself reads
+        // its rows, wherever they are read from.
+        let top: Vec<*mut pg_sys::RangeTblEntry> = list_of((*parse).rtable);
+        for cte in list_of::<pg_sys::CommonTableExpr>((*parse).cteList) {
+            let q = (*cte).ctequery as *mut pg_sys::Query;
+            if !is_a(q as *const c_void, pg_sys::NodeTag::T_Query)
+                || (*q).commandType != pg_sys::CmdType::CMD_SELECT
+                || !touches_distributed(q)?
+            {
+                continue;
+            }
+            let name = string((*cte).ctename);
+            let in_from = top
+                .iter()
+                .filter(|r| {
+                    (***r).rtekind == pg_sys::RTEKind::RTE_CTE
+                        && (***r).ctelevelsup == 0
+                        && string((***r).ctename) == name
+                })
+                .count() as i32;
+            if in_from >= (*cte).cterefcount {
+                continue;
+            }
+            if !super::recursive::stands_alone(q) {
+                return Ok(None);
+            }
+            let copy = pg_sys::copyObjectImpl(q as *const c_void) as *mut pg_sys::Query;
+            children.push(pg_sys::planner(copy, query_string, 0, bound_params));
+            (*cte).ctequery = placeholder_query(func, children.len(), q) as *mut pg_sys::Node;
+            (*cte).ctematerialized = pg_sys::CTEMaterialize::CTEMaterializeAlways;
+        }
         for rte in list_of::<pg_sys::RangeTblEntry>((*parse).rtable) {
             match (*rte).rtekind {
                 pg_sys::RTEKind::RTE_RELATION if cache::lookup((*rte).relid)?.is_some() => {
@@ -200,7 +245,7 @@ pub unsafe fn plan(
                     if !touches_distributed(sub)? {
                         continue;
                     }
-                    if (*rte).lateral {
+                    if (*rte).lateral || !super::recursive::stands_alone(sub) {
                         return Ok(None);
                     }
                     let copy = pg_sys::copyObjectImpl(sub as *const c_void) as *mut pg_sys::Query;
@@ -220,6 +265,9 @@ pub unsafe fn plan(
                         || !touches_distributed(q)?
                     {
                         continue;
+                    }
+                    if !super::recursive::stands_alone(q) {
+                        return Ok(None);
                     }
                     let copy = pg_sys::copyObjectImpl(q as *const c_void) as *mut pg_sys::Query;
                     children.push(pg_sys::planner(copy, query_string, 0, bound_params));

@@ -652,6 +652,8 @@ unsafe fn base_plan(
         params: unsafe { params_of(query) },
         insert: None,
         evaluated,
+        // SAFETY: walking a valid Query.
+        prints_floats: unsafe { super::evaluate::prints_floats(query) },
     })
 }
 

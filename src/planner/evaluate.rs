@@ -180,3 +180,66 @@ unsafe extern "C-unwind" fn bound_walker(node: *mut pg_sys::Node, ctx: *mut c_vo
         pg_sys::expression_tree_walker(node, Some(bound_walker), ctx)
     }
 }
+
+/// Whether `query` turns a floating-point value into text anywhere (a cast through its output
+/// function, or a function that prints its arguments), which `extra_float_digits` shapes.
+///
+/// # Safety
+/// `query` is a valid Query.
+pub unsafe fn prints_floats(query: *mut pg_sys::Query) -> bool {
+    // SAFETY: walking a valid Query.
+    unsafe { pg_sys::query_tree_walker(query, Some(float_text_walker), std::ptr::null_mut(), 0) }
+}
+
+fn is_float(t: pg_sys::Oid) -> bool {
+    [
+        pg_sys::FLOAT4OID,
+        pg_sys::FLOAT8OID,
+        pg_sys::FLOAT4ARRAYOID,
+        pg_sys::FLOAT8ARRAYOID,
+    ]
+    .contains(&t)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn float_text_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: called by the tree walkers with valid nodes.
+    unsafe {
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
+            return pg_sys::query_tree_walker(
+                node as *mut pg_sys::Query,
+                Some(float_text_walker),
+                ctx,
+                0,
+            );
+        }
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_CoerceViaIO) {
+            let c = node as *mut pg_sys::CoerceViaIO;
+            if is_float(pg_sys::exprType((*c).arg as *mut pg_sys::Node)) {
+                return true;
+            }
+        }
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_FuncExpr) {
+            let f = node as *mut pg_sys::FuncExpr;
+            let rettype = (*f).funcresulttype;
+            let prints = [
+                pg_sys::TEXTOID,
+                pg_sys::JSONOID,
+                pg_sys::JSONBOID,
+                pg_sys::VARCHAROID,
+            ]
+            .contains(&rettype);
+            if prints
+                && crate::nodes::list_of::<pg_sys::Node>((*f).args)
+                    .into_iter()
+                    .any(|a| is_float(pg_sys::exprType(a)))
+            {
+                return true;
+            }
+        }
+        pg_sys::expression_tree_walker(node, Some(float_text_walker), ctx)
+    }
+}

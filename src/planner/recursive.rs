@@ -69,8 +69,58 @@ struct Ctx {
 
 /// The SubLink's SELECT can run on its own: it does not refer to the outer query.
 unsafe fn uncorrelated(q: *mut pg_sys::Query) -> bool {
+    // SAFETY: forwarded.
+    unsafe { stands_alone(q) }
+}
+
+/// Whether `q` (a level of a larger query) can be planned as a statement of its own: it reads
+/// no column of an outer level and no WITH query of an outer level.
+///
+/// # Safety
+/// `q` is a valid Query.
+pub(super) unsafe fn stands_alone(q: *mut pg_sys::Query) -> bool {
     // SAFETY: walking a valid Query.
-    unsafe { !pg_sys::contain_vars_of_level(q as *mut pg_sys::Node, 1) }
+    unsafe {
+        if pg_sys::contain_vars_of_level(q as *mut pg_sys::Node, 1) {
+            return false;
+        }
+        // The walk counts the levels it is in; `q` itself is level 0.
+        let mut depth: i32 = -1;
+        !outer_cte_walker(
+            q as *mut pg_sys::Node,
+            &mut depth as *mut i32 as *mut c_void,
+        )
+    }
+}
+
+/// True at a reference to a WITH query above the level the walk started at (`ctx` counts the
+/// levels walked into, from -1 before the first).
+#[pg_guard]
+unsafe extern "C-unwind" fn outer_cte_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: called by the tree walkers with valid nodes and our depth counter.
+    unsafe {
+        let depth = ctx as *mut i32;
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_RangeTblEntry) {
+            let rte = node as *mut pg_sys::RangeTblEntry;
+            return (*rte).rtekind == pg_sys::RTEKind::RTE_CTE
+                && (*rte).ctelevelsup as i32 > *depth;
+        }
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
+            *depth += 1;
+            let r = pg_sys::query_tree_walker(
+                node as *mut pg_sys::Query,
+                Some(outer_cte_walker),
+                ctx,
+                pg_sys::QTW_EXAMINE_RTES_BEFORE as i32,
+            );
+            *depth -= 1;
+            return r;
+        }
+        pg_sys::expression_tree_walker(node, Some(outer_cte_walker), ctx)
+    }
 }
 
 /// `param` with an explicit cast to its own type, so the worker's parser knows the type even
@@ -532,10 +582,7 @@ pub unsafe fn broadcast_from(
                 }
                 _ => continue,
             };
-            if q.is_null()
-                || !reads_tables(q)
-                || pg_sys::contain_vars_of_level(q as *mut pg_sys::Node, 1)
-            {
+            if q.is_null() || !reads_tables(q) || !stands_alone(q) {
                 continue;
             }
             let cols = super::coordinator::columns(q);

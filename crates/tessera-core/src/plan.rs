@@ -172,6 +172,9 @@ pub struct DistPlan {
     /// (`now()`, `current_user`, `current_setting(...)`: what the coordinator's session
     /// defines): (parameter id, the expression as PostgreSQL's node text).
     pub evaluated: Vec<(usize, String)>,
+    /// The worker SQL turns floating-point values into text (`x::text`, `concat(x)`): the
+    /// nodes then print floats with the session's `extra_float_digits`, not exactly.
+    pub prints_floats: bool,
 }
 
 impl DistPlan {
@@ -257,6 +260,7 @@ impl DistPlan {
                 i.values_end
             )),
         }
+        f.push(if self.prints_floats { "1" } else { "0" }.into());
         f.push(self.evaluated.len().to_string());
         for (id, expr) in &self.evaluated {
             f.push(id.to_string());
@@ -361,6 +365,7 @@ impl DistPlan {
                 values_end: num(parts[4])?,
             })
         };
+        let prints_floats = fields.next()? == "1";
         let nevaluated = fields.number()?;
         let mut evaluated = Vec::with_capacity(nevaluated);
         for _ in 0..nevaluated {
@@ -383,6 +388,7 @@ impl DistPlan {
             params,
             insert,
             evaluated,
+            prints_floats,
         })
     }
 }
@@ -602,6 +608,7 @@ mod tests {
                 values_end: 9,
             }),
             evaluated: vec![(3, "{FUNCEXPR :funcid 1299}".into())],
+            prints_floats: true,
         }
     }
 
