@@ -5,6 +5,10 @@
 # load average. Machines here are shared and noisy: read the ratios, not the absolute numbers.
 #
 #   router        SELECT by primary key (distribution column = $1)     TPS ratio, added latency
+#   router4       the same at 4 clients (-c 4 -j 4): CPU per query       TPS ratio
+#   routernow     the router query with `AND created < now()`: now() is   TPS ratio
+#                 evaluated on the coordinator and sent as a parameter
+#   routernow4    the same at 4 clients                                   TPS ratio
 #   aggregate     count/sum/avg over 1M rows                             time ratio
 #   group by      GROUP BY a non-distribution column over 1M rows        time ratio
 #   fan-out       count(*) of a 1k-row table (32 shards)                 added latency
@@ -41,7 +45,8 @@ load() {
     psql_on "$port" <<SQL
 SET client_min_messages = warning;
 DROP TABLE IF EXISTS bench_kv, bench_kv2, bench_small, bench_sink;
-CREATE TABLE bench_kv (id bigint PRIMARY KEY, g int NOT NULL, x numeric NOT NULL, v text);
+CREATE TABLE bench_kv (id bigint PRIMARY KEY, g int NOT NULL, x numeric NOT NULL, v text,
+                       created timestamptz NOT NULL DEFAULT '2026-01-01');
 INSERT INTO bench_kv SELECT i, i % 100, (i % 1000) / 10.0, md5(i::text) FROM generate_series(1, $ROWS) i;
 CREATE TABLE bench_kv2 (id bigint PRIMARY KEY, w int NOT NULL);
 INSERT INTO bench_kv2 SELECT i, i % 7 FROM generate_series(1, $ROWS) i;
@@ -65,15 +70,18 @@ load "$BASE_PORT" no
 load "$CLUSTER_PORT" yes
 
 tmp=$(mktemp -d)
-# pgbench_run PORT SCRIPT: prints "tps latency_ms".
+# pgbench_run PORT WORKLOAD: prints "tps latency_ms" (workloads ending in 4 run 4 clients).
 pgbench_run() {
+    local clients=1 script=$2
+    case $2 in *4) clients=4 script=${2%4} ;; esac
     env -u RUST_BACKTRACE "$BINDIR/pgbench" -n -h 127.0.0.1 -p "$1" -U postgres -M prepared \
-        -T "$SECONDS_PER_RUN" -c 1 -f "$2" postgres 2>/dev/null |
+        -T "$SECONDS_PER_RUN" -c "$clients" -j "$clients" -f "$script.sql" postgres 2>/dev/null |
         awk '/latency average/ {lat=$4} /^tps/ {tps=$3} END {print tps, lat}'
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 printf '\\set id random(1, %s)\nSELECT v FROM bench_kv WHERE id = :id;\n' "$ROWS" >"$tmp/router.sql"
+printf '\\set id random(1, %s)\nSELECT v FROM bench_kv WHERE id = :id AND created < now();\n' "$ROWS" >"$tmp/routernow.sql"
 printf 'SELECT count(*), sum(x), avg(x) FROM bench_kv;\n' >"$tmp/aggregate.sql"
 printf 'SELECT g, count(*), sum(x) FROM bench_kv GROUP BY g;\n' >"$tmp/groupby.sql"
 printf 'SELECT count(*) FROM bench_small;\n' >"$tmp/fanout.sql"
@@ -81,14 +89,15 @@ printf 'SELECT b.w, count(*), avg(a.x) FROM bench_kv a JOIN bench_kv2 b USING (i
 printf 'TRUNCATE bench_sink;\nINSERT INTO bench_sink SELECT id, g, x FROM bench_kv WHERE id <= 20000;\n' >"$tmp/insselect.sql"
 
 echo "==> $ROUNDS rounds x ${SECONDS_PER_RUN}s per workload and side, alternating"
-for w in router aggregate groupby fanout join insselect; do
+WORKLOADS="router router4 routernow routernow4 aggregate groupby fanout join insselect"
+for w in $WORKLOADS; do
     : >"$tmp/$w.c"
     : >"$tmp/$w.b"
 done
 for r in $(seq "$ROUNDS"); do
-    for w in router aggregate groupby fanout join insselect; do
-        pgbench_run "$CLUSTER_PORT" "$tmp/$w.sql" >>"$tmp/$w.c"
-        pgbench_run "$BASE_PORT" "$tmp/$w.sql" >>"$tmp/$w.b"
+    for w in $WORKLOADS; do
+        pgbench_run "$CLUSTER_PORT" "$tmp/$w" >>"$tmp/$w.c"
+        pgbench_run "$BASE_PORT" "$tmp/$w" >>"$tmp/$w.b"
     done
     echo "    round $r done (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 done
@@ -96,15 +105,15 @@ done
 col() { awk -v c="$1" '{print $c}' | median; }
 echo
 printf '%-12s %12s %12s %12s %12s %10s %12s\n' workload "tps cluster" "tps base" "ms cluster" "ms base" "ratio" "added ms"
-for w in router aggregate groupby fanout join insselect; do
+for w in $WORKLOADS; do
     tc=$(col 1 <"$tmp/$w.c"); tb=$(col 1 <"$tmp/$w.b")
     lc=$(col 2 <"$tmp/$w.c"); lb=$(col 2 <"$tmp/$w.b")
     awk -v w="$w" -v tc="$tc" -v tb="$tb" -v lc="$lc" -v lb="$lb" 'BEGIN {
         # router: TPS ratio cluster/baseline (higher is better); others: time ratio (lower is better).
-        ratio = (w == "router") ? tc / tb : lc / lb;
+        ratio = (w ~ /^router/) ? tc / tb : lc / lb;
         printf "%-12s %12.1f %12.1f %12.3f %12.3f %10.2f %12.3f\n", w, tc, tb, lc, lb, ratio, lc - lb;
     }'
 done
-echo "ratio: router = TPS cluster / TPS baseline; the others = time cluster / time baseline"
+echo "ratio: router* = TPS cluster / TPS baseline; the others = time cluster / time baseline"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 rm -rf "$tmp"
