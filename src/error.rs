@@ -34,6 +34,11 @@ impl TesseraError {
         self
     }
 
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
     fn emit(self, level: PgLogLevel) {
         let mut report = ErrorReport::new(self.code, self.message, "tessera");
         if let Some(d) = self.detail {

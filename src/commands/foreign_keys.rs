@@ -84,15 +84,19 @@ pub fn check(con: pg_sys::Oid, table: &DistTable) -> TResult<ForeignKey> {
         .map(|i| i + KEYWORD.len())
         .ok_or_else(|| {
             TesseraError::new(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("unexpected foreign key definition: {def}"),
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "cannot carry this foreign key to the shards",
             )
+            .detail(format!("constraint definition: {def}"))
+            .hint("Write the constraint as FOREIGN KEY (columns) REFERENCES table (columns).")
         })?;
     let end = tessera_core::sqltext::qualified_name_end(&def, start).ok_or_else(|| {
         TesseraError::new(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("unexpected foreign key definition: {def}"),
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "cannot carry this foreign key to the shards",
         )
+        .detail(format!("constraint definition: {def}"))
+        .hint("Write the constraint as FOREIGN KEY (columns) REFERENCES table (columns).")
     })?;
     Ok(ForeignKey {
         name,

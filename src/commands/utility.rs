@@ -891,9 +891,11 @@ fn after(work: After) -> TResult<()> {
             let end =
                 tessera_core::sqltext::qualified_name_end(&sql, name_at).ok_or_else(|| {
                     TesseraError::new(
-                        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                        format!("could not find the table name at offset {name_at} of: {sql}"),
+                        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                        "cannot find the table's name in the statement's text to carry it to the shards",
                     )
+                    .detail(format!("statement: {sql}"))
+                    .hint("Name the table directly in the statement (schema.table), one statement at a time.")
                 })?;
             let (schema, table) = rel_schema_and_name(relid);
             push_per_placement(&mut per_group, relid, &schema, &table, |shard| {

@@ -124,9 +124,10 @@ pub(crate) unsafe fn plan_of(cscan: *mut pg_sys::CustomScan) -> TResult<DistPlan
     };
     DistPlan::decode(&text).map_err(|e| {
         TesseraError::new(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("corrupt Tessera plan: {e}"),
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("this cached plan was made by another version of Tessera ({e})"),
         )
+        .hint("Run DISCARD PLANS (or reconnect) so that the statement is planned again.")
     })
 }
 

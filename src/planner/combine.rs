@@ -916,9 +916,10 @@ pub unsafe fn plan_combine(
         (*stmt).planTree = swap((*stmt).planTree, &mut s);
         if !s.done {
             return Err(TesseraError::new(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                "the combine plan has no scan of the workers' rows",
-            ));
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "cannot combine the shards' rows of this query on the coordinator",
+            )
+            .hint("Pin the query to one distribution value, or move the aggregates into a subquery grouped by the distribution column."));
         }
         Ok(stmt)
     }

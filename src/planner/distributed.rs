@@ -1014,9 +1014,11 @@ fn values_range(sql: &str, first: usize) -> TResult<(usize, usize)> {
     }
     let bad = || {
         TesseraError::new(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("could not find the VALUES row in the worker INSERT: {sql}"),
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "cannot place this INSERT's rows in the statement sent to the shards",
         )
+        .detail(format!("worker statement: {sql}"))
+        .hint("Write the INSERT as INSERT INTO table (columns) VALUES (...) or INSERT ... SELECT, and report the statement to the Tessera developers.")
     };
     let (first_no, first_at) = *locations.first().ok_or_else(bad)?;
     let (_, last_at) = *locations.last().ok_or_else(bad)?;

@@ -321,7 +321,9 @@ pub fn index_def(index: pg_sys::Oid) -> TResult<(String, String)> {
 
 fn unexpected_indexdef(def: &str) -> TesseraError {
     TesseraError::new(
-        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-        format!("unexpected index definition: {def}"),
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "cannot carry this index definition to the shards",
     )
+    .detail(format!("index definition: {def}"))
+    .hint("Create the index with a plain CREATE INDEX ... ON table USING method (columns).")
 }
