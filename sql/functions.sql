@@ -226,7 +226,9 @@ RETURNS SETOF record LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE
 AS 'MODULE_PATHNAME', 'tessera_cte_results';
 COMMENT ON FUNCTION pg_catalog.tessera_cte_results(integer)
     IS 'rows of a WITH query the distributed planner runs first (set while its statement runs)';
-REVOKE ALL ON FUNCTION pg_catalog.tessera_cte_results(integer) FROM PUBLIC;
+-- Every role that may run such a statement calls it; it hands out only rows that the calling
+-- role's own running statement kept, after checking the column types asked for.
+GRANT EXECUTE ON FUNCTION pg_catalog.tessera_cte_results(integer) TO PUBLIC;
 
 -- Aggregates that combine the workers' partial aggregates on the coordinator.
 CREATE AGGREGATE pg_catalog.tessera_count_combine(bigint) (

@@ -77,6 +77,9 @@ COMMIT;
 SET app.tenant = 'seven';
 SELECT DISTINCT current_setting('app.tenant') FROM oe;
 SELECT current_setting('app.tenant'), count(*) FROM oe WHERE tenant_id = 7 GROUP BY 1;
+-- An arm of CASE is evaluated only when reached, on the coordinator or not: no error here.
+SELECT count(*) FROM oe WHERE CASE WHEN id > 1000 THEN current_setting('defects.unset')::int = 1 ELSE true END;
+SELECT count(*) FROM oe WHERE CASE WHEN false THEN current_setting('defects.unset')::int = 1 ELSE id > 50 END;
 CREATE ROLE defects_app LOGIN;
 SELECT result FROM run_command_on_workers($$CREATE ROLE defects_app LOGIN$$);
 GRANT USAGE ON SCHEMA defects TO defects_app;
@@ -119,7 +122,12 @@ COPY oe FROM STDIN;
 77	77
 \.
 SELECT count(*) FROM oe WHERE tenant_id = 77;
-COPY oe TO STDOUT;
+-- COPY TO (pg_dump's form) reads the shards.
+CREATE TABLE one (id int, v text, g int GENERATED ALWAYS AS (id * 2) STORED);
+SELECT create_distributed_table('one', 'id', shard_count => 2);
+INSERT INTO one VALUES (1, 'a');
+COPY one TO STDOUT;
+COPY one (v, id) TO STDOUT;
 COPY (SELECT count(*) FROM oe) TO STDOUT;
 CREATE FUNCTION oe_trigger() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
 CREATE TRIGGER oe_t BEFORE INSERT ON oe FOR EACH ROW EXECUTE FUNCTION oe_trigger();
@@ -241,6 +249,84 @@ EXECUTE w(7);
 EXECUTE w(8);
 RESET plan_cache_mode;
 SELECT k, v FROM d2 WHERE k IN (7, 8) ORDER BY k;
+
+-- Found in review.
+-- Rows travel back in ISO form whatever the session's DateStyle: a zone abbreviation would
+-- read back as another zone.
+SET datestyle = 'SQL, DMY';
+SET timezone = 'Asia/Shanghai';
+SELECT ts FROM dd WHERE id = 1;
+SELECT ts::text FROM dd WHERE id = 1;
+SET datestyle = 'Postgres, DMY';
+SET timezone = 'Asia/Kolkata';
+SELECT ts FROM dd WHERE id = 1;
+SELECT d::text, to_char(d, 'DD Mon YYYY') FROM dd WHERE id = 1;
+RESET datestyle;
+RESET timezone;
+-- A distributed table cannot become a partition or child of a local table.
+CREATE TABLE parted (tenant_id int, id int) PARTITION BY RANGE (tenant_id);
+ALTER TABLE parted ATTACH PARTITION oe FOR VALUES FROM (0) TO (10);
+CREATE TABLE inh_parent (tenant_id int, id int);
+ALTER TABLE oe INHERIT inh_parent;
+CREATE TABLE inh_child () INHERITS (inh_parent);
+SELECT create_distributed_table('inh_parent', 'tenant_id');
+SELECT create_distributed_table('inh_child', 'tenant_id');
+CREATE TABLE part1 PARTITION OF parted FOR VALUES FROM (0) TO (10);
+SELECT create_distributed_table('part1', 'tenant_id');
+-- A role that is not a superuser runs data-modifying WITH queries and reads their rows.
+GRANT SELECT, INSERT ON d2 TO defects_app;
+SET ROLE defects_app;
+WITH ins AS (INSERT INTO d2 VALUES (40, 40), (41, 41) RETURNING *) SELECT count(*), sum(k) FROM ins;
+SELECT count(*) FROM tessera_cte_results(1) AS r(k int, v int);
+RESET ROLE;
+-- Tables changed through a cascading foreign key, and functions that could read them.
+CREATE TABLE fk_p (k int PRIMARY KEY);
+CREATE TABLE fk_c (k int REFERENCES fk_p ON DELETE CASCADE, n int);
+SELECT create_distributed_table('fk_p', 'k', shard_count => 4);
+SELECT create_distributed_table('fk_c', 'k', colocate_with => 'fk_p');
+INSERT INTO fk_p VALUES (1), (2);
+INSERT INTO fk_c VALUES (1, 1), (1, 2), (2, 3);
+WITH d AS (DELETE FROM fk_p WHERE k = 1 RETURNING *) SELECT count(*) FROM fk_c WHERE k = 1;
+CREATE FUNCTION cnt_p() RETURNS bigint LANGUAGE sql STABLE AS $$SELECT count(*) FROM defects.fk_p$$;
+WITH d AS (DELETE FROM fk_p WHERE k = 2 RETURNING *) SELECT cnt_p();
+SELECT count(*) FROM fk_p;
+-- What is left once the subqueries ran first is evaluated on the coordinator, where its
+-- functions, sequences and settings are.
+CREATE FUNCTION twice(int) RETURNS int LANGUAGE sql IMMUTABLE AS $$SELECT $1 * 2$$;
+CREATE SEQUENCE coord_seq;
+SELECT twice((SELECT max(id) FROM oe));
+SELECT nextval('coord_seq') AS one, (SELECT max(id) FROM oe) AS max;
+SELECT set_config('defects.x', 'y', false), (SELECT count(*) FROM oe) AS n;
+SHOW defects.x;
+-- The same stable expression is one parameter wherever it appears.
+SELECT ts < now() - interval '1 day' AS old, count(*) FROM dd
+ GROUP BY ts < now() - interval '1 day' HAVING ts < now() - interval '1 day' OR count(*) > 0 ORDER BY 1;
+-- INSERT ... SELECT into a table with a serial column: the coordinator's sequence numbers it.
+CREATE TABLE ser (tenant_id int, n serial, b text);
+SELECT create_distributed_table('ser', 'tenant_id', colocate_with => 'src');
+INSERT INTO ser (tenant_id, b) SELECT tenant_id, b FROM src;
+SELECT tenant_id, b, n IN (1, 2) AS numbered FROM ser ORDER BY tenant_id;
+SELECT count(DISTINCT n) FROM ser;
+-- DDL is read on the workers as the session reads it.
+SET datestyle = 'SQL, DMY';
+ALTER TABLE dd ADD COLUMN d2 date DEFAULT '02/01/2026';
+RESET datestyle;
+SELECT DISTINCT d2 FROM dd;
+INSERT INTO dd (id) VALUES (3);
+SELECT id, d2 FROM dd ORDER BY id;
+-- A GRANT inside CREATE SCHEMA would send the whole CREATE SCHEMA to the workers.
+CREATE SCHEMA defects_s GRANT SELECT ON defects.oe TO defects_app;
+-- An aggregate of an extension's type that cannot be combined across shards is refused.
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE vec (id int, e vector(2));
+SELECT create_distributed_table('vec', 'id', shard_count => 2);
+INSERT INTO vec VALUES (1, '[1,2]'), (2, '[3,4]');
+SELECT avg(e) FROM vec;
+SELECT avg(e) FROM vec WHERE id = 1;
+-- Floats printed as text on the workers follow extra_float_digits, whole rows included.
+SET extra_float_digits = 0;
+SELECT f::text, row_to_json(dd.*)->>'f' AS json_f FROM dd WHERE id = 1;
+RESET extra_float_digits;
 
 RESET search_path;
 DROP SCHEMA defects CASCADE;

@@ -79,6 +79,7 @@ pub(crate) fn group_nodes(all: &[Node]) -> BTreeMap<i32, NodeAddress> {
 pub(crate) fn run_per_group(per_group: PerGroup, all: &[Node]) -> TResult<()> {
     let addresses = group_nodes(all);
     let mut tasks = Vec::new();
+    let settings = std::rc::Rc::new(crate::connection::Settings::session());
     for (group, commands) in per_group {
         if group == tessera_core::node::COORDINATOR_GROUP_ID {
             for (sql, params) in commands {
@@ -99,7 +100,10 @@ pub(crate) fn run_per_group(per_group: PerGroup, all: &[Node]) -> TResult<()> {
             tasks.push(
                 RemoteTask::new(ConnKey::for_current_session(node), sql)
                     .with_params(params)
-                    .in_scope(Scope::Transaction),
+                    .in_scope(Scope::Transaction)
+                    // The node reads the statement's text as the session would
+                    // (`DEFAULT '02/01/2026'`, a time zone in a CHECK constraint).
+                    .with_settings(settings.clone()),
             );
         }
     }

@@ -100,9 +100,9 @@ fn undistribute(relid: pg_sys::Oid) -> TResult<i64> {
         )
         .in_scope(Scope::Transaction)
         // The node prints the rows the way this session reads them back.
-        .with_settings(std::rc::Rc::new(crate::connection::Settings::current(
-            false,
-        )));
+        .with_settings(std::rc::Rc::new(
+            crate::connection::Settings::for_statement(false, false),
+        ));
         for outcome in run_tasks(&[task], 1)? {
             let results = outcome.map_err(|e| e.into_tessera())?;
             let Some(r) = results.last() else { continue };

@@ -437,6 +437,23 @@ unsafe fn refuse_unhandled(stmt: *mut pg_sys::Node) -> TResult<()> {
                     }
                 }
                 if (*s).objtype == pg_sys::ObjectType::OBJECT_TABLE {
+                    // A distributed table under a local one: the local table's scans and
+                    // tuple routing would reach the coordinator's empty copy.
+                    for cmd in list_ptrs((*s).cmds) {
+                        let c = cmd as *mut pg_sys::AlterTableCmd;
+                        let under = match (*c).subtype {
+                            pg_sys::AlterTableType::AT_AttachPartition => {
+                                (*((*c).def as *mut pg_sys::PartitionCmd)).name
+                            }
+                            pg_sys::AlterTableType::AT_AddInherit => {
+                                (*c).def as *mut pg_sys::RangeVar
+                            }
+                            _ => std::ptr::null_mut(),
+                        };
+                        if let Some(relid) = distributed_range_var(under)? {
+                            return Err(refused("a partition or inheritance link", relid, "Distributed tables cannot be partitions or parents of local tables: distribute the partitioned table instead (not supported yet), or keep the table local."));
+                        }
+                    }
                     if let Some(relid) = distributed_range_var((*s).relation)? {
                         for cmd in list_ptrs((*s).cmds) {
                             let c = cmd as *mut pg_sys::AlterTableCmd;
@@ -520,6 +537,92 @@ unsafe fn refuse_unhandled(stmt: *mut pg_sys::Node) -> TResult<()> {
         }
     }
     Ok(())
+}
+
+/// `COPY dist [(columns)] TO ...` (pg_dump's form) as `COPY (SELECT columns FROM ONLY dist) TO
+/// ...`: the query reads the shards. Other statements are returned as they are.
+///
+/// # Safety
+/// `pstmt` comes from ProcessUtility.
+unsafe fn copy_to_as_query(pstmt: *mut pg_sys::PlannedStmt) -> TResult<*mut pg_sys::PlannedStmt> {
+    // SAFETY: reading the statement; the changed one is a copy.
+    unsafe {
+        let stmt = (*pstmt).utilityStmt;
+        if !crate::nodes::is_a(stmt as *const std::ffi::c_void, pg_sys::NodeTag::T_CopyStmt) {
+            return Ok(pstmt);
+        }
+        let c = stmt as *mut pg_sys::CopyStmt;
+        if (*c).is_from || (*c).relation.is_null() {
+            return Ok(pstmt);
+        }
+        let Some(relid) = distributed_range_var((*c).relation)? else {
+            return Ok(pstmt);
+        };
+        let (schema, table) = rel_schema_and_name(relid);
+        let mut columns: Vec<String> = list_ptrs((*c).attlist)
+            .into_iter()
+            .map(|n| quote_identifier(crate::nodes::string((*(n as *mut pg_sys::String)).sval)))
+            .collect();
+        if columns.is_empty() {
+            // COPY's own default: every column but the dropped and generated ones.
+            columns = Spi::connect(|client| {
+                let mut v = Vec::new();
+                for row in client.select(
+                    "SELECT pg_catalog.quote_ident(attname) FROM pg_catalog.pg_attribute
+                      WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+                      ORDER BY attnum",
+                    None,
+                    &[relid.into()],
+                )? {
+                    v.push(row.get::<String>(1)?.unwrap_or_default());
+                }
+                Ok::<_, TesseraError>(v)
+            })?;
+        }
+        let sql = format!(
+            "SELECT {} FROM ONLY {}.{}",
+            columns.join(", "),
+            quote_identifier(schema),
+            quote_identifier(table)
+        );
+        let text = std::ffi::CString::new(sql).map_err(|_| {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_INVALID_NAME,
+                "a column name holds a NUL byte",
+            )
+        })?;
+        let raws = crate::nodes::list_of::<pg_sys::RawStmt>(pg_sys::raw_parser(
+            text.as_ptr(),
+            pg_sys::RawParseMode::RAW_PARSE_DEFAULT,
+        ));
+        let Some(&raw) = raws.first() else {
+            return Ok(pstmt);
+        };
+        let copy =
+            pg_sys::copyObjectImpl(pstmt as *const std::ffi::c_void) as *mut pg_sys::PlannedStmt;
+        let cs = (*copy).utilityStmt as *mut pg_sys::CopyStmt;
+        (*cs).relation = std::ptr::null_mut();
+        (*cs).attlist = std::ptr::null_mut();
+        (*cs).query = (*raw).stmt;
+        Ok(copy)
+    }
+}
+
+/// Whether `sql` is exactly one GRANT or REVOKE statement.
+fn is_lone_grant(sql: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(sql) else {
+        return false;
+    };
+    // SAFETY: parsing a NUL-terminated string; the parse tree is read only.
+    unsafe {
+        let stmts = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        let raws = crate::nodes::list_of::<pg_sys::RawStmt>(stmts);
+        raws.len() == 1
+            && crate::nodes::is_a(
+                (*raws[0]).stmt as *const std::ffi::c_void,
+                pg_sys::NodeTag::T_GrantStmt,
+            )
+    }
 }
 
 /// A distributed or reference table in schema `nsp`, if there is one.
@@ -702,6 +805,15 @@ unsafe fn before(pstmt: *mut pg_sys::PlannedStmt, query_string: *const c_char) -
                     return Ok(After::Nothing);
                 };
                 let (sql, name_at) = text_and_offset(pstmt, query_string, (*rv).location);
+                // The text sent is the statement's own: it must be this GRANT alone, not the
+                // CREATE SCHEMA ... GRANT it is part of.
+                if !is_lone_grant(&sql) {
+                    return Err(refused(
+                        "GRANT or REVOKE inside another statement",
+                        relid,
+                        "Run the GRANT as a statement of its own.",
+                    ));
+                }
                 Ok(After::Rewrite {
                     relid,
                     sql,
@@ -934,7 +1046,14 @@ unsafe extern "C-unwind" fn tessera_process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    let work = if tessera_installed() {
+    let installed = tessera_installed();
+    let pstmt = if installed {
+        // SAFETY: arguments come from PostgreSQL.
+        unsafe { copy_to_as_query(pstmt) }.or_report()
+    } else {
+        pstmt
+    };
+    let work = if installed {
         // SAFETY: arguments come from PostgreSQL.
         unsafe { before(pstmt, query_string) }.or_report()
     } else {

@@ -105,21 +105,28 @@ fn current_user() -> String {
     }
 }
 
-/// The settings of the coordinator's session that change what a statement means on a node:
-/// how dates, times and intervals are written and read (`DateStyle`, `IntervalStyle`) and in
-/// which time zone (`TimeZone`). A node's session gets them before it runs a task, whenever
-/// they differ from what that connection last got, so `'02/01/2026'::date`, `ts::date` and
-/// `ts::text` mean the same on the node as on the coordinator, and rows travel back in a form
-/// the coordinator reads as the node meant it. `extra_float_digits` is 3 on the node, so
-/// floating-point values travel exactly (the coordinator's own setting applies when it prints
-/// them to the client), except for a statement that itself prints floats as text on the node
-/// (`x::text`): that one gets the session's setting.
+/// The settings of the coordinator's session that change what a statement means on a node. A
+/// node's session gets them before it runs a task, whenever they differ from what that
+/// connection last got:
+///
+/// - `TimeZone` and the input order of `DateStyle` (`DMY`, `MDY`, `YMD`): `ts::date` and
+///   `'02/01/2026'` read from a text column mean the same on the node as on the coordinator;
+/// - `IntervalStyle`, `bytea_output`: the node prints and reads them as the session does;
+/// - the output style of `DateStyle` is `ISO` on the node, so that values travel back in a form
+///   the coordinator reads exactly (the SQL, German and Postgres styles print time zone
+///   abbreviations, which read back as other zones), except for a statement that prints dates
+///   or times as text on the node (`d::text`) and returns no time zone: that one gets the
+///   session's style;
+/// - `extra_float_digits` is 3 on the node, so floating-point values travel exactly (the
+///   coordinator's own setting applies when it prints them), except for a statement that
+///   prints floats as text on the node (`x::text`): that one gets the session's setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub date_style: String,
     pub interval_style: String,
     pub time_zone: String,
     pub extra_float_digits: String,
+    pub bytea_output: String,
 }
 
 impl Settings {
@@ -128,12 +135,19 @@ impl Settings {
     pub const SQL: &'static str = "SELECT pg_catalog.set_config('datestyle', $1, false), \
          pg_catalog.set_config('intervalstyle', $2, false), \
          pg_catalog.set_config('timezone', $3, false), \
-         pg_catalog.set_config('extra_float_digits', $4, false)";
+         pg_catalog.set_config('extra_float_digits', $4, false), \
+         pg_catalog.set_config('bytea_output', $5, false)";
 
-    /// The current session's, for a statement that prints floats on the node or not.
-    pub fn current(prints_floats: bool) -> Settings {
+    /// For a statement's tasks: with the session's DateStyle output, and its
+    /// extra_float_digits, only when the statement prints such values as text on the node.
+    pub fn for_statement(session_date_style: bool, prints_floats: bool) -> Settings {
+        let date_style = guc_value(c"DateStyle");
         Settings {
-            date_style: guc_value(c"DateStyle"),
+            date_style: if session_date_style {
+                date_style
+            } else {
+                iso_with_order(&date_style)
+            },
             interval_style: guc_value(c"IntervalStyle"),
             time_zone: guc_value(c"TimeZone"),
             extra_float_digits: if prints_floats {
@@ -141,7 +155,14 @@ impl Settings {
             } else {
                 "3".into()
             },
+            bytea_output: guc_value(c"bytea_output"),
         }
+    }
+
+    /// The session's own: for commands whose text the node reads as the session would (DDL:
+    /// `DEFAULT '02/01/2026'`), and that return no values.
+    pub fn session() -> Settings {
+        Settings::for_statement(true, true)
     }
 
     pub fn values(&self) -> Vec<Option<String>> {
@@ -150,8 +171,19 @@ impl Settings {
             Some(self.interval_style.clone()),
             Some(self.time_zone.clone()),
             Some(self.extra_float_digits.clone()),
+            Some(self.bytea_output.clone()),
         ]
     }
+}
+
+/// `ISO` output with the input order of `style` (a `DateStyle` value such as `SQL, DMY`).
+fn iso_with_order(style: &str) -> String {
+    let order = style
+        .split(',')
+        .map(str::trim)
+        .find(|p| matches!(p.to_ascii_uppercase().as_str(), "DMY" | "MDY" | "YMD"))
+        .unwrap_or("MDY");
+    format!("ISO, {order}")
 }
 
 fn guc_value(name: &std::ffi::CStr) -> String {

@@ -32,9 +32,9 @@ fn remote_plan(t: &Task, costs: bool, sql: &str) -> TResult<Vec<String>> {
         .in_scope(scope)
         .with_params(t.params.clone())
         .with_param_types(t.types.clone())
-        .with_settings(std::rc::Rc::new(crate::connection::Settings::current(
-            false,
-        )));
+        .with_settings(std::rc::Rc::new(
+            crate::connection::Settings::for_statement(false, false),
+        ));
     let mut out = Vec::new();
     for outcome in run_tasks(&[remote], 1)? {
         let results = outcome.map_err(|e| e.into_tessera())?;

@@ -349,10 +349,6 @@ pub unsafe fn build(
         return unsafe { insert_tasks(plan, estate, &rows, extra) };
     }
     let extra = run.extra.as_deref().unwrap_or(&[]);
-    if plan.tables.is_empty() {
-        // SAFETY: forwarded.
-        return unsafe { tableless_task(plan, estate, extra) };
-    }
     // SAFETY: forwarded.
     let c = unsafe { Common::new(plan, estate, extra)? };
     let anchor = c.anchor.clone();
@@ -397,44 +393,6 @@ pub unsafe fn build(
         tasks = batch_per_node(tasks, per_node);
     }
     Ok(tasks)
-}
-
-/// The one task of a query that reads no table any more (its subqueries on distributed
-/// tables ran first and are its parameters, `SELECT (SELECT max(x) FROM dist) > 5`): any one
-/// node computes the rest, a worker's rather than the coordinator's.
-///
-/// # Safety
-/// `estate` is the scan's.
-unsafe fn tableless_task(
-    plan: &DistPlan,
-    estate: *mut pg_sys::EState,
-    extra: &[super::subplans::Extra],
-) -> TResult<Vec<Task>> {
-    let nodes = crate::metadata::node::active_primaries(true)?;
-    let node = nodes
-        .iter()
-        .find(|n| !n.is_coordinator())
-        .or(nodes.first())
-        .ok_or_else(|| {
-            TesseraError::new(
-                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                "there is no active node to run the query on",
-            )
-            .hint("Add a worker with citus_add_node, or activate one with citus_activate_node.")
-        })?;
-    // SAFETY: the executor's parameters.
-    let (params, types) = unsafe { user_params(plan, (*estate).es_param_list_info, extra) };
-    Ok(vec![Task {
-        group: node.groupid,
-        node: node.address(),
-        sql: plan.template.clone(),
-        shard_sqls: vec![plan.template.clone()],
-        params,
-        types,
-        primary: true,
-        prepare: true,
-        copy_data: None,
-    }])
 }
 
 /// Joins the SELECT tasks of each node into `per_node` statements (fewer when it has fewer
@@ -566,7 +524,10 @@ pub enum Rows {
 pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)> {
     let scope = scope(plan);
     let stream = stream && scope == Scope::Autocommit && plan.command == Command::Select;
-    let settings = Rc::new(crate::connection::Settings::current(plan.prints_floats));
+    let settings = Rc::new(crate::connection::Settings::for_statement(
+        plan.session_date_style,
+        plan.prints_floats,
+    ));
     let remote: Vec<RemoteTask> = tasks
         .iter()
         .map(|t| {

@@ -52,6 +52,8 @@ struct Registered {
     /// The scan state that owns it (several statements can run nested in one backend).
     owner: usize,
     k: i32,
+    /// The role that ran the statement: only it reads the rows.
+    user: pg_sys::Oid,
     store: *mut pg_sys::Tuplestorestate,
     desc: pg_sys::TupleDesc,
 }
@@ -171,6 +173,7 @@ unsafe fn run_all(s: *mut State) {
                 r.borrow_mut().push(Registered {
                     owner: s as usize,
                     k: i as i32 + 1,
+                    user: pg_sys::GetUserId(),
                     store,
                     desc,
                 })
@@ -281,11 +284,12 @@ pub unsafe extern "C-unwind" fn tessera_cte_results(
             .report();
         }
         let k = (*(*fcinfo).args.as_ptr()).value.value() as i32;
+        let user = pg_sys::GetUserId();
         let found = RESULTS.with(|r| {
             r.borrow()
                 .iter()
                 .rev()
-                .find(|x| x.k == k)
+                .find(|x| x.k == k && x.user == user)
                 .map(|x| (x.store, x.desc))
         });
         let Some((store, desc)) = found else {
@@ -296,6 +300,26 @@ pub unsafe extern "C-unwind" fn tessera_cte_results(
             .hint("A data-modifying WITH query's rows can be read by the coordinator only: use them in a later WITH query or in the statement's own SELECT, not inside a query that runs on the shards.")
             .report();
         };
+        // The rows are read with the columns asked for: they must be the kept ones.
+        let expected = (*rsinfo).expectedDesc;
+        let same = (*expected).natts == (*desc).natts
+            && (0..(*desc).natts as usize).all(|i| {
+                let (a, b) = (
+                    (*expected).attrs.as_ptr().add(i),
+                    (*desc).attrs.as_ptr().add(i),
+                );
+                (*a).atttypid == (*b).atttypid
+            });
+        if !same {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                format!(
+                    "the columns asked of tessera_cte_results({k}) are not those of WITH query {k}"
+                ),
+            )
+            .hint("It is the distributed planner's; do not call it directly.")
+            .report();
+        }
         let old = pg_sys::MemoryContextSwitchTo((*(*rsinfo).econtext).ecxt_per_query_memory);
         let out = pg_sys::tuplestore_begin_heap(true, false, pg_sys::work_mem);
         let slot = pg_sys::MakeSingleTupleTableSlot(desc, &raw const pg_sys::TTSOpsMinimalTuple);

@@ -510,7 +510,11 @@ impl TwoPhase {
                     let argtype = pg_sys::list_nth_oid((*agg).aggargtypes, 0);
                     let sum_oid = func_oid("sum", &[argtype]);
                     let count_oid = func_oid("count", &[pg_sys::ANYOID]);
-                    let sum_type = pg_sys::get_func_rettype(sum_oid);
+                    let sum_type = if sum_oid == pg_sys::InvalidOid {
+                        pg_sys::InvalidOid
+                    } else {
+                        pg_sys::get_func_rettype(sum_oid)
+                    };
                     let combine_oid = func_oid("tessera_avg_combine", &[sum_type, pg_sys::INT8OID]);
                     if sum_oid == pg_sys::InvalidOid || combine_oid == pg_sys::InvalidOid {
                         return Err(unsupported(

@@ -14,6 +14,7 @@
 
 use std::ffi::c_void;
 
+use pgrx::pg_guard;
 use pgrx::pg_sys;
 
 use super::analyze::touches_distributed;
@@ -277,6 +278,31 @@ pub unsafe fn plan(
                 _ => {}
             }
         }
+        // Uncorrelated sublinks on distributed tables in this level's own expressions (the
+        // SELECT list, WHERE, HAVING): each runs first and the sublink reads its rows, so the
+        // coordinator evaluates the rest (`SELECT my_function((SELECT max(x) FROM dist))`).
+        let mut sub = Sublinks {
+            func,
+            query_string,
+            bound_params,
+            children: &mut children,
+            refused: false,
+            error: None,
+        };
+        pg_sys::query_tree_walker(
+            parse,
+            Some(sublink_walker),
+            &mut sub as *mut Sublinks as *mut c_void,
+            (pg_sys::QTW_IGNORE_RT_SUBQUERIES
+                | pg_sys::QTW_IGNORE_CTE_SUBQUERIES
+                | pg_sys::QTW_IGNORE_RANGE_TABLE) as i32,
+        );
+        if let Some(e) = sub.error {
+            return Err(e);
+        }
+        if sub.refused {
+            return Ok(None);
+        }
         if children.is_empty() {
             return Ok(None);
         }
@@ -305,6 +331,56 @@ pub unsafe fn plan(
             super::recursive::adopt_child(stmt, c);
         }
         Ok(Some(stmt))
+    }
+}
+
+struct Sublinks<'a> {
+    func: pg_sys::Oid,
+    query_string: *const std::ffi::c_char,
+    bound_params: pg_sys::ParamListInfo,
+    children: &'a mut Vec<*mut pg_sys::PlannedStmt>,
+    /// A sublink on distributed tables that cannot run on its own (correlated).
+    refused: bool,
+    error: Option<crate::error::TesseraError>,
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn sublink_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: called by the tree walkers with valid nodes of the caller's Query copy.
+    unsafe {
+        let cx = &mut *(ctx as *mut Sublinks);
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_SubLink) {
+            let sl = node as *mut pg_sys::SubLink;
+            let q = (*sl).subselect as *mut pg_sys::Query;
+            // Its test expression (`x IN (...)`'s x) is this level's.
+            if sublink_walker((*sl).testexpr, ctx) {
+                return true;
+            }
+            match touches_distributed(q) {
+                Ok(false) => return false,
+                Ok(true) => {}
+                Err(e) => {
+                    cx.error = Some(e);
+                    return true;
+                }
+            }
+            if !super::recursive::stands_alone(q) {
+                cx.refused = true;
+                return true;
+            }
+            let copy = pg_sys::copyObjectImpl(q as *const c_void) as *mut pg_sys::Query;
+            cx.children
+                .push(pg_sys::planner(copy, cx.query_string, 0, cx.bound_params));
+            (*sl).subselect = placeholder_query(cx.func, cx.children.len(), q) as *mut pg_sys::Node;
+            return false;
+        }
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
+            return false;
+        }
+        pg_sys::expression_tree_walker(node, Some(sublink_walker), ctx)
     }
 }
 

@@ -133,6 +133,11 @@ unsafe fn retry(
             return Ok(None);
         }
         subplans.extend(more);
+        if !super::analyze::touches_distributed(copy)? {
+            // Nothing distributed is left: the coordinator evaluates the rest
+            // (`coordinator::plan`), where its functions, sequences and settings are.
+            return Ok(None);
+        }
         let Ok(stmt) = plan_one(copy, query_string, cursor_options, bound_params) else {
             return Ok(None);
         };
@@ -153,6 +158,14 @@ unsafe fn plan_one(
     // SAFETY: reading and copying a valid analyzed Query.
     unsafe {
         let a = analyze(parse)?;
+        if a.rtes.is_empty() {
+            // Every plan runs on some table's shards; a query without one is the
+            // coordinator's (the retries hand such queries to `coordinator::plan`).
+            return Err(unsupported(
+                "cannot run this query on the workers: it reads no distributed table",
+                "Run the subqueries on distributed tables as statements of their own.",
+            ));
+        }
         if (*parse).hasModifyingCTE {
             return Err(unsupported(
                 "data-modifying statements in WITH are not supported on distributed tables",
@@ -635,8 +648,14 @@ unsafe fn base_plan(
         let first = params_of(query).into_iter().max().unwrap_or(0) + 1;
         super::evaluate::take_out(query, first)
     };
-    // SAFETY: deparsing a valid Query.
-    let template = unsafe { querydef(query) };
+    // SAFETY: walking and deparsing a valid Query.
+    let (prints, zoned, template) = unsafe {
+        (
+            super::evaluate::prints(query),
+            super::evaluate::returns_zoned(query),
+            querydef(query),
+        )
+    };
     let sites = sites(&template, &tables)?;
     Ok(DistPlan {
         tier,
@@ -652,8 +671,8 @@ unsafe fn base_plan(
         params: unsafe { params_of(query) },
         insert: None,
         evaluated,
-        // SAFETY: walking a valid Query.
-        prints_floats: unsafe { super::evaluate::prints_floats(query) },
+        prints_floats: prints.floats,
+        session_date_style: prints.datetimes && !zoned,
     })
 }
 
@@ -1192,6 +1211,11 @@ unsafe fn plan_insert_select(
                 None => (Tier::MultiShard, Pin::All),
             }
         };
+        if pg_sys::contain_volatile_functions((*parse).targetList as *mut pg_sys::Node) {
+            // A column default such as nextval() of a serial column: the coordinator's
+            // sequence gives the values.
+            return via_coordinator("a column's value is VOLATILE (a default such as nextval())");
+        }
         let returning = !(*parse).returningList.is_null();
         let worker = in_column_order(parse, sub_rti);
         let mut plan = base_plan(tier, Command::Insert, worker, a, pin, returning)?;

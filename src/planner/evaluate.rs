@@ -26,6 +26,10 @@ use crate::nodes::{is_a, string};
 struct Ctx {
     next: usize,
     out: Vec<(usize, String)>,
+    /// Each expression taken out, with its parameter: the same expression twice is one
+    /// parameter (GROUP BY `ts < now() - x` and the same in the SELECT list stay one
+    /// expression for the node's parser).
+    seen: Vec<(*mut pg_sys::Node, usize)>,
 }
 
 /// Replaces what the coordinator evaluates in `query` by parameters numbered from `first`;
@@ -41,6 +45,7 @@ pub unsafe fn take_out(
     let mut cx = Ctx {
         next: first,
         out: Vec::new(),
+        seen: Vec::new(),
     };
     // SAFETY: mutating a copy of a valid Query with our context.
     unsafe {
@@ -94,11 +99,31 @@ unsafe extern "C-unwind" fn mutator(
         if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
             return query_mutate(node as *mut pg_sys::Query, cx) as *mut pg_sys::Node;
         }
+        let conditional = is_a(node as *const c_void, pg_sys::NodeTag::T_CaseExpr)
+            || is_a(node as *const c_void, pg_sys::NodeTag::T_CoalesceExpr);
+        if conditional && !evaluable(node) {
+            // CASE and COALESCE evaluate their arms only when reached: an arm evaluated here
+            // ahead of time could raise an error (`current_setting('unset')`) that the query
+            // never would. Such arms run where the rows are.
+            return pg_sys::copyObjectImpl(node as *const c_void) as *mut pg_sys::Node;
+        }
         if evaluable(node) {
-            let id = cx.next;
-            cx.next += 1;
-            let text = string(pg_sys::nodeToString(node as *const c_void));
-            cx.out.push((id, text));
+            let known = cx
+                .seen
+                .iter()
+                .find(|(n, _)| pg_sys::equal(*n as *const c_void, node as *const c_void))
+                .map(|(_, id)| *id);
+            let id = match known {
+                Some(id) => id,
+                None => {
+                    let id = cx.next;
+                    cx.next += 1;
+                    let text = string(pg_sys::nodeToString(node as *const c_void));
+                    cx.out.push((id, text));
+                    cx.seen.push((node, id));
+                    id
+                }
+            };
             return extern_param(
                 id,
                 pg_sys::exprType(node),
@@ -181,14 +206,67 @@ unsafe extern "C-unwind" fn bound_walker(node: *mut pg_sys::Node, ctx: *mut c_vo
     }
 }
 
-/// Whether `query` turns a floating-point value into text anywhere (a cast through its output
-/// function, or a function that prints its arguments), which `extra_float_digits` shapes.
+/// What a query prints as text on the nodes (`x::text`, `concat(x)`, `row_to_json(r)`), which
+/// the session's output settings shape: floating-point values (`extra_float_digits`), dates
+/// and times (`DateStyle`).
+#[derive(Default)]
+pub struct Prints {
+    pub floats: bool,
+    pub datetimes: bool,
+}
+
+/// What `query` prints as text (see [`Prints`]).
 ///
 /// # Safety
 /// `query` is a valid Query.
-pub unsafe fn prints_floats(query: *mut pg_sys::Query) -> bool {
+pub unsafe fn prints(query: *mut pg_sys::Query) -> Prints {
+    let mut p = Prints::default();
     // SAFETY: walking a valid Query.
-    unsafe { pg_sys::query_tree_walker(query, Some(float_text_walker), std::ptr::null_mut(), 0) }
+    unsafe {
+        pg_sys::query_tree_walker(
+            query,
+            Some(prints_walker),
+            &mut p as *mut Prints as *mut c_void,
+            0,
+        );
+    }
+    p
+}
+
+/// Whether `query` returns a value whose DateStyle output names a time zone (timestamptz,
+/// timetz, or a row that may hold one): such values travel in ISO form only.
+///
+/// # Safety
+/// `query` is a valid Query.
+pub unsafe fn returns_zoned(query: *mut pg_sys::Query) -> bool {
+    // SAFETY: reading the Query's output lists.
+    unsafe {
+        let outputs = if (*query).commandType == pg_sys::CmdType::CMD_SELECT {
+            (*query).targetList
+        } else {
+            (*query).returningList
+        };
+        crate::nodes::list_of::<pg_sys::TargetEntry>(outputs)
+            .into_iter()
+            .any(|t| {
+                let ty = pg_sys::exprType((*t).expr as *mut pg_sys::Node);
+                is_row(ty)
+                    || [
+                        pg_sys::TIMESTAMPTZOID,
+                        pg_sys::TIMETZOID,
+                        pg_sys::TIMESTAMPTZARRAYOID,
+                        pg_sys::TIMETZARRAYOID,
+                    ]
+                    .contains(&ty)
+            })
+    }
+}
+
+fn is_row(t: pg_sys::Oid) -> bool {
+    // SAFETY: a type cache lookup.
+    t == pg_sys::RECORDOID
+        || t == pg_sys::RECORDARRAYOID
+        || unsafe { pg_sys::get_typtype(t) } == pg_sys::TYPTYPE_COMPOSITE as std::ffi::c_char
 }
 
 fn is_float(t: pg_sys::Oid) -> bool {
@@ -201,45 +279,81 @@ fn is_float(t: pg_sys::Oid) -> bool {
     .contains(&t)
 }
 
+fn is_datetime(t: pg_sys::Oid) -> bool {
+    [
+        pg_sys::DATEOID,
+        pg_sys::TIMEOID,
+        pg_sys::TIMETZOID,
+        pg_sys::TIMESTAMPOID,
+        pg_sys::TIMESTAMPTZOID,
+        pg_sys::DATEARRAYOID,
+        pg_sys::TIMEARRAYOID,
+        pg_sys::TIMETZARRAYOID,
+        pg_sys::TIMESTAMPARRAYOID,
+        pg_sys::TIMESTAMPTZARRAYOID,
+    ]
+    .contains(&t)
+}
+
+/// Adds what a value of type `t`, printed, depends on.
+fn note(p: &mut Prints, t: pg_sys::Oid) {
+    let row = is_row(t);
+    p.floats |= row || is_float(t);
+    p.datetimes |= row || is_datetime(t);
+}
+
 #[pg_guard]
-unsafe extern "C-unwind" fn float_text_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+unsafe extern "C-unwind" fn prints_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
     if node.is_null() {
         return false;
     }
-    // SAFETY: called by the tree walkers with valid nodes.
+    // SAFETY: called by the tree walkers with valid nodes and our context.
     unsafe {
+        let p = &mut *(ctx as *mut Prints);
         if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
             return pg_sys::query_tree_walker(
                 node as *mut pg_sys::Query,
-                Some(float_text_walker),
+                Some(prints_walker),
                 ctx,
                 0,
             );
         }
         if is_a(node as *const c_void, pg_sys::NodeTag::T_CoerceViaIO) {
+            // Through the argument type's output function.
             let c = node as *mut pg_sys::CoerceViaIO;
-            if is_float(pg_sys::exprType((*c).arg as *mut pg_sys::Node)) {
-                return true;
-            }
+            note(p, pg_sys::exprType((*c).arg as *mut pg_sys::Node));
         }
-        if is_a(node as *const c_void, pg_sys::NodeTag::T_FuncExpr) {
+        let args = if is_a(node as *const c_void, pg_sys::NodeTag::T_FuncExpr) {
             let f = node as *mut pg_sys::FuncExpr;
-            let rettype = (*f).funcresulttype;
-            let prints = [
+            Some(((*f).funcresulttype, (*f).args))
+        } else if is_a(node as *const c_void, pg_sys::NodeTag::T_Aggref) {
+            let a = node as *mut pg_sys::Aggref;
+            let exprs: Vec<*mut pg_sys::Node> =
+                crate::nodes::list_of::<pg_sys::TargetEntry>((*a).args)
+                    .into_iter()
+                    .map(|t| (*t).expr as *mut pg_sys::Node)
+                    .collect();
+            Some(((*a).aggtype, crate::nodes::make_list(&exprs)))
+        } else {
+            None
+        };
+        if let Some((rettype, args)) = args {
+            // A function that makes text or JSON of its arguments prints them.
+            let text = [
                 pg_sys::TEXTOID,
+                pg_sys::VARCHAROID,
+                pg_sys::BPCHAROID,
                 pg_sys::JSONOID,
                 pg_sys::JSONBOID,
-                pg_sys::VARCHAROID,
+                pg_sys::TEXTARRAYOID,
             ]
             .contains(&rettype);
-            if prints
-                && crate::nodes::list_of::<pg_sys::Node>((*f).args)
-                    .into_iter()
-                    .any(|a| is_float(pg_sys::exprType(a)))
-            {
-                return true;
+            if text {
+                for a in crate::nodes::list_of::<pg_sys::Node>(args) {
+                    note(p, pg_sys::exprType(a));
+                }
             }
         }
-        pg_sys::expression_tree_walker(node, Some(float_text_walker), ctx)
+        pg_sys::expression_tree_walker(node, Some(prints_walker), ctx)
     }
 }

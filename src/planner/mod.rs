@@ -110,9 +110,9 @@ unsafe fn check_local_plan(stmt: *mut pg_sys::PlannedStmt) -> crate::error::TRes
             let (schema, name) = crate::nodes::rel_schema_and_name((*rte).relid);
             return Err(crate::error::TesseraError::new(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                format!("cannot run a query that reaches the distributed table {schema}.{name} only while it is planned (through an inlined SQL function)"),
+                format!("cannot run a query that reaches the distributed table {schema}.{name} only while it is planned (through an inlined SQL function, or as a partition or inheritance child of a local table)"),
             )
-            .hint("Query the table directly, or declare the SQL function VOLATILE (or write it in PL/pgSQL) so that its query is planned on its own."));
+            .hint("Query the distributed table directly; declare such a SQL function VOLATILE (or write it in PL/pgSQL) so that its query is planned on its own."));
         }
     }
     Ok(())

@@ -277,9 +277,98 @@ unsafe fn relations(q: *mut pg_sys::Query) -> Vec<pg_sys::Oid> {
     }
 }
 
+/// The tables a change of `target` can change: itself, and the tables whose foreign keys
+/// reference it (ON DELETE CASCADE, SET NULL, ...), transitively.
+fn changed_by(target: pg_sys::Oid) -> TResult<Vec<pg_sys::Oid>> {
+    let mut out = vec![target];
+    let mut i = 0;
+    while i < out.len() {
+        let referencing: Vec<pg_sys::Oid> = pgrx::spi::Spi::connect(|client| {
+            let mut v = Vec::new();
+            for row in client.select(
+                "SELECT DISTINCT conrelid FROM pg_catalog.pg_constraint
+                  WHERE contype = 'f' AND confrelid = $1",
+                None,
+                &[out[i].into()],
+            )? {
+                if let Some(o) = row.get::<pg_sys::Oid>(1)? {
+                    v.push(o);
+                }
+            }
+            Ok::<_, TesseraError>(v)
+        })?;
+        for r in referencing {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+struct Funcs(Vec<pg_sys::Oid>);
+
+#[pg_guard]
+unsafe extern "C-unwind" fn func_oid_checker(func: pg_sys::Oid, ctx: *mut c_void) -> bool {
+    // SAFETY: our context.
+    unsafe { (*(ctx as *mut Funcs)).0.push(func) };
+    false
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn funcs_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: called by the tree walkers with valid nodes and our context.
+    unsafe {
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
+            return pg_sys::query_tree_walker(
+                node as *mut pg_sys::Query,
+                Some(funcs_walker),
+                ctx,
+                0,
+            );
+        }
+        pg_sys::fix_opfuncids(node);
+        pg_sys::check_functions_in_node(node, Some(func_oid_checker), ctx);
+        pg_sys::expression_tree_walker(node, Some(funcs_walker), ctx)
+    }
+}
+
+/// Whether `q` calls a function written in SQL or a procedural language, which may read any
+/// table.
+unsafe fn calls_user_code(q: *mut pg_sys::Query) -> TResult<bool> {
+    let mut f = Funcs(Vec::new());
+    // SAFETY: walking a valid Query.
+    unsafe {
+        pg_sys::query_tree_walker(
+            q,
+            Some(funcs_walker),
+            &mut f as *mut Funcs as *mut c_void,
+            0,
+        );
+    }
+    let mut ids: Vec<i64> = f.0.iter().map(|o| o.to_u32() as i64).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(false);
+    }
+    Ok(pgrx::spi::Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+                          JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+                         WHERE p.oid::bigint = ANY ($1) AND l.lanname NOT IN ('internal', 'c'))",
+        &[ids.into()],
+    )?
+    .unwrap_or(true))
+}
+
 /// Refuses a statement in which a part that runs after a data-modifying WITH query (a later
-/// WITH query, or the rest of the statement) reads or writes the table it changes: PostgreSQL
-/// would show that part the table as it was before the statement.
+/// WITH query, or the rest of the statement) reads or writes a table it changes (directly or
+/// through a cascading foreign key), or calls a function that could read one: PostgreSQL would
+/// show that part the table as it was before the statement.
 unsafe fn check_order(
     ctes: &[*mut pg_sys::CommonTableExpr],
     bodies: &[*mut pg_sys::Query],
@@ -294,13 +383,24 @@ unsafe fn check_order(
             let target = (*(pg_sys::list_nth((*body).rtable, (*body).resultRelation - 1)
                 as *mut pg_sys::RangeTblEntry))
                 .relid;
+            let changed = changed_by(target)?;
             let later = bodies[i + 1..]
                 .iter()
                 .map(|b| (*b, true))
                 .chain([(main, false)]);
             for (part, is_cte) in later {
-                if relations(part).contains(&target) {
-                    let (schema, name) = crate::nodes::rel_schema_and_name(target);
+                if calls_user_code(part)? {
+                    return Err(unsupported(
+                        format!(
+                            "cannot call a SQL or procedural-language function after the data-modifying WITH query \"{}\"",
+                            string((*ctes[i]).ctename)
+                        ),
+                        "Tessera runs data-modifying WITH queries first, so such a function could see their changes: call it in a statement of its own.",
+                    ));
+                }
+                let read = relations(part);
+                if let Some(&t) = changed.iter().find(|t| read.contains(t)) {
+                    let (schema, name) = crate::nodes::rel_schema_and_name(t);
                     let what = if is_cte {
                         "a later WITH query"
                     } else {

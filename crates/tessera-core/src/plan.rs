@@ -175,6 +175,10 @@ pub struct DistPlan {
     /// The worker SQL turns floating-point values into text (`x::text`, `concat(x)`): the
     /// nodes then print floats with the session's `extra_float_digits`, not exactly.
     pub prints_floats: bool,
+    /// The worker SQL prints dates or times as text (`d::text`) and returns no value that
+    /// names a time zone: the nodes then print dates and times in the session's `DateStyle`,
+    /// not in ISO form.
+    pub session_date_style: bool,
 }
 
 impl DistPlan {
@@ -261,6 +265,7 @@ impl DistPlan {
             )),
         }
         f.push(if self.prints_floats { "1" } else { "0" }.into());
+        f.push(if self.session_date_style { "1" } else { "0" }.into());
         f.push(self.evaluated.len().to_string());
         for (id, expr) in &self.evaluated {
             f.push(id.to_string());
@@ -366,6 +371,7 @@ impl DistPlan {
             })
         };
         let prints_floats = fields.next()? == "1";
+        let session_date_style = fields.next()? == "1";
         let nevaluated = fields.number()?;
         let mut evaluated = Vec::with_capacity(nevaluated);
         for _ in 0..nevaluated {
@@ -389,6 +395,7 @@ impl DistPlan {
             insert,
             evaluated,
             prints_floats,
+            session_date_style,
         })
     }
 }
@@ -609,6 +616,7 @@ mod tests {
             }),
             evaluated: vec![(3, "{FUNCEXPR :funcid 1299}".into())],
             prints_floats: true,
+            session_date_style: true,
         }
     }
 
