@@ -11,7 +11,6 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use tessera_core::plan::{union_all, Command, DistPlan, Pin};
-use tessera_core::sharding::shard_index_for_hash;
 
 use super::{text_to_value, value_to_text, ScanRun};
 use crate::connection::{ConnKey, Dispatch, NodeAddress, PgResult, RemoteTask};
@@ -140,10 +139,6 @@ fn target_groups(anchor: &TableMeta, index: usize, write: bool) -> Vec<i32> {
     vec![worker.unwrap_or(groups[0])]
 }
 
-fn hash_index(anchor: &TableMeta, hash: i32) -> usize {
-    shard_index_for_hash(hash, anchor.shards.len().max(1) as i32)
-}
-
 /// One INSERT row evaluated on the coordinator: each column's (text, type), and the hash of
 /// the distribution value (None when it is NULL or there is none).
 pub type Row = (Vec<(Option<String>, u32)>, Option<i32>);
@@ -177,15 +172,31 @@ impl Common {
         })
     }
 
-    fn shard_ids(&self, k: usize) -> Vec<i64> {
+    /// The shard of each table in shard group `k` of the anchor: a co-located table's shard is
+    /// the one whose stored range is the anchor shard's (found by range, not by position).
+    fn shard_ids(&self, k: usize) -> TResult<Vec<i64>> {
         self.metas
             .iter()
             .map(|m| {
                 if m.is_reference() {
-                    m.shards[0].shard_id
-                } else {
-                    m.shards[k].shard_id
+                    return Ok(m.shards[0].shard_id);
                 }
+                if Rc::ptr_eq(m, &self.anchor) {
+                    return Ok(m.shards[k].shard_id);
+                }
+                let range = self.anchor.ranges[k];
+                let i = m.shard_for_hash(range.min)?;
+                if m.ranges[i] != range {
+                    return Err(TesseraError::new(
+                        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                        format!(
+                            "the shards of the co-located tables {}.{} and {}.{} do not cover the same hash ranges",
+                            self.anchor.schema, self.anchor.name, m.schema, m.name
+                        ),
+                    )
+                    .hint("Co-located tables must be split and moved together: check pg_dist_shard."));
+                }
+                Ok(m.shards[i].shard_id)
             })
             .collect()
     }
@@ -236,7 +247,7 @@ pub unsafe fn insert_tasks(
     for (k, list) in route(&c, shape, rows)? {
         let values = shape.values_text(shape.param_base + 1, list.len());
         let sql = plan.shard_sql_with(
-            &c.shard_ids(k),
+            &c.shard_ids(k)?,
             vec![(shape.values_start, shape.values_end, values)],
         );
         let mut params = c.uparams.clone();
@@ -311,7 +322,7 @@ fn route(
     for (r, (_, hash)) in rows.iter().enumerate() {
         let k = match (shape.dist_column, hash) {
             (None, _) => 0,
-            (Some(_), Some(h)) => hash_index(&c.anchor, *h),
+            (Some(_), Some(h)) => c.anchor.shard_for_hash(*h)?,
             (Some(col), None) => {
                 return Err(TesseraError::new(
                     PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
@@ -356,7 +367,7 @@ pub unsafe fn build(
     let indices: Vec<usize> = match &plan.pin {
         Pin::All => (0..anchor.shards.len()).collect(),
         Pin::Single => vec![0],
-        Pin::Hash(h) => vec![hash_index(&anchor, *h)],
+        Pin::Hash(h) => vec![anchor.shard_for_hash(*h)?],
         Pin::Param { id, typid } => {
             let value = match extra.iter().find(|e| e.0 == *id as usize) {
                 Some((_, v, _)) => v.clone(),
@@ -371,7 +382,7 @@ pub unsafe fn build(
                     let datum = text_to_value(&text, pg_sys::Oid::from(*typid), -1)?;
                     let h =
                         crate::sharding::hash_datum(anchor.hash_proc, anchor.dist_collation, datum);
-                    vec![hash_index(&anchor, h)]
+                    vec![anchor.shard_for_hash(h)?]
                 }
             }
         }
@@ -380,7 +391,7 @@ pub unsafe fn build(
         c.push(
             &mut tasks,
             k,
-            plan.shard_sql(&c.shard_ids(k)),
+            plan.shard_sql(&c.shard_ids(k)?),
             c.uparams.clone(),
             c.utypes.clone(),
         )?;

@@ -33,11 +33,28 @@ pub struct TableMeta {
     /// The default hash function and hash operator family of the distribution column's type.
     pub hash_proc: pg_sys::Oid,
     pub hash_opfamily: pg_sys::Oid,
+    /// The stored hash range of each shard, in `shards` order (empty for reference tables).
+    pub ranges: Vec<tessera_core::sharding::HashRange>,
 }
 
 impl TableMeta {
     pub fn is_reference(&self) -> bool {
         self.table.method == Method::None
+    }
+
+    /// The index of the shard whose stored range holds `hash` (moved and split shards route
+    /// by what the catalog says, not by an assumed uniform cut).
+    pub fn shard_for_hash(&self, hash: i32) -> TResult<usize> {
+        tessera_core::sharding::find_shard(&self.ranges, hash).ok_or_else(|| {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!(
+                    "no shard of {}.{} holds the hash value {hash}",
+                    self.schema, self.name
+                ),
+            )
+            .hint("The shard ranges in pg_dist_shard must cover every hash value without gaps: check that catalog table.")
+        })
     }
 }
 
@@ -211,10 +228,22 @@ fn load(relid: pg_sys::Oid) -> TResult<Option<TableMeta>> {
     } else {
         (pg_sys::InvalidOid, pg_sys::InvalidOid)
     };
+    let ranges = if table.method == Method::None {
+        Vec::new()
+    } else {
+        shards
+            .iter()
+            .map(|s| tessera_core::sharding::HashRange {
+                min: s.min.unwrap_or(i32::MIN),
+                max: s.max.unwrap_or(i32::MAX),
+            })
+            .collect()
+    };
     Ok(Some(TableMeta {
         table,
         schema,
         name,
+        ranges,
         shards,
         dist_type,
         dist_collation,

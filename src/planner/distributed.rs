@@ -349,10 +349,9 @@ fn common_pin(a: &Analysis) -> Option<Pin> {
             // Different constants may still be one shard group: compare shard indexes.
             Some(Pin::Hash(h1)) => match p {
                 Pin::Hash(h2) => {
-                    let n = r.meta.shards.len().max(1) as i32;
-                    if tessera_core::sharding::shard_index_for_hash(*h1, n)
-                        != tessera_core::sharding::shard_index_for_hash(h2, n)
-                    {
+                    // One shard group when the table's stored ranges put both in one shard.
+                    let (a, b) = (r.meta.shard_for_hash(*h1), r.meta.shard_for_hash(h2));
+                    if a.is_err() || a.ok() != b.ok() {
                         return None;
                     }
                 }

@@ -69,6 +69,16 @@ pub fn shard_index_for_hash(hash: i32, count: i32) -> usize {
     idx.min(i64::from(count) - 1) as usize
 }
 
+/// The index of the shard whose stored range holds `hash`, by binary search over `ranges`
+/// (sorted by `min`, not overlapping; any widths, as after a split or a move). `None` when no
+/// range holds it (a gap in the catalog).
+pub fn find_shard(ranges: &[HashRange], hash: i32) -> Option<usize> {
+    // The first range that starts after `hash`; the one before it is the candidate.
+    let after = ranges.partition_point(|r| r.min <= hash);
+    let i = after.checked_sub(1)?;
+    ranges[i].contains(hash).then_some(i)
+}
+
 /// Spreads `shard_count` shards over `groups` round-robin, starting at a position that depends
 /// on the colocation group, so that many small groups do not all start on the first node.
 /// Returns the group of each shard, in shard index order.
@@ -171,6 +181,74 @@ mod tests {
                     "range start maps to its own shard"
                 );
                 assert_eq!(ranges[shard_index_for_hash(r.max, count)], *r);
+            }
+        }
+    }
+
+    #[test]
+    fn find_shard_on_uniform_ranges() {
+        for count in [1, 2, 3, 32] {
+            let ranges = shard_ranges(count);
+            for h in [i32::MIN, -1, 0, 1, i32::MAX] {
+                assert_eq!(find_shard(&ranges, h), Some(shard_index_for_hash(h, count)));
+            }
+        }
+        let gap = [HashRange { min: 0, max: 9 }, HashRange { min: 20, max: 29 }];
+        assert_eq!(find_shard(&gap, -1), None);
+        assert_eq!(find_shard(&gap, 15), None);
+        assert_eq!(find_shard(&gap, 30), None);
+        assert_eq!(find_shard(&gap, 20), Some(1));
+        assert_eq!(find_shard(&[], 5), None);
+    }
+
+    /// Contiguous ranges covering the hash space, cut at `cuts` (each cut starts a range).
+    fn ranges_from_cuts(mut cuts: Vec<i32>) -> Vec<HashRange> {
+        cuts.retain(|c| *c != i32::MIN);
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut starts = vec![i32::MIN];
+        starts.extend(cuts);
+        starts
+            .iter()
+            .enumerate()
+            .map(|(i, &min)| HashRange {
+                min,
+                max: starts.get(i + 1).map_or(i32::MAX, |next| next - 1),
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn find_shard_matches_the_arithmetic_on_uniform_ranges(count in 1i32..2000, hash in proptest::num::i32::ANY) {
+            let ranges = shard_ranges(count);
+            proptest::prop_assert_eq!(find_shard(&ranges, hash), Some(shard_index_for_hash(hash, count)));
+        }
+
+        #[test]
+        fn find_shard_finds_the_holder_on_any_ranges(
+            cuts in proptest::collection::vec(proptest::num::i32::ANY, 0..64),
+            hash in proptest::num::i32::ANY,
+        ) {
+            let ranges = ranges_from_cuts(cuts);
+            let found = find_shard(&ranges, hash);
+            let linear = ranges.iter().position(|r| r.contains(hash));
+            proptest::prop_assert_eq!(found, linear);
+            proptest::prop_assert!(found.is_some(), "contiguous ranges hold every hash");
+        }
+
+        #[test]
+        fn find_shard_sees_gaps(
+            cuts in proptest::collection::vec(proptest::num::i32::ANY, 1..32),
+            drop in 0usize..32,
+            hash in proptest::num::i32::ANY,
+        ) {
+            let mut ranges = ranges_from_cuts(cuts);
+            let removed = ranges.remove(drop % ranges.len());
+            let found = find_shard(&ranges, hash);
+            proptest::prop_assert_eq!(found, ranges.iter().position(|r| r.contains(hash)));
+            if removed.contains(hash) {
+                proptest::prop_assert_eq!(found, None);
             }
         }
     }
