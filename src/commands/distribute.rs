@@ -557,7 +557,7 @@ fn get_shard_id_for_distribution_column(
         let relid = required(table_name, "table_name")?;
         let table = catalog::find(relid)?.ok_or_else(|| not_distributed(relid))?;
         let shards = catalog::shards(relid)?;
-        if table.method == Method::None {
+        if table.kind() != crate::metadata::table::TableKind::Hash {
             return shards
                 .first()
                 .map(|s| s.shard_id)

@@ -363,18 +363,64 @@ impl Connection {
         unsafe { pq::PQsetSingleRowMode(self.raw.as_ptr()) == 1 }
     }
 
-    /// Asks the node to cancel the command running on this connection. Blocks for the short
-    /// exchange on a separate connection, as libpq's cancel protocol does.
+    /// Asks the node to cancel the command running on this connection, without waiting.
+    ///
+    /// libpq's cancel protocol (`PQcancel`, PostgreSQL 15) opens a new connection to the node
+    /// with no timeout and waits for the node to close it: during a network partition, or with
+    /// a stopped postmaster, that blocks for minutes, and cancels are sent from error cleanup
+    /// (the connection's `Drop`), where a backend must not hang. So the exchange runs on a
+    /// short-lived thread of its own that touches nothing of PostgreSQL's (only libpq's
+    /// thread-safe cancel object, allocated with malloc) and blocks every signal, so that the
+    /// backend's signal handlers keep running on the backend's thread. The caller goes on at
+    /// once; the dispatcher asks again while the command still runs.
     pub fn cancel(&self) {
-        // SAFETY: raw is live; the cancel object is freed below; errbuf is large enough.
-        unsafe {
-            let c = pq::PQgetCancel(self.raw.as_ptr());
-            if !c.is_null() {
-                let mut errbuf = [0 as std::ffi::c_char; 256];
-                pq::PQcancel(c, errbuf.as_mut_ptr(), errbuf.len() as c_int);
-                pq::PQfreeCancel(c);
-            }
-        }
+        // SAFETY: raw is a live PGconn; PQgetCancel copies what the cancel needs (address,
+        // backend key) into a new malloc'd object, usable after the connection is closed.
+        let c = unsafe { pq::PQgetCancel(self.raw.as_ptr()) };
+        let Some(c) = NonNull::new(c) else {
+            return;
+        };
+        let request = CancelRequest(c);
+        // Without a thread to be had, the request goes (freed) with the closure, and the node
+        // notices the closed connection instead.
+        let _ = std::thread::Builder::new()
+            .name("tessera-cancel".into())
+            .spawn(move || {
+                block_signals();
+                request.send();
+            });
+    }
+}
+
+/// A libpq cancel object, sent (once) and freed on another thread.
+struct CancelRequest(NonNull<pq::PGcancel>);
+
+// SAFETY: a PGcancel is a plain malloc'd copy of the connection's address and key; libpq
+// documents PQcancel as safe to call from any thread, and the object is used by one thread.
+unsafe impl Send for CancelRequest {}
+
+impl CancelRequest {
+    fn send(self) {
+        let mut errbuf = [0 as std::ffi::c_char; 256];
+        // SAFETY: the object is live until dropped below; errbuf is large enough.
+        unsafe { pq::PQcancel(self.0.as_ptr(), errbuf.as_mut_ptr(), errbuf.len() as c_int) };
+    }
+}
+
+impl Drop for CancelRequest {
+    fn drop(&mut self) {
+        // SAFETY: the object came from PQgetCancel and is freed once, here.
+        unsafe { pq::PQfreeCancel(self.0.as_ptr()) };
+    }
+}
+
+/// Blocks every signal on the calling thread (a helper thread of a backend).
+fn block_signals() {
+    // SAFETY: sigfillset initialises the set; pthread_sigmask changes only this thread's mask.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigfillset(&mut set);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::table::{self, DistTable, Method, Shard};
+use super::table::{self, DistTable, Shard, TableKind};
 use crate::connection::NodeAddress;
 use crate::error::{TResult, TesseraError};
 
@@ -39,7 +39,7 @@ pub struct TableMeta {
 
 impl TableMeta {
     pub fn is_reference(&self) -> bool {
-        self.table.method == Method::None
+        self.table.kind() == TableKind::Reference
     }
 
     /// The index of the shard whose stored range holds `hash` (moved and split shards route
@@ -228,7 +228,8 @@ fn load(relid: pg_sys::Oid) -> TResult<Option<TableMeta>> {
     } else {
         (pg_sys::InvalidOid, pg_sys::InvalidOid)
     };
-    let ranges = if table.method == Method::None {
+    // A single-shard table's one shard holds every hash value (its bounds are NULL).
+    let ranges = if table.kind() == TableKind::Reference {
         Vec::new()
     } else {
         shards

@@ -24,6 +24,19 @@ impl Method {
     }
 }
 
+/// What kind of distributed table a row of `pg_dist_partition` describes, read from
+/// `partmethod` and `repmodel` together as Citus stores them: a schema-sharded table is `n`
+/// like a reference table, but has one placement, and must never be read from "any" one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    /// `h`: hash-distributed by a column.
+    Hash,
+    /// `n` with repmodel `t`: one shard, a placement on every node.
+    Reference,
+    /// `n` otherwise: one shard on one node (a table of a distributed schema).
+    SingleShard,
+}
+
 /// A row of `pg_dist_partition`, with what the callers need.
 #[derive(Debug, Clone)]
 pub struct DistTable {
@@ -34,6 +47,16 @@ pub struct DistTable {
     pub colocation_id: i32,
     /// 't' for reference tables ("two-phase" replication model as in Citus), 's' otherwise.
     pub repmodel: char,
+}
+
+impl DistTable {
+    pub fn kind(&self) -> TableKind {
+        match (self.method, self.repmodel) {
+            (Method::Hash, _) => TableKind::Hash,
+            (Method::None, 't') => TableKind::Reference,
+            (Method::None, _) => TableKind::SingleShard,
+        }
+    }
 }
 
 /// A shard with its hash range and the groups that hold it, in shard-index order.

@@ -124,3 +124,27 @@ impl Drop for StoppedNode {
         assert!(out.status.success(), "pg_ctl start failed: {out:?}");
     }
 }
+
+/// A node's postmaster stopped with SIGSTOP for a test (its running backends go on; new
+/// connections, cancel requests included, are accepted by the kernel and then wait), resumed
+/// with SIGCONT when dropped, whatever the test's outcome.
+pub struct FrozenPostmaster {
+    pid: String,
+}
+
+impl FrozenPostmaster {
+    pub fn freeze(port: u16) -> FrozenPostmaster {
+        let pidfile = format!("{}/node-{port}/postmaster.pid", cluster_dir());
+        let text = std::fs::read_to_string(&pidfile).expect("postmaster.pid is readable");
+        let pid = text.lines().next().expect("a pid").trim().to_string();
+        let ok = Command::new("kill").args(["-STOP", &pid]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -STOP {pid}");
+        FrozenPostmaster { pid }
+    }
+}
+
+impl Drop for FrozenPostmaster {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.pid]).status();
+    }
+}

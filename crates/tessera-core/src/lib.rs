@@ -11,6 +11,8 @@
 //! - [`sharding`]: hash ranges of shards, the shard of a hash value, placement, shard names.
 //! - [`plan`]: the distributed plan the planner hook builds and the CustomScan carries out.
 
+#![forbid(unsafe_code)]
+
 pub mod command_result;
 pub mod conninfo;
 pub mod copy;
