@@ -8,6 +8,7 @@
 //! raises an ERROR; unwinding drops the connections, and each one still running a command
 //! cancels it on its node first.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -169,7 +170,8 @@ pub struct Dispatch {
     /// same connection key is running: one node's remote transaction has one connection, and
     /// its commands must see each other's effects.
     pending: Vec<usize>,
-    waits: Vec<(std::ffi::c_int, Interest)>,
+    /// What the wait set waits for: (connection id, socket, interest) per active slot.
+    waits: Vec<WaitKey>,
     set: Option<WaitSet>,
     /// Which active slots to step next (all of them before the first wait).
     ready: Vec<bool>,
@@ -182,6 +184,38 @@ pub struct Dispatch {
     discard_rows: bool,
     /// While abandoning: when to cancel the commands still running again.
     recancel_at: Option<Instant>,
+}
+
+/// What one socket of a wait set is waited for: (connection id, socket, interest).
+type WaitKey = (u64, std::ffi::c_int, Interest);
+
+thread_local! {
+    /// The wait set of the last dispatch, kept for the next one: a statement that waits on the
+    /// same connections (a router query on its cached connection) reuses it instead of making
+    /// an epoll set and closing it again.
+    static SPARE: RefCell<Option<(Vec<WaitKey>, WaitSet)>> =
+        const { RefCell::new(None) };
+}
+
+/// The kept wait set, if it waits for exactly `waits`.
+fn take_spare(waits: &[WaitKey]) -> Option<WaitSet> {
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        match s.as_ref() {
+            Some((w, _)) if w.as_slice() == waits => s.take().map(|(_, set)| set),
+            _ => None,
+        }
+    })
+}
+
+impl Drop for Dispatch {
+    fn drop(&mut self) {
+        if let Some(set) = self.set.take() {
+            let waits = std::mem::take(&mut self.waits);
+            // The set replaced there (if any) is freed.
+            SPARE.with(|s| *s.borrow_mut() = Some((waits, set)));
+        }
+    }
 }
 
 /// How often an abandoned command is cancelled again while it has not ended.
@@ -374,13 +408,20 @@ impl Dispatch {
         if self.active.is_empty() {
             return Ok(());
         }
-        let new_waits: Vec<(std::ffi::c_int, Interest)> = self
+        let new_waits: Vec<WaitKey> = self
             .active
             .iter()
-            .map(|s| (s.conn.socket(), waiting_for(s.phase)))
+            .map(|s| (s.conn.id(), s.conn.socket(), waiting_for(s.phase)))
             .collect();
         if self.set.is_none() || new_waits != self.waits {
-            self.set = Some(WaitSet::new(&new_waits));
+            self.set = Some(match take_spare(&new_waits) {
+                Some(set) => set,
+                None => {
+                    let sockets: Vec<(std::ffi::c_int, Interest)> =
+                        new_waits.iter().map(|w| (w.1, w.2)).collect();
+                    WaitSet::new(&sockets)
+                }
+            });
             self.waits = new_waits;
         }
         let wait_ms = self

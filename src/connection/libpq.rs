@@ -29,6 +29,13 @@ pub struct Connection {
     prepared: std::collections::HashMap<String, String>,
     /// The session settings last set on the node (`super::Settings`), once set.
     pub settings: Option<std::rc::Rc<super::Settings>>,
+    /// Unique in the process: tells this connection from a later one that gets the same
+    /// socket number (a wait set registered for the old socket must not be reused for it).
+    id: u64,
+}
+
+thread_local! {
+    static NEXT_ID: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
 }
 
 impl Connection {
@@ -55,12 +62,22 @@ impl Connection {
             busy: false,
             prepared: std::collections::HashMap::new(),
             settings: None,
+            id: NEXT_ID.with(|n| {
+                let id = n.get();
+                n.set(id + 1);
+                id
+            }),
         };
         // SAFETY: raw is a live PGconn.
         if unsafe { pq::PQstatus(conn.raw.as_ptr()) } == pq::ConnStatusType::CONNECTION_BAD {
             return Err(RemoteError::connection(node, conn.error_message()));
         }
         Ok(conn)
+    }
+
+    /// The connection's process-unique id.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn node(&self) -> &NodeAddress {
