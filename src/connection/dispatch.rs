@@ -389,7 +389,10 @@ impl Dispatch {
                             Scope::Transaction if !t.ends_transaction => {
                                 transaction::give_back(slot.key, slot.conn)
                             }
-                            _ => cache::put_back(slot.key, slot.conn),
+                            // A cancel still on its way would hit the next command: such
+                            // a connection is closed instead.
+                            _ if slot.conn.settle_cancel() => cache::put_back(slot.key, slot.conn),
+                            _ => {}
                         }
                     }
                     self.outcomes[task] = Some(result);

@@ -29,6 +29,8 @@ pub struct Connection {
     prepared: std::collections::HashMap<String, String>,
     /// The session settings last set on the node (`super::Settings`), once set.
     pub settings: Option<std::rc::Rc<super::Settings>>,
+    /// A cancel request on its way to the node: told when it got there.
+    pending_cancel: std::cell::RefCell<Option<std::sync::mpsc::Receiver<()>>>,
     /// Unique in the process: tells this connection from a later one that gets the same
     /// socket number (a wait set registered for the old socket must not be reused for it).
     id: u64,
@@ -62,6 +64,7 @@ impl Connection {
             busy: false,
             prepared: std::collections::HashMap::new(),
             settings: None,
+            pending_cancel: std::cell::RefCell::new(None),
             id: NEXT_ID.with(|n| {
                 let id = n.get();
                 n.set(id + 1);
@@ -398,14 +401,42 @@ impl Connection {
             return;
         };
         let request = CancelRequest(c);
+        let (sent, arrived) = std::sync::mpsc::channel();
         // Without a thread to be had, the request goes (freed) with the closure, and the node
         // notices the closed connection instead.
-        let _ = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("tessera-cancel".into())
             .spawn(move || {
                 block_signals();
                 request.send();
+                let _ = sent.send(());
             });
+        if spawned.is_ok() {
+            *self.pending_cancel.borrow_mut() = Some(arrived);
+        }
+    }
+
+    /// Before the connection runs another command: waits until a cancel sent on it has
+    /// reached the node, so that it cannot cancel that next command instead. The wait is
+    /// bounded by `citus.node_connection_timeout` and serves interrupts; false when the
+    /// cancel did not get there in time, and the connection must not be used again.
+    pub fn settle_cancel(&self) -> bool {
+        let Some(arrived) = self.pending_cancel.borrow_mut().take() else {
+            return true;
+        };
+        let limit = std::time::Instant::now()
+            + std::time::Duration::from_millis(crate::gucs::node_connection_timeout_ms() as u64);
+        loop {
+            match arrived.recv_timeout(std::time::Duration::from_millis(10)) {
+                Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return true,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if std::time::Instant::now() >= limit {
+                        return false;
+                    }
+                    pgrx::check_for_interrupts!();
+                }
+            }
+        }
     }
 }
 

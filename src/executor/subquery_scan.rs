@@ -54,13 +54,13 @@ struct State {
 
 /// A DestReceiver that appends each row to a tuplestore.
 #[repr(C)]
-struct StoreReceiver {
-    dest: pg_sys::DestReceiver,
-    store: *mut pg_sys::Tuplestorestate,
+pub(super) struct StoreReceiver {
+    pub dest: pg_sys::DestReceiver,
+    pub store: *mut pg_sys::Tuplestorestate,
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn store_row(
+pub(super) unsafe extern "C-unwind" fn store_row(
     slot: *mut pg_sys::TupleTableSlot,
     dest: *mut pg_sys::DestReceiver,
 ) -> bool {

@@ -16,6 +16,7 @@ use std::ffi::{c_void, CStr};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use super::subquery_scan::{store_row, StoreReceiver};
 use crate::error::TesseraError;
 use crate::nodes::{is_a, list_of};
 
@@ -71,23 +72,6 @@ struct State {
     /// Their QueryDescs, kept for EXPLAIN ANALYZE.
     qds: Vec<*mut pg_sys::QueryDesc>,
     ran: bool,
-}
-
-/// A DestReceiver that appends each row to a tuplestore.
-#[repr(C)]
-struct StoreReceiver {
-    dest: pg_sys::DestReceiver,
-    store: *mut pg_sys::Tuplestorestate,
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn store_row(
-    slot: *mut pg_sys::TupleTableSlot,
-    dest: *mut pg_sys::DestReceiver,
-) -> bool {
-    // SAFETY: dest is our StoreReceiver; the tuplestore copies the row.
-    unsafe { pg_sys::tuplestore_puttupleslot((*(dest as *mut StoreReceiver)).store, slot) };
-    true
 }
 
 #[pg_guard]

@@ -114,9 +114,33 @@ unsafe fn placeholder_query(
     k: usize,
     q: *mut pg_sys::Query,
 ) -> *mut pg_sys::Query {
-    // SAFETY: building a new Query from `q`'s output columns.
+    // SAFETY: reading `q`'s output columns.
     unsafe {
-        let cols = columns(q);
+        // The output names of `q` (a set operation takes its column names from them).
+        let resnames: Vec<*mut std::ffi::c_char> = list_of::<pg_sys::TargetEntry>((*q).targetList)
+            .into_iter()
+            .filter(|t| !(**t).resjunk)
+            .map(|t| (*t).resname)
+            .collect();
+        results_query(func, k, &columns(q), &resnames, c"subquery_results")
+    }
+}
+
+/// `SELECT * FROM func(k) AS alias(c1, ...)`: a query that reads the rows of result `k` (of a
+/// subquery or WITH query run first) with the columns `cols`, named `names` (c1, c2, ... where
+/// a name is missing).
+///
+/// # Safety
+/// `names` holds null or NUL-terminated strings that live as long as the query.
+pub(super) unsafe fn results_query(
+    func: pg_sys::Oid,
+    k: usize,
+    cols: &[(pg_sys::Oid, i32, pg_sys::Oid)],
+    names: &[*mut std::ffi::c_char],
+    alias: &std::ffi::CStr,
+) -> *mut pg_sys::Query {
+    // SAFETY: building a new Query in the current memory context.
+    unsafe {
         let arg = pg_sys::makeConst(
             pg_sys::INT4OID,
             -1,
@@ -126,17 +150,10 @@ unsafe fn placeholder_query(
             false,
             true,
         );
-        let frte =
-            super::combine::placeholder_rte(func, make_list(&[arg]), &cols, c"subquery_results");
-        // The output names of `q` (a set operation takes its column names from them).
-        let resnames: Vec<*mut std::ffi::c_char> = list_of::<pg_sys::TargetEntry>((*q).targetList)
-            .into_iter()
-            .filter(|t| !(**t).resjunk)
-            .map(|t| (*t).resname)
-            .collect();
+        let frte = super::combine::placeholder_rte(func, make_list(&[arg]), cols, alias);
         let mut tlist = Vec::new();
         for (i, (t, m, c)) in cols.iter().enumerate() {
-            let resname = match resnames.get(i) {
+            let resname = match names.get(i) {
                 Some(r) if !r.is_null() => *r,
                 _ => pstrdup(&format!("c{}", i + 1)),
             };

@@ -21,7 +21,7 @@ use pgrx::prelude::*;
 
 use super::distributed::{make_node, sublevel_relations};
 use crate::error::{TResult, TesseraError};
-use crate::nodes::{is_a, list_of, make_list, pstrdup, string};
+use crate::nodes::{is_a, list_of, make_list, string};
 
 fn unsupported(what: impl Into<String>, hint: &str) -> TesseraError {
     TesseraError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, what).hint(hint)
@@ -223,41 +223,17 @@ unsafe fn to_results(
                 pg_sys::list_nth_oid((*cte).ctecolcollations, i as i32),
             ));
         }
-        let names = list_of::<pg_sys::String>((*cte).ctecolnames);
-        let arg = pg_sys::makeConst(
-            pg_sys::INT4OID,
-            -1,
-            pg_sys::InvalidOid,
-            4,
-            pg_sys::Datum::from(k as i32),
-            false,
-            true,
-        );
-        let frte = super::combine::placeholder_rte(func, make_list(&[arg]), &cols, c"cte_results");
-        let mut tlist = Vec::new();
-        for (i, (t, m, c)) in cols.iter().enumerate() {
-            let resname = match names.get(i) {
-                Some(n) if !n.is_null() => (**n).sval,
-                _ => pstrdup(&format!("c{}", i + 1)),
-            };
-            let v = pg_sys::makeVar(1, (i + 1) as i16, *t, *m, *c, 0);
-            tlist.push(pg_sys::makeTargetEntry(
-                v as *mut pg_sys::Expr,
-                (i + 1) as i16,
-                resname,
-                false,
-            ));
-        }
-        let rtr = make_node::<pg_sys::RangeTblRef>(pg_sys::NodeTag::T_RangeTblRef);
-        (*rtr).rtindex = 1;
-        let nq = make_node::<pg_sys::Query>(pg_sys::NodeTag::T_Query);
-        (*nq).commandType = pg_sys::CmdType::CMD_SELECT;
-        (*nq).querySource = pg_sys::QuerySource::QSRC_ORIGINAL;
-        (*nq).canSetTag = true;
-        (*nq).rtable = make_list(&[frte]);
-        (*nq).jointree = pg_sys::makeFromExpr(make_list(&[rtr]), std::ptr::null_mut());
-        (*nq).targetList = make_list(&tlist);
-        (*nq).stmt_location = -1;
+        let names: Vec<*mut std::ffi::c_char> = list_of::<pg_sys::String>((*cte).ctecolnames)
+            .into_iter()
+            .map(|n| {
+                if n.is_null() {
+                    std::ptr::null_mut()
+                } else {
+                    (*n).sval
+                }
+            })
+            .collect();
+        let nq = super::coordinator::results_query(func, k, &cols, &names, c"cte_results");
         super::coordinator::clear_source(rte);
         (*rte).rtekind = pg_sys::RTEKind::RTE_SUBQUERY;
         (*rte).subquery = nq;
