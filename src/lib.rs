@@ -28,7 +28,7 @@ mod error;
 mod executor;
 mod gucs;
 mod metadata;
-mod nodes;
+mod pg;
 mod planner;
 mod sharding;
 mod transaction;

@@ -190,7 +190,7 @@ fn move_rows(
 ) -> TResult<i64> {
     const BATCH_BYTES: usize = 4 << 20;
     // Rows travel as JSON text: printed the way any node reads them (floats exactly).
-    let _portable = crate::nodes::GucScope::portable_output();
+    let _portable = crate::pg::guc::GucScope::portable_output();
     let insertable: Vec<String> = Spi::connect(|client| {
         let mut cols = Vec::new();
         for row in client.select(
@@ -773,7 +773,7 @@ fn shard_placement_sizes(
 /// caller's transaction.
 pub(crate) fn replicate_to_new_node(group: i32) -> TResult<()> {
     // Rows travel as JSON text: printed the way any node reads them (floats exactly).
-    let _portable = crate::nodes::GucScope::portable_output();
+    let _portable = crate::pg::guc::GucScope::portable_output();
     let tables: Vec<pg_sys::Oid> = Spi::connect(|client| {
         let mut out = Vec::new();
         for row in client.select(

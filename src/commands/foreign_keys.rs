@@ -51,7 +51,7 @@ pub fn check(con: pg_sys::Oid, table: &DistTable) -> TResult<ForeignKey> {
         ))
     })?;
     let referenced = cache::lookup(confrelid)?.ok_or_else(|| {
-        let (s, n) = crate::nodes::rel_schema_and_name(confrelid);
+        let (s, n) = crate::pg::nodes::rel_schema_and_name(confrelid);
         refused(format!(
             "cannot create foreign key \"{name}\": the referenced table {s}.{n} is not distributed"
         ))

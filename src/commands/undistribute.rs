@@ -60,7 +60,7 @@ fn undistribute(relid: pg_sys::Oid) -> TResult<i64> {
     }
     Spi::run(&format!("LOCK TABLE {display} IN ACCESS EXCLUSIVE MODE"))?;
     let shards = catalog::shards(relid)?;
-    let (schema, table) = crate::nodes::rel_schema_and_name(relid);
+    let (schema, table) = crate::pg::nodes::rel_schema_and_name(relid);
     let all = nodes::all()?;
     let addresses = group_nodes(&all);
 

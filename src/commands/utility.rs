@@ -32,7 +32,7 @@ use super::{push_per_placement, run_per_group, PerGroup};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::node as nodes;
 use crate::metadata::table as catalog;
-use crate::nodes::list_ptrs;
+use crate::pg::nodes::list_ptrs;
 use crate::sharding::ddl::{index_def, shard_index_ddl};
 
 /// The ProcessUtility hook installed before Tessera's; the only copy of it.
@@ -548,7 +548,7 @@ unsafe fn copy_to_as_query(pstmt: *mut pg_sys::PlannedStmt) -> TResult<*mut pg_s
     // SAFETY: reading the statement; the changed one is a copy.
     unsafe {
         let stmt = (*pstmt).utilityStmt;
-        if !crate::nodes::is_a(stmt as *const std::ffi::c_void, pg_sys::NodeTag::T_CopyStmt) {
+        if !crate::pg::nodes::is_a(stmt as *const std::ffi::c_void, pg_sys::NodeTag::T_CopyStmt) {
             return Ok(pstmt);
         }
         let c = stmt as *mut pg_sys::CopyStmt;
@@ -561,7 +561,7 @@ unsafe fn copy_to_as_query(pstmt: *mut pg_sys::PlannedStmt) -> TResult<*mut pg_s
         let (schema, table) = rel_schema_and_name(relid);
         let mut columns: Vec<String> = list_ptrs((*c).attlist)
             .into_iter()
-            .map(|n| quote_identifier(crate::nodes::string((*(n as *mut pg_sys::String)).sval)))
+            .map(|n| quote_identifier(crate::pg::nodes::string((*(n as *mut pg_sys::String)).sval)))
             .collect();
         if columns.is_empty() {
             // COPY's own default: every column but the dropped and generated ones.
@@ -591,7 +591,7 @@ unsafe fn copy_to_as_query(pstmt: *mut pg_sys::PlannedStmt) -> TResult<*mut pg_s
                 "a column name holds a NUL byte",
             )
         })?;
-        let raws = crate::nodes::list_of::<pg_sys::RawStmt>(pg_sys::raw_parser(
+        let raws = crate::pg::nodes::list_of::<pg_sys::RawStmt>(pg_sys::raw_parser(
             text.as_ptr(),
             pg_sys::RawParseMode::RAW_PARSE_DEFAULT,
         ));
@@ -616,9 +616,9 @@ fn is_lone_grant(sql: &str) -> bool {
     // SAFETY: parsing a NUL-terminated string; the parse tree is read only.
     unsafe {
         let stmts = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
-        let raws = crate::nodes::list_of::<pg_sys::RawStmt>(stmts);
+        let raws = crate::pg::nodes::list_of::<pg_sys::RawStmt>(stmts);
         raws.len() == 1
-            && crate::nodes::is_a(
+            && crate::pg::nodes::is_a(
                 (*raws[0]).stmt as *const std::ffi::c_void,
                 pg_sys::NodeTag::T_GrantStmt,
             )

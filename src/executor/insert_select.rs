@@ -18,7 +18,7 @@ use super::ScanRun;
 use crate::connection::PgResult;
 use crate::error::{OrReport, TResult};
 use crate::metadata::cache::{self, TableMeta};
-use crate::nodes::list_of;
+use crate::pg::nodes::list_of;
 
 /// Rows per batch at most (fewer when the columns would pass libpq's 65535 parameters).
 const MAX_BATCH_ROWS: usize = 10_000;
@@ -32,7 +32,9 @@ pub(super) unsafe fn child_plan(cscan: *mut pg_sys::CustomScan) -> *mut pg_sys::
     unsafe {
         let items = list_of::<pg_sys::Node>((*cscan).custom_private);
         match items.get(1) {
-            Some(&n) if crate::nodes::is_a(n as *const c_void, pg_sys::NodeTag::T_PlannedStmt) => {
+            Some(&n)
+                if crate::pg::nodes::is_a(n as *const c_void, pg_sys::NodeTag::T_PlannedStmt) =>
+            {
                 n as *mut pg_sys::PlannedStmt
             }
             _ => std::ptr::null_mut(),
@@ -50,8 +52,8 @@ pub(super) unsafe fn copy_columns(cscan: *mut pg_sys::CustomScan) -> Option<Stri
     unsafe {
         let items = list_of::<pg_sys::Node>((*cscan).custom_private);
         match items.get(2) {
-            Some(&n) if crate::nodes::is_a(n as *const c_void, pg_sys::NodeTag::T_String) => {
-                Some(crate::nodes::string((*(n as *mut pg_sys::String)).sval))
+            Some(&n) if crate::pg::nodes::is_a(n as *const c_void, pg_sys::NodeTag::T_String) => {
+                Some(crate::pg::nodes::string((*(n as *mut pg_sys::String)).sval))
             }
             _ => None,
         }

@@ -25,7 +25,7 @@ pub mod subquery_scan;
 pub mod task;
 pub mod with_first;
 
-use std::ffi::{c_void, CStr, CString};
+use std::ffi::{c_void, CStr};
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -34,10 +34,10 @@ use tessera_core::plan::{Command, DistPlan};
 
 use crate::connection::PgResult;
 use crate::error::{OrReport, TResult, TesseraError};
-use crate::nodes::{is_a, list_of, string};
+use crate::pg::nodes::{is_a, list_of, string};
 
 /// The name EXPLAIN shows: `Custom Scan (Tessera Adaptive)`.
-pub const SCAN_NAME: &CStr = c"Tessera Adaptive";
+pub const SCAN_NAME: &CStr = tessera_core::plan::ADAPTIVE_SCAN;
 
 pub static mut SCAN_METHODS: pg_sys::CustomScanMethods = pg_sys::CustomScanMethods {
     CustomName: SCAN_NAME.as_ptr(),
@@ -249,8 +249,8 @@ pub(crate) unsafe fn ensure_subplans(node: *mut pg_sys::CustomScanState) -> TRes
                 None
             } else {
                 // Printed the way any node reads it.
-                let _portable = crate::nodes::GucScope::portable_output();
-                Some(value_to_text(datum, typid))
+                let _portable = crate::pg::guc::GucScope::portable_output();
+                Some(crate::pg::datum::value_to_text(datum, typid))
             };
             extra.push((id, text, task::portable_type(typid)));
         }
@@ -418,39 +418,5 @@ unsafe extern "C-unwind" fn rescan(node: *mut pg_sys::CustomScanState) {
             run.ran = false;
             run.can_stream = false;
         }
-    }
-}
-
-/// A value as text, with its type's output function.
-///
-/// # Safety
-/// `value` is a non-null datum of type `typid`.
-pub unsafe fn value_to_text(value: pg_sys::Datum, typid: pg_sys::Oid) -> String {
-    // SAFETY: forwarded; the output function returns a palloc'd C string.
-    unsafe {
-        let (mut out, mut varlena) = (pg_sys::InvalidOid, false);
-        pg_sys::getTypeOutputInfo(typid, &mut out, &mut varlena);
-        string(pg_sys::OidOutputFunctionCall(out, value))
-    }
-}
-
-/// A value of type `typid` read from text with its input function.
-pub fn text_to_value(text: &str, typid: pg_sys::Oid, typmod: i32) -> TResult<pg_sys::Datum> {
-    let c = CString::new(text).map_err(|_| {
-        TesseraError::new(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "value holds a NUL byte",
-        )
-    })?;
-    // SAFETY: the input function of an existing type; an ERROR unwinds through pgrx.
-    unsafe {
-        let (mut input, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
-        pg_sys::getTypeInputInfo(typid, &mut input, &mut ioparam);
-        Ok(pg_sys::OidInputFunctionCall(
-            input,
-            c.as_ptr() as *mut std::ffi::c_char,
-            ioparam,
-            typmod,
-        ))
     }
 }

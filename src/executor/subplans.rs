@@ -9,8 +9,8 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::error::{TResult, TesseraError};
-use crate::nodes::{is_a, list_of};
-use crate::planner::SubKind;
+use crate::pg::nodes::{is_a, list_of};
+use tessera_core::plan::SubKind;
 
 /// One subquery of the scan.
 pub(crate) struct Sub {
@@ -115,7 +115,7 @@ unsafe extern "C-unwind" fn receive(
                 .collect();
         }
         // The values travel to the nodes as text: printed the way any node reads them.
-        let _portable = crate::nodes::GucScope::portable_output();
+        let _portable = crate::pg::guc::GucScope::portable_output();
         for i in 0..width {
             if *(*slot).tts_isnull.add(i) {
                 c.columns[i].push(None);
@@ -129,7 +129,7 @@ unsafe extern "C-unwind" fn receive(
                 pg_sys::fmgr_info(out, &mut f);
                 f
             });
-            let text = crate::nodes::string(pg_sys::OutputFunctionCall(
+            let text = crate::pg::nodes::string(pg_sys::OutputFunctionCall(
                 finfo,
                 *(*slot).tts_values.add(i),
             ));

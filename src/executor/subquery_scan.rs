@@ -10,9 +10,9 @@ use std::ffi::{c_void, CStr};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::nodes::{is_a, list_of};
+use crate::pg::nodes::{is_a, list_of};
 
-pub const SCAN_NAME: &CStr = c"Tessera Subquery";
+pub const SCAN_NAME: &CStr = tessera_core::plan::SUBQUERY_SCAN;
 
 pub static mut SCAN_METHODS: pg_sys::CustomScanMethods = pg_sys::CustomScanMethods {
     CustomName: SCAN_NAME.as_ptr(),

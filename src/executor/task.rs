@@ -12,11 +12,12 @@ use pgrx::prelude::*;
 
 use tessera_core::plan::{union_all, Command, DistPlan, Pin};
 
-use super::{text_to_value, value_to_text, ScanRun};
+use super::ScanRun;
 use crate::connection::{ConnKey, Dispatch, NodeAddress, PgResult, RemoteTask};
 use crate::error::{TResult, TesseraError};
 use crate::gucs;
 use crate::metadata::cache::{self, TableMeta};
+use crate::pg::datum::{text_to_value, value_to_text};
 use crate::transaction::{self, Scope};
 
 /// One statement for one node.
@@ -95,7 +96,7 @@ unsafe fn user_params(
     let mut values = Vec::with_capacity(n);
     let mut types = Vec::with_capacity(n);
     // The values travel to the nodes as text: printed the way any node reads them.
-    let _portable = crate::nodes::GucScope::portable_output();
+    let _portable = crate::pg::guc::GucScope::portable_output();
     for id in 1..=n {
         if let Some((_, v, t)) = extra.iter().find(|e| e.0 == id) {
             values.push(v.clone());
@@ -475,7 +476,7 @@ pub unsafe fn eval_row(
     let mut hash = None;
     // SAFETY: evaluating the row expressions in the per-tuple context, reset per row.
     unsafe {
-        for (c, state) in crate::nodes::list_of::<pg_sys::ExprState>(row)
+        for (c, state) in crate::pg::nodes::list_of::<pg_sys::ExprState>(row)
             .into_iter()
             .enumerate()
         {
@@ -512,8 +513,8 @@ pub unsafe fn eval_row(
             let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
             // Printed the way any node reads it (the expression itself was evaluated under
             // the session's settings).
-            let portable = crate::nodes::GucScope::portable_output();
-            let text = crate::nodes::string(pg_sys::OutputFunctionCall(finfo, datum));
+            let portable = crate::pg::guc::GucScope::portable_output();
+            let text = crate::pg::nodes::string(pg_sys::OutputFunctionCall(finfo, datum));
             drop(portable);
             pg_sys::MemoryContextSwitchTo(old);
             values.push((Some(text), portable_type(typid)));

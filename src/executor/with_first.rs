@@ -18,9 +18,9 @@ use pgrx::prelude::*;
 
 use super::subquery_scan::{store_row, StoreReceiver};
 use crate::error::TesseraError;
-use crate::nodes::{is_a, list_of};
+use crate::pg::nodes::{is_a, list_of};
 
-pub const SCAN_NAME: &CStr = c"Tessera WITH";
+pub const SCAN_NAME: &CStr = tessera_core::plan::WITH_SCAN;
 
 pub static mut SCAN_METHODS: pg_sys::CustomScanMethods = pg_sys::CustomScanMethods {
     CustomName: SCAN_NAME.as_ptr(),
@@ -177,7 +177,7 @@ unsafe fn output_list(stmt: *mut pg_sys::PlannedStmt) -> *mut pg_sys::List {
                 .into_iter()
                 .filter(|t| !(**t).resjunk)
                 .collect();
-        crate::nodes::make_list(&visible)
+        crate::pg::nodes::make_list(&visible)
     }
 }
 

@@ -18,7 +18,7 @@ use pgrx::prelude::*;
 
 use crate::error::{TResult, TesseraError};
 use crate::metadata::cache::{self, TableMeta};
-use crate::nodes::{is_a, list_of};
+use crate::pg::nodes::{is_a, list_of};
 
 /// The value a distribution column is pinned to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,8 +394,8 @@ unsafe fn hash_const(c: *mut pg_sys::Const, meta: &TableMeta) -> TResult<i32> {
         let datum = if (*c).consttype == meta.dist_type {
             (*c).constvalue
         } else {
-            let text = crate::executor::value_to_text((*c).constvalue, (*c).consttype);
-            crate::executor::text_to_value(&text, meta.dist_type, -1)?
+            let text = crate::pg::datum::value_to_text((*c).constvalue, (*c).consttype);
+            crate::pg::datum::text_to_value(&text, meta.dist_type, -1)?
         };
         Ok(crate::sharding::hash_datum(
             meta.hash_proc,

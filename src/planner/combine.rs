@@ -24,7 +24,7 @@ use tessera_core::plan::DistPlan;
 use super::analyze::Analysis;
 use super::distributed::{custom_scan, make_node};
 use crate::error::{TResult, TesseraError};
-use crate::nodes::{is_a, list_of, make_list, pstrdup, string};
+use crate::pg::nodes::{is_a, list_of, make_list, pstrdup, string};
 
 fn unsupported(what: impl Into<String>, hint: &str) -> TesseraError {
     TesseraError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, what).hint(hint)
@@ -488,7 +488,7 @@ impl TwoPhase {
                     return Err(unsupported(
                         format!(
                             "cannot combine {name}({}) across shards",
-                            crate::nodes::string(pg_sys::format_type_be(t))
+                            crate::pg::nodes::string(pg_sys::format_type_be(t))
                         ),
                         "Pin the query to one distribution value.",
                     ));
@@ -518,7 +518,7 @@ impl TwoPhase {
                     let combine_oid = func_oid("tessera_avg_combine", &[sum_type, pg_sys::INT8OID]);
                     if sum_oid == pg_sys::InvalidOid || combine_oid == pg_sys::InvalidOid {
                         return Err(unsupported(
-                            format!("avg({}) is not supported across shards", crate::nodes::string(pg_sys::format_type_be(argtype))),
+                            format!("avg({}) is not supported across shards", crate::pg::nodes::string(pg_sys::format_type_be(argtype))),
                             "Group by the distribution column, or pin the query to one distribution value.",
                         ));
                     }

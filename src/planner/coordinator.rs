@@ -21,7 +21,7 @@ use super::analyze::touches_distributed;
 use super::distributed::make_node;
 use crate::error::TResult;
 use crate::metadata::cache;
-use crate::nodes::{is_a, list_of, make_list, pstrdup, string};
+use crate::pg::nodes::{is_a, list_of, make_list, pstrdup, string};
 
 /// `pg_catalog.tessera_subquery_results(int)`, the placeholder of a subquery's rows.
 fn placeholder() -> pg_sys::Oid {
@@ -456,7 +456,7 @@ unsafe fn swap_plan(plan: *mut pg_sys::Plan, s: &mut Swap) -> *mut pg_sys::Plan 
             }
             s.done[k - 1] = true;
             let c = make_node::<pg_sys::CustomScan>(pg_sys::NodeTag::T_CustomScan);
-            (*c).methods = &raw const crate::executor::subquery_scan::SCAN_METHODS;
+            (*c).methods = super::scan_methods(tessera_core::plan::SUBQUERY_SCAN);
             (*c).custom_private = make_list(&[s.children[k - 1] as *mut pg_sys::Node]);
             return super::combine::take_place_of(c, f);
         }

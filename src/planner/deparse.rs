@@ -15,7 +15,7 @@ use pgrx::prelude::*;
 use tessera_core::plan::{Site, TableRef};
 
 use crate::error::{TResult, TesseraError};
-use crate::nodes::{is_a, list_of, string};
+use crate::pg::nodes::{is_a, list_of, string};
 
 #[pg_guard]
 unsafe extern "C-unwind" fn alias_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
@@ -60,7 +60,7 @@ pub unsafe fn querydef(query: *mut pg_sys::Query) -> String {
         alias_walker(query as *mut pg_sys::Node, std::ptr::null_mut());
         // Constants are printed in a form every node reads the same under any DateStyle or
         // IntervalStyle (a plan is cached across changes of the session's settings).
-        let scope = crate::nodes::GucScope::new(&[
+        let scope = crate::pg::guc::GucScope::new(&[
             (c"search_path", c"pg_catalog"),
             (c"DateStyle", c"ISO"),
             (c"IntervalStyle", c"postgres"),

@@ -24,7 +24,7 @@ use super::combine;
 use super::deparse::{querydef, sites};
 use crate::error::{TResult, TesseraError};
 use crate::metadata::cache::TableMeta;
-use crate::nodes::{is_a, list_of, make_list, pstrdup};
+use crate::pg::nodes::{is_a, list_of, make_list, pstrdup};
 
 fn unsupported(what: impl Into<String>, hint: &str) -> TesseraError {
     TesseraError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, what).hint(hint)
@@ -196,7 +196,7 @@ unsafe fn plan_one(
             ));
         }
         if let Some(&local) = a.local_tables.first() {
-            let (schema, name) = crate::nodes::rel_schema_and_name(local);
+            let (schema, name) = crate::pg::nodes::rel_schema_and_name(local);
             return Err(unsupported(
                 format!("cannot plan a query that mixes the local table {schema}.{name} with distributed tables this way"),
                 "A local table joins a distributed table in a SELECT, as an inner join or on the nullable side of an outer join (its rows then go to the shards). Otherwise distribute it with create_distributed_table() (co-located), or make it a reference table with create_reference_table().",
@@ -532,7 +532,7 @@ pub unsafe fn custom_scan(
         let encoded = pstrdup(&plan.encode());
         (*cscan).custom_private = make_list(&[pg_sys::makeString(encoded)]);
         (*cscan).custom_scan_tlist = scan_tlist;
-        (*cscan).methods = &raw const crate::executor::SCAN_METHODS;
+        (*cscan).methods = super::scan_methods(tessera_core::plan::ADAPTIVE_SCAN);
         (*cscan).scan.scanrelid = 0;
         (*cscan).scan.plan.plan_rows = rows;
         (*cscan).scan.plan.startup_cost = 0.0;
@@ -1447,7 +1447,9 @@ unsafe fn plan_insert_via_coordinator(
             let mut cols = Vec::with_capacity(tles.len());
             for &tle in &tles {
                 let name = pg_sys::get_attname(relid, (*tle).resno, false);
-                cols.push(tessera_core::plan::quote_ident(&crate::nodes::string(name)));
+                cols.push(tessera_core::plan::quote_ident(&crate::pg::nodes::string(
+                    name,
+                )));
             }
             (*cscan).custom_private = pg_sys::lappend(
                 (*cscan).custom_private,

@@ -21,7 +21,7 @@ use pgrx::prelude::*;
 
 use super::combine::MutatorFn;
 use super::distributed::extern_param;
-use crate::nodes::{is_a, string};
+use crate::pg::nodes::{is_a, string};
 
 struct Ctx {
     next: usize,
@@ -246,7 +246,7 @@ pub unsafe fn returns_zoned(query: *mut pg_sys::Query) -> bool {
         } else {
             (*query).returningList
         };
-        crate::nodes::list_of::<pg_sys::TargetEntry>(outputs)
+        crate::pg::nodes::list_of::<pg_sys::TargetEntry>(outputs)
             .into_iter()
             .any(|t| {
                 let ty = pg_sys::exprType((*t).expr as *mut pg_sys::Node);
@@ -329,11 +329,11 @@ unsafe extern "C-unwind" fn prints_walker(node: *mut pg_sys::Node, ctx: *mut c_v
         } else if is_a(node as *const c_void, pg_sys::NodeTag::T_Aggref) {
             let a = node as *mut pg_sys::Aggref;
             let exprs: Vec<*mut pg_sys::Node> =
-                crate::nodes::list_of::<pg_sys::TargetEntry>((*a).args)
+                crate::pg::nodes::list_of::<pg_sys::TargetEntry>((*a).args)
                     .into_iter()
                     .map(|t| (*t).expr as *mut pg_sys::Node)
                     .collect();
-            Some(((*a).aggtype, crate::nodes::make_list(&exprs)))
+            Some(((*a).aggtype, crate::pg::nodes::make_list(&exprs)))
         } else {
             None
         };
@@ -349,7 +349,7 @@ unsafe extern "C-unwind" fn prints_walker(node: *mut pg_sys::Node, ctx: *mut c_v
             ]
             .contains(&rettype);
             if text {
-                for a in crate::nodes::list_of::<pg_sys::Node>(args) {
+                for a in crate::pg::nodes::list_of::<pg_sys::Node>(args) {
                     note(p, pg_sys::exprType(a));
                 }
             }

@@ -19,8 +19,6 @@ mod evaluate;
 mod recursive;
 mod with_first;
 
-pub use recursive::SubKind;
-
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
@@ -49,6 +47,14 @@ pub fn local_only<T>(f: impl FnOnce() -> T) -> T {
     LOCAL_ONLY.with(|d| d.set(d.get() + 1));
     let _guard = LocalOnly;
     f()
+}
+
+/// The methods of one of Tessera's CustomScans, by name (`tessera_core::plan::ADAPTIVE_SCAN`,
+/// ...), as the executor registered them at load time.
+pub(crate) fn scan_methods(name: &std::ffi::CStr) -> *const pg_sys::CustomScanMethods {
+    // SAFETY: a lookup in PostgreSQL's registry of custom scan methods; with missing_ok false
+    // an unregistered name raises an ERROR instead of returning null.
+    unsafe { pg_sys::GetCustomScanMethods(name.as_ptr(), false) }
 }
 
 /// The planner hook that was installed before Tessera's; the only copy of it.
@@ -101,13 +107,13 @@ unsafe extern "C-unwind" fn tessera_planner(
 unsafe fn check_local_plan(stmt: *mut pg_sys::PlannedStmt) -> crate::error::TResult<()> {
     // SAFETY: reading the plan's range table.
     unsafe {
-        for rte in crate::nodes::list_of::<pg_sys::RangeTblEntry>((*stmt).rtable) {
+        for rte in crate::pg::nodes::list_of::<pg_sys::RangeTblEntry>((*stmt).rtable) {
             if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION
                 || cache::lookup((*rte).relid)?.is_none()
             {
                 continue;
             }
-            let (schema, name) = crate::nodes::rel_schema_and_name((*rte).relid);
+            let (schema, name) = crate::pg::nodes::rel_schema_and_name((*rte).relid);
             return Err(crate::error::TesseraError::new(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
                 format!("cannot run a query that reaches the distributed table {schema}.{name} only while it is planned (through an inlined SQL function, or as a partition or inheritance child of a local table)"),

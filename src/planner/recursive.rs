@@ -17,35 +17,11 @@ use std::ffi::c_void;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+pub use tessera_core::plan::SubKind;
 
 use super::combine;
 use crate::error::TesseraError;
-use crate::nodes::{is_a, list_of, make_list};
-
-/// What the executor makes of a subplan's rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubKind {
-    /// At most one row, one column: its value (NULL without a row).
-    Scalar = 1,
-    /// Every row's first column as an array.
-    Array = 2,
-    /// Whether there is a row.
-    Exists = 3,
-    /// Every column of every row, one array per column (a FROM item's rows).
-    Rows = 4,
-}
-
-impl SubKind {
-    pub fn from_code(c: i32) -> Option<SubKind> {
-        match c {
-            1 => Some(SubKind::Scalar),
-            2 => Some(SubKind::Array),
-            3 => Some(SubKind::Exists),
-            4 => Some(SubKind::Rows),
-            _ => None,
-        }
-    }
-}
+use crate::pg::nodes::{is_a, list_of, make_list};
 
 /// One sublink taken out of the query.
 pub struct Subplan {
@@ -365,7 +341,7 @@ unsafe fn coordinator_free(plan: *mut pg_sys::Plan, ctx: *mut c_void) -> bool {
         match tag {
             pg_sys::NodeTag::T_CustomScan => {
                 (*(plan as *mut pg_sys::CustomScan)).methods
-                    == &raw const crate::executor::SCAN_METHODS
+                    == super::scan_methods(tessera_core::plan::ADAPTIVE_SCAN)
             }
             pg_sys::NodeTag::T_Limit => {
                 let l = plan as *mut pg_sys::Limit;
@@ -468,7 +444,7 @@ unsafe fn find_scans(plan: *mut pg_sys::Plan, out: &mut Vec<*mut pg_sys::CustomS
     unsafe {
         if is_a(plan as *const c_void, pg_sys::NodeTag::T_CustomScan) {
             let c = plan as *mut pg_sys::CustomScan;
-            if (*c).methods == &raw const crate::executor::SCAN_METHODS {
+            if (*c).methods == super::scan_methods(tessera_core::plan::ADAPTIVE_SCAN) {
                 out.push(c);
             }
         }
@@ -567,10 +543,10 @@ pub unsafe fn broadcast_from(
                 },
                 pg_sys::RTEKind::RTE_SUBQUERY if !(*rte).lateral => (*rte).subquery,
                 pg_sys::RTEKind::RTE_CTE if (*rte).ctelevelsup == 0 => {
-                    let name = crate::nodes::string((*rte).ctename);
+                    let name = crate::pg::nodes::string((*rte).ctename);
                     match list_of::<pg_sys::CommonTableExpr>((*query).cteList)
                         .into_iter()
-                        .find(|c| crate::nodes::string((**c).ctename) == name)
+                        .find(|c| crate::pg::nodes::string((**c).ctename) == name)
                     {
                         Some(c)
                             if is_a((*c).ctequery as *const c_void, pg_sys::NodeTag::T_Query) =>
@@ -629,7 +605,7 @@ pub unsafe fn broadcast_from(
                 .take(cols.len())
                 .collect();
             if (*rte).rtekind == pg_sys::RTEKind::RTE_CTE {
-                converted.push(crate::nodes::string((*rte).ctename));
+                converted.push(crate::pg::nodes::string((*rte).ctename));
             }
             super::coordinator::clear_source(rte);
             (*rte).rtekind = pg_sys::RTEKind::RTE_FUNCTION;
@@ -666,18 +642,18 @@ unsafe fn local_table_query(rte: *mut pg_sys::RangeTblEntry) -> Option<*mut pg_s
         let names = list_of::<pg_sys::Node>((*(*rte).eref).colnames);
         if names.iter().any(|n| {
             is_a(*n as *const c_void, pg_sys::NodeTag::T_String)
-                && crate::nodes::string((*(*n as *mut pg_sys::String)).sval).is_empty()
+                && crate::pg::nodes::string((*(*n as *mut pg_sys::String)).sval).is_empty()
         }) {
             return None;
         }
-        let (schema, name) = crate::nodes::rel_schema_and_name((*rte).relid);
+        let (schema, name) = crate::pg::nodes::rel_schema_and_name((*rte).relid);
         let sql = format!(
             "SELECT * FROM {}.{}",
             tessera_core::plan::quote_ident(&schema),
             tessera_core::plan::quote_ident(&name)
         );
         let c = std::ffi::CString::new(sql).ok()?;
-        let text = crate::nodes::pstrdup(c.to_str().ok()?);
+        let text = crate::pg::nodes::pstrdup(c.to_str().ok()?);
         let raw = *list_of::<pg_sys::RawStmt>(pg_sys::pg_parse_query(text)).first()?;
         let queries = pg_sys::pg_analyze_and_rewrite_fixedparams(
             raw,

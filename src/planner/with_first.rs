@@ -21,7 +21,7 @@ use pgrx::prelude::*;
 
 use super::distributed::{make_node, sublevel_relations};
 use crate::error::{TResult, TesseraError};
-use crate::nodes::{is_a, list_of, make_list, string};
+use crate::pg::nodes::{is_a, list_of, make_list, string};
 
 fn unsupported(what: impl Into<String>, hint: &str) -> TesseraError {
     TesseraError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, what).hint(hint)
@@ -107,7 +107,7 @@ pub unsafe fn plan(
         let stmt = pg_sys::planner(main, query_string, cursor_options, bound_params);
         let top = (*stmt).planTree;
         let scan = make_node::<pg_sys::CustomScan>(pg_sys::NodeTag::T_CustomScan);
-        (*scan).methods = &raw const crate::executor::with_first::SCAN_METHODS;
+        (*scan).methods = super::scan_methods(tessera_core::plan::WITH_SCAN);
         (*scan).custom_private = make_list(&children);
         (*scan).scan.scanrelid = 0;
         (*scan).scan.plan.lefttree = top;
@@ -214,7 +214,7 @@ unsafe fn to_results(
 ) {
     // SAFETY: editing a range table entry of the caller's copy.
     unsafe {
-        let types = crate::nodes::list_ptrs((*cte).ctecoltypes);
+        let types = crate::pg::nodes::list_ptrs((*cte).ctecoltypes);
         let mut cols = Vec::new();
         for i in 0..types.len() {
             cols.push((
@@ -376,7 +376,7 @@ unsafe fn check_order(
                 }
                 let read = relations(part);
                 if let Some(&t) = changed.iter().find(|t| read.contains(t)) {
-                    let (schema, name) = crate::nodes::rel_schema_and_name(t);
+                    let (schema, name) = crate::pg::nodes::rel_schema_and_name(t);
                     let what = if is_cte {
                         "a later WITH query"
                     } else {

@@ -565,6 +565,38 @@ pub fn union_all(queries: &[String]) -> String {
     out
 }
 
+/// The names of Tessera's CustomScans: EXPLAIN shows them, and the planner finds their
+/// methods by name (the executor registers them), so the planner needs nothing of the
+/// executor's.
+pub const ADAPTIVE_SCAN: &std::ffi::CStr = c"Tessera Adaptive";
+pub const SUBQUERY_SCAN: &std::ffi::CStr = c"Tessera Subquery";
+pub const WITH_SCAN: &std::ffi::CStr = c"Tessera WITH";
+
+/// What the executor makes of a subplan's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubKind {
+    /// At most one row, one column: its value (NULL without a row).
+    Scalar = 1,
+    /// Every row's first column as an array.
+    Array = 2,
+    /// Whether there is a row.
+    Exists = 3,
+    /// Every column of every row, one array per column (a FROM item's rows).
+    Rows = 4,
+}
+
+impl SubKind {
+    pub fn from_code(c: i32) -> Option<SubKind> {
+        match c {
+            1 => Some(SubKind::Scalar),
+            2 => Some(SubKind::Array),
+            3 => Some(SubKind::Exists),
+            4 => Some(SubKind::Rows),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,67 @@
+//! Settings changed for the length of a scope: a GUC nest level, restored when the scope ends
+//! (and by the transaction's abort when an ERROR unwinds through it).
+
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+
+/// Settings changed for as long as the scope lives (a GUC nest level: restored on drop, and by
+/// the transaction's abort when an ERROR unwinds through it).
+pub struct GucScope {
+    level: Option<i32>,
+}
+
+impl GucScope {
+    /// Sets each `(name, value)` for the scope.
+    pub fn new(settings: &[(&CStr, &CStr)]) -> GucScope {
+        // SAFETY: a nest level opened here and closed in Drop; set_config_option with
+        // GUC_ACTION_SAVE records the old values in that level. These settings are USERSET.
+        unsafe {
+            let level = pg_sys::NewGUCNestLevel();
+            for (name, value) in settings {
+                pg_sys::set_config_option(
+                    name.as_ptr(),
+                    value.as_ptr(),
+                    pg_sys::GucContext::PGC_USERSET,
+                    pg_sys::GucSource::PGC_S_SESSION,
+                    pg_sys::GucAction::GUC_ACTION_SAVE,
+                    true,
+                    0,
+                    false,
+                );
+            }
+            GucScope { level: Some(level) }
+        }
+    }
+
+    /// The output settings under which values are printed for another node: dates and times
+    /// in ISO form and intervals in PostgreSQL's (both read the same under any `DateStyle` /
+    /// `IntervalStyle`), floating-point values exactly. A no-op when the session has them
+    /// already, so the common case costs three integer compares.
+    pub fn portable_output() -> GucScope {
+        // SAFETY: reading the settings' C variables.
+        let portable = unsafe {
+            pg_sys::DateStyle == pg_sys::USE_ISO_DATES as i32
+                && pg_sys::IntervalStyle == pg_sys::INTSTYLE_POSTGRES as i32
+                && pg_sys::extra_float_digits > 0
+        };
+        if portable {
+            return GucScope { level: None };
+        }
+        GucScope::new(&[
+            (c"DateStyle", c"ISO"),
+            (c"IntervalStyle", c"postgres"),
+            (c"extra_float_digits", c"3"),
+        ])
+    }
+}
+
+impl Drop for GucScope {
+    fn drop(&mut self) {
+        // While an ERROR unwinds, the transaction's abort restores the settings.
+        if let (Some(level), false) = (self.level, std::thread::panicking()) {
+            // SAFETY: closes the nest level this scope opened (scopes nest like the stack).
+            unsafe { pg_sys::AtEOXact_GUC(true, level) };
+        }
+    }
+}
