@@ -22,13 +22,11 @@ use pgrx::prelude::*;
 use tessera_core::plan::DistPlan;
 
 use super::analyze::Analysis;
-use super::distributed::{custom_scan, make_node};
+use super::query::make_node;
+use super::scan::custom_scan;
 use crate::error::{TResult, TesseraError};
 use crate::pg::nodes::{is_a, list_of, make_list, pstrdup, string};
-
-fn unsupported(what: impl Into<String>, hint: &str) -> TesseraError {
-    TesseraError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, what).hint(hint)
-}
+use crate::planner::unsupported;
 
 /// An expression mutator callback (PostgreSQL's `expression_tree_mutator` contract).
 pub type MutatorFn =

@@ -18,7 +18,7 @@ use pgrx::pg_guard;
 use pgrx::pg_sys;
 
 use super::analyze::touches_distributed;
-use super::distributed::make_node;
+use super::query::make_node;
 use crate::error::TResult;
 use crate::metadata::cache;
 use crate::pg::nodes::{is_a, list_of, make_list, pstrdup, string};

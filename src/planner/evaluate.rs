@@ -20,7 +20,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::combine::MutatorFn;
-use super::distributed::extern_param;
+use super::query::extern_param;
 use crate::pg::nodes::{is_a, string};
 
 struct Ctx {

@@ -16,7 +16,12 @@ mod coordinator;
 mod deparse;
 mod distributed;
 mod evaluate;
+mod modify;
+mod query;
 mod recursive;
+mod scan;
+mod select;
+mod tiers;
 mod with_first;
 
 use pgrx::pg_sys;
@@ -47,6 +52,11 @@ pub fn local_only<T>(f: impl FnOnce() -> T) -> T {
     LOCAL_ONLY.with(|d| d.set(d.get() + 1));
     let _guard = LocalOnly;
     f()
+}
+
+/// The error of a query shape Tessera does not run (yet): 0A000, with what to do instead.
+pub(crate) fn unsupported(what: impl Into<String>, hint: &str) -> crate::error::TesseraError {
+    crate::error::TesseraError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, what).hint(hint)
 }
 
 /// The methods of one of Tessera's CustomScans, by name (`tessera_core::plan::ADAPTIVE_SCAN`,

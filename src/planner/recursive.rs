@@ -180,13 +180,13 @@ unsafe extern "C-unwind" fn mutator(
             pg_sys::SubLinkType::EXISTS_SUBLINK => (
                 SubKind::Exists,
                 pg_sys::BOOLOID,
-                super::distributed::extern_param(id, pg_sys::BOOLOID, -1, pg_sys::InvalidOid),
+                super::query::extern_param(id, pg_sys::BOOLOID, -1, pg_sys::InvalidOid),
             ),
             pg_sys::SubLinkType::EXPR_SUBLINK => (
                 SubKind::Scalar,
                 typ,
                 typed(
-                    super::distributed::extern_param(id, typ, typmod, coll),
+                    super::query::extern_param(id, typ, typmod, coll),
                     typ,
                     typmod,
                     coll,
@@ -200,12 +200,7 @@ unsafe extern "C-unwind" fn mutator(
                 (
                     SubKind::Array,
                     typ,
-                    typed(
-                        super::distributed::extern_param(id, arr, -1, coll),
-                        arr,
-                        -1,
-                        coll,
-                    ),
+                    typed(super::query::extern_param(id, arr, -1, coll), arr, -1, coll),
                 )
             }
             pg_sys::SubLinkType::ANY_SUBLINK | pg_sys::SubLinkType::ALL_SUBLINK => {
@@ -216,7 +211,7 @@ unsafe extern "C-unwind" fn mutator(
                 if arr == pg_sys::InvalidOid {
                     return node;
                 }
-                let sa = super::distributed::make_node::<pg_sys::ScalarArrayOpExpr>(
+                let sa = super::query::make_node::<pg_sys::ScalarArrayOpExpr>(
                     pg_sys::NodeTag::T_ScalarArrayOpExpr,
                 );
                 (*sa).opno = (*op).opno;
@@ -225,12 +220,7 @@ unsafe extern "C-unwind" fn mutator(
                 (*sa).inputcollid = (*op).inputcollid;
                 (*sa).args = make_list(&[
                     combine::mutate(lhs, mutator, ctx),
-                    typed(
-                        super::distributed::extern_param(id, arr, -1, coll),
-                        arr,
-                        -1,
-                        coll,
-                    ),
+                    typed(super::query::extern_param(id, arr, -1, coll), arr, -1, coll),
                 ]);
                 (*sa).location = -1;
                 (SubKind::Array, ptype, sa as *mut pg_sys::Node)
@@ -489,7 +479,7 @@ unsafe fn reads_tables(q: *mut pg_sys::Query) -> bool {
             return true;
         }
         let mut rels = list_of::<pg_sys::RangeTblEntry>((*q).rtable);
-        rels.extend(super::distributed::sublevel_relations(q));
+        rels.extend(super::query::sublevel_relations(q));
         rels.into_iter()
             .filter(|r| (**r).rtekind == pg_sys::RTEKind::RTE_RELATION)
             .any(|r| match crate::metadata::cache::lookup((*r).relid) {
@@ -574,7 +564,7 @@ pub unsafe fn broadcast_from(
             let mut functions = Vec::with_capacity(cols.len());
             for (i, (t, _m, c)) in cols.iter().enumerate() {
                 let arr = pg_sys::get_array_type(*t);
-                let p = super::distributed::extern_param(next + i, arr, -1, *c);
+                let p = super::query::extern_param(next + i, arr, -1, *c);
                 // An explicit cast, so the shard's parser knows the array's type (extension
                 // types have no OID in common between nodes).
                 let cast = pg_sys::makeRelabelType(
@@ -593,7 +583,7 @@ pub unsafe fn broadcast_from(
                     pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
                 );
                 (*f).funcretset = true;
-                let rtf = super::distributed::make_node::<pg_sys::RangeTblFunction>(
+                let rtf = super::query::make_node::<pg_sys::RangeTblFunction>(
                     pg_sys::NodeTag::T_RangeTblFunction,
                 );
                 (*rtf).funcexpr = f as *mut pg_sys::Node;

@@ -19,13 +19,10 @@ use std::ffi::c_void;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::distributed::{make_node, sublevel_relations};
+use super::query::{make_node, sublevel_relations};
 use crate::error::{TResult, TesseraError};
 use crate::pg::nodes::{is_a, list_of, make_list, string};
-
-fn unsupported(what: impl Into<String>, hint: &str) -> TesseraError {
-    TesseraError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, what).hint(hint)
-}
+use crate::planner::unsupported;
 
 /// `pg_catalog.tessera_cte_results(int)`.
 pub(super) fn results_func() -> pg_sys::Oid {

@@ -1,0 +1,94 @@
+//! SELECT: router when pinned to one shard group, otherwise multi-shard, with a combine query
+//! planned by PostgreSQL on top when aggregates, ORDER BY, LIMIT or DISTINCT need one.
+
+use pgrx::pg_sys;
+
+use tessera_core::plan::{Command, Pin, Tier};
+
+use crate::error::TResult;
+use crate::pg::nodes::{list_of, make_list};
+use crate::planner::analyze::Analysis;
+use crate::planner::combine;
+use crate::planner::scan::{custom_scan, index_var_tlist, planned_stmt, visible};
+use crate::planner::tiers::{base_plan, common_pin, multi_shard_blocker};
+use crate::planner::unsupported;
+
+pub(crate) unsafe fn plan_select(
+    parse: *mut pg_sys::Query,
+    a: &Analysis,
+    query_string: *const std::ffi::c_char,
+    cursor_options: i32,
+    bound_params: pg_sys::ParamListInfo,
+) -> TResult<*mut pg_sys::PlannedStmt> {
+    // SAFETY: reading the analyzed Query.
+    unsafe {
+        let only_reference = a.hash_rtes().next().is_none();
+        let pin = if only_reference {
+            Some(Pin::Single)
+        } else {
+            common_pin(a)
+        };
+        if let Some(pin) = pin {
+            let tier = if a.rtes.len() == 1 && !a.has_sublevels && !only_reference {
+                Tier::FastPathRouter
+            } else {
+                Tier::Router
+            };
+            let plan = base_plan(tier, Command::Select, parse, a, pin, true)?;
+            let scan_tlist = visible((*parse).targetList);
+            let cscan = custom_scan(&plan, scan_tlist, 100.0);
+            (*cscan).scan.plan.targetlist = index_var_tlist(scan_tlist);
+            return Ok(planned_stmt(parse, cscan, a));
+        }
+        if !(*parse).rowMarks.is_null() {
+            return Err(unsupported(
+                "SELECT ... FOR UPDATE/SHARE is only supported when the query is pinned to one distribution value",
+                "Add <distribution column> = <value> to the WHERE clause.",
+            ));
+        }
+        if let Some(e) = multi_shard_blocker(a) {
+            return Err(e);
+        }
+        if !combine::needs_combine(parse) {
+            let plan = base_plan(Tier::MultiShard, Command::Select, parse, a, Pin::All, true)?;
+            let scan_tlist = visible((*parse).targetList);
+            let cscan = custom_scan(&plan, scan_tlist, 1000.0);
+            (*cscan).scan.plan.targetlist = index_var_tlist(scan_tlist);
+            return Ok(planned_stmt(parse, cscan, a));
+        }
+        if a.has_sublevels {
+            return Err(unsupported(
+                "cannot combine aggregates, ORDER BY or LIMIT across shards for a query with subqueries, CTEs or sublinks",
+                "Pin the query to one distribution value, or move the subquery into a join on the distribution column.",
+            ));
+        }
+        let split = combine::split(parse, a)?;
+        let mut plan = base_plan(
+            Tier::MultiShard,
+            Command::Select,
+            split.worker,
+            a,
+            Pin::All,
+            true,
+        )?;
+        plan.notes = split.notes.clone();
+        let stmt =
+            combine::plan_combine(&split, &plan, query_string, cursor_options, bound_params)?;
+        // The combine plan's range table holds only the scan's function; add the user's tables
+        // for privilege checks, locking and plan invalidation.
+        let mut rtable = list_of::<pg_sys::RangeTblEntry>((*stmt).rtable);
+        rtable.extend(
+            list_of::<pg_sys::RangeTblEntry>((*parse).rtable)
+                .into_iter()
+                .filter(|r| (**r).rtekind == pg_sys::RTEKind::RTE_RELATION),
+        );
+        (*stmt).rtable = make_list(&rtable);
+        for r in &a.rtes {
+            (*stmt).relationOids = pg_sys::lappend_oid((*stmt).relationOids, r.meta.table.relid);
+        }
+        (*stmt).queryId = (*parse).queryId;
+        (*stmt).stmt_location = (*parse).stmt_location;
+        (*stmt).stmt_len = (*parse).stmt_len;
+        Ok(stmt)
+    }
+}
