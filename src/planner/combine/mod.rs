@@ -1,0 +1,323 @@
+//! Multi-shard SELECTs that need work on the coordinator: a worker query and a combine query.
+//!
+//! [`split`] cuts a query in two:
+//!
+//! - grouped by a distribution column (or with no aggregates at all): the workers run the whole
+//!   query per shard group, with ORDER BY and LIMIT (count + offset) so each sends only its
+//!   top rows; the combine query sorts, limits and de-duplicates again;
+//! - otherwise aggregates run in two phases: the workers group by the GROUP BY keys and compute
+//!   partial aggregates (count, sum, min/max, bool_and/or, string_agg, array_agg; avg as sum and
+//!   count); the combine query groups again and combines them (`tessera_count_combine`,
+//!   `tessera_avg_combine`, ... in sql/functions.sql), then applies HAVING, ORDER BY, LIMIT.
+//!
+//! The combine query reads `tessera_worker_results()` as its only FROM item and is planned by
+//! PostgreSQL's own planner (so sort, hash aggregate, limit are PostgreSQL's); [`plan_combine`]
+//! then puts the Tessera Adaptive scan where that function's scan is.
+//!
+//! - this file: whether a query needs a combine step, and the split of one grouped by a
+//!   distribution column (pushed down whole);
+//! - `aggregates`: two-phase aggregates (partial on the workers, combined on the coordinator);
+//! - `placeholder`: the combine query's FROM item, planned by PostgreSQL, and the swap of its
+//!   scan for the Tessera Adaptive scan.
+
+mod aggregates;
+mod placeholder;
+
+pub(crate) use aggregates::func_oid;
+use aggregates::two_phase;
+pub(crate) use placeholder::{placeholder_rte, plan_combine, take_place_of};
+
+use std::ffi::c_void;
+
+use pgrx::pg_sys;
+
+use crate::error::TResult;
+use crate::pg::nodes::{is_a, list_of, make_list};
+use crate::planner::analyze::Analysis;
+use crate::planner::unsupported;
+
+/// An expression mutator callback (PostgreSQL's `expression_tree_mutator` contract).
+pub(crate) type MutatorFn =
+    unsafe extern "C-unwind" fn(*mut pg_sys::Node, *mut c_void) -> *mut pg_sys::Node;
+
+/// `expression_tree_mutator` across PostgreSQL versions.
+///
+/// # Safety
+/// `node` is a valid expression tree; `f` follows the mutator contract for `ctx`.
+pub(crate) unsafe fn mutate(
+    node: *mut pg_sys::Node,
+    f: MutatorFn,
+    ctx: *mut c_void,
+) -> *mut pg_sys::Node {
+    // SAFETY: PostgreSQL 15's binding declares the callback without arguments; the C function
+    // calls it with (node, context), which is `MutatorFn`'s signature.
+    #[cfg(feature = "pg15")]
+    unsafe {
+        pg_sys::expression_tree_mutator(
+            node,
+            Some(std::mem::transmute::<
+                MutatorFn,
+                unsafe extern "C-unwind" fn() -> *mut pg_sys::Node,
+            >(f)),
+            ctx,
+        )
+    }
+    // SAFETY: as above, with the typed callback of later versions.
+    #[cfg(not(feature = "pg15"))]
+    unsafe {
+        pg_sys::expression_tree_mutator_impl(node, Some(f), ctx)
+    }
+}
+
+/// Whether a multi-shard SELECT needs a combine step on the coordinator.
+///
+/// # Safety
+/// `q` is a valid Query.
+pub(crate) unsafe fn needs_combine(q: *mut pg_sys::Query) -> bool {
+    // SAFETY: reading Query fields.
+    unsafe {
+        (*q).hasAggs
+            || !(*q).groupClause.is_null()
+            || !(*q).havingQual.is_null()
+            || !(*q).sortClause.is_null()
+            || !(*q).limitCount.is_null()
+            || !(*q).limitOffset.is_null()
+            || !(*q).distinctClause.is_null()
+            || (*q).hasWindowFuncs
+            || (*q).hasTargetSRFs
+            || !(*q).groupingSets.is_null()
+    }
+}
+
+/// The two halves of a multi-shard SELECT.
+pub(crate) struct Split {
+    pub worker: *mut pg_sys::Query,
+    pub combine: *mut pg_sys::Query,
+    pub notes: Vec<String>,
+}
+
+pub(crate) unsafe fn strip(mut n: *mut pg_sys::Node) -> *mut pg_sys::Node {
+    // SAFETY: following RelabelType args of a valid tree.
+    unsafe {
+        while is_a(n as *const c_void, pg_sys::NodeTag::T_RelabelType) {
+            n = (*(n as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
+        }
+    }
+    n
+}
+
+/// Whether `expr` is the distribution column of a top-level hash-distributed table.
+pub(crate) unsafe fn is_dist_col(expr: *mut pg_sys::Node, a: &Analysis) -> bool {
+    // SAFETY: reading a valid expression.
+    unsafe {
+        let n = strip(expr);
+        if !is_a(n as *const c_void, pg_sys::NodeTag::T_Var) {
+            return false;
+        }
+        let v = n as *mut pg_sys::Var;
+        (*v).varlevelsup == 0
+            && a.hash_rtes().any(|r| {
+                r.outermost
+                    && r.rti == (*v).varno as u32
+                    && r.meta.table.dist_attnum == (*v).varattno
+            })
+    }
+}
+
+/// The target entry a SortGroupClause points at.
+unsafe fn tle_for(
+    sgc: *mut pg_sys::SortGroupClause,
+    tlist: *mut pg_sys::List,
+) -> Option<*mut pg_sys::TargetEntry> {
+    // SAFETY: reading TargetEntries.
+    unsafe {
+        list_of::<pg_sys::TargetEntry>(tlist)
+            .into_iter()
+            .find(|t| (**t).ressortgroupref == (*sgc).tleSortGroupRef)
+    }
+}
+
+pub(crate) unsafe fn grouped_by_dist_col(q: *mut pg_sys::Query, a: &Analysis) -> bool {
+    // SAFETY: reading the Query's GROUP BY.
+    unsafe {
+        list_of::<pg_sys::SortGroupClause>((*q).groupClause)
+            .into_iter()
+            .filter_map(|s| tle_for(s, (*q).targetList))
+            .any(|t| is_dist_col((*t).expr as *mut pg_sys::Node, a))
+    }
+}
+
+unsafe fn windows_partitioned_by_dist_col(q: *mut pg_sys::Query, a: &Analysis) -> bool {
+    // SAFETY: reading the Query's WINDOW clauses.
+    unsafe {
+        list_of::<pg_sys::WindowClause>((*q).windowClause)
+            .into_iter()
+            .all(|w| {
+                list_of::<pg_sys::SortGroupClause>((*w).partitionClause)
+                    .into_iter()
+                    .filter_map(|s| tle_for(s, (*q).targetList))
+                    .any(|t| is_dist_col((*t).expr as *mut pg_sys::Node, a))
+            })
+    }
+}
+
+pub(crate) fn copy<T>(p: *mut T) -> *mut T {
+    // SAFETY: copyObject of a valid node (or null).
+    unsafe { pg_sys::copyObjectImpl(p as *const c_void) as *mut T }
+}
+
+pub(crate) unsafe fn var(varno: i32, attno: usize, expr: *mut pg_sys::Node) -> *mut pg_sys::Expr {
+    // SAFETY: reading the type of a valid expression; makeVar allocates.
+    unsafe {
+        pg_sys::makeVar(
+            varno,
+            attno as i16,
+            pg_sys::exprType(expr),
+            pg_sys::exprTypmod(expr),
+            pg_sys::exprCollation(expr),
+            0,
+        ) as *mut pg_sys::Expr
+    }
+}
+
+unsafe fn int8_const(v: i64) -> *mut pg_sys::Node {
+    // SAFETY: makeConst of a by-value int8.
+    unsafe {
+        pg_sys::makeConst(
+            pg_sys::INT8OID,
+            -1,
+            pg_sys::InvalidOid,
+            8,
+            pg_sys::Datum::from(v),
+            false,
+            true,
+        ) as *mut pg_sys::Node
+    }
+}
+
+unsafe fn const_int8(n: *mut pg_sys::Node) -> Option<i64> {
+    // SAFETY: folding a copy of a LIMIT/OFFSET expression (`LIMIT 2` is int8(2) after parse
+    // analysis), then reading the Const.
+    unsafe {
+        if n.is_null() {
+            return None;
+        }
+        let n = pg_sys::eval_const_expressions(std::ptr::null_mut(), copy(n));
+        if !is_a(n as *const c_void, pg_sys::NodeTag::T_Const) {
+            return None;
+        }
+        let c = n as *mut pg_sys::Const;
+        if (*c).constisnull || (*c).consttype != pg_sys::INT8OID {
+            return None;
+        }
+        Some((*c).constvalue.value() as i64)
+    }
+}
+
+/// Splits a multi-shard SELECT into the worker query and the combine query.
+///
+/// # Safety
+/// `parse` is a valid analyzed SELECT with every distributed table at the top level.
+pub(crate) unsafe fn split(parse: *mut pg_sys::Query, a: &Analysis) -> TResult<Split> {
+    // SAFETY: reading and copying a valid Query.
+    unsafe {
+        if !(*parse).groupingSets.is_null() {
+            return Err(unsupported(
+                "GROUPING SETS, CUBE and ROLLUP are not supported across shards",
+                "Group by the distribution column, or pin the query to one distribution value.",
+            ));
+        }
+        if (*parse).hasDistinctOn {
+            return Err(unsupported(
+                "DISTINCT ON is not supported across shards",
+                "Pin the query to one distribution value, or use GROUP BY.",
+            ));
+        }
+        let by_dist = grouped_by_dist_col(parse, a);
+        if (*parse).hasWindowFuncs && !windows_partitioned_by_dist_col(parse, a) {
+            return Err(unsupported(
+                "window functions across shards must be partitioned by the distribution column",
+                "Add the distribution column to PARTITION BY, or pin the query to one distribution value.",
+            ));
+        }
+        let aggregates =
+            (*parse).hasAggs || !(*parse).groupClause.is_null() || !(*parse).havingQual.is_null();
+        if (*parse).hasWindowFuncs && aggregates && !by_dist {
+            return Err(unsupported(
+                "window functions over aggregates across shards need GROUP BY the distribution column",
+                "Group by the distribution column, or pin the query to one distribution value.",
+            ));
+        }
+        if !aggregates || by_dist {
+            return push_down(parse, by_dist);
+        }
+        if (*parse).hasTargetSRFs {
+            return Err(unsupported(
+                "set-returning functions in the select list of an aggregate query are not supported across shards",
+                "Group by the distribution column, or move the function into a subquery.",
+            ));
+        }
+        two_phase(parse)
+    }
+}
+
+/// The whole query on every shard group; the combine query re-sorts, limits, de-duplicates.
+unsafe fn push_down(parse: *mut pg_sys::Query, by_dist: bool) -> TResult<Split> {
+    // SAFETY: copying and editing Query trees.
+    unsafe {
+        let w = copy(parse);
+        let mut wt = Vec::new();
+        for tle in list_of::<pg_sys::TargetEntry>((*w).targetList) {
+            (*tle).resjunk = false;
+            wt.push(tle);
+        }
+        // Each shard sends at most count + offset rows when both are constants.
+        let count = const_int8((*parse).limitCount);
+        let offset = if (*parse).limitOffset.is_null() {
+            Some(0)
+        } else {
+            const_int8((*parse).limitOffset)
+        };
+        match (count, offset) {
+            (Some(c), Some(o))
+                if !(*parse).sortClause.is_null() || (*parse).distinctClause.is_null() =>
+            {
+                (*w).limitCount = int8_const(c.saturating_add(o));
+                (*w).limitOffset = std::ptr::null_mut();
+            }
+            _ => {
+                (*w).limitCount = std::ptr::null_mut();
+                (*w).limitOffset = std::ptr::null_mut();
+            }
+        }
+        let c = copy(parse);
+        let mut ct = Vec::new();
+        for (i, tle) in list_of::<pg_sys::TargetEntry>((*parse).targetList)
+            .into_iter()
+            .enumerate()
+        {
+            let e = var(1, i + 1, (*tle).expr as *mut pg_sys::Node);
+            let n = pg_sys::makeTargetEntry(e, (*tle).resno, (*tle).resname, (*tle).resjunk);
+            (*n).ressortgroupref = (*tle).ressortgroupref;
+            ct.push(n);
+        }
+        (*c).targetList = make_list(&ct);
+        (*c).groupClause = std::ptr::null_mut();
+        (*c).havingQual = std::ptr::null_mut();
+        (*c).hasAggs = false;
+        (*c).hasWindowFuncs = false;
+        (*c).windowClause = std::ptr::null_mut();
+        (*c).hasTargetSRFs = false;
+        let mut notes = vec!["the whole query runs on every shard group".to_string()];
+        if by_dist {
+            notes.push(
+                "grouped by the distribution column: aggregates are final on the workers".into(),
+            );
+        }
+        Ok(Split {
+            worker: w,
+            combine: c,
+            notes,
+        })
+    }
+}
