@@ -14,8 +14,8 @@
 //!
 //! This file holds the ladder: the query as it is (`plan_one`, which dispatches by command to
 //! `select`, `modify::update_delete`, `modify::insert_values`, `modify::insert_select`), then
-//! retries with its subqueries taken out (`recursive`), finished on the coordinator
-//! (`coordinator`), or sent to the shards as parameters. `tiers` picks the tier and builds the
+//! retries with its subqueries taken out (`subplans`), finished on the coordinator
+//! (`on_coordinator`), or sent to the shards as parameters. `tiers` picks the tier and builds the
 //! DistPlan; `scan` the CustomScan and PlannedStmt around it; `query` the facts of a query
 //! tree they share.
 
@@ -80,7 +80,7 @@ pub unsafe fn plan(
         // Its distributed subqueries and CTEs run first and the coordinator finishes.
         let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
         if let Some(stmt) =
-            super::coordinator::plan(copy, query_string, cursor_options, bound_params)?
+            super::on_coordinator::plan(copy, query_string, cursor_options, bound_params)?
         {
             return Ok(stmt);
         }
@@ -116,20 +116,20 @@ unsafe fn retry(
         pg_sys::ParamListInfo,
     ),
 ) -> TResult<Option<*mut pg_sys::PlannedStmt>> {
-    use super::recursive::{self, Clauses};
+    use super::subplans::{self, Clauses};
     // SAFETY: planning a copy of a valid analyzed Query.
     unsafe {
         let copy = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
         let base = param_base(parse, bound_params);
         let mut subplans =
-            recursive::extract(copy, Clauses::Where, base + 1, query_string, bound_params);
+            subplans::extract(copy, Clauses::Where, base + 1, query_string, bound_params);
         let next = base + 1 + subplans.iter().map(|s| s.width).sum::<usize>();
         let more = match how {
             Retry::Where => Vec::new(),
             Retry::Outputs => {
-                recursive::extract(copy, Clauses::Outputs, next, query_string, bound_params)
+                subplans::extract(copy, Clauses::Outputs, next, query_string, bound_params)
             }
-            Retry::From => recursive::broadcast_from(copy, next, query_string, bound_params),
+            Retry::From => subplans::broadcast_from(copy, next, query_string, bound_params),
         };
         // Nothing taken out (beyond WHERE's, for the other ways): nothing new to try.
         if more.is_empty() && (how != Retry::Where || subplans.is_empty()) {
@@ -138,16 +138,16 @@ unsafe fn retry(
         subplans.extend(more);
         if !super::analyze::touches_distributed(copy)? {
             // Nothing distributed is left: the coordinator evaluates the rest
-            // (`coordinator::plan`), where its functions, sequences and settings are.
+            // (`on_coordinator::plan`), where its functions, sequences and settings are.
             return Ok(None);
         }
         let Ok(stmt) = plan_one(copy, query_string, cursor_options, bound_params) else {
             return Ok(None);
         };
-        if how == Retry::Outputs && !recursive::runs_whole_on_workers(stmt, base + 1) {
+        if how == Retry::Outputs && !subplans::runs_whole_on_workers(stmt, base + 1) {
             return Ok(None);
         }
-        recursive::attach(stmt, &subplans)?;
+        subplans::attach(stmt, &subplans)?;
         Ok(Some(stmt))
     }
 }
@@ -163,7 +163,7 @@ unsafe fn plan_one(
         let a = analyze(parse)?;
         if a.rtes.is_empty() {
             // Every plan runs on some table's shards; a query without one is the
-            // coordinator's (the retries hand such queries to `coordinator::plan`).
+            // coordinator's (the retries hand such queries to `on_coordinator::plan`).
             return Err(unsupported(
                 "cannot run this query on the workers: it reads no distributed table",
                 "Run the subqueries on distributed tables as statements of their own.",

@@ -6,21 +6,29 @@
 //!
 //! - `analyze`: which distributed tables, at which query level, pinned to which value, joined
 //!   on the distribution column or not;
-//! - `distributed`: the tier and the PlannedStmt around the Tessera Adaptive CustomScan;
-//! - `combine`: multi-shard SELECTs split into a worker query and a combine query;
+//! - `distributed`: the ladder (the query as it is, then with its subqueries taken out) and the
+//!   dispatch by command to `select` and `modify/` (update_delete, insert_values,
+//!   insert_select); `tiers` picks the tier and builds the DistPlan, `scan` the CustomScan and
+//!   PlannedStmt around it, `query` holds facts of query trees they share;
+//! - `combine/`: multi-shard SELECTs split into a worker query and a combine query (two-phase
+//!   aggregates; the combine query's placeholder FROM item);
+//! - `subplans`: subqueries that run first and become parameters of the shard queries;
+//!   `on_coordinator`: queries the coordinator finishes over subqueries run first;
+//!   `with_first`: statements with data-modifying WITH queries;
+//! - `evaluate`: what the coordinator's session defines, evaluated there and sent as parameters;
 //! - `deparse`: worker SQL from PostgreSQL's deparser, table references found by its parser.
 
 mod analyze;
 mod combine;
-mod coordinator;
 mod deparse;
 mod distributed;
 mod evaluate;
 mod modify;
+mod on_coordinator;
 mod query;
-mod recursive;
 mod scan;
 mod select;
+mod subplans;
 mod tiers;
 mod with_first;
 
@@ -134,7 +142,7 @@ unsafe fn check_local_plan(stmt: *mut pg_sys::PlannedStmt) -> crate::error::TRes
     Ok(())
 }
 
-/// Stands for the rows of a subquery the planner runs first (`coordinator`); the planner puts
+/// Stands for the rows of a subquery the planner runs first (`on_coordinator`); the planner puts
 /// a Tessera Subquery scan in its place, so it is never called.
 #[pg_extern(sql = false)]
 fn tessera_subquery_results(_k: i32) -> i32 {

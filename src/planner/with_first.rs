@@ -135,7 +135,7 @@ pub unsafe fn plan(
         // The portal runs such a statement to the end at once, as PostgreSQL's own.
         (*stmt).hasModifyingCTE = true;
         for &c in &children {
-            super::recursive::adopt_child(stmt, c);
+            super::subplans::adopt_child(stmt, c);
         }
         Ok(stmt)
     }
@@ -230,8 +230,8 @@ unsafe fn to_results(
                 }
             })
             .collect();
-        let nq = super::coordinator::results_query(func, k, &cols, &names, c"cte_results");
-        super::coordinator::clear_source(rte);
+        let nq = super::on_coordinator::results_query(func, k, &cols, &names, c"cte_results");
+        super::on_coordinator::clear_source(rte);
         (*rte).rtekind = pg_sys::RTEKind::RTE_SUBQUERY;
         (*rte).subquery = nq;
     }

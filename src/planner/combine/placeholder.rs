@@ -214,7 +214,7 @@ pub(crate) unsafe fn plan_combine(
             )
             .hint("Update the extension: ALTER EXTENSION tessera UPDATE."));
         }
-        let cols = crate::planner::coordinator::columns(split.worker);
+        let cols = crate::planner::on_coordinator::columns(split.worker);
         let rte = placeholder_rte(func, std::ptr::null_mut(), &cols, c"worker_results");
         let c = split.combine;
         (*c).rtable = make_list(&[rte]);

@@ -245,7 +245,7 @@ pub unsafe fn plan(
             if in_from >= (*cte).cterefcount {
                 continue;
             }
-            if !super::recursive::stands_alone(q) {
+            if !super::subplans::stands_alone(q) {
                 return Ok(None);
             }
             let copy = pg_sys::copyObjectImpl(q as *const c_void) as *mut pg_sys::Query;
@@ -263,7 +263,7 @@ pub unsafe fn plan(
                     if !touches_distributed(sub)? {
                         continue;
                     }
-                    if (*rte).lateral || !super::recursive::stands_alone(sub) {
+                    if (*rte).lateral || !super::subplans::stands_alone(sub) {
                         return Ok(None);
                     }
                     let copy = pg_sys::copyObjectImpl(sub as *const c_void) as *mut pg_sys::Query;
@@ -284,7 +284,7 @@ pub unsafe fn plan(
                     {
                         continue;
                     }
-                    if !super::recursive::stands_alone(q) {
+                    if !super::subplans::stands_alone(q) {
                         return Ok(None);
                     }
                     let copy = pg_sys::copyObjectImpl(q as *const c_void) as *mut pg_sys::Query;
@@ -345,7 +345,7 @@ pub unsafe fn plan(
         // (`WHERE false`, a contradiction): the query needs none of its rows, and it is not
         // run. Its tables stay in the range table, for locks and privilege checks.
         for &c in &children {
-            super::recursive::adopt_child(stmt, c);
+            super::subplans::adopt_child(stmt, c);
         }
         Ok(Some(stmt))
     }
@@ -384,7 +384,7 @@ unsafe extern "C-unwind" fn sublink_walker(node: *mut pg_sys::Node, ctx: *mut c_
                     return true;
                 }
             }
-            if !super::recursive::stands_alone(q) {
+            if !super::subplans::stands_alone(q) {
                 cx.refused = true;
                 return true;
             }

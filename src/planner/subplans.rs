@@ -172,7 +172,7 @@ unsafe extern "C-unwind" fn mutator(
         if sub.is_null() || !uncorrelated(sub) {
             return node;
         }
-        let Some(&(typ, typmod, coll)) = super::coordinator::columns(sub).first() else {
+        let Some(&(typ, typmod, coll)) = super::on_coordinator::columns(sub).first() else {
             return node;
         };
         let id = cx.next_param;
@@ -551,7 +551,7 @@ pub unsafe fn broadcast_from(
             if q.is_null() || !reads_tables(q) || !stands_alone(q) {
                 continue;
             }
-            let cols = super::coordinator::columns(q);
+            let cols = super::on_coordinator::columns(q);
             if cols.is_empty()
                 || cols
                     .iter()
@@ -597,7 +597,7 @@ pub unsafe fn broadcast_from(
             if (*rte).rtekind == pg_sys::RTEKind::RTE_CTE {
                 converted.push(crate::pg::nodes::string((*rte).ctename));
             }
-            super::coordinator::clear_source(rte);
+            super::on_coordinator::clear_source(rte);
             (*rte).rtekind = pg_sys::RTEKind::RTE_FUNCTION;
             (*rte).functions = make_list(&functions);
             (*rte).funcordinality = false;
@@ -615,7 +615,7 @@ pub unsafe fn broadcast_from(
             next += cols.len();
         }
         // A CTE all of whose references were replaced is not needed any more.
-        super::coordinator::drop_replaced_ctes(query, &converted);
+        super::on_coordinator::drop_replaced_ctes(query, &converted);
     }
     out
 }
