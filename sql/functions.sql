@@ -143,6 +143,17 @@ AS 'MODULE_PATHNAME', 'get_shard_id_for_distribution_column_wrapper';
 COMMENT ON FUNCTION pg_catalog.get_shard_id_for_distribution_column(regclass, "any")
     IS 'the shard of a distributed table that holds a distribution value';
 
+CREATE FUNCTION pg_catalog.column_to_column_name(table_name regclass, column_var_text text)
+RETURNS text LANGUAGE C STRICT STABLE
+AS 'MODULE_PATHNAME', 'column_to_column_name_wrapper';
+COMMENT ON FUNCTION pg_catalog.column_to_column_name(regclass, text)
+    IS 'the name of the column a pg_dist_partition.partkey names';
+CREATE FUNCTION pg_catalog.column_name_to_column(table_name regclass, column_name text)
+RETURNS text LANGUAGE C STRICT STABLE
+AS 'MODULE_PATHNAME', 'column_name_to_column_wrapper';
+COMMENT ON FUNCTION pg_catalog.column_name_to_column(regclass, text)
+    IS 'the Var node text of a column, the form pg_dist_partition.partkey stores';
+
 CREATE FUNCTION pg_catalog.shard_name(table_name regclass, shard_id bigint)
 RETURNS text LANGUAGE C STRICT STABLE
 AS 'MODULE_PATHNAME', 'shard_name_wrapper';
@@ -185,8 +196,7 @@ GRANT SELECT ON pg_catalog.citus_shards TO public;
 CREATE VIEW citus.citus_tables AS
 SELECT p.logicalrelid AS table_name,
        CASE WHEN p.partmethod = 'h' THEN 'distributed' ELSE 'reference' END AS citus_table_type,
-       coalesce((SELECT a.attname::text FROM pg_catalog.pg_attribute a
-                  WHERE a.attrelid = p.logicalrelid AND a.attnum = p.partkey::int2), '<none>')
+       coalesce(pg_catalog.column_to_column_name(p.logicalrelid, p.partkey), '<none>')
            AS distribution_column,
        p.colocationid AS colocation_id,
        pg_catalog.pg_size_pretty((SELECT coalesce(sum(cs.shard_size), 0)

@@ -51,5 +51,13 @@ SELECT get_shard_id_for_distribution_column('r', :moved_key) =
 UPDATE r SET v = v || '!' WHERE k = :moved_key;
 DELETE FROM r WHERE k = :moved_key RETURNING k, v;
 SELECT count(*) FROM r;
+-- partkey holds the distribution column's Var node text, as Citus stores it.
+SELECT partkey LIKE '{VAR %' AS var_text, column_to_column_name(logicalrelid, partkey)
+  FROM pg_dist_partition WHERE logicalrelid = 'routing.r'::regclass;
+SELECT column_name_to_column('r', 'k') = partkey AS same
+  FROM pg_dist_partition WHERE logicalrelid = 'routing.r'::regclass;
+SELECT column_name_to_column('r', 'nope');
+SELECT column_to_column_name('r', 'not a var');
+SELECT table_name, distribution_column FROM citus_tables WHERE table_name IN ('routing.r'::regclass, 'routing.r2'::regclass) ORDER BY 1;
 RESET search_path;
 DROP SCHEMA routing CASCADE;

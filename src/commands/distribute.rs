@@ -617,6 +617,73 @@ fn anyelement_text(value: &AnyElement) -> TResult<String> {
     }
 }
 
+/// `column_to_column_name(table, partkey)`: the name of the column a `pg_dist_partition.partkey`
+/// (a Var node's text) names, as Citus's function of that name.
+#[pg_extern(sql = false)]
+fn column_to_column_name(table_name: pg_sys::Oid, column_var_text: &str) -> String {
+    (|| -> TResult<String> {
+        let attnum = tessera_core::sharding::partkey_attnum(column_var_text).ok_or_else(|| {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("not a column reference: {column_var_text}"),
+            )
+            .hint("Pass pg_dist_partition.partkey, or the result of column_name_to_column().")
+        })?;
+        column_name(table_name, attnum)
+    })()
+    .or_report()
+}
+
+/// `column_name_to_column(table, column)`: the Var node text of a column, the form
+/// `pg_dist_partition.partkey` stores.
+#[pg_extern(sql = false)]
+fn column_name_to_column(table_name: pg_sys::Oid, column_name: &str) -> String {
+    (|| -> TResult<String> {
+        let name = std::ffi::CString::new(column_name).map_err(|_| {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                "a column name holds a NUL byte",
+            )
+        })?;
+        // SAFETY: a syscache lookup by name.
+        let attnum = unsafe { pg_sys::get_attnum(table_name, name.as_ptr()) };
+        if attnum <= 0 {
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!(
+                    "column \"{column_name}\" of relation {} does not exist",
+                    display_name(table_name)
+                ),
+            ));
+        }
+        Ok(catalog::column_var_text(table_name, attnum))
+    })()
+    .or_report()
+}
+
+/// The name of column `attnum` of `relid` (an error for a dropped or missing column).
+fn column_name(relid: pg_sys::Oid, attnum: i16) -> TResult<String> {
+    // SAFETY: a syscache lookup with missing_ok; the name is a palloc'd string or null.
+    let name = unsafe { pg_sys::get_attname(relid, attnum, true) };
+    if name.is_null() {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!(
+                "column {attnum} of relation {} does not exist",
+                display_name(relid)
+            ),
+        ));
+    }
+    // SAFETY: a non-null NUL-terminated string.
+    Ok(unsafe { crate::pg::nodes::string(name) })
+}
+
+/// `schema.table` of a relation, for messages.
+fn display_name(relid: pg_sys::Oid) -> String {
+    let (schema, name) = crate::pg::nodes::rel_schema_and_name(relid);
+    format!("{schema}.{name}")
+}
+
 #[pg_extern(sql = false)]
 fn shard_name(table_name: pg_sys::Oid, shard_id: i64) -> String {
     (|| -> TResult<String> {

@@ -86,7 +86,7 @@ pub fn find(relid: pg_sys::Oid) -> TResult<Option<DistTable>> {
         };
         let dist_attnum = row
             .get::<String>(2)?
-            .and_then(|k| k.parse::<i16>().ok())
+            .and_then(|k| tessera_core::sharding::partkey_attnum(&k))
             .unwrap_or(0);
         Ok(Some(DistTable {
             relid,
@@ -203,9 +203,21 @@ pub fn next_shard_id() -> TResult<i64> {
     )
 }
 
+/// The text of the Var node of column `attnum` of `relid`, as Citus stores a distribution
+/// column in `pg_dist_partition.partkey` (what `column_to_column_name()` reads).
+pub fn column_var_text(relid: pg_sys::Oid, attnum: i16) -> String {
+    // SAFETY: a syscache lookup of an existing column; nodeToString returns a palloc'd string.
+    unsafe {
+        let (mut typid, mut typmod, mut collid) = (pg_sys::InvalidOid, -1, pg_sys::InvalidOid);
+        pg_sys::get_atttypetypmodcoll(relid, attnum, &mut typid, &mut typmod, &mut collid);
+        let var = pg_sys::makeVar(1, attnum, typid, typmod, collid, 0);
+        crate::pg::nodes::string(pg_sys::nodeToString(var as *const std::ffi::c_void))
+    }
+}
+
 /// Records a distributed table with its shards and placements.
 pub fn insert_table(table: &DistTable, shards: &[Shard]) -> TResult<()> {
-    let partkey = (table.dist_attnum > 0).then(|| table.dist_attnum.to_string());
+    let partkey = (table.dist_attnum > 0).then(|| column_var_text(table.relid, table.dist_attnum));
     Spi::run_with_args(
         "INSERT INTO pg_catalog.pg_dist_partition (logicalrelid, partmethod, partkey, colocationid, repmodel)
          VALUES ($1, $2::\"char\", $3, $4, $5::\"char\")",

@@ -79,6 +79,25 @@ pub fn find_shard(ranges: &[HashRange], hash: i32) -> Option<usize> {
     ranges[i].contains(hash).then_some(i)
 }
 
+/// The distribution column's attribute number in a `pg_dist_partition.partkey`: the text of
+/// the column's Var node, as Citus stores it (`{VAR :varno 1 :varattno 2 ...}`), or a bare
+/// attribute number (the form older Tessera catalogs hold).
+pub fn partkey_attnum(partkey: &str) -> Option<i16> {
+    let k = partkey.trim();
+    if let Ok(n) = k.parse::<i16>() {
+        return Some(n);
+    }
+    if !k.starts_with("{VAR ") {
+        return None;
+    }
+    let rest = &k[k.find(":varattno ")? + ":varattno ".len()..];
+    let digits: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '-')
+        .collect();
+    digits.parse().ok()
+}
+
 /// Spreads `shard_count` shards over `groups` round-robin, starting at a position that depends
 /// on the colocation group, so that many small groups do not all start on the first node.
 /// Returns the group of each shard, in shard index order.
@@ -251,6 +270,18 @@ mod tests {
                 proptest::prop_assert_eq!(found, None);
             }
         }
+    }
+
+    #[test]
+    fn partkey_attnum_reads_var_text_and_numbers() {
+        assert_eq!(
+            partkey_attnum("{VAR :varno 1 :varattno 3 :vartype 20 :vartypmod -1 :varcollid 0 :varlevelsup 0 :varnosyn 1 :varattnosyn 3 :location -1}"),
+            Some(3)
+        );
+        assert_eq!(partkey_attnum("2"), Some(2));
+        assert_eq!(partkey_attnum("{VAR :varno 1}"), None);
+        assert_eq!(partkey_attnum("{CONST :consttype 23}"), None);
+        assert_eq!(partkey_attnum(""), None);
     }
 
     #[test]
