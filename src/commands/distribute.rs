@@ -582,22 +582,10 @@ fn get_shard_id_for_distribution_column(
             let as_text = anyelement_text(&value)?;
             Spi::get_one_with_args::<i32>(&cast, &[as_text.into()])?.unwrap_or(0)
         };
-        // By the stored ranges: moved and split shards answer for what they hold.
-        let ranges: Vec<tessera_core::sharding::HashRange> = shards
-            .iter()
-            .map(|s| tessera_core::sharding::HashRange {
-                min: s.min.unwrap_or(i32::MIN),
-                max: s.max.unwrap_or(i32::MAX),
-            })
-            .collect();
-        let idx = tessera_core::sharding::find_shard(&ranges, hash).ok_or_else(|| {
-            TesseraError::new(
-                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("no shard holds the hash value {hash}"),
-            )
-            .hint("The shard ranges in pg_dist_shard must cover every hash value without gaps.")
-        })?;
-        Ok(shards[idx].shard_id)
+        // By the stored ranges, as queries route: moved and split shards answer for what
+        // they hold.
+        let meta = crate::metadata::cache::lookup(relid)?.ok_or_else(|| not_distributed(relid))?;
+        Ok(meta.shards[meta.shard_for_hash(hash)?].shard_id)
     })()
     .or_report()
 }
