@@ -240,6 +240,35 @@ COMMENT ON FUNCTION pg_catalog.tessera_cte_results(integer)
 -- role's own running statement kept, after checking the column types asked for.
 GRANT EXECUTE ON FUNCTION pg_catalog.tessera_cte_results(integer) TO PUBLIC;
 
+-- Any aggregate with a combine function, across shards, through PostgreSQL's partial
+-- aggregation (src/executor/partial_agg.rs): the workers run tessera_partial_agg, which returns
+-- the aggregate's transition state serialized; the coordinator runs tessera_combine_agg, which
+-- combines those states and applies the aggregate's final function. Both check their inputs
+-- against the aggregate's signature and the caller's right to execute it.
+CREATE FUNCTION pg_catalog.tessera_partial_agg_sfunc(internal, regprocedure, VARIADIC "any")
+RETURNS internal LANGUAGE C PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tessera_partial_agg_sfunc';
+CREATE FUNCTION pg_catalog.tessera_partial_agg_ffunc(internal)
+RETURNS bytea LANGUAGE C PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tessera_partial_agg_ffunc';
+CREATE AGGREGATE pg_catalog.tessera_partial_agg(regprocedure, VARIADIC "any") (
+    SFUNC = pg_catalog.tessera_partial_agg_sfunc, STYPE = internal,
+    FINALFUNC = pg_catalog.tessera_partial_agg_ffunc);
+COMMENT ON AGGREGATE pg_catalog.tessera_partial_agg(regprocedure, VARIADIC "any")
+    IS 'a shard''s transition state of an aggregate, serialized (the distributed planner''s)';
+CREATE FUNCTION pg_catalog.tessera_combine_agg_sfunc(internal, oid, oid[], bytea, anyelement)
+RETURNS internal LANGUAGE C PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tessera_combine_agg_sfunc';
+CREATE FUNCTION pg_catalog.tessera_combine_agg_ffunc(internal, oid, oid[], bytea, anyelement)
+RETURNS anyelement LANGUAGE C PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'tessera_combine_agg_ffunc';
+CREATE AGGREGATE pg_catalog.tessera_combine_agg(oid, oid[], bytea, anyelement) (
+    SFUNC = pg_catalog.tessera_combine_agg_sfunc, STYPE = internal,
+    FINALFUNC = pg_catalog.tessera_combine_agg_ffunc, FINALFUNC_EXTRA,
+    FINALFUNC_MODIFY = READ_WRITE);
+COMMENT ON AGGREGATE pg_catalog.tessera_combine_agg(oid, oid[], bytea, anyelement)
+    IS 'an aggregate over the shards'' transition states (the distributed planner''s)';
+
 -- Aggregates that combine the workers' partial aggregates on the coordinator.
 CREATE AGGREGATE pg_catalog.tessera_count_combine(bigint) (
     SFUNC = pg_catalog.int8pl, STYPE = bigint, INITCOND = '0', PARALLEL = SAFE);

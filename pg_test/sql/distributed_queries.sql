@@ -192,9 +192,10 @@ WITH busy AS (SELECT tenant_id, count(*) AS n FROM messages GROUP BY tenant_id O
 SELECT e.event_id, b.n FROM events e JOIN busy b USING (tenant_id) ORDER BY 1;
 SELECT tenant_id FROM events WHERE tenant_id < 3 UNION ALL SELECT tenant_id FROM messages ORDER BY 1;
 
+-- An aggregate with DISTINCT and ORDER BY runs over the shards' rows on the coordinator.
+SELECT kind, string_agg(DISTINCT kind, ',' ORDER BY kind) FROM events GROUP BY kind;
 -- Refused, with the reason and a way out.
 SELECT * FROM events e JOIN messages m ON m.event_id = e.event_id;
-SELECT kind, string_agg(DISTINCT kind, ',' ORDER BY kind) FROM events GROUP BY kind;
 UPDATE events SET tenant_id = 9 WHERE tenant_id = 1;
 UPDATE events SET amount = random() WHERE tenant_id = 1;
 INSERT INTO events (event_id, kind) VALUES (1, 'x');

@@ -20,6 +20,7 @@
 mod child;
 mod explain;
 mod insert_select;
+pub(crate) mod partial_agg;
 mod subplans;
 pub mod subquery_scan;
 pub mod task;

@@ -21,7 +21,22 @@ struct TwoPhase {
     extra_groups: Vec<*mut pg_sys::SortGroupClause>,
     /// The last sort/group reference used in the worker query.
     last_ref: u32,
+    /// The worker query sends rows, not partial aggregates: the coordinator runs every
+    /// aggregate over the shards' rows (set when one aggregate cannot be combined).
+    rows: bool,
+    /// Why the query needs `rows` (the first aggregate found that cannot be combined).
+    needs_rows: Option<String>,
     error: Option<TesseraError>,
+}
+
+/// The OIDs of an OID list.
+unsafe fn list_of_oids(l: *mut pg_sys::List) -> Vec<pg_sys::Oid> {
+    // SAFETY: `l` is an OID list (or NIL).
+    unsafe {
+        (0..pg_sys::list_length(l))
+            .map(|i| pg_sys::list_nth_oid(l, i))
+            .collect()
+    }
 }
 
 pub(crate) fn func_oid(name: &str, args: &[pg_sys::Oid]) -> pg_sys::Oid {
@@ -151,11 +166,177 @@ impl TwoPhase {
         }
     }
 
+    /// Marks the query as one whose aggregates run over the shards' rows (see `rows`).
+    fn need_rows(&mut self, agg: *mut pg_sys::Aggref, why: String) -> *mut pg_sys::Node {
+        self.needs_rows.get_or_insert(why);
+        agg as *mut pg_sys::Node
+    }
+
+    /// An aggregate through PostgreSQL's partial aggregation when it has a combine function
+    /// (and, for an `internal` state, serialization functions); otherwise the query's
+    /// aggregates run over the shards' rows.
+    unsafe fn partial_or_rows(
+        &mut self,
+        agg: *mut pg_sys::Aggref,
+        name: &str,
+    ) -> TResult<*mut pg_sys::Node> {
+        // SAFETY: a catalog lookup and Aggref construction.
+        unsafe {
+            let cat = crate::executor::partial_agg::catalog((*agg).aggfnoid);
+            let internal = cat.transtype == pg_sys::INTERNALOID;
+            if cat.combinefn == pg_sys::InvalidOid
+                || (internal
+                    && (cat.serialfn == pg_sys::InvalidOid || cat.deserialfn == pg_sys::InvalidOid))
+            {
+                return Ok(self.need_rows(agg, format!("{name} has no combine function")));
+            }
+            let partial_fn = func_oid(
+                "tessera_partial_agg",
+                &[pg_sys::REGPROCEDUREOID, pg_sys::ANYOID],
+            );
+            let combine_fn = func_oid(
+                "tessera_combine_agg",
+                &[
+                    pg_sys::OIDOID,
+                    pg_sys::OIDARRAYOID,
+                    pg_sys::BYTEAOID,
+                    pg_sys::ANYELEMENTOID,
+                ],
+            );
+            if partial_fn == pg_sys::InvalidOid || combine_fn == pg_sys::InvalidOid {
+                return Err(TesseraError::new(
+                    pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION,
+                    "tessera_partial_agg or tessera_combine_agg is missing",
+                )
+                .hint("Reinstall the extension: ALTER EXTENSION tessera UPDATE."));
+            }
+            let fnoid = pg_sys::Datum::from((*agg).aggfnoid);
+            let input_types: Vec<pg_sys::Oid> = list_of_oids((*agg).aggargtypes);
+            // The workers: tessera_partial_agg('agg(types)'::regprocedure, args...).
+            let w = copy(agg);
+            let proc = pg_sys::makeConst(
+                pg_sys::REGPROCEDUREOID,
+                -1,
+                pg_sys::InvalidOid,
+                4,
+                fnoid,
+                false,
+                true,
+            );
+            let mut args = vec![pg_sys::makeTargetEntry(
+                proc as *mut pg_sys::Expr,
+                1,
+                std::ptr::null_mut(),
+                false,
+            )];
+            for (i, tle) in list_of::<pg_sys::TargetEntry>((*w).args)
+                .into_iter()
+                .enumerate()
+            {
+                (*tle).resno = (i + 2) as i16;
+                args.push(tle);
+            }
+            (*w).args = make_list(&args);
+            (*w).aggargtypes = pg_sys::lcons_oid(pg_sys::REGPROCEDUREOID, (*w).aggargtypes);
+            (*w).aggfnoid = partial_fn;
+            (*w).aggtype = pg_sys::BYTEAOID;
+            (*w).aggtranstype = pg_sys::InvalidOid;
+            (*w).aggvariadic = false;
+            (*w).aggcollid = pg_sys::InvalidOid;
+            let v = self.column(w as *mut pg_sys::Node, name);
+            // The coordinator: tessera_combine_agg(agg, input types, partial, NULL::result).
+            let mut elems: Vec<pg_sys::Datum> = input_types
+                .iter()
+                .map(|&o| pg_sys::Datum::from(o))
+                .collect();
+            let array = pg_sys::construct_array(
+                elems.as_mut_ptr(),
+                elems.len() as i32,
+                pg_sys::OIDOID,
+                4,
+                true,
+                pg_sys::TYPALIGN_INT as std::ffi::c_char,
+            );
+            let types = pg_sys::makeConst(
+                pg_sys::OIDARRAYOID,
+                -1,
+                pg_sys::InvalidOid,
+                -1,
+                pg_sys::Datum::from(array),
+                false,
+                false,
+            );
+            let oid_const = pg_sys::makeConst(
+                pg_sys::OIDOID,
+                -1,
+                pg_sys::InvalidOid,
+                4,
+                fnoid,
+                false,
+                true,
+            );
+            let result = pg_sys::makeNullConst((*agg).aggtype, -1, (*agg).aggcollid);
+            Ok(aggref(
+                combine_fn,
+                (*agg).aggtype,
+                vec![
+                    oid_const as *mut pg_sys::Node,
+                    types as *mut pg_sys::Node,
+                    v,
+                    result as *mut pg_sys::Node,
+                ],
+                agg,
+            ) as *mut pg_sys::Node)
+        }
+    }
+
+    /// In a query whose aggregates run over the shards' rows: the workers send each
+    /// aggregate's arguments (and FILTER) per row, the coordinator runs the aggregate itself.
+    unsafe fn row_agg(&mut self, agg: *mut pg_sys::Aggref) -> TResult<*mut pg_sys::Node> {
+        // SAFETY: copying the Aggref and building worker columns.
+        unsafe {
+            let c = copy(agg);
+            for tle in list_of::<pg_sys::TargetEntry>((*c).args) {
+                let e = (*tle).expr as *mut pg_sys::Node;
+                if !is_a(e as *const c_void, pg_sys::NodeTag::T_Const) {
+                    (*tle).expr = self.column(copy(e), "a") as *mut pg_sys::Expr;
+                }
+            }
+            let f = (*c).aggfilter as *mut pg_sys::Node;
+            if !f.is_null() && !is_a(f as *const c_void, pg_sys::NodeTag::T_Const) {
+                (*c).aggfilter = self.column(copy(f), "f") as *mut pg_sys::Expr;
+            }
+            let mut direct = Vec::new();
+            for d in list_of::<pg_sys::Node>((*c).aggdirectargs) {
+                let group = self
+                    .groups
+                    .iter()
+                    .find(|(g, _)| pg_sys::equal(*g as *const c_void, d as *const c_void))
+                    .map(|&(_, col)| col);
+                match group {
+                    Some(col) => direct.push(var(1, col, d) as *mut pg_sys::Node),
+                    None if !pg_sys::contain_var_clause(d) => direct.push(d),
+                    None => {
+                        return Err(unsupported(
+                            "a direct argument of an ordered-set aggregate that reads columns is not supported across shards",
+                            "Use a constant, or group by the distribution column.",
+                        ))
+                    }
+                }
+            }
+            (*c).aggdirectargs = make_list(&direct);
+            Ok(c as *mut pg_sys::Node)
+        }
+    }
+
     /// The combine expression of one aggregate, adding its partial aggregates to the worker.
     unsafe fn combine_agg(&mut self, agg: *mut pg_sys::Aggref) -> TResult<*mut pg_sys::Node> {
         // SAFETY: reading the Aggref and building nodes.
         unsafe {
             let name = string(pg_sys::get_func_name((*agg).aggfnoid));
+            if self.rows {
+                return self.row_agg(agg);
+            }
             if !(*agg).aggdistinct.is_null()
                 && (*agg).aggorder.is_null()
                 && (*agg).aggfilter.is_null()
@@ -163,16 +344,20 @@ impl TwoPhase {
                 return Ok(self.distinct_agg(agg));
             }
             if !(*agg).aggorder.is_null() || !(*agg).aggdistinct.is_null() {
-                return Err(unsupported(
-                    format!("{name}(DISTINCT ...) and {name}(... ORDER BY ...) are not supported across shards yet"),
-                    "Group by the distribution column, or pin the query to one distribution value.",
+                return Ok(self.need_rows(
+                    agg,
+                    format!("{name}(DISTINCT ... ORDER BY ...) or with FILTER"),
                 ));
             }
             if (*agg).aggkind != b'n' as std::ffi::c_char {
-                return Err(unsupported(
-                    format!("the ordered-set aggregate {name} is not supported across shards"),
-                    "Group by the distribution column, or pin the query to one distribution value.",
-                ));
+                return Ok(self.need_rows(agg, format!("{name} is an ordered-set aggregate")));
+            }
+            // Tessera's own combine steps for the common built-in aggregates (cheaper than a
+            // serialized state); every other aggregate through its combine function.
+            if pg_sys::get_func_namespace((*agg).aggfnoid)
+                != pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE)
+            {
+                return self.partial_or_rows(agg, &name);
             }
             let t = (*agg).aggtype;
             // The aggregate itself combines its partial results when its result type is its
@@ -185,27 +370,34 @@ impl TwoPhase {
                     None => (*agg).aggfnoid,
                 };
                 if oid == pg_sys::InvalidOid {
-                    return Err(unsupported(
-                        format!(
-                            "cannot combine {name}({}) across shards",
-                            crate::pg::nodes::string(pg_sys::format_type_be(t))
-                        ),
-                        "Pin the query to one distribution value.",
-                    ));
+                    this.worker.pop();
+                    return this.partial_or_rows(agg, &name);
                 }
                 Ok(aggref(oid, t, vec![v], agg) as *mut pg_sys::Node)
             };
             match name.as_str() {
                 "count" => {
                     let v = self.column(copy(agg) as *mut pg_sys::Node, "count");
-                    Ok(aggref(func_oid("tessera_count_combine", &[pg_sys::INT8OID]), pg_sys::INT8OID, vec![v], agg) as *mut pg_sys::Node)
+                    Ok(aggref(
+                        func_oid("tessera_count_combine", &[pg_sys::INT8OID]),
+                        pg_sys::INT8OID,
+                        vec![v],
+                        agg,
+                    ) as *mut pg_sys::Node)
                 }
                 "sum" if t == pg_sys::INT8OID => {
                     let v = self.column(copy(agg) as *mut pg_sys::Node, "sum");
-                    Ok(aggref(func_oid("tessera_sum_bigint", &[pg_sys::INT8OID]), pg_sys::INT8OID, vec![v], agg) as *mut pg_sys::Node)
+                    Ok(aggref(
+                        func_oid("tessera_sum_bigint", &[pg_sys::INT8OID]),
+                        pg_sys::INT8OID,
+                        vec![v],
+                        agg,
+                    ) as *mut pg_sys::Node)
                 }
                 "sum" => same(self, Some("sum")),
-                "min" | "max" | "bool_and" | "bool_or" | "bit_and" | "bit_or" | "every" => same(self, None),
+                "min" | "max" | "bool_and" | "bool_or" | "bit_and" | "bit_or" | "every" => {
+                    same(self, None)
+                }
                 "avg" => {
                     let argtype = pg_sys::list_nth_oid((*agg).aggargtypes, 0);
                     let sum_oid = func_oid("sum", &[argtype]);
@@ -217,10 +409,7 @@ impl TwoPhase {
                     };
                     let combine_oid = func_oid("tessera_avg_combine", &[sum_type, pg_sys::INT8OID]);
                     if sum_oid == pg_sys::InvalidOid || combine_oid == pg_sys::InvalidOid {
-                        return Err(unsupported(
-                            format!("avg({}) is not supported across shards", crate::pg::nodes::string(pg_sys::format_type_be(argtype))),
-                            "Group by the distribution column, or pin the query to one distribution value.",
-                        ));
+                        return self.partial_or_rows(agg, &name);
                     }
                     let partial = |fnoid, rettype| {
                         let p = copy(agg);
@@ -242,10 +431,7 @@ impl TwoPhase {
                             let oid = func_oid("string_agg", &[t, pg_sys::exprType(d)]);
                             Ok(aggref(oid, t, vec![v, copy(d)], agg) as *mut pg_sys::Node)
                         }
-                        _ => Err(unsupported(
-                            "string_agg across shards needs a constant delimiter",
-                            "Use a constant delimiter, or group by the distribution column.",
-                        )),
+                        _ => self.partial_or_rows(agg, &name),
                     }
                 }
                 "array_agg" => {
@@ -253,10 +439,7 @@ impl TwoPhase {
                     let oid = func_oid("tessera_array_cat_agg", &[pg_sys::ANYCOMPATIBLEARRAYOID]);
                     Ok(aggref(oid, t, vec![v], agg) as *mut pg_sys::Node)
                 }
-                _ => Err(unsupported(
-                    format!("the aggregate {name} is not supported across shards yet"),
-                    "Supported across shards: count, sum, avg, min, max, bool_and, bool_or, bit_and, bit_or, string_agg, array_agg. Otherwise group by the distribution column, or pin the query to one distribution value.",
-                )),
+                _ => self.partial_or_rows(agg, &name),
             }
         }
     }
@@ -315,7 +498,28 @@ unsafe extern "C-unwind" fn combine_mutator(
 }
 
 /// Partial aggregates on the workers, final ones on the coordinator.
+///
+/// An aggregate that cannot be combined (no combine function, ORDER BY in the call, an
+/// ordered-set aggregate) makes the whole query run its aggregates over the shards' rows, as
+/// Citus's row-gather strategy does: the workers filter and send the arguments, the coordinator
+/// aggregates.
 pub(crate) unsafe fn two_phase(parse: *mut pg_sys::Query) -> TResult<Split> {
+    // SAFETY: as `split_aggregates`.
+    unsafe {
+        match split_aggregates(parse, None)? {
+            Ok(split) => Ok(split),
+            Err(why) => split_aggregates(parse, Some(why))?
+                .map_err(|_| unreachable!("a row-gather split never asks for rows")),
+        }
+    }
+}
+
+/// The split with partial aggregates (`rows` None), or with the aggregates over the shards'
+/// rows (`rows` says why). `Ok(Err(why))`: an aggregate needs the rows.
+unsafe fn split_aggregates(
+    parse: *mut pg_sys::Query,
+    rows: Option<String>,
+) -> TResult<Result<Split, String>> {
     // SAFETY: copying and editing Query trees.
     unsafe {
         let last_ref = list_of::<pg_sys::TargetEntry>((*parse).targetList)
@@ -328,6 +532,8 @@ pub(crate) unsafe fn two_phase(parse: *mut pg_sys::Query) -> TResult<Split> {
             worker: Vec::new(),
             extra_groups: Vec::new(),
             last_ref,
+            rows: rows.is_some(),
+            needs_rows: None,
             error: None,
         };
         let group_refs: Vec<u32> = list_of::<pg_sys::SortGroupClause>((*parse).groupClause)
@@ -369,6 +575,9 @@ pub(crate) unsafe fn two_phase(parse: *mut pg_sys::Query) -> TResult<Split> {
         } else {
             combine_mutator((*parse).havingQual, ctx)
         };
+        if let Some(why) = tp.needs_rows.take() {
+            return Ok(Err(why));
+        }
         if let Some(e) = tp.error.take() {
             return Err(e);
         }
@@ -376,25 +585,31 @@ pub(crate) unsafe fn two_phase(parse: *mut pg_sys::Query) -> TResult<Split> {
         (*w).targetList = make_list(&tp.worker);
         let mut group_clause = list_of::<pg_sys::SortGroupClause>((*w).groupClause);
         group_clause.extend(tp.extra_groups.iter().copied());
-        (*w).groupClause = make_list(&group_clause);
+        (*w).groupClause = if rows.is_some() {
+            std::ptr::null_mut()
+        } else {
+            make_list(&group_clause)
+        };
         (*w).havingQual = std::ptr::null_mut();
         (*w).sortClause = std::ptr::null_mut();
         (*w).limitCount = std::ptr::null_mut();
         (*w).limitOffset = std::ptr::null_mut();
         (*w).distinctClause = std::ptr::null_mut();
-        (*w).hasAggs = tp.worker.len() > worker_groups.len();
+        (*w).hasAggs = rows.is_none() && tp.worker.len() > worker_groups.len();
         let c = copy(parse);
         (*c).targetList = make_list(&ct);
         (*c).havingQual = having;
         (*c).hasAggs = true;
         (*c).hasSubLinks = false;
-        Ok(Split {
+        let note = match rows {
+            None => "aggregates in two phases: partial on the workers, combined on the coordinator"
+                .to_string(),
+            Some(why) => format!("aggregates on the coordinator over the shards' rows ({why})"),
+        };
+        Ok(Ok(Split {
             worker: w,
             combine: c,
-            notes: vec![
-                "aggregates in two phases: partial on the workers, combined on the coordinator"
-                    .into(),
-            ],
-        })
+            notes: vec![note],
+        }))
     }
 }

@@ -6,9 +6,16 @@
 //!   query per shard group, with ORDER BY and LIMIT (count + offset) so each sends only its
 //!   top rows; the combine query sorts, limits and de-duplicates again;
 //! - otherwise aggregates run in two phases: the workers group by the GROUP BY keys and compute
-//!   partial aggregates (count, sum, min/max, bool_and/or, string_agg, array_agg; avg as sum and
-//!   count); the combine query groups again and combines them (`tessera_count_combine`,
-//!   `tessera_avg_combine`, ... in sql/functions.sql), then applies HAVING, ORDER BY, LIMIT.
+//!   partial aggregates, the combine query groups again and combines them, then applies HAVING,
+//!   ORDER BY, LIMIT. The common built-in aggregates have cheap combine steps of their own
+//!   (count, sum, min/max, bool_and/or, bit_and/or, string_agg, array_agg; avg as sum and
+//!   count: `tessera_count_combine`, `tessera_avg_combine`, ... in sql/functions.sql); every
+//!   other aggregate with a combine function goes through PostgreSQL's partial aggregation
+//!   (`tessera_partial_agg` on the workers, `tessera_combine_agg` on the coordinator:
+//!   executor/partial_agg.rs);
+//! - when an aggregate cannot be combined (no combine function, ORDER BY or DISTINCT with
+//!   FILTER in the call, an ordered-set aggregate) the workers send the aggregates' arguments
+//!   row by row and the combine query runs the aggregates itself (Citus's row-gather).
 //!
 //! The combine query reads `tessera_worker_results()` as its only FROM item and is planned by
 //! PostgreSQL's own planner (so sort, hash aggregate, limit are PostgreSQL's); [`plan_combine`]
