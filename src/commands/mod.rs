@@ -20,10 +20,10 @@ use std::collections::BTreeMap;
 
 use pgrx::spi::Spi;
 
+use crate::connection::Scope;
 use crate::connection::{run_tasks, ConnKey, NodeAddress, PgResult, RemoteTask};
 use crate::error::{TResult, TesseraError};
 use crate::metadata::node::Node;
-use crate::transaction::Scope;
 
 /// Runs one command on one node (with text parameters) and waits for it, interruptibly.
 pub(crate) fn run_on_node(

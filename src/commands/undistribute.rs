@@ -9,11 +9,11 @@ use pgrx::prelude::*;
 use pgrx::spi::Spi;
 
 use super::{group_nodes, run_per_group, PerGroup};
+use crate::connection::Scope;
 use crate::connection::{run_tasks, ConnKey, RemoteTask};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::node as nodes;
 use crate::metadata::table as catalog;
-use crate::transaction::Scope;
 
 fn undistribute(relid: pg_sys::Oid) -> TResult<i64> {
     let (display, owner_ok) = Spi::connect(|client| {

@@ -17,10 +17,9 @@ use pgrx::check_for_interrupts;
 use super::cache;
 use super::libpq::{ConnectPoll, Connection, PgResult, ResultKind};
 use super::wait::{cancel_pending, Interest, WaitSet};
-use super::{ConnKey, RemoteError};
+use super::{remote_transactions, ConnKey, RemoteError, Scope};
 use crate::error::TesseraError;
 use crate::gucs;
-use crate::transaction::{self, Scope};
 
 /// One command for one node. Parameters travel as text values, never spliced into `sql`;
 /// a command without parameters may hold several statements.
@@ -387,7 +386,7 @@ impl Dispatch {
                         match t.scope {
                             // Even after an error: the local abort closes it.
                             Scope::Transaction if !t.ends_transaction => {
-                                transaction::give_back(slot.key, slot.conn)
+                                remote_transactions().keep(slot.key, slot.conn)
                             }
                             // A cancel still on its way would hit the next command: such
                             // a connection is closed instead.
@@ -469,8 +468,7 @@ fn start(
 ) -> Result<Result<Slot, RemoteError>, TesseraError> {
     let mut begin_needed = false;
     if t.scope == Scope::Transaction {
-        transaction::note_work();
-        if let Some(conn) = transaction::take(&t.key) {
+        if let Some(conn) = remote_transactions().enter(&t.key) {
             return Ok(Ok(Slot::new(task, t, conn, Phase::Send, None, false)));
         }
         begin_needed = !t.ends_transaction;

@@ -29,6 +29,43 @@ use crate::gucs;
 pub use dispatch::{run_tasks, Dispatch, RemoteTask, TaskResult};
 pub use libpq::{Connection, PgResult};
 
+/// Where a task's connection comes from and goes back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Autocommit on a cached connection.
+    Autocommit,
+    /// Inside the remote transaction that follows the local one (the transaction layer's).
+    Transaction,
+}
+
+/// The transaction layer's side of tasks in [`Scope::Transaction`]. It holds the connections
+/// that are in a remote transaction block and registers itself at load
+/// ([`register_remote_transactions`]); this layer only asks it for a task's connection and
+/// hands the connection back, so the arrow points one way (transaction → connection).
+pub trait RemoteTransactions: Sync {
+    /// A task runs in the remote transaction of `key`'s node: the connection already in a
+    /// transaction block there, or None (the task then opens one: BEGIN before its command,
+    /// unless the command ends the transaction).
+    fn enter(&self, key: &ConnKey) -> Option<Connection>;
+    /// The task is done (even after an error): its connection stays in the remote transaction
+    /// until the local one ends.
+    fn keep(&self, key: ConnKey, conn: Connection);
+}
+
+static REMOTE_TRANSACTIONS: std::sync::OnceLock<&'static dyn RemoteTransactions> =
+    std::sync::OnceLock::new();
+
+/// Registers the transaction layer (once, at load).
+pub fn register_remote_transactions(r: &'static dyn RemoteTransactions) {
+    let _ = REMOTE_TRANSACTIONS.set(r);
+}
+
+fn remote_transactions() -> &'static dyn RemoteTransactions {
+    *REMOTE_TRANSACTIONS
+        .get()
+        .expect("the transaction layer registers itself in _PG_init")
+}
+
 /// The address of a node: what `pg_dist_node` says about where to reach it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeAddress {

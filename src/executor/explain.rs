@@ -9,10 +9,11 @@ use pgrx::prelude::*;
 
 use super::task::{self, Task};
 use super::TesseraScanState;
+use crate::connection::Scope;
 use crate::connection::{run_tasks, ConnKey, RemoteTask};
 use crate::error::{OrReport, TResult};
 use crate::gucs;
-use crate::transaction::{self, Scope};
+use crate::transaction;
 
 fn cstr(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap_or_default()

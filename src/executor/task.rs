@@ -13,12 +13,13 @@ use pgrx::prelude::*;
 use tessera_core::plan::{union_all, Command, DistPlan, Pin};
 
 use super::ScanRun;
+use crate::connection::Scope;
 use crate::connection::{ConnKey, Dispatch, NodeAddress, PgResult, RemoteTask};
 use crate::error::{TResult, TesseraError};
 use crate::gucs;
 use crate::metadata::cache::{self, TableMeta};
 use crate::pg::datum::{text_to_value, value_to_text};
-use crate::transaction::{self, Scope};
+use crate::transaction;
 
 /// One statement for one node.
 #[derive(Debug, Clone)]

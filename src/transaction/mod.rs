@@ -14,40 +14,19 @@
 //! A rolled-back savepoint cannot undo remote work yet: if one rolls back after remote work,
 //! the transaction is refused at commit rather than commit half of it.
 
-use std::cell::RefCell;
+mod remote;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::connection::{run_tasks, ConnKey, Connection, RemoteTask};
+use crate::connection::{run_tasks, RemoteTask, Scope};
 use crate::error::{OrReport, TesseraError};
 
-/// Where a task's connection comes from and goes back to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Autocommit on a cached connection.
-    Autocommit,
-    /// Inside the remote transaction that follows the local one.
-    Transaction,
-}
+pub use remote::has_remote_work;
 
-#[derive(Default)]
-struct RemoteXact {
-    /// Connections in a remote transaction block, one per node and session key.
-    conns: Vec<(ConnKey, Connection)>,
-    /// A savepoint that contained remote work rolled back: the remote side cannot follow.
-    poisoned: bool,
-    /// Counts tasks run in the remote transaction, to tell whether a savepoint saw any.
-    work: u64,
-    /// `work` at the start of each open subtransaction.
-    savepoints: Vec<u64>,
-}
-
-thread_local! {
-    static XACT: RefCell<RemoteXact> = RefCell::new(RemoteXact::default());
-}
-
+/// The one transaction layer: registers its callbacks, and itself with the connection layer.
 pub fn init() {
+    crate::connection::register_remote_transactions(&remote::Remote);
     // SAFETY: _PG_init, once per process; the callbacks live as long as the library.
     unsafe {
         pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
@@ -55,38 +34,8 @@ pub fn init() {
     }
 }
 
-/// The connection already in a remote transaction for `key`, if any.
-pub(crate) fn take(key: &ConnKey) -> Option<Connection> {
-    XACT.with(|x| {
-        let mut x = x.borrow_mut();
-        let i = x.conns.iter().position(|(k, _)| k == key)?;
-        Some(x.conns.swap_remove(i).1)
-    })
-}
-
-/// Hands a connection (in a remote transaction block) back to the local transaction.
-pub(crate) fn give_back(key: ConnKey, conn: Connection) {
-    XACT.with(|x| x.borrow_mut().conns.push((key, conn)));
-}
-
-/// Records that a task runs in the remote transaction (for savepoint bookkeeping).
-pub(crate) fn note_work() {
-    XACT.with(|x| x.borrow_mut().work += 1);
-}
-
-/// Whether any node has a remote transaction open.
-pub fn has_remote_work() -> bool {
-    XACT.with(|x| !x.borrow().conns.is_empty())
-}
-
 fn commit_remote() -> Result<(), TesseraError> {
-    let (keys, poisoned) = XACT.with(|x| {
-        let x = x.borrow();
-        (
-            x.conns.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
-            x.poisoned,
-        )
-    });
+    let (keys, poisoned) = remote::open();
     if keys.is_empty() {
         return Ok(());
     }
@@ -111,17 +60,6 @@ fn commit_remote() -> Result<(), TesseraError> {
     Ok(())
 }
 
-/// Closes every remote transaction's connection: the nodes roll back.
-fn abort_remote() {
-    XACT.with(|x| {
-        if let Ok(mut x) = x.try_borrow_mut() {
-            x.conns.clear();
-            x.poisoned = false;
-            x.savepoints.clear();
-        }
-    });
-}
-
 #[pg_guard]
 unsafe extern "C-unwind" fn xact_callback(
     event: pg_sys::XactEvent::Type,
@@ -139,13 +77,13 @@ unsafe extern "C-unwind" fn xact_callback(
             .report();
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
-            abort_remote()
+            remote::close_all()
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT
         | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT
         | pg_sys::XactEvent::XACT_EVENT_PREPARE => {
             // Committed in pre-commit; anything left (none expected) is closed.
-            abort_remote()
+            remote::close_all()
         }
         _ => {}
     }
@@ -158,26 +96,10 @@ unsafe extern "C-unwind" fn subxact_callback(
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
-    XACT.with(|x| {
-        let Ok(mut x) = x.try_borrow_mut() else {
-            return;
-        };
-        match event {
-            pg_sys::SubXactEvent::SUBXACT_EVENT_START_SUB => {
-                let work = x.work;
-                x.savepoints.push(work);
-            }
-            pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => {
-                x.savepoints.pop();
-            }
-            pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => {
-                if let Some(at_start) = x.savepoints.pop() {
-                    if x.work != at_start {
-                        x.poisoned = true;
-                    }
-                }
-            }
-            _ => {}
-        }
-    });
+    match event {
+        pg_sys::SubXactEvent::SUBXACT_EVENT_START_SUB => remote::savepoint_start(),
+        pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => remote::savepoint_commit(),
+        pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => remote::savepoint_abort(),
+        _ => {}
+    }
 }
