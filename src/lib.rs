@@ -55,7 +55,7 @@ pub extern "C-unwind" fn _PG_init() {
     transaction::init();
     executor::init();
     planner::init();
-    commands::utility::init();
+    commands::ddl::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -5,14 +5,14 @@
 //! - `node`: node management (`citus_add_node`, `citus_remove_node`, ...).
 //! - `run_command`: `run_command_on_workers` / `run_command_on_all_nodes`.
 //! - `undistribute`: `undistribute_table`.
-//! - `utility`: the ProcessUtility hook (DDL propagation hangs here).
+//! - `ddl`: the ProcessUtility hook (DDL propagation: one handler per statement kind).
 
+pub mod ddl;
 pub mod distribute;
 pub mod foreign_keys;
 pub mod node;
 pub mod run_command;
 pub mod undistribute;
-pub mod utility;
 
 use pgrx::prelude::*;
 
@@ -77,6 +77,12 @@ pub(crate) fn group_nodes(all: &[Node]) -> BTreeMap<i32, NodeAddress> {
 /// Runs one command per node in the remote transaction, all nodes at once; group 0 (the
 /// coordinator) runs locally through SPI instead.
 pub(crate) fn run_per_group(per_group: PerGroup, all: &[Node]) -> TResult<()> {
+    run_per_group_in(per_group, all, Scope::Transaction)
+}
+
+/// [`run_per_group`] with the remote commands in `scope` (autocommit for commands that cannot
+/// run in a transaction block, such as VACUUM).
+pub(crate) fn run_per_group_in(per_group: PerGroup, all: &[Node], scope: Scope) -> TResult<()> {
     let addresses = group_nodes(all);
     let mut tasks = Vec::new();
     let settings = std::rc::Rc::new(crate::connection::Settings::session());
@@ -100,7 +106,7 @@ pub(crate) fn run_per_group(per_group: PerGroup, all: &[Node]) -> TResult<()> {
             tasks.push(
                 RemoteTask::new(ConnKey::for_current_session(node), sql)
                     .with_params(params)
-                    .in_scope(Scope::Transaction)
+                    .in_scope(scope)
                     // The node reads the statement's text as the session would
                     // (`DEFAULT '02/01/2026'`, a time zone in a CHECK constraint).
                     .with_settings(settings.clone()),

@@ -1,0 +1,393 @@
+//! ALTER TABLE and RENAME on a distributed table: column forms and RENAME COLUMN run the
+//! user's statement on every shard (the table reference replaced by the shard's name, found
+//! at the parser's location); ADD/DROP CONSTRAINT runs each new constraint's definition (or
+//! the DROP) under the shard's constraint name `<name>_<shardid>`. Every other form is refused
+//! with a hint: the shards cannot follow it yet (RLS, inheritance, SET SCHEMA, renaming the
+//! table or a constraint, ALTER INDEX).
+
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use pgrx::spi::Spi;
+use tessera_core::sharding::shard_name;
+
+use super::{distributed_range_var, range_var_relid, refused, rel_schema_and_name, Step, Utility};
+use crate::commands::{push_per_placement, PerGroup};
+use crate::error::{TResult, TesseraError};
+use crate::metadata::table as catalog;
+use crate::pg::nodes::list_ptrs;
+
+fn unsupported_alter(what: &str) -> TesseraError {
+    TesseraError::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("{what} is not supported on distributed tables yet"),
+    )
+    .hint("Supported: ADD/DROP COLUMN, ALTER COLUMN TYPE/DEFAULT/NOT NULL, ADD/DROP CONSTRAINT (CHECK, UNIQUE, PRIMARY KEY, FOREIGN KEY), RENAME COLUMN.")
+}
+
+fn attname(relid: pg_sys::Oid, attnum: i16) -> TResult<Option<String>> {
+    Ok(Spi::get_one_with_args::<String>(
+        "SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum = $2",
+        &[relid.into(), attnum.into()],
+    )?)
+}
+
+/// Checks that every subcommand of an ALTER TABLE on a distributed table can run on its shards.
+///
+/// # Safety
+/// `stmt` is a valid AlterTableStmt.
+unsafe fn check_alter(
+    stmt: *mut pg_sys::AlterTableStmt,
+    dist_col: Option<&str>,
+) -> TResult<AlterKind> {
+    let (mut constraint_cmds, mut other_cmds) = (0, 0);
+    let mut dropped = Vec::new();
+    // SAFETY: each list element of `cmds` is an AlterTableCmd; `def` follows its subtype.
+    unsafe {
+        for cmd in list_ptrs((*stmt).cmds) {
+            let c = cmd as *mut pg_sys::AlterTableCmd;
+            let name = if (*c).name.is_null() {
+                None
+            } else {
+                Some(CStr::from_ptr((*c).name).to_string_lossy().into_owned())
+            };
+            let on_dist_col = name.is_some() && name.as_deref() == dist_col;
+            let is_constraint_cmd = matches!(
+                (*c).subtype,
+                pg_sys::AlterTableType::AT_AddConstraint
+                    | pg_sys::AlterTableType::AT_DropConstraint
+            );
+            if is_constraint_cmd {
+                constraint_cmds += 1;
+            } else {
+                other_cmds += 1;
+            }
+            match (*c).subtype {
+                pg_sys::AlterTableType::AT_AddColumn => {
+                    let def = (*c).def as *mut pg_sys::ColumnDef;
+                    let names = list_ptrs((*(*def).typeName).names);
+                    if let Some(last) = names.last() {
+                        let t = CStr::from_ptr((*(*last as *mut pg_sys::String)).sval).to_bytes();
+                        if matches!(
+                            t,
+                            b"serial"
+                                | b"bigserial"
+                                | b"smallserial"
+                                | b"serial4"
+                                | b"serial8"
+                                | b"serial2"
+                        ) {
+                            return Err(unsupported_alter("ADD COLUMN of a serial type")
+                                .hint("Add the column as bigint with DEFAULT nextval(...) from a sequence on the coordinator."));
+                        }
+                    }
+                }
+                pg_sys::AlterTableType::AT_DropColumn
+                | pg_sys::AlterTableType::AT_AlterColumnType
+                    if on_dist_col =>
+                {
+                    return Err(TesseraError::new(
+                        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                        "cannot drop or change the type of the distribution column",
+                    )
+                    .hint("Undistribute the table first, or distribute it by another column."));
+                }
+                pg_sys::AlterTableType::AT_DropColumn
+                | pg_sys::AlterTableType::AT_AlterColumnType
+                | pg_sys::AlterTableType::AT_ColumnDefault
+                | pg_sys::AlterTableType::AT_SetNotNull
+                | pg_sys::AlterTableType::AT_DropNotNull => {}
+                pg_sys::AlterTableType::AT_AddConstraint => {
+                    let con = (*c).def as *mut pg_sys::Constraint;
+                    match (*con).contype {
+                        pg_sys::ConstrType::CONSTR_CHECK
+                        | pg_sys::ConstrType::CONSTR_UNIQUE
+                        | pg_sys::ConstrType::CONSTR_PRIMARY => {}
+                        pg_sys::ConstrType::CONSTR_FOREIGN => {}
+                        _ => return Err(unsupported_alter("this kind of constraint")),
+                    }
+                }
+                pg_sys::AlterTableType::AT_DropConstraint => {
+                    dropped.push((name.unwrap_or_default(), (*c).missing_ok));
+                }
+                _ => return Err(unsupported_alter("this form of ALTER TABLE")),
+            }
+        }
+    }
+    match (constraint_cmds, other_cmds) {
+        (0, _) => Ok(AlterKind::Columns),
+        (_, 0) => Ok(AlterKind::Constraints(dropped)),
+        _ => Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "ALTER TABLE on a distributed table cannot mix ADD/DROP CONSTRAINT with other changes",
+        )
+        .hint("Run the constraint changes as their own ALTER TABLE statement.")),
+    }
+}
+
+/// What an ALTER TABLE on a distributed table changes.
+enum AlterKind {
+    /// Column forms: the statement text runs on every shard.
+    Columns,
+    /// Only ADD/DROP CONSTRAINT (with the dropped names and their IF EXISTS).
+    Constraints(Vec<(String, bool)>),
+}
+
+fn constraints_of(relid: pg_sys::Oid) -> TResult<Vec<pg_sys::Oid>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT oid FROM pg_catalog.pg_constraint WHERE conrelid = $1",
+            None,
+            &[relid.into()],
+        )? {
+            if let Some(o) = row.get::<pg_sys::Oid>(1)? {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// The user's statement on every shard, the table reference at `name_at` replaced.
+pub(super) fn rewrite(relid: pg_sys::Oid, sql: String, name_at: usize) -> Step {
+    Step::Propagate(Box::new(move || {
+        let mut per_group = PerGroup::new();
+        let end = tessera_core::sqltext::qualified_name_end(&sql, name_at).ok_or_else(|| {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "cannot find the table's name in the statement's text to carry it to the shards",
+            )
+            .detail(format!("statement: {sql}"))
+            .hint(
+                "Name the table directly in the statement (schema.table), one statement at a time.",
+            )
+        })?;
+        let (schema, table) = rel_schema_and_name(relid);
+        push_per_placement(&mut per_group, relid, &schema, &table, |shard| {
+            tessera_core::sqltext::splice(&sql, vec![(name_at, end, shard.to_string())])
+        })?;
+        super::run_batched(per_group)
+    }))
+}
+
+/// The constraints the local statement added (found by diffing pg_constraint) and the names it
+/// dropped, applied to every shard under the shard's constraint name.
+fn constraints(relid: pg_sys::Oid, before: Vec<pg_sys::Oid>, dropped: Vec<(String, bool)>) -> Step {
+    Step::Propagate(Box::new(move || {
+        let mut per_group = PerGroup::new();
+        let dist = catalog::find(relid)?.expect("checked before");
+        let mut added = Vec::new();
+        let mut foreign = Vec::new();
+        Spi::connect(|client| -> TResult<()> {
+            for row in client.select(
+                "SELECT oid, conname::text, pg_catalog.pg_get_constraintdef(oid, true), contype::text,
+                        coalesce($2 = ANY (conkey), false)
+                   FROM pg_catalog.pg_constraint WHERE conrelid = $1 ORDER BY oid",
+                None,
+                &[relid.into(), dist.dist_attnum.into()],
+            )? {
+                let oid = row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid);
+                if before.contains(&oid) {
+                    continue;
+                }
+                let name = row.get::<String>(2)?.unwrap_or_default();
+                let kind = row.get::<String>(4)?.unwrap_or_default();
+                if dist.dist_attnum > 0
+                    && matches!(kind.as_str(), "u" | "p")
+                    && !row.get::<bool>(5)?.unwrap_or(false)
+                {
+                    return Err(TesseraError::new(
+                        PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
+                        format!("cannot create constraint \"{name}\" on a distributed table: it does not include the distribution column"),
+                    )
+                    .hint("Distributed tables cannot have UNIQUE or PRIMARY KEY constraints that do not include the distribution column: add it to the constraint."));
+                }
+                if kind == "f" {
+                    foreign.push(oid);
+                    continue;
+                }
+                added.push((name, row.get::<String>(3)?.unwrap_or_default()));
+            }
+            Ok(())
+        })?;
+        let foreign = foreign
+            .into_iter()
+            .map(|oid| crate::commands::foreign_keys::check(oid, &dist))
+            .collect::<TResult<Vec<_>>>()?;
+        let (schema, table) = rel_schema_and_name(relid);
+        for (index, s) in catalog::shards(relid)?.into_iter().enumerate() {
+            let shard = format!(
+                "{}.{}",
+                quote_identifier(&schema),
+                quote_identifier(shard_name(&table, s.shard_id))
+            );
+            let mut sql = String::new();
+            for (name, missing_ok) in &dropped {
+                sql.push_str(&format!(
+                    "ALTER TABLE {shard} DROP CONSTRAINT {}{};\n",
+                    if *missing_ok { "IF EXISTS " } else { "" },
+                    quote_identifier(shard_name(name, s.shard_id))
+                ));
+            }
+            for (name, def) in &added {
+                sql.push_str(&format!(
+                    "ALTER TABLE {shard} ADD CONSTRAINT {} {def};\n",
+                    quote_identifier(shard_name(name, s.shard_id))
+                ));
+            }
+            for fk in &foreign {
+                sql.push_str(&format!(
+                    "ALTER TABLE {shard} ADD CONSTRAINT {} {};\n",
+                    quote_identifier(shard_name(&fk.name, s.shard_id)),
+                    fk.shard_def(index)
+                ));
+            }
+            for g in &s.groups {
+                per_group
+                    .entry(*g)
+                    .or_default()
+                    .push((sql.clone(), Vec::new()));
+            }
+        }
+        super::run_batched(per_group)
+    }))
+}
+
+/// Refusals that hold whatever the ALTER TABLE's target: a distributed table under a local
+/// one (its scans and tuple routing would reach the coordinator's empty copy), ALTER INDEX of
+/// a distributed table's index, row-level security on a distributed table.
+///
+/// # Safety
+/// `s` is a valid AlterTableStmt.
+unsafe fn refuse_forms(s: *mut pg_sys::AlterTableStmt) -> TResult<()> {
+    // SAFETY: each list element of `cmds` is an AlterTableCmd; `def` follows its subtype.
+    unsafe {
+        if (*s).objtype == pg_sys::ObjectType::OBJECT_INDEX {
+            super::index::refuse_alter((*s).relation, "ALTER INDEX", "Drop the index and create it again with the new options: CREATE INDEX reaches every shard.")?;
+        }
+        if (*s).objtype != pg_sys::ObjectType::OBJECT_TABLE {
+            return Ok(());
+        }
+        for cmd in list_ptrs((*s).cmds) {
+            let c = cmd as *mut pg_sys::AlterTableCmd;
+            let under = match (*c).subtype {
+                pg_sys::AlterTableType::AT_AttachPartition => {
+                    (*((*c).def as *mut pg_sys::PartitionCmd)).name
+                }
+                pg_sys::AlterTableType::AT_AddInherit => (*c).def as *mut pg_sys::RangeVar,
+                _ => std::ptr::null_mut(),
+            };
+            if let Some(relid) = distributed_range_var(under)? {
+                return Err(refused("a partition or inheritance link", relid, "Distributed tables cannot be partitions or parents of local tables: distribute the partitioned table instead (not supported yet), or keep the table local."));
+            }
+        }
+        if let Some(relid) = distributed_range_var((*s).relation)? {
+            for cmd in list_ptrs((*s).cmds) {
+                let c = cmd as *mut pg_sys::AlterTableCmd;
+                if matches!(
+                    (*c).subtype,
+                    pg_sys::AlterTableType::AT_EnableRowSecurity
+                        | pg_sys::AlterTableType::AT_ForceRowSecurity
+                ) {
+                    return Err(refused("row-level security", relid, "Row-level security is not carried to the shards yet: filter by tenant in the application's queries."));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// # Safety
+/// `u` is an AlterTableStmt.
+pub(super) unsafe fn alter(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table; relation is a valid RangeVar.
+    unsafe {
+        let s = u.node::<pg_sys::AlterTableStmt>();
+        refuse_forms(s)?;
+        if (*s).objtype != pg_sys::ObjectType::OBJECT_TABLE {
+            return Ok(Step::Pass);
+        }
+        let relid = range_var_relid((*s).relation);
+        let Some(dist) = (if relid == pg_sys::InvalidOid {
+            None
+        } else {
+            catalog::find(relid)?
+        }) else {
+            return Ok(Step::Pass);
+        };
+        let dist_col = if dist.dist_attnum > 0 {
+            attname(relid, dist.dist_attnum)?
+        } else {
+            None
+        };
+        if let AlterKind::Constraints(dropped) = check_alter(s, dist_col.as_deref())? {
+            return Ok(constraints(relid, constraints_of(relid)?, dropped));
+        }
+        let (sql, name_at) = u.text_and_offset((*(*s).relation).location);
+        Ok(rewrite(relid, sql, name_at))
+    }
+}
+
+/// # Safety
+/// `u` is a RenameStmt.
+pub(super) unsafe fn rename(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table; relation is null or a valid RangeVar.
+    unsafe {
+        let s = u.node::<pg_sys::RenameStmt>();
+        if (*s).renameType == pg_sys::ObjectType::OBJECT_INDEX {
+            super::index::refuse_alter(
+                (*s).relation,
+                "ALTER INDEX ... RENAME",
+                "Drop the index and create it again under the new name.",
+            )?;
+        }
+        if (*s).relation.is_null() {
+            return Ok(Step::Pass);
+        }
+        let relid = range_var_relid((*s).relation);
+        if relid == pg_sys::InvalidOid || catalog::find(relid)?.is_none() {
+            return Ok(Step::Pass);
+        }
+        match (*s).renameType {
+            pg_sys::ObjectType::OBJECT_COLUMN
+                if (*s).relationType == pg_sys::ObjectType::OBJECT_TABLE =>
+            {
+                let (sql, name_at) = u.text_and_offset((*(*s).relation).location);
+                Ok(rewrite(relid, sql, name_at))
+            }
+            pg_sys::ObjectType::OBJECT_TABLE => {
+                Err(unsupported_alter("renaming a distributed table"))
+            }
+            pg_sys::ObjectType::OBJECT_TABCONSTRAINT => {
+                Err(unsupported_alter("renaming a constraint"))
+            }
+            pg_sys::ObjectType::OBJECT_TRIGGER
+            | pg_sys::ObjectType::OBJECT_POLICY
+            | pg_sys::ObjectType::OBJECT_RULE => Err(refused(
+                "this RENAME",
+                relid,
+                "Drop the object and create it again under the new name.",
+            )),
+            _ => Ok(Step::Pass),
+        }
+    }
+}
+
+/// ALTER TABLE ... SET SCHEMA of a distributed table: refused.
+///
+/// # Safety
+/// `u` is an AlterObjectSchemaStmt.
+pub(super) unsafe fn set_schema(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table; relation is null or a valid RangeVar.
+    match unsafe { distributed_range_var((*u.node::<pg_sys::AlterObjectSchemaStmt>()).relation) }? {
+        Some(relid) => Err(refused(
+            "ALTER ... SET SCHEMA",
+            relid,
+            "Undistribute the table with undistribute_table(), move it, and distribute it again.",
+        )),
+        None => Ok(Step::Pass),
+    }
+}

@@ -1,0 +1,89 @@
+//! GRANT / REVOKE on one distributed table: the same statement on every shard (the roles
+//! must exist on the workers; a worker's error says so). Several tables in one statement, and
+//! ALL TABLES IN SCHEMA over a schema with distributed tables, are refused.
+
+use pgrx::pg_sys;
+use pgrx::spi::Spi;
+
+use super::{distributed_range_var, refused, Step, Utility};
+use crate::error::TResult;
+use crate::pg::nodes::list_ptrs;
+
+/// Whether `sql` is exactly one GRANT or REVOKE statement.
+fn is_lone_grant(sql: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(sql) else {
+        return false;
+    };
+    // SAFETY: parsing a NUL-terminated string; the parse tree is read only.
+    unsafe {
+        let stmts = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
+        let raws = crate::pg::nodes::list_of::<pg_sys::RawStmt>(stmts);
+        raws.len() == 1
+            && crate::pg::nodes::is_a(
+                (*raws[0]).stmt as *const std::ffi::c_void,
+                pg_sys::NodeTag::T_GrantStmt,
+            )
+    }
+}
+
+/// A distributed or reference table in schema `nsp`, if there is one.
+fn distributed_in_schema(nsp: pg_sys::Oid) -> TResult<Option<pg_sys::Oid>> {
+    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT p.logicalrelid::oid FROM pg_catalog.pg_dist_partition p
+                   JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid
+                  WHERE c.relnamespace = $1 ORDER BY 1 LIMIT 1)",
+        &[nsp.into()],
+    )?)
+}
+
+/// # Safety
+/// `u` is a GrantStmt.
+pub(super) unsafe fn grant(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table; a table GRANT's objects are RangeVars, an ALL
+    // IN SCHEMA's are String nodes.
+    unsafe {
+        let s = u.node::<pg_sys::GrantStmt>();
+        if (*s).objtype != pg_sys::ObjectType::OBJECT_TABLE {
+            return Ok(Step::Pass);
+        }
+        if (*s).targtype == pg_sys::GrantTargetType::ACL_TARGET_ALL_IN_SCHEMA {
+            for n in list_ptrs((*s).objects) {
+                let name = (*(n as *mut pg_sys::String)).sval;
+                let nsp = pg_sys::get_namespace_oid(name, true);
+                if nsp != pg_sys::InvalidOid {
+                    if let Some(relid) = distributed_in_schema(nsp)? {
+                        return Err(refused("GRANT or REVOKE ON ALL TABLES IN SCHEMA", relid, "Grant on each distributed table by name: GRANT ... ON TABLE t TO role reaches every shard."));
+                    }
+                }
+            }
+            return Ok(Step::Pass);
+        }
+        if (*s).targtype != pg_sys::GrantTargetType::ACL_TARGET_OBJECT {
+            return Ok(Step::Pass);
+        }
+        let objects = list_ptrs((*s).objects);
+        let mut found = None;
+        for rv in &objects {
+            if let Some(relid) = distributed_range_var(*rv as *mut pg_sys::RangeVar)? {
+                if objects.len() > 1 {
+                    return Err(refused("GRANT or REVOKE on several tables in one statement", relid, "Grant on each distributed table in a statement of its own: it then reaches every shard."));
+                }
+                found = Some((relid, *rv as *mut pg_sys::RangeVar));
+            }
+        }
+        let Some((relid, rv)) = found else {
+            return Ok(Step::Pass);
+        };
+        let (sql, name_at) = u.text_and_offset((*rv).location);
+        // The text sent is the statement's own: it must be this GRANT alone, not the
+        // CREATE SCHEMA ... GRANT it is part of.
+        if !is_lone_grant(&sql) {
+            return Err(refused(
+                "GRANT or REVOKE inside another statement",
+                relid,
+                "Run the GRANT as a statement of its own.",
+            ));
+        }
+        Ok(super::alter_table::rewrite(relid, sql, name_at))
+    }
+}

@@ -1,0 +1,181 @@
+//! CREATE INDEX on a distributed table: the new index, renamed `<index>_<shardid>`, on every
+//! shard (pgvector's hnsw and ivfflat included); DROP INDEX drops the shard indexes. Forms the
+//! shards cannot follow yet (CONCURRENTLY, REINDEX, ALTER INDEX, RENAME) are refused.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::spi::Spi;
+
+use super::{
+    distributed_index_table, is_distributed, range_var_relid, refused, rel_schema_and_name, Step,
+    Utility,
+};
+use crate::commands::{push_per_placement, PerGroup};
+use crate::error::{TResult, TesseraError};
+use crate::metadata::table as catalog;
+use crate::pg::nodes::list_ptrs;
+use crate::sharding::ddl::{index_def, shard_index_ddl};
+
+pub(super) fn indexes_of(relid: pg_sys::Oid) -> TResult<Vec<pg_sys::Oid>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT indexrelid FROM pg_catalog.pg_index WHERE indrelid = $1",
+            None,
+            &[relid.into()],
+        )? {
+            out.push(row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid));
+        }
+        Ok(out)
+    })
+}
+
+fn concurrently_unsupported(what: &str) -> TesseraError {
+    TesseraError::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("{what} CONCURRENTLY is not supported on distributed tables yet"),
+    )
+    .hint(format!(
+        "Run {what} without CONCURRENTLY: the shards are handled in parallel on the workers."
+    ))
+}
+
+/// # Safety
+/// `u` is an IndexStmt.
+pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table.
+    let s = unsafe { u.node::<pg_sys::IndexStmt>() };
+    // SAFETY: an IndexStmt's relation is a valid RangeVar.
+    let relid = unsafe { range_var_relid((*s).relation) };
+    if relid == pg_sys::InvalidOid || catalog::find(relid)?.is_none() {
+        return Ok(Step::Pass);
+    }
+    // SAFETY: reading the IndexStmt.
+    if unsafe { (*s).concurrent } {
+        return Err(concurrently_unsupported("CREATE INDEX"));
+    }
+    let before = indexes_of(relid)?;
+    Ok(Step::Propagate(Box::new(move || {
+        let (schema, table) = rel_schema_and_name(relid);
+        let dist = catalog::find(relid)?.expect("checked before");
+        let mut per_group = PerGroup::new();
+        for index in indexes_of(relid)?
+            .into_iter()
+            .filter(|i| !before.contains(i))
+        {
+            let (name, def) = index_def(index)?;
+            if dist.dist_attnum > 0 && def.starts_with("CREATE UNIQUE INDEX") {
+                let covers = Spi::get_one_with_args::<bool>(
+                    "SELECT $2 = ANY (indkey) FROM pg_catalog.pg_index WHERE indexrelid = $1",
+                    &[index.into(), dist.dist_attnum.into()],
+                )?
+                .unwrap_or(false);
+                if !covers {
+                    return Err(TesseraError::new(
+                        PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
+                        format!("cannot create unique index \"{name}\" on a distributed table without its distribution column"),
+                    )
+                    .hint("Include the distribution column in the unique index."));
+                }
+            }
+            for s in catalog::shards(relid)? {
+                let sql = shard_index_ddl(&schema, &table, &name, &def, s.shard_id)?;
+                for g in &s.groups {
+                    per_group
+                        .entry(*g)
+                        .or_default()
+                        .push((sql.clone(), Vec::new()));
+                }
+            }
+        }
+        super::run_batched(per_group)
+    })))
+}
+
+/// # Safety
+/// `u` is a DropStmt of indexes.
+pub(super) unsafe fn drop(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag and removeType were checked by the caller.
+    let s = unsafe { u.node::<pg_sys::DropStmt>() };
+    let mut indexes = Vec::new();
+    // SAFETY: a DROP INDEX's objects are name lists.
+    for names in unsafe { list_ptrs((*s).objects) } {
+        // SAFETY: as above; missing_ok lookups.
+        let (index, table) = unsafe {
+            let rv = pg_sys::makeRangeVarFromNameList(names as *mut pg_sys::List);
+            let index = range_var_relid(rv);
+            if index == pg_sys::InvalidOid {
+                continue;
+            }
+            (index, pg_sys::IndexGetRelation(index, true))
+        };
+        if table == pg_sys::InvalidOid || catalog::find(table)?.is_none() {
+            continue;
+        }
+        // SAFETY: reading the DropStmt.
+        if unsafe { (*s).concurrent } {
+            return Err(concurrently_unsupported("DROP INDEX"));
+        }
+        let (schema, _) = rel_schema_and_name(table);
+        let (_, index_name) = rel_schema_and_name(index);
+        indexes.push((table, schema, index_name));
+    }
+    if indexes.is_empty() {
+        return Ok(Step::Pass);
+    }
+    Ok(Step::Propagate(Box::new(move || {
+        let mut per_group = PerGroup::new();
+        for (table, schema, index) in indexes {
+            push_per_placement(&mut per_group, table, &schema, &index, |i| {
+                format!("DROP INDEX IF EXISTS {i}")
+            })?;
+        }
+        super::run_batched(per_group)
+    })))
+}
+
+/// REINDEX of a distributed table or of one of its indexes: refused.
+///
+/// # Safety
+/// `u` is a ReindexStmt.
+pub(super) unsafe fn reindex(u: &Utility) -> TResult<Step> {
+    const HINT: &str = "Drop the index and create it again: CREATE INDEX reaches every shard.";
+    // SAFETY: the tag was checked by the table; relation is null or a valid RangeVar.
+    unsafe {
+        let s = u.node::<pg_sys::ReindexStmt>();
+        let table = match (*s).kind {
+            pg_sys::ReindexObjectType::REINDEX_OBJECT_TABLE => {
+                let relid = if (*s).relation.is_null() {
+                    pg_sys::InvalidOid
+                } else {
+                    range_var_relid((*s).relation)
+                };
+                is_distributed(relid)?.then_some(relid)
+            }
+            pg_sys::ReindexObjectType::REINDEX_OBJECT_INDEX => {
+                distributed_index_table((*s).relation)?
+            }
+            _ => None,
+        };
+        match table {
+            Some(t) => Err(refused("REINDEX", t, HINT)),
+            None => Ok(Step::Pass),
+        }
+    }
+}
+
+/// ALTER INDEX (options, RENAME) of a distributed table's index: refused.
+///
+/// # Safety
+/// `rv` is null or a valid RangeVar naming an index.
+pub(super) unsafe fn refuse_alter(
+    rv: *mut pg_sys::RangeVar,
+    what: &str,
+    hint: &str,
+) -> TResult<()> {
+    // SAFETY: forwarded.
+    match unsafe { distributed_index_table(rv) }? {
+        Some(t) => Err(refused(what, t, hint)),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,355 @@
+//! The ProcessUtility hook: DDL on distributed tables reaches their shards, and extensions
+//! reach every node, inside the user's transaction.
+//!
+//! Dispatch is a table ([`handler_for`]): each statement kind that can touch a distributed or
+//! reference table has one handler, which looks at the statement before it runs locally and
+//! says what happens: [`Step::Pass`] (not Tessera's: it runs as it would without Tessera),
+//! [`Step::Propagate`] (it runs locally, then the handler's closure carries it to the nodes),
+//! or an error. A statement kind that can name a table has a handler even when the answer is
+//! a refusal or "local on purpose", so nothing that touches a distributed table slips through
+//! unseen (default-deny); the kinds left out of the table cannot name a table.
+//!
+//! | statement | handler |
+//! | --- | --- |
+//! | CREATE / ALTER / DROP EXTENSION | `extension`: the same statement on every worker |
+//! | CREATE INDEX, DROP INDEX | `index`: the index, renamed, on every shard; the shard indexes dropped |
+//! | REINDEX, ALTER INDEX, ALTER INDEX ... RENAME | `index`: refused (drop and create the index again) |
+//! | ALTER TABLE column forms, RENAME COLUMN | `alter_table`: the user's statement on every shard, the table reference replaced by the shard's name (found by the parser's location) |
+//! | ALTER TABLE ADD/DROP CONSTRAINT | `alter_table`: the new constraint's definition (or the DROP) on every shard, named `<name>_<shardid>` |
+//! | other ALTER TABLE forms, RENAME of the table or a constraint, SET SCHEMA, row-level security, inheritance and partitions | `alter_table`: refused with a hint |
+//! | GRANT / REVOKE on one table | `grant`: the statement on every shard; several tables at once or ALL TABLES IN SCHEMA with a distributed table: refused |
+//! | TRUNCATE | `maintenance`: every shard truncated |
+//! | VACUUM / ANALYZE of named tables | `maintenance`: the same on every shard (outside the transaction, as VACUUM must) |
+//! | COPY TO | `copy`: rewritten to `COPY (SELECT ...) TO`, which reads the shards; COPY FROM refused |
+//! | CREATE TRIGGER, CREATE/ALTER POLICY, CREATE RULE, CLUSTER, CREATE STATISTICS, CREATE/ALTER PUBLICATION, CREATE TABLE ... INHERITS / PARTITION OF | `refused`: refused with a hint |
+//! | COMMENT, SECURITY LABEL, LOCK TABLE | local on purpose: a comment or label is the coordinator's metadata; the coordinator's lock is what distributed writes take |
+//! | DROP TABLE / DROP SCHEMA | passes; the `sql_drop` event trigger (commands::distribute) drops the shards |
+//!
+//! All remote work runs in the remote transaction that commits and aborts with the local one
+//! (VACUUM aside): a worker that fails fails the statement, and nothing stays half-done.
+
+mod alter_table;
+mod copy;
+mod extension;
+mod grant;
+mod index;
+mod maintenance;
+mod refused;
+
+use std::ffi::{c_char, CStr};
+
+use pgrx::pg_sys;
+use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+
+use super::{run_per_group, PerGroup};
+use crate::error::{OrReport, TResult, TesseraError};
+use crate::metadata::node as nodes;
+
+/// The ProcessUtility hook installed before Tessera's; the only copy of it.
+static mut PREV_PROCESS_UTILITY_HOOK: pg_sys::ProcessUtility_hook_type = None;
+
+pub fn init() {
+    // SAFETY: _PG_init runs once per process, before any statement runs.
+    unsafe {
+        PREV_PROCESS_UTILITY_HOOK = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(tessera_process_utility);
+    }
+}
+
+/// What carries a statement to the nodes once it ran locally.
+type Finish = Box<dyn FnOnce() -> TResult<()>>;
+
+/// What a handler decided before the local statement runs.
+enum Step {
+    /// Not Tessera's: the statement runs as it would without Tessera.
+    Pass,
+    /// Tessera's: the statement runs locally (PostgreSQL's internal queries not distributed),
+    /// then the closure carries it to the nodes.
+    Propagate(Finish),
+}
+
+/// One utility statement as ProcessUtility received it.
+struct Utility {
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const c_char,
+    stmt: *mut pg_sys::Node,
+}
+
+impl Utility {
+    /// The statement's node, cast to its parse-node type.
+    ///
+    /// # Safety
+    /// `T` is the struct of the statement's tag.
+    unsafe fn node<T>(&self) -> *mut T {
+        self.stmt as *mut T
+    }
+
+    /// The text of this statement within the query string.
+    fn text(&self) -> String {
+        // SAFETY: query_string is NUL-terminated; location and length are byte offsets into it
+        // (PostgreSQL's, for this statement).
+        let q = unsafe { CStr::from_ptr(self.query_string) }.to_string_lossy();
+        // SAFETY: pstmt is the valid PlannedStmt ProcessUtility received.
+        let (loc, len) = unsafe { ((*self.pstmt).stmt_location, (*self.pstmt).stmt_len) };
+        if loc < 0 {
+            return q.into_owned();
+        }
+        let start = (loc as usize).min(q.len());
+        let end = if len <= 0 {
+            q.len()
+        } else {
+            (start + len as usize).min(q.len())
+        };
+        q.get(start..end).unwrap_or(&q).to_string()
+    }
+
+    /// The statement text and where a parser location falls inside it.
+    fn text_and_offset(&self, location: i32) -> (String, usize) {
+        // SAFETY: pstmt is the valid PlannedStmt ProcessUtility received.
+        let base = unsafe { (*self.pstmt).stmt_location };
+        (self.text(), (location - base.max(0)).max(0) as usize)
+    }
+}
+
+/// A statement kind's handler.
+type Handler = unsafe fn(&Utility) -> TResult<Step>;
+
+/// The table: the handler of each statement kind that can touch a distributed table.
+fn handler_for(tag: pg_sys::NodeTag) -> Option<Handler> {
+    use pg_sys::NodeTag::*;
+    Some(match tag {
+        T_CreateExtensionStmt | T_AlterExtensionStmt => extension::create_or_alter,
+        T_DropStmt => drop,
+        T_IndexStmt => index::create,
+        T_ReindexStmt => index::reindex,
+        T_AlterTableStmt => alter_table::alter,
+        T_RenameStmt => alter_table::rename,
+        T_AlterObjectSchemaStmt => alter_table::set_schema,
+        T_GrantStmt => grant::grant,
+        T_TruncateStmt => maintenance::truncate,
+        T_VacuumStmt => maintenance::vacuum,
+        T_CopyStmt => copy::copy,
+        T_CreateStmt => refused::create_table,
+        T_CreateTrigStmt => refused::trigger,
+        T_CreatePolicyStmt | T_AlterPolicyStmt => refused::policy,
+        T_RuleStmt => refused::rule,
+        T_ClusterStmt => refused::cluster,
+        T_CreateStatsStmt => refused::statistics,
+        T_CreatePublicationStmt | T_AlterPublicationStmt => refused::publication,
+        // Local on purpose (see the table above).
+        T_CommentStmt | T_SecLabelStmt | T_LockStmt => return None,
+        _ => return None,
+    })
+}
+
+/// DROP: of an extension, an index; anything else passes (DROP TABLE's shards go with the
+/// `sql_drop` event trigger).
+///
+/// # Safety
+/// `u` is a DropStmt.
+unsafe fn drop(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table.
+    let s = unsafe { u.node::<pg_sys::DropStmt>() };
+    // SAFETY: reading the DropStmt's fields.
+    match unsafe { (*s).removeType } {
+        // SAFETY: a DropStmt of extensions.
+        pg_sys::ObjectType::OBJECT_EXTENSION => unsafe { extension::drop(u) },
+        // SAFETY: a DropStmt of indexes.
+        pg_sys::ObjectType::OBJECT_INDEX => unsafe { index::drop(u) },
+        _ => Ok(Step::Pass),
+    }
+}
+
+fn tessera_installed() -> bool {
+    // SAFETY: a syscache lookup by name; reading a backend-local flag.
+    unsafe {
+        !pg_sys::creating_extension
+            && pg_sys::get_relname_relid(
+                c"pg_dist_partition".as_ptr(),
+                pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE),
+            ) != pg_sys::InvalidOid
+    }
+}
+
+/// The relation a RangeVar names, or InvalidOid.
+///
+/// # Safety
+/// `rv` is a valid RangeVar.
+unsafe fn range_var_relid(rv: *mut pg_sys::RangeVar) -> pg_sys::Oid {
+    // SAFETY: missing_ok lookup without a lock; the statement itself takes its locks.
+    unsafe {
+        pg_sys::RangeVarGetRelidExtended(
+            rv,
+            pg_sys::NoLock as i32,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+fn rel_schema_and_name(relid: pg_sys::Oid) -> (String, String) {
+    // SAFETY: syscache lookups of an existing relation; the results are palloc'd strings.
+    unsafe {
+        let name = pg_sys::get_rel_name(relid);
+        let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+        let s = |p: *mut c_char| {
+            if p.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        };
+        (s(nsp), s(name))
+    }
+}
+
+/// Whether `relid` is a distributed or reference table (a cached lookup).
+fn is_distributed(relid: pg_sys::Oid) -> TResult<bool> {
+    Ok(relid != pg_sys::InvalidOid && crate::metadata::cache::lookup(relid)?.is_some())
+}
+
+/// The distributed or reference table a RangeVar names, if it names one.
+///
+/// # Safety
+/// `rv` is null or a valid RangeVar.
+unsafe fn distributed_range_var(rv: *mut pg_sys::RangeVar) -> TResult<Option<pg_sys::Oid>> {
+    if rv.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: forwarded.
+    let relid = unsafe { range_var_relid(rv) };
+    Ok(is_distributed(relid)?.then_some(relid))
+}
+
+/// The distributed table an index (named by a RangeVar) belongs to, if it belongs to one.
+///
+/// # Safety
+/// `rv` is null or a valid RangeVar.
+unsafe fn distributed_index_table(rv: *mut pg_sys::RangeVar) -> TResult<Option<pg_sys::Oid>> {
+    if rv.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: missing_ok lookups.
+    let table = unsafe {
+        let index = range_var_relid(rv);
+        if index == pg_sys::InvalidOid {
+            return Ok(None);
+        }
+        pg_sys::IndexGetRelation(index, true)
+    };
+    Ok(is_distributed(table)?.then_some(table))
+}
+
+fn refused(what: &str, relid: pg_sys::Oid, hint: &str) -> TesseraError {
+    let (schema, name) = rel_schema_and_name(relid);
+    TesseraError::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!(
+            "{what} is not supported on the distributed table {}.{} yet",
+            quote_identifier(schema),
+            quote_identifier(name)
+        ),
+    )
+    .hint(hint)
+}
+
+/// Runs the commands, batched into one command string per node (one round trip each), in
+/// the remote transaction.
+fn run_batched(per_group: PerGroup) -> TResult<()> {
+    let all = nodes::all()?;
+    let batched: PerGroup = per_group
+        .into_iter()
+        .map(|(g, cmds)| {
+            if g == tessera_core::node::COORDINATOR_GROUP_ID {
+                (g, cmds)
+            } else {
+                let sql = cmds
+                    .into_iter()
+                    .map(|(s, _)| s)
+                    .collect::<Vec<_>>()
+                    .join(";\n");
+                (g, vec![(sql, Vec::new())])
+            }
+        })
+        .collect();
+    run_per_group(batched, &all)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[pg_guard]
+unsafe extern "C-unwind" fn tessera_process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    let installed = tessera_installed();
+    let pstmt = if installed {
+        // SAFETY: arguments come from PostgreSQL.
+        unsafe { copy::copy_to_as_query(pstmt) }.or_report()
+    } else {
+        pstmt
+    };
+    // SAFETY: pstmt is a valid PlannedStmt; its utility statement a valid node (or null).
+    let stmt = unsafe { (*pstmt).utilityStmt };
+    let step = match (installed && !stmt.is_null())
+        // SAFETY: reading the node's tag.
+        .then(|| handler_for(unsafe { (*stmt).type_ }))
+        .flatten()
+    {
+        Some(handler) => {
+            let u = Utility {
+                pstmt,
+                query_string,
+                stmt,
+            };
+            // SAFETY: the handler is the one of this statement's tag.
+            unsafe { handler(&u) }.or_report()
+        }
+        None => Step::Pass,
+    };
+    // SAFETY: called by PostgreSQL with valid arguments; passed on unchanged.
+    let run_locally = || unsafe {
+        match PREV_PROCESS_UTILITY_HOOK {
+            Some(prev) => pg_guard_ffi_boundary(|| {
+                prev(
+                    pstmt,
+                    query_string,
+                    read_only_tree,
+                    context,
+                    params,
+                    query_env,
+                    dest,
+                    qc,
+                )
+            }),
+            None => pg_sys::standard_ProcessUtility(
+                pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+        }
+    };
+    match step {
+        Step::Pass => run_locally(),
+        Step::Propagate(finish) => {
+            // The local part of a statement on a distributed table touches only the
+            // coordinator's own (empty) tables: PostgreSQL's internal queries must not be
+            // distributed.
+            crate::planner::local_only(run_locally);
+            finish().or_report();
+        }
+    }
+}

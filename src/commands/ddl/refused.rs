@@ -1,0 +1,149 @@
+//! Statements on distributed tables that the shards cannot follow yet, refused with a hint:
+//! run on the coordinator alone they would change (or read) only its empty local table, and
+//! the user would be told it worked.
+
+use pgrx::pg_sys;
+
+use super::{distributed_range_var, refused, Step, Utility};
+use crate::error::TResult;
+use crate::pg::nodes::list_ptrs;
+
+/// Refuses `what` when `rv` names a distributed table.
+///
+/// # Safety
+/// `rv` is null or a valid RangeVar.
+unsafe fn refuse_on(rv: *mut pg_sys::RangeVar, what: &str, hint: &str) -> TResult<Step> {
+    // SAFETY: forwarded.
+    match unsafe { distributed_range_var(rv) }? {
+        Some(relid) => Err(refused(what, relid, hint)),
+        None => Ok(Step::Pass),
+    }
+}
+
+/// CREATE TABLE ... INHERITS (dist) / PARTITION OF dist.
+///
+/// # Safety
+/// `u` is a CreateStmt.
+pub(super) unsafe fn create_table(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table; inhRelations holds RangeVars.
+    unsafe {
+        for rv in list_ptrs((*u.node::<pg_sys::CreateStmt>()).inhRelations) {
+            refuse_on(
+                rv as *mut pg_sys::RangeVar,
+                "a table that inherits from or is a partition of another",
+                "Create the table on its own and distribute it with create_distributed_table(..., colocate_with => ...).",
+            )?;
+        }
+    }
+    Ok(Step::Pass)
+}
+
+/// # Safety
+/// `u` is a CreateTrigStmt.
+pub(super) unsafe fn trigger(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table.
+    unsafe {
+        refuse_on(
+            (*u.node::<pg_sys::CreateTrigStmt>()).relation,
+            "CREATE TRIGGER",
+            "Triggers are not carried to the shards yet: enforce the rule with a CHECK or foreign key constraint, or in the application.",
+        )
+    }
+}
+
+/// CREATE POLICY and ALTER POLICY.
+///
+/// # Safety
+/// `u` is a CreatePolicyStmt or an AlterPolicyStmt.
+pub(super) unsafe fn policy(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table; each cast follows it.
+    unsafe {
+        let (table, what) = if (*u.stmt).type_ == pg_sys::NodeTag::T_CreatePolicyStmt {
+            (
+                (*u.node::<pg_sys::CreatePolicyStmt>()).table,
+                "CREATE POLICY",
+            )
+        } else {
+            ((*u.node::<pg_sys::AlterPolicyStmt>()).table, "ALTER POLICY")
+        };
+        refuse_on(
+            table,
+            what,
+            "Row-level security is not carried to the shards yet: filter by tenant in the application's queries.",
+        )
+    }
+}
+
+/// # Safety
+/// `u` is a RuleStmt.
+pub(super) unsafe fn rule(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table.
+    unsafe {
+        refuse_on(
+            (*u.node::<pg_sys::RuleStmt>()).relation,
+            "CREATE RULE",
+            "Use a view over the distributed table instead.",
+        )
+    }
+}
+
+/// # Safety
+/// `u` is a ClusterStmt.
+pub(super) unsafe fn cluster(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table.
+    unsafe {
+        refuse_on(
+            (*u.node::<pg_sys::ClusterStmt>()).relation,
+            "CLUSTER",
+            "Run CLUSTER on the shards with run_command_on_workers(), or leave the order to the indexes.",
+        )
+    }
+}
+
+/// CREATE STATISTICS on a distributed table (the coordinator's empty table has no statistics
+/// worth keeping).
+///
+/// # Safety
+/// `u` is a CreateStatsStmt.
+pub(super) unsafe fn statistics(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table; relations holds RangeVars (or other FROM items,
+    // which are not RangeVars and are skipped).
+    unsafe {
+        for n in list_ptrs((*u.node::<pg_sys::CreateStatsStmt>()).relations) {
+            if crate::pg::nodes::is_a(n as *const std::ffi::c_void, pg_sys::NodeTag::T_RangeVar) {
+                refuse_on(
+                    n as *mut pg_sys::RangeVar,
+                    "CREATE STATISTICS",
+                    "Extended statistics are not carried to the shards yet: create them on the shards with run_command_on_workers().",
+                )?;
+            }
+        }
+    }
+    Ok(Step::Pass)
+}
+
+/// CREATE / ALTER PUBLICATION ... FOR TABLE dist: the coordinator's table holds no rows.
+///
+/// # Safety
+/// `u` is a CreatePublicationStmt or an AlterPublicationStmt.
+pub(super) unsafe fn publication(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table; pubobjects holds PublicationObjSpecs.
+    unsafe {
+        let objects = if (*u.stmt).type_ == pg_sys::NodeTag::T_CreatePublicationStmt {
+            (*u.node::<pg_sys::CreatePublicationStmt>()).pubobjects
+        } else {
+            (*u.node::<pg_sys::AlterPublicationStmt>()).pubobjects
+        };
+        for o in list_ptrs(objects) {
+            let spec = o as *mut pg_sys::PublicationObjSpec;
+            if !(*spec).pubtable.is_null() {
+                refuse_on(
+                    (*(*spec).pubtable).relation,
+                    "a publication of a table",
+                    "The coordinator's table holds no rows: publish the shards on the workers instead.",
+                )?;
+            }
+        }
+    }
+    Ok(Step::Pass)
+}
