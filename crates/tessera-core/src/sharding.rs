@@ -111,35 +111,134 @@ pub fn place_round_robin(shard_count: usize, groups: &[i32], start: usize) -> Ve
         .collect()
 }
 
-/// The name of shard `shard_id` of a table named `table`: `<table>_<shardid>`. PostgreSQL names
-/// are at most 63 bytes; a long table name is cut (at a character boundary) and a short hash
-/// of the full name keeps the result unique, as Citus does.
+/// The name of shard `shard_id` of a table (or index, or constraint) named `table`:
+/// `<table>_<shardid>`. PostgreSQL names are at most 63 bytes; a longer result keeps the name's
+/// first bytes (cut at a character boundary), then `_`, PostgreSQL's `hash_any` of the whole
+/// name in 8 hex digits, then the suffix: the names Citus gives, so tools that compute shard
+/// names (and users who read them) find the same tables.
 pub fn shard_name(table: &str, shard_id: i64) -> String {
-    const NAMEDATALEN_MAX: usize = 63;
+    const NAMEDATALEN: usize = 64;
     let suffix = format!("_{shard_id}");
-    if table.len() + suffix.len() <= NAMEDATALEN_MAX {
+    if table.len() + suffix.len() < NAMEDATALEN {
         return format!("{table}{suffix}");
     }
-    let tag = format!("_{:08x}", fnv1a32(table.as_bytes()));
-    let mut cut = NAMEDATALEN_MAX - suffix.len() - tag.len();
+    let mut cut = (NAMEDATALEN - suffix.len() - 10).min(table.len());
     while !table.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}{tag}{suffix}", &table[..cut])
+    format!(
+        "{}_{:08x}{suffix}",
+        &table[..cut],
+        hash_any(table.as_bytes())
+    )
 }
 
-fn fnv1a32(bytes: &[u8]) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in bytes {
-        h ^= u32::from(*b);
-        h = h.wrapping_mul(0x0100_0193);
+/// PostgreSQL's `hash_any` (`hash_bytes`: Bob Jenkins' lookup3 hash), as PostgreSQL computes
+/// it on a little-endian machine: `hashtext(s)` for a text in a deterministic collation.
+pub fn hash_any(k: &[u8]) -> u32 {
+    fn mix(a: &mut u32, b: &mut u32, c: &mut u32) {
+        *a = a.wrapping_sub(*c);
+        *a ^= c.rotate_left(4);
+        *c = c.wrapping_add(*b);
+        *b = b.wrapping_sub(*a);
+        *b ^= a.rotate_left(6);
+        *a = a.wrapping_add(*c);
+        *c = c.wrapping_sub(*b);
+        *c ^= b.rotate_left(8);
+        *b = b.wrapping_add(*a);
+        *a = a.wrapping_sub(*c);
+        *a ^= c.rotate_left(16);
+        *c = c.wrapping_add(*b);
+        *b = b.wrapping_sub(*a);
+        *b ^= a.rotate_left(19);
+        *a = a.wrapping_add(*c);
+        *c = c.wrapping_sub(*b);
+        *c ^= b.rotate_left(4);
+        *b = b.wrapping_add(*a);
     }
-    h
+    fn finish(a: &mut u32, b: &mut u32, c: &mut u32) {
+        *c ^= *b;
+        *c = c.wrapping_sub(b.rotate_left(14));
+        *a ^= *c;
+        *a = a.wrapping_sub(c.rotate_left(11));
+        *b ^= *a;
+        *b = b.wrapping_sub(a.rotate_left(25));
+        *c ^= *b;
+        *c = c.wrapping_sub(b.rotate_left(16));
+        *a ^= *c;
+        *a = a.wrapping_sub(c.rotate_left(4));
+        *b ^= *a;
+        *b = b.wrapping_sub(a.rotate_left(14));
+        *c ^= *b;
+        *c = c.wrapping_sub(b.rotate_left(24));
+    }
+    let word = |w: &[u8]| u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+    let init = 0x9e37_79b9u32
+        .wrapping_add(k.len() as u32)
+        .wrapping_add(3_923_095);
+    let (mut a, mut b, mut c) = (init, init, init);
+    let mut rest = k;
+    while rest.len() >= 12 {
+        a = a.wrapping_add(word(&rest[0..4]));
+        b = b.wrapping_add(word(&rest[4..8]));
+        c = c.wrapping_add(word(&rest[8..12]));
+        mix(&mut a, &mut b, &mut c);
+        rest = &rest[12..];
+    }
+    // The last 0-11 bytes, little-endian; the lowest byte of c is left for the length.
+    let byte = |i: usize, shift: u32| rest.get(i).map_or(0, |&v| u32::from(v) << shift);
+    a = a.wrapping_add(byte(0, 0) + byte(1, 8) + byte(2, 16) + byte(3, 24));
+    b = b.wrapping_add(byte(4, 0) + byte(5, 8) + byte(6, 16) + byte(7, 24));
+    c = c.wrapping_add(byte(8, 8) + byte(9, 16) + byte(10, 24));
+    finish(&mut a, &mut b, &mut c);
+    c
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Values of PostgreSQL's `to_hex(hashtext(s))`.
+    #[test]
+    fn hash_any_is_postgresqls() {
+        for (s, h) in [
+            ("", 0xa7ea466d),
+            ("a", 0x401370b1),
+            ("abc", 0xd12feb97),
+            ("abcd", 0xe885082c),
+            ("abcdefgh", 0x8b1e9c33),
+            ("abcdefghijk", 0xa78ef3d3),
+            ("abcdefghijkl", 0xa1763ad4),
+            ("abcdefghijklm", 0x1830c6d0),
+            (
+                "too_long_12345678901234567890123456789012345678901234567890",
+                0xe0119164,
+            ),
+            (
+                "é_ünïcödé_名前_very_long_table_name_that_is_more_than_enough_bytes",
+                0xaa277477,
+            ),
+        ] {
+            assert_eq!(hash_any(s.as_bytes()), h, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn long_shard_names_are_cut_and_hashed_as_citus_does() {
+        assert_eq!(shard_name("events", 102008), "events_102008");
+        let long = "too_long_12345678901234567890123456789012345678901234567890";
+        let n = shard_name(long, 225000);
+        // 64 - len("_225000") - 10 = 47 bytes of the name, the hash, the suffix.
+        assert_eq!(n, format!("{}_e0119164_225000", &long[..47]));
+        assert!(n.len() <= 63);
+        let u = "é_ünïcödé_名前_very_long_table_name_that_is_more_than_enough_bytes";
+        let n = shard_name(u, 102008);
+        assert!(n.len() <= 63 && n.ends_with("_aa277477_102008"), "{n}");
+        // At the limit: 56 bytes + "_102008" = 63 fits whole; 57 does not.
+        assert_eq!(shard_name(&"x".repeat(56), 102008).len(), 63);
+        assert!(shard_name(&"x".repeat(57), 102008)
+            .contains(&format!("_{:08x}_", hash_any("x".repeat(57).as_bytes()))));
+    }
 
     #[test]
     fn ranges_cover_the_hash_space_without_gaps() {
