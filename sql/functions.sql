@@ -243,30 +243,41 @@ GRANT EXECUTE ON FUNCTION pg_catalog.tessera_cte_results(integer) TO PUBLIC;
 -- Any aggregate with a combine function, across shards, through PostgreSQL's partial
 -- aggregation (src/executor/partial_agg.rs): the workers run tessera_partial_agg, which returns
 -- the aggregate's transition state serialized; the coordinator runs tessera_combine_agg, which
--- combines those states and applies the aggregate's final function. Both check their inputs
--- against the aggregate's signature and the caller's right to execute it.
+-- combines those states and applies the aggregate's final function. tessera_partial_agg checks
+-- its inputs as the executor would; tessera_combine_agg takes the state as `internal`, a value
+-- only the Tessera scan makes (SQL cannot), so no user-supplied bytes reach a deserialization
+-- function. PARALLEL RESTRICTED: they run the aggregate's own functions, of any safety.
 CREATE FUNCTION pg_catalog.tessera_partial_agg_sfunc(internal, regprocedure, VARIADIC "any")
-RETURNS internal LANGUAGE C PARALLEL SAFE
+RETURNS internal LANGUAGE C PARALLEL RESTRICTED
+AS 'MODULE_PATHNAME', 'tessera_partial_agg_sfunc';
+CREATE FUNCTION pg_catalog.tessera_partial_agg_sfunc(internal, regprocedure)
+RETURNS internal LANGUAGE C PARALLEL RESTRICTED
 AS 'MODULE_PATHNAME', 'tessera_partial_agg_sfunc';
 CREATE FUNCTION pg_catalog.tessera_partial_agg_ffunc(internal)
-RETURNS bytea LANGUAGE C PARALLEL SAFE
+RETURNS bytea LANGUAGE C PARALLEL RESTRICTED
 AS 'MODULE_PATHNAME', 'tessera_partial_agg_ffunc';
 CREATE AGGREGATE pg_catalog.tessera_partial_agg(regprocedure, VARIADIC "any") (
     SFUNC = pg_catalog.tessera_partial_agg_sfunc, STYPE = internal,
-    FINALFUNC = pg_catalog.tessera_partial_agg_ffunc);
+    FINALFUNC = pg_catalog.tessera_partial_agg_ffunc, PARALLEL = RESTRICTED);
 COMMENT ON AGGREGATE pg_catalog.tessera_partial_agg(regprocedure, VARIADIC "any")
     IS 'a shard''s transition state of an aggregate, serialized (the distributed planner''s)';
-CREATE FUNCTION pg_catalog.tessera_combine_agg_sfunc(internal, oid, oid[], bytea, anyelement)
-RETURNS internal LANGUAGE C PARALLEL SAFE
+-- agg(*): a VARIADIC parameter needs at least one argument.
+CREATE AGGREGATE pg_catalog.tessera_partial_agg(regprocedure) (
+    SFUNC = pg_catalog.tessera_partial_agg_sfunc, STYPE = internal,
+    FINALFUNC = pg_catalog.tessera_partial_agg_ffunc, PARALLEL = RESTRICTED);
+COMMENT ON AGGREGATE pg_catalog.tessera_partial_agg(regprocedure)
+    IS 'a shard''s transition state of an aggregate without arguments (the distributed planner''s)';
+CREATE FUNCTION pg_catalog.tessera_combine_agg_sfunc(internal, oid, oid[], internal, anyelement)
+RETURNS internal LANGUAGE C PARALLEL RESTRICTED
 AS 'MODULE_PATHNAME', 'tessera_combine_agg_sfunc';
-CREATE FUNCTION pg_catalog.tessera_combine_agg_ffunc(internal, oid, oid[], bytea, anyelement)
-RETURNS anyelement LANGUAGE C PARALLEL SAFE
+CREATE FUNCTION pg_catalog.tessera_combine_agg_ffunc(internal, oid, oid[], internal, anyelement)
+RETURNS anyelement LANGUAGE C PARALLEL RESTRICTED
 AS 'MODULE_PATHNAME', 'tessera_combine_agg_ffunc';
-CREATE AGGREGATE pg_catalog.tessera_combine_agg(oid, oid[], bytea, anyelement) (
+CREATE AGGREGATE pg_catalog.tessera_combine_agg(oid, oid[], internal, anyelement) (
     SFUNC = pg_catalog.tessera_combine_agg_sfunc, STYPE = internal,
     FINALFUNC = pg_catalog.tessera_combine_agg_ffunc, FINALFUNC_EXTRA,
-    FINALFUNC_MODIFY = READ_WRITE);
-COMMENT ON AGGREGATE pg_catalog.tessera_combine_agg(oid, oid[], bytea, anyelement)
+    FINALFUNC_MODIFY = READ_WRITE, PARALLEL = RESTRICTED);
+COMMENT ON AGGREGATE pg_catalog.tessera_combine_agg(oid, oid[], internal, anyelement)
     IS 'an aggregate over the shards'' transition states (the distributed planner''s)';
 
 -- Aggregates that combine the workers' partial aggregates on the coordinator.

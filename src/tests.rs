@@ -44,6 +44,36 @@ mod tests {
         assert_eq!(text("SHOW citus.node_conninfo"), "sslmode=prefer");
     }
 
+    /// citus.node_conninfo is read by libpq's own parser: quoting, URIs, unknown keywords.
+    #[pg_test]
+    fn conninfo_is_read_by_libpq() {
+        use crate::connection::libpq::parse_conninfo;
+        use tessera_core::conninfo::quote_value;
+        for v in ["", "plain", "with space", "it's", "back\\slash", "ünïcode"] {
+            let s = format!("application_name={}", quote_value(v));
+            assert_eq!(
+                parse_conninfo(&s).unwrap(),
+                vec![("application_name".to_string(), v.to_string())],
+                "{s}"
+            );
+        }
+        assert_eq!(
+            parse_conninfo("sslmode=require  connect_timeout = '7'").unwrap(),
+            vec![
+                ("connect_timeout".to_string(), "7".to_string()),
+                ("sslmode".to_string(), "require".to_string()),
+            ]
+        );
+        assert_eq!(
+            parse_conninfo("postgresql://?sslmode=disable").unwrap(),
+            vec![("sslmode".to_string(), "disable".to_string())]
+        );
+        let e = parse_conninfo("sslmode=require no_such_option=1").unwrap_err();
+        assert!(e.contains("no_such_option"), "{e}");
+        assert!(parse_conninfo("sslmode").is_err());
+        assert!(parse_conninfo("a='unterminated").is_err());
+    }
+
     #[pg_test(error = "invalid configuration parameter name \"citus.no_such_setting\"")]
     fn citus_prefix_is_reserved() {
         Spi::run("SET citus.no_such_setting = 1").unwrap();

@@ -69,8 +69,40 @@ SELECT q, same(q) FROM (VALUES
   ('SELECT r9(stddev(x)), regr_count(y, x), aggs_fn.sumsq(n), aggs_fn.my_avg(n), json_agg(id) FROM %T WHERE id < 0'),
   ('SELECT g, r9(stddev(x)), aggs_fn.sumsq(n) FROM %T WHERE id < 0 GROUP BY g')
 ) v(q);
+-- A non-strict combine function sees a NULL state, as in PostgreSQL's parallel aggregation:
+-- one NULL makes nullprop_sum NULL, across shards as on one table. An aggregate without
+-- arguments (mycount(*)). A text state (timestamptz) travels in ISO form whatever the
+-- session's DateStyle and TimeZone, also when the statement prints dates as text.
+SELECT count(*) FROM run_command_on_all_nodes($cmd$
+CREATE FUNCTION aggs_fn.nn_add(int, int) RETURNS int LANGUAGE sql CALLED ON NULL INPUT
+  AS 'SELECT $1 + $2';
+CREATE AGGREGATE aggs_fn.nullprop_sum(int) (SFUNC = aggs_fn.nn_add, STYPE = int, INITCOND = '0',
+  COMBINEFUNC = aggs_fn.nn_add);
+CREATE AGGREGATE aggs_fn.mycount(*) (SFUNC = int8inc, STYPE = int8, INITCOND = '0',
+  COMBINEFUNC = int8pl);
+CREATE AGGREGATE aggs_fn.tsmax(timestamptz) (SFUNC = timestamptz_larger, STYPE = timestamptz,
+  COMBINEFUNC = timestamptz_larger);
+$cmd$) WHERE success;
+ALTER TABLE d ADD COLUMN ts timestamptz;
+ALTER TABLE l ADD COLUMN ts timestamptz;
+UPDATE d SET ts = TIMESTAMPTZ '2026-01-01 00:00:00+00' + id * INTERVAL '1 hour';
+UPDATE l SET ts = TIMESTAMPTZ '2026-01-01 00:00:00+00' + id * INTERVAL '1 hour';
+SELECT q, same(q) FROM (VALUES
+  ('SELECT aggs_fn.nullprop_sum(g), aggs_fn.nullprop_sum(id) FROM %T'),
+  ('SELECT g, aggs_fn.nullprop_sum(g) FROM %T GROUP BY g ORDER BY g'),
+  ('SELECT aggs_fn.mycount(*), count(*) FROM %T'),
+  ('SELECT g, aggs_fn.mycount(*) FROM %T WHERE id > 500 GROUP BY g ORDER BY g')
+) v(q);
+SET DateStyle = 'SQL, DMY';
+SET TimeZone = 'Asia/Kolkata';
+SELECT aggs_fn.tsmax(ts), max(ts::text) FROM d;
+SELECT aggs_fn.tsmax(ts), max(ts::text) FROM l;
+RESET DateStyle;
+RESET TimeZone;
 -- The workers compute the state, the coordinator combines it; EXPLAIN shows both.
+SET compute_query_id = off;
 EXPLAIN (COSTS OFF, VERBOSE) SELECT g, stddev(x) FROM d GROUP BY g;
+RESET compute_query_id;
 -- An aggregate that cannot be combined: the shards send rows, the coordinator aggregates.
 EXPLAIN (COSTS OFF) SELECT g, json_agg(id ORDER BY id) FROM d GROUP BY g;
 -- Prepared, with a generic plan.
@@ -89,15 +121,34 @@ GRANT SELECT ON d TO aggs_reader;
 SET ROLE aggs_reader;
 SELECT r9(stddev(x)), var_samp(n), aggs_fn.my_avg(n), json_agg(id ORDER BY id) FILTER (WHERE id < 4) FROM d;
 RESET ROLE;
--- The helper aggregates check what they are given when called directly.
-SELECT tessera_combine_agg('pg_catalog.sum(int8)'::regprocedure::oid, ARRAY['int8'::regtype::oid], '\x00'::bytea, NULL::int);
-SELECT tessera_combine_agg('pg_catalog.stddev(float8)'::regprocedure::oid, ARRAY['int4'::regtype::oid], '\x00'::bytea, NULL::float8);
-SELECT tessera_partial_agg('pg_catalog.sum(int8)'::regprocedure, 'x'::text);
-SELECT tessera_partial_agg('pg_catalog.percentile_disc(float8, anyelement)'::regprocedure, 0.5::float8, 1);
-REVOKE EXECUTE ON FUNCTION aggs_fn.sumsq(numeric) FROM PUBLIC;
+-- The helper aggregates, called directly by an application role, check what they are given
+-- as the executor would, and the combine step cannot be handed bytes at all: its state
+-- argument is `internal`, which only the Tessera scan makes.
 SET ROLE aggs_reader;
-SELECT tessera_combine_agg('aggs_fn.sumsq(numeric)'::regprocedure::oid, ARRAY['numeric'::regtype::oid], '1'::bytea, NULL::numeric);
-SELECT aggs_fn.sumsq(n) FROM d;
+SELECT tessera_combine_agg('pg_catalog.sum(int8)'::regprocedure::oid, ARRAY['int8'::regtype::oid], '\x00'::bytea, NULL::numeric);
+SELECT tessera_combine_agg('pg_catalog.sum(int8)'::regprocedure::oid, ARRAY['int8'::regtype::oid], NULL::internal, NULL::int);
+SELECT tessera_combine_agg('pg_catalog.avg(numeric)'::regprocedure::oid, ARRAY['numeric'::regtype::oid], NULL::internal, NULL::numeric);
+SELECT tessera_partial_agg('pg_catalog.sum(int8)'::regprocedure, 'x'::text);
+SELECT tessera_partial_agg('pg_catalog.sum(int8)'::regprocedure, 'x');
+SELECT tessera_partial_agg('pg_catalog.percentile_disc(float8, anyelement)'::regprocedure, 0.5::float8, 1);
+RESET ROLE;
+-- Polymorphic inputs must be the types a real call passes (the parser coerces those), and a
+-- strict transition function without an initial value must take its state type (as
+-- PostgreSQL's executor checks): otherwise C functions would read values of another type.
+SELECT count(*) FROM run_command_on_all_nodes($cmd$
+CREATE AGGREGATE aggs_fn.rep(anycompatible, anycompatible) (SFUNC = array_replace,
+  STYPE = anycompatiblearray, INITCOND = '{abc}');
+CREATE FUNCTION aggs_fn.pick(anyelement, anyarray) RETURNS anyelement STRICT LANGUAGE sql
+  AS 'SELECT $2[1]';
+CREATE AGGREGATE aggs_fn.weird(anyarray) (SFUNC = aggs_fn.pick, STYPE = anyelement);
+GRANT EXECUTE ON FUNCTION aggs_fn.rep(anycompatible, anycompatible), aggs_fn.weird(anyarray) TO aggs_reader;
+$cmd$) WHERE success;
+SET ROLE aggs_reader;
+SELECT tessera_partial_agg('aggs_fn.rep(anycompatible,anycompatible)'::regprocedure, 'abc'::bytea, 'x');
+SELECT tessera_partial_agg('aggs_fn.rep(anycompatible,anycompatible)'::regprocedure, 1.5::numeric, 12345);
+SELECT tessera_partial_agg('aggs_fn.rep(anycompatible,anycompatible)'::regprocedure, 1.5::float8, 7);
+SELECT tessera_partial_agg('aggs_fn.rep(anycompatible,anycompatible)'::regprocedure, 'abc'::text, 'dddd'::text) IS NOT NULL AS same_types_run;
+SELECT tessera_partial_agg('aggs_fn.weird(anyarray)'::regprocedure, ARRAY[5::int8]);
 RESET ROLE;
 -- An aggregate the workers do not have: their error (which node answers first varies).
 CREATE AGGREGATE coordinator_only(int) (SFUNC = int4pl, STYPE = int, COMBINEFUNC = int4pl);

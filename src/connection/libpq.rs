@@ -18,6 +18,42 @@ pub enum ConnectPoll {
     Failed,
 }
 
+/// The keywords and values of a conninfo string, read by libpq's own parser
+/// (`PQconninfoParse`: `keyword=value` pairs with quoting, or a `postgresql://` URI; unknown
+/// keywords are errors). Only the keywords the string sets are returned.
+pub fn parse_conninfo(conninfo: &str) -> Result<Vec<(String, String)>, String> {
+    let c = std::ffi::CString::new(conninfo).map_err(|_| "a NUL byte in the string".to_string())?;
+    let mut err: *mut std::ffi::c_char = std::ptr::null_mut();
+    // SAFETY: PQconninfoParse reads the NUL-terminated string; it returns an array ended by an
+    // entry with a null keyword (freed with PQconninfoFree) or null and a message (PQfreemem).
+    unsafe {
+        let opts = pq::PQconninfoParse(c.as_ptr(), &mut err);
+        if opts.is_null() {
+            let msg = if err.is_null() {
+                "out of memory".to_string()
+            } else {
+                let m = CStr::from_ptr(err).to_string_lossy().trim_end().to_string();
+                pq::PQfreemem(err as *mut std::ffi::c_void);
+                m
+            };
+            return Err(msg);
+        }
+        let mut out = Vec::new();
+        let mut o = opts;
+        while !(*o).keyword.is_null() {
+            if !(*o).val.is_null() {
+                out.push((
+                    CStr::from_ptr((*o).keyword).to_string_lossy().into_owned(),
+                    CStr::from_ptr((*o).val).to_string_lossy().into_owned(),
+                ));
+            }
+            o = o.add(1);
+        }
+        pq::PQconninfoFree(opts);
+        Ok(out)
+    }
+}
+
 /// One libpq connection. Dropping it cancels any command still running on the node, then
 /// closes the connection.
 pub struct Connection {

@@ -103,13 +103,15 @@ impl ConnKey {
 
     /// The libpq parameters for a new connection with this key.
     pub fn params(&self) -> Result<ConnParams, TesseraError> {
-        let extra = conninfo::validate_extra(&gucs::node_conninfo()).map_err(|e| {
-            TesseraError::new(
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("invalid citus.node_conninfo: {e}"),
-            )
-            .hint("Fix citus.node_conninfo in postgresql.conf and reload the configuration.")
-        })?;
+        let extra = libpq::parse_conninfo(&gucs::node_conninfo())
+            .and_then(|pairs| conninfo::validate_extra(pairs).map_err(|e| e.0))
+            .map_err(|e| {
+                TesseraError::new(
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("invalid citus.node_conninfo: {e}"),
+                )
+                .hint("Fix citus.node_conninfo in postgresql.conf and reload the configuration.")
+            })?;
         Ok(ConnParams::new(
             &self.node.host,
             self.node.port,

@@ -106,6 +106,9 @@ pub(crate) struct ScanRun {
     pub outputs: std::cell::RefCell<Vec<Option<(pg_sys::Oid, pg_sys::FmgrInfo)>>>,
     /// Per scan column: input function, its I/O parameter, typmod.
     inputs: Vec<(pg_sys::FmgrInfo, pg_sys::Oid, i32)>,
+    /// Per scan column: the aggregate whose partial states it holds (handed on as `internal`
+    /// values, see partial_agg.rs), or None for a plain column.
+    partial_states: Vec<Option<pg_sys::Oid>>,
 }
 
 /// The decoded plan of a Tessera CustomScan.
@@ -184,8 +187,18 @@ unsafe extern "C-unwind" fn begin_scan(
         }
         let desc = (*(*node).ss.ss_ScanTupleSlot).tts_tupleDescriptor;
         let mut inputs = Vec::new();
-        for i in 0..(*desc).natts as usize {
+        let mut partial_states = vec![None; (*desc).natts as usize];
+        for &(col, agg) in &plan.partial_states {
+            if let Some(p) = partial_states.get_mut(col) {
+                *p = Some(pg_sys::Oid::from(agg));
+            }
+        }
+        for (i, partial) in partial_states.iter().enumerate() {
             let att = (*desc).attrs.as_ptr().add(i);
+            if partial.is_some() {
+                inputs.push((pg_sys::FmgrInfo::default(), pg_sys::InvalidOid, -1));
+                continue;
+            }
             let (mut input, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
             pg_sys::getTypeInputInfo((*att).atttypid, &mut input, &mut ioparam);
             let mut finfo = pg_sys::FmgrInfo::default();
@@ -212,6 +225,7 @@ unsafe extern "C-unwind" fn begin_scan(
             child_qd: std::ptr::null_mut(),
             ran: false,
             inputs,
+            partial_states,
         });
         (*state).run = Box::into_raw(run);
         let cb = pg_sys::MemoryContextAlloc(
@@ -362,6 +376,15 @@ unsafe extern "C-unwind" fn next_row(ss: *mut pg_sys::ScanState) -> *mut pg_sys:
                     None => {
                         *values = pg_sys::Datum::from(0);
                         *nulls = true;
+                    }
+                    Some(text) if run.partial_states[col].is_some() => {
+                        // Kept until the query ends: a Sort above the scan holds rows.
+                        *values = partial_agg::partial_state_datum(
+                            text,
+                            run.partial_states[col].expect("checked"),
+                            (*(*ss).ps.state).es_query_cxt,
+                        );
+                        *nulls = false;
                     }
                     Some(text) => {
                         *values = pg_sys::InputFunctionCall(

@@ -5,16 +5,25 @@
 //!   aggregate's transition function over the shard's rows and returns the transition state,
 //!   serialized: with the aggregate's `aggserialfn` when the state is `internal`, as the state
 //!   type's text otherwise (a bytea either way).
-//! - On the coordinator, `tessera_combine_agg(agg, input types, partial, NULL::result type)`
+//! - On the coordinator, `tessera_combine_agg(agg, input types, state, NULL::result type)`
 //!   reads each state back (`aggdeserialfn`, or the state type's input function), merges them
-//!   with the aggregate's `aggcombinefn` and applies its final function.
+//!   with the aggregate's `aggcombinefn` and applies its final function. The partial state
+//!   reaches it as `internal`: the Tessera scan makes that value from the worker's column
+//!   ([`partial_state_datum`]), and SQL cannot make one, so no user-supplied bytes ever reach a
+//!   deserialization function (which trust their input, as parallel query's do).
+//!
+//! A serialized state is one flag byte (0: the state is NULL, 1: a value follows) and the
+//! value; text states are printed and read under portable settings (ISO dates, exact floats),
+//! whatever the session's.
 //!
 //! So every aggregate with a combine function works across shards (stddev, variance, regr_*,
 //! and users' own) with the answer one node computes. The aggregate's own functions run with
 //! the calling aggregate's context (`AggCheckCallContext` works in them) and with call
 //! expressions built as the executor builds them (so polymorphic ones see their actual types).
-//! Both functions are callable by anyone, so they check what they are given: the inputs must
-//! match the aggregate's signature, the result type its result, and the caller may execute it.
+//! `tessera_partial_agg` is callable by anyone, so it checks what it is given as the executor
+//! would: the inputs must be the aggregate's own types (no `unknown`, no mixed polymorphic
+//! types), a strict transition function without an initial value must take its state type, and
+//! the caller and the aggregate's owner may execute what runs.
 
 use std::ffi::{c_int, CStr};
 
@@ -196,7 +205,8 @@ const POLYMORPHIC: [pg_sys::Oid; 11] = [
 ];
 
 /// The aggregate's result type for these input types, after checking that the inputs are the
-/// ones it takes and that the current user may execute it.
+/// ones it takes (exactly: the parser has already coerced a real call's arguments) and that
+/// the current user may execute it.
 ///
 /// # Safety
 /// Runs catalog lookups; call inside a transaction.
@@ -219,14 +229,7 @@ unsafe fn check_inputs(aggfnoid: pg_sys::Oid, inputs: &[pg_sys::Oid]) -> pg_sys:
         let mut nargs: c_int = 0;
         let rettype = pg_sys::get_func_signature(aggfnoid, &mut declared, &mut nargs);
         let declared = std::slice::from_raw_parts_mut(declared, nargs as usize);
-        let fits = declared.len() == inputs.len()
-            && declared.iter().zip(inputs).all(|(&d, &a)| {
-                d == a
-                    || d == pg_sys::ANYOID
-                    || POLYMORPHIC.contains(&d)
-                    || pg_sys::IsBinaryCoercible(a, d)
-            });
-        if !fits {
+        let mismatch = || -> ! {
             error(
                 PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
                 format!(
@@ -234,8 +237,59 @@ unsafe fn check_inputs(aggfnoid: pg_sys::Oid, inputs: &[pg_sys::Oid]) -> pg_sys:
                     proc_name(aggfnoid)
                 ),
             )
-            .report();
+            .report()
+        };
+        if declared.len() != inputs.len()
+            || inputs
+                .iter()
+                .any(|&a| a == pg_sys::UNKNOWNOID || a == pg_sys::CSTRINGOID)
+        {
+            mismatch();
         }
+        // Arguments of one polymorphic kind must all have the same type (the parser coerces a
+        // real call's anycompatible arguments to their common type before any call is made).
+        for (i, (&d, &a)) in declared.iter().zip(inputs).enumerate() {
+            let fits = if POLYMORPHIC.contains(&d) {
+                declared[..i]
+                    .iter()
+                    .zip(inputs)
+                    .all(|(&d2, &a2)| d2 != d || a2 == a)
+            } else {
+                d == a || d == pg_sys::ANYOID || pg_sys::IsBinaryCoercible(a, d)
+            };
+            if !fits {
+                mismatch();
+            }
+        }
+        let element = |kinds: &[pg_sys::Oid], arrays: &[pg_sys::Oid]| {
+            let elem = declared
+                .iter()
+                .zip(inputs)
+                .find(|(d, _)| kinds.contains(d))
+                .map(|(_, &a)| a);
+            let array = declared
+                .iter()
+                .zip(inputs)
+                .find(|(d, _)| arrays.contains(d))
+                .map(|(_, &a)| a);
+            if let (Some(e), Some(arr)) = (elem, array) {
+                if pg_sys::get_element_type(arr) != e {
+                    mismatch();
+                }
+            }
+        };
+        element(
+            &[pg_sys::ANYCOMPATIBLEOID, pg_sys::ANYCOMPATIBLENONARRAYOID],
+            &[pg_sys::ANYCOMPATIBLEARRAYOID],
+        );
+        element(
+            &[
+                pg_sys::ANYELEMENTOID,
+                pg_sys::ANYNONARRAYOID,
+                pg_sys::ANYENUMOID,
+            ],
+            &[pg_sys::ANYARRAYOID],
+        );
         pg_sys::enforce_generic_type_consistency(
             inputs.as_ptr(),
             declared.as_mut_ptr(),
@@ -243,6 +297,49 @@ unsafe fn check_inputs(aggfnoid: pg_sys::Oid, inputs: &[pg_sys::Oid]) -> pg_sys:
             rettype,
             false,
         )
+    }
+}
+
+/// The owner of a function.
+///
+/// # Safety
+/// Runs a syscache lookup; call inside a transaction.
+unsafe fn proc_owner(fnoid: pg_sys::Oid) -> pg_sys::Oid {
+    // SAFETY: the tuple is pinned until ReleaseSysCache; proowner (attribute 4 of pg_proc) is
+    // read by number.
+    unsafe {
+        let cache = pg_sys::SysCacheIdentifier::PROCOID as c_int;
+        let tuple = pg_sys::SearchSysCache1(cache, pg_sys::Datum::from(fnoid));
+        if tuple.is_null() {
+            return pg_sys::InvalidOid;
+        }
+        let mut isnull = false;
+        let owner = pg_sys::SysCacheGetAttr(cache, tuple, 4, &mut isnull);
+        pg_sys::ReleaseSysCache(tuple);
+        pg_sys::Oid::from(owner.value() as u32)
+    }
+}
+
+/// As the executor checks: the aggregate's owner may execute each function the aggregate
+/// runs.
+///
+/// # Safety
+/// Runs catalog lookups; call inside a transaction.
+unsafe fn check_support_functions(aggfnoid: pg_sys::Oid, functions: &[pg_sys::Oid]) {
+    // SAFETY: catalog lookups.
+    unsafe {
+        let owner = proc_owner(aggfnoid);
+        for &f in functions.iter().filter(|&&f| f != pg_sys::InvalidOid) {
+            if pg_sys::pg_proc_aclcheck(f, owner, pg_sys::ACL_EXECUTE as pg_sys::AclMode)
+                != pg_sys::AclResult::ACLCHECK_OK
+            {
+                TesseraError::new(
+                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    format!("permission denied for function {}", proc_name(f)),
+                )
+                .report();
+            }
+        }
     }
 }
 
@@ -310,6 +407,7 @@ unsafe fn build_info(
     side: Side,
     aggfnoid: pg_sys::Oid,
     inputs: &[pg_sys::Oid],
+    variadic: bool,
     result_type: Option<pg_sys::Oid>,
     collation: pg_sys::Oid,
     cxt: pg_sys::MemoryContext,
@@ -341,6 +439,13 @@ unsafe fn build_info(
             )
             .report();
         }
+        check_support_functions(
+            aggfnoid,
+            &match side {
+                Side::Worker => vec![cat.transfn, cat.serialfn],
+                Side::Coordinator => vec![cat.combinefn, cat.deserialfn, cat.finalfn],
+            },
+        );
         let mut types = inputs.to_vec();
         let n = types.len() as c_int;
         let transtype = pg_guard_ffi_boundary(|| {
@@ -367,7 +472,7 @@ unsafe fn build_info(
                     types.as_mut_ptr(),
                     n,
                     0,
-                    false,
+                    variadic,
                     transtype,
                     collation,
                     cat.transfn,
@@ -376,6 +481,21 @@ unsafe fn build_info(
                     &mut unused,
                 );
                 step = Call::new(cat.transfn, expr, types.len() + 1, collation, cxt);
+                // As ExecInitAgg: a strict transition function without an initial value takes
+                // its first input as the state, so that input must be of the state type.
+                if step.strict()
+                    && cat.initval.is_none()
+                    && !types
+                        .first()
+                        .is_some_and(|&t| pg_sys::IsBinaryCoercible(t, transtype))
+                {
+                    pg_sys::MemoryContextSwitchTo(old);
+                    TesseraError::new(
+                        PgSqlErrorCode::ERRCODE_INVALID_FUNCTION_DEFINITION,
+                        format!("aggregate {name} needs to have compatible input type and transition type"),
+                    )
+                    .report();
+                }
                 serial = if internal {
                     if cat.serialfn == pg_sys::InvalidOid {
                         missing("serialization");
@@ -522,6 +642,19 @@ unsafe fn copy_into(
     }
 }
 
+/// Whether a varlena datum is a read-write expanded object.
+///
+/// # Safety
+/// `value` is a valid non-null varlena datum.
+unsafe fn is_expanded_rw(value: pg_sys::Datum) -> bool {
+    // SAFETY: the first byte is a varlena header; 0x01 marks an external pointer whose tag
+    // (second byte) 3 says expanded read-write.
+    unsafe {
+        let p = value.cast_mut_ptr::<u8>();
+        *p == 0x01 && *p.add(1) == 3
+    }
+}
+
 /// Whether a varlena datum is a read-write expanded object whose memory is a child of `cxt`
 /// (PostgreSQL keeps such a state as it is instead of copying it).
 ///
@@ -531,11 +664,8 @@ unsafe fn expanded_in(value: pg_sys::Datum, cxt: pg_sys::MemoryContext) -> bool 
     // SAFETY: the first byte is a varlena header; 0x01 marks an external pointer whose tag
     // (second byte) says expanded read-write (3), and then DatumGetEOHP reads its header.
     unsafe {
-        let p = value.cast_mut_ptr::<u8>();
-        if *p != 0x01 || *p.add(1) != 3 {
-            return false;
-        }
-        pg_sys::MemoryContextGetParent((*pg_sys::DatumGetEOHP(value)).eoh_context) == cxt
+        is_expanded_rw(value)
+            && pg_sys::MemoryContextGetParent((*pg_sys::DatumGetEOHP(value)).eoh_context) == cxt
     }
 }
 
@@ -595,11 +725,17 @@ unsafe fn advance(
         all.extend_from_slice(input);
         let (mut value, isnull) = info.step.call(context, &all);
         if !info.trans_byval && value != (*st).value {
-            if !isnull && !expanded_in(value, cxt) {
+            // Only varlena states can be expanded objects.
+            let varlena = info.trans_len == -1;
+            if !(isnull || varlena && expanded_in(value, cxt)) {
                 value = copy_into(info, cxt, value);
             }
-            if !(*st).isnull && !expanded_in((*st).value, cxt) {
-                pg_sys::pfree((*st).value.cast_mut_ptr());
+            if !(*st).isnull {
+                if varlena && is_expanded_rw((*st).value) {
+                    pg_sys::DeleteExpandedObject((*st).value);
+                } else {
+                    pg_sys::pfree((*st).value.cast_mut_ptr());
+                }
             }
         }
         (*st).value = value;
@@ -675,6 +811,7 @@ pub unsafe extern "C-unwind" fn tessera_partial_agg_sfunc(
                 Side::Worker,
                 aggfnoid,
                 &inputs,
+                pg_sys::get_fn_expr_variadic((*fcinfo).flinfo),
                 None,
                 (*fcinfo).fncollation,
                 mcxt,
@@ -695,7 +832,8 @@ pub unsafe extern "C-unwind" fn tessera_partial_agg_sfunc(
     }
 }
 
-/// `tessera_partial_agg_ffunc(internal)`: the group's transition state, serialized.
+/// `tessera_partial_agg_ffunc(internal)`: the group's transition state, serialized (a flag
+/// byte, then the value).
 ///
 /// # Safety
 /// Called by PostgreSQL's function manager as an aggregate's final function.
@@ -709,26 +847,108 @@ pub unsafe extern "C-unwind" fn tessera_partial_agg_ffunc(
     unsafe {
         agg_context(fcinfo, "tessera_partial_agg");
         let a = args(fcinfo)[0];
-        // No row reached this group's state (an empty shard), or the state is NULL: either way
-        // nothing to combine.
-        let st = a.value.cast_mut_ptr::<State>();
-        if a.isnull || (*st).isnull {
+        // No row reached this group's state (an empty shard): nothing to combine.
+        if a.isnull {
             (*fcinfo).isnull = true;
             return pg_sys::Datum::from(0);
         }
+        let st = a.value.cast_mut_ptr::<State>();
         let info = &*(*st).info;
-        match &info.serial {
-            Some(serial) => {
-                let (d, isnull) = serial.call((*fcinfo).context, &[((*st).value, false)]);
-                (*fcinfo).isnull = isnull;
-                d
-            }
-            None => {
-                let text = pg_sys::OidOutputFunctionCall(info.io_fn, (*st).value);
-                let len = CStr::from_ptr(text).to_bytes().len();
-                pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(text, len as c_int))
+        let mut bytes = vec![u8::from(!(*st).isnull)];
+        if !(*st).isnull {
+            match &info.serial {
+                Some(serial) => {
+                    let (d, isnull) = serial.call((*fcinfo).context, &[((*st).value, false)]);
+                    if isnull {
+                        bytes[0] = 0;
+                    } else {
+                        let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+                        bytes.extend_from_slice(varlena_bytes(v));
+                    }
+                }
+                None => {
+                    let _portable = crate::pg::guc::GucScope::portable_output();
+                    let text = pg_sys::OidOutputFunctionCall(info.io_fn, (*st).value);
+                    bytes.extend_from_slice(CStr::from_ptr(text).to_bytes());
+                }
             }
         }
+        pg_sys::Datum::from(bytea_of(&bytes))
+    }
+}
+
+/// The data bytes of a detoasted varlena (short or long header).
+///
+/// # Safety
+/// `v` is a detoasted (possibly short-header) varlena that outlives the slice.
+unsafe fn varlena_bytes<'a>(v: *const pg_sys::varlena) -> &'a [u8] {
+    // SAFETY: a 1-byte header (low bit set) holds the total length in its upper 7 bits; a
+    // 4-byte header holds it in its upper 30 bits (little-endian), as varatt.h reads them.
+    unsafe {
+        let p = v as *const u8;
+        if *p & 0x01 == 0x01 {
+            let total = (*p >> 1) as usize;
+            std::slice::from_raw_parts(p.add(1), total.saturating_sub(1))
+        } else {
+            let header = u32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)]);
+            let total = (header >> 2) as usize;
+            std::slice::from_raw_parts(p.add(4), total.saturating_sub(4))
+        }
+    }
+}
+
+/// A new bytea (palloc'd in the current context) holding `bytes`.
+fn bytea_of(bytes: &[u8]) -> *mut pg_sys::varlena {
+    // SAFETY: cstring_to_text_with_len copies `len` bytes into a new varlena; text and bytea
+    // share the layout, and the bytes need no terminator.
+    unsafe {
+        pg_sys::cstring_to_text_with_len(
+            bytes.as_ptr() as *const std::ffi::c_char,
+            bytes.len() as c_int,
+        )
+    }
+}
+
+/// What the Tessera scan hands `tessera_combine_agg` for a worker's partial-state column: the
+/// serialized state and the aggregate it is a state of (from the plan, not from the row).
+#[repr(C)]
+struct PartialState {
+    magic: u64,
+    aggfnoid: pg_sys::Oid,
+    bytes: *mut pg_sys::varlena,
+}
+
+const PARTIAL_STATE_MAGIC: u64 = 0x7465_7373_6572_6131;
+
+/// The `internal` datum for a partial-state column of a worker row: `text` is the bytea as the
+/// worker printed it; the state is allocated in `cxt`, which lives until the query ends (a Sort
+/// above the scan keeps rows).
+///
+/// # Safety
+/// `text` is NUL-terminated; `cxt` is valid for the rest of the query.
+pub(crate) unsafe fn partial_state_datum(
+    text: &CStr,
+    aggfnoid: pg_sys::Oid,
+    cxt: pg_sys::MemoryContext,
+) -> pg_sys::Datum {
+    // SAFETY: byteain parses the worker's text into a bytea; the struct is written whole into
+    // an allocation of its size.
+    unsafe {
+        let old = pg_sys::MemoryContextSwitchTo(cxt);
+        let bytes = pg_sys::OidInputFunctionCall(
+            pg_sys::Oid::from(pg_sys::F_BYTEAIN),
+            text.as_ptr() as *mut std::ffi::c_char,
+            pg_sys::InvalidOid,
+            -1,
+        );
+        let st = pg_sys::palloc(std::mem::size_of::<PartialState>()) as *mut PartialState;
+        st.write(PartialState {
+            magic: PARTIAL_STATE_MAGIC,
+            aggfnoid,
+            bytes: bytes.cast_mut_ptr(),
+        });
+        pg_sys::MemoryContextSwitchTo(old);
+        pg_sys::Datum::from(st)
     }
 }
 
@@ -820,6 +1040,7 @@ unsafe fn combine_info(
                 Side::Coordinator,
                 pg_sys::Oid::from(fnoid.value() as u32),
                 &oid_array(types),
+                false,
                 Some(result),
                 (*fcinfo).fncollation,
                 mcxt,
@@ -828,8 +1049,8 @@ unsafe fn combine_info(
     }
 }
 
-/// `tessera_combine_agg_sfunc(internal, oid, oid[], bytea, anyelement)`: one worker's partial
-/// state into the group's state.
+/// `tessera_combine_agg_sfunc(internal, oid, oid[], internal, anyelement)`: one worker's
+/// partial state into the group's state.
 ///
 /// # Safety
 /// Called by PostgreSQL's function manager as an aggregate's transition function.
@@ -862,18 +1083,57 @@ pub unsafe extern "C-unwind" fn tessera_combine_agg_sfunc(
         if a[3].isnull {
             return pg_sys::Datum::from(st);
         }
+        // SAFETY: an `internal` argument cannot come from SQL: this one is the Tessera scan's
+        // (partial_state_datum), checked by its mark and its aggregate.
+        let given = a[3].value.cast_mut_ptr::<PartialState>();
+        if (*given).magic != PARTIAL_STATE_MAGIC || (*given).aggfnoid != (*info).aggfnoid {
+            error(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                "tessera_combine_agg was given a state of another aggregate".into(),
+            )
+            .report();
+        }
         let i = &*info;
-        let partial = match &i.serial {
-            Some(deserial) => deserial.call(
-                (*fcinfo).context,
-                &[(a[3].value, false), (pg_sys::Datum::from(0), true)],
-            ),
-            None => {
-                let text = pg_sys::text_to_cstring(a[3].value.cast_mut_ptr());
-                (
-                    pg_sys::OidInputFunctionCall(i.io_fn, text, i.io_param, -1),
-                    false,
-                )
+        let payload = varlena_bytes(pg_sys::pg_detoast_datum_packed((*given).bytes));
+        let Some((&flag, value)) = payload.split_first() else {
+            error(
+                PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
+                "an empty partial aggregate state".into(),
+            )
+            .report();
+        };
+        let partial = if flag == 0 {
+            (pg_sys::Datum::from(0), true)
+        } else {
+            match &i.serial {
+                Some(deserial) => deserial.call(
+                    (*fcinfo).context,
+                    &[
+                        (pg_sys::Datum::from(bytea_of(value)), false),
+                        (pg_sys::Datum::from(0), true),
+                    ],
+                ),
+                None => {
+                    let _portable = crate::pg::guc::GucScope::portable_output();
+                    let text = std::ffi::CString::new(value)
+                        .map_err(|_| ())
+                        .unwrap_or_else(|_| {
+                            error(
+                                PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
+                                "a partial aggregate state holds a NUL byte".into(),
+                            )
+                            .report()
+                        });
+                    (
+                        pg_sys::OidInputFunctionCall(
+                            i.io_fn,
+                            text.as_ptr() as *mut _,
+                            i.io_param,
+                            -1,
+                        ),
+                        false,
+                    )
+                }
             }
         };
         advance(st, cxt, (*fcinfo).context, &[partial]);
@@ -881,7 +1141,7 @@ pub unsafe extern "C-unwind" fn tessera_combine_agg_sfunc(
     }
 }
 
-/// `tessera_combine_agg_ffunc(internal, oid, oid[], bytea, anyelement)`: the aggregate's final
+/// `tessera_combine_agg_ffunc(internal, oid, oid[], internal, anyelement)`: the aggregate's final
 /// function over the combined state (its initial value when no worker sent one).
 ///
 /// # Safety
@@ -902,13 +1162,19 @@ pub unsafe extern "C-unwind" fn tessera_combine_agg_ffunc(
             a.value.cast_mut_ptr::<State>()
         };
         let info = &*(*st).info;
+        // As finalize_aggregate: the final function (or the caller) sees a read-only state.
+        let value = if !(*st).isnull && info.trans_len == -1 {
+            pg_sys::MakeExpandedObjectReadOnlyInternal((*st).value)
+        } else {
+            (*st).value
+        };
         match &info.finalfn {
             None => {
                 (*fcinfo).isnull = (*st).isnull;
-                (*st).value
+                value
             }
             Some(f) => {
-                let mut input = vec![((*st).value, (*st).isnull)];
+                let mut input = vec![(value, (*st).isnull)];
                 input.resize(f.nargs, (pg_sys::Datum::from(0), true));
                 if f.strict() && input.iter().any(|&(_, null)| null) {
                     (*fcinfo).isnull = true;

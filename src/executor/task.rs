@@ -287,8 +287,8 @@ pub unsafe fn copy_tasks(
         let shard_id = c.anchor.shards[if c.anchor.is_reference() { 0 } else { k }].shard_id;
         let sql = format!(
             "COPY {}.{} ({columns}) FROM STDIN",
-            tessera_core::plan::quote_ident(&target.schema),
-            tessera_core::plan::quote_ident(&tessera_core::sharding::shard_name(
+            target.schema_sql,
+            tessera_core::plan::quote_shard_name(&tessera_core::sharding::shard_name(
                 &target.name,
                 shard_id
             )),

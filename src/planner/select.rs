@@ -72,6 +72,11 @@ pub(crate) unsafe fn plan_select(
             true,
         )?;
         plan.notes = split.notes.clone();
+        plan.partial_states = split
+            .partial_states
+            .iter()
+            .map(|&(col, agg)| (col, agg.to_u32()))
+            .collect();
         let stmt =
             combine::plan_combine(&split, &plan, query_string, cursor_options, bound_params)?;
         // The combine plan's range table holds only the scan's function; add the user's tables

@@ -639,8 +639,8 @@ unsafe fn local_table_query(rte: *mut pg_sys::RangeTblEntry) -> Option<*mut pg_s
         let (schema, name) = crate::pg::nodes::rel_schema_and_name((*rte).relid);
         let sql = format!(
             "SELECT * FROM {}.{}",
-            tessera_core::plan::quote_ident(&schema),
-            tessera_core::plan::quote_ident(&name)
+            pgrx::spi::quote_identifier(&schema),
+            pgrx::spi::quote_identifier(&name)
         );
         let c = std::ffi::CString::new(sql).ok()?;
         let text = crate::pg::nodes::pstrdup(c.to_str().ok()?);

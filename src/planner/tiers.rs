@@ -82,6 +82,7 @@ fn tables_of(a: &Analysis) -> (Vec<TableRef>, usize) {
             relid: m.table.relid.to_u32(),
             schema: m.schema.clone(),
             name: m.name.clone(),
+            schema_sql: pgrx::spi::quote_identifier(&m.schema),
         });
     }
     (tables, 0)
@@ -129,5 +130,6 @@ pub(crate) unsafe fn base_plan(
         evaluated,
         prints_floats: prints.floats,
         session_date_style: prints.datetimes && !zoned,
+        partial_states: Vec::new(),
     })
 }

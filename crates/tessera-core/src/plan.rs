@@ -11,11 +11,13 @@
 //! splices each table's shard name into the template: no string search, only the ranges the
 //! parser reported.
 
+use serde::{Deserialize, Serialize};
+
 use crate::sharding::shard_name;
 use crate::sqltext::splice;
 
 /// How a query is distributed (shown by EXPLAIN).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Tier {
     /// One distributed table, pinned to one shard by `dist_col = value`.
     FastPathRouter,
@@ -33,27 +35,10 @@ impl Tier {
             Tier::MultiShard => "Multi-Shard",
         }
     }
-
-    fn code(self) -> &'static str {
-        match self {
-            Tier::FastPathRouter => "F",
-            Tier::Router => "R",
-            Tier::MultiShard => "M",
-        }
-    }
-
-    fn from_code(s: &str) -> Option<Tier> {
-        match s {
-            "F" => Some(Tier::FastPathRouter),
-            "R" => Some(Tier::Router),
-            "M" => Some(Tier::MultiShard),
-            _ => None,
-        }
-    }
 }
 
 /// The statement kind the workers run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     Select,
     Insert,
@@ -61,29 +46,8 @@ pub enum Command {
     Delete,
 }
 
-impl Command {
-    fn code(self) -> &'static str {
-        match self {
-            Command::Select => "S",
-            Command::Insert => "I",
-            Command::Update => "U",
-            Command::Delete => "D",
-        }
-    }
-
-    fn from_code(s: &str) -> Option<Command> {
-        match s {
-            "S" => Some(Command::Select),
-            "I" => Some(Command::Insert),
-            "U" => Some(Command::Update),
-            "D" => Some(Command::Delete),
-            _ => None,
-        }
-    }
-}
-
 /// Which shard group(s) a plan runs on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Pin {
     /// Every shard group (multi-shard).
     All,
@@ -97,15 +61,18 @@ pub enum Pin {
 }
 
 /// A table the worker SQL names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableRef {
     pub relid: u32,
     pub schema: String,
     pub name: String,
+    /// The schema name as SQL: quoted by PostgreSQL's own `quote_identifier` when the plan is
+    /// made (its keyword list is the server's), so tasks splice it as it is.
+    pub schema_sql: String,
 }
 
 /// A table reference in the template: bytes `start..end` name `tables[table]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Site {
     pub start: usize,
     pub end: usize,
@@ -116,7 +83,7 @@ pub struct Site {
 /// (`$param_base+1 .. $param_base+columns`) at bytes `values_start..values_end`; the executor
 /// evaluates the rows on the coordinator, routes each by its distribution value, and writes
 /// one multi-row VALUES list per shard there.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InsertShape {
     pub columns: usize,
     /// Which column (0-based) is the distribution column; `None` for reference tables.
@@ -151,7 +118,7 @@ impl InsertShape {
 }
 
 /// Everything the executor needs to run a distributed query.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DistPlan {
     pub tier: Tier,
     pub command: Command,
@@ -179,6 +146,11 @@ pub struct DistPlan {
     /// names a time zone: the nodes then print dates and times in the session's `DateStyle`,
     /// not in ISO form.
     pub session_date_style: bool,
+    /// Columns of the worker rows that hold partial aggregate states (0-based), with the
+    /// aggregate (its OID on the coordinator) each is a state of: the scan hands them to
+    /// `tessera_combine_agg` as `internal` values.
+    #[serde(default)]
+    pub partial_states: Vec<(usize, u32)>,
 }
 
 impl DistPlan {
@@ -208,8 +180,8 @@ impl DistPlan {
                     s.end,
                     format!(
                         "{}.{}",
-                        quote_ident(&t.schema),
-                        quote_ident(&shard_name(&t.name, shard_ids[s.table]))
+                        t.schema_sql,
+                        quote_shard_name(&shard_name(&t.name, shard_ids[s.table]))
                     ),
                 )
             })
@@ -218,333 +190,53 @@ impl DistPlan {
         splice(&self.template, edits)
     }
 
-    /// The plan as one string (length-prefixed fields), for the CustomScan's private list.
+    /// The plan as one string, for the CustomScan's private list (JSON: a Node string must be
+    /// text, and copyObject copies it).
     pub fn encode(&self) -> String {
-        let mut f: Vec<String> = vec![
-            "tessera-plan-1".into(),
-            self.tier.code().into(),
-            self.command.code().into(),
-            self.template.clone(),
-            self.anchor.to_string(),
-            if self.returns_rows { "1" } else { "0" }.into(),
-        ];
-        match &self.pin {
-            Pin::All => f.push("all".into()),
-            Pin::Single => f.push("single".into()),
-            Pin::Hash(h) => f.push(format!("hash:{h}")),
-            Pin::Param { id, typid } => f.push(format!("param:{id}:{typid}")),
-        }
-        f.push(self.tables.len().to_string());
-        for t in &self.tables {
-            f.push(t.relid.to_string());
-            f.push(t.schema.clone());
-            f.push(t.name.clone());
-        }
-        f.push(self.sites.len().to_string());
-        for s in &self.sites {
-            f.push(format!("{}:{}:{}", s.start, s.end, s.table));
-        }
-        f.push(self.notes.len().to_string());
-        f.extend(self.notes.iter().cloned());
-        f.push(
-            self.params
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        match &self.insert {
-            None => f.push("-".into()),
-            Some(i) => f.push(format!(
-                "{}:{}:{}:{}:{}",
-                i.columns,
-                i.dist_column.map_or("-".to_string(), |d| d.to_string()),
-                i.param_base,
-                i.values_start,
-                i.values_end
-            )),
-        }
-        f.push(if self.prints_floats { "1" } else { "0" }.into());
-        f.push(if self.session_date_style { "1" } else { "0" }.into());
-        f.push(self.evaluated.len().to_string());
-        for (id, expr) in &self.evaluated {
-            f.push(id.to_string());
-            f.push(expr.clone());
-        }
-        let mut out = String::new();
-        for field in f {
-            out.push_str(&field.len().to_string());
-            out.push(':');
-            out.push_str(&field);
-        }
+        let mut out = String::from(PLAN_FORMAT);
+        out.push_str(&serde_json::to_string(self).expect("a plan always serializes"));
         out
     }
 
-    /// The inverse of [`DistPlan::encode`].
+    /// The inverse of [`DistPlan::encode`], checking what the executor relies on.
     pub fn decode(s: &str) -> Result<DistPlan, String> {
-        let mut fields = Fields { s, pos: 0 };
-        if fields.next()? != "tessera-plan-1" {
-            return Err("not a Tessera plan of this version".into());
-        }
-        let tier = Tier::from_code(fields.next()?).ok_or("bad tier")?;
-        let command = Command::from_code(fields.next()?).ok_or("bad command")?;
-        let template = fields.next()?.to_string();
-        let anchor = fields.number()?;
-        let returns_rows = fields.next()? == "1";
-        let pin_text = fields.next()?;
-        let pin = match pin_text {
-            "all" => Pin::All,
-            "single" => Pin::Single,
-            _ if pin_text.starts_with("hash:") => {
-                Pin::Hash(pin_text[5..].parse().map_err(|_| "bad hash pin")?)
-            }
-            _ if pin_text.starts_with("param:") => {
-                let mut it = pin_text[6..].split(':');
-                let id = it.next().and_then(|x| x.parse().ok()).ok_or("bad pin")?;
-                let typid = it.next().and_then(|x| x.parse().ok()).ok_or("bad pin")?;
-                Pin::Param { id, typid }
-            }
-            _ => return Err("bad pin".into()),
-        };
-        let ntables = fields.number()?;
-        let mut tables = Vec::with_capacity(ntables);
-        for _ in 0..ntables {
-            tables.push(TableRef {
-                relid: fields.number()? as u32,
-                schema: fields.next()?.to_string(),
-                name: fields.next()?.to_string(),
-            });
-        }
-        let nsites = fields.number()?;
-        let mut sites = Vec::with_capacity(nsites);
-        for _ in 0..nsites {
-            let text = fields.next()?;
-            let parts: Vec<usize> = text
-                .split(':')
-                .map(|p| p.parse().map_err(|_| "bad site"))
-                .collect::<Result<_, _>>()?;
-            if parts.len() != 3 || parts[2] >= tables.len() || parts[0] > parts[1] {
-                return Err("bad site".into());
-            }
-            sites.push(Site {
-                start: parts[0],
-                end: parts[1],
-                table: parts[2],
-            });
-        }
-        let nnotes = fields.number()?;
-        let mut notes = Vec::with_capacity(nnotes);
-        for _ in 0..nnotes {
-            notes.push(fields.next()?.to_string());
-        }
-        let params_text = fields.next()?;
-        let params = if params_text.is_empty() {
-            Vec::new()
-        } else {
-            params_text
-                .split(',')
-                .map(|p| p.parse().map_err(|_| "bad params".to_string()))
-                .collect::<Result<_, _>>()?
-        };
-        let insert_text = fields.next()?;
-        let insert = if insert_text == "-" {
-            None
-        } else {
-            let parts: Vec<&str> = insert_text.split(':').collect();
-            if parts.len() != 5 {
-                return Err("bad insert shape".into());
-            }
-            let num = |s: &str| {
-                s.parse::<usize>()
-                    .map_err(|_| "bad insert shape".to_string())
-            };
-            Some(InsertShape {
-                columns: num(parts[0])?,
-                dist_column: if parts[1] == "-" {
-                    None
-                } else {
-                    Some(num(parts[1])?)
-                },
-                param_base: num(parts[2])?,
-                values_start: num(parts[3])?,
-                values_end: num(parts[4])?,
-            })
-        };
-        let prints_floats = fields.next()? == "1";
-        let session_date_style = fields.next()? == "1";
-        let nevaluated = fields.number()?;
-        let mut evaluated = Vec::with_capacity(nevaluated);
-        for _ in 0..nevaluated {
-            let id = fields.number()?;
-            evaluated.push((id, fields.next()?.to_string()));
-        }
-        if anchor >= tables.len().max(1) {
+        let json = s
+            .strip_prefix(PLAN_FORMAT)
+            .ok_or("not a Tessera plan of this version")?;
+        let plan: DistPlan = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        if plan.anchor >= plan.tables.len().max(1) {
             return Err("bad anchor".into());
         }
-        Ok(DistPlan {
-            tier,
-            command,
-            template,
-            sites,
-            tables,
-            anchor,
-            pin,
-            returns_rows,
-            notes,
-            params,
-            insert,
-            evaluated,
-            prints_floats,
-            session_date_style,
-        })
+        if plan
+            .sites
+            .iter()
+            .any(|s| s.table >= plan.tables.len() || s.start > s.end || s.end > plan.template.len())
+        {
+            return Err("bad site".into());
+        }
+        Ok(plan)
     }
 }
 
-struct Fields<'a> {
-    s: &'a str,
-    pos: usize,
-}
+/// What an encoded plan starts with (its format's version).
+const PLAN_FORMAT: &str = "tessera-plan-2:";
 
-impl<'a> Fields<'a> {
-    fn next(&mut self) -> Result<&'a str, String> {
-        let rest = &self.s[self.pos..];
-        let colon = rest.find(':').ok_or("truncated plan")?;
-        let len: usize = rest[..colon].parse().map_err(|_| "bad field length")?;
-        let start = self.pos + colon + 1;
-        let end = start + len;
-        let field = self.s.get(start..end).ok_or("truncated plan")?;
-        self.pos = end;
-        Ok(field)
-    }
-
-    fn number(&mut self) -> Result<usize, String> {
-        self.next()?.parse().map_err(|_| "bad number".to_string())
-    }
-}
-
-/// An identifier quoted as PostgreSQL's `quote_identifier` does it when quoting is needed
-/// (always quoting is also valid SQL; this keeps worker SQL readable).
-pub fn quote_ident(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.bytes()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == b'_')
+/// A shard's name (`<name>_<shardid>`) as SQL, quoted as PostgreSQL's `quote_identifier`
+/// quotes it. Exact for shard names only: they end in `_<digits>`, which no keyword does, so
+/// whether to quote depends on their characters alone. Other identifiers are quoted by
+/// PostgreSQL's own function in the extension, whose keyword list is the server's.
+pub fn quote_shard_name(s: &str) -> String {
+    let plain = s
+        .bytes()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == b'_')
         && s.bytes()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
-    if plain && !is_keyword(s) {
+    if plain {
         s.to_string()
     } else {
         format!("\"{}\"", s.replace('"', "\"\""))
     }
-}
-
-/// A conservative list: quoting a non-keyword is harmless, missing a keyword is not, so any
-/// word PostgreSQL reserves in any position is here.
-fn is_keyword(s: &str) -> bool {
-    const WORDS: &[&str] = &[
-        "all",
-        "analyse",
-        "analyze",
-        "and",
-        "any",
-        "array",
-        "as",
-        "asc",
-        "asymmetric",
-        "both",
-        "case",
-        "cast",
-        "check",
-        "collate",
-        "column",
-        "constraint",
-        "create",
-        "current_catalog",
-        "current_date",
-        "current_role",
-        "current_time",
-        "current_timestamp",
-        "current_user",
-        "default",
-        "deferrable",
-        "desc",
-        "distinct",
-        "do",
-        "else",
-        "end",
-        "except",
-        "false",
-        "fetch",
-        "for",
-        "foreign",
-        "from",
-        "grant",
-        "group",
-        "having",
-        "in",
-        "initially",
-        "intersect",
-        "into",
-        "lateral",
-        "leading",
-        "limit",
-        "localtime",
-        "localtimestamp",
-        "not",
-        "null",
-        "offset",
-        "on",
-        "only",
-        "or",
-        "order",
-        "placing",
-        "primary",
-        "references",
-        "returning",
-        "select",
-        "session_user",
-        "some",
-        "symmetric",
-        "system_user",
-        "table",
-        "then",
-        "to",
-        "trailing",
-        "true",
-        "union",
-        "unique",
-        "user",
-        "using",
-        "variadic",
-        "when",
-        "where",
-        "window",
-        "with",
-        "authorization",
-        "binary",
-        "collation",
-        "concurrently",
-        "cross",
-        "current_schema",
-        "freeze",
-        "full",
-        "ilike",
-        "inner",
-        "is",
-        "isnull",
-        "join",
-        "left",
-        "like",
-        "natural",
-        "notnull",
-        "outer",
-        "overlaps",
-        "right",
-        "similar",
-        "tablesample",
-        "verbose",
-    ];
-    WORDS.contains(&s)
 }
 
 /// Joins the SQL of several shard groups on one node into one statement, so a node is asked
@@ -627,11 +319,13 @@ mod tests {
                     relid: 16400,
                     schema: "public".into(),
                     name: "events".into(),
+                    schema_sql: "public".into(),
                 },
                 TableRef {
                     relid: 16500,
                     schema: "My S".into(),
                     name: "T:1".into(),
+                    schema_sql: "\"My S\"".into(),
                 },
             ],
             anchor: 0,
@@ -649,6 +343,7 @@ mod tests {
             evaluated: vec![(3, "{FUNCEXPR :funcid 1299}".into())],
             prints_floats: true,
             session_date_style: true,
+            partial_states: vec![(2, 2158)],
         }
     }
 
@@ -671,6 +366,13 @@ mod tests {
     fn decode_rejects_garbage() {
         assert!(DistPlan::decode("").is_err());
         assert!(DistPlan::decode("3:abc").is_err());
+        assert!(DistPlan::decode("tessera-plan-2:{}").is_err());
+        let mut bad = sample();
+        bad.anchor = 5;
+        assert!(DistPlan::decode(&bad.encode()).is_err());
+        let mut bad = sample();
+        bad.sites[0].end = bad.template.len() + 1;
+        assert!(DistPlan::decode(&bad.encode()).is_err());
         let e = sample().encode();
         assert!(DistPlan::decode(&e[..e.len() - 3]).is_err());
     }
@@ -692,12 +394,13 @@ mod tests {
     }
 
     #[test]
-    fn quoting() {
-        assert_eq!(quote_ident("events"), "events");
-        assert_eq!(quote_ident("Events"), "\"Events\"");
-        assert_eq!(quote_ident("select"), "\"select\"");
-        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(quote_ident("tëst"), "\"tëst\"");
+    fn shard_name_quoting() {
+        assert_eq!(quote_shard_name("events_102008"), "events_102008");
+        assert_eq!(quote_shard_name("Events_1"), "\"Events_1\"");
+        assert_eq!(quote_shard_name("select_1"), "select_1");
+        assert_eq!(quote_shard_name("a\"b_1"), "\"a\"\"b_1\"");
+        assert_eq!(quote_shard_name("tëst_1"), "\"tëst_1\"");
+        assert_eq!(quote_shard_name("1a_1"), "\"1a_1\"");
     }
 
     #[test]

@@ -26,6 +26,8 @@ struct TwoPhase {
     rows: bool,
     /// Why the query needs `rows` (the first aggregate found that cannot be combined).
     needs_rows: Option<String>,
+    /// Worker columns (0-based) holding partial states, with their aggregate.
+    partial_states: Vec<(usize, pg_sys::Oid)>,
     error: Option<TesseraError>,
 }
 
@@ -190,16 +192,23 @@ impl TwoPhase {
             {
                 return Ok(self.need_rows(agg, format!("{name} has no combine function")));
             }
-            let partial_fn = func_oid(
-                "tessera_partial_agg",
-                &[pg_sys::REGPROCEDUREOID, pg_sys::ANYOID],
-            );
+            // An aggregate without arguments (`agg(*)`) has an overload of its own: a VARIADIC
+            // parameter needs at least one argument.
+            let no_args = list_of_oids((*agg).aggargtypes).is_empty();
+            let partial_fn = if no_args {
+                func_oid("tessera_partial_agg", &[pg_sys::REGPROCEDUREOID])
+            } else {
+                func_oid(
+                    "tessera_partial_agg",
+                    &[pg_sys::REGPROCEDUREOID, pg_sys::ANYOID],
+                )
+            };
             let combine_fn = func_oid(
                 "tessera_combine_agg",
                 &[
                     pg_sys::OIDOID,
                     pg_sys::OIDARRAYOID,
-                    pg_sys::BYTEAOID,
+                    pg_sys::INTERNALOID,
                     pg_sys::ANYELEMENTOID,
                 ],
             );
@@ -241,9 +250,17 @@ impl TwoPhase {
             (*w).aggfnoid = partial_fn;
             (*w).aggtype = pg_sys::BYTEAOID;
             (*w).aggtranstype = pg_sys::InvalidOid;
-            (*w).aggvariadic = false;
+            (*w).aggstar = false;
             (*w).aggcollid = pg_sys::InvalidOid;
             let v = self.column(w as *mut pg_sys::Node, name);
+            // The combine query reads the state as `internal`: the scan makes that value (see
+            // executor/partial_agg.rs), so SQL cannot hand the combine step bytes of its own.
+            let var = v as *mut pg_sys::Var;
+            (*var).vartype = pg_sys::INTERNALOID;
+            (*var).vartypmod = -1;
+            (*var).varcollid = pg_sys::InvalidOid;
+            self.partial_states
+                .push((self.worker.len() - 1, (*agg).aggfnoid));
             // The coordinator: tessera_combine_agg(agg, input types, partial, NULL::result).
             let mut elems: Vec<pg_sys::Datum> = input_types
                 .iter()
@@ -534,6 +551,7 @@ unsafe fn split_aggregates(
             last_ref,
             rows: rows.is_some(),
             needs_rows: None,
+            partial_states: Vec::new(),
             error: None,
         };
         let group_refs: Vec<u32> = list_of::<pg_sys::SortGroupClause>((*parse).groupClause)
@@ -610,6 +628,7 @@ unsafe fn split_aggregates(
             worker: w,
             combine: c,
             notes: vec![note],
+            partial_states: tp.partial_states,
         }))
     }
 }

@@ -101,6 +101,9 @@ pub(crate) struct Split {
     pub worker: *mut pg_sys::Query,
     pub combine: *mut pg_sys::Query,
     pub notes: Vec<String>,
+    /// Worker columns (0-based) that hold partial aggregate states, with their aggregate: the
+    /// combine query reads them as `internal` (see `DistPlan::partial_states`).
+    pub partial_states: Vec<(usize, pg_sys::Oid)>,
 }
 
 pub(crate) unsafe fn strip(mut n: *mut pg_sys::Node) -> *mut pg_sys::Node {
@@ -325,6 +328,7 @@ unsafe fn push_down(parse: *mut pg_sys::Query, by_dist: bool) -> TResult<Split> 
             worker: w,
             combine: c,
             notes,
+            partial_states: Vec::new(),
         })
     }
 }

@@ -214,7 +214,10 @@ pub(crate) unsafe fn plan_combine(
             )
             .hint("Update the extension: ALTER EXTENSION tessera UPDATE."));
         }
-        let cols = crate::planner::on_coordinator::columns(split.worker);
+        let mut cols = crate::planner::on_coordinator::columns(split.worker);
+        for &(col, _) in &split.partial_states {
+            cols[col] = (pg_sys::INTERNALOID, -1, pg_sys::InvalidOid);
+        }
         let rte = placeholder_rte(func, std::ptr::null_mut(), &cols, c"worker_results");
         let c = split.combine;
         (*c).rtable = make_list(&[rte]);

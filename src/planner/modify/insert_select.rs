@@ -344,9 +344,7 @@ unsafe fn plan_insert_via_coordinator(
             let mut cols = Vec::with_capacity(tles.len());
             for &tle in &tles {
                 let name = pg_sys::get_attname(relid, (*tle).resno, false);
-                cols.push(tessera_core::plan::quote_ident(&crate::pg::nodes::string(
-                    name,
-                )));
+                cols.push(pgrx::spi::quote_identifier(crate::pg::nodes::string(name)));
             }
             (*cscan).custom_private = pg_sys::lappend(
                 (*cscan).custom_private,
