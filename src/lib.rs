@@ -52,6 +52,7 @@ pub extern "C-unwind" fn _PG_init() {
     }
     gucs::init();
     metadata::cache::init();
+    connection::init();
     transaction::init();
     executor::init();
     planner::init();

@@ -108,7 +108,16 @@ SELECT sum(result::bigint) AS after_truncate FROM run_command_on_workers($$
 CREATE TABLE plans (id int PRIMARY KEY, name text NOT NULL);
 INSERT INTO plans VALUES (1, 'free'), (2, 'pro');
 SELECT create_reference_table('plans');
+-- ... and every role, with its password verifier and memberships.
+CREATE ROLE late_group NOLOGIN;
+CREATE ROLE late_user LOGIN PASSWORD 'late pass' IN ROLE late_group;
 SELECT citus_add_node('127.0.0.1', 9804) > 0 AS added;
+SELECT nodeport, result FROM run_command_on_workers($$
+  SELECT (SELECT rolpassword FROM pg_authid WHERE rolname = 'late_user') IS NOT NULL AND
+         pg_has_role('late_user', 'late_group', 'MEMBER')$$) ORDER BY nodeport;
+SELECT DISTINCT result = (SELECT rolpassword FROM pg_authid WHERE rolname = 'late_user') AS same_verifier
+  FROM run_command_on_workers($$SELECT rolpassword FROM pg_authid WHERE rolname = 'late_user'$$);
+DROP ROLE late_user, late_group;
 SELECT nodeport FROM citus_shards WHERE table_name = 'plans'::regclass ORDER BY nodeport;
 SELECT nodeport, result FROM run_command_on_workers(format($$SELECT (SELECT extversion FROM pg_extension WHERE extname = 'vector') || ' / ' ||
   (SELECT string_agg(name, ',' ORDER BY id) FROM %s)$$,

@@ -560,10 +560,13 @@ fn advance(
                 }
             },
             Phase::Send => {
-                let stale = task
-                    .settings
-                    .as_ref()
-                    .filter(|want| slot.conn.settings.as_ref() != Some(*want));
+                let stale = task.settings.as_ref().filter(|want| {
+                    !slot
+                        .conn
+                        .settings
+                        .as_ref()
+                        .is_some_and(|have| std::rc::Rc::ptr_eq(have, want) || have == *want)
+                });
                 let sent = if slot.begin_needed {
                     slot.begin_in_flight = true;
                     slot.conn.send_query("BEGIN", &[], &[])

@@ -438,6 +438,8 @@ impl Connection {
         };
         let request = CancelRequest(c);
         let (sent, arrived) = std::sync::mpsc::channel();
+        register_exit_wait();
+        CANCELS_IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         // Without a thread to be had, the request goes (freed) with the closure, and the node
         // notices the closed connection instead.
         let spawned = std::thread::Builder::new()
@@ -446,9 +448,13 @@ impl Connection {
                 block_signals();
                 request.send();
                 let _ = sent.send(());
+                CANCELS_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             });
-        if spawned.is_ok() {
-            *self.pending_cancel.borrow_mut() = Some(arrived);
+        match spawned {
+            Ok(_) => *self.pending_cancel.borrow_mut() = Some(arrived),
+            Err(_) => {
+                CANCELS_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
         }
     }
 
@@ -473,6 +479,36 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// Cancel requests still on their way (their threads running).
+static CANCELS_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How long a backend that exits waits for its cancel requests to reach their nodes.
+const CANCEL_EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// At backend exit: gives the cancel requests still on their way a moment to reach their
+/// nodes. A session that ends right after an error (a client that disconnects on a cancelled
+/// query) would otherwise end the process, and its cancel threads with it, before the nodes
+/// heard the cancel: their commands would run on, unseen.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn wait_for_cancels(_code: std::ffi::c_int, _arg: pgrx::pg_sys::Datum) {
+    let until = std::time::Instant::now() + CANCEL_EXIT_WAIT;
+    while CANCELS_IN_FLIGHT.load(std::sync::atomic::Ordering::SeqCst) > 0
+        && std::time::Instant::now() < until
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Registers [`wait_for_cancels`] once in this process (a backend's exit callbacks are its
+/// own: the postmaster's are reset at fork, so this runs at the first cancel, not at load).
+fn register_exit_wait() {
+    static REGISTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !REGISTERED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        // SAFETY: a backend's exit-callback list; the callback lives as long as the library.
+        unsafe { pgrx::pg_sys::on_proc_exit(Some(wait_for_cancels), pgrx::pg_sys::Datum::from(0)) };
     }
 }
 

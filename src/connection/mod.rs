@@ -87,17 +87,18 @@ impl fmt::Display for NodeAddress {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ConnKey {
     pub node: NodeAddress,
-    pub dbname: String,
-    pub user: String,
+    pub dbname: std::rc::Rc<str>,
+    pub user: std::rc::Rc<str>,
 }
 
 impl ConnKey {
     /// The key for a connection to `node` as the current user, in the current database.
     pub fn for_current_session(node: &NodeAddress) -> ConnKey {
+        let (dbname, user) = session_names();
         ConnKey {
             node: node.clone(),
-            dbname: current_database(),
-            user: current_user(),
+            dbname,
+            user,
         }
     }
 
@@ -120,6 +121,63 @@ impl ConnKey {
             &extra,
             gucs::node_connection_timeout_ms(),
         ))
+    }
+}
+
+/// (user OID, database name, user name).
+type SessionNames = (pg_sys::Oid, std::rc::Rc<str>, std::rc::Rc<str>);
+
+unsafe extern "C" {
+    /// PostgreSQL's `bytea_output` setting (varlena.c), not in pgrx's bindings.
+    static bytea_output: std::ffi::c_int;
+}
+
+thread_local! {
+    /// Recently made [`Settings::shared`], by the settings' values.
+    static SHARED_SETTINGS: std::cell::RefCell<Vec<([i64; 8], std::rc::Rc<Settings>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+    /// The current user's OID, the database's name and the user's name: looked up once per
+    /// user, not once per task (a role rename clears it, see [`init`]).
+    static SESSION_NAMES: std::cell::RefCell<Option<SessionNames>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The names connections to the nodes are opened with: this database, the current user.
+fn session_names() -> (std::rc::Rc<str>, std::rc::Rc<str>) {
+    // SAFETY: GetUserId is valid in a backend running SQL.
+    let uid = unsafe { pg_sys::GetUserId() };
+    SESSION_NAMES.with(|c| {
+        if let Some((u, d, n)) = c.borrow().as_ref() {
+            if *u == uid {
+                return (d.clone(), n.clone());
+            }
+        }
+        let names: (std::rc::Rc<str>, std::rc::Rc<str>) =
+            (current_database().into(), current_user().into());
+        *c.borrow_mut() = Some((uid, names.0.clone(), names.1.clone()));
+        names
+    })
+}
+
+/// Forgets the cached role name when any role changes (ALTER ROLE ... RENAME).
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn roles_changed(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    SESSION_NAMES.with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            *c = None;
+        }
+    });
+}
+
+/// Registers the syscache callback that keeps [`session_names`] right.
+pub fn init() {
+    // SAFETY: _PG_init, once per process; the callback lives as long as the library.
+    unsafe {
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::AUTHOID as i32,
+            Some(roles_changed),
+            pg_sys::Datum::from(0),
+        );
     }
 }
 
@@ -176,6 +234,37 @@ impl Settings {
          pg_catalog.set_config('timezone', $3, false), \
          pg_catalog.set_config('extra_float_digits', $4, false), \
          pg_catalog.set_config('bytea_output', $5, false)";
+
+    /// [`Settings::for_statement`], shared: made again only when one of the settings changed
+    /// (their C variables are compared, and the time zone by its pointer), so a statement costs
+    /// a few integer compares instead of five settings printed as text.
+    pub fn shared(session_date_style: bool, prints_floats: bool) -> std::rc::Rc<Settings> {
+        // SAFETY: reading the settings' C variables.
+        let key = unsafe {
+            [
+                pg_sys::DateStyle as i64,
+                pg_sys::DateOrder as i64,
+                pg_sys::IntervalStyle as i64,
+                pg_sys::extra_float_digits as i64,
+                bytea_output as i64,
+                pg_sys::session_timezone as usize as i64,
+                i64::from(session_date_style),
+                i64::from(prints_floats),
+            ]
+        };
+        SHARED_SETTINGS.with(|c| {
+            let mut c = c.borrow_mut();
+            if let Some((_, s)) = c.iter().find(|(k, _)| *k == key) {
+                return s.clone();
+            }
+            let s = std::rc::Rc::new(Settings::for_statement(session_date_style, prints_floats));
+            if c.len() >= 8 {
+                c.remove(0);
+            }
+            c.push((key, s.clone()));
+            s
+        })
+    }
 
     /// For a statement's tasks: with the session's DateStyle output, and its
     /// extra_float_digits, only when the statement prints such values as text on the node.

@@ -27,6 +27,7 @@ pub mod task;
 pub mod with_first;
 
 use std::ffi::{c_void, CStr};
+use std::rc::Rc;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -35,7 +36,7 @@ use tessera_core::plan::{Command, DistPlan};
 
 use crate::connection::PgResult;
 use crate::error::{OrReport, TResult, TesseraError};
-use crate::pg::nodes::{is_a, list_of, string};
+use crate::pg::nodes::{is_a, list_of};
 
 /// The name EXPLAIN shows: `Custom Scan (Tessera Adaptive)`.
 pub const SCAN_NAME: &CStr = tessera_core::plan::ADAPTIVE_SCAN;
@@ -77,7 +78,7 @@ struct TesseraScanState {
 
 /// What one execution of the scan holds.
 pub(crate) struct ScanRun {
-    pub plan: DistPlan,
+    pub plan: Rc<DistPlan>,
     /// INSERT rows: one ExprState List per row.
     pub insert_rows: Vec<*mut pg_sys::List>,
     pub tasks: Option<Vec<task::Task>>,
@@ -115,24 +116,55 @@ pub(crate) struct ScanRun {
 ///
 /// # Safety
 /// `cscan` is a CustomScan Tessera built.
-pub(crate) unsafe fn plan_of(cscan: *mut pg_sys::CustomScan) -> TResult<DistPlan> {
-    // SAFETY: custom_private holds one String node with the encoded plan.
-    let text = unsafe {
+pub(crate) unsafe fn plan_of(cscan: *mut pg_sys::CustomScan) -> TResult<Rc<DistPlan>> {
+    // SAFETY: custom_private holds one String node with the encoded plan, which lives as long
+    // as the plan; only its bytes are compared and copied.
+    let (at, text) = unsafe {
         let items = list_of::<pg_sys::Node>((*cscan).custom_private);
         match items.first() {
             Some(&n) if is_a(n as *const c_void, pg_sys::NodeTag::T_String) => {
-                string((*(n as *mut pg_sys::String)).sval)
+                let p = (*(n as *mut pg_sys::String)).sval;
+                (p as usize, std::ffi::CStr::from_ptr(p).to_bytes())
             }
-            _ => String::new(),
+            _ => (0, &b""[..]),
         }
     };
-    DistPlan::decode(&text).map_err(|e| {
+    // A cached plan runs again and again: its decoded form is kept, found by the text's
+    // address and checked by its bytes (an address can be reused by another plan).
+    let hit = DECODED.with(|d| {
+        d.borrow()
+            .iter()
+            .find(|(p, t, _)| *p == at && t.as_bytes() == text)
+            .map(|(_, _, plan)| plan.clone())
+    });
+    if let Some(plan) = hit {
+        return Ok(plan);
+    }
+    let text = String::from_utf8_lossy(text).into_owned();
+    let plan = Rc::new(DistPlan::decode(&text).map_err(|e| {
         TesseraError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!("this cached plan was made by another version of Tessera ({e})"),
         )
         .hint("Run DISCARD PLANS (or reconnect) so that the statement is planned again.")
-    })
+    })?);
+    DECODED.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.len() >= DECODED_KEPT {
+            d.remove(0);
+        }
+        d.push((at, text, plan.clone()));
+    });
+    Ok(plan)
+}
+
+/// How many decoded plans a backend keeps.
+const DECODED_KEPT: usize = 32;
+
+thread_local! {
+    /// Recently decoded plans: (address of the encoded text, the text, the plan).
+    static DECODED: std::cell::RefCell<Vec<(usize, String, Rc<DistPlan>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 #[pg_guard]

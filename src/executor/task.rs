@@ -537,10 +537,7 @@ pub enum Rows {
 pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)> {
     let scope = scope(plan);
     let stream = stream && scope == Scope::Autocommit && plan.command == Command::Select;
-    let settings = Rc::new(crate::connection::Settings::for_statement(
-        plan.session_date_style,
-        plan.prints_floats,
-    ));
+    let settings = crate::connection::Settings::shared(plan.session_date_style, plan.prints_floats);
     let remote: Vec<RemoteTask> = tasks
         .iter()
         .map(|t| {

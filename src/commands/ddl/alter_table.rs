@@ -337,6 +337,9 @@ pub(super) unsafe fn rename(u: &Utility) -> TResult<Step> {
     // SAFETY: the tag was checked by the table; relation is null or a valid RangeVar.
     unsafe {
         let s = u.node::<pg_sys::RenameStmt>();
+        if (*s).renameType == pg_sys::ObjectType::OBJECT_ROLE {
+            return super::roles::as_is(u);
+        }
         if (*s).renameType == pg_sys::ObjectType::OBJECT_INDEX {
             super::index::refuse_alter(
                 (*s).relation,

@@ -22,6 +22,7 @@
 //! | VACUUM / ANALYZE of named tables | `maintenance`: the same on every shard (outside the transaction, as VACUUM must) |
 //! | COPY TO | `copy`: rewritten to `COPY (SELECT ...) TO`, which reads the shards; COPY FROM refused |
 //! | CREATE TRIGGER, CREATE/ALTER POLICY, CREATE RULE, CLUSTER, CREATE STATISTICS, CREATE/ALTER PUBLICATION, CREATE TABLE ... INHERITS / PARTITION OF | `refused`: refused with a hint |
+//! | CREATE / ALTER / DROP ROLE, GRANT role, ALTER ROLE ... SET / RENAME, DROP / REASSIGN OWNED | `roles`: on every worker (a password as its stored verifier) |
 //! | COMMENT, SECURITY LABEL, LOCK TABLE | local on purpose: a comment or label is the coordinator's metadata; the coordinator's lock is what distributed writes take |
 //! | DROP TABLE / DROP SCHEMA | passes; the `sql_drop` event trigger (commands::distribute) drops the shards |
 //!
@@ -35,6 +36,7 @@ mod grant;
 mod index;
 mod maintenance;
 mod refused;
+pub(crate) mod roles;
 
 use std::ffi::{c_char, CStr};
 
@@ -132,6 +134,10 @@ fn handler_for(tag: pg_sys::NodeTag) -> Option<Handler> {
         T_VacuumStmt => maintenance::vacuum,
         T_CopyStmt => copy::copy,
         T_CreateStmt => refused::create_table,
+        T_CreateRoleStmt => roles::create,
+        T_AlterRoleStmt => roles::alter,
+        T_AlterRoleSetStmt | T_DropRoleStmt | T_GrantRoleStmt | T_DropOwnedStmt
+        | T_ReassignOwnedStmt => roles::as_is,
         T_CreateTrigStmt => refused::trigger,
         T_CreatePolicyStmt | T_AlterPolicyStmt => refused::policy,
         T_RuleStmt => refused::rule,

@@ -1,0 +1,83 @@
+-- Roles reach every node: the connections to the workers run as the current user. A password
+-- travels as the verifier the coordinator stored, never as typed. Connections are kept per
+-- user: SET ROLE and SECURITY DEFINER functions never reuse another role's connection.
+CREATE SCHEMA roles_t;
+SET search_path = roles_t, public;
+CREATE TABLE sec_t (k int PRIMARY KEY, v text);
+SELECT create_distributed_table('sec_t', 'k', shard_count => 4);
+INSERT INTO sec_t SELECT i, 'v' || i FROM generate_series(1, 20) i;
+CREATE ROLE "Alice ü" LOGIN PASSWORD 'correct horse' CONNECTION LIMIT 7;
+CREATE ROLE bob LOGIN;
+-- Every worker has the roles, with the coordinator's attributes and password verifier.
+SELECT nodeport, result FROM run_command_on_workers($$
+  SELECT string_agg(format('%s login=%s limit=%s', rolname, rolcanlogin, rolconnlimit), '; ' ORDER BY rolname)
+    FROM pg_roles WHERE rolname IN ('Alice ü', 'bob')$$) ORDER BY nodeport;
+SELECT DISTINCT result = (SELECT rolpassword FROM pg_authid WHERE rolname = 'Alice ü') AS same_verifier
+  FROM run_command_on_workers($$SELECT rolpassword FROM pg_authid WHERE rolname = 'Alice ü'$$);
+SELECT DISTINCT result LIKE 'SCRAM-SHA-256$%' AS hashed
+  FROM run_command_on_workers($$SELECT rolpassword FROM pg_authid WHERE rolname = 'Alice ü'$$);
+-- The table's grant reaches the shards; schema grants do not propagate yet.
+SELECT count(*) FROM run_command_on_all_nodes('GRANT USAGE ON SCHEMA roles_t TO "Alice ü", bob') WHERE success;
+GRANT SELECT ON sec_t TO "Alice ü";
+SET ROLE "Alice ü";
+SELECT count(*), min(k), max(k) FROM sec_t;
+SELECT v FROM sec_t WHERE k = 3;
+SELECT DISTINCT result FROM run_command_on_workers('SELECT current_user');
+RESET ROLE;
+-- bob has no SELECT: refused on the coordinator, and on the shards themselves too.
+SET ROLE bob;
+SELECT count(*) FROM sec_t;
+SELECT DISTINCT w.success, regexp_replace(w.result, '[0-9]+', 'N') AS result
+  FROM pg_dist_shard s
+  JOIN citus_shards cs ON cs.shardid = s.shardid,
+  LATERAL run_command_on_workers(format('SELECT count(*) FROM %s', shard_name(s.logicalrelid, s.shardid))) w
+ WHERE s.logicalrelid = 'roles_t.sec_t'::regclass AND w.nodeport = cs.nodeport;
+RESET ROLE;
+-- A SECURITY DEFINER function runs on the workers as its owner, and the caller's own
+-- connections stay the caller's, before and after.
+CREATE FUNCTION worker_user() RETURNS text LANGUAGE sql SECURITY DEFINER
+  AS $$ SELECT string_agg(DISTINCT result, ',') FROM run_command_on_workers('SELECT current_user') $$;
+GRANT EXECUTE ON FUNCTION worker_user() TO "Alice ü";
+SET ROLE "Alice ü";
+SELECT DISTINCT result FROM run_command_on_workers('SELECT current_user');
+SELECT worker_user();
+SELECT DISTINCT result FROM run_command_on_workers('SELECT current_user');
+SELECT count(*) FROM sec_t;
+RESET ROLE;
+-- ALTER ROLE: the attributes as the coordinator has them afterwards; a new password too.
+ALTER ROLE "Alice ü" CONNECTION LIMIT 3 VALID UNTIL '2030-01-01 00:00:00+00';
+ALTER ROLE "Alice ü" PASSWORD 'battery staple';
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT rolconnlimit || ' ' || (rolvaliduntil = '2030-01-01 00:00:00+00') FROM pg_roles WHERE rolname = 'Alice ü'$$);
+SELECT DISTINCT result = (SELECT rolpassword FROM pg_authid WHERE rolname = 'Alice ü') AS same_verifier
+  FROM run_command_on_workers($$SELECT rolpassword FROM pg_authid WHERE rolname = 'Alice ü'$$);
+-- Memberships, renames, settings.
+CREATE ROLE readers NOLOGIN;
+GRANT readers TO bob;
+ALTER ROLE bob SET work_mem = '8MB';
+ALTER ROLE bob RENAME TO "Bob";
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT string_agg(r.rolname || '>' || m.rolname, ',') FROM pg_auth_members a
+    JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member
+   WHERE r.rolname = 'readers'$$);
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = 'Bob'$$);
+-- A role a worker has already: the statement fails with that worker's reason, and no node
+-- (the coordinator included) keeps the role.
+SELECT count(*) FROM run_command_on_workers($cmd$
+  DO $do$ BEGIN IF current_setting('port') = '9802' THEN CREATE ROLE clash; END IF; END $do$$cmd$) WHERE success;
+\set VERBOSITY terse
+CREATE ROLE clash;
+\set VERBOSITY default
+SELECT count(*) AS coordinator_has_it FROM pg_roles WHERE rolname = 'clash';
+SELECT nodeport, result FROM run_command_on_workers($$SELECT count(*) FROM pg_roles WHERE rolname = 'clash'$$) ORDER BY nodeport;
+SELECT count(*) FROM run_command_on_workers('DROP ROLE IF EXISTS clash') WHERE success;
+-- The coordinator's DROP ROLE reaches the nodes that have the role; one that lacks it fails
+-- the statement (as with CREATE): DROP ROLE IF EXISTS is the form for a role only some have.
+-- DROP OWNED and DROP ROLE reach every node.
+DROP SCHEMA roles_t CASCADE;
+SELECT count(*) FROM run_command_on_workers('DROP SCHEMA IF EXISTS roles_t CASCADE') WHERE success;
+DROP OWNED BY "Alice ü", "Bob";
+DROP ROLE "Alice ü", "Bob", readers;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_roles WHERE rolname IN ('Alice ü', 'Bob', 'bob', 'readers')$$);
