@@ -1,8 +1,8 @@
 -- Hash-distributed and reference tables on a live 1+4 cluster: create_distributed_table,
 -- create_reference_table, the shard catalog, lookups, DROP, and each bad input.
 
--- A helper on every node: the rows in the local shards of a table (tables named <name>_<id>).
-SELECT DISTINCT success, result FROM run_command_on_all_nodes($cmd$
+-- A helper on every node (CREATE FUNCTION reaches the workers): the rows in the local shards
+-- of a table (tables named <name>_<id>).
 CREATE OR REPLACE FUNCTION public.local_shard_rows(prefix text) RETURNS bigint LANGUAGE plpgsql AS $f$
 DECLARE r record; n bigint := 0; c bigint;
 BEGIN
@@ -12,8 +12,7 @@ BEGIN
     n := n + c;
   END LOOP;
   RETURN n;
-END $f$
-$cmd$);
+END $f$;
 
 -- 100k rows move into 32 shards, 8 on each worker; the local table is left empty.
 CREATE TABLE shared_events (
@@ -154,4 +153,5 @@ SELECT count(*) AS partitions, (SELECT count(*) FROM pg_dist_shard) AS shards,
        (SELECT count(*) FROM pg_dist_colocation) AS colocation_groups
 FROM pg_dist_partition;
 SELECT DISTINCT result FROM run_command_on_all_nodes($$SELECT count(*) FROM pg_class WHERE relname ~ '_[0-9]{6}$' AND relkind = 'r'$$);
-SELECT DISTINCT success FROM run_command_on_all_nodes('DROP FUNCTION public.local_shard_rows(text)');
+DROP FUNCTION public.local_shard_rows(text);
+SELECT DISTINCT result FROM run_command_on_all_nodes($$SELECT count(*) FROM pg_proc WHERE proname = 'local_shard_rows'$$);

@@ -16,8 +16,8 @@ SELECT DISTINCT result = (SELECT rolpassword FROM pg_authid WHERE rolname = 'Ali
   FROM run_command_on_workers($$SELECT rolpassword FROM pg_authid WHERE rolname = 'Alice ü'$$);
 SELECT DISTINCT result LIKE 'SCRAM-SHA-256$%' AS hashed
   FROM run_command_on_workers($$SELECT rolpassword FROM pg_authid WHERE rolname = 'Alice ü'$$);
--- The table's grant reaches the shards; schema grants do not propagate yet.
-SELECT count(*) FROM run_command_on_all_nodes('GRANT USAGE ON SCHEMA roles_t TO "Alice ü", bob') WHERE success;
+-- The schema's and the table's grants reach the workers.
+GRANT USAGE ON SCHEMA roles_t TO "Alice ü", bob;
 GRANT SELECT ON sec_t TO "Alice ü";
 SET ROLE "Alice ü";
 SELECT count(*), min(k), max(k) FROM sec_t;
@@ -44,6 +44,25 @@ SELECT worker_user();
 SELECT DISTINCT result FROM run_command_on_workers('SELECT current_user');
 SELECT count(*) FROM sec_t;
 RESET ROLE;
+-- Privileges given before the table is distributed reach its shards too (table and column
+-- privileges), and the shards belong to the table's owner; ALTER TABLE ... OWNER TO follows.
+CREATE TABLE pre_granted (k int PRIMARY KEY, v text, secret text);
+GRANT SELECT (k, v) ON pre_granted TO bob;
+GRANT SELECT, INSERT ON pre_granted TO "Alice ü";
+SELECT create_distributed_table('pre_granted', 'k', shard_count => 2);
+INSERT INTO pre_granted VALUES (1, 'one', 's1'), (2, 'two', 's2');
+SET ROLE bob;
+SELECT k, v FROM pre_granted ORDER BY k;
+SELECT secret FROM pre_granted;
+RESET ROLE;
+SET ROLE "Alice ü";
+INSERT INTO pre_granted VALUES (3, 'three', 's3');
+SELECT count(*) FROM pre_granted;
+RESET ROLE;
+ALTER TABLE pre_granted OWNER TO "Alice ü";
+SELECT DISTINCT pg_get_userbyid(relowner) = 'Alice ü' AS shards_owned FROM pg_class WHERE relname = 'pre_granted';
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT coalesce(string_agg(DISTINCT pg_get_userbyid(relowner), ','), '-') FROM pg_class WHERE relname ~ '^pre_granted_[0-9]+$'$$);
 -- ALTER ROLE: the attributes as the coordinator has them afterwards; a new password too.
 ALTER ROLE "Alice ü" CONNECTION LIMIT 3 VALID UNTIL '2030-01-01 00:00:00+00';
 ALTER ROLE "Alice ü" PASSWORD 'battery staple';
@@ -51,6 +70,47 @@ SELECT DISTINCT result FROM run_command_on_workers($$
   SELECT rolconnlimit || ' ' || (rolvaliduntil = '2030-01-01 00:00:00+00') FROM pg_roles WHERE rolname = 'Alice ü'$$);
 SELECT DISTINCT result = (SELECT rolpassword FROM pg_authid WHERE rolname = 'Alice ü') AS same_verifier
   FROM run_command_on_workers($$SELECT rolpassword FROM pg_authid WHERE rolname = 'Alice ü'$$);
+-- A role changes its own password (no CREATEROLE needed): only the password is sent.
+SET ROLE "Alice ü";
+ALTER ROLE "Alice ü" PASSWORD 'my own choice';
+RESET ROLE;
+SELECT DISTINCT result = (SELECT rolpassword FROM pg_authid WHERE rolname = 'Alice ü') AS same_verifier
+  FROM run_command_on_workers($$SELECT rolpassword FROM pg_authid WHERE rolname = 'Alice ü'$$);
+-- SESSION_USER would name another role on the workers (they log in as the current user).
+CREATE ROLE readers_s NOLOGIN;
+GRANT readers_s TO "Alice ü" WITH ADMIN OPTION;
+SET ROLE "Alice ü";
+GRANT readers_s TO SESSION_USER;
+RESET ROLE;
+DROP ROLE readers_s;
+-- A role a worker lacks (made there before, or dropped there by hand): ALTER makes it there,
+-- DROP is no error there.
+CREATE ROLE lacking;
+SELECT count(*) FROM run_command_on_workers($cmd$
+  DO $do$ BEGIN IF current_setting('port') = '9801' THEN DROP ROLE lacking; END IF; END $do$$cmd$) WHERE success;
+ALTER ROLE lacking CONNECTION LIMIT 4;
+SELECT nodeport, result FROM run_command_on_workers($$SELECT rolconnlimit FROM pg_roles WHERE rolname = 'lacking'$$) ORDER BY nodeport;
+DROP ROLE lacking;
+CREATE ROLE gone_somewhere;
+SELECT count(*) FROM run_command_on_workers($cmd$
+  DO $do$ BEGIN IF current_setting('port') = '9803' THEN DROP ROLE gone_somewhere; END IF; END $do$$cmd$) WHERE success;
+DROP ROLE gone_somewhere;
+SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_roles WHERE rolname = 'gone_somewhere'$$);
+-- ANALYZE in a transaction after DDL on the same table runs in the remote transaction (its
+-- locks are that transaction's), and a column added there is known to it.
+SET statement_timeout = '20s';
+BEGIN;
+ALTER TABLE sec_t ADD COLUMN z int;
+ANALYZE sec_t (z);
+COMMIT;
+RESET statement_timeout;
+SELECT sum(result::int) AS shards_with_stats_on_z FROM run_command_on_workers($$
+  SELECT count(DISTINCT tablename) FROM pg_stats WHERE tablename ~ '^sec_t_[0-9]+$' AND attname = 'z'$$);
+-- The relation decides, not the statement's word for it: renaming a distributed table with
+-- ALTER INDEX, or a distributed table's index with ALTER TABLE, is refused.
+ALTER INDEX sec_t RENAME TO sec_t2;
+ALTER TABLE sec_t_pkey RENAME TO sec_t_pk2;
+ALTER TABLE sec_t_pkey SET (fillfactor = 50);
 -- Memberships, renames, settings.
 CREATE ROLE readers NOLOGIN;
 GRANT readers TO bob;
@@ -76,7 +136,6 @@ SELECT count(*) FROM run_command_on_workers('DROP ROLE IF EXISTS clash') WHERE s
 -- the statement (as with CREATE): DROP ROLE IF EXISTS is the form for a role only some have.
 -- DROP OWNED and DROP ROLE reach every node.
 DROP SCHEMA roles_t CASCADE;
-SELECT count(*) FROM run_command_on_workers('DROP SCHEMA IF EXISTS roles_t CASCADE') WHERE success;
 DROP OWNED BY "Alice ü", "Bob";
 DROP ROLE "Alice ü", "Bob", readers;
 SELECT DISTINCT result FROM run_command_on_workers($$

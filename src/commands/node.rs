@@ -70,18 +70,6 @@ fn prepare_node(address: &NodeAddress) -> TResult<()> {
     for sql in extensions {
         run_on_node(address, &sql, vec![])?;
     }
-    // Every role, so that the connections of every user can open there.
-    let roles = crate::commands::ddl::roles::sync_commands(|name| {
-        Ok(single_value(&run_on_node(
-            address,
-            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
-            vec![Some(name.to_string())],
-        )?)
-        .is_some())
-    })?;
-    for sql in roles {
-        run_on_node(address, &sql, vec![])?;
-    }
     let remote = run_on_node(
         address,
         "SELECT pg_catalog.tessera_version() || ' ' || system_identifier::text
@@ -109,6 +97,19 @@ fn prepare_node(address: &NodeAddress) -> TResult<()> {
             ),
         )
         .hint("Install the same Tessera version on every node, restart the node, and try again."));
+    }
+    // The roles the node lacks, so that the connections of every user can open there: one
+    // command string, so that the node gets all of them or none.
+    let roles = crate::commands::ddl::roles::sync_commands(|name| {
+        Ok(single_value(&run_on_node(
+            address,
+            "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+            vec![Some(name.to_string())],
+        )?)
+        .is_some())
+    })?;
+    if !roles.is_empty() {
+        run_on_node(address, &roles.join(";\n"), vec![])?;
     }
     Ok(())
 }

@@ -29,6 +29,12 @@ pub struct TableDdl {
     indexes: Vec<(String, String)>,
     /// `fillfactor=70, ...` or empty.
     reloptions: String,
+    /// The table's owner (quoted), whom the shards belong to as well.
+    owner: String,
+    /// The table's privileges as GRANTs with `{shard}` for the shard's name (table and column
+    /// privileges; the owner's own are implied): the connections of other roles read the
+    /// shards with them.
+    grants: Vec<String>,
     /// Foreign keys: added to the shards once they exist and hold their rows
     /// (`commands::foreign_keys` checks and rewrites them).
     pub foreign_keys: Vec<pg_sys::Oid>,
@@ -181,6 +187,38 @@ impl TableDdl {
                 }
             }
 
+            let owner = client
+                .select(
+                    "SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(relowner))
+                       FROM pg_catalog.pg_class WHERE oid = $1",
+                    None,
+                    &[relid.into()],
+                )?
+                .first()
+                .get::<String>(1)?
+                .unwrap_or_default();
+            let mut grants = Vec::new();
+            for row in client.select(
+                "SELECT format('GRANT %s%s ON {shard} TO %s%s', a.privilege_type,
+                               coalesce(' (' || pg_catalog.quote_ident(a.column_name) || ')', ''),
+                               CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                    ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+                               CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+                   FROM (SELECT x.grantee, x.privilege_type, x.is_grantable, NULL::name AS column_name
+                           FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) x
+                          WHERE c.oid = $1 AND x.grantee <> c.relowner
+                         UNION ALL
+                         SELECT x.grantee, x.privilege_type, x.is_grantable, t.attname
+                           FROM pg_catalog.pg_attribute t, pg_catalog.aclexplode(t.attacl) x
+                          WHERE t.attrelid = $1 AND t.attnum > 0 AND NOT t.attisdropped
+                            AND t.attacl IS NOT NULL) a
+                  ORDER BY 1",
+                None,
+                &[relid.into()],
+            )? {
+                grants.push(row.get::<String>(1)?.unwrap_or_default());
+            }
+
             let mut indexes = Vec::new();
             for row in client.select(
                 "SELECT ic.relname::text, pg_catalog.pg_get_indexdef(i.indexrelid)
@@ -206,6 +244,8 @@ impl TableDdl {
                 indexes,
                 foreign_keys,
                 reloptions,
+                owner,
+                grants,
             })
         })
     }
@@ -243,6 +283,11 @@ impl TableDdl {
                 "ALTER TABLE {shard} ADD CONSTRAINT {} {def};\n",
                 quote_ident(&shard_name(name, shard_id))
             ));
+        }
+        sql.push_str(&format!("ALTER TABLE {shard} OWNER TO {};\n", self.owner));
+        for g in &self.grants {
+            sql.push_str(&g.replace("{shard}", &shard));
+            sql.push_str(";\n");
         }
         for (name, def) in &self.indexes {
             sql.push_str(&shard_index_ddl(

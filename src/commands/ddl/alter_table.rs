@@ -24,7 +24,7 @@ fn unsupported_alter(what: &str) -> TesseraError {
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         format!("{what} is not supported on distributed tables yet"),
     )
-    .hint("Supported: ADD/DROP COLUMN, ALTER COLUMN TYPE/DEFAULT/NOT NULL, ADD/DROP CONSTRAINT (CHECK, UNIQUE, PRIMARY KEY, FOREIGN KEY), RENAME COLUMN.")
+    .hint("Supported: ADD/DROP COLUMN, ALTER COLUMN TYPE/DEFAULT/NOT NULL, ADD/DROP CONSTRAINT (CHECK, UNIQUE, PRIMARY KEY, FOREIGN KEY), RENAME COLUMN, OWNER TO.")
 }
 
 fn attname(relid: pg_sys::Oid, attnum: i16) -> TResult<Option<String>> {
@@ -98,7 +98,8 @@ unsafe fn check_alter(
                 | pg_sys::AlterTableType::AT_AlterColumnType
                 | pg_sys::AlterTableType::AT_ColumnDefault
                 | pg_sys::AlterTableType::AT_SetNotNull
-                | pg_sys::AlterTableType::AT_DropNotNull => {}
+                | pg_sys::AlterTableType::AT_DropNotNull
+                | pg_sys::AlterTableType::AT_ChangeOwner => {}
                 pg_sys::AlterTableType::AT_AddConstraint => {
                     let con = (*c).def as *mut pg_sys::Constraint;
                     match (*con).contype {
@@ -265,9 +266,8 @@ fn constraints(relid: pg_sys::Oid, before: Vec<pg_sys::Oid>, dropped: Vec<(Strin
 unsafe fn refuse_forms(s: *mut pg_sys::AlterTableStmt) -> TResult<()> {
     // SAFETY: each list element of `cmds` is an AlterTableCmd; `def` follows its subtype.
     unsafe {
-        if (*s).objtype == pg_sys::ObjectType::OBJECT_INDEX {
-            super::index::refuse_alter((*s).relation, "ALTER INDEX", "Drop the index and create it again with the new options: CREATE INDEX reaches every shard.")?;
-        }
+        // Whatever the statement calls it (ALTER TABLE on an index): the relation decides.
+        super::index::refuse_alter((*s).relation, "ALTER INDEX", "Drop the index and create it again with the new options: CREATE INDEX reaches every shard.")?;
         if (*s).objtype != pg_sys::ObjectType::OBJECT_TABLE {
             return Ok(());
         }
@@ -340,21 +340,31 @@ pub(super) unsafe fn rename(u: &Utility) -> TResult<Step> {
         if (*s).renameType == pg_sys::ObjectType::OBJECT_ROLE {
             return super::roles::as_is(u);
         }
-        if (*s).renameType == pg_sys::ObjectType::OBJECT_INDEX {
-            super::index::refuse_alter(
-                (*s).relation,
-                "ALTER INDEX ... RENAME",
-                "Drop the index and create it again under the new name.",
-            )?;
+        if super::shared_object((*s).renameType, (*s).object) {
+            return super::objects::as_written(u);
         }
         if (*s).relation.is_null() {
             return Ok(Step::Pass);
         }
+        // Whatever the statement calls it (ALTER TABLE on an index, ALTER INDEX on a table):
+        // the relation decides.
+        super::index::refuse_alter(
+            (*s).relation,
+            "renaming an index",
+            "Drop the index and create it again under the new name.",
+        )?;
         let relid = range_var_relid((*s).relation);
         if relid == pg_sys::InvalidOid || catalog::find(relid)?.is_none() {
             return Ok(Step::Pass);
         }
         match (*s).renameType {
+            pg_sys::ObjectType::OBJECT_INDEX
+            | pg_sys::ObjectType::OBJECT_VIEW
+            | pg_sys::ObjectType::OBJECT_MATVIEW
+            | pg_sys::ObjectType::OBJECT_SEQUENCE
+            | pg_sys::ObjectType::OBJECT_FOREIGN_TABLE => {
+                Err(unsupported_alter("renaming a distributed table"))
+            }
             pg_sys::ObjectType::OBJECT_COLUMN
                 if (*s).relationType == pg_sys::ObjectType::OBJECT_TABLE =>
             {
@@ -384,6 +394,13 @@ pub(super) unsafe fn rename(u: &Utility) -> TResult<Step> {
 /// # Safety
 /// `u` is an AlterObjectSchemaStmt.
 pub(super) unsafe fn set_schema(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table.
+    let s = unsafe { u.node::<pg_sys::AlterObjectSchemaStmt>() };
+    // SAFETY: as above; object is the statement's object node.
+    if unsafe { super::shared_object((*s).objectType, (*s).object) } {
+        // SAFETY: as above.
+        return unsafe { super::objects::as_written(u) };
+    }
     // SAFETY: the tag was checked by the table; relation is null or a valid RangeVar.
     match unsafe { distributed_range_var((*u.node::<pg_sys::AlterObjectSchemaStmt>()).relation) }? {
         Some(relid) => Err(refused(

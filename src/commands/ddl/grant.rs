@@ -43,6 +43,17 @@ pub(super) unsafe fn grant(u: &Utility) -> TResult<Step> {
     // IN SCHEMA's are String nodes.
     unsafe {
         let s = u.node::<pg_sys::GrantStmt>();
+        if matches!(
+            (*s).objtype,
+            pg_sys::ObjectType::OBJECT_SCHEMA
+                | pg_sys::ObjectType::OBJECT_FUNCTION
+                | pg_sys::ObjectType::OBJECT_PROCEDURE
+                | pg_sys::ObjectType::OBJECT_ROUTINE
+                | pg_sys::ObjectType::OBJECT_TYPE
+                | pg_sys::ObjectType::OBJECT_DOMAIN
+        ) {
+            return super::objects::grant(u);
+        }
         if (*s).objtype != pg_sys::ObjectType::OBJECT_TABLE {
             return Ok(Step::Pass);
         }

@@ -1,7 +1,6 @@
 //! TRUNCATE, VACUUM and ANALYZE of distributed tables: the same on every shard placement.
-//! TRUNCATE runs in the remote transaction; VACUUM cannot run in a transaction block, so it
-//! (and ANALYZE with it) runs on the workers in autocommit after the local statement, as
-//! Citus does. VACUUM or ANALYZE without a table list stays local (each node's own autovacuum
+//! TRUNCATE and ANALYZE run in the remote transaction; VACUUM cannot run in a transaction
+//! block, so it runs on the workers in autocommit after the local statement, as Citus does. VACUUM or ANALYZE without a table list stays local (each node's own autovacuum
 //! looks after its shards).
 
 use pgrx::pg_sys;
@@ -130,11 +129,16 @@ pub(super) unsafe fn vacuum(u: &Utility) -> TResult<Step> {
                 format!("{verb}{options} {t}{cols}")
             })?;
         }
-        // The coordinator's placements (of reference tables) run through SPI, where ANALYZE
-        // can run and VACUUM cannot: VACUUM leaves them to autovacuum.
+        // VACUUM cannot run in a transaction block: on the workers it runs in autocommit (it
+        // cannot run in one here either), and the coordinator's placements (of reference
+        // tables, through SPI) are left to autovacuum. ANALYZE runs in the remote transaction,
+        // which may hold locks on the shards already (DDL earlier in the transaction) and rolls
+        // back with it.
         if verb == "VACUUM" {
             per_group.remove(&tessera_core::node::COORDINATOR_GROUP_ID);
+            run_per_group_in(per_group, &nodes::all()?, Scope::Autocommit)
+        } else {
+            super::run_batched(per_group)
         }
-        run_per_group_in(per_group, &nodes::all()?, Scope::Autocommit)
     })))
 }

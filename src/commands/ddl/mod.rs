@@ -23,6 +23,8 @@
 //! | COPY TO | `copy`: rewritten to `COPY (SELECT ...) TO`, which reads the shards; COPY FROM refused |
 //! | CREATE TRIGGER, CREATE/ALTER POLICY, CREATE RULE, CLUSTER, CREATE STATISTICS, CREATE/ALTER PUBLICATION, CREATE TABLE ... INHERITS / PARTITION OF | `refused`: refused with a hint |
 //! | CREATE / ALTER / DROP ROLE, GRANT role, ALTER ROLE ... SET / RENAME, DROP / REASSIGN OWNED | `roles`: on every worker (a password as its stored verifier) |
+//! | CREATE / DROP SCHEMA, GRANT on schemas, functions, types | `objects`: on every worker (CREATE SCHEMA IF NOT EXISTS, DROP ... IF EXISTS) |
+//! | CREATE / ALTER / DROP TYPE, DOMAIN, FUNCTION, PROCEDURE, AGGREGATE, OPERATOR, COLLATION; their RENAME / SET SCHEMA / OWNER TO | `objects`: as written on every worker, under the session's search_path |
 //! | COMMENT, SECURITY LABEL, LOCK TABLE | local on purpose: a comment or label is the coordinator's metadata; the coordinator's lock is what distributed writes take |
 //! | DROP TABLE / DROP SCHEMA | passes; the `sql_drop` event trigger (commands::distribute) drops the shards |
 //!
@@ -35,6 +37,7 @@ mod extension;
 mod grant;
 mod index;
 mod maintenance;
+mod objects;
 mod refused;
 pub(crate) mod roles;
 
@@ -134,6 +137,14 @@ fn handler_for(tag: pg_sys::NodeTag) -> Option<Handler> {
         T_VacuumStmt => maintenance::vacuum,
         T_CopyStmt => copy::copy,
         T_CreateStmt => refused::create_table,
+        T_CreateSchemaStmt => objects::create_schema,
+        T_CompositeTypeStmt | T_CreateEnumStmt | T_CreateRangeStmt | T_CreateDomainStmt
+        | T_AlterEnumStmt | T_AlterTypeStmt | T_AlterDomainStmt | T_DefineStmt => {
+            objects::as_written
+        }
+        T_AlterFunctionStmt => objects::alter_function,
+        T_CreateFunctionStmt => objects::create_function,
+        T_AlterOwnerStmt => alter_owner,
         T_CreateRoleStmt => roles::create,
         T_AlterRoleStmt => roles::alter,
         T_AlterRoleSetStmt | T_DropRoleStmt | T_GrantRoleStmt | T_DropOwnedStmt
@@ -164,8 +175,68 @@ unsafe fn drop(u: &Utility) -> TResult<Step> {
         pg_sys::ObjectType::OBJECT_EXTENSION => unsafe { extension::drop(u) },
         // SAFETY: a DropStmt of indexes.
         pg_sys::ObjectType::OBJECT_INDEX => unsafe { index::drop(u) },
+        // SAFETY: a DropStmt of schemas.
+        pg_sys::ObjectType::OBJECT_SCHEMA => unsafe { objects::drop_schema(u) },
+        k if SHARED_OBJECTS.contains(&k) => {
+            // SAFETY: a DropStmt of one of these kinds.
+            unsafe { objects::drop_object(u) }
+        }
         _ => Ok(Step::Pass),
     }
+}
+
+/// The object kinds every node keeps (besides tables, roles and schemas): what defaults,
+/// constraints and queries on the shards may use.
+const SHARED_OBJECTS: [pg_sys::ObjectType::Type; 9] = [
+    pg_sys::ObjectType::OBJECT_TYPE,
+    pg_sys::ObjectType::OBJECT_DOMAIN,
+    pg_sys::ObjectType::OBJECT_FUNCTION,
+    pg_sys::ObjectType::OBJECT_PROCEDURE,
+    pg_sys::ObjectType::OBJECT_ROUTINE,
+    pg_sys::ObjectType::OBJECT_AGGREGATE,
+    pg_sys::ObjectType::OBJECT_OPERATOR,
+    pg_sys::ObjectType::OBJECT_COLLATION,
+    pg_sys::ObjectType::OBJECT_SCHEMA,
+];
+
+/// Whether RENAME / SET SCHEMA / OWNER TO of this kind reaches every node (as written).
+fn shared_kind(kind: pg_sys::ObjectType::Type) -> bool {
+    SHARED_OBJECTS.contains(&kind)
+        || kind == pg_sys::ObjectType::OBJECT_ATTRIBUTE
+        || kind == pg_sys::ObjectType::OBJECT_DOMCONSTRAINT
+}
+
+/// [`shared_kind`], and for a function kind one the workers have (`object` is the statement's
+/// object node).
+///
+/// # Safety
+/// `object` is the statement's object node (an ObjectWithArgs for function kinds).
+unsafe fn shared_object(kind: pg_sys::ObjectType::Type, object: *mut pg_sys::Node) -> bool {
+    let function = matches!(
+        kind,
+        pg_sys::ObjectType::OBJECT_FUNCTION
+            | pg_sys::ObjectType::OBJECT_PROCEDURE
+            | pg_sys::ObjectType::OBJECT_ROUTINE
+            | pg_sys::ObjectType::OBJECT_AGGREGATE
+    );
+    shared_kind(kind)
+        // SAFETY: forwarded.
+        && (!function || object.is_null() || unsafe { objects::function_is_shared(kind, object) })
+}
+
+/// ALTER ... OWNER TO of a shared object kind: as written.
+///
+/// # Safety
+/// `u` is an AlterOwnerStmt.
+unsafe fn alter_owner(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table.
+    let s = unsafe { u.node::<pg_sys::AlterOwnerStmt>() };
+    // SAFETY: as above; object is the statement's object node.
+    if unsafe { shared_object((*s).objectType, (*s).object) } {
+        // SAFETY: as above.
+        return unsafe { objects::as_written(u) };
+    }
+    Ok(Step::Pass)
 }
 
 fn tessera_installed() -> bool {

@@ -132,7 +132,12 @@ pub(super) unsafe fn publication(u: &Utility) -> TResult<Step> {
         let objects = if (*u.stmt).type_ == pg_sys::NodeTag::T_CreatePublicationStmt {
             (*u.node::<pg_sys::CreatePublicationStmt>()).pubobjects
         } else {
-            (*u.node::<pg_sys::AlterPublicationStmt>()).pubobjects
+            let a = u.node::<pg_sys::AlterPublicationStmt>();
+            // Taking a table out of a publication is always allowed.
+            if (*a).action == pg_sys::AlterPublicationAction::AP_DropObjects {
+                return Ok(Step::Pass);
+            }
+            (*a).pubobjects
         };
         for o in list_ptrs(objects) {
             let spec = o as *mut pg_sys::PublicationObjSpec;

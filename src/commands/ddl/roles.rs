@@ -2,15 +2,21 @@
 //! that uses a distributed table must exist there too.
 //!
 //! - CREATE ROLE and ALTER ROLE reach the workers as a statement made from the coordinator's
-//!   catalog once the local statement ran (`CREATE ROLE`, then `ALTER ROLE ... WITH` every
-//!   attribute): a password travels as the verifier PostgreSQL stored (SCRAM or MD5), never as
-//!   the text the user typed, so no worker's log or error ever holds it.
-//! - DROP ROLE, GRANT / REVOKE role, ALTER ROLE ... RENAME / SET, ALTER GROUP, DROP OWNED and
-//!   REASSIGN OWNED reach the workers as the user's statement (they hold no secret).
-//! - A node added later gets every role ([`sync_commands`], from `citus_add_node`).
+//!   catalog once the local statement ran, naming the attributes the user's statement named
+//!   (so a user may change their own password, as on one server): a password travels as the
+//!   verifier PostgreSQL stored, never as the text the user typed. (A SCRAM verifier, the
+//!   default, cannot be used to log in; an MD5 one is password-equivalent under md5
+//!   authentication, as it is in the coordinator's own catalog.)
+//! - DROP ROLE reaches the workers as `DROP ROLE IF EXISTS`; GRANT / REVOKE role, ALTER ROLE
+//!   ... RENAME / SET, ALTER GROUP, DROP OWNED and REASSIGN OWNED as the user's statement (they
+//!   hold no secret). A role a worker lacks (made before it joined, or from a database without
+//!   Tessera) is made there first. SESSION_USER, which names another role on a worker (its
+//!   connection logs in as the current user), is refused in them.
+//! - A node added later gets the roles it lacks ([`sync_commands`], from `citus_add_node`);
+//!   the roles it has keep their attributes.
 //!
-//! All of it runs in the remote transaction: a worker that refuses (a role of that name exists
-//! there already) fails the statement with the worker's reason, and no node keeps a change.
+//! All of it runs in the remote transaction: a worker that refuses (CREATE ROLE of a name it
+//! has already) fails the statement with the worker's reason.
 
 use std::ffi::{c_int, CStr};
 
@@ -111,9 +117,14 @@ unsafe fn role(oid: pg_sys::Oid) -> Option<Role> {
     }
 }
 
-/// `ALTER ROLE ... WITH` every attribute of the role as the coordinator has it. The attributes
-/// only a superuser may name (SUPERUSER, REPLICATION, BYPASSRLS) are named only by one.
-fn alter_sql(r: &Role) -> String {
+/// The role attributes a statement names (its DefElem names), or all of them (None).
+type Named = Option<Vec<String>>;
+
+/// `WITH ...` clauses for the role's attributes as the coordinator has them: those `named`
+/// (a statement's options), or every one a new node needs (None): attributes at their defaults
+/// are left out then, so nothing is named that only a superuser may name unless it is set.
+fn attrs_sql(r: &Role, named: &Named) -> Vec<String> {
+    let wants = |opt: &str| named.as_ref().is_none_or(|n| n.iter().any(|x| x == opt));
     let yes_no = |on: bool, word: &str| {
         if on {
             word.to_string()
@@ -121,32 +132,107 @@ fn alter_sql(r: &Role) -> String {
             format!("NO{word}")
         }
     };
-    let mut attrs = vec![
-        yes_no(r.inherit, "INHERIT"),
-        yes_no(r.createrole, "CREATEROLE"),
-        yes_no(r.createdb, "CREATEDB"),
-        yes_no(r.login, "LOGIN"),
-    ];
-    // SAFETY: reading the current user's superuser flag.
-    if unsafe { pg_sys::superuser() } {
-        attrs.push(yes_no(r.superuser, "SUPERUSER"));
-        attrs.push(yes_no(r.replication, "REPLICATION"));
-        attrs.push(yes_no(r.bypassrls, "BYPASSRLS"));
+    let all = named.is_none();
+    let mut attrs = Vec::new();
+    let mut flag = |opt: &str, on: bool, default: bool, word: &str| {
+        if wants(opt) && !(all && on == default) {
+            attrs.push(yes_no(on, word));
+        }
+    };
+    flag("superuser", r.superuser, false, "SUPERUSER");
+    flag("inherit", r.inherit, true, "INHERIT");
+    flag("createrole", r.createrole, false, "CREATEROLE");
+    flag("createdb", r.createdb, false, "CREATEDB");
+    flag("canlogin", r.login, false, "LOGIN");
+    flag("isreplication", r.replication, false, "REPLICATION");
+    flag("bypassrls", r.bypassrls, false, "BYPASSRLS");
+    if wants("connectionlimit") && !(all && r.connlimit == -1) {
+        attrs.push(format!("CONNECTION LIMIT {}", r.connlimit));
     }
-    attrs.push(format!("CONNECTION LIMIT {}", r.connlimit));
-    attrs.push(match &r.password {
-        Some(p) => format!("PASSWORD {}", quote_literal(p)),
-        None => "PASSWORD NULL".into(),
-    });
-    attrs.push(format!(
-        "VALID UNTIL {}",
-        quote_literal(r.valid_until.as_deref().unwrap_or("infinity"))
-    ));
-    format!(
-        "ALTER ROLE {} WITH {}",
-        quote_identifier(&r.name),
-        attrs.join(" ")
-    )
+    if wants("password") {
+        match &r.password {
+            Some(p) => attrs.push(format!("PASSWORD {}", quote_literal(p))),
+            None if !all => attrs.push("PASSWORD NULL".into()),
+            None => {}
+        }
+    }
+    if wants("validUntil") {
+        if let Some(v) = &r.valid_until {
+            attrs.push(format!("VALID UNTIL {}", quote_literal(v)));
+        } else if !all {
+            attrs.push("VALID UNTIL 'infinity'".into());
+        }
+    }
+    attrs
+}
+
+/// `ALTER ROLE name WITH ...` for the attributes (None: nothing to send).
+fn alter_sql(r: &Role, named: &Named) -> Option<String> {
+    let attrs = attrs_sql(r, named);
+    (!attrs.is_empty()).then(|| {
+        format!(
+            "ALTER ROLE {} WITH {}",
+            quote_identifier(&r.name),
+            attrs.join(" ")
+        )
+    })
+}
+
+/// A command that makes role `name` on a node that lacks it (and does nothing where it
+/// exists): a DO block whose dollar quote occurs nowhere in its body.
+fn ensure_role_sql(name: &str) -> String {
+    let body = format!(
+        "BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {}) THEN CREATE ROLE {}; END IF; END",
+        quote_literal(name),
+        quote_identifier(name)
+    );
+    let mut n = 0;
+    let tag = loop {
+        let t = format!("$tessera{n}$");
+        if !body.contains(&t) {
+            break t;
+        }
+        n += 1;
+    };
+    format!("DO {tag}{body}{tag}")
+}
+
+/// The DefElem names of a role statement's options.
+///
+/// # Safety
+/// `options` is a List of DefElem (or NIL).
+unsafe fn option_names(options: *mut pg_sys::List) -> Vec<String> {
+    // SAFETY: each element is a DefElem with a NUL-terminated name.
+    unsafe {
+        list_ptrs(options)
+            .into_iter()
+            .map(|d| string((*(d as *mut pg_sys::DefElem)).defname))
+            .collect()
+    }
+}
+
+/// Refuses SESSION_USER among a statement's role specs when it is not the current user: the
+/// worker's connection logs in as the current user, so there it would name another role.
+///
+/// # Safety
+/// `specs` are RoleSpec nodes (or null).
+unsafe fn refuse_session_user(specs: &[*mut pg_sys::RoleSpec]) -> TResult<()> {
+    // SAFETY: reading the RoleSpecs' kind; the user ids of the session.
+    unsafe {
+        let differs = pg_sys::GetSessionUserId() != pg_sys::GetUserId();
+        if differs
+            && specs.iter().any(|s| {
+                !s.is_null() && (**s).roletype == pg_sys::RoleSpecType::ROLESPEC_SESSION_USER
+            })
+        {
+            return Err(crate::error::TesseraError::new(
+                pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "SESSION_USER names another role on the worker nodes than here",
+            )
+            .hint("Name the role, or run the statement without SET ROLE."));
+        }
+    }
+    Ok(())
 }
 
 /// CREATE ROLE / USER / GROUP: the role as created, from the catalog.
@@ -155,7 +241,10 @@ fn alter_sql(r: &Role) -> String {
 /// `u` is a CreateRoleStmt.
 pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
     // SAFETY: the tag was checked by the table; role is the new role's name.
-    let name = unsafe { string((*u.node::<pg_sys::CreateRoleStmt>()).role) };
+    let (name, named) = unsafe {
+        let s = u.node::<pg_sys::CreateRoleStmt>();
+        (string((*s).role), option_names((*s).options))
+    };
     // The memberships the statement gives (IN ROLE, ROLE, ADMIN) follow as GRANTs.
     Ok(on_every_worker(move || {
         let c = std::ffi::CString::new(name.as_str()).unwrap_or_default();
@@ -165,11 +254,11 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
         let Some(r) = (unsafe { role(oid) }) else {
             return Ok(Vec::new());
         };
-        let mut out = vec![
-            format!("CREATE ROLE {}", quote_identifier(&r.name)),
-            alter_sql(&r),
-        ];
-        out.extend(memberships_of(oid)?);
+        let mut out = vec![format!("CREATE ROLE {}", quote_identifier(&r.name))];
+        out.extend(alter_sql(&r, &Some(named)));
+        for g in memberships_of(oid)? {
+            out.push(g);
+        }
         Ok(out)
     }))
 }
@@ -202,42 +291,131 @@ fn memberships_of(oid: pg_sys::Oid) -> TResult<Vec<String>> {
 /// `u` is an AlterRoleStmt.
 pub(super) unsafe fn alter(u: &Utility) -> TResult<Step> {
     // SAFETY: the tag was checked by the table; options are DefElems, role a RoleSpec.
-    let (oid, membership) = unsafe {
+    let (oid, named) = unsafe {
         let s = u.node::<pg_sys::AlterRoleStmt>();
-        let membership = list_ptrs((*s).options)
-            .iter()
-            .any(|d| string((*(*d as *mut pg_sys::DefElem)).defname) == "rolemembers");
-        (pg_sys::get_rolespec_oid((*s).role, true), membership)
+        refuse_session_user(&[(*s).role])?;
+        (
+            pg_sys::get_rolespec_oid((*s).role, true),
+            option_names((*s).options),
+        )
     };
-    if membership {
-        return Ok(as_written(u));
+    if named.iter().any(|n| n == "rolemembers") {
+        // ALTER GROUP g ADD / DROP USER ...: the group must exist there too.
+        // SAFETY: a syscache lookup.
+        let name = unsafe { role(oid) }.map(|r| r.name).unwrap_or_default();
+        return Ok(as_written(u, vec![name]));
     }
     Ok(on_every_worker(move || {
         // SAFETY: a syscache lookup.
-        Ok(unsafe { role(oid) }
-            .map(|r| vec![alter_sql(&r)])
-            .unwrap_or_default())
+        let Some(r) = (unsafe { role(oid) }) else {
+            return Ok(Vec::new());
+        };
+        let mut out = vec![ensure_role_sql(&r.name)];
+        out.extend(alter_sql(&r, &Some(named)));
+        Ok(out)
     }))
 }
 
-/// The user's statement on every worker.
-fn as_written(u: &Utility) -> Step {
+/// The user's statement on every worker, after making the roles it names where they lack.
+fn as_written(u: &Utility, roles: Vec<String>) -> Step {
     let sql = u.text();
-    on_every_worker(move || Ok(vec![sql]))
+    on_every_worker(move || {
+        let mut out: Vec<String> = roles.iter().map(|r| ensure_role_sql(r)).collect();
+        out.push(sql);
+        Ok(out)
+    })
 }
 
-/// DROP ROLE, GRANT / REVOKE role, ALTER ROLE ... SET, DROP OWNED, REASSIGN OWNED, ALTER ROLE
-/// ... RENAME: as written.
+/// The names of RoleSpecs (CURRENT_USER and the like resolved; PUBLIC left out).
+///
+/// # Safety
+/// `specs` are RoleSpec nodes.
+unsafe fn spec_names(specs: &[*mut pg_sys::RoleSpec]) -> Vec<String> {
+    // SAFETY: get_rolespec_name resolves a RoleSpec of an existing role.
+    unsafe {
+        specs
+            .iter()
+            .filter(|s| !s.is_null() && (***s).roletype != pg_sys::RoleSpecType::ROLESPEC_PUBLIC)
+            .filter(|s| pg_sys::get_rolespec_oid(**s, true) != pg_sys::InvalidOid)
+            .map(|s| string(pg_sys::get_rolespec_name(*s)))
+            .collect()
+    }
+}
+
+/// DROP ROLE (as `DROP ROLE IF EXISTS`), GRANT / REVOKE role, ALTER ROLE ... SET, DROP OWNED,
+/// REASSIGN OWNED, ALTER ROLE ... RENAME: as written.
 ///
 /// # Safety
 /// `u` is one of those statements.
 pub(super) unsafe fn as_is(u: &Utility) -> TResult<Step> {
-    Ok(as_written(u))
+    use pg_sys::NodeTag::*;
+    // SAFETY: each cast follows the statement's tag; role lists hold RoleSpecs, a GRANT's
+    // granted roles AccessPrivs named by role.
+    unsafe {
+        let specs = |l: *mut pg_sys::List| -> Vec<*mut pg_sys::RoleSpec> {
+            list_ptrs(l)
+                .into_iter()
+                .map(|p| p as *mut pg_sys::RoleSpec)
+                .collect()
+        };
+        match (*u.stmt).type_ {
+            T_DropRoleStmt => {
+                let s = u.node::<pg_sys::DropRoleStmt>();
+                let names: Vec<String> = specs((*s).roles)
+                    .into_iter()
+                    .filter(|r| (**r).roletype == pg_sys::RoleSpecType::ROLESPEC_CSTRING)
+                    .map(|r| quote_identifier(string((*r).rolename)))
+                    .collect();
+                if names.is_empty() {
+                    return Ok(Step::Pass);
+                }
+                let sql = format!("DROP ROLE IF EXISTS {}", names.join(", "));
+                Ok(on_every_worker(move || Ok(vec![sql])))
+            }
+            T_GrantRoleStmt => {
+                let s = u.node::<pg_sys::GrantRoleStmt>();
+                let grantees = specs((*s).grantee_roles);
+                refuse_session_user(&grantees)?;
+                refuse_session_user(&[(*s).grantor])?;
+                let mut roles = spec_names(&grantees);
+                for p in list_ptrs((*s).granted_roles) {
+                    let name = (*(p as *mut pg_sys::AccessPriv)).priv_name;
+                    if !name.is_null() {
+                        roles.push(string(name));
+                    }
+                }
+                Ok(as_written(u, roles))
+            }
+            T_DropOwnedStmt => {
+                let s = u.node::<pg_sys::DropOwnedStmt>();
+                let roles = specs((*s).roles);
+                refuse_session_user(&roles)?;
+                Ok(as_written(u, spec_names(&roles)))
+            }
+            T_ReassignOwnedStmt => {
+                let s = u.node::<pg_sys::ReassignOwnedStmt>();
+                let mut roles = specs((*s).roles);
+                roles.push((*s).newrole);
+                refuse_session_user(&roles)?;
+                Ok(as_written(u, spec_names(&roles)))
+            }
+            T_AlterRoleSetStmt => {
+                let s = u.node::<pg_sys::AlterRoleSetStmt>();
+                refuse_session_user(&[(*s).role])?;
+                Ok(as_written(u, spec_names(&[(*s).role])))
+            }
+            // ALTER ROLE ... RENAME: the old name must exist there.
+            _ => {
+                let s = u.node::<pg_sys::RenameStmt>();
+                let old = string((*s).subname);
+                Ok(as_written(u, vec![old]))
+            }
+        }
+    }
 }
 
-/// The commands that give a new node every role of the cluster, with its attributes and
-/// memberships: CREATE ROLE for the ones it lacks (`exists` says which it has), then ALTER ROLE
-/// and the GRANTs for all.
+/// The commands that give a new node the roles it lacks (`exists` says which it has), with
+/// their attributes, and every membership.
 pub(crate) fn sync_commands(exists: impl Fn(&str) -> TResult<bool>) -> TResult<Vec<String>> {
     let oids: Vec<pg_sys::Oid> = Spi::connect(|client| {
         let mut out = Vec::new();
@@ -260,10 +438,12 @@ pub(crate) fn sync_commands(exists: impl Fn(&str) -> TResult<bool>) -> TResult<V
         let Some(r) = (unsafe { role(oid) }) else {
             continue;
         };
-        if !exists(&r.name)? {
-            out.push(format!("CREATE ROLE {}", quote_identifier(&r.name)));
+        // A role the node has keeps its own attributes (and password).
+        if exists(&r.name)? {
+            continue;
         }
-        out.push(alter_sql(&r));
+        out.push(format!("CREATE ROLE {}", quote_identifier(&r.name)));
+        out.extend(alter_sql(&r, &None));
         for g in memberships_of(oid)? {
             if !grants.contains(&g) {
                 grants.push(g);

@@ -1,0 +1,56 @@
+-- The objects a distributed table depends on reach every node: schemas, types (enum,
+-- composite, domain), functions used in defaults, CHECK constraints and queries, and the
+-- grants on them. Unqualified names land in the schema they land in on the coordinator.
+CREATE SCHEMA "App Ü";
+SET search_path = "App Ü", public;
+CREATE TYPE mood AS ENUM ('sad', 'ok');
+ALTER TYPE mood ADD VALUE 'happy';
+CREATE TYPE point2 AS (x int, y int);
+CREATE DOMAIN positive AS int CHECK (VALUE > 0);
+CREATE FUNCTION double_it(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 2';
+CREATE FUNCTION label(m mood) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT 'feeling ' || m $$;
+SELECT nodeport, result FROM run_command_on_workers($$
+  SELECT string_agg(x, ' ' ORDER BY x) FROM (
+    SELECT t.typname::text AS x FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+     WHERE n.nspname = 'App Ü' AND t.typname IN ('mood', 'point2', 'positive')
+    UNION ALL
+    SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = 'App Ü'
+    UNION ALL
+    SELECT 'labels=' || string_agg(enumlabel::text, ',' ORDER BY enumsortorder) FROM pg_enum
+     WHERE enumtypid = (SELECT t.oid FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                         WHERE n.nspname = 'App Ü' AND t.typname = 'mood')) s$$) ORDER BY nodeport;
+-- A table built from them, distributed: the shards use the same types, default and CHECK.
+CREATE TABLE feelings (k int PRIMARY KEY, m mood NOT NULL DEFAULT 'ok', p point2,
+                       n positive, d int DEFAULT double_it(21) CHECK (double_it(d) < 1000));
+SELECT create_distributed_table('feelings', 'k', shard_count => 4);
+INSERT INTO feelings (k, m, p, n) VALUES (1, 'happy', ROW(1, 2), 5), (2, 'sad', ROW(3, 4), 7), (3, DEFAULT, NULL, 1);
+INSERT INTO feelings (k, n) VALUES (4, 0);
+INSERT INTO feelings (k, n, d) VALUES (5, 1, 600);
+SELECT k, m, p, n, d FROM feelings ORDER BY k;
+-- The functions run on the shards, in WHERE and in the SELECT list.
+SELECT k, label(m), double_it(n) FROM feelings WHERE double_it(k) > 2 ORDER BY k;
+SELECT m, count(*) FROM feelings GROUP BY m ORDER BY m;
+-- Grants on the schema, a function and a type reach the workers.
+CREATE ROLE obj_reader LOGIN;
+GRANT USAGE ON SCHEMA "App Ü" TO obj_reader;
+GRANT SELECT ON feelings TO obj_reader;
+REVOKE EXECUTE ON FUNCTION label(mood) FROM PUBLIC;
+SET ROLE obj_reader;
+SELECT count(*) FROM feelings WHERE double_it(k) > 2;
+SELECT label(m) FROM feelings WHERE k = 1;
+RESET ROLE;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT has_schema_privilege('obj_reader', 'App Ü', 'USAGE') || ' ' ||
+         has_function_privilege('obj_reader', '"App Ü".label("App Ü".mood)', 'EXECUTE')$$);
+-- RENAME and DROP follow; DROP of an object a worker lacks is no error there.
+ALTER FUNCTION double_it(int) RENAME TO twice;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc WHERE pronamespace = '"App Ü"'::regnamespace$$);
+CREATE FUNCTION coordinator_first() RETURNS int LANGUAGE sql AS 'SELECT 1';
+SELECT count(*) FROM run_command_on_workers('DROP FUNCTION "App Ü".coordinator_first()') WHERE success;
+DROP FUNCTION coordinator_first();
+DROP TABLE feelings;
+DROP SCHEMA "App Ü" CASCADE;
+SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_namespace WHERE nspname = 'App Ü'$$);
+DROP ROLE obj_reader;

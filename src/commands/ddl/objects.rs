@@ -1,0 +1,287 @@
+//! The objects a distributed table depends on, kept on every node: schemas, types (enum,
+//! composite, range, domain), functions, procedures and aggregates (so that defaults, CHECK
+//! constraints and queries that call them run on the shards), and the privileges on them.
+//!
+//! - CREATE SCHEMA reaches the workers as `CREATE SCHEMA IF NOT EXISTS ... AUTHORIZATION`
+//!   (the statement's own elements, such as its tables, stay the coordinator's); DROP SCHEMA
+//!   as `DROP SCHEMA IF EXISTS` (a schema a worker never got is no error there).
+//! - Every other statement here reaches the workers as written, under the session's
+//!   `search_path` (so `CREATE TYPE mood ...` lands in the schema it landed in here).
+//! - GRANT / REVOKE on a schema creates the schema on a worker that lacks it first.
+//!
+//! All of it runs in the remote transaction: a worker that refuses fails the statement, with
+//! that worker's reason, and no node keeps a change.
+
+use pgrx::pg_sys;
+use pgrx::spi::{quote_identifier, quote_literal, Spi};
+
+use super::{Step, Utility};
+use crate::commands::PerGroup;
+use crate::error::TResult;
+use crate::metadata::node as nodes;
+use crate::pg::nodes::{list_ptrs, string};
+
+/// The commands on every active primary worker, in the remote transaction, after the session's
+/// `search_path` (as the statement read it here).
+fn on_every_worker(commands: impl FnOnce() -> TResult<Vec<String>> + 'static) -> TResult<Step> {
+    let search_path = Spi::get_one::<String>("SELECT pg_catalog.current_setting('search_path')")?
+        .unwrap_or_default();
+    Ok(Step::Propagate(Box::new(move || {
+        let commands = commands()?;
+        if commands.is_empty() {
+            return Ok(());
+        }
+        let mut per_group = PerGroup::new();
+        for n in nodes::all()?
+            .iter()
+            .filter(|n| n.isactive && n.noderole == "primary" && !n.is_coordinator())
+        {
+            let cmds = per_group.entry(n.groupid).or_default();
+            // A function body may read tables the workers do not have (a distributed table's
+            // name is the coordinator's): its body is not checked there, as pg_dump does.
+            cmds.push((
+                format!(
+                    "SELECT pg_catalog.set_config('search_path', {}, true), \
+                            pg_catalog.set_config('check_function_bodies', 'off', true)",
+                    quote_literal(&search_path)
+                ),
+                Vec::new(),
+            ));
+            for sql in &commands {
+                cmds.push((sql.clone(), Vec::new()));
+            }
+        }
+        super::run_batched(per_group)
+    })))
+}
+
+/// The statement as written.
+///
+/// # Safety
+/// `u` is one of the statements the table sends here.
+pub(super) unsafe fn as_written(u: &Utility) -> TResult<Step> {
+    let sql = u.text();
+    on_every_worker(move || Ok(vec![sql]))
+}
+
+/// DROP of a type, domain, function, procedure, routine, aggregate, operator or collation: as
+/// written, with IF EXISTS (an object made before a worker joined is no error there).
+///
+/// # Safety
+/// `u` is a DropStmt of one of those kinds.
+pub(super) unsafe fn drop_object(u: &Utility) -> TResult<Step> {
+    let text = u.text();
+    // SAFETY: reading the DropStmt.
+    let missing_ok = unsafe { (*u.node::<pg_sys::DropStmt>()).missing_ok };
+    let sql = if missing_ok {
+        text
+    } else {
+        with_if_exists(&text)
+    };
+    on_every_worker(move || Ok(vec![sql]))
+}
+
+/// `DROP <kind> IF EXISTS ...` from `DROP <kind> ...` (the kinds here are one keyword).
+fn with_if_exists(text: &str) -> String {
+    let mut seen = 0;
+    let mut in_word = false;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() {
+            if in_word {
+                seen += 1;
+                if seen == 2 {
+                    return format!("{} IF EXISTS{}", &text[..i], &text[i..]);
+                }
+            }
+            in_word = false;
+        } else {
+            in_word = true;
+        }
+    }
+    text.to_string()
+}
+
+/// CREATE FUNCTION / PROCEDURE: as written, unless the function cannot exist on a worker: one
+/// whose arguments or result use a table's row type (the workers have shards, not the
+/// table), or whose body is SQL-standard (`BEGIN ATOMIC`, checked against the tables when it
+/// is created). Such a function stays the coordinator's, where queries that use it run.
+///
+/// # Safety
+/// `u` is a CreateFunctionStmt.
+pub(super) unsafe fn create_function(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table; parameters are FunctionParameters; type names
+    // are looked up with missing_ok (the local statement reports a missing one).
+    unsafe {
+        let s = u.node::<pg_sys::CreateFunctionStmt>();
+        if !(*s).sql_body.is_null() {
+            return Ok(Step::Pass);
+        }
+        let mut types: Vec<*mut pg_sys::TypeName> = list_ptrs((*s).parameters)
+            .into_iter()
+            .map(|p| (*(p as *mut pg_sys::FunctionParameter)).argType)
+            .collect();
+        types.push((*s).returnType);
+        for t in types.into_iter().filter(|t| !t.is_null()) {
+            let oid = pg_sys::LookupTypeNameOid(std::ptr::null_mut(), t, true);
+            let rel = if oid == pg_sys::InvalidOid {
+                pg_sys::InvalidOid
+            } else {
+                pg_sys::get_typ_typrelid(oid)
+            };
+            if rel != pg_sys::InvalidOid
+                && pg_sys::get_rel_relkind(rel)
+                    != pg_sys::RELKIND_COMPOSITE_TYPE as std::ffi::c_char
+            {
+                return Ok(Step::Pass);
+            }
+        }
+        as_written(u)
+    }
+}
+
+/// Whether a function (procedure, aggregate) `owa` of kind `kind` is one the workers have:
+/// one [`create_function`] sends (no table row type in its signature, no SQL-standard body).
+/// A function that is not found is (ALTER or DROP of it fails here, or it is a worker's only).
+///
+/// # Safety
+/// `owa` is an ObjectWithArgs node.
+pub(super) unsafe fn function_is_shared(
+    kind: pg_sys::ObjectType::Type,
+    owa: *mut pg_sys::Node,
+) -> bool {
+    // SAFETY: a missing_ok function lookup; then pg_proc through lsyscache and the syscache.
+    unsafe {
+        let oid = pg_sys::LookupFuncWithArgs(kind, owa as *mut pg_sys::ObjectWithArgs, true);
+        if oid == pg_sys::InvalidOid {
+            return true;
+        }
+        let mut argtypes: *mut pg_sys::Oid = std::ptr::null_mut();
+        let mut nargs: std::ffi::c_int = 0;
+        let ret = pg_sys::get_func_signature(oid, &mut argtypes, &mut nargs);
+        let mut types: Vec<pg_sys::Oid> =
+            std::slice::from_raw_parts(argtypes, nargs as usize).to_vec();
+        types.push(ret);
+        let table_row = types.into_iter().any(|t| {
+            let rel = pg_sys::get_typ_typrelid(t);
+            rel != pg_sys::InvalidOid
+                && pg_sys::get_rel_relkind(rel)
+                    != pg_sys::RELKIND_COMPOSITE_TYPE as std::ffi::c_char
+        });
+        let cache = pg_sys::SysCacheIdentifier::PROCOID as std::ffi::c_int;
+        let tuple = pg_sys::SearchSysCache1(cache, pg_sys::Datum::from(oid));
+        let mut no_body = true;
+        if !tuple.is_null() {
+            // prosqlbody is attribute 28 of pg_proc (pg_proc_d.h).
+            pg_sys::SysCacheGetAttr(cache, tuple, 28, &mut no_body);
+            pg_sys::ReleaseSysCache(tuple);
+        }
+        !table_row && no_body
+    }
+}
+
+/// ALTER FUNCTION / PROCEDURE / ROUTINE: as written, for a function the workers have.
+///
+/// # Safety
+/// `u` is an AlterFunctionStmt.
+pub(super) unsafe fn alter_function(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table.
+    let shared = unsafe {
+        let s = u.node::<pg_sys::AlterFunctionStmt>();
+        function_is_shared((*s).objtype, (*s).func as *mut pg_sys::Node)
+    };
+    if shared {
+        // SAFETY: as above.
+        unsafe { as_written(u) }
+    } else {
+        Ok(Step::Pass)
+    }
+}
+
+/// `CREATE SCHEMA IF NOT EXISTS name AUTHORIZATION owner` as the coordinator has it.
+fn create_schema_sql(nsp: pg_sys::Oid) -> TResult<Option<String>> {
+    Ok(Spi::get_one_with_args::<String>(
+        "SELECT format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', nspname,
+                       pg_catalog.pg_get_userbyid(nspowner))
+           FROM pg_catalog.pg_namespace WHERE oid = $1",
+        &[nsp.into()],
+    )?)
+}
+
+/// CREATE SCHEMA: the schema (not its elements) on every worker.
+///
+/// # Safety
+/// `u` is a CreateSchemaStmt.
+pub(super) unsafe fn create_schema(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table; schemaname is null for `CREATE SCHEMA
+    // AUTHORIZATION role` (the schema is then named after the role).
+    let name = unsafe {
+        let s = u.node::<pg_sys::CreateSchemaStmt>();
+        if !(*s).schemaname.is_null() {
+            string((*s).schemaname)
+        } else if !(*s).authrole.is_null() {
+            string(pg_sys::get_rolespec_name((*s).authrole))
+        } else {
+            String::new()
+        }
+    };
+    on_every_worker(move || {
+        let c = std::ffi::CString::new(name.as_str()).unwrap_or_default();
+        // SAFETY: a name lookup of the schema the local statement created.
+        let nsp = unsafe { pg_sys::get_namespace_oid(c.as_ptr(), true) };
+        Ok(create_schema_sql(nsp)?.into_iter().collect())
+    })
+}
+
+/// DROP SCHEMA: `DROP SCHEMA IF EXISTS` of the same schemas, with the same behaviour.
+///
+/// # Safety
+/// `u` is a DropStmt of schemas.
+pub(super) unsafe fn drop_schema(u: &Utility) -> TResult<Step> {
+    // SAFETY: a DROP SCHEMA's objects are String nodes; behavior is its CASCADE / RESTRICT.
+    let sql = unsafe {
+        let s = u.node::<pg_sys::DropStmt>();
+        let names: Vec<String> = list_ptrs((*s).objects)
+            .into_iter()
+            .map(|n| quote_identifier(string((*(n as *mut pg_sys::String)).sval)))
+            .collect();
+        let cascade = (*s).behavior == pg_sys::DropBehavior::DROP_CASCADE;
+        format!(
+            "DROP SCHEMA IF EXISTS {}{}",
+            names.join(", "),
+            if cascade { " CASCADE" } else { "" }
+        )
+    };
+    on_every_worker(move || Ok(vec![sql]))
+}
+
+/// GRANT / REVOKE on schemas, functions, procedures, routines, types, domains (tables are
+/// `grant`'s): as written, creating a schema a worker lacks first.
+///
+/// # Safety
+/// `u` is a GrantStmt that is not on tables.
+pub(super) unsafe fn grant(u: &Utility) -> TResult<Step> {
+    // SAFETY: a GRANT ON SCHEMA's objects are String nodes.
+    let schemas: Vec<String> = unsafe {
+        let s = u.node::<pg_sys::GrantStmt>();
+        if (*s).objtype == pg_sys::ObjectType::OBJECT_SCHEMA {
+            list_ptrs((*s).objects)
+                .into_iter()
+                .map(|n| string((*(n as *mut pg_sys::String)).sval))
+                .collect()
+        } else {
+            Vec::new()
+        }
+    };
+    let sql = u.text();
+    on_every_worker(move || {
+        let mut out = Vec::new();
+        for name in schemas {
+            let c = std::ffi::CString::new(name.as_str()).unwrap_or_default();
+            // SAFETY: a name lookup.
+            let nsp = unsafe { pg_sys::get_namespace_oid(c.as_ptr(), true) };
+            out.extend(create_schema_sql(nsp)?);
+        }
+        out.push(sql);
+        Ok(out)
+    })
+}
