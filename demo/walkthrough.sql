@@ -74,6 +74,25 @@ SELECT get_shard_id_for_distribution_column('shared_events', 42) AS shardid,
 FROM citus_shards WHERE shardid = get_shard_id_for_distribution_column('shared_events', 42);
 
 \echo
+\echo '== The application runs as a role of its own ==============================='
+\echo 'Roles, their passwords (as stored verifiers) and grants reach every node: the connections'
+\echo 'to the workers run as the application role, with only the privileges it was given.'
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app_user') THEN
+    CREATE ROLE app_user LOGIN PASSWORD 'app-secret';
+  END IF;
+END $$;
+GRANT SELECT, INSERT, UPDATE, DELETE ON shared_events, messages TO app_user;
+GRANT SELECT ON tiers TO app_user;
+GRANT USAGE ON SEQUENCE shared_events_event_id_seq TO app_user;
+SELECT nodeport, result AS app_user_reads_its_shards
+  FROM run_command_on_workers($$SELECT bool_and(has_table_privilege('app_user', oid, 'SELECT'))
+                                  FROM pg_class WHERE relname ~ '^(shared_events|messages)_[0-9]+$' AND relkind = 'r'$$)
+ ORDER BY nodeport;
+SET ROLE app_user;
+SELECT current_user;
+
+\echo
 \echo '== Step 3: distributed queries =========================================='
 \echo 'Rows are routed by the hash of tenant_id as they are inserted (multi-row VALUES too):'
 DO $$
@@ -117,6 +136,7 @@ FROM shared_events e JOIN busiest b USING (tenant_id) GROUP BY b.tenant_id, b.n 
 CREATE TEMP TABLE staging AS SELECT 7 AS tenant_id, i AS event_id, 'imported ' || i AS body FROM generate_series(100001, 100100) i;
 INSERT INTO messages (tenant_id, event_id, body) SELECT * FROM staging;
 SELECT count(*) AS tenant_7_messages FROM messages WHERE tenant_id = 7;
+RESET ROLE;
 
 \echo
 \echo '== The active workers ======================================================'

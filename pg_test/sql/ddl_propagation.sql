@@ -108,10 +108,25 @@ SELECT sum(result::bigint) AS after_truncate FROM run_command_on_workers($$
 CREATE TABLE plans (id int PRIMARY KEY, name text NOT NULL);
 INSERT INTO plans VALUES (1, 'free'), (2, 'pro');
 SELECT create_reference_table('plans');
--- ... and every role, with its password verifier and memberships.
+-- ... and every role, with its password verifier and memberships, and the schemas, types
+-- and functions made before it joined.
 CREATE ROLE late_group NOLOGIN;
 CREATE ROLE late_user LOGIN PASSWORD 'late pass' IN ROLE late_group;
+CREATE SCHEMA "Late S";
+CREATE TYPE "Late S".colour AS ENUM ('red', 'green');
+CREATE FUNCTION "Late S".is_red("Late S".colour) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT $1 = 'red' $$;
+CREATE DOMAIN "Late S".small AS int CHECK (VALUE < 100);
+CREATE TYPE "Late S".pair AS (a "Late S".colour, b "Late S".small);
+CREATE AGGREGATE "Late S".total("Late S".small) (SFUNC = int4pl, STYPE = int, COMBINEFUNC = int4pl, INITCOND = '0');
 SELECT citus_add_node('127.0.0.1', 9804) > 0 AS added;
+SELECT nodeport, result FROM run_command_on_workers($$
+  SELECT string_agg(x, ' ' ORDER BY x) FROM (
+    SELECT t.typname::text AS x FROM pg_type t WHERE t.typnamespace = '"Late S"'::regnamespace AND t.typname IN ('colour', 'small', 'pair')
+    UNION ALL SELECT proname FROM pg_proc WHERE pronamespace = '"Late S"'::regnamespace) s$$) ORDER BY nodeport;
+SELECT nodeport, result FROM run_command_on_workers($$
+  SELECT "Late S".is_red('red') || ' ' || "Late S".total(x::"Late S".small) || ' ' || ROW('green', 5)::"Late S".pair
+    FROM generate_series(1, 3) x$$) ORDER BY nodeport;
+DROP SCHEMA "Late S" CASCADE;
 SELECT nodeport, result FROM run_command_on_workers($$
   SELECT (SELECT rolpassword FROM pg_authid WHERE rolname = 'late_user') IS NOT NULL AND
          pg_has_role('late_user', 'late_group', 'MEMBER')$$) ORDER BY nodeport;

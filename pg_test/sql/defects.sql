@@ -142,7 +142,11 @@ REINDEX INDEX oe_id;
 CREATE SCHEMA defects_other;
 ALTER TABLE oe SET SCHEMA defects_other;
 CREATE TABLE oe_child () INHERITS (oe);
+-- (One GRANT naming several tables reaches each one's shards.)
 GRANT SELECT ON oe, om TO defects_app;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT coalesce(bool_and(has_table_privilege('defects_app', oid, 'SELECT'))::text, '-')
+    FROM pg_class WHERE relname ~ '^(oe|om)_[0-9]+$' AND relkind = 'r'$$);
 GRANT SELECT ON ALL TABLES IN SCHEMA defects TO defects_app;
 -- A schema without distributed tables is granted as usual.
 GRANT SELECT ON ALL TABLES IN SCHEMA defects_other TO defects_app;

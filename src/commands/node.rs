@@ -111,6 +111,10 @@ fn prepare_node(address: &NodeAddress) -> TResult<()> {
     if !roles.is_empty() {
         run_on_node(address, &roles.join(";\n"), vec![])?;
     }
+    // The schemas, types and functions that its shards' defaults, constraints and queries may
+    // use, made before the node joined.
+    let objects = crate::commands::ddl::objects::sync_commands()?;
+    run_on_node(address, &objects.join(";\n"), vec![])?;
     Ok(())
 }
 

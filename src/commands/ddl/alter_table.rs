@@ -154,9 +154,21 @@ fn constraints_of(relid: pg_sys::Oid) -> TResult<Vec<pg_sys::Oid>> {
 
 /// The user's statement on every shard, the table reference at `name_at` replaced.
 pub(super) fn rewrite(relid: pg_sys::Oid, sql: String, name_at: usize) -> Step {
+    rewrite_list(vec![relid], sql, name_at, name_at)
+}
+
+/// The user's statement on every shard of each table in `relids`, the text from `first_at` to
+/// the end of the name at `last_at` (a list of table names) replaced by the shard's name.
+pub(super) fn rewrite_list(
+    relids: Vec<pg_sys::Oid>,
+    sql: String,
+    first_at: usize,
+    last_at: usize,
+) -> Step {
     Step::Propagate(Box::new(move || {
         let mut per_group = PerGroup::new();
-        let end = tessera_core::sqltext::qualified_name_end(&sql, name_at).ok_or_else(|| {
+        let name_at = first_at;
+        let end = tessera_core::sqltext::qualified_name_end(&sql, last_at).ok_or_else(|| {
             TesseraError::new(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
                 "cannot find the table's name in the statement's text to carry it to the shards",
@@ -166,10 +178,12 @@ pub(super) fn rewrite(relid: pg_sys::Oid, sql: String, name_at: usize) -> Step {
                 "Name the table directly in the statement (schema.table), one statement at a time.",
             )
         })?;
-        let (schema, table) = rel_schema_and_name(relid);
-        push_per_placement(&mut per_group, relid, &schema, &table, |shard| {
-            tessera_core::sqltext::splice(&sql, vec![(name_at, end, shard.to_string())])
-        })?;
+        for relid in relids {
+            let (schema, table) = rel_schema_and_name(relid);
+            push_per_placement(&mut per_group, relid, &schema, &table, |shard| {
+                tessera_core::sqltext::splice(&sql, vec![(name_at, end, shard.to_string())])
+            })?;
+        }
         super::run_batched(per_group)
     }))
 }

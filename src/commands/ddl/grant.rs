@@ -1,6 +1,6 @@
-//! GRANT / REVOKE on one distributed table: the same statement on every shard (the roles
-//! must exist on the workers; a worker's error says so). Several tables in one statement, and
-//! ALL TABLES IN SCHEMA over a schema with distributed tables, are refused.
+//! GRANT / REVOKE on distributed tables: the statement on every shard, its table list replaced
+//! by the shard's name (one list may name several tables, distributed or local). ALL TABLES IN
+//! SCHEMA over a schema with distributed tables is refused (name the tables).
 
 use pgrx::pg_sys;
 use pgrx::spi::Spi;
@@ -72,20 +72,25 @@ pub(super) unsafe fn grant(u: &Utility) -> TResult<Step> {
         if (*s).targtype != pg_sys::GrantTargetType::ACL_TARGET_OBJECT {
             return Ok(Step::Pass);
         }
-        let objects = list_ptrs((*s).objects);
-        let mut found = None;
-        for rv in &objects {
-            if let Some(relid) = distributed_range_var(*rv as *mut pg_sys::RangeVar)? {
-                if objects.len() > 1 {
-                    return Err(refused("GRANT or REVOKE on several tables in one statement", relid, "Grant on each distributed table in a statement of its own: it then reaches every shard."));
-                }
-                found = Some((relid, *rv as *mut pg_sys::RangeVar));
+        // Each distributed table's shards get the statement with the whole table list replaced
+        // by the shard's name (local tables in the list are the coordinator's alone).
+        let objects: Vec<*mut pg_sys::RangeVar> = list_ptrs((*s).objects)
+            .into_iter()
+            .map(|rv| rv as *mut pg_sys::RangeVar)
+            .collect();
+        let mut relids = Vec::new();
+        for &rv in &objects {
+            if let Some(relid) = distributed_range_var(rv)? {
+                relids.push(relid);
             }
         }
-        let Some((relid, rv)) = found else {
+        let (Some(&relid), Some(&first), Some(&last)) =
+            (relids.first(), objects.first(), objects.last())
+        else {
             return Ok(Step::Pass);
         };
-        let (sql, name_at) = u.text_and_offset((*rv).location);
+        let (sql, first_at) = u.text_and_offset((*first).location);
+        let (_, last_at) = u.text_and_offset((*last).location);
         // The text sent is the statement's own: it must be this GRANT alone, not the
         // CREATE SCHEMA ... GRANT it is part of.
         if !is_lone_grant(&sql) {
@@ -95,6 +100,8 @@ pub(super) unsafe fn grant(u: &Utility) -> TResult<Step> {
                 "Run the GRANT as a statement of its own.",
             ));
         }
-        Ok(super::alter_table::rewrite(relid, sql, name_at))
+        Ok(super::alter_table::rewrite_list(
+            relids, sql, first_at, last_at,
+        ))
     }
 }

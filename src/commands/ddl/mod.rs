@@ -17,7 +17,7 @@
 //! | ALTER TABLE column forms, RENAME COLUMN | `alter_table`: the user's statement on every shard, the table reference replaced by the shard's name (found by the parser's location) |
 //! | ALTER TABLE ADD/DROP CONSTRAINT | `alter_table`: the new constraint's definition (or the DROP) on every shard, named `<name>_<shardid>` |
 //! | other ALTER TABLE forms, RENAME of the table or a constraint, SET SCHEMA, row-level security, inheritance and partitions | `alter_table`: refused with a hint |
-//! | GRANT / REVOKE on one table | `grant`: the statement on every shard; several tables at once or ALL TABLES IN SCHEMA with a distributed table: refused |
+//! | GRANT / REVOKE on tables | `grant`: the statement on every shard (its table list replaced by the shard); ALL TABLES IN SCHEMA with a distributed table: refused |
 //! | TRUNCATE | `maintenance`: every shard truncated |
 //! | VACUUM / ANALYZE of named tables | `maintenance`: the same on every shard (outside the transaction, as VACUUM must) |
 //! | COPY TO | `copy`: rewritten to `COPY (SELECT ...) TO`, which reads the shards; COPY FROM refused |
@@ -37,7 +37,7 @@ mod extension;
 mod grant;
 mod index;
 mod maintenance;
-mod objects;
+pub(crate) mod objects;
 mod refused;
 pub(crate) mod roles;
 

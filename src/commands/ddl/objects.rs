@@ -285,3 +285,127 @@ pub(super) unsafe fn grant(u: &Utility) -> TResult<Step> {
         Ok(out)
     })
 }
+
+/// `DO $tag$ BEGIN <sql>; EXCEPTION WHEN duplicate_object OR duplicate_function THEN NULL;
+/// END $tag$`, with a dollar quote that occurs nowhere in `sql`: a command that makes an object
+/// a node may have already.
+fn unless_exists(sql: &str) -> String {
+    let body = format!(
+        "BEGIN {sql}; EXCEPTION WHEN duplicate_object OR duplicate_function THEN NULL; END"
+    );
+    let mut n = 0;
+    let tag = loop {
+        let t = format!("$tessera{n}$");
+        if !body.contains(&t) {
+            break t;
+        }
+        n += 1;
+    };
+    format!("DO {tag}{body}{tag}")
+}
+
+/// The commands that give a node added later the schemas, types, domains, functions,
+/// procedures and aggregates that queries on its shards may need: users' objects that no
+/// extension owns, in the order they were made (OID order, so an object comes after those it
+/// was made from), each made only if the node lacks it. Functions that stay the coordinator's
+/// (see [`create_function`]) are left out. One command string: the node gets all or none.
+pub(crate) fn sync_commands() -> TResult<Vec<String>> {
+    let mut out = vec!["SELECT pg_catalog.set_config('search_path', '', true), \
+                pg_catalog.set_config('check_function_bodies', 'off', true)"
+        .to_string()];
+    // Printed with an empty search_path, every name is schema-qualified.
+    let _qualified = crate::pg::guc::GucScope::new(&[(c"search_path", c"")]);
+    Spi::connect(|client| -> TResult<()> {
+        for row in client.select(
+            "SELECT format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', n.nspname,
+                           pg_catalog.pg_get_userbyid(n.nspowner))
+               FROM pg_catalog.pg_namespace n
+              WHERE n.oid >= 16384 AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+                AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                                 WHERE d.classid = 'pg_catalog.pg_namespace'::regclass
+                                   AND d.objid = n.oid AND d.deptype = 'e')
+              ORDER BY n.oid",
+            None,
+            &[],
+        )? {
+            out.push(row.get::<String>(1)?.unwrap_or_default());
+        }
+        // Types (enum, composite, domain) and routines, in OID order; `kind` says which.
+        let mut made: Vec<(u32, String)> = Vec::new();
+        for row in client.select(
+            "SELECT t.oid::int8, CASE t.typtype
+                 WHEN 'e' THEN format('CREATE TYPE %s AS ENUM (%s)', t.oid::regtype,
+                        (SELECT string_agg(pg_catalog.quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder)
+                           FROM pg_catalog.pg_enum e WHERE e.enumtypid = t.oid))
+                 WHEN 'c' THEN format('CREATE TYPE %s AS (%s)', t.oid::regtype,
+                        (SELECT string_agg(pg_catalog.quote_ident(a.attname) || ' ' ||
+                                           pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
+                           FROM pg_catalog.pg_attribute a
+                          WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
+                 WHEN 'd' THEN format('CREATE DOMAIN %s AS %s%s%s%s', t.oid::regtype,
+                        pg_catalog.format_type(t.typbasetype, t.typtypmod),
+                        CASE WHEN t.typdefault IS NOT NULL THEN ' DEFAULT ' || t.typdefault ELSE '' END,
+                        CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END,
+                        coalesce((SELECT string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' ||
+                                                    pg_catalog.pg_get_constraintdef(c.oid), '' ORDER BY c.oid)
+                                    FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid), ''))
+               END
+               FROM pg_catalog.pg_type t
+               JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+              WHERE t.oid >= 16384 AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+                AND (t.typtype IN ('e', 'd')
+                     OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c'))
+                AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                                 WHERE d.classid = 'pg_catalog.pg_type'::regclass
+                                   AND d.objid = t.oid AND d.deptype = 'e')",
+            None,
+            &[],
+        )? {
+            let oid = row.get::<i64>(1)?.unwrap_or_default() as u32;
+            if let Some(sql) = row.get::<String>(2)? {
+                made.push((oid, unless_exists(&sql)));
+            }
+        }
+        for row in client.select(
+            "SELECT p.oid::int8, p.prokind::text,
+                    CASE WHEN p.prokind IN ('f', 'p') THEN pg_catalog.pg_get_functiondef(p.oid)
+                    ELSE format('CREATE AGGREGATE %s(%s) (SFUNC = %s, STYPE = %s%s%s%s%s%s%s)',
+                           p.oid::regproc, pg_catalog.pg_get_function_identity_arguments(p.oid),
+                           a.aggtransfn::regproc, pg_catalog.format_type(a.aggtranstype, NULL),
+                           CASE WHEN a.aggfinalfn <> 0 THEN ', FINALFUNC = ' || a.aggfinalfn::regproc ELSE '' END,
+                           CASE WHEN a.aggfinalextra THEN ', FINALFUNC_EXTRA' ELSE '' END,
+                           CASE WHEN a.aggcombinefn <> 0 THEN ', COMBINEFUNC = ' || a.aggcombinefn::regproc ELSE '' END,
+                           CASE WHEN a.aggserialfn <> 0 THEN ', SERIALFUNC = ' || a.aggserialfn::regproc ||
+                                                              ', DESERIALFUNC = ' || a.aggdeserialfn::regproc ELSE '' END,
+                           CASE WHEN a.agginitval IS NOT NULL THEN ', INITCOND = ' || pg_catalog.quote_literal(a.agginitval) ELSE '' END,
+                           CASE p.proparallel WHEN 's' THEN ', PARALLEL = SAFE' WHEN 'r' THEN ', PARALLEL = RESTRICTED' ELSE '' END)
+                    END
+               FROM pg_catalog.pg_proc p
+               JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+               LEFT JOIN pg_catalog.pg_aggregate a ON a.aggfnoid = p.oid
+              WHERE p.oid >= 16384 AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+                AND p.prokind IN ('f', 'p', 'a') AND (p.prokind <> 'a' OR a.aggkind = 'n')
+                AND p.prosqlbody IS NULL
+                AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+                                 WHERE d.classid = 'pg_catalog.pg_proc'::regclass
+                                   AND d.objid = p.oid AND d.deptype = 'e')
+                AND NOT EXISTS (SELECT FROM pg_catalog.unnest(p.proargtypes::oid[] || p.prorettype) u(t)
+                                  JOIN pg_catalog.pg_type ty ON ty.oid = u.t
+                                  JOIN pg_catalog.pg_class c ON c.oid = ty.typrelid
+                                 WHERE c.relkind <> 'c')",
+            None,
+            &[],
+        )? {
+            let oid = row.get::<i64>(1)?.unwrap_or_default() as u32;
+            let kind = row.get::<String>(2)?.unwrap_or_default();
+            if let Some(sql) = row.get::<String>(3)? {
+                // pg_get_functiondef says CREATE OR REPLACE: made or replaced alike.
+                made.push((oid, if kind == "a" { unless_exists(&sql) } else { sql }));
+            }
+        }
+        made.sort_by_key(|(oid, _)| *oid);
+        out.extend(made.into_iter().map(|(_, sql)| sql));
+        Ok(())
+    })?;
+    Ok(out)
+}
