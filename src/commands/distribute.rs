@@ -51,14 +51,11 @@ fn required<T>(v: Option<T>, what: &str) -> TResult<T> {
 /// Checks that `relid` is a plain table the user owns and that is not distributed yet, and
 /// locks it against writes for the rest of the transaction.
 fn check_table(relid: pg_sys::Oid) -> TResult<Table> {
-    let (display, relkind, persistence, owner_ok, row_security, inherits) = Spi::connect(
-        |client| {
-            let row = client
+    let (display, relkind, persistence, owner_ok, inherits) = Spi::connect(|client| {
+        let row = client
             .select(
                 "SELECT c.oid::regclass::text, c.relkind::text, c.relpersistence::text,
                         pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER'),
-                        c.relrowsecurity OR c.relforcerowsecurity
-                        OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid),
                         c.relispartition OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i
                                                      WHERE i.inhrelid = c.oid OR i.inhparent = c.oid)
                    FROM pg_catalog.pg_class c WHERE c.oid = $1",
@@ -66,16 +63,14 @@ fn check_table(relid: pg_sys::Oid) -> TResult<Table> {
                 &[relid.into()],
             )?
             .first();
-            Ok::<_, TesseraError>((
-                row.get::<String>(1)?,
-                row.get::<String>(2)?.unwrap_or_default(),
-                row.get::<String>(3)?.unwrap_or_default(),
-                row.get::<bool>(4)?.unwrap_or(false),
-                row.get::<bool>(5)?.unwrap_or(false),
-                row.get::<bool>(6)?.unwrap_or(false),
-            ))
-        },
-    )?;
+        Ok::<_, TesseraError>((
+            row.get::<String>(1)?,
+            row.get::<String>(2)?.unwrap_or_default(),
+            row.get::<String>(3)?.unwrap_or_default(),
+            row.get::<bool>(4)?.unwrap_or(false),
+            row.get::<bool>(5)?.unwrap_or(false),
+        ))
+    })?;
     let display = display.ok_or_else(|| {
         TesseraError::new(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
@@ -104,15 +99,7 @@ fn check_table(relid: pg_sys::Oid) -> TResult<Table> {
         )
         .hint("Only regular tables can be distributed."));
     }
-    if row_security {
-        // The shards would not carry the policies, and the shard queries would return rows
-        // the policies hide.
-        return Err(TesseraError::new(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("cannot distribute {display}: it has row-level security (or policies)"),
-        )
-        .hint("Row-level security is not carried to the shards yet: ALTER TABLE ... DISABLE ROW LEVEL SECURITY and drop its policies first, and filter by tenant in the application's queries."));
-    }
+    // Row-level security and policies go to the shards with the table (sharding::ddl).
     if inherits {
         // Scans of a parent would read the coordinator's empty copy of a distributed child.
         return Err(TesseraError::new(

@@ -572,8 +572,8 @@ fn advance(
                     slot.conn.send_query("BEGIN", &[], &[])
                 } else if let Some(want) = stale {
                     slot.settings_in_flight = true;
-                    slot.conn
-                        .send_query(super::Settings::SQL, &want.values(), &[])
+                    let (sql, values) = want.command(slot.conn.settings.as_deref());
+                    slot.conn.send_query(&sql, &values, &[])
                 } else if task.prepare && !task.params.is_empty() {
                     match slot.conn.prepared_name(&task.sql) {
                         Some(name) => slot.conn.send_query_prepared(&name, &task.params),

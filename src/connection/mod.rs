@@ -217,6 +217,11 @@ fn current_user() -> String {
 /// - `extra_float_digits` is 3 on the node, so floating-point values travel exactly (the
 ///   coordinator's own setting applies when it prints them), except for a statement that
 ///   prints floats as text on the node (`x::text`): that one gets the session's setting.
+///
+/// Settings of a custom class (a dot in the name: `app.tenant_id`, `hnsw.ef_search`) that the
+/// session set (SET, SET LOCAL, set_config) follow too, so that a row-level security policy
+/// or a function that reads `current_setting('app.tenant_id')` on a shard reads the session's
+/// value; one the session no longer sets is emptied on the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub date_style: String,
@@ -224,21 +229,56 @@ pub struct Settings {
     pub time_zone: String,
     pub extra_float_digits: String,
     pub bytea_output: String,
+    /// The session's custom settings, by name.
+    pub custom: Vec<(String, String)>,
 }
 
 impl Settings {
-    /// Sets them on a node (`is_local` false: for the session; a remote transaction that
-    /// rolls back closes its connection, so a setting is never undone behind our back).
-    pub const SQL: &'static str = "SELECT pg_catalog.set_config('datestyle', $1, false), \
-         pg_catalog.set_config('intervalstyle', $2, false), \
-         pg_catalog.set_config('timezone', $3, false), \
-         pg_catalog.set_config('extra_float_digits', $4, false), \
-         pg_catalog.set_config('bytea_output', $5, false)";
+    /// The command that sets them on a node that has `have` (`is_local` false: for the
+    /// session; a remote transaction that rolls back closes its connection, so a setting is
+    /// never undone behind our back), with its text parameters.
+    pub fn command(&self, have: Option<&Settings>) -> (String, Vec<Option<String>>) {
+        let mut sql = String::from(
+            "SELECT pg_catalog.set_config('datestyle', $1, false), \
+             pg_catalog.set_config('intervalstyle', $2, false), \
+             pg_catalog.set_config('timezone', $3, false), \
+             pg_catalog.set_config('extra_float_digits', $4, false), \
+             pg_catalog.set_config('bytea_output', $5, false)",
+        );
+        let mut values = vec![
+            Some(self.date_style.clone()),
+            Some(self.interval_style.clone()),
+            Some(self.time_zone.clone()),
+            Some(self.extra_float_digits.clone()),
+            Some(self.bytea_output.clone()),
+        ];
+        let dropped = have
+            .map(|h| {
+                h.custom
+                    .iter()
+                    .filter(|(n, _)| !self.custom.iter().any(|(m, _)| m == n))
+                    .map(|(n, _)| (n.clone(), String::new()))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        for (name, value) in self.custom.iter().chain(dropped.iter()) {
+            let k = values.len();
+            sql.push_str(&format!(
+                ", pg_catalog.set_config(${}, ${}, false)",
+                k + 1,
+                k + 2
+            ));
+            values.push(Some(name.clone()));
+            values.push(Some(value.clone()));
+        }
+        (sql, values)
+    }
 
     /// [`Settings::for_statement`], shared: made again only when one of the settings changed
     /// (their C variables are compared, and the time zone by its pointer), so a statement costs
     /// a few integer compares instead of five settings printed as text.
     pub fn shared(session_date_style: bool, prints_floats: bool) -> std::rc::Rc<Settings> {
+        let custom = custom_settings();
         // SAFETY: reading the settings' C variables.
         let key = unsafe {
             [
@@ -254,7 +294,7 @@ impl Settings {
         };
         SHARED_SETTINGS.with(|c| {
             let mut c = c.borrow_mut();
-            if let Some((_, s)) = c.iter().find(|(k, _)| *k == key) {
+            if let Some((_, s)) = c.iter().find(|(k, s)| *k == key && s.custom == custom) {
                 return s.clone();
             }
             let s = std::rc::Rc::new(Settings::for_statement(session_date_style, prints_floats));
@@ -284,6 +324,7 @@ impl Settings {
                 "3".into()
             },
             bytea_output: guc_value(c"bytea_output"),
+            custom: custom_settings(),
         }
     }
 
@@ -292,16 +333,43 @@ impl Settings {
     pub fn session() -> Settings {
         Settings::for_statement(true, true)
     }
+}
 
-    pub fn values(&self) -> Vec<Option<String>> {
-        vec![
-            Some(self.date_style.clone()),
-            Some(self.interval_style.clone()),
-            Some(self.time_zone.clone()),
-            Some(self.extra_float_digits.clone()),
-            Some(self.bytea_output.clone()),
-        ]
+/// The settings of a custom class (a dot in the name) that this session set, by name; not
+/// Tessera's own (`citus.*`, `tessera.*`), which are the coordinator's.
+fn custom_settings() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    // SAFETY: the GUC table of this backend, read (not changed); every entry is a valid
+    // config_generic with a NUL-terminated name.
+    unsafe {
+        let vars = pg_sys::get_guc_variables();
+        for i in 0..pg_sys::GetNumConfigOptions() as usize {
+            let g = *vars.add(i);
+            if g.is_null() || (*g).source != pg_sys::GucSource::PGC_S_SESSION {
+                continue;
+            }
+            let name = std::ffi::CStr::from_ptr((*g).name);
+            let bytes = name.to_bytes();
+            if !bytes.contains(&b'.')
+                || bytes.starts_with(b"citus.")
+                || bytes.starts_with(b"tessera.")
+            {
+                continue;
+            }
+            let value = pg_sys::GetConfigOption((*g).name, true, false);
+            if value.is_null() {
+                continue;
+            }
+            out.push((
+                name.to_string_lossy().into_owned(),
+                std::ffi::CStr::from_ptr(value)
+                    .to_string_lossy()
+                    .into_owned(),
+            ));
+        }
     }
+    out.sort();
+    out
 }
 
 /// `ISO` output with the input order of `style` (a `DateStyle` value such as `SQL, DMY`).

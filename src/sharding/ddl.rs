@@ -31,10 +31,14 @@ pub struct TableDdl {
     reloptions: String,
     /// The table's owner (quoted), whom the shards belong to as well.
     owner: String,
-    /// The table's privileges as GRANTs with `{shard}` for the shard's name (table and column
-    /// privileges; the owner's own are implied): the connections of other roles read the
-    /// shards with them.
-    grants: Vec<String>,
+    /// The table's privileges as GRANTs, the text before and after the shard's name (table and
+    /// column privileges; the owner's own are implied): the connections of other roles read
+    /// the shards with them.
+    grants: Vec<(String, String)>,
+    /// `ENABLE` / `FORCE ROW LEVEL SECURITY` as the table has them.
+    row_security: Vec<&'static str>,
+    /// The table's policies: the text before and after the shard's name of each CREATE POLICY.
+    policies: Vec<(String, String)>,
     /// Foreign keys: added to the shards once they exist and hold their rows
     /// (`commands::foreign_keys` checks and rewrites them).
     pub foreign_keys: Vec<pg_sys::Oid>,
@@ -199,8 +203,9 @@ impl TableDdl {
                 .unwrap_or_default();
             let mut grants = Vec::new();
             for row in client.select(
-                "SELECT format('GRANT %s%s ON {shard} TO %s%s', a.privilege_type,
-                               coalesce(' (' || pg_catalog.quote_ident(a.column_name) || ')', ''),
+                "SELECT format('GRANT %s%s ON ', a.privilege_type,
+                               coalesce(' (' || pg_catalog.quote_ident(a.column_name) || ')', '')),
+                        format(' TO %s%s',
                                CASE WHEN a.grantee = 0 THEN 'PUBLIC'
                                     ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
                                CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
@@ -212,11 +217,55 @@ impl TableDdl {
                            FROM pg_catalog.pg_attribute t, pg_catalog.aclexplode(t.attacl) x
                           WHERE t.attrelid = $1 AND t.attnum > 0 AND NOT t.attisdropped
                             AND t.attacl IS NOT NULL) a
-                  ORDER BY 1",
+                  ORDER BY 1, 2",
                 None,
                 &[relid.into()],
             )? {
-                grants.push(row.get::<String>(1)?.unwrap_or_default());
+                grants.push((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                ));
+            }
+            let (enabled, forced) = {
+                let row = client
+                    .select(
+                        "SELECT relrowsecurity, relforcerowsecurity FROM pg_catalog.pg_class WHERE oid = $1",
+                        None,
+                        &[relid.into()],
+                    )?
+                    .first();
+                (
+                    row.get::<bool>(1)?.unwrap_or(false),
+                    row.get::<bool>(2)?.unwrap_or(false),
+                )
+            };
+            let mut row_security = Vec::new();
+            if enabled {
+                row_security.push("ENABLE");
+            }
+            if forced {
+                row_security.push("FORCE");
+            }
+            let mut policies = Vec::new();
+            for row in client.select(
+                "SELECT format('CREATE POLICY %I ON ', p.polname),
+                        format(' AS %s FOR %s TO %s%s%s',
+                               CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+                               CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT'
+                                    WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+                               CASE WHEN p.polroles = '{0}' THEN 'PUBLIC'
+                                    ELSE (SELECT string_agg(pg_catalog.quote_ident(r.rolname), ', ' ORDER BY r.rolname)
+                                            FROM pg_catalog.pg_roles r WHERE r.oid = ANY (p.polroles)) END,
+                               coalesce(' USING (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')', ''),
+                               coalesce(' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')', ''))
+                   FROM pg_catalog.pg_policy p WHERE p.polrelid = $1 ORDER BY p.polname",
+                None,
+                &[relid.into()],
+            )? {
+                policies.push((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                ));
             }
 
             let mut indexes = Vec::new();
@@ -246,6 +295,8 @@ impl TableDdl {
                 reloptions,
                 owner,
                 grants,
+                row_security,
+                policies,
             })
         })
     }
@@ -285,9 +336,14 @@ impl TableDdl {
             ));
         }
         sql.push_str(&format!("ALTER TABLE {shard} OWNER TO {};\n", self.owner));
-        for g in &self.grants {
-            sql.push_str(&g.replace("{shard}", &shard));
-            sql.push_str(";\n");
+        for (before, after) in &self.grants {
+            sql.push_str(&format!("{before}{shard}{after};\n"));
+        }
+        for what in &self.row_security {
+            sql.push_str(&format!("ALTER TABLE {shard} {what} ROW LEVEL SECURITY;\n"));
+        }
+        for (before, after) in &self.policies {
+            sql.push_str(&format!("{before}{shard}{after};\n"));
         }
         for (name, def) in &self.indexes {
             sql.push_str(&shard_index_ddl(

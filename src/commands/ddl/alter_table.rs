@@ -99,7 +99,11 @@ unsafe fn check_alter(
                 | pg_sys::AlterTableType::AT_ColumnDefault
                 | pg_sys::AlterTableType::AT_SetNotNull
                 | pg_sys::AlterTableType::AT_DropNotNull
-                | pg_sys::AlterTableType::AT_ChangeOwner => {}
+                | pg_sys::AlterTableType::AT_ChangeOwner
+                | pg_sys::AlterTableType::AT_EnableRowSecurity
+                | pg_sys::AlterTableType::AT_DisableRowSecurity
+                | pg_sys::AlterTableType::AT_ForceRowSecurity
+                | pg_sys::AlterTableType::AT_NoForceRowSecurity => {}
                 pg_sys::AlterTableType::AT_AddConstraint => {
                     let con = (*c).def as *mut pg_sys::Constraint;
                     match (*con).contype {
@@ -273,7 +277,7 @@ fn constraints(relid: pg_sys::Oid, before: Vec<pg_sys::Oid>, dropped: Vec<(Strin
 
 /// Refusals that hold whatever the ALTER TABLE's target: a distributed table under a local
 /// one (its scans and tuple routing would reach the coordinator's empty copy), ALTER INDEX of
-/// a distributed table's index, row-level security on a distributed table.
+/// a distributed table's index.
 ///
 /// # Safety
 /// `s` is a valid AlterTableStmt.
@@ -296,18 +300,6 @@ unsafe fn refuse_forms(s: *mut pg_sys::AlterTableStmt) -> TResult<()> {
             };
             if let Some(relid) = distributed_range_var(under)? {
                 return Err(refused("a partition or inheritance link", relid, "Distributed tables cannot be partitions or parents of local tables: distribute the partitioned table instead (not supported yet), or keep the table local."));
-            }
-        }
-        if let Some(relid) = distributed_range_var((*s).relation)? {
-            for cmd in list_ptrs((*s).cmds) {
-                let c = cmd as *mut pg_sys::AlterTableCmd;
-                if matches!(
-                    (*c).subtype,
-                    pg_sys::AlterTableType::AT_EnableRowSecurity
-                        | pg_sys::AlterTableType::AT_ForceRowSecurity
-                ) {
-                    return Err(refused("row-level security", relid, "Row-level security is not carried to the shards yet: filter by tenant in the application's queries."));
-                }
             }
         }
         Ok(())
@@ -391,9 +383,11 @@ pub(super) unsafe fn rename(u: &Utility) -> TResult<Step> {
             pg_sys::ObjectType::OBJECT_TABCONSTRAINT => {
                 Err(unsupported_alter("renaming a constraint"))
             }
-            pg_sys::ObjectType::OBJECT_TRIGGER
-            | pg_sys::ObjectType::OBJECT_POLICY
-            | pg_sys::ObjectType::OBJECT_RULE => Err(refused(
+            pg_sys::ObjectType::OBJECT_POLICY => {
+                let (sql, name_at) = u.text_and_offset((*(*s).relation).location);
+                Ok(rewrite(relid, sql, name_at))
+            }
+            pg_sys::ObjectType::OBJECT_TRIGGER | pg_sys::ObjectType::OBJECT_RULE => Err(refused(
                 "this RENAME",
                 relid,
                 "Drop the object and create it again under the new name.",

@@ -21,7 +21,8 @@
 //! | TRUNCATE | `maintenance`: every shard truncated |
 //! | VACUUM / ANALYZE of named tables | `maintenance`: the same on every shard (outside the transaction, as VACUUM must) |
 //! | COPY TO | `copy`: rewritten to `COPY (SELECT ...) TO`, which reads the shards; COPY FROM refused |
-//! | CREATE TRIGGER, CREATE/ALTER POLICY, CREATE RULE, CLUSTER, CREATE STATISTICS, CREATE/ALTER PUBLICATION, CREATE TABLE ... INHERITS / PARTITION OF | `refused`: refused with a hint |
+//! | ENABLE / DISABLE / FORCE ROW LEVEL SECURITY, CREATE / ALTER / DROP / RENAME POLICY | the same on every shard (the shards enforce the policies) |
+//! | CREATE TRIGGER, CREATE RULE, CLUSTER, CREATE STATISTICS, CREATE/ALTER PUBLICATION, CREATE TABLE ... INHERITS / PARTITION OF | `refused`: refused with a hint |
 //! | CREATE / ALTER / DROP ROLE, GRANT role, ALTER ROLE ... SET / RENAME, DROP / REASSIGN OWNED | `roles`: on every worker (a password as its stored verifier) |
 //! | CREATE / DROP SCHEMA, GRANT on schemas, functions, types | `objects`: on every worker (CREATE SCHEMA IF NOT EXISTS, DROP ... IF EXISTS) |
 //! | CREATE / ALTER / DROP TYPE, DOMAIN, FUNCTION, PROCEDURE, AGGREGATE, OPERATOR, COLLATION; their RENAME / SET SCHEMA / OWNER TO | `objects`: as written on every worker, under the session's search_path |
@@ -51,6 +52,7 @@ use pgrx::spi::quote_identifier;
 use super::{run_per_group, PerGroup};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::node as nodes;
+use crate::pg::nodes::list_ptrs;
 
 /// The ProcessUtility hook installed before Tessera's; the only copy of it.
 static mut PREV_PROCESS_UTILITY_HOOK: pg_sys::ProcessUtility_hook_type = None;
@@ -150,7 +152,7 @@ fn handler_for(tag: pg_sys::NodeTag) -> Option<Handler> {
         T_AlterRoleSetStmt | T_DropRoleStmt | T_GrantRoleStmt | T_DropOwnedStmt
         | T_ReassignOwnedStmt => roles::as_is,
         T_CreateTrigStmt => refused::trigger,
-        T_CreatePolicyStmt | T_AlterPolicyStmt => refused::policy,
+        T_CreatePolicyStmt | T_AlterPolicyStmt => policy,
         T_RuleStmt => refused::rule,
         T_ClusterStmt => refused::cluster,
         T_CreateStatsStmt => refused::statistics,
@@ -175,6 +177,8 @@ unsafe fn drop(u: &Utility) -> TResult<Step> {
         pg_sys::ObjectType::OBJECT_EXTENSION => unsafe { extension::drop(u) },
         // SAFETY: a DropStmt of indexes.
         pg_sys::ObjectType::OBJECT_INDEX => unsafe { index::drop(u) },
+        // SAFETY: a DropStmt of policies.
+        pg_sys::ObjectType::OBJECT_POLICY => unsafe { drop_policy(u) },
         // SAFETY: a DropStmt of schemas.
         pg_sys::ObjectType::OBJECT_SCHEMA => unsafe { objects::drop_schema(u) },
         k if SHARED_OBJECTS.contains(&k) => {
@@ -183,6 +187,70 @@ unsafe fn drop(u: &Utility) -> TResult<Step> {
         }
         _ => Ok(Step::Pass),
     }
+}
+
+/// CREATE POLICY and ALTER POLICY on a distributed table: the statement on every shard (the
+/// shards enforce the policies for the connections of every role, the coordinator's as well
+/// as direct ones).
+///
+/// # Safety
+/// `u` is a CreatePolicyStmt or an AlterPolicyStmt.
+unsafe fn policy(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table; each cast follows it; table is a RangeVar.
+    unsafe {
+        let table = if (*u.stmt).type_ == pg_sys::NodeTag::T_CreatePolicyStmt {
+            (*u.node::<pg_sys::CreatePolicyStmt>()).table
+        } else {
+            (*u.node::<pg_sys::AlterPolicyStmt>()).table
+        };
+        match distributed_range_var(table)? {
+            Some(relid) => {
+                let (sql, name_at) = u.text_and_offset((*table).location);
+                Ok(alter_table::rewrite(relid, sql, name_at))
+            }
+            None => Ok(Step::Pass),
+        }
+    }
+}
+
+/// DROP POLICY on a distributed table: `DROP POLICY IF EXISTS` of the same policy on every
+/// shard.
+///
+/// # Safety
+/// `u` is a DropStmt of policies.
+unsafe fn drop_policy(u: &Utility) -> TResult<Step> {
+    let mut drops = Vec::new();
+    // SAFETY: a DROP POLICY's objects are name lists: the table's name, then the policy's.
+    unsafe {
+        for names in list_ptrs((*u.node::<pg_sys::DropStmt>()).objects) {
+            let names = names as *mut pg_sys::List;
+            let parts = list_ptrs(names);
+            let Some((&policy, table)) = parts.split_last() else {
+                continue;
+            };
+            let table_names = crate::pg::nodes::make_list(table);
+            let rv = pg_sys::makeRangeVarFromNameList(table_names);
+            if let Some(relid) = distributed_range_var(rv)? {
+                drops.push((
+                    relid,
+                    crate::pg::nodes::string((*(policy as *mut pg_sys::String)).sval),
+                ));
+            }
+        }
+    }
+    if drops.is_empty() {
+        return Ok(Step::Pass);
+    }
+    Ok(Step::Propagate(Box::new(move || {
+        let mut per_group = PerGroup::new();
+        for (relid, policy) in drops {
+            let (schema, table) = rel_schema_and_name(relid);
+            crate::commands::push_per_placement(&mut per_group, relid, &schema, &table, |t| {
+                format!("DROP POLICY IF EXISTS {} ON {t}", quote_identifier(&policy))
+            })?;
+        }
+        run_batched(per_group)
+    })))
 }
 
 /// The object kinds every node keeps (besides tables, roles and schemas): what defaults,

@@ -51,29 +51,6 @@ pub(super) unsafe fn trigger(u: &Utility) -> TResult<Step> {
     }
 }
 
-/// CREATE POLICY and ALTER POLICY.
-///
-/// # Safety
-/// `u` is a CreatePolicyStmt or an AlterPolicyStmt.
-pub(super) unsafe fn policy(u: &Utility) -> TResult<Step> {
-    // SAFETY: the tag was checked by the table; each cast follows it.
-    unsafe {
-        let (table, what) = if (*u.stmt).type_ == pg_sys::NodeTag::T_CreatePolicyStmt {
-            (
-                (*u.node::<pg_sys::CreatePolicyStmt>()).table,
-                "CREATE POLICY",
-            )
-        } else {
-            ((*u.node::<pg_sys::AlterPolicyStmt>()).table, "ALTER POLICY")
-        };
-        refuse_on(
-            table,
-            what,
-            "Row-level security is not carried to the shards yet: filter by tenant in the application's queries.",
-        )
-    }
-}
-
 /// # Safety
 /// `u` is a RuleStmt.
 pub(super) unsafe fn rule(u: &Utility) -> TResult<Step> {

@@ -1,0 +1,89 @@
+-- Row-level security on distributed tables: the shards carry the flags and the policies, so
+-- every query (through the coordinator, whose connections run as the current user, or
+-- directly on a worker) is bound by them; the session's custom settings (app.tenant) reach
+-- the shard queries, where the policies read them.
+CREATE SCHEMA rls;
+SET search_path = rls, public;
+CREATE ROLE rls_all LOGIN;      -- SELECT, and a policy that shows everything
+CREATE ROLE rls_none LOGIN;     -- no SELECT
+CREATE ROLE rls_tenant LOGIN;   -- SELECT, limited to its tenant by a policy
+GRANT USAGE ON SCHEMA rls TO rls_all, rls_none, rls_tenant;
+CREATE TABLE docs (tenant_id int NOT NULL, id int NOT NULL, body text, PRIMARY KEY (tenant_id, id));
+INSERT INTO docs SELECT t, i, 'doc ' || t || '/' || i FROM generate_series(1, 3) t, generate_series(1, 5) i;
+ALTER TABLE docs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY see_all ON docs TO rls_all USING (true);
+GRANT SELECT ON docs TO rls_all;
+-- Distributed with its policy: the shards get the flag and the policy.
+SELECT create_distributed_table('docs', 'tenant_id', shard_count => 4);
+-- A policy made afterwards reaches the shards too.
+CREATE POLICY own_tenant ON docs TO rls_tenant
+  USING (tenant_id = nullif(current_setting('app.tenant', true), '')::int)
+  WITH CHECK (tenant_id = nullif(current_setting('app.tenant', true), '')::int);
+GRANT SELECT, INSERT ON docs TO rls_tenant;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT coalesce(string_agg(DISTINCT c.relrowsecurity || ':' || p.polname, ',' ORDER BY c.relrowsecurity || ':' || p.polname), '-')
+    FROM pg_class c JOIN pg_policy p ON p.polrelid = c.oid WHERE c.relname ~ '^docs_[0-9]+$'$$);
+-- Through the coordinator.
+SET ROLE rls_all;
+SELECT count(*) FROM docs;
+RESET ROLE;
+SET ROLE rls_none;
+SELECT count(*) FROM docs;
+RESET ROLE;
+SET ROLE rls_tenant;
+SELECT count(*) FROM docs;
+SET app.tenant = 2;
+SELECT tenant_id, count(*) FROM docs GROUP BY tenant_id ORDER BY tenant_id;
+SELECT body FROM docs WHERE tenant_id = 2 AND id = 3;
+SELECT body FROM docs WHERE tenant_id = 3 AND id = 3;
+SET app.tenant = 3;
+SELECT tenant_id, count(*) FROM docs GROUP BY tenant_id ORDER BY tenant_id;
+-- Prepared, with a generic plan: the setting is read at each execution.
+SET plan_cache_mode = force_generic_plan;
+PREPARE mine(int) AS SELECT count(*) FROM docs WHERE id <= $1;
+EXECUTE mine(5);
+SET app.tenant = 1;
+EXECUTE mine(2);
+RESET plan_cache_mode;
+-- Inside a transaction, SET LOCAL.
+BEGIN;
+SET LOCAL app.tenant = 2;
+SELECT count(*) FROM docs;
+COMMIT;
+SELECT count(*) FROM docs;
+-- Writes are checked by the policy on the shard.
+INSERT INTO docs VALUES (1, 6, 'mine');
+INSERT INTO docs VALUES (2, 6, 'not mine');
+RESET app.tenant;
+SELECT count(*) FROM docs;
+RESET ROLE;
+-- Directly on the worker that holds tenant 2, as the same roles: the shard's policy and
+-- privileges hold there too.
+SELECT nodeport AS t2port FROM citus_shards
+ WHERE shardid = get_shard_id_for_distribution_column('rls.docs', 2) \gset
+\c postgres rls_tenant 127.0.0.1 :t2port
+\set ECHO none
+SET app.tenant = 2;
+SELECT 'SELECT tenant_id, count(*) FROM (' ||
+       string_agg(format('SELECT tenant_id FROM rls.%I', relname), ' UNION ALL ') || ') s GROUP BY 1 ORDER BY 1'
+  FROM pg_class WHERE relname ~ '^docs_[0-9]+$' AND relkind = 'r' \gexec
+RESET app.tenant;
+SELECT 'SELECT count(*) AS without_the_setting FROM (' ||
+       string_agg(format('SELECT tenant_id FROM rls.%I', relname), ' UNION ALL ') || ') s'
+  FROM pg_class WHERE relname ~ '^docs_[0-9]+$' AND relkind = 'r' \gexec
+\set ECHO all
+SELECT bool_or(has_table_privilege('rls_none', oid, 'SELECT')) AS rls_none_may_read
+  FROM pg_class WHERE relname ~ '^docs_[0-9]+$' AND relkind = 'r';
+\c postgres postgres 127.0.0.1 9800
+SET search_path = rls, public;
+-- DISABLE and DROP POLICY follow.
+DROP POLICY own_tenant ON docs;
+ALTER TABLE docs DISABLE ROW LEVEL SECURITY;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT coalesce(string_agg(DISTINCT c.relrowsecurity || ':' || coalesce(p.polname, '-'), ','), '-')
+    FROM pg_class c LEFT JOIN pg_policy p ON p.polrelid = c.oid WHERE c.relname ~ '^docs_[0-9]+$'$$);
+SET ROLE rls_tenant;
+SELECT count(*) FROM docs;
+RESET ROLE;
+DROP SCHEMA rls CASCADE;
+DROP ROLE rls_all, rls_none, rls_tenant;
