@@ -24,7 +24,7 @@ fn unsupported_alter(what: &str) -> TesseraError {
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         format!("{what} is not supported on distributed tables yet"),
     )
-    .hint("Supported: ADD/DROP COLUMN, ALTER COLUMN TYPE/DEFAULT/NOT NULL, ADD/DROP CONSTRAINT (CHECK, UNIQUE, PRIMARY KEY, FOREIGN KEY), RENAME COLUMN, OWNER TO.")
+    .hint("Supported: ADD/DROP COLUMN, ALTER COLUMN TYPE/DEFAULT/NOT NULL/STATISTICS/STORAGE, ADD/DROP CONSTRAINT (CHECK, UNIQUE, PRIMARY KEY, FOREIGN KEY), RENAME, OWNER TO, SET SCHEMA, SET/RESET (storage parameters), ROW LEVEL SECURITY.")
 }
 
 fn attname(relid: pg_sys::Oid, attnum: i16) -> TResult<Option<String>> {
@@ -103,7 +103,12 @@ unsafe fn check_alter(
                 | pg_sys::AlterTableType::AT_EnableRowSecurity
                 | pg_sys::AlterTableType::AT_DisableRowSecurity
                 | pg_sys::AlterTableType::AT_ForceRowSecurity
-                | pg_sys::AlterTableType::AT_NoForceRowSecurity => {}
+                | pg_sys::AlterTableType::AT_NoForceRowSecurity
+                | pg_sys::AlterTableType::AT_SetRelOptions
+                | pg_sys::AlterTableType::AT_ResetRelOptions
+                | pg_sys::AlterTableType::AT_SetStatistics
+                | pg_sys::AlterTableType::AT_SetStorage
+                | pg_sys::AlterTableType::AT_SetCompression => {}
                 pg_sys::AlterTableType::AT_AddConstraint => {
                     let con = (*c).def as *mut pg_sys::Constraint;
                     match (*con).contype {
@@ -354,31 +359,38 @@ pub(super) unsafe fn rename(u: &Utility) -> TResult<Step> {
         }
         // Whatever the statement calls it (ALTER TABLE on an index, ALTER INDEX on a table):
         // the relation decides.
-        super::index::refuse_alter(
-            (*s).relation,
-            "renaming an index",
-            "Drop the index and create it again under the new name.",
-        )?;
+        if matches!(
+            (*s).renameType,
+            pg_sys::ObjectType::OBJECT_INDEX | pg_sys::ObjectType::OBJECT_TABLE
+        ) {
+            let index = range_var_relid((*s).relation);
+            if let Some(table) = super::distributed_index_table((*s).relation)? {
+                return Ok(super::shards::rename_index(
+                    table,
+                    index,
+                    crate::pg::nodes::string((*s).newname),
+                ));
+            }
+        }
         let relid = range_var_relid((*s).relation);
         if relid == pg_sys::InvalidOid || catalog::find(relid)?.is_none() {
             return Ok(Step::Pass);
         }
         match (*s).renameType {
-            pg_sys::ObjectType::OBJECT_INDEX
-            | pg_sys::ObjectType::OBJECT_VIEW
+            pg_sys::ObjectType::OBJECT_TABLE | pg_sys::ObjectType::OBJECT_INDEX => Ok(
+                super::shards::rename_table(relid, crate::pg::nodes::string((*s).newname)),
+            ),
+            pg_sys::ObjectType::OBJECT_VIEW
             | pg_sys::ObjectType::OBJECT_MATVIEW
             | pg_sys::ObjectType::OBJECT_SEQUENCE
-            | pg_sys::ObjectType::OBJECT_FOREIGN_TABLE => {
-                Err(unsupported_alter("renaming a distributed table"))
-            }
+            | pg_sys::ObjectType::OBJECT_FOREIGN_TABLE => Err(unsupported_alter(
+                "renaming a distributed table with this statement",
+            )),
             pg_sys::ObjectType::OBJECT_COLUMN
                 if (*s).relationType == pg_sys::ObjectType::OBJECT_TABLE =>
             {
                 let (sql, name_at) = u.text_and_offset((*(*s).relation).location);
                 Ok(rewrite(relid, sql, name_at))
-            }
-            pg_sys::ObjectType::OBJECT_TABLE => {
-                Err(unsupported_alter("renaming a distributed table"))
             }
             pg_sys::ObjectType::OBJECT_TABCONSTRAINT => {
                 Err(unsupported_alter("renaming a constraint"))
@@ -397,7 +409,7 @@ pub(super) unsafe fn rename(u: &Utility) -> TResult<Step> {
     }
 }
 
-/// ALTER TABLE ... SET SCHEMA of a distributed table: refused.
+/// ALTER TABLE ... SET SCHEMA of a distributed table: its shards move too.
 ///
 /// # Safety
 /// `u` is an AlterObjectSchemaStmt.
@@ -410,12 +422,11 @@ pub(super) unsafe fn set_schema(u: &Utility) -> TResult<Step> {
         return unsafe { super::objects::as_written(u) };
     }
     // SAFETY: the tag was checked by the table; relation is null or a valid RangeVar.
-    match unsafe { distributed_range_var((*u.node::<pg_sys::AlterObjectSchemaStmt>()).relation) }? {
-        Some(relid) => Err(refused(
-            "ALTER ... SET SCHEMA",
-            relid,
-            "Undistribute the table with undistribute_table(), move it, and distribute it again.",
-        )),
+    match unsafe { distributed_range_var((*s).relation) }? {
+        // SAFETY: newschema is the statement's NUL-terminated name.
+        Some(relid) => Ok(super::shards::set_schema(relid, unsafe {
+            crate::pg::nodes::string((*s).newschema)
+        })),
         None => Ok(Step::Pass),
     }
 }

@@ -134,33 +134,46 @@ pub(super) unsafe fn drop(u: &Utility) -> TResult<Step> {
     })))
 }
 
-/// REINDEX of a distributed table or of one of its indexes: refused.
+/// REINDEX of a distributed table or of one of its indexes: the same on every shard (in the
+/// remote transaction, so CONCURRENTLY, which cannot run in one, is refused).
 ///
 /// # Safety
 /// `u` is a ReindexStmt.
 pub(super) unsafe fn reindex(u: &Utility) -> TResult<Step> {
-    const HINT: &str = "Drop the index and create it again: CREATE INDEX reaches every shard.";
-    // SAFETY: the tag was checked by the table; relation is null or a valid RangeVar.
+    // SAFETY: the tag was checked by the table; relation is null or a valid RangeVar; params
+    // are DefElems.
     unsafe {
         let s = u.node::<pg_sys::ReindexStmt>();
-        let table = match (*s).kind {
+        let (table, index) = match (*s).kind {
             pg_sys::ReindexObjectType::REINDEX_OBJECT_TABLE => {
                 let relid = if (*s).relation.is_null() {
                     pg_sys::InvalidOid
                 } else {
                     range_var_relid((*s).relation)
                 };
-                is_distributed(relid)?.then_some(relid)
+                (is_distributed(relid)?.then_some(relid), None)
             }
-            pg_sys::ReindexObjectType::REINDEX_OBJECT_INDEX => {
-                distributed_index_table((*s).relation)?
-            }
-            _ => None,
+            pg_sys::ReindexObjectType::REINDEX_OBJECT_INDEX => (
+                distributed_index_table((*s).relation)?,
+                Some(range_var_relid((*s).relation)),
+            ),
+            _ => (None, None),
         };
-        match table {
-            Some(t) => Err(refused("REINDEX", t, HINT)),
-            None => Ok(Step::Pass),
+        let Some(table) = table else {
+            return Ok(Step::Pass);
+        };
+        let options: Vec<String> = list_ptrs((*s).params)
+            .into_iter()
+            .map(|d| crate::pg::nodes::string((*(d as *mut pg_sys::DefElem)).defname))
+            .collect();
+        if options.iter().any(|o| o != "verbose") {
+            return Err(refused(
+                "REINDEX with CONCURRENTLY or TABLESPACE",
+                table,
+                "Run REINDEX without those options: the shards are reindexed in parallel on the workers.",
+            ));
         }
+        Ok(super::shards::reindex(table, index, !options.is_empty()))
     }
 }
 

@@ -13,10 +13,12 @@
 //! | --- | --- |
 //! | CREATE / ALTER / DROP EXTENSION | `extension`: the same statement on every worker |
 //! | CREATE INDEX, DROP INDEX | `index`: the index, renamed, on every shard; the shard indexes dropped |
-//! | REINDEX, ALTER INDEX, ALTER INDEX ... RENAME | `index`: refused (drop and create the index again) |
+//! | REINDEX CONCURRENTLY, ALTER INDEX options | `index`: refused (drop and create the index again) |
 //! | ALTER TABLE column forms, RENAME COLUMN | `alter_table`: the user's statement on every shard, the table reference replaced by the shard's name (found by the parser's location) |
 //! | ALTER TABLE ADD/DROP CONSTRAINT | `alter_table`: the new constraint's definition (or the DROP) on every shard, named `<name>_<shardid>` |
-//! | other ALTER TABLE forms, RENAME of the table or a constraint, SET SCHEMA, row-level security, inheritance and partitions | `alter_table`: refused with a hint |
+//! | RENAME of the table or an index, SET SCHEMA, REINDEX, CLUSTER | `shards`: the same on every shard, under the shard's names |
+//! | ALTER TABLE SET / RESET (storage parameters), SET STATISTICS / STORAGE / COMPRESSION, OWNER TO, ROW LEVEL SECURITY | `alter_table`: the statement on every shard |
+//! | other ALTER TABLE forms, RENAME of a constraint, ALTER INDEX options, inheritance and partitions | `alter_table`: refused with a hint |
 //! | GRANT / REVOKE on tables | `grant`: the statement on every shard (its table list replaced by the shard); ALL TABLES IN SCHEMA with a distributed table: refused |
 //! | TRUNCATE | `maintenance`: every shard truncated |
 //! | VACUUM / ANALYZE of named tables | `maintenance`: the same on every shard (outside the transaction, as VACUUM must) |
@@ -41,6 +43,7 @@ mod maintenance;
 pub(crate) mod objects;
 mod refused;
 pub(crate) mod roles;
+mod shards;
 
 use std::ffi::{c_char, CStr};
 

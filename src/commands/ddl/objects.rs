@@ -197,6 +197,14 @@ pub(super) unsafe fn alter_function(u: &Utility) -> TResult<Step> {
     }
 }
 
+/// `CREATE SCHEMA IF NOT EXISTS` of the schema named `name`, as the coordinator has it.
+pub(super) fn create_schema_command(name: &str) -> TResult<Option<String>> {
+    let c = std::ffi::CString::new(name).unwrap_or_default();
+    // SAFETY: a missing_ok name lookup.
+    let nsp = unsafe { pg_sys::get_namespace_oid(c.as_ptr(), true) };
+    create_schema_sql(nsp)
+}
+
 /// `CREATE SCHEMA IF NOT EXISTS name AUTHORIZATION owner` as the coordinator has it.
 fn create_schema_sql(nsp: pg_sys::Oid) -> TResult<Option<String>> {
     Ok(Spi::get_one_with_args::<String>(

@@ -64,16 +64,22 @@ pub(super) unsafe fn rule(u: &Utility) -> TResult<Step> {
     }
 }
 
+/// CLUSTER of a distributed table: the same on every shard, with the shard's index.
+///
 /// # Safety
 /// `u` is a ClusterStmt.
 pub(super) unsafe fn cluster(u: &Utility) -> TResult<Step> {
-    // SAFETY: the tag was checked by the table.
+    // SAFETY: the tag was checked by the table; relation is null (CLUSTER of every table) or a
+    // valid RangeVar; indexname is null or NUL-terminated.
     unsafe {
-        refuse_on(
-            (*u.node::<pg_sys::ClusterStmt>()).relation,
-            "CLUSTER",
-            "Run CLUSTER on the shards with run_command_on_workers(), or leave the order to the indexes.",
-        )
+        let s = u.node::<pg_sys::ClusterStmt>();
+        match distributed_range_var((*s).relation)? {
+            Some(relid) => Ok(super::shards::cluster(
+                relid,
+                (!(*s).indexname.is_null()).then(|| crate::pg::nodes::string((*s).indexname)),
+            )),
+            None => Ok(Step::Pass),
+        }
     }
 }
 
