@@ -118,13 +118,24 @@ CREATE FUNCTION "Late S".is_red("Late S".colour) RETURNS boolean LANGUAGE sql IM
 CREATE DOMAIN "Late S".small AS int CHECK (VALUE < 100);
 CREATE TYPE "Late S".pair AS (a "Late S".colour, b "Late S".small);
 CREATE AGGREGATE "Late S".total("Late S".small) (SFUNC = int4pl, STYPE = int, COMBINEFUNC = int4pl, INITCOND = '0');
+-- (an owner and privileges of their own; a domain constraint on a function made after it)
+CREATE FUNCTION "Late S".secret() RETURNS text LANGUAGE sql SECURITY DEFINER AS 'SELECT current_user::text';
+ALTER FUNCTION "Late S".secret() OWNER TO late_user;
+REVOKE EXECUTE ON FUNCTION "Late S".secret() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION "Late S".secret() TO late_group;
+CREATE FUNCTION "Late S".even(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 % 2 = 0';
+ALTER DOMAIN "Late S".small ADD CONSTRAINT small_even CHECK ("Late S".even(VALUE));
 SELECT citus_add_node('127.0.0.1', 9804) > 0 AS added;
+SELECT nodeport, result FROM run_command_on_workers($$
+  SELECT pg_get_userbyid(proowner) || ' ' || array_to_string(proacl, ',') FROM pg_proc WHERE proname = 'secret'$$) ORDER BY nodeport;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint WHERE contypid = '"Late S".small'::regtype$$);
 SELECT nodeport, result FROM run_command_on_workers($$
   SELECT string_agg(x, ' ' ORDER BY x) FROM (
     SELECT t.typname::text AS x FROM pg_type t WHERE t.typnamespace = '"Late S"'::regnamespace AND t.typname IN ('colour', 'small', 'pair')
     UNION ALL SELECT proname FROM pg_proc WHERE pronamespace = '"Late S"'::regnamespace) s$$) ORDER BY nodeport;
 SELECT nodeport, result FROM run_command_on_workers($$
-  SELECT "Late S".is_red('red') || ' ' || "Late S".total(x::"Late S".small) || ' ' || ROW('green', 5)::"Late S".pair
+  SELECT "Late S".is_red('red') || ' ' || "Late S".total((2 * x)::"Late S".small) || ' ' || ROW('green', 4)::"Late S".pair
     FROM generate_series(1, 3) x$$) ORDER BY nodeport;
 DROP SCHEMA "Late S" CASCADE;
 SELECT nodeport, result FROM run_command_on_workers($$

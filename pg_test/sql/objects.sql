@@ -43,6 +43,28 @@ RESET ROLE;
 SELECT DISTINCT result FROM run_command_on_workers($$
   SELECT has_schema_privilege('obj_reader', 'App Ü', 'USAGE') || ' ' ||
          has_function_privilege('obj_reader', '"App Ü".label("App Ü".mood)', 'EXECUTE')$$);
+-- What the workers cannot have stays the coordinator's: a function or aggregate on a table's
+-- row type (or an array of it), a composite type with such a column; grants on it too.
+CREATE FUNCTION rows_of(feelings[]) RETURNS int LANGUAGE sql AS 'SELECT cardinality($1)';
+CREATE TYPE with_row AS (f feelings, n int);
+REVOKE EXECUTE ON FUNCTION rows_of(feelings[]) FROM PUBLIC;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_proc WHERE proname = 'rows_of'$$);
+SELECT rows_of(ARRAY[ROW(1, 'ok', NULL, 1, 1)::feelings]);
+DROP TYPE with_row;
+DROP FUNCTION rows_of(feelings[]);
+-- An object in a schema the workers lack (made before they joined, here: dropped there) makes
+-- the schema there first, so the object lands in the same schema.
+CREATE SCHEMA obj_missing;
+SELECT count(*) FROM run_command_on_workers('DROP SCHEMA obj_missing') WHERE success;
+SET search_path = obj_missing, "App Ü", public;
+CREATE TYPE lost AS ENUM ('x');
+CREATE FUNCTION obj_missing.f3() RETURNS int LANGUAGE sql AS 'SELECT 3';
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT (SELECT count(*) FROM pg_type WHERE typnamespace = 'obj_missing'::regnamespace AND typname = 'lost') || ' ' ||
+         (SELECT count(*) FROM pg_proc WHERE pronamespace = 'obj_missing'::regnamespace AND proname = 'f3')$$);
+SET search_path = "App Ü", public;
+DROP SCHEMA obj_missing CASCADE;
 -- RENAME and DROP follow; DROP of an object a worker lacks is no error there.
 ALTER FUNCTION double_it(int) RENAME TO twice;
 SELECT DISTINCT result FROM run_command_on_workers($$

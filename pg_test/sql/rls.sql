@@ -76,6 +76,40 @@ SELECT bool_or(has_table_privilege('rls_none', oid, 'SELECT')) AS rls_none_may_r
   FROM pg_class WHERE relname ~ '^docs_[0-9]+$' AND relkind = 'r';
 \c postgres postgres 127.0.0.1 9800
 SET search_path = rls, public;
+-- A policy's names are the coordinator's, whatever the worker's search_path: vis() here is
+-- rls.vis (only tenant 1), not public.vis (everything).
+CREATE FUNCTION rls.vis(int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT $1 = 1';
+CREATE FUNCTION public.vis(int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT true';
+CREATE ROLE rls_vis LOGIN;
+GRANT USAGE ON SCHEMA rls TO rls_vis;
+GRANT SELECT ON docs TO rls_vis;
+CREATE POLICY by_vis ON docs TO rls_vis USING (vis(tenant_id));
+SET ROLE rls_vis;
+SELECT tenant_id, count(*) FROM docs GROUP BY tenant_id ORDER BY tenant_id;
+RESET ROLE;
+ALTER POLICY by_vis ON docs USING (vis(tenant_id) AND id <= 2);
+SET ROLE rls_vis;
+SELECT tenant_id, count(*) FROM docs GROUP BY tenant_id ORDER BY tenant_id;
+RESET ROLE;
+DROP POLICY by_vis ON docs;
+DROP FUNCTION public.vis(int);
+-- A setting the session resets goes back to its reset value on the nodes (not to an empty
+-- string it may not take), and one only a superuser may set is not sent for other roles.
+SET plpgsql.variable_conflict = use_column;
+SELECT count(*) FROM docs;
+RESET plpgsql.variable_conflict;
+SELECT count(*) FROM docs;
+SET pg_stat_statements.track = 'top';
+SET ROLE rls_all;
+SELECT count(*) FROM docs;
+RESET ROLE;
+RESET pg_stat_statements.track;
+-- SESSION_USER in a GRANT would name another role on the workers under SET ROLE.
+GRANT rls_all TO rls_tenant;
+SET ROLE rls_all;
+GRANT SELECT ON docs TO SESSION_USER;
+RESET ROLE;
+REVOKE rls_all FROM rls_tenant;
 -- DISABLE and DROP POLICY follow.
 DROP POLICY own_tenant ON docs;
 ALTER TABLE docs DISABLE ROW LEVEL SECURITY;
@@ -86,4 +120,4 @@ SET ROLE rls_tenant;
 SELECT count(*) FROM docs;
 RESET ROLE;
 DROP SCHEMA rls CASCADE;
-DROP ROLE rls_all, rls_none, rls_tenant;
+DROP ROLE rls_all, rls_none, rls_tenant, rls_vis;

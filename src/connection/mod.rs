@@ -221,7 +221,8 @@ fn current_user() -> String {
 /// Settings of a custom class (a dot in the name: `app.tenant_id`, `hnsw.ef_search`) that the
 /// session set (SET, SET LOCAL, set_config) follow too, so that a row-level security policy
 /// or a function that reads `current_setting('app.tenant_id')` on a shard reads the session's
-/// value; one the session no longer sets is emptied on the node.
+/// value: those the session chose (SET, its connection options, the database's and the role's
+/// defaults) and any role may set; one it no longer chooses gets the coordinator's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub date_style: String,
@@ -252,12 +253,29 @@ impl Settings {
             Some(self.extra_float_digits.clone()),
             Some(self.bytea_output.clone()),
         ];
+        // A setting the session no longer chooses gets the coordinator's value now (its reset
+        // value: a valid one, where an empty string may not be).
         let dropped = have
             .map(|h| {
                 h.custom
                     .iter()
                     .filter(|(n, _)| !self.custom.iter().any(|(m, _)| m == n))
-                    .map(|(n, _)| (n.clone(), String::new()))
+                    .filter_map(|(n, _)| {
+                        let c = std::ffi::CString::new(n.as_str()).ok()?;
+                        // SAFETY: a lookup by name (missing_ok); the value is copied at once.
+                        let v = unsafe { pg_sys::GetConfigOption(c.as_ptr(), true, false) };
+                        // A placeholder that was reset has no value at all: empty, as
+                        // current_setting() shows it.
+                        let v = if v.is_null() {
+                            String::new()
+                        } else {
+                            // SAFETY: a NUL-terminated string GetConfigOption returned.
+                            unsafe { std::ffi::CStr::from_ptr(v) }
+                                .to_string_lossy()
+                                .into_owned()
+                        };
+                        Some((n.clone(), v))
+                    })
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();
@@ -337,39 +355,74 @@ impl Settings {
 
 /// The settings of a custom class (a dot in the name) that this session set, by name; not
 /// Tessera's own (`citus.*`, `tessera.*`), which are the coordinator's.
+///
+/// Only the custom-class variables are looked at, from a list of them kept while the number
+/// of settings stays the same (a new placeholder or an extension's settings add to it).
 fn custom_settings() -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    // SAFETY: the GUC table of this backend, read (not changed); every entry is a valid
-    // config_generic with a NUL-terminated name.
+    // SAFETY: the GUC table of this backend, read (not changed); its entries are allocated
+    // once and never freed, so a pointer to one stays valid while the process lives.
     unsafe {
-        let vars = pg_sys::get_guc_variables();
-        for i in 0..pg_sys::GetNumConfigOptions() as usize {
-            let g = *vars.add(i);
-            if g.is_null() || (*g).source != pg_sys::GucSource::PGC_S_SESSION {
-                continue;
+        let count = pg_sys::GetNumConfigOptions();
+        CUSTOM_GUCS.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.0 != count {
+                let vars = pg_sys::get_guc_variables();
+                c.1 = (0..count as usize)
+                    .map(|i| *vars.add(i))
+                    .filter(|g| {
+                        if g.is_null() {
+                            return false;
+                        }
+                        let name = std::ffi::CStr::from_ptr((**g).name).to_bytes();
+                        name.contains(&b'.')
+                            && !name.starts_with(b"citus.")
+                            && !name.starts_with(b"tessera.")
+                    })
+                    .collect();
+                c.0 = count;
             }
-            let name = std::ffi::CStr::from_ptr((*g).name);
-            let bytes = name.to_bytes();
-            if !bytes.contains(&b'.')
-                || bytes.starts_with(b"citus.")
-                || bytes.starts_with(b"tessera.")
-            {
-                continue;
+            let mut out = Vec::new();
+            for &g in &c.1 {
+                // What this session chose (SET, the connection's options, the database's or
+                // the role's defaults), not the server's configuration file; and only what any
+                // role may set (a node's connection runs as the current user).
+                if !SESSION_SOURCES.contains(&(*g).source)
+                    || (*g).context != pg_sys::GucContext::PGC_USERSET
+                {
+                    continue;
+                }
+                let value = pg_sys::GetConfigOption((*g).name, true, false);
+                if value.is_null() {
+                    continue;
+                }
+                out.push((
+                    std::ffi::CStr::from_ptr((*g).name)
+                        .to_string_lossy()
+                        .into_owned(),
+                    std::ffi::CStr::from_ptr(value)
+                        .to_string_lossy()
+                        .into_owned(),
+                ));
             }
-            let value = pg_sys::GetConfigOption((*g).name, true, false);
-            if value.is_null() {
-                continue;
-            }
-            out.push((
-                name.to_string_lossy().into_owned(),
-                std::ffi::CStr::from_ptr(value)
-                    .to_string_lossy()
-                    .into_owned(),
-            ));
-        }
+            out.sort();
+            out
+        })
     }
-    out.sort();
-    out
+}
+
+/// The sources of a setting that are the session's choice.
+const SESSION_SOURCES: [pg_sys::GucSource::Type; 5] = [
+    pg_sys::GucSource::PGC_S_DATABASE,
+    pg_sys::GucSource::PGC_S_USER,
+    pg_sys::GucSource::PGC_S_DATABASE_USER,
+    pg_sys::GucSource::PGC_S_CLIENT,
+    pg_sys::GucSource::PGC_S_SESSION,
+];
+
+thread_local! {
+    /// (number of settings when made, the custom-class ones among them).
+    static CUSTOM_GUCS: std::cell::RefCell<(std::ffi::c_int, Vec<*mut pg_sys::config_generic>)> =
+        const { std::cell::RefCell::new((-1, Vec::new())) };
 }
 
 /// `ISO` output with the input order of `style` (a `DateStyle` value such as `SQL, DMY`).

@@ -83,6 +83,44 @@ fn quote_ident(s: &str) -> String {
     pgrx::spi::quote_identifier(s)
 }
 
+/// The CREATE POLICY statements of `relid`'s policies (or of the one named `only`), each as
+/// the text before and after the shard's name, with every name schema-qualified (printed under
+/// an empty search_path), so a shard reads them as the coordinator does.
+pub fn policies(relid: pg_sys::Oid, only: Option<&str>) -> TResult<Vec<(String, String)>> {
+    with_qualified_names(|| Spi::connect(|client| policies_in(client, relid, only)))
+}
+
+fn policies_in(
+    client: &pgrx::spi::SpiClient<'_>,
+    relid: pg_sys::Oid,
+    only: Option<&str>,
+) -> TResult<Vec<(String, String)>> {
+    let mut policies = Vec::new();
+    for row in client.select(
+        "SELECT format('CREATE POLICY %I ON ', p.polname),
+                format(' AS %s FOR %s TO %s%s%s',
+                       CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+                       CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT'
+                            WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+                       CASE WHEN p.polroles = '{0}' THEN 'PUBLIC'
+                            ELSE (SELECT string_agg(pg_catalog.quote_ident(r.rolname), ', ' ORDER BY r.rolname)
+                                    FROM pg_catalog.pg_roles r WHERE r.oid = ANY (p.polroles)) END,
+                       coalesce(' USING (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')', ''),
+                       coalesce(' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')', ''))
+           FROM pg_catalog.pg_policy p
+          WHERE p.polrelid = $1 AND ($2::text IS NULL OR p.polname = $2)
+          ORDER BY p.polname",
+        None,
+        &[relid.into(), only.map(str::to_string).into()],
+    )? {
+        policies.push((
+            row.get::<String>(1)?.unwrap_or_default(),
+            row.get::<String>(2)?.unwrap_or_default(),
+        ));
+    }
+    Ok(policies)
+}
+
 impl TableDdl {
     /// Reads the definition of `relid`; `dist_attnum` is the distribution column (0 for
     /// reference tables), which every UNIQUE and PRIMARY KEY constraint must include.
@@ -246,27 +284,7 @@ impl TableDdl {
             if forced {
                 row_security.push("FORCE");
             }
-            let mut policies = Vec::new();
-            for row in client.select(
-                "SELECT format('CREATE POLICY %I ON ', p.polname),
-                        format(' AS %s FOR %s TO %s%s%s',
-                               CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
-                               CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT'
-                                    WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
-                               CASE WHEN p.polroles = '{0}' THEN 'PUBLIC'
-                                    ELSE (SELECT string_agg(pg_catalog.quote_ident(r.rolname), ', ' ORDER BY r.rolname)
-                                            FROM pg_catalog.pg_roles r WHERE r.oid = ANY (p.polroles)) END,
-                               coalesce(' USING (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')', ''),
-                               coalesce(' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')', ''))
-                   FROM pg_catalog.pg_policy p WHERE p.polrelid = $1 ORDER BY p.polname",
-                None,
-                &[relid.into()],
-            )? {
-                policies.push((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<String>(2)?.unwrap_or_default(),
-                ));
-            }
+            let policies = policies_in(client, relid, None)?;
 
             let mut indexes = Vec::new();
             for row in client.select(

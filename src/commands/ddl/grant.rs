@@ -72,6 +72,13 @@ pub(super) unsafe fn grant(u: &Utility) -> TResult<Step> {
         if (*s).targtype != pg_sys::GrantTargetType::ACL_TARGET_OBJECT {
             return Ok(Step::Pass);
         }
+        // SESSION_USER would name another role there (the connections run as the current user).
+        super::roles::refuse_session_user(
+            &list_ptrs((*s).grantees)
+                .into_iter()
+                .map(|r| r as *mut pg_sys::RoleSpec)
+                .collect::<Vec<_>>(),
+        )?;
         // Each distributed table's shards get the statement with the whole table list replaced
         // by the shard's name (local tables in the list are the coordinator's alone).
         let objects: Vec<*mut pg_sys::RangeVar> = list_ptrs((*s).objects)

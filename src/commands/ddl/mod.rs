@@ -143,10 +143,10 @@ fn handler_for(tag: pg_sys::NodeTag) -> Option<Handler> {
         T_CopyStmt => copy::copy,
         T_CreateStmt => refused::create_table,
         T_CreateSchemaStmt => objects::create_schema,
-        T_CompositeTypeStmt | T_CreateEnumStmt | T_CreateRangeStmt | T_CreateDomainStmt
-        | T_AlterEnumStmt | T_AlterTypeStmt | T_AlterDomainStmt | T_DefineStmt => {
-            objects::as_written
-        }
+        T_CreateEnumStmt | T_CreateRangeStmt | T_CreateDomainStmt | T_AlterEnumStmt
+        | T_AlterTypeStmt | T_AlterDomainStmt => objects::as_written,
+        T_CompositeTypeStmt => objects::create_composite,
+        T_DefineStmt => objects::define,
         T_AlterFunctionStmt => objects::alter_function,
         T_CreateFunctionStmt => objects::create_function,
         T_AlterOwnerStmt => alter_owner,
@@ -192,28 +192,55 @@ unsafe fn drop(u: &Utility) -> TResult<Step> {
     }
 }
 
-/// CREATE POLICY and ALTER POLICY on a distributed table: the statement on every shard (the
-/// shards enforce the policies for the connections of every role, the coordinator's as well
-/// as direct ones).
+/// CREATE POLICY and ALTER POLICY on a distributed table: the policy as the coordinator has it
+/// afterwards (printed from pg_policy with every name qualified and its roles resolved), made
+/// again on every shard. The shards enforce the policies, for the coordinator's connections
+/// (which run as the current user) and for direct ones alike, so the shards' policies must be
+/// the coordinator's exactly.
 ///
 /// # Safety
 /// `u` is a CreatePolicyStmt or an AlterPolicyStmt.
 unsafe fn policy(u: &Utility) -> TResult<Step> {
-    // SAFETY: the tag was checked by the table; each cast follows it; table is a RangeVar.
-    unsafe {
-        let table = if (*u.stmt).type_ == pg_sys::NodeTag::T_CreatePolicyStmt {
-            (*u.node::<pg_sys::CreatePolicyStmt>()).table
+    // SAFETY: the tag was checked by the table; each cast follows it; table is a RangeVar,
+    // policy_name a NUL-terminated name.
+    let (table, name) = unsafe {
+        if (*u.stmt).type_ == pg_sys::NodeTag::T_CreatePolicyStmt {
+            let s = u.node::<pg_sys::CreatePolicyStmt>();
+            ((*s).table, crate::pg::nodes::string((*s).policy_name))
         } else {
-            (*u.node::<pg_sys::AlterPolicyStmt>()).table
-        };
-        match distributed_range_var(table)? {
-            Some(relid) => {
-                let (sql, name_at) = u.text_and_offset((*table).location);
-                Ok(alter_table::rewrite(relid, sql, name_at))
-            }
-            None => Ok(Step::Pass),
+            let s = u.node::<pg_sys::AlterPolicyStmt>();
+            ((*s).table, crate::pg::nodes::string((*s).policy_name))
         }
-    }
+    };
+    // SAFETY: table is a valid RangeVar.
+    let Some(relid) = (unsafe { distributed_range_var(table) })? else {
+        return Ok(Step::Pass);
+    };
+    Ok(Step::Propagate(Box::new(move || {
+        let defs = crate::sharding::ddl::policies(relid, Some(&name))?;
+        let (schema, table) = rel_schema_and_name(relid);
+        let mut per_group = PerGroup::new();
+        for s in crate::metadata::table::shards(relid)? {
+            let shard = format!(
+                "{}.{}",
+                quote_identifier(&schema),
+                quote_identifier(tessera_core::sharding::shard_name(&table, s.shard_id))
+            );
+            let mut cmds = vec![format!(
+                "DROP POLICY IF EXISTS {} ON {shard}",
+                quote_identifier(&name)
+            )];
+            cmds.extend(
+                defs.iter()
+                    .map(|(before, after)| format!("{before}{shard}{after}")),
+            );
+            for g in &s.groups {
+                let entry = per_group.entry(*g).or_default();
+                entry.extend(cmds.iter().map(|c| (c.clone(), Vec::new())));
+            }
+        }
+        run_batched(per_group)
+    })))
 }
 
 /// DROP POLICY on a distributed table: `DROP POLICY IF EXISTS` of the same policy on every

@@ -55,13 +55,65 @@ fn on_every_worker(commands: impl FnOnce() -> TResult<Vec<String>> + 'static) ->
     })))
 }
 
-/// The statement as written.
+/// The statement as written, after making on the workers the schemas it may create its
+/// object in (the one it names, those of the search_path) where they lack them: a schema made
+/// before the workers joined would otherwise send the object to another schema there.
 ///
 /// # Safety
 /// `u` is one of the statements the table sends here.
 pub(super) unsafe fn as_written(u: &Utility) -> TResult<Step> {
     let sql = u.text();
-    on_every_worker(move || Ok(vec![sql]))
+    // SAFETY: forwarded.
+    let named = unsafe { named_schema(u) };
+    let path: Vec<String> = Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT s::text FROM pg_catalog.unnest(pg_catalog.current_schemas(false)) s",
+            None,
+            &[],
+        )? {
+            out.extend(row.get::<String>(1)?);
+        }
+        Ok::<_, crate::error::TesseraError>(out)
+    })?;
+    on_every_worker(move || {
+        let mut out = Vec::new();
+        for schema in named.iter().chain(path.iter()) {
+            if schema != "public" && schema != "pg_catalog" {
+                out.extend(create_schema_command(schema)?);
+            }
+        }
+        out.push(sql);
+        Ok(out)
+    })
+}
+
+/// The schema a CREATE statement names for its object (`CREATE FUNCTION s.f ...`), if any.
+///
+/// # Safety
+/// `u` is a utility statement.
+unsafe fn named_schema(u: &Utility) -> Option<String> {
+    use pg_sys::NodeTag::*;
+    // SAFETY: each cast follows the statement's tag; name lists hold String nodes.
+    unsafe {
+        let from_list = |l: *mut pg_sys::List| {
+            let names = list_ptrs(l);
+            (names.len() >= 2)
+                .then(|| string((*(names[names.len() - 2] as *mut pg_sys::String)).sval))
+        };
+        match (*u.stmt).type_ {
+            T_CreateFunctionStmt => from_list((*u.node::<pg_sys::CreateFunctionStmt>()).funcname),
+            T_DefineStmt => from_list((*u.node::<pg_sys::DefineStmt>()).defnames),
+            T_CreateEnumStmt => from_list((*u.node::<pg_sys::CreateEnumStmt>()).typeName),
+            T_CreateDomainStmt => from_list((*u.node::<pg_sys::CreateDomainStmt>()).domainname),
+            T_CreateRangeStmt => from_list((*u.node::<pg_sys::CreateRangeStmt>()).typeName),
+            T_CompositeTypeStmt => {
+                let rv = (*u.node::<pg_sys::CompositeTypeStmt>()).typevar;
+                (!rv.is_null() && !(*rv).schemaname.is_null()).then(|| string((*rv).schemaname))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// DROP of a type, domain, function, procedure, routine, aggregate, operator or collation: as
@@ -121,22 +173,88 @@ pub(super) unsafe fn create_function(u: &Utility) -> TResult<Step> {
             .map(|p| (*(p as *mut pg_sys::FunctionParameter)).argType)
             .collect();
         types.push((*s).returnType);
-        for t in types.into_iter().filter(|t| !t.is_null()) {
-            let oid = pg_sys::LookupTypeNameOid(std::ptr::null_mut(), t, true);
-            let rel = if oid == pg_sys::InvalidOid {
-                pg_sys::InvalidOid
-            } else {
-                pg_sys::get_typ_typrelid(oid)
-            };
-            if rel != pg_sys::InvalidOid
-                && pg_sys::get_rel_relkind(rel)
-                    != pg_sys::RELKIND_COMPOSITE_TYPE as std::ffi::c_char
-            {
-                return Ok(Step::Pass);
-            }
+        if types.into_iter().any(|t| names_table_row(t)) {
+            return Ok(Step::Pass);
         }
         as_written(u)
     }
+}
+
+/// Whether a type is a table's row type (or an array of one): the workers have shards, not the
+/// table, so an object made from it stays the coordinator's.
+fn is_table_row(t: pg_sys::Oid) -> bool {
+    // SAFETY: lsyscache lookups of a type and a relation.
+    unsafe {
+        let elem = pg_sys::get_element_type(t);
+        let t = if elem == pg_sys::InvalidOid { t } else { elem };
+        let rel = pg_sys::get_typ_typrelid(t);
+        rel != pg_sys::InvalidOid
+            && pg_sys::get_rel_relkind(rel) != pg_sys::RELKIND_COMPOSITE_TYPE as std::ffi::c_char
+    }
+}
+
+/// [`is_table_row`] of a TypeName (false for one that is not found, or null).
+///
+/// # Safety
+/// `t` is null or a valid TypeName.
+unsafe fn names_table_row(t: *mut pg_sys::TypeName) -> bool {
+    if t.is_null() {
+        return false;
+    }
+    // SAFETY: a missing_ok type lookup.
+    let oid = unsafe { pg_sys::LookupTypeNameOid(std::ptr::null_mut(), t, true) };
+    oid != pg_sys::InvalidOid && is_table_row(oid)
+}
+
+/// CREATE TYPE ... AS (...): as written, unless a column is a table's row type.
+///
+/// # Safety
+/// `u` is a CompositeTypeStmt.
+pub(super) unsafe fn create_composite(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table; coldeflist holds ColumnDefs.
+    let table_row = unsafe {
+        list_ptrs((*u.node::<pg_sys::CompositeTypeStmt>()).coldeflist)
+            .into_iter()
+            .any(|c| names_table_row((*(c as *mut pg_sys::ColumnDef)).typeName))
+    };
+    if table_row {
+        return Ok(Step::Pass);
+    }
+    // SAFETY: as above.
+    unsafe { as_written(u) }
+}
+
+/// CREATE AGGREGATE (and the other DefineStmt kinds): as written, unless an aggregate's
+/// argument is a table's row type.
+///
+/// # Safety
+/// `u` is a DefineStmt.
+pub(super) unsafe fn define(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table; an aggregate's args are (list of
+    // FunctionParameter or TypeName, Integer).
+    let table_row = unsafe {
+        let s = u.node::<pg_sys::DefineStmt>();
+        (*s).kind == pg_sys::ObjectType::OBJECT_AGGREGATE
+            && list_ptrs((*s).args).into_iter().take(1).any(|l| {
+                crate::pg::nodes::is_a(l as *const std::ffi::c_void, pg_sys::NodeTag::T_List)
+                    && list_ptrs(l as *mut pg_sys::List).into_iter().any(|p| {
+                        let t = if crate::pg::nodes::is_a(
+                            p as *const std::ffi::c_void,
+                            pg_sys::NodeTag::T_FunctionParameter,
+                        ) {
+                            (*(p as *mut pg_sys::FunctionParameter)).argType
+                        } else {
+                            p as *mut pg_sys::TypeName
+                        };
+                        names_table_row(t)
+                    })
+            })
+    };
+    if table_row {
+        return Ok(Step::Pass);
+    }
+    // SAFETY: as above.
+    unsafe { as_written(u) }
 }
 
 /// Whether a function (procedure, aggregate) `owa` of kind `kind` is one the workers have:
@@ -161,12 +279,7 @@ pub(super) unsafe fn function_is_shared(
         let mut types: Vec<pg_sys::Oid> =
             std::slice::from_raw_parts(argtypes, nargs as usize).to_vec();
         types.push(ret);
-        let table_row = types.into_iter().any(|t| {
-            let rel = pg_sys::get_typ_typrelid(t);
-            rel != pg_sys::InvalidOid
-                && pg_sys::get_rel_relkind(rel)
-                    != pg_sys::RELKIND_COMPOSITE_TYPE as std::ffi::c_char
-        });
+        let table_row = types.into_iter().any(is_table_row);
         let cache = pg_sys::SysCacheIdentifier::PROCOID as std::ffi::c_int;
         let tuple = pg_sys::SearchSysCache1(cache, pg_sys::Datum::from(oid));
         let mut no_body = true;
@@ -280,6 +393,35 @@ pub(super) unsafe fn grant(u: &Utility) -> TResult<Step> {
             Vec::new()
         }
     };
+    // SAFETY: a GRANT on routines names them as ObjectWithArgs.
+    let shared: Vec<bool> = unsafe {
+        let s = u.node::<pg_sys::GrantStmt>();
+        if matches!(
+            (*s).objtype,
+            pg_sys::ObjectType::OBJECT_FUNCTION
+                | pg_sys::ObjectType::OBJECT_PROCEDURE
+                | pg_sys::ObjectType::OBJECT_ROUTINE
+        ) && (*s).targtype == pg_sys::GrantTargetType::ACL_TARGET_OBJECT
+        {
+            list_ptrs((*s).objects)
+                .into_iter()
+                .map(|o| function_is_shared((*s).objtype, o as *mut pg_sys::Node))
+                .collect()
+        } else {
+            Vec::new()
+        }
+    };
+    if !shared.is_empty() && shared.iter().all(|s| !s) {
+        // Functions the workers do not have (see create_function): the coordinator's alone.
+        return Ok(Step::Pass);
+    }
+    if shared.iter().any(|s| !s) {
+        return Err(crate::error::TesseraError::new(
+            pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "GRANT or REVOKE names functions the workers have and functions only the coordinator has",
+        )
+        .hint("Grant on them in separate statements: a function on a table's row type (or with a BEGIN ATOMIC body) is the coordinator's alone."));
+    }
     let sql = u.text();
     on_every_worker(move || {
         let mut out = Vec::new();
@@ -327,6 +469,11 @@ pub(crate) fn sync_commands() -> TResult<Vec<String>> {
         for row in client.select(
             "SELECT format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', n.nspname,
                            pg_catalog.pg_get_userbyid(n.nspowner))
+                    || coalesce((SELECT string_agg(format(';\nGRANT %s ON SCHEMA %I TO %s%s', a.privilege_type, n.nspname,
+                                                   CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                                        ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+                                                   CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '')
+                                   FROM pg_catalog.aclexplode(n.nspacl) a WHERE a.grantee <> n.nspowner), '')
                FROM pg_catalog.pg_namespace n
               WHERE n.oid >= 16384 AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
                 AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
@@ -338,8 +485,10 @@ pub(crate) fn sync_commands() -> TResult<Vec<String>> {
         )? {
             out.push(row.get::<String>(1)?.unwrap_or_default());
         }
-        // Types (enum, composite, domain) and routines, in OID order; `kind` says which.
+        // Types (enum, composite, domain) and routines, in OID order, with their owners and
+        // privileges; then what domains add to themselves.
         let mut made: Vec<(u32, String)> = Vec::new();
+        let mut later: Vec<String> = Vec::new();
         for row in client.select(
             "SELECT t.oid::int8, CASE t.typtype
                  WHEN 'e' THEN format('CREATE TYPE %s AS ENUM (%s)', t.oid::regtype,
@@ -350,13 +499,26 @@ pub(crate) fn sync_commands() -> TResult<Vec<String>> {
                                            pg_catalog.format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)
                            FROM pg_catalog.pg_attribute a
                           WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
-                 WHEN 'd' THEN format('CREATE DOMAIN %s AS %s%s%s%s', t.oid::regtype,
+                 WHEN 'd' THEN format('CREATE DOMAIN %s AS %s%s', t.oid::regtype,
                         pg_catalog.format_type(t.typbasetype, t.typtypmod),
-                        CASE WHEN t.typdefault IS NOT NULL THEN ' DEFAULT ' || t.typdefault ELSE '' END,
-                        CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END,
-                        coalesce((SELECT string_agg(' CONSTRAINT ' || pg_catalog.quote_ident(c.conname) || ' ' ||
-                                                    pg_catalog.pg_get_constraintdef(c.oid), '' ORDER BY c.oid)
-                                    FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid), ''))
+                        CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END)
+               END,
+               format('ALTER %s %s OWNER TO %I', CASE WHEN t.typtype = 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
+                      t.oid::regtype, pg_catalog.pg_get_userbyid(t.typowner)),
+               CASE WHEN t.typacl IS NOT NULL THEN
+                 format('REVOKE ALL ON TYPE %s FROM PUBLIC', t.oid::regtype) ||
+                 coalesce((SELECT string_agg(format(';\nGRANT %s ON TYPE %s TO %s%s', a.privilege_type, t.oid::regtype,
+                                                   CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                                        ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+                                                   CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '')
+                             FROM pg_catalog.aclexplode(t.typacl) a WHERE a.grantee <> t.typowner), '')
+               END,
+               CASE WHEN t.typtype = 'd' THEN
+                 concat_ws(';\n',
+                   CASE WHEN t.typdefault IS NOT NULL THEN format('ALTER DOMAIN %s SET DEFAULT %s', t.oid::regtype, t.typdefault) END,
+                   (SELECT string_agg(format('ALTER DOMAIN %s ADD CONSTRAINT %I %s', t.oid::regtype, c.conname,
+                                             pg_catalog.pg_get_constraintdef(c.oid)), ';\n' ORDER BY c.oid)
+                      FROM pg_catalog.pg_constraint c WHERE c.contypid = t.oid))
                END
                FROM pg_catalog.pg_type t
                JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
@@ -372,6 +534,13 @@ pub(crate) fn sync_commands() -> TResult<Vec<String>> {
             let oid = row.get::<i64>(1)?.unwrap_or_default() as u32;
             if let Some(sql) = row.get::<String>(2)? {
                 made.push((oid, unless_exists(&sql)));
+                made.push((oid, row.get::<String>(3)?.unwrap_or_default()));
+                made.extend(row.get::<String>(4)?.map(|g| (oid, g)));
+            }
+            // A domain's default and constraints may call functions made after it (ALTER
+            // DOMAIN ... ADD CONSTRAINT): they come after every routine.
+            if let Some(after) = row.get::<String>(5)?.filter(|a| !a.is_empty()) {
+                later.push(unless_exists(&after));
             }
         }
         for row in client.select(
@@ -387,6 +556,19 @@ pub(crate) fn sync_commands() -> TResult<Vec<String>> {
                                                               ', DESERIALFUNC = ' || a.aggdeserialfn::regproc ELSE '' END,
                            CASE WHEN a.agginitval IS NOT NULL THEN ', INITCOND = ' || pg_catalog.quote_literal(a.agginitval) ELSE '' END,
                            CASE p.proparallel WHEN 's' THEN ', PARALLEL = SAFE' WHEN 'r' THEN ', PARALLEL = RESTRICTED' ELSE '' END)
+                    END,
+                    format('ALTER %s %s OWNER TO %I', CASE p.prokind WHEN 'a' THEN 'AGGREGATE' ELSE 'ROUTINE' END,
+                           p.oid::regprocedure, pg_catalog.pg_get_userbyid(p.proowner)),
+                    CASE WHEN p.proacl IS NOT NULL THEN
+                      format('REVOKE ALL ON %s %s FROM PUBLIC', CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
+                             p.oid::regprocedure) ||
+                      coalesce((SELECT string_agg(format(';\nGRANT %s ON %s %s TO %s%s', a.privilege_type,
+                                                        CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
+                                                        p.oid::regprocedure,
+                                                        CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                                             ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+                                                        CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END), '')
+                                  FROM pg_catalog.aclexplode(p.proacl) a WHERE a.grantee <> p.proowner), '')
                     END
                FROM pg_catalog.pg_proc p
                JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
@@ -409,10 +591,14 @@ pub(crate) fn sync_commands() -> TResult<Vec<String>> {
             if let Some(sql) = row.get::<String>(3)? {
                 // pg_get_functiondef says CREATE OR REPLACE: made or replaced alike.
                 made.push((oid, if kind == "a" { unless_exists(&sql) } else { sql }));
+                made.push((oid, row.get::<String>(4)?.unwrap_or_default()));
+                made.extend(row.get::<String>(5)?.map(|g| (oid, g)));
             }
         }
+        // A stable sort: an object's own commands keep their order.
         made.sort_by_key(|(oid, _)| *oid);
         out.extend(made.into_iter().map(|(_, sql)| sql));
+        out.extend(later);
         Ok(())
     })?;
     Ok(out)

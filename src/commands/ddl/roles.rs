@@ -216,7 +216,7 @@ unsafe fn option_names(options: *mut pg_sys::List) -> Vec<String> {
 ///
 /// # Safety
 /// `specs` are RoleSpec nodes (or null).
-unsafe fn refuse_session_user(specs: &[*mut pg_sys::RoleSpec]) -> TResult<()> {
+pub(super) unsafe fn refuse_session_user(specs: &[*mut pg_sys::RoleSpec]) -> TResult<()> {
     // SAFETY: reading the RoleSpecs' kind; the user ids of the session.
     unsafe {
         let differs = pg_sys::GetSessionUserId() != pg_sys::GetUserId();
