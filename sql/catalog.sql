@@ -86,12 +86,30 @@ CREATE INDEX pg_dist_placement_groupid_index ON citus.pg_dist_placement (groupid
 CREATE INDEX pg_dist_placement_shardid_index ON citus.pg_dist_placement (shardid);
 ALTER TABLE citus.pg_dist_placement SET SCHEMA pg_catalog;
 
+-- Objects marked as distributed with create_distributed_function (Citus's columns): they are
+-- on every node, and a node added later gets them.
+CREATE TABLE citus.pg_dist_object (
+    classid oid NOT NULL,
+    objid oid NOT NULL,
+    objsubid integer NOT NULL,
+    type text,
+    object_names text[],
+    object_args text[],
+    distribution_argument_index integer,
+    colocationid integer,
+    force_delegation boolean,
+    PRIMARY KEY (classid, objid, objsubid)
+);
+ALTER TABLE citus.pg_dist_object SET SCHEMA pg_catalog;
+
 GRANT SELECT ON pg_catalog.pg_dist_node, pg_catalog.pg_dist_colocation,
-    pg_catalog.pg_dist_partition, pg_catalog.pg_dist_shard, pg_catalog.pg_dist_placement
+    pg_catalog.pg_dist_partition, pg_catalog.pg_dist_shard, pg_catalog.pg_dist_placement,
+    pg_catalog.pg_dist_object
     TO public;
 
 -- The catalog belongs to the extension's state: pg_dump of an extension keeps these rows.
 SELECT pg_catalog.pg_extension_config_dump('pg_catalog.pg_dist_node', '');
+SELECT pg_catalog.pg_extension_config_dump('pg_catalog.pg_dist_object', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_catalog.pg_dist_colocation', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_catalog.pg_dist_partition', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_catalog.pg_dist_shard', '');

@@ -129,6 +129,14 @@ AS 'MODULE_PATHNAME', 'create_reference_table_wrapper';
 COMMENT ON FUNCTION pg_catalog.create_reference_table(regclass)
     IS 'makes a table a reference table: one shard, a copy on every node';
 
+CREATE FUNCTION pg_catalog.create_distributed_function(function_name regprocedure,
+    distribution_arg_name text DEFAULT NULL, colocate_with text DEFAULT 'default',
+    force_delegation boolean DEFAULT NULL)
+RETURNS void LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'create_distributed_function_wrapper';
+COMMENT ON FUNCTION pg_catalog.create_distributed_function(regprocedure, text, text, boolean)
+    IS 'puts a function on every node (with its owner and privileges) and records it in pg_dist_object';
+
 CREATE FUNCTION pg_catalog.undistribute_table(table_name regclass,
                                               cascade_via_foreign_keys boolean DEFAULT false)
 RETURNS void LANGUAGE C VOLATILE

@@ -65,6 +65,28 @@ SELECT DISTINCT result FROM run_command_on_workers($$
          (SELECT count(*) FROM pg_proc WHERE pronamespace = 'obj_missing'::regnamespace AND proname = 'f3')$$);
 SET search_path = "App Ü", public;
 DROP SCHEMA obj_missing CASCADE;
+-- create_distributed_function: Citus's way to put a function on every node (here one a
+-- worker lost), with its owner and privileges, recorded in pg_dist_object.
+CREATE FUNCTION tenant_fn(tenant int, v text) RETURNS text LANGUAGE sql AS $$ SELECT tenant || ':' || v $$;
+REVOKE EXECUTE ON FUNCTION tenant_fn(int, text) FROM PUBLIC;
+SELECT count(*) FROM run_command_on_workers('DROP FUNCTION "App Ü".tenant_fn(int, text)') WHERE success;
+SELECT create_distributed_function('tenant_fn(int, text)', 'tenant', colocate_with => 'feelings');
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT count(*) || ' ' || coalesce(max(array_to_string(proacl, ',')), 'default') FROM pg_proc WHERE proname = 'tenant_fn'$$);
+SELECT type, object_names, object_args, distribution_argument_index,
+       colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'feelings'::regclass) AS colocated
+  FROM pg_dist_object;
+SELECT create_distributed_function('tenant_fn(int, text)', '$2');
+SELECT distribution_argument_index, colocationid FROM pg_dist_object;
+SELECT create_distributed_function('tenant_fn(int, text)', 'nope');
+SELECT create_distributed_function('tenant_fn(int, text)', 'tenant', colocate_with => 'pg_class');
+SELECT create_distributed_function('sum(int)');
+SELECT create_distributed_function(NULL);
+SET ROLE obj_reader;
+SELECT create_distributed_function('"App Ü".tenant_fn(int, text)');
+RESET ROLE;
+DROP FUNCTION tenant_fn(int, text);
+SELECT count(*) FROM pg_dist_object;
 -- RENAME and DROP follow; DROP of an object a worker lacks is no error there.
 ALTER FUNCTION double_it(int) RENAME TO twice;
 SELECT DISTINCT result FROM run_command_on_workers($$

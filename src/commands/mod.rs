@@ -10,6 +10,7 @@
 pub mod ddl;
 pub mod distribute;
 pub mod foreign_keys;
+pub mod functions;
 pub mod node;
 pub mod run_command;
 pub mod undistribute;

@@ -130,7 +130,15 @@ pub(super) unsafe fn drop_object(u: &Utility) -> TResult<Step> {
     } else {
         with_if_exists(&text)
     };
-    on_every_worker(move || Ok(vec![sql]))
+    on_every_worker(move || {
+        // Functions recorded as distributed that are gone now.
+        Spi::run(
+            "DELETE FROM pg_catalog.pg_dist_object o
+              WHERE o.classid = 'pg_catalog.pg_proc'::regclass
+                AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.oid = o.objid)",
+        )?;
+        Ok(vec![sql])
+    })
 }
 
 /// `DROP <kind> IF EXISTS ...` from `DROP <kind> ...` (the kinds here are one keyword).
@@ -270,9 +278,14 @@ pub(super) unsafe fn function_is_shared(
     // SAFETY: a missing_ok function lookup; then pg_proc through lsyscache and the syscache.
     unsafe {
         let oid = pg_sys::LookupFuncWithArgs(kind, owa as *mut pg_sys::ObjectWithArgs, true);
-        if oid == pg_sys::InvalidOid {
-            return true;
-        }
+        oid == pg_sys::InvalidOid || oid_is_shared(oid)
+    }
+}
+
+/// [`function_is_shared`] of a function by OID.
+pub(crate) fn oid_is_shared(oid: pg_sys::Oid) -> bool {
+    // SAFETY: pg_proc through lsyscache and the syscache.
+    unsafe {
         let mut argtypes: *mut pg_sys::Oid = std::ptr::null_mut();
         let mut nargs: std::ffi::c_int = 0;
         let ret = pg_sys::get_func_signature(oid, &mut argtypes, &mut nargs);
