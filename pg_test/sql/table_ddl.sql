@@ -22,6 +22,14 @@ SELECT DISTINCT result FROM run_command_on_workers($$
   SELECT coalesce(string_agg(DISTINCT array_to_string(c.reloptions, ',') || ' ' || a.attstattarget, ','), '-')
     FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'v'
    WHERE c.relname ~ '^goods_[0-9]+$'$$);
+-- An index's storage parameters reach the shard indexes too.
+ALTER INDEX goods_v SET (fillfactor = 60);
+ALTER TABLE goods_pkey SET (fillfactor = 80);
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT coalesce(string_agg(DISTINCT regexp_replace(relname, '_[0-9]+$', '_N') || ' ' || array_to_string(reloptions, ','), '; '), '-')
+    FROM pg_class WHERE relname ~ '^goods_(v|pkey)_[0-9]+$'$$);
+ALTER INDEX goods_v RESET (fillfactor);
+ALTER INDEX goods_v SET TABLESPACE pg_default;
 -- REINDEX and CLUSTER run on every shard.
 REINDEX TABLE goods;
 REINDEX (VERBOSE false) INDEX goods_v;

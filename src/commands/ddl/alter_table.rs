@@ -166,6 +166,28 @@ pub(super) fn rewrite(relid: pg_sys::Oid, sql: String, name_at: usize) -> Step {
     rewrite_list(vec![relid], sql, name_at, name_at)
 }
 
+/// The user's statement on every shard of `relid`, the name at `name_at` replaced by the
+/// shard's `object` (one of the table's indexes, named `<index>_<shardid>` on the shards).
+fn rewrite_object(relid: pg_sys::Oid, object: String, sql: String, name_at: usize) -> Step {
+    Step::Propagate(Box::new(move || {
+        let end = tessera_core::sqltext::qualified_name_end(&sql, name_at).ok_or_else(|| {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "cannot find the index's name in the statement's text to carry it to the shards",
+            )
+            .hint(
+                "Name the index directly in the statement (schema.index), one statement at a time.",
+            )
+        })?;
+        let (schema, _) = rel_schema_and_name(relid);
+        let mut per_group = PerGroup::new();
+        push_per_placement(&mut per_group, relid, &schema, &object, |shard_index| {
+            tessera_core::sqltext::splice(&sql, vec![(name_at, end, shard_index.to_string())])
+        })?;
+        super::run_batched(per_group)
+    }))
+}
+
 /// The user's statement on every shard of each table in `relids`, the text from `first_at` to
 /// the end of the name at `last_at` (a list of table names) replaced by the shard's name.
 pub(super) fn rewrite_list(
@@ -290,7 +312,7 @@ unsafe fn refuse_forms(s: *mut pg_sys::AlterTableStmt) -> TResult<()> {
     // SAFETY: each list element of `cmds` is an AlterTableCmd; `def` follows its subtype.
     unsafe {
         // Whatever the statement calls it (ALTER TABLE on an index): the relation decides.
-        super::index::refuse_alter((*s).relation, "ALTER INDEX", "Drop the index and create it again with the new options: CREATE INDEX reaches every shard.")?;
+        super::index::refuse_alter((*s).relation, "this form of ALTER INDEX", "Only an index's storage parameters (SET / RESET) reach its shards: otherwise drop the index and create it again.")?;
         if (*s).objtype != pg_sys::ObjectType::OBJECT_TABLE {
             return Ok(());
         }
@@ -317,6 +339,23 @@ pub(super) unsafe fn alter(u: &Utility) -> TResult<Step> {
     // SAFETY: the tag was checked by the table; relation is a valid RangeVar.
     unsafe {
         let s = u.node::<pg_sys::AlterTableStmt>();
+        // ALTER INDEX (or ALTER TABLE) ... SET / RESET (options) of a distributed table's
+        // index: the statement on every shard index, the index's name replaced by the shard's.
+        if let Some(table) = super::distributed_index_table((*s).relation)? {
+            let options_only = list_ptrs((*s).cmds).into_iter().all(|c| {
+                matches!(
+                    (*(c as *mut pg_sys::AlterTableCmd)).subtype,
+                    pg_sys::AlterTableType::AT_SetRelOptions
+                        | pg_sys::AlterTableType::AT_ResetRelOptions
+                )
+            });
+            if options_only {
+                let index = range_var_relid((*s).relation);
+                let (_, index_name) = rel_schema_and_name(index);
+                let (sql, name_at) = u.text_and_offset((*(*s).relation).location);
+                return Ok(rewrite_object(table, index_name, sql, name_at));
+            }
+        }
         refuse_forms(s)?;
         if (*s).objtype != pg_sys::ObjectType::OBJECT_TABLE {
             return Ok(Step::Pass);
