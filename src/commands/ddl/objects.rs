@@ -453,9 +453,14 @@ pub(super) unsafe fn grant(u: &Utility) -> TResult<Step> {
 /// END $tag$`, with a dollar quote that occurs nowhere in `sql`: a command that makes an object
 /// a node may have already.
 fn unless_exists(sql: &str) -> String {
-    let body = format!(
+    do_block(&format!(
         "BEGIN {sql}; EXCEPTION WHEN duplicate_object OR duplicate_function THEN NULL; END"
-    );
+    ))
+}
+
+/// `DO $tag$<body>$tag$` with a dollar quote that occurs nowhere in `body`, so no name or value
+/// inside it can end the block early.
+pub(super) fn do_block(body: &str) -> String {
     let mut n = 0;
     let tag = loop {
         let t = format!("$tessera{n}$");
