@@ -133,18 +133,36 @@ pub(crate) fn push_per_placement(
     object: &str,
     sql_for: impl Fn(&str) -> String,
 ) -> TResult<()> {
-    for s in crate::metadata::table::shards(relid)? {
+    push_per_shard(per_group, relid, schema, object, |_, _, shard| {
+        Ok(vec![sql_for(shard)])
+    })
+}
+
+/// Adds, for every shard of `relid`, the commands `sql_for(position, shard id, qualified shard
+/// object)` makes, on every node that holds a placement of it (the per-shard object named as in
+/// [`push_per_placement`]).
+pub(crate) fn push_per_shard(
+    per_group: &mut PerGroup,
+    relid: pg_sys::Oid,
+    schema: &str,
+    object: &str,
+    mut sql_for: impl FnMut(usize, i64, &str) -> TResult<Vec<String>>,
+) -> TResult<()> {
+    for (index, s) in crate::metadata::table::shards(relid)?
+        .into_iter()
+        .enumerate()
+    {
         let qualified = format!(
             "{}.{}",
             pgrx::spi::quote_identifier(schema),
             pgrx::spi::quote_identifier(tessera_core::sharding::shard_name(object, s.shard_id))
         );
-        let sql = sql_for(&qualified);
+        let commands = sql_for(index, s.shard_id, &qualified)?;
         for g in &s.groups {
             per_group
                 .entry(*g)
                 .or_default()
-                .push((sql.clone(), Vec::new()));
+                .extend(commands.iter().map(|c| (c.clone(), Vec::new())));
         }
     }
     Ok(())

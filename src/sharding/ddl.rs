@@ -10,8 +10,6 @@
 //! before routing a row, so that sequences stay global. Identity columns become plain NOT NULL
 //! columns on shards for the same reason.
 
-use std::ffi::CString;
-
 use pgrx::prelude::*;
 use tessera_core::sharding::shard_name;
 
@@ -47,36 +45,8 @@ pub struct TableDdl {
 /// Runs `f` with `search_path` set to `pg_catalog` (so catalog printers qualify every name),
 /// restoring the previous setting afterwards.
 fn with_qualified_names<T>(f: impl FnOnce() -> TResult<T>) -> TResult<T> {
-    struct Restore(i32);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            if !std::thread::panicking() {
-                // SAFETY: pops the GUC nest level pushed below, in this transaction.
-                unsafe { pg_sys::AtEOXact_GUC(true, self.0) };
-            }
-        }
-    }
-    let name = CString::new("search_path").expect("no NUL");
-    let value = CString::new("pg_catalog").expect("no NUL");
-    // SAFETY: a nest level scopes the change; set_config_option with GUC_ACTION_SAVE records
-    // the old value, and AtEOXact_GUC restores it (an ERROR restores it at transaction abort).
-    let restore = unsafe {
-        let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            name.as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        Restore(level)
-    };
-    let out = f();
-    drop(restore);
-    out
+    let _scope = crate::pg::guc::GucScope::new(&[(c"search_path", c"pg_catalog")]);
+    f()
 }
 
 fn quote_ident(s: &str) -> String {

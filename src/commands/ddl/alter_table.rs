@@ -14,7 +14,7 @@ use pgrx::spi::Spi;
 use tessera_core::sharding::shard_name;
 
 use super::{distributed_range_var, range_var_relid, refused, rel_schema_and_name, Step, Utility};
-use crate::commands::{push_per_placement, PerGroup};
+use crate::commands::{push_per_placement, push_per_shard, PerGroup};
 use crate::error::{TResult, TesseraError};
 use crate::metadata::table as catalog;
 use crate::pg::nodes::list_ptrs;
@@ -264,40 +264,36 @@ fn constraints(relid: pg_sys::Oid, before: Vec<pg_sys::Oid>, dropped: Vec<(Strin
             .map(|oid| crate::commands::foreign_keys::check(oid, &dist))
             .collect::<TResult<Vec<_>>>()?;
         let (schema, table) = rel_schema_and_name(relid);
-        for (index, s) in catalog::shards(relid)?.into_iter().enumerate() {
-            let shard = format!(
-                "{}.{}",
-                quote_identifier(&schema),
-                quote_identifier(shard_name(&table, s.shard_id))
-            );
-            let mut sql = String::new();
-            for (name, missing_ok) in &dropped {
-                sql.push_str(&format!(
-                    "ALTER TABLE {shard} DROP CONSTRAINT {}{};\n",
-                    if *missing_ok { "IF EXISTS " } else { "" },
-                    quote_identifier(shard_name(name, s.shard_id))
-                ));
-            }
-            for (name, def) in &added {
-                sql.push_str(&format!(
-                    "ALTER TABLE {shard} ADD CONSTRAINT {} {def};\n",
-                    quote_identifier(shard_name(name, s.shard_id))
-                ));
-            }
-            for fk in &foreign {
-                sql.push_str(&format!(
-                    "ALTER TABLE {shard} ADD CONSTRAINT {} {};\n",
-                    quote_identifier(shard_name(&fk.name, s.shard_id)),
-                    fk.shard_def(index)
-                ));
-            }
-            for g in &s.groups {
-                per_group
-                    .entry(*g)
-                    .or_default()
-                    .push((sql.clone(), Vec::new()));
-            }
-        }
+        push_per_shard(
+            &mut per_group,
+            relid,
+            &schema,
+            &table,
+            |index, shard_id, shard| {
+                let mut sql = String::new();
+                for (name, missing_ok) in &dropped {
+                    sql.push_str(&format!(
+                        "ALTER TABLE {shard} DROP CONSTRAINT {}{};\n",
+                        if *missing_ok { "IF EXISTS " } else { "" },
+                        quote_identifier(shard_name(name, shard_id))
+                    ));
+                }
+                for (name, def) in &added {
+                    sql.push_str(&format!(
+                        "ALTER TABLE {shard} ADD CONSTRAINT {} {def};\n",
+                        quote_identifier(shard_name(name, shard_id))
+                    ));
+                }
+                for fk in &foreign {
+                    sql.push_str(&format!(
+                        "ALTER TABLE {shard} ADD CONSTRAINT {} {};\n",
+                        quote_identifier(shard_name(&fk.name, shard_id)),
+                        fk.shard_def(index)
+                    ));
+                }
+                Ok(vec![sql])
+            },
+        )?;
         super::run_batched(per_group)
     }))
 }

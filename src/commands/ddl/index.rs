@@ -10,7 +10,7 @@ use super::{
     distributed_index_table, is_distributed, range_var_relid, refused, rel_schema_and_name, Step,
     Utility,
 };
-use crate::commands::{push_per_placement, PerGroup};
+use crate::commands::{push_per_placement, push_per_shard, PerGroup};
 use crate::error::{TResult, TesseraError};
 use crate::metadata::table as catalog;
 use crate::pg::nodes::list_ptrs;
@@ -78,15 +78,11 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
                     .hint("Include the distribution column in the unique index."));
                 }
             }
-            for s in catalog::shards(relid)? {
-                let sql = shard_index_ddl(&schema, &table, &name, &def, s.shard_id)?;
-                for g in &s.groups {
-                    per_group
-                        .entry(*g)
-                        .or_default()
-                        .push((sql.clone(), Vec::new()));
-                }
-            }
+            push_per_shard(&mut per_group, relid, &schema, &table, |_, shard_id, _| {
+                Ok(vec![shard_index_ddl(
+                    &schema, &table, &name, &def, shard_id,
+                )?])
+            })?;
         }
         super::run_batched(per_group)
     })))

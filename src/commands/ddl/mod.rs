@@ -220,12 +220,7 @@ unsafe fn policy(u: &Utility) -> TResult<Step> {
         let defs = crate::sharding::ddl::policies(relid, Some(&name))?;
         let (schema, table) = rel_schema_and_name(relid);
         let mut per_group = PerGroup::new();
-        for s in crate::metadata::table::shards(relid)? {
-            let shard = format!(
-                "{}.{}",
-                quote_identifier(&schema),
-                quote_identifier(tessera_core::sharding::shard_name(&table, s.shard_id))
-            );
+        crate::commands::push_per_shard(&mut per_group, relid, &schema, &table, |_, _, shard| {
             let mut cmds = vec![format!(
                 "DROP POLICY IF EXISTS {} ON {shard}",
                 quote_identifier(&name)
@@ -234,11 +229,8 @@ unsafe fn policy(u: &Utility) -> TResult<Step> {
                 defs.iter()
                     .map(|(before, after)| format!("{before}{shard}{after}")),
             );
-            for g in &s.groups {
-                let entry = per_group.entry(*g).or_default();
-                entry.extend(cmds.iter().map(|c| (c.clone(), Vec::new())));
-            }
-        }
+            Ok(cmds)
+        })?;
         run_batched(per_group)
     })))
 }

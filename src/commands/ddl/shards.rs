@@ -7,41 +7,31 @@ use pgrx::spi::quote_identifier;
 use tessera_core::sharding::shard_name;
 
 use super::{rel_schema_and_name, Step};
-use crate::commands::PerGroup;
+use crate::commands::{push_per_shard, PerGroup};
 use crate::error::TResult;
-use crate::metadata::table as catalog;
 
-/// `sql_for(shard id)` on every placement of every shard of `relid`.
-fn per_shard(relid: pg_sys::Oid, sql_for: impl Fn(i64) -> String) -> TResult<PerGroup> {
+/// `sql_for(shard id, the shard's qualified `object`)` on every placement of every shard of
+/// `relid`.
+fn per_shard(
+    relid: pg_sys::Oid,
+    schema: &str,
+    object: &str,
+    sql_for: impl Fn(i64, &str) -> String,
+) -> TResult<PerGroup> {
     let mut per_group = PerGroup::new();
-    for s in catalog::shards(relid)? {
-        let sql = sql_for(s.shard_id);
-        for g in &s.groups {
-            per_group
-                .entry(*g)
-                .or_default()
-                .push((sql.clone(), Vec::new()));
-        }
-    }
+    push_per_shard(&mut per_group, relid, schema, object, |_, id, shard| {
+        Ok(vec![sql_for(id, shard)])
+    })?;
     Ok(per_group)
-}
-
-fn qualified(schema: &str, name: &str, shard_id: i64) -> String {
-    format!(
-        "{}.{}",
-        quote_identifier(schema),
-        quote_identifier(shard_name(name, shard_id))
-    )
 }
 
 /// ALTER TABLE t RENAME TO n: every shard `t_<id>` becomes `n_<id>`.
 pub(super) fn rename_table(relid: pg_sys::Oid, new_name: String) -> Step {
     let (schema, old) = rel_schema_and_name(relid);
     Step::Propagate(Box::new(move || {
-        super::run_batched(per_shard(relid, |id| {
+        super::run_batched(per_shard(relid, &schema, &old, |id, shard| {
             format!(
-                "ALTER TABLE {} RENAME TO {}",
-                qualified(&schema, &old, id),
+                "ALTER TABLE {shard} RENAME TO {}",
                 quote_identifier(shard_name(&new_name, id))
             )
         })?)
@@ -53,10 +43,9 @@ pub(super) fn rename_table(relid: pg_sys::Oid, new_name: String) -> Step {
 pub(super) fn rename_index(table: pg_sys::Oid, index: pg_sys::Oid, new_name: String) -> Step {
     let (schema, old) = rel_schema_and_name(index);
     Step::Propagate(Box::new(move || {
-        super::run_batched(per_shard(table, |id| {
+        super::run_batched(per_shard(table, &schema, &old, |id, shard| {
             format!(
-                "ALTER INDEX {} RENAME TO {}",
-                qualified(&schema, &old, id),
+                "ALTER INDEX {shard} RENAME TO {}",
                 quote_identifier(shard_name(&new_name, id))
             )
         })?)
@@ -68,10 +57,9 @@ pub(super) fn set_schema(relid: pg_sys::Oid, new_schema: String) -> Step {
     let (old_schema, table) = rel_schema_and_name(relid);
     Step::Propagate(Box::new(move || {
         let create = super::objects::create_schema_command(&new_schema)?;
-        let mut per_group = per_shard(relid, |id| {
+        let mut per_group = per_shard(relid, &old_schema, &table, |_, shard| {
             format!(
-                "ALTER TABLE {} SET SCHEMA {}",
-                qualified(&old_schema, &table, id),
+                "ALTER TABLE {shard} SET SCHEMA {}",
                 quote_identifier(&new_schema)
             )
         })?;
@@ -88,13 +76,16 @@ pub(super) fn set_schema(relid: pg_sys::Oid, new_schema: String) -> Step {
 
 /// REINDEX TABLE t / REINDEX INDEX i of a distributed table: the same on every shard.
 pub(super) fn reindex(table: pg_sys::Oid, index: Option<pg_sys::Oid>, verbose: bool) -> Step {
+    // An index lives in its table's schema; the shard index is `<index>_<shardid>`.
     let (schema, name) = rel_schema_and_name(table);
-    let index = index.map(rel_schema_and_name);
+    let (kind, object) = match index {
+        Some(i) => ("INDEX", rel_schema_and_name(i).1),
+        None => ("TABLE", name),
+    };
     let opts = if verbose { "(VERBOSE) " } else { "" };
     Step::Propagate(Box::new(move || {
-        super::run_batched(per_shard(table, |id| match &index {
-            Some((s, i)) => format!("REINDEX {opts}INDEX {}", qualified(s, i, id)),
-            None => format!("REINDEX {opts}TABLE {}", qualified(&schema, &name, id)),
+        super::run_batched(per_shard(table, &schema, &object, |_, shard| {
+            format!("REINDEX {opts}{kind} {shard}")
         })?)
     }))
 }
@@ -103,13 +94,17 @@ pub(super) fn reindex(table: pg_sys::Oid, index: Option<pg_sys::Oid>, verbose: b
 pub(super) fn cluster(table: pg_sys::Oid, index: Option<String>) -> Step {
     let (schema, name) = rel_schema_and_name(table);
     Step::Propagate(Box::new(move || {
-        super::run_batched(per_shard(table, |id| match &index {
-            Some(i) => format!(
-                "CLUSTER {} USING {}",
-                qualified(&schema, &name, id),
-                quote_identifier(shard_name(i, id))
-            ),
-            None => format!("CLUSTER {}", qualified(&schema, &name, id)),
-        })?)
+        super::run_batched(per_shard(
+            table,
+            &schema,
+            &name,
+            |id, shard| match &index {
+                Some(i) => format!(
+                    "CLUSTER {shard} USING {}",
+                    quote_identifier(shard_name(i, id))
+                ),
+                None => format!("CLUSTER {shard}"),
+            },
+        )?)
     }))
 }
