@@ -341,3 +341,216 @@ AS $$ SELECT CASE WHEN $2 IS NULL THEN $1 ELSE ARRAY[$1[1] + $2, $1[2] + $3] END
 CREATE AGGREGATE pg_catalog.tessera_avg_combine(real, bigint) (
     SFUNC = pg_catalog.tessera_avg_accum, STYPE = float8[], INITCOND = '{0,0}',
     FINALFUNC = pg_catalog.tessera_avg_final, PARALLEL = SAFE);
+
+-- Time partitions ---------------------------------------------------------------------------
+-- Citus's helpers for tables partitioned by range on one time column. They work on local
+-- and distributed partitioned tables alike: CREATE TABLE ... PARTITION OF a distributed table
+-- distributes the new partition with its parent. Partitions are named as pg_partman and
+-- Citus name them (<table>_p2026_12, _p2026w49, _p2026q4, ...).
+
+-- One row per range partition of a table partitioned by range on one column; a DEFAULT
+-- partition has '' as its bounds.
+CREATE VIEW citus.time_partitions AS
+    SELECT p.parent_table, p.partition_column, p.partition,
+           CASE WHEN p.bound = 'DEFAULT' THEN ''
+                ELSE replace(substring(p.bound FROM $re$^FOR VALUES FROM \('((?:[^']|'')*)'\) TO$re$), '''''', '''') END
+               AS from_value,
+           CASE WHEN p.bound = 'DEFAULT' THEN ''
+                ELSE replace(substring(p.bound FROM $re$ TO \('((?:[^']|'')*)'\)$$re$), '''''', '''') END
+               AS to_value,
+           p.access_method
+    FROM (SELECT pt.partrelid::regclass AS parent_table, a.attname AS partition_column,
+                 c.oid::regclass AS partition, pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound,
+                 am.amname AS access_method
+            FROM pg_catalog.pg_partitioned_table pt
+            JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
+            JOIN pg_catalog.pg_inherits i ON i.inhparent = pt.partrelid
+            JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+            LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam
+           WHERE pt.partstrat = 'r' AND pt.partnatts = 1) p;
+ALTER VIEW citus.time_partitions SET SCHEMA pg_catalog;
+GRANT SELECT ON pg_catalog.time_partitions TO public;
+COMMENT ON VIEW pg_catalog.time_partitions
+    IS 'the range partitions of tables partitioned by one column, with their bounds as text';
+
+-- The partitions create_time_partitions would make: one per partition_interval from the
+-- first aligned step at or before from_value up to to_value, skipping those that exist.
+CREATE FUNCTION pg_catalog.get_missing_time_partition_ranges(
+    table_name regclass,
+    partition_interval interval,
+    to_value timestamptz,
+    from_value timestamptz DEFAULT now())
+RETURNS TABLE (partition_name text, range_from_value text, range_to_value text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    rel_name name;
+    column_type regtype;
+    step_start timestamptz;
+    step_end timestamptz;
+    name_format text;
+    suffix text;
+    clash record;
+BEGIN
+    IF table_name IS NULL OR partition_interval IS NULL OR to_value IS NULL OR from_value IS NULL THEN
+        RAISE EXCEPTION 'table_name, partition_interval, end_at and start_from cannot be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF partition_interval <= interval '0' THEN
+        RAISE EXCEPTION 'partition_interval must be positive, not %', partition_interval
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF from_value >= to_value THEN
+        RAISE EXCEPTION 'start_from (%) must be before end_at (%)', from_value, to_value
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT c.relname, a.atttypid::regtype INTO rel_name, column_type
+      FROM pg_partitioned_table pt
+      JOIN pg_class c ON c.oid = pt.partrelid
+      JOIN pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
+     WHERE pt.partrelid = table_name AND pt.partstrat = 'r' AND pt.partnatts = 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not partitioned by range on one column', table_name
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Create the table with PARTITION BY RANGE (a date, timestamp or timestamptz column).';
+    END IF;
+    IF column_type NOT IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype) THEN
+        RAISE EXCEPTION 'the partition column of % is of type %, not date, timestamp or timestamptz', table_name, column_type
+            USING ERRCODE = 'datatype_mismatch';
+    END IF;
+    IF column_type = 'date'::regtype AND date_trunc('day', partition_interval) <> partition_interval THEN
+        RAISE EXCEPTION 'the partition interval of a table partitioned by a date must be whole days, not %', partition_interval
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- Steps continue from the first existing partition, so new ones line up with the old.
+    SELECT tp.from_value::timestamptz INTO step_start
+      FROM pg_catalog.time_partitions tp
+     WHERE tp.parent_table = table_name AND tp.from_value <> '' AND tp.to_value <> ''
+     ORDER BY tp.from_value::timestamptz LIMIT 1;
+    IF step_start IS NULL THEN
+        step_start := date_trunc(CASE
+            WHEN partition_interval < interval '1 hour' THEN 'minute'
+            WHEN partition_interval < interval '1 day' THEN 'hour'
+            WHEN partition_interval < interval '1 week' THEN 'day'
+            WHEN partition_interval < interval '1 month' THEN 'week'
+            WHEN partition_interval = interval '3 months' THEN 'quarter'
+            WHEN partition_interval < interval '1 year' THEN 'month'
+            ELSE 'year' END, from_value);
+    ELSE
+        WHILE step_start > from_value LOOP
+            step_start := step_start - partition_interval;
+        END LOOP;
+        WHILE step_start + partition_interval <= from_value LOOP
+            step_start := step_start + partition_interval;
+        END LOOP;
+    END IF;
+
+    name_format := CASE
+        WHEN partition_interval = interval '3 months' THEN 'YYYY"q"Q'
+        WHEN partition_interval = interval '1 week' THEN 'IYYY"w"IW'
+        ELSE 'YYYY'
+             || CASE WHEN partition_interval < interval '1 year' THEN '_MM' ELSE '' END
+             || CASE WHEN partition_interval < interval '1 month' THEN '_DD' ELSE '' END
+             || CASE WHEN partition_interval < interval '1 day' THEN '_HH24MI' ELSE '' END
+             || CASE WHEN partition_interval < interval '1 minute' THEN 'SS' ELSE '' END
+        END;
+
+    WHILE step_start < to_value LOOP
+        step_end := step_start + partition_interval;
+        SELECT tp.partition, tp.from_value, tp.to_value INTO clash
+          FROM pg_catalog.time_partitions tp
+         WHERE tp.parent_table = table_name AND tp.from_value <> '' AND tp.to_value <> ''
+           AND tp.from_value::timestamptz < step_end AND tp.to_value::timestamptz > step_start
+         LIMIT 1;
+        IF NOT FOUND THEN
+            suffix := to_char(step_start, name_format);
+            partition_name := left(rel_name, current_setting('max_identifier_length')::int - length(suffix) - 2)
+                              || '_p' || suffix;
+            IF column_type = 'date'::regtype THEN
+                range_from_value := step_start::date::text;
+                range_to_value := step_end::date::text;
+            ELSIF column_type = 'timestamp'::regtype THEN
+                range_from_value := step_start::timestamp::text;
+                range_to_value := step_end::timestamp::text;
+            ELSE
+                range_from_value := step_start::text;
+                range_to_value := step_end::text;
+            END IF;
+            RETURN NEXT;
+        ELSIF clash.from_value::timestamptz <> step_start OR clash.to_value::timestamptz <> step_end THEN
+            RAISE EXCEPTION 'partition % (from % to %) does not line up with partitions of %',
+                  clash.partition, clash.from_value, clash.to_value, partition_interval
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Use one partition interval for a table, with no gaps that are not whole intervals.';
+        END IF;
+        step_start := step_end;
+    END LOOP;
+END;
+$fn$;
+COMMENT ON FUNCTION pg_catalog.get_missing_time_partition_ranges(regclass, interval, timestamptz, timestamptz)
+    IS 'the partitions create_time_partitions would create: name and bounds';
+
+-- Creates the missing partitions of a time-partitioned table up to end_at; true if it made any.
+CREATE FUNCTION pg_catalog.create_time_partitions(
+    table_name regclass,
+    partition_interval interval,
+    end_at timestamptz,
+    start_from timestamptz DEFAULT now())
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    schema_name name;
+    missing record;
+    created boolean := false;
+BEGIN
+    IF table_name IS NULL THEN
+        RAISE EXCEPTION 'table_name cannot be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT n.nspname INTO schema_name
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = table_name;
+    -- One creator at a time: a second waits, then sees the first one's partitions.
+    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', table_name);
+    FOR missing IN
+        SELECT * FROM pg_catalog.get_missing_time_partition_ranges(table_name, partition_interval, end_at, start_from)
+    LOOP
+        EXECUTE format('CREATE TABLE %I.%I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)',
+                       schema_name, missing.partition_name, table_name,
+                       missing.range_from_value, missing.range_to_value);
+        created := true;
+    END LOOP;
+    RETURN created;
+END;
+$fn$;
+COMMENT ON FUNCTION pg_catalog.create_time_partitions(regclass, interval, timestamptz, timestamptz)
+    IS 'creates the partitions of a time-partitioned table from start_from up to end_at';
+
+-- Drops the partitions whose upper bound is at or before older_than.
+CREATE PROCEDURE pg_catalog.drop_old_time_partitions(table_name regclass, older_than timestamptz)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    old record;
+BEGIN
+    IF table_name IS NULL OR older_than IS NULL THEN
+        RAISE EXCEPTION 'table_name and older_than cannot be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = table_name) THEN
+        RAISE EXCEPTION '% is not a partitioned table', table_name USING ERRCODE = 'wrong_object_type';
+    END IF;
+    FOR old IN
+        SELECT tp.partition FROM pg_catalog.time_partitions tp
+         WHERE tp.parent_table = table_name AND tp.to_value <> ''
+           AND tp.to_value::timestamptz <= older_than
+         ORDER BY tp.from_value::timestamptz
+    LOOP
+        EXECUTE format('DROP TABLE %s', old.partition);
+    END LOOP;
+END;
+$fn$;
+COMMENT ON PROCEDURE pg_catalog.drop_old_time_partitions(regclass, timestamptz)
+    IS 'drops the partitions of a time-partitioned table that end at or before older_than';

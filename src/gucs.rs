@@ -34,6 +34,12 @@ static MAX_ADAPTIVE_EXECUTOR_POOL_SIZE: GucSetting<i32> = GucSetting::<i32>::new
 /// instead of one task's.
 static EXPLAIN_ALL_TASKS: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// `citus.enable_unsafe_triggers` (off): triggers on distributed and reference tables run on
+/// the shards, where a trigger that reads or writes other tables sees the worker's local
+/// tables, not the distributed ones. Off refuses them; on carries them to the shards, as in
+/// Citus.
+static ENABLE_UNSAFE_TRIGGERS: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 /// `citus.max_intermediate_result_size` (kB, -1 no limit): how large the result of a subquery
 /// that runs first may grow when it travels to the shards as parameters.
 static MAX_INTERMEDIATE_RESULT_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
@@ -101,6 +107,14 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"citus.enable_unsafe_triggers",
+        c"Allows triggers on distributed tables: they run on the shards.",
+        c"A trigger on a shard sees the worker's tables, not the distributed ones.",
+        &ENABLE_UNSAFE_TRIGGERS,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"citus.max_intermediate_result_size",
         c"Largest result of a subquery that runs first and is sent to the shards.",
@@ -147,6 +161,10 @@ pub fn shard_count() -> i32 {
 
 pub fn max_adaptive_executor_pool_size() -> usize {
     MAX_ADAPTIVE_EXECUTOR_POOL_SIZE.get().max(1) as usize
+}
+
+pub fn enable_unsafe_triggers() -> bool {
+    ENABLE_UNSAFE_TRIGGERS.get()
 }
 
 pub fn explain_all_tasks() -> bool {

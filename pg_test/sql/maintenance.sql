@@ -20,7 +20,8 @@ SELECT sum(result::int) AS shards_all_visible FROM run_command_on_workers($$
 BEGIN;
 VACUUM maint;
 ROLLBACK;
--- Statements the shards cannot follow yet are refused; comments stay on the coordinator.
+-- Extended statistics reach the shards (pg_test triggers_statistics.sql); statements the
+-- shards cannot follow yet are refused; comments stay on the coordinator.
 CREATE STATISTICS maint_stats ON v, w FROM maint;
 CREATE PUBLICATION maint_pub FOR TABLE maint;
 COMMENT ON TABLE maint IS 'kept on the coordinator';

@@ -29,10 +29,21 @@ use crate::sharding::ddl::TableDdl;
 use crate::sharding::{hash_proc_for_type, no_hash_function, type_name};
 
 /// What the checks found out about the table to distribute.
-struct Table {
-    relid: pg_sys::Oid,
+pub(super) struct Table {
+    pub(super) relid: pg_sys::Oid,
     /// `relid::regclass::text`: quoted and qualified as needed, safe to put in SQL.
-    display: String,
+    pub(super) display: String,
+    /// A partitioned table (its partitions are distributed with it).
+    pub(super) partitioned: bool,
+}
+
+/// What a table is to partitioning, as [`check_table`] needs to know.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    /// A table on its own, or a partitioned table (whose partitions come with it).
+    Table,
+    /// A partition, distributed because its parent is.
+    Partition,
 }
 
 fn invalid(msg: impl Into<String>) -> TesseraError {
@@ -48,29 +59,39 @@ fn required<T>(v: Option<T>, what: &str) -> TResult<T> {
     })
 }
 
-/// Checks that `relid` is a plain table the user owns and that is not distributed yet, and
-/// locks it against writes for the rest of the transaction.
-fn check_table(relid: pg_sys::Oid) -> TResult<Table> {
-    let (display, relkind, persistence, owner_ok, inherits) = Spi::connect(|client| {
-        let row = client
-            .select(
-                "SELECT c.oid::regclass::text, c.relkind::text, c.relpersistence::text,
+/// Checks that `relid` is a plain or partitioned table the user owns and that is not
+/// distributed yet, and locks it against writes for the rest of the transaction.
+pub(super) fn check_table(relid: pg_sys::Oid, role: Role) -> TResult<Table> {
+    let (display, relkind, persistence, owner_ok, inherits, partition_of, nested) =
+        Spi::connect(|client| {
+            let row = client
+                .select(
+                    "SELECT c.oid::regclass::text, c.relkind::text, c.relpersistence::text,
                         pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER'),
-                        c.relispartition OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i
-                                                     WHERE i.inhrelid = c.oid OR i.inhparent = c.oid)
+                        EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i
+                                 WHERE (i.inhrelid = c.oid AND NOT c.relispartition)
+                                    OR (i.inhparent = c.oid AND c.relkind <> 'p')),
+                        (SELECT i.inhparent::regclass::text FROM pg_catalog.pg_inherits i
+                          WHERE i.inhrelid = c.oid AND c.relispartition),
+                        c.relkind = 'p' AND (c.relispartition OR EXISTS (
+                            SELECT 1 FROM pg_catalog.pg_inherits i
+                              JOIN pg_catalog.pg_class k ON k.oid = i.inhrelid
+                             WHERE i.inhparent = c.oid AND k.relkind = 'p'))
                    FROM pg_catalog.pg_class c WHERE c.oid = $1",
-                None,
-                &[relid.into()],
-            )?
-            .first();
-        Ok::<_, TesseraError>((
-            row.get::<String>(1)?,
-            row.get::<String>(2)?.unwrap_or_default(),
-            row.get::<String>(3)?.unwrap_or_default(),
-            row.get::<bool>(4)?.unwrap_or(false),
-            row.get::<bool>(5)?.unwrap_or(false),
-        ))
-    })?;
+                    None,
+                    &[relid.into()],
+                )?
+                .first();
+            Ok::<_, TesseraError>((
+                row.get::<String>(1)?,
+                row.get::<String>(2)?.unwrap_or_default(),
+                row.get::<String>(3)?.unwrap_or_default(),
+                row.get::<bool>(4)?.unwrap_or(false),
+                row.get::<bool>(5)?.unwrap_or(false),
+                row.get::<String>(6)?,
+                row.get::<bool>(7)?.unwrap_or(false),
+            ))
+        })?;
     let display = display.ok_or_else(|| {
         TesseraError::new(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
@@ -84,9 +105,15 @@ fn check_table(relid: pg_sys::Oid) -> TResult<Table> {
         )
         .hint("Only the table's owner (or a superuser) can distribute it."));
     }
-    if relkind != "r" {
+    if nested {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot distribute {display}: it is a partitioned table with more than one level of partitions"),
+        )
+        .hint("Distribute a table partitioned one level deep: partitions that are partitioned themselves are not supported."));
+    }
+    if relkind != "r" && relkind != "p" {
         let what = match relkind.as_str() {
-            "p" => "a partitioned table (not supported yet)",
             "v" => "a view",
             "m" => "a materialized view",
             "f" => "a foreign table",
@@ -97,16 +124,23 @@ fn check_table(relid: pg_sys::Oid) -> TResult<Table> {
             PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
             format!("cannot distribute {display}: it is {what}"),
         )
-        .hint("Only regular tables can be distributed."));
+        .hint("Only regular and partitioned tables can be distributed."));
     }
     // Row-level security and policies go to the shards with the table (sharding::ddl).
     if inherits {
         // Scans of a parent would read the coordinator's empty copy of a distributed child.
         return Err(TesseraError::new(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("cannot distribute {display}: it is a partition, or has inheritance parents or children"),
+            format!("cannot distribute {display}: it has inheritance parents or children"),
         )
-        .hint("Detach it (ALTER TABLE ... DETACH PARTITION, or NO INHERIT) first; partitioned tables cannot be distributed yet."));
+        .hint("Remove the inheritance (ALTER TABLE ... NO INHERIT) first, or use declarative partitioning (PARTITION BY), whose partitions are distributed with their parent."));
+    }
+    if let (Some(parent), Role::Table) = (&partition_of, role) {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot distribute {display}: it is a partition of {parent}"),
+        )
+        .hint(format!("Distribute the partitioned table {parent}: its partitions are distributed with it, co-located.")));
     }
     if persistence == "t" {
         return Err(TesseraError::new(
@@ -122,11 +156,18 @@ fn check_table(relid: pg_sys::Oid) -> TResult<Table> {
         .hint("Use undistribute_table first to distribute it differently."));
     }
     Spi::run(&format!("LOCK TABLE {display} IN EXCLUSIVE MODE"))?;
-    Ok(Table { relid, display })
+    Ok(Table {
+        relid,
+        display,
+        partitioned: relkind == "p",
+    })
 }
 
 /// The distribution column: `(attnum, type, collation)`.
-fn check_column(table: &Table, column: &str) -> TResult<(i16, pg_sys::Oid, pg_sys::Oid)> {
+pub(super) fn check_column(
+    table: &Table,
+    column: &str,
+) -> TResult<(i16, pg_sys::Oid, pg_sys::Oid)> {
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT attnum, atttypid, attcollation FROM pg_catalog.pg_attribute
@@ -265,21 +306,61 @@ fn move_rows(
     Ok(moved)
 }
 
-/// Creates the shards of `table` on their nodes, moves the rows, records the catalog.
-fn build(
+/// Where a partition's shards are attached: the parent's shards (in the same order as the
+/// partition's) and the partition's bound (`FOR VALUES ...` or `DEFAULT`).
+pub(super) struct AttachTo {
+    /// The parent's schema and name.
+    pub(super) parent: (String, String),
+    pub(super) parent_shards: Vec<Shard>,
+    pub(super) bound: String,
+}
+
+impl AttachTo {
+    /// `ALTER TABLE <parent shard> ATTACH PARTITION <shard> <bound>` for shard `index`.
+    pub(super) fn attach_sql(&self, index: usize, shard: &str) -> String {
+        format!(
+            "ALTER TABLE {} ATTACH PARTITION {shard} {};\n",
+            crate::sharding::qualified_shard(
+                &self.parent.0,
+                &self.parent.1,
+                self.parent_shards[index].shard_id
+            ),
+            self.bound
+        )
+    }
+}
+
+/// Creates the shards of `table` on their nodes (attached to the parent's shards, for a
+/// partition), moves the rows, records the catalog.
+pub(super) fn build(
     table: &Table,
     dist: DistTable,
     dist_col: Option<&str>,
     shards: Vec<Shard>,
     all: &[Node],
+    attach: Option<&AttachTo>,
 ) -> TResult<()> {
     let ddl = TableDdl::load(table.relid, dist.dist_attnum)?;
+    if !ddl.triggers.is_empty() && !gucs::enable_unsafe_triggers() {
+        return Err(super::ddl::triggers_refused(&table.display));
+    }
     let mut per_group: PerGroup = BTreeMap::new();
-    for s in &shards {
+    for (index, s) in shards.iter().enumerate() {
         for g in &s.groups {
             let local = *g == tessera_core::node::COORDINATOR_GROUP_ID;
             // The schema exists on the coordinator; on workers it may not yet.
-            let sql = ddl.shard_ddl(s.shard_id, !local)?;
+            let sql = match attach {
+                Some(a) => {
+                    let mut sql = ddl.partition_shard_ddl(
+                        s.shard_id,
+                        a.parent_shards[index].shard_id,
+                        !local,
+                    )?;
+                    sql.push_str(&a.attach_sql(index, &ddl.qualified_shard(s.shard_id)));
+                    sql
+                }
+                None => ddl.shard_ddl(s.shard_id, !local)?,
+            };
             let cmds = per_group.entry(*g).or_default();
             match cmds.first_mut() {
                 Some((batch, _)) if !local => batch.push_str(&sql),
@@ -350,7 +431,7 @@ fn create_distributed(
             return Err(invalid(format!("unknown distribution_type '{other}'")).hint("Use 'hash'."))
         }
     }
-    let table = check_table(relid)?;
+    let table = check_table(relid, Role::Table)?;
     let (attnum, type_oid, collation) = check_column(&table, column)?;
     if hash_proc_for_type(type_oid).is_none() {
         return Err(no_hash_function(&type_name(type_oid)));
@@ -462,7 +543,13 @@ fn create_distributed(
         colocation_id,
         repmodel: 's',
     };
-    build(&table, dist, Some(column), shards, &all)
+    build(&table, dist, Some(column), shards, &all, None)?;
+    if table.partitioned {
+        for partition in super::partitions::partitions_of(relid)? {
+            super::partitions::distribute_partition(relid, partition)?;
+        }
+    }
+    Ok(())
 }
 
 #[pg_extern(sql = false)]
@@ -488,7 +575,14 @@ fn create_distributed_table(
 }
 
 fn create_reference(relid: pg_sys::Oid) -> TResult<()> {
-    let table = check_table(relid)?;
+    let table = check_table(relid, Role::Table)?;
+    if table.partitioned {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot make {} a reference table: it is partitioned", table.display),
+        )
+        .hint("Partitioned tables can be hash-distributed: use create_distributed_table(table, column)."));
+    }
     let all = nodes::all()?;
     let groups = active_groups(&all, false);
     if groups.is_empty() {
@@ -518,7 +612,7 @@ fn create_reference(relid: pg_sys::Oid) -> TResult<()> {
         colocation_id,
         repmodel: 't',
     };
-    build(&table, dist, None, shards, &all)
+    build(&table, dist, None, shards, &all, None)
 }
 
 #[pg_extern(sql = false)]

@@ -130,6 +130,7 @@ fn create_distributed_function(
                 .push((commands.join(";\n"), Vec::new()));
         }
         run_per_group(per_group, &all)?;
+        let _write = crate::metadata::CatalogWrite::begin();
         Spi::run_with_args(
             "INSERT INTO pg_catalog.pg_dist_object
                     (classid, objid, objsubid, type, object_names, object_args,

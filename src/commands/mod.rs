@@ -12,6 +12,7 @@ pub mod distribute;
 pub mod foreign_keys;
 pub mod functions;
 pub mod node;
+pub mod partitions;
 pub mod run_command;
 pub mod undistribute;
 
@@ -152,11 +153,7 @@ pub(crate) fn push_per_shard(
         .into_iter()
         .enumerate()
     {
-        let qualified = format!(
-            "{}.{}",
-            pgrx::spi::quote_identifier(schema),
-            pgrx::spi::quote_identifier(tessera_core::sharding::shard_name(object, s.shard_id))
-        );
+        let qualified = crate::sharding::qualified_shard(schema, object, s.shard_id);
         let commands = sql_for(index, s.shard_id, &qualified)?;
         for g in &s.groups {
             per_group

@@ -4,6 +4,10 @@
 //! the rest of the statement), then each shard's rows are read from one of its placements (in
 //! the remote transaction) and inserted into the local table, and every placement is dropped.
 //! A failure anywhere rolls all of it back, on the coordinator and on the workers.
+//!
+//! A partitioned table comes back with its partitions (each partition first, its rows into
+//! the local partition); a partition alone cannot be undistributed while its parent is
+//! distributed.
 
 use pgrx::prelude::*;
 use pgrx::spi::Spi;
@@ -15,7 +19,7 @@ use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::node as nodes;
 use crate::metadata::table as catalog;
 
-fn undistribute(relid: pg_sys::Oid) -> TResult<i64> {
+fn undistribute(relid: pg_sys::Oid, as_partition: bool) -> TResult<i64> {
     let (display, owner_ok) = Spi::connect(|client| {
         let row = client
             .select(
@@ -45,6 +49,22 @@ fn undistribute(relid: pg_sys::Oid) -> TResult<i64> {
             format!("cannot undistribute table {display}: it is not distributed"),
         ));
     };
+    if !as_partition {
+        if let Some(parent) = super::partitions::parent_of(relid)? {
+            if catalog::find(parent)?.is_some() {
+                let parent = Spi::get_one_with_args::<String>(
+                    "SELECT $1::regclass::text",
+                    &[parent.into()],
+                )?
+                .unwrap_or_default();
+                return Err(TesseraError::new(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!("cannot undistribute table {display}: it is a partition of the distributed table {parent}"),
+                )
+                .hint(format!("Undistribute {parent}: its partitions come back with it. Or detach the partition first (ALTER TABLE ... DETACH PARTITION).")));
+            }
+        }
+    }
     let foreign_keys = Spi::get_one_with_args::<i64>(
         "SELECT count(*) FROM pg_catalog.pg_constraint
           WHERE contype = 'f' AND (conrelid = $1 OR confrelid = $1)",
@@ -59,6 +79,12 @@ fn undistribute(relid: pg_sys::Oid) -> TResult<i64> {
         .hint("Drop the foreign keys first (cascade_via_foreign_keys is not supported yet), then add them back once the tables are local."));
     }
     Spi::run(&format!("LOCK TABLE {display} IN ACCESS EXCLUSIVE MODE"))?;
+    let mut moved = 0i64;
+    for partition in super::partitions::partitions_of(relid)? {
+        if catalog::find(partition)?.is_some() {
+            moved += undistribute(partition, true)?;
+        }
+    }
     let shards = catalog::shards(relid)?;
     let (schema, table) = crate::pg::nodes::rel_schema_and_name(relid);
     let all = nodes::all()?;
@@ -75,7 +101,6 @@ fn undistribute(relid: pg_sys::Oid) -> TResult<i64> {
         &[relid.into()],
     )?
     .unwrap_or_default();
-    let mut moved = 0i64;
     for s in &shards {
         // One placement is enough; a worker's rather than the coordinator's copy.
         let group = s
@@ -87,11 +112,7 @@ fn undistribute(relid: pg_sys::Oid) -> TResult<i64> {
         let Some(node) = group.and_then(|g| addresses.get(&g)) else {
             continue;
         };
-        let shard = format!(
-            "{}.{}",
-            pgrx::spi::quote_identifier(&schema),
-            pgrx::spi::quote_identifier(tessera_core::sharding::shard_name(&table, s.shard_id))
-        );
+        let shard = crate::sharding::qualified_shard(&schema, &table, s.shard_id);
         let task = RemoteTask::new(
             ConnKey::for_current_session(node),
             format!(
@@ -123,11 +144,7 @@ fn undistribute(relid: pg_sys::Oid) -> TResult<i64> {
     // Every placement goes (listed from `shards`: the catalog rows are gone already).
     let mut per_group = PerGroup::new();
     for s in &shards {
-        let shard = format!(
-            "{}.{}",
-            pgrx::spi::quote_identifier(&schema),
-            pgrx::spi::quote_identifier(tessera_core::sharding::shard_name(&table, s.shard_id))
-        );
+        let shard = crate::sharding::qualified_shard(&schema, &table, s.shard_id);
         for g in &s.groups {
             per_group
                 .entry(*g)
@@ -136,9 +153,11 @@ fn undistribute(relid: pg_sys::Oid) -> TResult<i64> {
         }
     }
     run_per_group(per_group, &all)?;
-    pgrx::notice!(
-        "moved {moved} rows of {display} back into the local table; its shards are dropped"
-    );
+    if !as_partition {
+        pgrx::notice!(
+            "moved {moved} rows of {display} back into the local table; its shards are dropped"
+        );
+    }
     Ok(moved)
 }
 
@@ -152,7 +171,7 @@ fn undistribute_table(table_name: Option<pg_sys::Oid>, _cascade_via_foreign_keys
                 "table_name cannot be NULL",
             )
         })?;
-        undistribute(relid)?;
+        undistribute(relid, false)?;
         Ok(())
     };
     run().or_report()

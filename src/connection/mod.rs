@@ -254,7 +254,9 @@ impl Settings {
             Some(self.bytea_output.clone()),
         ];
         // A setting the session no longer chooses gets the coordinator's value now (its reset
-        // value: a valid one, where an empty string may not be).
+        // value: a valid one, where an empty string may not be); a placeholder the
+        // coordinator has no value for is reset on the node (set_config with NULL), where the
+        // library that defines it may be loaded and refuse an empty string.
         let dropped = have
             .map(|h| {
                 h.custom
@@ -264,22 +266,24 @@ impl Settings {
                         let c = std::ffi::CString::new(n.as_str()).ok()?;
                         // SAFETY: a lookup by name (missing_ok); the value is copied at once.
                         let v = unsafe { pg_sys::GetConfigOption(c.as_ptr(), true, false) };
-                        // A placeholder that was reset has no value at all: empty, as
-                        // current_setting() shows it.
                         let v = if v.is_null() {
-                            String::new()
+                            None
                         } else {
                             // SAFETY: a NUL-terminated string GetConfigOption returned.
-                            unsafe { std::ffi::CStr::from_ptr(v) }
-                                .to_string_lossy()
-                                .into_owned()
+                            Some(
+                                unsafe { std::ffi::CStr::from_ptr(v) }
+                                    .to_string_lossy()
+                                    .into_owned(),
+                            )
+                            .filter(|v| !v.is_empty())
                         };
                         Some((n.clone(), v))
                     })
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();
-        for (name, value) in self.custom.iter().chain(dropped.iter()) {
+        let chosen = self.custom.iter().map(|(n, v)| (n, Some(v.clone())));
+        for (name, value) in chosen.chain(dropped.iter().map(|(n, v)| (n, v.clone()))) {
             let k = values.len();
             sql.push_str(&format!(
                 ", pg_catalog.set_config(${}, ${}, false)",
@@ -287,7 +291,7 @@ impl Settings {
                 k + 2
             ));
             values.push(Some(name.clone()));
-            values.push(Some(value.clone()));
+            values.push(value);
         }
         (sql, values)
     }
@@ -356,24 +360,26 @@ impl Settings {
 /// The settings of a custom class (a dot in the name) that this session set, by name; not
 /// Tessera's own (`citus.*`, `tessera.*`), which are the coordinator's.
 ///
-/// Only the custom-class variables are looked at, from a list of them kept while the number
-/// of settings stays the same (a new placeholder or an extension's settings add to it).
+/// Only the custom-class variables are looked at, from a list of their positions in the GUC
+/// table kept while the number of settings stays the same (a new placeholder or an
+/// extension's settings add to it).
 fn custom_settings() -> Vec<(String, String)> {
-    // SAFETY: the GUC table of this backend, read (not changed); its entries are allocated
-    // once and never freed, so a pointer to one stays valid while the process lives.
+    // SAFETY: the GUC table of this backend, read (not changed). Entries are read through the
+    // table at each call, never kept: loading a library replaces a placeholder's entry with
+    // the real variable (same name, same position) and frees the placeholder.
     unsafe {
         let count = pg_sys::GetNumConfigOptions();
+        let vars = pg_sys::get_guc_variables();
         CUSTOM_GUCS.with(|c| {
             let mut c = c.borrow_mut();
             if c.0 != count {
-                let vars = pg_sys::get_guc_variables();
                 c.1 = (0..count as usize)
-                    .map(|i| *vars.add(i))
-                    .filter(|g| {
+                    .filter(|&i| {
+                        let g = *vars.add(i);
                         if g.is_null() {
                             return false;
                         }
-                        let name = std::ffi::CStr::from_ptr((**g).name).to_bytes();
+                        let name = std::ffi::CStr::from_ptr((*g).name).to_bytes();
                         name.contains(&b'.')
                             && !name.starts_with(b"citus.")
                             && !name.starts_with(b"tessera.")
@@ -382,7 +388,11 @@ fn custom_settings() -> Vec<(String, String)> {
                 c.0 = count;
             }
             let mut out = Vec::new();
-            for &g in &c.1 {
+            for &i in &c.1 {
+                let g = *vars.add(i);
+                if g.is_null() {
+                    continue;
+                }
                 // What this session chose (SET, the connection's options, the database's or
                 // the role's defaults), not the server's configuration file; and only what any
                 // role may set (a node's connection runs as the current user).
@@ -420,8 +430,8 @@ const SESSION_SOURCES: [pg_sys::GucSource::Type; 5] = [
 ];
 
 thread_local! {
-    /// (number of settings when made, the custom-class ones among them).
-    static CUSTOM_GUCS: std::cell::RefCell<(std::ffi::c_int, Vec<*mut pg_sys::config_generic>)> =
+    /// (number of settings when made, the positions of the custom-class ones among them).
+    static CUSTOM_GUCS: std::cell::RefCell<(std::ffi::c_int, Vec<usize>)> =
         const { std::cell::RefCell::new((-1, Vec::new())) };
 }
 

@@ -12,3 +12,38 @@
 pub mod cache;
 pub mod node;
 pub mod table;
+
+use pgrx::pg_sys;
+
+/// Tessera's own writes to its catalog tables, made as the bootstrap superuser while this
+/// guard lives: the catalog is not writable by the roles that distribute, alter and drop
+/// tables they own (as Citus's C code writes its catalog below the permission checks), and
+/// the rights to do those things are checked before (ownership of the table). Only catalog
+/// statements run under it, never user code.
+pub struct CatalogWrite {
+    user: pg_sys::Oid,
+    context: i32,
+}
+
+impl CatalogWrite {
+    pub fn begin() -> CatalogWrite {
+        let (mut user, mut context) = (pg_sys::InvalidOid, 0);
+        // SAFETY: reads and sets the backend's current user id; the previous one is restored
+        // by Drop (or by the transaction's abort, which restores it on error).
+        unsafe {
+            pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+            pg_sys::SetUserIdAndSecContext(
+                pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+                context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+            );
+        }
+        CatalogWrite { user, context }
+    }
+}
+
+impl Drop for CatalogWrite {
+    fn drop(&mut self) {
+        // SAFETY: restores what begin() read.
+        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
+    }
+}

@@ -172,6 +172,7 @@ pub fn insert_colocation(
     type_oid: pg_sys::Oid,
     collation: pg_sys::Oid,
 ) -> TResult<i32> {
+    let _write = super::CatalogWrite::begin();
     Ok(Spi::get_one_with_args::<i32>(
         "INSERT INTO pg_catalog.pg_dist_colocation
              (colocationid, shardcount, replicationfactor, distributioncolumntype, distributioncolumncollation)
@@ -197,6 +198,7 @@ pub fn any_table_in_colocation(colocation_id: i32) -> TResult<Option<pg_sys::Oid
 }
 
 pub fn next_shard_id() -> TResult<i64> {
+    let _write = super::CatalogWrite::begin();
     Ok(
         Spi::get_one::<i64>("SELECT nextval('pg_catalog.pg_dist_shardid_seq')")?
             .unwrap_or_default(),
@@ -218,6 +220,7 @@ pub fn column_var_text(relid: pg_sys::Oid, attnum: i16) -> String {
 /// Records a distributed table with its shards and placements.
 pub fn insert_table(table: &DistTable, shards: &[Shard]) -> TResult<()> {
     let partkey = (table.dist_attnum > 0).then(|| column_var_text(table.relid, table.dist_attnum));
+    let _write = super::CatalogWrite::begin();
     Spi::run_with_args(
         "INSERT INTO pg_catalog.pg_dist_partition (logicalrelid, partmethod, partkey, colocationid, repmodel)
          VALUES ($1, $2::\"char\", $3, $4, $5::\"char\")",
@@ -256,6 +259,7 @@ pub fn insert_table(table: &DistTable, shards: &[Shard]) -> TResult<()> {
 /// group goes too when no table is left in it). `still_exists` is false when the table itself
 /// was dropped (its relcache entry is gone with it).
 pub fn delete_table(relid: pg_sys::Oid, colocation_id: i32, still_exists: bool) -> TResult<()> {
+    let _write = super::CatalogWrite::begin();
     Spi::run_with_args(
         "DELETE FROM pg_catalog.pg_dist_placement WHERE shardid IN
             (SELECT shardid FROM pg_catalog.pg_dist_shard WHERE logicalrelid = $1)",

@@ -21,8 +21,12 @@ pub struct TableDdl {
     pub table: String,
     /// Column definitions, in attribute order.
     columns: Vec<String>,
-    /// `(name, definition)` of CHECK, UNIQUE and PRIMARY KEY constraints.
-    constraints: Vec<(String, String)>,
+    /// `(name, definition, inherited)` of CHECK, UNIQUE and PRIMARY KEY constraints. An
+    /// inherited CHECK constraint of a partition is named after its parent's shard (see
+    /// [`TableDdl::shard_ddl`]).
+    constraints: Vec<(String, String, bool)>,
+    /// ` PARTITION BY ...` of a partitioned table, or empty.
+    partition_by: String,
     /// `(name, pg_get_indexdef output)` of indexes that do not back a constraint.
     indexes: Vec<(String, String)>,
     /// `fillfactor=70, ...` or empty.
@@ -37,9 +41,29 @@ pub struct TableDdl {
     row_security: Vec<&'static str>,
     /// The table's policies: the text before and after the shard's name of each CREATE POLICY.
     policies: Vec<(String, String)>,
+    /// The table's own triggers (a partition's clones of its parent's come with the parent's
+    /// when the shard is attached): the text before and after the shard's name of each
+    /// CREATE TRIGGER.
+    pub triggers: Vec<(String, String)>,
+    /// Extended statistics (CREATE STATISTICS).
+    statistics: Vec<ShardStatistics>,
     /// Foreign keys: added to the shards once they exist and hold their rows
     /// (`commands::foreign_keys` checks and rewrites them).
     pub foreign_keys: Vec<pg_sys::Oid>,
+}
+
+/// `CREATE SCHEMA schema [AUTHORIZATION owner]` on a node, only when the node lacks it: CREATE
+/// SCHEMA IF NOT EXISTS wants the right to create schemas even when the schema is there, and
+/// the role that runs it (a table's owner) may not have that right.
+pub fn create_schema_if_missing(schema: &str, owner: Option<&str>) -> String {
+    tessera_core::sqltext::do_block(&format!(
+        "BEGIN IF pg_catalog.to_regnamespace({}) IS NULL THEN CREATE SCHEMA {}{}; END IF; END",
+        pgrx::spi::quote_literal(quote_ident(schema)),
+        quote_ident(schema),
+        owner
+            .map(|o| format!(" AUTHORIZATION {}", quote_ident(o)))
+            .unwrap_or_default()
+    ))
 }
 
 /// Runs `f` with `search_path` set to `pg_catalog` (so catalog printers qualify every name),
@@ -95,16 +119,20 @@ impl TableDdl {
     /// Reads the definition of `relid`; `dist_attnum` is the distribution column (0 for
     /// reference tables), which every UNIQUE and PRIMARY KEY constraint must include.
     pub fn load(relid: pg_sys::Oid, dist_attnum: i16) -> TResult<TableDdl> {
-        with_qualified_names(|| Self::load_qualified(relid, dist_attnum))
+        let mut ddl = with_qualified_names(|| Self::load_qualified(relid, dist_attnum))?;
+        ddl.statistics = statistics(relid, None)?;
+        Ok(ddl)
     }
 
     fn load_qualified(relid: pg_sys::Oid, dist_attnum: i16) -> TResult<TableDdl> {
         Spi::connect(|client| {
-            let (schema, table, reloptions) = {
+            let (schema, table, reloptions, partition_by) = {
                 let row = client
                     .select(
                         "SELECT n.nspname::text, c.relname::text,
-                                coalesce(array_to_string(c.reloptions, ', '), '')
+                                coalesce(array_to_string(c.reloptions, ', '), ''),
+                                CASE WHEN c.relkind = 'p'
+                                     THEN ' PARTITION BY ' || pg_catalog.pg_get_partkeydef(c.oid) ELSE '' END
                            FROM pg_catalog.pg_class c
                            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                           WHERE c.oid = $1",
@@ -116,6 +144,7 @@ impl TableDdl {
                     row.get::<String>(1)?.unwrap_or_default(),
                     row.get::<String>(2)?.unwrap_or_default(),
                     row.get::<String>(3)?.unwrap_or_default(),
+                    row.get::<String>(4)?.unwrap_or_default(),
                 )
             };
 
@@ -166,7 +195,8 @@ impl TableDdl {
             let mut foreign_keys = Vec::new();
             for row in client.select(
                 "SELECT conname::text, pg_catalog.pg_get_constraintdef(oid, true), contype::text,
-                        coalesce($2 = ANY (conkey), false), oid
+                        coalesce($2 = ANY (conkey), false), oid,
+                        contype = 'c' AND coninhcount > 0, conparentid <> 0
                    FROM pg_catalog.pg_constraint
                   WHERE conrelid = $1 AND contype IN ('c', 'u', 'p', 'x', 'f')
                   ORDER BY contype DESC, conname",
@@ -177,6 +207,8 @@ impl TableDdl {
                 let def = row.get::<String>(2)?.unwrap_or_default();
                 let kind = row.get::<String>(3)?.unwrap_or_default();
                 let has_dist_col = row.get::<bool>(4)?.unwrap_or(false);
+                let inherited_check = row.get::<bool>(6)?.unwrap_or(false);
+                let from_parent = row.get::<bool>(7)?.unwrap_or(false);
                 match kind.as_str() {
                     "u" | "p" if dist_attnum > 0 && !has_dist_col => {
                         return Err(TesseraError::new(
@@ -185,6 +217,9 @@ impl TableDdl {
                         )
                         .hint("Distributed tables cannot have UNIQUE or PRIMARY KEY constraints that do not include the distribution column: add it to the constraint, or distribute by a column the constraint includes."));
                     }
+                    // A partition's copy of its parent's foreign key comes with the parent's:
+                    // PostgreSQL makes it when the shard is attached.
+                    "f" if from_parent => {}
                     "f" => {
                         foreign_keys.push(row.get::<pg_sys::Oid>(5)?.unwrap_or(pg_sys::InvalidOid))
                     }
@@ -195,7 +230,7 @@ impl TableDdl {
                         )
                         .hint("Drop the constraint before distributing the table."));
                     }
-                    _ => constraints.push((name, def)),
+                    _ => constraints.push((name, def, inherited_check)),
                 }
             }
 
@@ -256,6 +291,8 @@ impl TableDdl {
             }
             let policies = policies_in(client, relid, None)?;
 
+            let triggers = triggers_in(client, relid, &schema, &table, None)?;
+
             let mut indexes = Vec::new();
             for row in client.select(
                 "SELECT ic.relname::text, pg_catalog.pg_get_indexdef(i.indexrelid)
@@ -278,6 +315,7 @@ impl TableDdl {
                 table,
                 columns,
                 constraints,
+                partition_by,
                 indexes,
                 foreign_keys,
                 reloptions,
@@ -285,42 +323,58 @@ impl TableDdl {
                 grants,
                 row_security,
                 policies,
+                triggers,
+                statistics: Vec::new(),
             })
         })
     }
 
     /// The schema-qualified, quoted name of the table's shard `shard_id`.
     pub fn qualified_shard(&self, shard_id: i64) -> String {
-        format!(
-            "{}.{}",
-            quote_ident(&self.schema),
-            quote_ident(&shard_name(&self.table, shard_id))
-        )
+        super::qualified_shard(&self.schema, &self.table, shard_id)
     }
 
     /// The statements that create shard `shard_id` (one string, statements separated by `;`),
     /// creating the table's schema first when `with_schema`.
     pub fn shard_ddl(&self, shard_id: i64, with_schema: bool) -> TResult<String> {
+        self.partition_shard_ddl(shard_id, shard_id, with_schema)
+    }
+
+    /// [`TableDdl::shard_ddl`] of a partition's shard that will be attached to the parent's
+    /// shard `parent_shard_id`. PostgreSQL attaches a partition only when it has each of the
+    /// parent's CHECK constraints under the same name, so the inherited ones are named as
+    /// the parent's shard names them (as ALTER TABLE on the parent's shard names them when it
+    /// recurses).
+    pub fn partition_shard_ddl(
+        &self,
+        shard_id: i64,
+        parent_shard_id: i64,
+        with_schema: bool,
+    ) -> TResult<String> {
         let shard = self.qualified_shard(shard_id);
         let mut sql = String::new();
         if with_schema {
-            sql.push_str(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {};\n",
-                quote_ident(&self.schema)
-            ));
+            sql.push_str(&create_schema_if_missing(&self.schema, None));
+            sql.push_str(";\n");
         }
         sql.push_str(&format!(
-            "CREATE TABLE {shard} ({})",
-            self.columns.join(", ")
+            "CREATE TABLE {shard} ({}){}",
+            self.columns.join(", "),
+            self.partition_by
         ));
         if !self.reloptions.is_empty() {
             sql.push_str(&format!(" WITH ({})", self.reloptions));
         }
         sql.push_str(";\n");
-        for (name, def) in &self.constraints {
+        for (name, def, inherited) in &self.constraints {
+            let id = if *inherited {
+                parent_shard_id
+            } else {
+                shard_id
+            };
             sql.push_str(&format!(
                 "ALTER TABLE {shard} ADD CONSTRAINT {} {def};\n",
-                quote_ident(&shard_name(name, shard_id))
+                quote_ident(&shard_name(name, id))
             ));
         }
         sql.push_str(&format!("ALTER TABLE {shard} OWNER TO {};\n", self.owner));
@@ -343,8 +397,62 @@ impl TableDdl {
             )?);
             sql.push_str(";\n");
         }
+        for (before, after) in &self.triggers {
+            sql.push_str(&format!("{before}{shard}{after};\n"));
+        }
+        for s in &self.statistics {
+            for stmt in s.create_sql(shard_id, &shard) {
+                sql.push_str(&stmt);
+                sql.push_str(";\n");
+            }
+        }
         Ok(sql)
     }
+}
+
+/// The CREATE TRIGGER statements of `relid`'s own triggers (or of the one named `only`), each
+/// as the text before and after the shard's name, with every name qualified.
+pub fn triggers(relid: pg_sys::Oid, only: Option<&str>) -> TResult<Vec<(String, String)>> {
+    with_qualified_names(|| {
+        let (schema, table) = crate::pg::nodes::rel_schema_and_name(relid);
+        Spi::connect(|client| triggers_in(client, relid, &schema, &table, only))
+    })
+}
+
+fn triggers_in(
+    client: &pgrx::spi::SpiClient<'_>,
+    relid: pg_sys::Oid,
+    schema: &str,
+    table: &str,
+    only: Option<&str>,
+) -> TResult<Vec<(String, String)>> {
+    // `CREATE TRIGGER name ... ON schema.table ...`: the first ` ON <table> ` is the table's
+    // (a column list that holds the same text would be quoted, so followed by a quote).
+    let marker = format!(" ON {}.{} ", quote_ident(schema), quote_ident(table));
+    let mut out = Vec::new();
+    for row in client.select(
+        "SELECT pg_catalog.pg_get_triggerdef(oid) FROM pg_catalog.pg_trigger
+          WHERE tgrelid = $1 AND NOT tgisinternal AND tgparentid = 0
+            AND ($2::text IS NULL OR tgname = $2)
+          ORDER BY tgname",
+        None,
+        &[relid.into(), only.map(str::to_string).into()],
+    )? {
+        let def = row.get::<String>(1)?.unwrap_or_default();
+        let at = def.find(&marker).ok_or_else(|| {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                "cannot carry this trigger definition to the shards",
+            )
+            .detail(format!("trigger definition: {def}"))
+        })?;
+        let split = at + " ON ".len();
+        out.push((
+            def[..split].to_string(),
+            def[at + marker.len() - 1..].to_string(),
+        ));
+    }
+    Ok(out)
 }
 
 /// The CREATE INDEX of shard `shard_id` for an index of the table `schema.table`, from the
@@ -375,15 +483,14 @@ pub fn shard_index_ddl(
     let rest = rest
         .strip_prefix(&format!("{} ON ", quote_ident(index)))
         .ok_or_else(|| unexpected_indexdef(def))?;
-    let (only, rest) = match rest.strip_prefix("ONLY ") {
-        Some(r) => ("ONLY ", r),
-        None => ("", rest),
-    };
+    // A partitioned table's index prints as `ON ONLY`; the shard's index covers the shard's
+    // partitions, as the table's covers its partitions once they are attached.
+    let rest = rest.strip_prefix("ONLY ").unwrap_or(rest);
     let rest = rest
         .strip_prefix(&qualified_table)
         .ok_or_else(|| unexpected_indexdef(def))?;
     Ok(format!(
-        "{prefix}{} ON {only}{shard}{rest}",
+        "{prefix}{} ON {shard}{rest}",
         quote_ident(&shard_name(index, shard_id))
     ))
 }
@@ -415,4 +522,103 @@ fn unexpected_indexdef(def: &str) -> TesseraError {
     )
     .detail(format!("index definition: {def}"))
     .hint("Create the index with a plain CREATE INDEX ... ON table USING method (columns).")
+}
+
+/// A partition's bound as its ATTACH PARTITION takes it (`FOR VALUES ...` or `DEFAULT`), with
+/// every name qualified. The values print in the session's date style, which the statements
+/// that carry it to the nodes follow.
+pub fn partition_bound(relid: pg_sys::Oid) -> TResult<String> {
+    with_qualified_names(|| {
+        Spi::get_one_with_args::<String>(
+            "SELECT pg_catalog.pg_get_expr(relpartbound, oid) FROM pg_catalog.pg_class
+              WHERE oid = $1 AND relispartition",
+            &[relid.into()],
+        )?
+        .ok_or_else(|| {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "the table is not a partition",
+            )
+        })
+    })
+}
+
+/// An extended statistics object of a table, as its shards make it.
+pub struct ShardStatistics {
+    schema: String,
+    name: String,
+    /// What `pg_get_statisticsobjdef` prints between the name and ` FROM <table>`: the kinds
+    /// and the columns or expressions.
+    body: String,
+    /// `stxstattarget`, when set (not -1).
+    target: Option<i32>,
+}
+
+impl ShardStatistics {
+    /// The shard's statistics object name, qualified and quoted.
+    pub fn shard_name(&self, shard_id: i64) -> String {
+        super::qualified_shard(&self.schema, &self.name, shard_id)
+    }
+
+    /// The statements that make the object on shard `shard` (`shard_id`).
+    pub fn create_sql(&self, shard_id: i64, shard: &str) -> Vec<String> {
+        let name = self.shard_name(shard_id);
+        let mut sql = vec![format!(
+            "CREATE STATISTICS {name}{} FROM {shard}",
+            self.body
+        )];
+        if let Some(t) = self.target {
+            sql.push(format!("ALTER STATISTICS {name} SET STATISTICS {t}"));
+        }
+        sql
+    }
+}
+
+/// The extended statistics of `relid` (or the one object `only`), with every name qualified.
+pub fn statistics(relid: pg_sys::Oid, only: Option<pg_sys::Oid>) -> TResult<Vec<ShardStatistics>> {
+    with_qualified_names(|| {
+        let (schema, table) = crate::pg::nodes::rel_schema_and_name(relid);
+        let from = format!(" FROM {}.{}", quote_ident(&schema), quote_ident(&table));
+        Spi::connect(|client| {
+            let mut out = Vec::new();
+            for row in client.select(
+                "SELECT n.nspname::text, s.stxname::text, pg_catalog.pg_get_statisticsobjdef(s.oid),
+                        s.stxstattarget
+                   FROM pg_catalog.pg_statistic_ext s
+                   JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
+                  WHERE s.stxrelid = $1 AND ($2::oid IS NULL OR s.oid = $2)
+                  ORDER BY s.stxname",
+                None,
+                &[relid.into(), only.into()],
+            )? {
+                let schema = row.get::<String>(1)?.unwrap_or_default();
+                let name = row.get::<String>(2)?.unwrap_or_default();
+                let def = row.get::<String>(3)?.unwrap_or_default();
+                let target = row.get::<i32>(4)?.filter(|t| *t >= 0);
+                let prefix = format!(
+                    "CREATE STATISTICS {}.{}",
+                    quote_ident(&schema),
+                    quote_ident(&name)
+                );
+                let body = def
+                    .strip_prefix(&prefix)
+                    .and_then(|r| r.strip_suffix(&from))
+                    .ok_or_else(|| {
+                        TesseraError::new(
+                            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                            "cannot carry this statistics object to the shards",
+                        )
+                        .detail(format!("definition: {def}"))
+                    })?
+                    .to_string();
+                out.push(ShardStatistics {
+                    schema,
+                    name,
+                    body,
+                    target,
+                });
+            }
+            Ok(out)
+        })
+    })
 }

@@ -180,9 +180,33 @@ pub fn array_literal(values: &[Option<String>], delim: char) -> String {
     s
 }
 
+/// `DO $tag$<body>$tag$` with a dollar quote that occurs nowhere in `body`, so no name or value
+/// inside it can end the block early.
+pub fn do_block(body: &str) -> String {
+    let mut n = 0;
+    let tag = loop {
+        let t = format!("$tessera{n}$");
+        if !body.contains(&t) {
+            break t;
+        }
+        n += 1;
+    };
+    format!("DO {tag}{body}{tag}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn do_block_quote_is_not_in_the_body() {
+        assert_eq!(
+            do_block("BEGIN NULL; END"),
+            "DO $tessera0$BEGIN NULL; END$tessera0$"
+        );
+        let body = "BEGIN RAISE NOTICE '$tessera0$'; END";
+        assert_eq!(do_block(body), format!("DO $tessera1${body}$tessera1$"));
+    }
 
     #[test]
     fn one_line_keeps_literals() {

@@ -108,7 +108,15 @@ unsafe fn check_alter(
                 | pg_sys::AlterTableType::AT_ResetRelOptions
                 | pg_sys::AlterTableType::AT_SetStatistics
                 | pg_sys::AlterTableType::AT_SetStorage
-                | pg_sys::AlterTableType::AT_SetCompression => {}
+                | pg_sys::AlterTableType::AT_SetCompression
+                | pg_sys::AlterTableType::AT_EnableTrig
+                | pg_sys::AlterTableType::AT_EnableAlwaysTrig
+                | pg_sys::AlterTableType::AT_EnableReplicaTrig
+                | pg_sys::AlterTableType::AT_DisableTrig
+                | pg_sys::AlterTableType::AT_EnableTrigAll
+                | pg_sys::AlterTableType::AT_DisableTrigAll
+                | pg_sys::AlterTableType::AT_EnableTrigUser
+                | pg_sys::AlterTableType::AT_DisableTrigUser => {}
                 pg_sys::AlterTableType::AT_AddConstraint => {
                     let con = (*c).def as *mut pg_sys::Constraint;
                     match (*con).contype {
@@ -298,37 +306,6 @@ fn constraints(relid: pg_sys::Oid, before: Vec<pg_sys::Oid>, dropped: Vec<(Strin
     }))
 }
 
-/// Refusals that hold whatever the ALTER TABLE's target: a distributed table under a local
-/// one (its scans and tuple routing would reach the coordinator's empty copy), ALTER INDEX of
-/// a distributed table's index.
-///
-/// # Safety
-/// `s` is a valid AlterTableStmt.
-unsafe fn refuse_forms(s: *mut pg_sys::AlterTableStmt) -> TResult<()> {
-    // SAFETY: each list element of `cmds` is an AlterTableCmd; `def` follows its subtype.
-    unsafe {
-        // Whatever the statement calls it (ALTER TABLE on an index): the relation decides.
-        super::index::refuse_alter((*s).relation, "this form of ALTER INDEX", "Only an index's storage parameters (SET / RESET) reach its shards: otherwise drop the index and create it again.")?;
-        if (*s).objtype != pg_sys::ObjectType::OBJECT_TABLE {
-            return Ok(());
-        }
-        for cmd in list_ptrs((*s).cmds) {
-            let c = cmd as *mut pg_sys::AlterTableCmd;
-            let under = match (*c).subtype {
-                pg_sys::AlterTableType::AT_AttachPartition => {
-                    (*((*c).def as *mut pg_sys::PartitionCmd)).name
-                }
-                pg_sys::AlterTableType::AT_AddInherit => (*c).def as *mut pg_sys::RangeVar,
-                _ => std::ptr::null_mut(),
-            };
-            if let Some(relid) = distributed_range_var(under)? {
-                return Err(refused("a partition or inheritance link", relid, "Distributed tables cannot be partitions or parents of local tables: distribute the partitioned table instead (not supported yet), or keep the table local."));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// # Safety
 /// `u` is an AlterTableStmt.
 pub(super) unsafe fn alter(u: &Utility) -> TResult<Step> {
@@ -352,9 +329,15 @@ pub(super) unsafe fn alter(u: &Utility) -> TResult<Step> {
                 return Ok(rewrite_object(table, index_name, sql, name_at));
             }
         }
-        refuse_forms(s)?;
+        // Whatever the statement calls it (ALTER TABLE on an index): the relation decides.
+        super::index::refuse_alter((*s).relation, "this form of ALTER INDEX", "Only an index's storage parameters (SET / RESET) reach its shards: otherwise drop the index and create it again.")?;
         if (*s).objtype != pg_sys::ObjectType::OBJECT_TABLE {
             return Ok(Step::Pass);
+        }
+        // Partition links: a distributed table under a local one would have its scans and
+        // tuple routing reach the coordinator's empty copy.
+        if let Some(step) = super::partitions::alter(s)? {
+            return Ok(step);
         }
         let relid = range_var_relid((*s).relation);
         let Some(dist) = (if relid == pg_sys::InvalidOid {
@@ -385,6 +368,10 @@ pub(super) unsafe fn rename(u: &Utility) -> TResult<Step> {
         let s = u.node::<pg_sys::RenameStmt>();
         if (*s).renameType == pg_sys::ObjectType::OBJECT_ROLE {
             return super::roles::as_is(u);
+        }
+        if (*s).renameType == pg_sys::ObjectType::OBJECT_STATISTIC_EXT {
+            super::statistics::refuse_move((*s).object)?;
+            return Ok(Step::Pass);
         }
         if super::shared_object((*s).renameType, (*s).object) {
             return super::objects::as_written(u);
@@ -430,11 +417,11 @@ pub(super) unsafe fn rename(u: &Utility) -> TResult<Step> {
             pg_sys::ObjectType::OBJECT_TABCONSTRAINT => {
                 Err(unsupported_alter("renaming a constraint"))
             }
-            pg_sys::ObjectType::OBJECT_POLICY => {
+            pg_sys::ObjectType::OBJECT_POLICY | pg_sys::ObjectType::OBJECT_TRIGGER => {
                 let (sql, name_at) = u.text_and_offset((*(*s).relation).location);
                 Ok(rewrite(relid, sql, name_at))
             }
-            pg_sys::ObjectType::OBJECT_TRIGGER | pg_sys::ObjectType::OBJECT_RULE => Err(refused(
+            pg_sys::ObjectType::OBJECT_RULE => Err(refused(
                 "this RENAME",
                 relid,
                 "Drop the object and create it again under the new name.",
@@ -451,6 +438,12 @@ pub(super) unsafe fn rename(u: &Utility) -> TResult<Step> {
 pub(super) unsafe fn set_schema(u: &Utility) -> TResult<Step> {
     // SAFETY: the tag was checked by the table.
     let s = unsafe { u.node::<pg_sys::AlterObjectSchemaStmt>() };
+    // SAFETY: as above; a statistics object's object node is its name list.
+    if unsafe { (*s).objectType } == pg_sys::ObjectType::OBJECT_STATISTIC_EXT {
+        // SAFETY: as above.
+        unsafe { super::statistics::refuse_move((*s).object)? };
+        return Ok(Step::Pass);
+    }
     // SAFETY: as above; object is the statement's object node.
     if unsafe { super::shared_object((*s).objectType, (*s).object) } {
         // SAFETY: as above.

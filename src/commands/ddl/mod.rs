@@ -18,13 +18,17 @@
 //! | ALTER TABLE ADD/DROP CONSTRAINT | `alter_table`: the new constraint's definition (or the DROP) on every shard, named `<name>_<shardid>` |
 //! | RENAME of the table or an index, SET SCHEMA, REINDEX, CLUSTER | `shards`: the same on every shard, under the shard's names |
 //! | ALTER TABLE SET / RESET (storage parameters), SET STATISTICS / STORAGE / COMPRESSION, OWNER TO, ROW LEVEL SECURITY | `alter_table`: the statement on every shard |
-//! | other ALTER TABLE forms, RENAME of a constraint, ALTER INDEX options, inheritance and partitions | `alter_table`: refused with a hint |
+//! | CREATE TABLE ... PARTITION OF, ATTACH / DETACH PARTITION | `partitions`: the partition distributed with its parent (co-located), its shards attached to or detached from the parent's |
+//! | INHERITS / INHERIT, a distributed table under a local parent, two levels of partitions, DETACH CONCURRENTLY | `partitions`: refused with a hint |
+//! | CREATE TRIGGER, DROP TRIGGER; ENABLE / DISABLE TRIGGER; ALTER TRIGGER RENAME | `triggers` (refused unless `citus.enable_unsafe_triggers`): on every shard; `alter_table` |
+//! | other ALTER TABLE forms, RENAME of a constraint, ALTER INDEX options | `alter_table`: refused with a hint |
 //! | GRANT / REVOKE on tables | `grant`: the statement on every shard (its table list replaced by the shard); ALL TABLES IN SCHEMA with a distributed table: refused |
 //! | TRUNCATE | `maintenance`: every shard truncated |
 //! | VACUUM / ANALYZE of named tables | `maintenance`: the same on every shard (outside the transaction, as VACUUM must) |
 //! | COPY TO | `copy`: rewritten to `COPY (SELECT ...) TO`, which reads the shards; COPY FROM refused |
 //! | ENABLE / DISABLE / FORCE ROW LEVEL SECURITY, CREATE / ALTER / DROP / RENAME POLICY | the same on every shard (the shards enforce the policies) |
-//! | CREATE TRIGGER, CREATE RULE, CLUSTER, CREATE STATISTICS, CREATE/ALTER PUBLICATION, CREATE TABLE ... INHERITS / PARTITION OF | `refused`: refused with a hint |
+//! | CREATE / DROP STATISTICS, ALTER STATISTICS ... SET STATISTICS | `statistics`: the object on every shard, named `<name>_<shardid>`; its RENAME / SET SCHEMA refused |
+//! | CREATE RULE, CREATE/ALTER PUBLICATION | `refused`: refused with a hint |
 //! | CREATE / ALTER / DROP ROLE, GRANT role, ALTER ROLE ... SET / RENAME, DROP / REASSIGN OWNED | `roles`: on every worker (a password as its stored verifier) |
 //! | CREATE / DROP SCHEMA, GRANT on schemas, functions, types | `objects`: on every worker (CREATE SCHEMA IF NOT EXISTS, DROP ... IF EXISTS) |
 //! | CREATE / ALTER / DROP TYPE, DOMAIN, FUNCTION, PROCEDURE, AGGREGATE, OPERATOR, COLLATION; their RENAME / SET SCHEMA / OWNER TO | `objects`: as written on every worker, under the session's search_path |
@@ -41,9 +45,14 @@ mod grant;
 mod index;
 mod maintenance;
 pub(crate) mod objects;
+mod partitions;
 mod refused;
 pub(crate) mod roles;
 mod shards;
+mod statistics;
+mod triggers;
+
+pub(crate) use triggers::triggers_refused;
 
 use std::ffi::{c_char, CStr};
 
@@ -141,7 +150,7 @@ fn handler_for(tag: pg_sys::NodeTag) -> Option<Handler> {
         T_TruncateStmt => maintenance::truncate,
         T_VacuumStmt => maintenance::vacuum,
         T_CopyStmt => copy::copy,
-        T_CreateStmt => refused::create_table,
+        T_CreateStmt => partitions::create_table,
         T_CreateSchemaStmt => objects::create_schema,
         T_CreateEnumStmt | T_CreateRangeStmt | T_CreateDomainStmt | T_AlterEnumStmt
         | T_AlterTypeStmt | T_AlterDomainStmt => objects::as_written,
@@ -154,11 +163,12 @@ fn handler_for(tag: pg_sys::NodeTag) -> Option<Handler> {
         T_AlterRoleStmt => roles::alter,
         T_AlterRoleSetStmt | T_DropRoleStmt | T_GrantRoleStmt | T_DropOwnedStmt
         | T_ReassignOwnedStmt => roles::as_is,
-        T_CreateTrigStmt => refused::trigger,
+        T_CreateTrigStmt => triggers::create,
         T_CreatePolicyStmt | T_AlterPolicyStmt => policy,
         T_RuleStmt => refused::rule,
         T_ClusterStmt => refused::cluster,
-        T_CreateStatsStmt => refused::statistics,
+        T_CreateStatsStmt => statistics::create,
+        T_AlterStatsStmt => statistics::alter,
         T_CreatePublicationStmt | T_AlterPublicationStmt => refused::publication,
         // Local on purpose (see the table above).
         T_CommentStmt | T_SecLabelStmt | T_LockStmt => return None,
@@ -182,6 +192,10 @@ unsafe fn drop(u: &Utility) -> TResult<Step> {
         pg_sys::ObjectType::OBJECT_INDEX => unsafe { index::drop(u) },
         // SAFETY: a DropStmt of policies.
         pg_sys::ObjectType::OBJECT_POLICY => unsafe { drop_policy(u) },
+        // SAFETY: a DropStmt of statistics objects.
+        pg_sys::ObjectType::OBJECT_STATISTIC_EXT => unsafe { statistics::drop(u) },
+        // SAFETY: a DropStmt of triggers.
+        pg_sys::ObjectType::OBJECT_TRIGGER => unsafe { triggers::drop(u) },
         // SAFETY: a DropStmt of schemas.
         pg_sys::ObjectType::OBJECT_SCHEMA => unsafe { objects::drop_schema(u) },
         k if SHARED_OBJECTS.contains(&k) => {

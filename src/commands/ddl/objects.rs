@@ -2,7 +2,7 @@
 //! composite, range, domain), functions, procedures and aggregates (so that defaults, CHECK
 //! constraints and queries that call them run on the shards), and the privileges on them.
 //!
-//! - CREATE SCHEMA reaches the workers as `CREATE SCHEMA IF NOT EXISTS ... AUTHORIZATION`
+//! - CREATE SCHEMA reaches the workers as `CREATE SCHEMA ... AUTHORIZATION`, where missing
 //!   (the statement's own elements, such as its tables, stay the coordinator's); DROP SCHEMA
 //!   as `DROP SCHEMA IF EXISTS` (a schema a worker never got is no error there).
 //! - Every other statement here reaches the workers as written, under the session's
@@ -132,6 +132,7 @@ pub(super) unsafe fn drop_object(u: &Utility) -> TResult<Step> {
     };
     on_every_worker(move || {
         // Functions recorded as distributed that are gone now.
+        let _write = crate::metadata::CatalogWrite::begin();
         Spi::run(
             "DELETE FROM pg_catalog.pg_dist_object o
               WHERE o.classid = 'pg_catalog.pg_proc'::regclass
@@ -323,7 +324,7 @@ pub(super) unsafe fn alter_function(u: &Utility) -> TResult<Step> {
     }
 }
 
-/// `CREATE SCHEMA IF NOT EXISTS` of the schema named `name`, as the coordinator has it.
+/// `CREATE SCHEMA` of the schema named `name`, as the coordinator has it, where missing.
 pub(super) fn create_schema_command(name: &str) -> TResult<Option<String>> {
     let c = std::ffi::CString::new(name).unwrap_or_default();
     // SAFETY: a missing_ok name lookup.
@@ -331,14 +332,26 @@ pub(super) fn create_schema_command(name: &str) -> TResult<Option<String>> {
     create_schema_sql(nsp)
 }
 
-/// `CREATE SCHEMA IF NOT EXISTS name AUTHORIZATION owner` as the coordinator has it.
+/// `CREATE SCHEMA name AUTHORIZATION owner` as the coordinator has it, for a node that lacks
+/// the schema.
 fn create_schema_sql(nsp: pg_sys::Oid) -> TResult<Option<String>> {
-    Ok(Spi::get_one_with_args::<String>(
-        "SELECT format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', nspname,
-                       pg_catalog.pg_get_userbyid(nspowner))
-           FROM pg_catalog.pg_namespace WHERE oid = $1",
-        &[nsp.into()],
-    )?)
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT nspname::text, pg_catalog.pg_get_userbyid(nspowner)::text
+               FROM pg_catalog.pg_namespace WHERE oid = $1",
+            None,
+            &[nsp.into()],
+        )?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let name = row.get::<String>(1)?.unwrap_or_default();
+        let owner = row.get::<String>(2)?.unwrap_or_default();
+        Ok(Some(crate::sharding::ddl::create_schema_if_missing(
+            &name,
+            Some(&owner),
+        )))
+    })
 }
 
 /// CREATE SCHEMA: the schema (not its elements) on every worker.
@@ -453,23 +466,9 @@ pub(super) unsafe fn grant(u: &Utility) -> TResult<Step> {
 /// END $tag$`, with a dollar quote that occurs nowhere in `sql`: a command that makes an object
 /// a node may have already.
 fn unless_exists(sql: &str) -> String {
-    do_block(&format!(
+    tessera_core::sqltext::do_block(&format!(
         "BEGIN {sql}; EXCEPTION WHEN duplicate_object OR duplicate_function THEN NULL; END"
     ))
-}
-
-/// `DO $tag$<body>$tag$` with a dollar quote that occurs nowhere in `body`, so no name or value
-/// inside it can end the block early.
-pub(super) fn do_block(body: &str) -> String {
-    let mut n = 0;
-    let tag = loop {
-        let t = format!("$tessera{n}$");
-        if !body.contains(&t) {
-            break t;
-        }
-        n += 1;
-    };
-    format!("DO {tag}{body}{tag}")
 }
 
 /// The commands that give a node added later the schemas, types, domains, functions,

@@ -20,37 +20,6 @@ unsafe fn refuse_on(rv: *mut pg_sys::RangeVar, what: &str, hint: &str) -> TResul
     }
 }
 
-/// CREATE TABLE ... INHERITS (dist) / PARTITION OF dist.
-///
-/// # Safety
-/// `u` is a CreateStmt.
-pub(super) unsafe fn create_table(u: &Utility) -> TResult<Step> {
-    // SAFETY: the tag was checked by the table; inhRelations holds RangeVars.
-    unsafe {
-        for rv in list_ptrs((*u.node::<pg_sys::CreateStmt>()).inhRelations) {
-            refuse_on(
-                rv as *mut pg_sys::RangeVar,
-                "a table that inherits from or is a partition of another",
-                "Create the table on its own and distribute it with create_distributed_table(..., colocate_with => ...).",
-            )?;
-        }
-    }
-    Ok(Step::Pass)
-}
-
-/// # Safety
-/// `u` is a CreateTrigStmt.
-pub(super) unsafe fn trigger(u: &Utility) -> TResult<Step> {
-    // SAFETY: the tag was checked by the table.
-    unsafe {
-        refuse_on(
-            (*u.node::<pg_sys::CreateTrigStmt>()).relation,
-            "CREATE TRIGGER",
-            "Triggers are not carried to the shards yet: enforce the rule with a CHECK or foreign key constraint, or in the application.",
-        )
-    }
-}
-
 /// # Safety
 /// `u` is a RuleStmt.
 pub(super) unsafe fn rule(u: &Utility) -> TResult<Step> {
@@ -81,28 +50,6 @@ pub(super) unsafe fn cluster(u: &Utility) -> TResult<Step> {
             None => Ok(Step::Pass),
         }
     }
-}
-
-/// CREATE STATISTICS on a distributed table (the coordinator's empty table has no statistics
-/// worth keeping).
-///
-/// # Safety
-/// `u` is a CreateStatsStmt.
-pub(super) unsafe fn statistics(u: &Utility) -> TResult<Step> {
-    // SAFETY: the tag was checked by the table; relations holds RangeVars (or other FROM items,
-    // which are not RangeVars and are skipped).
-    unsafe {
-        for n in list_ptrs((*u.node::<pg_sys::CreateStatsStmt>()).relations) {
-            if crate::pg::nodes::is_a(n as *const std::ffi::c_void, pg_sys::NodeTag::T_RangeVar) {
-                refuse_on(
-                    n as *mut pg_sys::RangeVar,
-                    "CREATE STATISTICS",
-                    "Extended statistics are not carried to the shards yet: create them on the shards with run_command_on_workers().",
-                )?;
-            }
-        }
-    }
-    Ok(Step::Pass)
 }
 
 /// CREATE / ALTER PUBLICATION ... FOR TABLE dist: the coordinator's table holds no rows.

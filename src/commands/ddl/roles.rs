@@ -181,7 +181,7 @@ fn alter_sql(r: &Role, named: &Named) -> Option<String> {
 /// A command that makes role `name` on a node that lacks it (and does nothing where it
 /// exists): a DO block whose dollar quote occurs nowhere in its body.
 fn ensure_role_sql(name: &str) -> String {
-    super::objects::do_block(&format!(
+    tessera_core::sqltext::do_block(&format!(
         "BEGIN IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {}) THEN CREATE ROLE {}; END IF; END",
         quote_literal(name),
         quote_identifier(name)

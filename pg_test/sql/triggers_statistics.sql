@@ -1,0 +1,84 @@
+-- Triggers and extended statistics on distributed tables, as an application role that owns
+-- its tables. Triggers run on the shards (each shard's rows), so they are refused unless
+-- citus.enable_unsafe_triggers is on, as in Citus; statistics objects are made on every shard
+-- under the shard's name, so ANALYZE on the shards gathers them.
+CREATE SCHEMA trg;
+CREATE ROLE trg_app LOGIN;
+GRANT USAGE, CREATE ON SCHEMA trg TO trg_app;
+SET ROLE trg_app;
+SET search_path = trg;
+CREATE TABLE orders (tenant_id int NOT NULL, id int NOT NULL, qty int, total int, touched text,
+                     PRIMARY KEY (tenant_id, id));
+CREATE FUNCTION fill_total() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.total := NEW.qty * 10;
+  NEW.touched := TG_OP;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER orders_total BEFORE INSERT OR UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION fill_total();
+-- A table with a trigger is not distributed while the setting is off.
+SELECT create_distributed_table('orders', 'tenant_id', shard_count => 4);
+SET citus.enable_unsafe_triggers = on;
+SELECT create_distributed_table('orders', 'tenant_id', shard_count => 4);
+INSERT INTO orders (tenant_id, id, qty) SELECT t, i, i FROM generate_series(1, 4) t, generate_series(1, 5) i;
+SELECT tenant_id, sum(total), min(touched) FROM orders GROUP BY 1 ORDER BY 1;
+UPDATE orders SET qty = 100 WHERE tenant_id = 2 AND id = 1;
+SELECT total, touched FROM orders WHERE tenant_id = 2 AND id = 1;
+-- Each shard has the trigger.
+SELECT sum(result::int) AS shard_triggers FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+   WHERE c.relname ~ '^orders_[0-9]+$' AND t.tgname = 'orders_total'$$);
+-- DISABLE / ENABLE, RENAME, CREATE OR REPLACE and DROP follow.
+ALTER TABLE orders DISABLE TRIGGER orders_total;
+INSERT INTO orders (tenant_id, id, qty) VALUES (1, 6, 3);
+SELECT total, touched FROM orders WHERE tenant_id = 1 AND id = 6;
+ALTER TABLE orders ENABLE TRIGGER orders_total;
+ALTER TRIGGER orders_total ON orders RENAME TO orders_fill;
+CREATE OR REPLACE TRIGGER orders_fill BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION fill_total();
+UPDATE orders SET qty = 7 WHERE tenant_id = 1 AND id = 6;
+INSERT INTO orders (tenant_id, id, qty) VALUES (1, 7, 3);
+SELECT id, total, touched FROM orders WHERE tenant_id = 1 AND id IN (6, 7) ORDER BY id;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT string_agg(t.tgname || ':' || t.tgtype, ',' ORDER BY t.tgname) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+   WHERE c.relname ~ '^orders_[0-9]+$' AND NOT t.tgisinternal GROUP BY c.relname$$);
+DROP TRIGGER orders_fill ON orders;
+SELECT sum(result::int) AS shard_triggers FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+   WHERE c.relname ~ '^orders_[0-9]+$' AND NOT t.tgisinternal$$);
+RESET citus.enable_unsafe_triggers;
+CREATE TRIGGER again BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION fill_total();
+
+-- Extended statistics.
+CREATE STATISTICS orders_qty_total (dependencies, ndistinct) ON qty, total FROM orders;
+CREATE STATISTICS orders_expr ON (qty * 2), tenant_id FROM orders;
+ALTER STATISTICS orders_qty_total SET STATISTICS 500;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT string_agg(regexp_replace(s.stxname, '_[0-9]+$', '') || ':' || array_to_string(s.stxkind, '') || ':' || coalesce(s.stxstattarget, -1), ',' ORDER BY s.stxname)
+    FROM pg_statistic_ext s JOIN pg_class c ON c.oid = s.stxrelid
+   WHERE c.relname ~ '^orders_[0-9]+$' GROUP BY c.relname$$);
+ANALYZE orders;
+RESET ROLE;
+SELECT sum(result::int) > 0 AS gathered FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_statistic_ext s JOIN pg_statistic_ext_data d ON d.stxoid = s.oid
+   WHERE s.stxname ~ '^orders_qty_total_[0-9]+$'$$);
+SET ROLE trg_app;
+ALTER STATISTICS orders_expr RENAME TO orders_expr2;
+DROP STATISTICS orders_expr;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT string_agg(regexp_replace(s.stxname, '_[0-9]+$', ''), ',' ORDER BY s.stxname) FROM pg_statistic_ext s JOIN pg_class c ON c.oid = s.stxrelid
+   WHERE c.relname ~ '^orders_[0-9]+$' GROUP BY c.relname$$);
+-- A table distributed with its statistics objects: they are made on its shards.
+CREATE TABLE items (tenant_id int NOT NULL, a int, b int);
+CREATE STATISTICS items_ab ON a, b FROM items;
+SELECT create_distributed_table('items', 'tenant_id', colocate_with => 'orders');
+SELECT sum(result::int) AS shard_statistics FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_statistic_ext WHERE stxname ~ '^items_ab_[0-9]+$'$$);
+-- The owner drops its distributed tables.
+DROP TABLE items;
+DROP TABLE orders;
+SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text IN ('orders', 'items');
+DROP FUNCTION fill_total();
+RESET ROLE;
+RESET search_path;
+DROP SCHEMA trg CASCADE;
+DROP ROLE trg_app;

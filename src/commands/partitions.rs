@@ -1,0 +1,257 @@
+//! Partitioned distributed tables: a partitioned table is distributed with all its partitions,
+//! each partition a distributed table co-located with its parent (the same hash ranges on the
+//! same nodes), and each partition's shard attached to the parent's shard of the same range on
+//! its node. A query of the parent reads the parent's shards, and each worker prunes and scans
+//! its partitions as PostgreSQL does; a query of one partition reads that partition's shards.
+//!
+//! What keeps the two levels in step:
+//! - `create_distributed_table` on a partitioned table distributes every partition
+//!   ([`distribute_partition`]);
+//! - `CREATE TABLE ... PARTITION OF` a distributed table, and `ATTACH PARTITION` of a local
+//!   table, distribute the new partition the same way (its rows move into its shards);
+//! - `ATTACH PARTITION` of a co-located distributed table and `DETACH PARTITION` attach and
+//!   detach the shards ([`attach_shards`], [`detach_shards`]); a detached partition stays a
+//!   distributed table, as in Citus;
+//! - DROP of a partition or of the parent drops their shards (the `sql_drop` trigger).
+//!
+//! Only one level: a partition that is partitioned itself is refused.
+
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, Spi};
+
+use super::distribute::{self, AttachTo, Role};
+use super::PerGroup;
+use crate::error::{TResult, TesseraError};
+use crate::metadata::node as nodes;
+use crate::metadata::table::{self as catalog, DistTable, Method, Shard, TableKind};
+use crate::pg::nodes::rel_schema_and_name;
+use tessera_core::sharding::shard_name;
+
+/// The partitions of `parent`, in name order.
+pub(crate) fn partitions_of(parent: pg_sys::Oid) -> TResult<Vec<pg_sys::Oid>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+               JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent = $1 ORDER BY c.relname",
+            None,
+            &[parent.into()],
+        )? {
+            out.push(row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid));
+        }
+        Ok(out)
+    })
+}
+
+/// The partitioned distributed table `relid` is a partition of, if it is one.
+pub(crate) fn parent_of(relid: pg_sys::Oid) -> TResult<Option<pg_sys::Oid>> {
+    Ok(Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT i.inhparent FROM pg_catalog.pg_inherits i
+                   JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                  WHERE i.inhrelid = $1 AND c.relispartition)",
+        &[relid.into()],
+    )?)
+}
+
+fn not_hash_parent(parent: pg_sys::Oid) -> TesseraError {
+    TesseraError::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!(
+            "cannot add a partition to {}: it is not a hash-distributed table",
+            display(parent)
+        ),
+    )
+    .hint("Partitions follow their parent: distribute the partitioned table with create_distributed_table(table, column).")
+}
+
+/// The parent's catalog row and where its shards are.
+fn parent_parts(parent: pg_sys::Oid) -> TResult<(DistTable, AttachTo)> {
+    let dist = catalog::find(parent)?
+        .filter(|t| t.kind() == TableKind::Hash)
+        .ok_or_else(|| not_hash_parent(parent))?;
+    let attach = AttachTo {
+        parent: rel_schema_and_name(parent),
+        parent_shards: catalog::shards(parent)?,
+        bound: String::new(),
+    };
+    Ok((dist, attach))
+}
+
+/// Distributes the local table `child`, a partition of the distributed table `parent` (as the
+/// coordinator has it already): shards co-located with the parent's, each attached to the
+/// parent's shard of its range, the child's rows moved into them, and the catalog rows.
+pub(crate) fn distribute_partition(parent: pg_sys::Oid, child: pg_sys::Oid) -> TResult<()> {
+    let (parent_dist, mut attach) = parent_parts(parent)?;
+    let table = distribute::check_table(child, Role::Partition)?;
+    if table.partitioned {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot distribute {}: a partition of a distributed table cannot be partitioned itself", table.display),
+        )
+        .hint("Use one level of partitions under a distributed table."));
+    }
+    let column = attname(parent, parent_dist.dist_attnum)?;
+    // The partition has the parent's columns, though not necessarily at the same positions.
+    let (attnum, _, _) = distribute::check_column(&table, &column)?;
+    let shards = attach
+        .parent_shards
+        .iter()
+        .map(|s| {
+            Ok(Shard {
+                shard_id: catalog::next_shard_id()?,
+                ..s.clone()
+            })
+        })
+        .collect::<TResult<Vec<_>>>()?;
+    let dist = DistTable {
+        relid: child,
+        method: Method::Hash,
+        dist_attnum: attnum,
+        colocation_id: parent_dist.colocation_id,
+        repmodel: 's',
+    };
+    attach.bound = crate::sharding::ddl::partition_bound(child)?;
+    distribute::build(
+        &table,
+        dist,
+        Some(&column),
+        shards,
+        &nodes::all()?,
+        Some(&attach),
+    )
+}
+
+/// The parent's CHECK constraints: a partition's shard has each of them named after the
+/// parent's shard while it is attached (see `TableDdl::partition_shard_ddl`), after its own
+/// shard otherwise.
+fn check_names(parent: pg_sys::Oid) -> TResult<Vec<String>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT conname::text FROM pg_catalog.pg_constraint
+              WHERE conrelid = $1 AND contype = 'c' ORDER BY conname",
+            None,
+            &[parent.into()],
+        )? {
+            out.push(row.get::<String>(1)?.unwrap_or_default());
+        }
+        Ok(out)
+    })
+}
+
+/// The renames of a partition shard's inherited CHECK constraints, from the names under `from`
+/// to those under `to` (shard ids).
+fn renames(shard: &str, checks: &[String], from: i64, to: i64) -> String {
+    checks
+        .iter()
+        .map(|c| {
+            format!(
+                "ALTER TABLE {shard} RENAME CONSTRAINT {} TO {};\n",
+                quote_identifier(shard_name(c, from)),
+                quote_identifier(shard_name(c, to))
+            )
+        })
+        .collect()
+}
+
+/// The commands for each pair of parent and partition shard, run on the nodes that hold them.
+fn per_shard_pair(
+    parent: pg_sys::Oid,
+    child: pg_sys::Oid,
+    sql_for: impl Fn(usize, &Shard, &Shard, &str) -> String,
+) -> TResult<()> {
+    let parent_shards = catalog::shards(parent)?;
+    let child_shards = catalog::shards(child)?;
+    let (schema, table) = rel_schema_and_name(child);
+    let mut per_group = PerGroup::new();
+    for (index, (p, c)) in parent_shards.iter().zip(&child_shards).enumerate() {
+        let sql = sql_for(
+            index,
+            p,
+            c,
+            &crate::sharding::qualified_shard(&schema, &table, c.shard_id),
+        );
+        for g in &c.groups {
+            per_group
+                .entry(*g)
+                .or_default()
+                .push((sql.clone(), Vec::new()));
+        }
+    }
+    super::run_per_group(per_group, &nodes::all()?)
+}
+
+/// Checks that the distributed table `child` can be attached to `parent` shard by shard: both
+/// hash-distributed in the same colocation group (so each shard of the child sits with the
+/// parent's shard of the same range).
+pub(crate) fn check_attach(parent: pg_sys::Oid, child: pg_sys::Oid) -> TResult<()> {
+    let parent_dist = catalog::find(parent)?
+        .filter(|t| t.kind() == TableKind::Hash)
+        .ok_or_else(|| not_hash_parent(parent))?;
+    let child_dist = catalog::find(child)?.expect("the caller checked");
+    if child_dist.colocation_id != parent_dist.colocation_id {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "cannot attach {} to {}: they are not co-located",
+                display(child),
+                display(parent)
+            ),
+        )
+        .hint("Attach a local table (it is distributed with the parent), or a table distributed with colocate_with => the parent."));
+    }
+    Ok(())
+}
+
+/// ATTACH PARTITION of the co-located distributed table `child` (attached on the coordinator
+/// already): each of its shards attached to the parent's shard of the same range.
+pub(crate) fn attach_shards(parent: pg_sys::Oid, child: pg_sys::Oid) -> TResult<()> {
+    let (_, mut attach) = parent_parts(parent)?;
+    attach.bound = crate::sharding::ddl::partition_bound(child)?;
+    let checks = check_names(parent)?;
+    per_shard_pair(parent, child, |index, p, c, shard| {
+        let mut sql = renames(shard, &checks, c.shard_id, p.shard_id);
+        sql.push_str(&attach.attach_sql(index, shard));
+        sql
+    })
+}
+
+/// DETACH PARTITION (detached on the coordinator already): each of the partition's shards
+/// detached from the parent's, its inherited CHECK constraints named after its own shard again.
+pub(crate) fn detach_shards(parent: pg_sys::Oid, child: pg_sys::Oid) -> TResult<()> {
+    let (schema, table) = rel_schema_and_name(parent);
+    let checks = check_names(parent)?;
+    per_shard_pair(parent, child, |_, p, c, shard| {
+        let mut sql = format!(
+            "ALTER TABLE {} DETACH PARTITION {shard};\n",
+            crate::sharding::qualified_shard(&schema, &table, p.shard_id)
+        );
+        sql.push_str(&renames(shard, &checks, p.shard_id, c.shard_id));
+        sql
+    })
+}
+
+fn attname(relid: pg_sys::Oid, attnum: i16) -> TResult<String> {
+    // SAFETY: a syscache lookup with missing_ok; the name is a palloc'd string or null.
+    let name = unsafe { pg_sys::get_attname(relid, attnum, true) };
+    if name.is_null() {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!(
+                "the distribution column of {} does not exist",
+                display(relid)
+            ),
+        ));
+    }
+    // SAFETY: a non-null NUL-terminated string.
+    Ok(unsafe { crate::pg::nodes::string(name) })
+}
+
+/// `relid::regclass::text`, for messages.
+fn display(relid: pg_sys::Oid) -> String {
+    Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[relid.into()])
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| relid.to_u32().to_string())
+}
