@@ -174,6 +174,13 @@ AS 'MODULE_PATHNAME', 'tessera_drop_trigger_wrapper';
 CREATE EVENT TRIGGER tessera_drop_trigger ON sql_drop
     EXECUTE FUNCTION citus.tessera_drop_trigger();
 
+-- Records the objects kept on every node (schemas, types, functions, ...) in pg_dist_object.
+CREATE FUNCTION citus.tessera_ddl_trigger()
+RETURNS event_trigger LANGUAGE C
+AS 'MODULE_PATHNAME', 'tessera_ddl_trigger_wrapper';
+CREATE EVENT TRIGGER tessera_ddl_trigger ON ddl_command_end
+    EXECUTE FUNCTION citus.tessera_ddl_trigger();
+
 -- Sizes of shard placements, asked of every node that holds some (superuser or table owner
 -- sees them; a node that cannot be reached shows no sizes).
 CREATE FUNCTION citus.shard_placement_sizes(OUT groupid integer, OUT shard_id bigint, OUT size bigint)

@@ -113,6 +113,10 @@ CREATE INDEX events_note ON events (note);
 SELECT DISTINCT result FROM run_command_on_workers($$
   SELECT count(*) FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid
    WHERE c.relname ~ '^events_2026_01_[0-9]+$' AND pg_get_indexdef(x.indexrelid) LIKE '%(note)%'$$);
+-- ANALYZE of the parent gives the coordinator the row counts of the parent and of each
+-- partition (summed over their shards).
+ANALYZE events;
+SELECT relname, reltuples FROM pg_class WHERE relname IN ('events', 'events_2026_02', 'events_2026_04') AND relnamespace = 'parts'::regnamespace ORDER BY 1;
 TRUNCATE events_2026_04;
 SELECT count(*) FROM events WHERE kind = 'april';
 

@@ -56,7 +56,20 @@ SELECT DISTINCT result FROM run_command_on_workers($$
   SELECT string_agg(regexp_replace(s.stxname, '_[0-9]+$', '') || ':' || array_to_string(s.stxkind, '') || ':' || coalesce(s.stxstattarget, -1), ',' ORDER BY s.stxname)
     FROM pg_statistic_ext s JOIN pg_class c ON c.oid = s.stxrelid
    WHERE c.relname ~ '^orders_[0-9]+$' GROUP BY c.relname$$);
+CREATE FUNCTION plan_rows(q text) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE j json;
+BEGIN
+  EXECUTE 'EXPLAIN (FORMAT JSON) ' || q INTO j;
+  RETURN (j->0->'Plan'->>'Plan Rows')::float8;
+END $$;
+-- Before ANALYZE the coordinator knows no row count; after it, the shards' sums.
+SELECT reltuples FROM pg_class WHERE oid = 'orders'::regclass;
+SELECT plan_rows('SELECT * FROM orders');
 ANALYZE orders;
+SELECT reltuples, relpages > 0 AS has_pages FROM pg_class WHERE oid = 'orders'::regclass;
+SELECT count(*) FROM orders;
+SELECT plan_rows('SELECT * FROM orders'), plan_rows('SELECT * FROM orders WHERE qty > 1'),
+       plan_rows('SELECT * FROM orders WHERE tenant_id = 1'), plan_rows('SELECT qty, count(*) FROM orders GROUP BY qty');
 RESET ROLE;
 SELECT sum(result::int) > 0 AS gathered FROM run_command_on_workers($$
   SELECT count(*) FROM pg_statistic_ext s JOIN pg_statistic_ext_data d ON d.stxoid = s.oid
@@ -73,11 +86,19 @@ CREATE STATISTICS items_ab ON a, b FROM items;
 SELECT create_distributed_table('items', 'tenant_id', colocate_with => 'orders');
 SELECT sum(result::int) AS shard_statistics FROM run_command_on_workers($$
   SELECT count(*) FROM pg_statistic_ext WHERE stxname ~ '^items_ab_[0-9]+$'$$);
+-- Default privileges reach the workers.
+ALTER DEFAULT PRIVILEGES IN SCHEMA trg GRANT SELECT ON TABLES TO PUBLIC;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_default_acl d WHERE d.defaclnamespace = 'trg'::regnamespace$$);
+ALTER DEFAULT PRIVILEGES IN SCHEMA trg REVOKE SELECT ON TABLES FROM PUBLIC;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_default_acl d WHERE d.defaclnamespace = 'trg'::regnamespace$$);
 -- The owner drops its distributed tables.
 DROP TABLE items;
 DROP TABLE orders;
 SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text IN ('orders', 'items');
 DROP FUNCTION fill_total();
+DROP FUNCTION plan_rows(text);
 RESET ROLE;
 RESET search_path;
 DROP SCHEMA trg CASCADE;

@@ -135,13 +135,9 @@ fn create_distributed_function(
             "INSERT INTO pg_catalog.pg_dist_object
                     (classid, objid, objsubid, type, object_names, object_args,
                      distribution_argument_index, colocationid, force_delegation)
-             SELECT 'pg_catalog.pg_proc'::regclass, p.oid, 0, 'function',
-                    ARRAY[n.nspname::text, p.proname::text],
-                    (SELECT coalesce(array_agg(pg_catalog.format_type(t, NULL) ORDER BY i), '{}')
-                       FROM pg_catalog.unnest(p.proargtypes) WITH ORDINALITY AS a(t, i)),
+             SELECT 'pg_catalog.pg_proc'::regclass, $1, 0, i.type, i.object_names, i.object_args,
                     $2, $3, $4
-               FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-              WHERE p.oid = $1
+               FROM pg_catalog.pg_identify_object_as_address('pg_catalog.pg_proc'::regclass, $1, 0) i
              ON CONFLICT (classid, objid, objsubid) DO UPDATE
                 SET distribution_argument_index = excluded.distribution_argument_index,
                     colocationid = excluded.colocationid,

@@ -9,10 +9,12 @@
 
 pub mod ddl;
 pub mod distribute;
+pub mod distributed_objects;
 pub mod foreign_keys;
 pub mod functions;
 pub mod node;
 pub mod partitions;
+pub mod row_counts;
 pub mod run_command;
 pub mod undistribute;
 

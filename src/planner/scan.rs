@@ -121,3 +121,53 @@ pub(crate) unsafe fn planned_stmt(
         stmt
     }
 }
+
+/// The rows a distributed scan returns, for the coordinator's plan: the largest distributed
+/// table's row count as the last ANALYZE of its shards left it on the coordinator
+/// (`commands::row_counts`), over one shard group (`one_group`) or all of them, times
+/// PostgreSQL's default selectivity of a condition (1/3) when the query filters; `default`
+/// while no table of the query was analyzed.
+///
+/// # Safety
+/// `parse` is a valid Query.
+pub(crate) unsafe fn estimated_rows(
+    parse: *mut pg_sys::Query,
+    a: &Analysis,
+    one_group: bool,
+    default: f64,
+) -> f64 {
+    let mut best: Option<f64> = None;
+    for r in &a.rtes {
+        // SAFETY: a syscache lookup of a relation the query has locked; the tuple is released
+        // before the next one.
+        let tuples = unsafe {
+            let tuple = pg_sys::SearchSysCache1(
+                pg_sys::SysCacheIdentifier::RELOID as std::ffi::c_int,
+                pg_sys::Datum::from(r.meta.table.relid),
+            );
+            if tuple.is_null() {
+                continue;
+            }
+            let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(tuple);
+            let t = (*form).reltuples as f64;
+            pg_sys::ReleaseSysCache(tuple);
+            t
+        };
+        if tuples < 0.0 {
+            continue;
+        }
+        let shards = r.meta.shards.len().max(1) as f64;
+        let rows = if one_group || r.meta.is_reference() {
+            tuples / if r.meta.is_reference() { 1.0 } else { shards }
+        } else {
+            tuples
+        };
+        best = Some(best.map_or(rows, |b: f64| b.max(rows)));
+    }
+    let Some(rows) = best else {
+        return default;
+    };
+    // SAFETY: reading the Query's jointree.
+    let filtered = unsafe { !(*parse).jointree.is_null() && !(*(*parse).jointree).quals.is_null() };
+    (if filtered { rows / 3.0 } else { rows }).max(1.0).round()
+}

@@ -9,7 +9,7 @@ use crate::error::TResult;
 use crate::pg::nodes::{list_of, make_list};
 use crate::planner::analyze::Analysis;
 use crate::planner::combine;
-use crate::planner::scan::{custom_scan, index_var_tlist, planned_stmt, visible};
+use crate::planner::scan::{custom_scan, estimated_rows, index_var_tlist, planned_stmt, visible};
 use crate::planner::tiers::{base_plan, common_pin, multi_shard_blocker};
 use crate::planner::unsupported;
 
@@ -36,7 +36,8 @@ pub(crate) unsafe fn plan_select(
             };
             let plan = base_plan(tier, Command::Select, parse, a, pin, true)?;
             let scan_tlist = visible((*parse).targetList);
-            let cscan = custom_scan(&plan, scan_tlist, 100.0);
+            let rows = estimated_rows(parse, a, true, 100.0);
+            let cscan = custom_scan(&plan, scan_tlist, rows);
             (*cscan).scan.plan.targetlist = index_var_tlist(scan_tlist);
             return Ok(planned_stmt(parse, cscan, a));
         }
@@ -52,7 +53,8 @@ pub(crate) unsafe fn plan_select(
         if !combine::needs_combine(parse) {
             let plan = base_plan(Tier::MultiShard, Command::Select, parse, a, Pin::All, true)?;
             let scan_tlist = visible((*parse).targetList);
-            let cscan = custom_scan(&plan, scan_tlist, 1000.0);
+            let rows = estimated_rows(parse, a, false, 1000.0);
+            let cscan = custom_scan(&plan, scan_tlist, rows);
             (*cscan).scan.plan.targetlist = index_var_tlist(scan_tlist);
             return Ok(planned_stmt(parse, cscan, a));
         }
@@ -77,8 +79,15 @@ pub(crate) unsafe fn plan_select(
             .iter()
             .map(|&(col, agg)| (col, agg.to_u32()))
             .collect();
-        let stmt =
-            combine::plan_combine(&split, &plan, query_string, cursor_options, bound_params)?;
+        let rows = estimated_rows(parse, a, false, 1000.0);
+        let stmt = combine::plan_combine(
+            &split,
+            &plan,
+            rows,
+            query_string,
+            cursor_options,
+            bound_params,
+        )?;
         // The combine plan's range table holds only the scan's function; add the user's tables
         // for privilege checks, locking and plan invalidation.
         let mut rtable = list_of::<pg_sys::RangeTblEntry>((*stmt).rtable);

@@ -118,6 +118,7 @@ pub(super) unsafe fn vacuum(u: &Utility) -> TResult<Step> {
     };
     Ok(Step::Propagate(Box::new(move || {
         let mut per_group = PerGroup::new();
+        let relids: Vec<pg_sys::Oid> = tables.iter().map(|(r, _)| *r).collect();
         for (relid, cols) in tables {
             let (schema, table) = rel_schema_and_name(relid);
             let cols = if cols.is_empty() {
@@ -136,9 +137,11 @@ pub(super) unsafe fn vacuum(u: &Utility) -> TResult<Step> {
         // back with it.
         if verb == "VACUUM" {
             per_group.remove(&tessera_core::node::COORDINATOR_GROUP_ID);
-            run_per_group_in(per_group, &nodes::all()?, Scope::Autocommit)
+            run_per_group_in(per_group, &nodes::all()?, Scope::Autocommit)?;
         } else {
-            super::run_batched(per_group)
+            super::run_batched(per_group)?;
         }
+        // The shards' row counts become the coordinator's.
+        crate::commands::row_counts::refresh(&relids)
     })))
 }

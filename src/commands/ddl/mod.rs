@@ -32,6 +32,7 @@
 //! | CREATE / ALTER / DROP ROLE, GRANT role, ALTER ROLE ... SET / RENAME, DROP / REASSIGN OWNED | `roles`: on every worker (a password as its stored verifier) |
 //! | CREATE / DROP SCHEMA, GRANT on schemas, functions, types | `objects`: on every worker (CREATE SCHEMA IF NOT EXISTS, DROP ... IF EXISTS) |
 //! | CREATE / ALTER / DROP TYPE, DOMAIN, FUNCTION, PROCEDURE, AGGREGATE, OPERATOR, COLLATION; their RENAME / SET SCHEMA / OWNER TO | `objects`: as written on every worker, under the session's search_path |
+//! | ALTER DEFAULT PRIVILEGES | `objects`: as written on every worker |
 //! | COMMENT, SECURITY LABEL, LOCK TABLE | local on purpose: a comment or label is the coordinator's metadata; the coordinator's lock is what distributed writes take |
 //! | DROP TABLE / DROP SCHEMA | passes; the `sql_drop` event trigger (commands::distribute) drops the shards |
 //!
@@ -157,6 +158,9 @@ fn handler_for(tag: pg_sys::NodeTag) -> Option<Handler> {
         T_CompositeTypeStmt => objects::create_composite,
         T_DefineStmt => objects::define,
         T_AlterFunctionStmt => objects::alter_function,
+        // Default privileges: the workers' too, for objects made there (the shards take the
+        // table's own privileges when they are made).
+        T_AlterDefaultPrivilegesStmt => objects::as_written,
         T_CreateFunctionStmt => objects::create_function,
         T_AlterOwnerStmt => alter_owner,
         T_CreateRoleStmt => roles::create,

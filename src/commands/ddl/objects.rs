@@ -130,16 +130,8 @@ pub(super) unsafe fn drop_object(u: &Utility) -> TResult<Step> {
     } else {
         with_if_exists(&text)
     };
-    on_every_worker(move || {
-        // Functions recorded as distributed that are gone now.
-        let _write = crate::metadata::CatalogWrite::begin();
-        Spi::run(
-            "DELETE FROM pg_catalog.pg_dist_object o
-              WHERE o.classid = 'pg_catalog.pg_proc'::regclass
-                AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.oid = o.objid)",
-        )?;
-        Ok(vec![sql])
-    })
+    // (pg_dist_object forgets the dropped objects in the sql_drop trigger.)
+    on_every_worker(move || Ok(vec![sql]))
 }
 
 /// `DROP <kind> IF EXISTS ...` from `DROP <kind> ...` (the kinds here are one keyword).

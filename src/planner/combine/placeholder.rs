@@ -193,13 +193,15 @@ unsafe fn swap(plan: *mut pg_sys::Plan, s: &mut FunctionScanSwap) -> *mut pg_sys
     }
 }
 
-/// Plans the combine query with PostgreSQL's planner, then swaps in the Tessera scan.
+/// Plans the combine query with PostgreSQL's planner, then swaps in the Tessera scan, which
+/// is estimated to return `rows`.
 ///
 /// # Safety
 /// The planner hook's arguments; `split` comes from [`split`].
 pub(crate) unsafe fn plan_combine(
     split: &Split,
     plan: &DistPlan,
+    rows: f64,
     query_string: *const std::ffi::c_char,
     cursor_options: i32,
     bound_params: pg_sys::ParamListInfo,
@@ -233,7 +235,7 @@ pub(crate) unsafe fn plan_combine(
         let stmt = pg_sys::standard_planner(c, query_string, cursor_options, bound_params);
         let mut s = FunctionScanSwap {
             func,
-            cscan: custom_scan(plan, std::ptr::null_mut(), 1000.0),
+            cscan: custom_scan(plan, std::ptr::null_mut(), rows),
             done: false,
         };
         (*stmt).planTree = swap((*stmt).planTree, &mut s);

@@ -1,0 +1,103 @@
+//! `pg_dist_object`: the objects Tessera keeps on every node, recorded as Citus records them
+//! (class, object, sub-object, and the `type` / `object_names` / `object_args` that
+//! `pg_identify_object_as_address` gives). A `ddl_command_end` event trigger records each
+//! schema, type, domain, function, procedure, aggregate, operator, collation and extension
+//! made on a coordinator (a node with nodes registered), except what an extension's script
+//! makes, objects in temporary schemas and functions that stay on the coordinator (see
+//! `ddl::objects`); their names follow RENAME and SET SCHEMA. The `sql_drop` trigger
+//! (`distribute::tessera_drop_trigger`) forgets dropped ones.
+
+use pgrx::prelude::*;
+use pgrx::spi::Spi;
+
+use crate::error::{OrReport, TResult, TesseraError};
+
+/// Records (or, for `$4` false, only renames) the objects whose addresses are in the arrays.
+const RECORD: &str = "
+  INSERT INTO pg_catalog.pg_dist_object (classid, objid, objsubid, type, object_names, object_args)
+  SELECT a.classid, a.objid, a.objsubid, i.type, i.object_names, i.object_args
+    FROM ROWS FROM (pg_catalog.unnest($1::oid[]), pg_catalog.unnest($2::oid[]),
+                   pg_catalog.unnest($3::int[])) AS a(classid, objid, objsubid),
+         LATERAL pg_catalog.pg_identify_object_as_address(a.classid, a.objid, a.objsubid) i
+   WHERE $4 OR EXISTS (SELECT 1 FROM pg_catalog.pg_dist_object o
+                        WHERE (o.classid, o.objid, o.objsubid) = (a.classid, a.objid, a.objsubid))
+  ON CONFLICT (classid, objid, objsubid) DO UPDATE
+     SET type = excluded.type, object_names = excluded.object_names,
+         object_args = excluded.object_args";
+
+/// The `ddl_command_end` event trigger.
+#[pg_extern(sql = false)]
+fn tessera_ddl_trigger() {
+    (|| -> TResult<()> {
+        // Only a coordinator keeps the record (a worker runs the same DDL for it).
+        if !Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node)")?
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+        let (mut created, mut altered) = (Vec::new(), Vec::new());
+        Spi::connect(|client| {
+            for row in client.select(
+                "SELECT c.classid, c.objid, c.objsubid, c.command_tag LIKE 'CREATE %'
+                   FROM pg_catalog.pg_event_trigger_ddl_commands() c
+                  WHERE NOT c.in_extension
+                    AND c.classid IN ('pg_catalog.pg_namespace'::regclass, 'pg_catalog.pg_type'::regclass,
+                                      'pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass,
+                                      'pg_catalog.pg_collation'::regclass, 'pg_catalog.pg_extension'::regclass)
+                    AND coalesce(c.schema_name, '') !~ '^pg_temp'
+                    -- A composite type with a table's row type in it stays the coordinator's.
+                    AND NOT (c.classid = 'pg_catalog.pg_type'::regclass AND EXISTS (
+                        SELECT 1 FROM pg_catalog.pg_type t
+                          JOIN pg_catalog.pg_attribute a ON a.attrelid = t.typrelid AND a.attnum > 0
+                          JOIN pg_catalog.pg_type at ON at.oid = a.atttypid
+                          JOIN pg_catalog.pg_type et ON et.oid = coalesce(nullif(at.typelem, 0), at.oid)
+                          JOIN pg_catalog.pg_class r ON r.oid = et.typrelid
+                         WHERE t.oid = c.objid AND r.relkind <> 'c'))
+                    AND NOT (c.classid = 'pg_catalog.pg_extension'::regclass
+                             AND c.objid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'tessera'))",
+                None,
+                &[],
+            )? {
+                let classid = row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid);
+                let objid = row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid);
+                let objsubid = row.get::<i32>(3)?.unwrap_or(0);
+                let create = row.get::<bool>(4)?.unwrap_or(false);
+                if classid == pg_sys::Oid::from(pg_sys::ProcedureRelationId)
+                    && !crate::commands::ddl::objects::oid_is_shared(objid)
+                {
+                    continue;
+                }
+                if create { &mut created } else { &mut altered }.push((classid, objid, objsubid));
+            }
+            Ok::<_, TesseraError>(())
+        })?;
+        for (objects, create) in [(created, true), (altered, false)] {
+            if objects.is_empty() {
+                continue;
+            }
+            let _write = crate::metadata::CatalogWrite::begin();
+            Spi::run_with_args(
+                RECORD,
+                &[
+                    objects.iter().map(|o| o.0).collect::<Vec<_>>().into(),
+                    objects.iter().map(|o| o.1).collect::<Vec<_>>().into(),
+                    objects.iter().map(|o| o.2).collect::<Vec<_>>().into(),
+                    create.into(),
+                ],
+            )?;
+        }
+        Ok(())
+    })()
+    .or_report()
+}
+
+/// In the `sql_drop` event trigger: forgets the dropped objects.
+pub(crate) fn forget_dropped() -> TResult<()> {
+    let _write = crate::metadata::CatalogWrite::begin();
+    Spi::run(
+        "DELETE FROM pg_catalog.pg_dist_object o
+          USING pg_catalog.pg_event_trigger_dropped_objects() d
+          WHERE (o.classid, o.objid, o.objsubid) = (d.classid, d.objid, d.objsubid)",
+    )?;
+    Ok(())
+}
