@@ -62,7 +62,7 @@ fn tessera_ddl_trigger() {
                 let objid = row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid);
                 let objsubid = row.get::<i32>(3)?.unwrap_or(0);
                 let create = row.get::<bool>(4)?.unwrap_or(false);
-                if classid == pg_sys::Oid::from(pg_sys::ProcedureRelationId)
+                if classid == pg_sys::ProcedureRelationId
                     && !crate::commands::ddl::objects::oid_is_shared(objid)
                 {
                     continue;
