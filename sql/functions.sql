@@ -389,7 +389,10 @@ CREATE FUNCTION pg_catalog.get_missing_time_partition_ranges(
     from_value timestamptz DEFAULT now())
 RETURNS TABLE (partition_name text, range_from_value text, range_to_value text)
 LANGUAGE plpgsql
+-- Values are printed and read in ISO form, whatever the session's DateStyle.
 SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, MDY'
+SET intervalstyle = 'postgres'
 AS $fn$
 DECLARE
     rel_name name;
@@ -398,7 +401,11 @@ DECLARE
     step_end timestamptz;
     name_format text;
     suffix text;
+    base text;
     clash record;
+    session_zone text := current_setting('TimeZone');
+    local_from timestamp;
+    local_to timestamp;
 BEGIN
     IF table_name IS NULL OR partition_interval IS NULL OR to_value IS NULL OR from_value IS NULL THEN
         RAISE EXCEPTION 'table_name, partition_interval, end_at and start_from cannot be NULL'
@@ -429,6 +436,16 @@ BEGIN
     IF column_type = 'date'::regtype AND date_trunc('day', partition_interval) <> partition_interval THEN
         RAISE EXCEPTION 'the partition interval of a table partitioned by a date must be whole days, not %', partition_interval
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- A date or timestamp column has no time zone: its steps are taken in wall-clock time (in
+    -- UTC, which has no daylight saving changes), from the session's wall-clock bounds.
+    IF column_type <> 'timestamptz'::regtype THEN
+        local_from := from_value::timestamp;
+        local_to := to_value::timestamp;
+        PERFORM set_config('timezone', 'UTC', true);
+        from_value := local_from::timestamptz;
+        to_value := local_to::timestamptz;
     END IF;
 
     -- Steps continue from the first existing partition, so new ones line up with the old.
@@ -472,9 +489,12 @@ BEGIN
            AND tp.from_value::timestamptz < step_end AND tp.to_value::timestamptz > step_start
          LIMIT 1;
         IF NOT FOUND THEN
-            suffix := to_char(step_start, name_format);
-            partition_name := left(rel_name, current_setting('max_identifier_length')::int - length(suffix) - 2)
-                              || '_p' || suffix;
+            suffix := '_p' || to_char(step_start, name_format);
+            base := rel_name;
+            WHILE octet_length(base || suffix) > current_setting('max_identifier_length')::int LOOP
+                base := left(base, -1);
+            END LOOP;
+            partition_name := base || suffix;
             IF column_type = 'date'::regtype THEN
                 range_from_value := step_start::date::text;
                 range_to_value := step_end::date::text;
@@ -494,6 +514,7 @@ BEGIN
         END IF;
         step_start := step_end;
     END LOOP;
+    PERFORM set_config('timezone', session_zone, true);
 END;
 $fn$;
 COMMENT ON FUNCTION pg_catalog.get_missing_time_partition_ranges(regclass, interval, timestamptz, timestamptz)
@@ -508,6 +529,8 @@ CREATE FUNCTION pg_catalog.create_time_partitions(
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, MDY'
+SET intervalstyle = 'postgres'
 AS $fn$
 DECLARE
     schema_name name;
@@ -539,6 +562,7 @@ COMMENT ON FUNCTION pg_catalog.create_time_partitions(regclass, interval, timest
 CREATE PROCEDURE pg_catalog.drop_old_time_partitions(table_name regclass, older_than timestamptz)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET datestyle = 'ISO, MDY'
 AS $fn$
 DECLARE
     old record;

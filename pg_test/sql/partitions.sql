@@ -119,6 +119,50 @@ ANALYZE events;
 SELECT relname, reltuples FROM pg_class WHERE relname IN ('events', 'events_2026_02', 'events_2026_04') AND relnamespace = 'parts'::regnamespace ORDER BY 1;
 TRUNCATE events_2026_04;
 SELECT count(*) FROM events WHERE kind = 'april';
+-- An index and a UNIQUE constraint made on the parent after distribution: the partition
+-- shards' copies are named after the coordinator's copies, so after a DETACH the partition's
+-- own index and constraint can be dropped, on the shards too.
+ALTER TABLE events ADD CONSTRAINT events_uniq UNIQUE (tenant_id, at, n);
+ALTER TABLE events DETACH PARTITION events_2025_12;
+DROP INDEX events_2025_12_note_idx;
+ALTER TABLE events_2025_12 DROP CONSTRAINT events_2025_12_tenant_id_at_n_key;
+SELECT sum(result::int) AS left_on_shards FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid
+   WHERE c.relnamespace = 'parts'::regnamespace AND c.relname ~ '^events_2025_12_[0-9]+$'
+     AND (pg_get_indexdef(x.indexrelid) LIKE '%(note)%' OR pg_get_indexdef(x.indexrelid) LIKE '%(tenant_id, at, n)%')$$);
+SELECT sum(result::int) AS on_other_partitions FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid
+   WHERE c.relnamespace = 'parts'::regnamespace AND c.relname ~ '^events_2026_01_[0-9]+$'
+     AND pg_get_indexdef(x.indexrelid) LIKE '%(tenant_id, at, n)%'$$);
+ALTER TABLE events_2025_12 ADD CONSTRAINT events_2025_12_uniq UNIQUE (tenant_id, at, n);
+ALTER TABLE events ATTACH PARTITION events_2025_12 FOR VALUES FROM ('2025-12-01') TO ('2026-01-01');
+SELECT count(*) FROM events WHERE at < '2026-01-01';
+-- Refused: a co-located table distributed by another column (its rows are not where the
+-- parent routes them), a partitioned one, a foreign table.
+CREATE TABLE ab (a bigint NOT NULL, b bigint NOT NULL, at date NOT NULL) PARTITION BY RANGE (at);
+SELECT create_distributed_table('ab', 'a', shard_count => 4);
+CREATE TABLE ab_2027 (a bigint NOT NULL, b bigint NOT NULL, at date NOT NULL);
+SELECT create_distributed_table('ab_2027', 'b', colocate_with => 'ab');
+ALTER TABLE ab ATTACH PARTITION ab_2027 FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+DROP TABLE ab, ab_2027;
+CREATE TABLE events_2023 (tenant_id bigint NOT NULL, at timestamptz NOT NULL, kind text, n int NOT NULL, note text,
+                          CHECK (n >= 0)) PARTITION BY LIST (kind);
+CREATE TABLE events_2023_a PARTITION OF events_2023 FOR VALUES IN ('a');
+SELECT create_distributed_table('events_2023', 'tenant_id', colocate_with => 'events');
+ALTER TABLE events ATTACH PARTITION events_2023 FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+DROP TABLE events_2023;
+CREATE FOREIGN TABLE events_remote PARTITION OF events FOR VALUES FROM ('2022-01-01') TO ('2023-01-01') SERVER nowhere;
+-- Bounds in another DateStyle and TimeZone reach the shards as the coordinator means them.
+SET timezone = 'Asia/Kolkata';
+SET datestyle = 'SQL, DMY';
+CREATE TABLE ist (id bigint NOT NULL, at timestamptz NOT NULL) PARTITION BY RANGE (at);
+SELECT create_distributed_table('ist', 'id', shard_count => 2);
+CREATE TABLE ist_jan PARTITION OF ist FOR VALUES FROM ('2026-01-01 00:00+05:30') TO ('2026-02-01 00:00+05:30');
+INSERT INTO ist VALUES (1, '2026-01-01 01:00+05:30'), (2, '2026-01-31 23:30+05:30');
+SELECT id, at FROM ist_jan ORDER BY id;
+DROP TABLE ist;
+RESET datestyle;
+SET timezone = 'UTC';
 
 -- Refused with a hint: inheritance, two levels, a concurrent detach, undistributing a
 -- partition alone.
@@ -161,6 +205,18 @@ CREATE TABLE quarterly (t timestamptz NOT NULL) PARTITION BY RANGE (t);
 SELECT create_time_partitions('quarterly', interval '3 months', '2027-07-01', '2026-12-02');
 SELECT create_time_partitions('quarterly', interval '1 year', '2028-01-01', '2027-01-01');
 SELECT partition::text FROM time_partitions WHERE parent_table = 'quarterly'::regclass ORDER BY 1;
+-- A timestamp column across a daylight saving change, in another DateStyle; a name of
+-- multibyte characters cut to fit in 63 bytes.
+SET timezone = 'America/New_York';
+SET datestyle = 'SQL, DMY';
+CREATE TABLE hr (t timestamp NOT NULL) PARTITION BY RANGE (t);
+SELECT create_time_partitions('hr', interval '1 hour', '2026-11-01 03:00', '2026-11-01 00:00');
+SELECT partition::text, from_value, to_value FROM time_partitions WHERE parent_table = 'hr'::regclass ORDER BY 1;
+RESET datestyle;
+SET timezone = 'UTC';
+CREATE TABLE "ééééééééééééééééééééééééééééééé" (id bigint NOT NULL, t timestamptz NOT NULL) PARTITION BY RANGE (t);
+SELECT create_time_partitions('"ééééééééééééééééééééééééééééééé"', interval '1 month', '2026-03-01', '2026-01-01');
+SELECT partition::text, (SELECT octet_length(relname::text) FROM pg_class WHERE oid = partition) AS bytes FROM time_partitions WHERE parent_table = '"ééééééééééééééééééééééééééééééé"'::regclass ORDER BY 1;
 -- Bad input.
 SELECT create_time_partitions('daily', interval '1 week', '2026-12-01', '2026-12-20');
 SELECT create_time_partitions('daily', interval '0', '2027-01-01');

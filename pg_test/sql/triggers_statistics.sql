@@ -41,6 +41,12 @@ SELECT id, total, touched FROM orders WHERE tenant_id = 1 AND id IN (6, 7) ORDER
 SELECT DISTINCT result FROM run_command_on_workers($$
   SELECT string_agg(t.tgname || ':' || t.tgtype, ',' ORDER BY t.tgname) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
    WHERE c.relname ~ '^orders_[0-9]+$' AND NOT t.tgisinternal GROUP BY c.relname$$);
+-- A trigger whose name holds the table's name.
+CREATE TRIGGER " ON trg.orders " BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION fill_total();
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+   WHERE c.relname ~ '^orders_[0-9]+$' AND t.tgname = ' ON trg.orders '$$);
+DROP TRIGGER " ON trg.orders " ON orders;
 DROP TRIGGER orders_fill ON orders;
 SELECT sum(result::int) AS shard_triggers FROM run_command_on_workers($$
   SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
@@ -93,6 +99,32 @@ SELECT DISTINCT result FROM run_command_on_workers($$
 ALTER DEFAULT PRIVILEGES IN SCHEMA trg REVOKE SELECT ON TABLES FROM PUBLIC;
 SELECT DISTINCT result FROM run_command_on_workers($$
   SELECT count(*) FROM pg_default_acl d WHERE d.defaclnamespace = 'trg'::regnamespace$$);
+-- Tessera writes its catalog as a superuser: none of the user's functions or operators can
+-- stand in for the built-in ones there (these would fail if they ran as a superuser).
+CREATE FUNCTION trg.nextval(regclass) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+  IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+    RAISE EXCEPTION 'nextval ran as a superuser';
+  END IF;
+  RETURN pg_catalog.nextval($1);
+END $$;
+CREATE FUNCTION trg.eq8(bigint, bigint) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+  IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+    RAISE EXCEPTION '= ran as a superuser';
+  END IF;
+  RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE OPERATOR trg.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = trg.eq8);
+SET search_path = trg, pg_catalog;
+CREATE TABLE hostile (tenant_id int NOT NULL);
+SELECT create_distributed_table('hostile', 'tenant_id', colocate_with => 'orders');
+DROP TABLE hostile;
+RESET search_path;
+SET search_path = trg;
+DROP OPERATOR trg.= (bigint, bigint);
+DROP FUNCTION trg.eq8(bigint, bigint);
+DROP FUNCTION trg.nextval(regclass);
 -- The owner drops its distributed tables.
 DROP TABLE items;
 DROP TABLE orders;

@@ -184,12 +184,39 @@ fn per_shard_pair(
 
 /// Checks that the distributed table `child` can be attached to `parent` shard by shard: both
 /// hash-distributed in the same colocation group (so each shard of the child sits with the
-/// parent's shard of the same range).
+/// parent's shard of the same range) by the same column (so each row is in the shard the
+/// parent routes its value to), and the child not partitioned itself.
 pub(crate) fn check_attach(parent: pg_sys::Oid, child: pg_sys::Oid) -> TResult<()> {
     let parent_dist = catalog::find(parent)?
         .filter(|t| t.kind() == TableKind::Hash)
         .ok_or_else(|| not_hash_parent(parent))?;
     let child_dist = catalog::find(child)?.expect("the caller checked");
+    if !partitions_of(child)?.is_empty()
+        // SAFETY: a syscache lookup.
+        || unsafe { pg_sys::get_rel_relkind(child) } == pg_sys::RELKIND_PARTITIONED_TABLE as std::ffi::c_char
+    {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "cannot attach {}: a partition of a distributed table cannot be partitioned itself",
+                display(child)
+            ),
+        )
+        .hint("Use one level of partitions under a distributed table."));
+    }
+    let same_column = child_dist.kind() == TableKind::Hash
+        && attname(parent, parent_dist.dist_attnum)? == attname(child, child_dist.dist_attnum)?;
+    if !same_column {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "cannot attach {} to {}: it is not distributed by the same column",
+                display(child),
+                display(parent)
+            ),
+        )
+        .hint("Undistribute the table first (undistribute_table), then attach it: it is distributed with the parent."));
+    }
     if child_dist.colocation_id != parent_dist.colocation_id {
         return Err(TesseraError::new(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -254,4 +281,64 @@ fn display(relid: pg_sys::Oid) -> String {
         .ok()
         .flatten()
         .unwrap_or_else(|| relid.to_u32().to_string())
+}
+
+/// After `index` (an index, or the index of a UNIQUE / PRIMARY KEY constraint) was made on the
+/// partitioned distributed table `parent` and on its shards: PostgreSQL made a copy of it on
+/// every partition, here and on every partition shard, each under a name of its choosing. The
+/// shards' copies are renamed `<the coordinator's copy's name>_<shardid>`, as every shard
+/// index is named, so that later statements on a partition's index or constraint (DROP,
+/// RENAME, after a DETACH too) find them on the shards.
+pub(crate) fn name_partition_indexes(parent: pg_sys::Oid, index: pg_sys::Oid) -> TResult<()> {
+    let partitions = partitions_of(parent)?;
+    if partitions.is_empty() {
+        return Ok(());
+    }
+    let (schema, _) = rel_schema_and_name(parent);
+    let (_, index_name) = rel_schema_and_name(index);
+    let parent_shards = catalog::shards(parent)?;
+    let mut per_group = PerGroup::new();
+    for partition in partitions {
+        // The coordinator's copy of the index on this partition.
+        let Some(copy) = Spi::get_one_with_args::<String>(
+            "SELECT (SELECT c.relname::text FROM pg_catalog.pg_inherits i
+                       JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                       JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid
+                      WHERE i.inhparent = $1 AND x.indrelid = $2)",
+            &[index.into(), partition.into()],
+        )?
+        else {
+            continue;
+        };
+        let (_, partition_name) = rel_schema_and_name(partition);
+        for (p, c) in parent_shards.iter().zip(catalog::shards(partition)?) {
+            let target = shard_name(&copy, c.shard_id);
+            let parent_index = crate::sharding::qualified_shard(&schema, &index_name, p.shard_id);
+            let shard = crate::sharding::qualified_shard(&schema, &partition_name, c.shard_id);
+            let body = format!(
+                "DECLARE n name; BEGIN
+                   SELECT c.relname INTO n FROM pg_catalog.pg_inherits i
+                     JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                     JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid
+                    WHERE i.inhparent = pg_catalog.to_regclass({}) AND x.indrelid = pg_catalog.to_regclass({});
+                   IF n IS NOT NULL AND n <> {} THEN
+                     EXECUTE pg_catalog.format('ALTER INDEX %I.%I RENAME TO %I', {}, n, {});
+                   END IF;
+                 END",
+                pgrx::spi::quote_literal(&parent_index),
+                pgrx::spi::quote_literal(&shard),
+                pgrx::spi::quote_literal(&target),
+                pgrx::spi::quote_literal(&schema),
+                pgrx::spi::quote_literal(&target),
+            );
+            let sql = tessera_core::sqltext::do_block(&body);
+            for g in &c.groups {
+                per_group
+                    .entry(*g)
+                    .or_default()
+                    .push((sql.clone(), Vec::new()));
+            }
+        }
+    }
+    super::run_per_group(per_group, &nodes::all()?)
 }

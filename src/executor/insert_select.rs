@@ -8,8 +8,6 @@
 //! the batch to the shards: one multi-row INSERT per shard, all shards at once, inside the
 //! distributed transaction. The coordinator holds one batch at a time, never the whole SELECT.
 
-use std::ffi::c_void;
-
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -18,47 +16,9 @@ use super::ScanRun;
 use crate::connection::PgResult;
 use crate::error::{OrReport, TResult};
 use crate::metadata::cache::{self, TableMeta};
-use crate::pg::nodes::list_of;
 
 /// Rows per batch at most (fewer when the columns would pass libpq's 65535 parameters).
 const MAX_BATCH_ROWS: usize = 10_000;
-
-/// The SELECT of an INSERT ... SELECT through the coordinator, if the plan has one.
-///
-/// # Safety
-/// `cscan` is a CustomScan Tessera built.
-pub(super) unsafe fn child_plan(cscan: *mut pg_sys::CustomScan) -> *mut pg_sys::PlannedStmt {
-    // SAFETY: custom_private holds the encoded plan, then optionally the SELECT's plan.
-    unsafe {
-        let items = list_of::<pg_sys::Node>((*cscan).custom_private);
-        match items.get(1) {
-            Some(&n)
-                if crate::pg::nodes::is_a(n as *const c_void, pg_sys::NodeTag::T_PlannedStmt) =>
-            {
-                n as *mut pg_sys::PlannedStmt
-            }
-            _ => std::ptr::null_mut(),
-        }
-    }
-}
-
-/// The quoted column list for sending the rows with COPY, if the plan allows it (no ON
-/// CONFLICT, no RETURNING).
-///
-/// # Safety
-/// `cscan` is a CustomScan Tessera built.
-pub(super) unsafe fn copy_columns(cscan: *mut pg_sys::CustomScan) -> Option<String> {
-    // SAFETY: custom_private's third item, if any, is the String node of the column list.
-    unsafe {
-        let items = list_of::<pg_sys::Node>((*cscan).custom_private);
-        match items.get(2) {
-            Some(&n) if crate::pg::nodes::is_a(n as *const c_void, pg_sys::NodeTag::T_String) => {
-                Some(crate::pg::nodes::string((*(n as *mut pg_sys::String)).sval))
-            }
-            _ => None,
-        }
-    }
-}
 
 /// The rows of one batch: as many as the parameter limit allows, at most [`MAX_BATCH_ROWS`].
 fn batch_rows(columns: usize, param_base: usize) -> usize {

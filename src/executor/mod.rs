@@ -21,6 +21,7 @@ mod child;
 mod explain;
 mod insert_select;
 pub(crate) mod partial_agg;
+pub(crate) mod scan_private;
 mod subplans;
 pub mod subquery_scan;
 pub mod task;
@@ -36,7 +37,7 @@ use tessera_core::plan::{Command, DistPlan};
 
 use crate::connection::PgResult;
 use crate::error::{OrReport, TResult, TesseraError};
-use crate::pg::nodes::{is_a, list_of};
+use crate::pg::nodes::list_of;
 
 /// The name EXPLAIN shows: `Custom Scan (Tessera Adaptive)`.
 pub const SCAN_NAME: &CStr = tessera_core::plan::ADAPTIVE_SCAN;
@@ -117,16 +118,12 @@ pub(crate) struct ScanRun {
 /// # Safety
 /// `cscan` is a CustomScan Tessera built.
 pub(crate) unsafe fn plan_of(cscan: *mut pg_sys::CustomScan) -> TResult<Rc<DistPlan>> {
-    // SAFETY: custom_private holds one String node with the encoded plan, which lives as long
-    // as the plan; only its bytes are compared and copied.
+    // SAFETY: the encoded plan's text lives as long as the plan; only its bytes are compared
+    // and copied.
     let (at, text) = unsafe {
-        let items = list_of::<pg_sys::Node>((*cscan).custom_private);
-        match items.first() {
-            Some(&n) if is_a(n as *const c_void, pg_sys::NodeTag::T_String) => {
-                let p = (*(n as *mut pg_sys::String)).sval;
-                (p as usize, std::ffi::CStr::from_ptr(p).to_bytes())
-            }
-            _ => (0, &b""[..]),
+        match scan_private::plan_text(cscan) {
+            Some(p) => (p as usize, std::ffi::CStr::from_ptr(p).to_bytes()),
+            None => (0, &b""[..]),
         }
     };
     // A cached plan runs again and again: its decoded form is kept, found by the text's
@@ -249,8 +246,8 @@ unsafe extern "C-unwind" fn begin_scan(
                     as i32
                 == 0,
             outputs: Default::default(),
-            child: insert_select::child_plan(cscan),
-            copy_columns: insert_select::copy_columns(cscan),
+            child: scan_private::child(cscan),
+            copy_columns: scan_private::copy_columns(cscan),
             subs: subplans::of_plan(cscan),
             extra: None,
             evaluated,

@@ -3,13 +3,10 @@
 //! of one parameter of the shard queries: a scalar, `true`/`false` for EXISTS, or an array
 //! literal for `x = ANY($n)`.
 
-use std::ffi::c_void;
-
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::error::{TResult, TesseraError};
-use crate::pg::nodes::{is_a, list_of};
 use tessera_core::plan::SubKind;
 
 /// One subquery of the scan.
@@ -32,32 +29,18 @@ pub(crate) type Extra = (usize, Option<String>, u32);
 /// # Safety
 /// `cscan` is a CustomScan Tessera built.
 pub(super) unsafe fn of_plan(cscan: *mut pg_sys::CustomScan) -> Vec<Sub> {
-    let mut out = Vec::new();
-    // SAFETY: custom_private's List items are (Integer x 4, PlannedStmt).
-    unsafe {
-        for item in list_of::<pg_sys::Node>((*cscan).custom_private) {
-            if !is_a(item as *const c_void, pg_sys::NodeTag::T_List) {
-                continue;
-            }
-            let parts = list_of::<pg_sys::Node>(item as *mut pg_sys::List);
-            if parts.len() != 5 {
-                continue;
-            }
-            let int = |n: *mut pg_sys::Node| (*(n as *mut pg_sys::Integer)).ival;
-            let Some(kind) = SubKind::from_code(int(parts[1])) else {
-                continue;
-            };
-            out.push(Sub {
-                param: int(parts[0]) as usize,
-                kind,
-                elem_type: pg_sys::Oid::from(int(parts[2]) as u32),
-                width: int(parts[3]) as usize,
-                stmt: parts[4] as *mut pg_sys::PlannedStmt,
-                qd: std::ptr::null_mut(),
-            });
-        }
-    }
-    out
+    // SAFETY: forwarded.
+    unsafe { super::scan_private::subplans(cscan) }
+        .into_iter()
+        .map(|s| Sub {
+            param: s.param,
+            kind: s.kind,
+            elem_type: s.elem_type,
+            width: s.width,
+            stmt: s.stmt,
+            qd: std::ptr::null_mut(),
+        })
+        .collect()
 }
 
 /// What the receiver collects: the first column's values (every column's, for Rows).

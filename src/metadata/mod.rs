@@ -18,11 +18,16 @@ use pgrx::pg_sys;
 /// Tessera's own writes to its catalog tables, made as the bootstrap superuser while this
 /// guard lives: the catalog is not writable by the roles that distribute, alter and drop
 /// tables they own (as Citus's C code writes its catalog below the permission checks), and
-/// the rights to do those things are checked before (ownership of the table). Only catalog
-/// statements run under it, never user code.
+/// the rights to do those things are checked before (ownership of the table).
+///
+/// Only catalog statements run under it, never user code: `search_path` is
+/// `pg_catalog, pg_temp` for its length (so no function or operator of the user's can stand in
+/// for a built-in one the statements name), and the security context is restricted (no SET
+/// ROLE, no temporary objects) as for a maintenance command run on a user's behalf.
 pub struct CatalogWrite {
     user: pg_sys::Oid,
     context: i32,
+    _path: crate::pg::guc::GucScope,
 }
 
 impl CatalogWrite {
@@ -34,10 +39,17 @@ impl CatalogWrite {
             pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
             pg_sys::SetUserIdAndSecContext(
                 pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
-                context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+                context
+                    | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                    | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
             );
         }
-        CatalogWrite { user, context }
+        let path = crate::pg::guc::GucScope::new(&[(c"search_path", c"pg_catalog, pg_temp")]);
+        CatalogWrite {
+            user,
+            context,
+            _path: path,
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use pgrx::pg_sys;
 
 use tessera_core::plan::DistPlan;
 
-use crate::pg::nodes::{list_of, make_list, pstrdup};
+use crate::pg::nodes::{list_of, make_list};
 use crate::planner::analyze::Analysis;
 use crate::planner::query::{make_node, sublevel_relations};
 
@@ -21,8 +21,7 @@ pub(crate) unsafe fn custom_scan(
     // SAFETY: building plan nodes in the planner's memory context.
     unsafe {
         let cscan = make_node::<pg_sys::CustomScan>(pg_sys::NodeTag::T_CustomScan);
-        let encoded = pstrdup(&plan.encode());
-        (*cscan).custom_private = make_list(&[pg_sys::makeString(encoded)]);
+        (*cscan).custom_private = crate::executor::scan_private::new(&plan.encode());
         (*cscan).custom_scan_tlist = scan_tlist;
         (*cscan).methods = super::scan_methods(tessera_core::plan::ADAPTIVE_SCAN);
         (*cscan).scan.scanrelid = 0;

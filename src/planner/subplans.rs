@@ -24,17 +24,7 @@ use crate::error::TesseraError;
 use crate::pg::nodes::{is_a, list_of, make_list};
 
 /// One sublink taken out of the query.
-pub struct Subplan {
-    pub param: usize,
-    pub kind: SubKind,
-    /// The type of the value (Scalar), of the array's elements (Array), or bool (Exists);
-    /// unset for Rows (each column has its own).
-    pub elem_type: pg_sys::Oid,
-    /// How many parameters it fills, `param ..= param + width - 1`: 1, or one per column for
-    /// Rows.
-    pub width: usize,
-    pub stmt: *mut pg_sys::PlannedStmt,
-}
+pub use crate::executor::scan_private::SubplanItem as Subplan;
 
 struct Ctx {
     next_param: usize,
@@ -369,28 +359,6 @@ unsafe extern "C-unwind" fn param_walker(node: *mut pg_sys::Node, ctx: *mut c_vo
     }
 }
 
-/// The subplans as `custom_private` items.
-///
-/// # Safety
-/// Builds nodes in the current memory context.
-pub unsafe fn private_items(subplans: &[Subplan]) -> Vec<*mut pg_sys::Node> {
-    // SAFETY: building List and Integer nodes.
-    unsafe {
-        subplans
-            .iter()
-            .map(|s| {
-                make_list(&[
-                    pg_sys::makeInteger(s.param as i32) as *mut pg_sys::Node,
-                    pg_sys::makeInteger(s.kind as i32) as *mut pg_sys::Node,
-                    pg_sys::makeInteger(s.elem_type.to_u32() as i32) as *mut pg_sys::Node,
-                    pg_sys::makeInteger(s.width as i32) as *mut pg_sys::Node,
-                    s.stmt as *mut pg_sys::Node,
-                ]) as *mut pg_sys::Node
-            })
-            .collect()
-    }
-}
-
 /// Adds the subplans to every Tessera scan in `stmt`'s plan, and their tables to the
 /// statement's invalidation lists.
 ///
@@ -414,10 +382,7 @@ pub unsafe fn attach(
             ));
         }
         for cscan in scans {
-            for item in private_items(subplans) {
-                (*cscan).custom_private =
-                    pg_sys::lappend((*cscan).custom_private, item as *mut c_void);
-            }
+            crate::executor::scan_private::push_subplans(cscan, subplans);
         }
         for s in subplans {
             adopt_child(stmt, s.stmt);

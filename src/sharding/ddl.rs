@@ -426,12 +426,13 @@ fn triggers_in(
     table: &str,
     only: Option<&str>,
 ) -> TResult<Vec<(String, String)>> {
-    // `CREATE TRIGGER name ... ON schema.table ...`: the first ` ON <table> ` is the table's
-    // (a column list that holds the same text would be quoted, so followed by a quote).
+    // `CREATE [CONSTRAINT] TRIGGER name ... ON schema.table ...`: the first ` ON <table> ` after
+    // the trigger's name is the table's (a column list that holds the same text would be
+    // quoted, so followed by a quote).
     let marker = format!(" ON {}.{} ", quote_ident(schema), quote_ident(table));
     let mut out = Vec::new();
     for row in client.select(
-        "SELECT pg_catalog.pg_get_triggerdef(oid) FROM pg_catalog.pg_trigger
+        "SELECT pg_catalog.pg_get_triggerdef(oid), tgname::text FROM pg_catalog.pg_trigger
           WHERE tgrelid = $1 AND NOT tgisinternal AND tgparentid = 0
             AND ($2::text IS NULL OR tgname = $2)
           ORDER BY tgname",
@@ -439,13 +440,21 @@ fn triggers_in(
         &[relid.into(), only.map(str::to_string).into()],
     )? {
         let def = row.get::<String>(1)?.unwrap_or_default();
-        let at = def.find(&marker).ok_or_else(|| {
-            TesseraError::new(
-                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                "cannot carry this trigger definition to the shards",
-            )
-            .detail(format!("trigger definition: {def}"))
-        })?;
+        let name = format!(
+            " {} ",
+            quote_ident(&row.get::<String>(2)?.unwrap_or_default())
+        );
+        let after_name = def.find(&name).map_or(0, |i| i + name.len() - 1);
+        let at = def[after_name..]
+            .find(&marker)
+            .map(|i| i + after_name)
+            .ok_or_else(|| {
+                TesseraError::new(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    "cannot carry this trigger definition to the shards",
+                )
+                .detail(format!("trigger definition: {def}"))
+            })?;
         let split = at + " ON ".len();
         out.push((
             def[..split].to_string(),
@@ -525,9 +534,10 @@ fn unexpected_indexdef(def: &str) -> TesseraError {
 }
 
 /// A partition's bound as its ATTACH PARTITION takes it (`FOR VALUES ...` or `DEFAULT`), with
-/// every name qualified. The values print in the session's date style, which the statements
-/// that carry it to the nodes follow.
+/// every name qualified and the values printed the way any node reads them (ISO dates with
+/// numeric time zone offsets, exact floats), whatever the session's DateStyle and TimeZone.
 pub fn partition_bound(relid: pg_sys::Oid) -> TResult<String> {
+    let _portable = crate::pg::guc::GucScope::portable_output();
     with_qualified_names(|| {
         Spi::get_one_with_args::<String>(
             "SELECT pg_catalog.pg_get_expr(relpartbound, oid) FROM pg_catalog.pg_class

@@ -234,11 +234,12 @@ fn constraints(relid: pg_sys::Oid, before: Vec<pg_sys::Oid>, dropped: Vec<(Strin
         let mut per_group = PerGroup::new();
         let dist = catalog::find(relid)?.expect("checked before");
         let mut added = Vec::new();
+        let mut indexes = Vec::new();
         let mut foreign = Vec::new();
         Spi::connect(|client| -> TResult<()> {
             for row in client.select(
                 "SELECT oid, conname::text, pg_catalog.pg_get_constraintdef(oid, true), contype::text,
-                        coalesce($2 = ANY (conkey), false)
+                        coalesce($2 = ANY (conkey), false), conindid
                    FROM pg_catalog.pg_constraint WHERE conrelid = $1 ORDER BY oid",
                 None,
                 &[relid.into(), dist.dist_attnum.into()],
@@ -262,6 +263,9 @@ fn constraints(relid: pg_sys::Oid, before: Vec<pg_sys::Oid>, dropped: Vec<(Strin
                 if kind == "f" {
                     foreign.push(oid);
                     continue;
+                }
+                if matches!(kind.as_str(), "u" | "p") {
+                    indexes.extend(row.get::<pg_sys::Oid>(6)?);
                 }
                 added.push((name, row.get::<String>(3)?.unwrap_or_default()));
             }
@@ -302,7 +306,11 @@ fn constraints(relid: pg_sys::Oid, before: Vec<pg_sys::Oid>, dropped: Vec<(Strin
                 Ok(vec![sql])
             },
         )?;
-        super::run_batched(per_group)
+        super::run_batched(per_group)?;
+        for index in indexes {
+            crate::commands::partitions::name_partition_indexes(relid, index)?;
+        }
+        Ok(())
     }))
 }
 

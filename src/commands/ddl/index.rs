@@ -59,10 +59,11 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
         let (schema, table) = rel_schema_and_name(relid);
         let dist = catalog::find(relid)?.expect("checked before");
         let mut per_group = PerGroup::new();
-        for index in indexes_of(relid)?
+        let new: Vec<pg_sys::Oid> = indexes_of(relid)?
             .into_iter()
             .filter(|i| !before.contains(i))
-        {
+            .collect();
+        for &index in &new {
             let (name, def) = index_def(index)?;
             if dist.dist_attnum > 0 && def.starts_with("CREATE UNIQUE INDEX") {
                 let covers = Spi::get_one_with_args::<bool>(
@@ -84,7 +85,11 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
                 )?])
             })?;
         }
-        super::run_batched(per_group)
+        super::run_batched(per_group)?;
+        for index in new {
+            crate::commands::partitions::name_partition_indexes(relid, index)?;
+        }
+        Ok(())
     })))
 }
 

@@ -152,6 +152,7 @@ fn handler_for(tag: pg_sys::NodeTag) -> Option<Handler> {
         T_VacuumStmt => maintenance::vacuum,
         T_CopyStmt => copy::copy,
         T_CreateStmt => partitions::create_table,
+        T_CreateForeignTableStmt => partitions::create_foreign_table,
         T_CreateSchemaStmt => objects::create_schema,
         T_CreateEnumStmt | T_CreateRangeStmt | T_CreateDomainStmt | T_AlterEnumStmt
         | T_AlterTypeStmt | T_AlterDomainStmt => objects::as_written,

@@ -57,6 +57,29 @@ pub(super) unsafe fn create_table(u: &Utility) -> TResult<Step> {
     Ok(Step::Pass)
 }
 
+/// CREATE FOREIGN TABLE ... PARTITION OF (or INHERITS) a distributed table: refused (a foreign
+/// table has no shards for the parent's shards to hold).
+///
+/// # Safety
+/// `u` is a CreateForeignTableStmt.
+pub(super) unsafe fn create_foreign_table(u: &Utility) -> TResult<Step> {
+    // SAFETY: the tag was checked by the table; a CreateForeignTableStmt starts with its
+    // CreateStmt, whose inhRelations holds RangeVars.
+    unsafe {
+        let s = u.node::<pg_sys::CreateForeignTableStmt>();
+        for rv in list_ptrs((*s).base.inhRelations) {
+            if let Some(parent) = distributed_range_var(rv as *mut pg_sys::RangeVar)? {
+                return Err(refused(
+                    "a foreign table as a partition or child",
+                    parent,
+                    "Partitions of a distributed table are distributed tables: create a regular table as the partition.",
+                ));
+            }
+        }
+    }
+    Ok(Step::Pass)
+}
+
 /// The partition of `parent` named `name` that is not distributed yet (the one the statement
 /// just made).
 fn new_partition(parent: pg_sys::Oid, name: &str) -> TResult<Option<pg_sys::Oid>> {

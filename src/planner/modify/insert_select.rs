@@ -336,21 +336,21 @@ unsafe fn plan_insert_via_coordinator(
         let cscan = custom_scan(&plan, scan_tlist, (*(*child).planTree).plan_rows);
         (*cscan).scan.plan.targetlist = index_var_tlist(scan_tlist);
         (*cscan).custom_exprs = make_list(&[row]);
-        (*cscan).custom_private = pg_sys::lappend((*cscan).custom_private, child as *mut c_void);
-        if (*parse).onConflict.is_null() && (*parse).returningList.is_null() {
-            // Plain rows: sent with COPY, which the shards take much faster than large
-            // multi-row INSERTs. The column list, quoted, for `COPY shard (...) FROM STDIN`.
-            let relid = meta.table.relid;
-            let mut cols = Vec::with_capacity(tles.len());
-            for &tle in &tles {
-                let name = pg_sys::get_attname(relid, (*tle).resno, false);
-                cols.push(pgrx::spi::quote_identifier(crate::pg::nodes::string(name)));
-            }
-            (*cscan).custom_private = pg_sys::lappend(
-                (*cscan).custom_private,
-                pg_sys::makeString(pstrdup(&cols.join(", "))) as *mut c_void,
-            );
-        }
+        // Plain rows (no ON CONFLICT, no RETURNING) are sent with COPY, which the shards take
+        // much faster than large multi-row INSERTs: the column list, quoted, for
+        // `COPY shard (...) FROM STDIN`.
+        let copy_columns = ((*parse).onConflict.is_null() && (*parse).returningList.is_null())
+            .then(|| {
+                let relid = meta.table.relid;
+                tles.iter()
+                    .map(|&tle| {
+                        let name = pg_sys::get_attname(relid, (*tle).resno, false);
+                        pgrx::spi::quote_identifier(crate::pg::nodes::string(name))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            });
+        crate::executor::scan_private::set_child(cscan, child, copy_columns.as_deref());
         let stmt = planned_stmt(parse, cscan, a);
         (*stmt).relationOids =
             pg_sys::list_concat_unique_oid((*stmt).relationOids, (*child).relationOids);
