@@ -230,8 +230,13 @@ GRANT SELECT ON pg_catalog.citus_tables TO public;
 -- Distributed queries ---------------------------------------------------------------------------
 -- The planner combines the workers' rows in a query PostgreSQL plans itself; its FROM item is
 -- this function, which the planner replaces by the Tessera Adaptive scan. It is never called.
+-- Its row estimate is the distributed query's (set while the combine query is planned).
+CREATE FUNCTION pg_catalog.tessera_worker_results_support(internal)
+RETURNS internal LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'tessera_worker_results_support_wrapper';
 CREATE FUNCTION pg_catalog.tessera_worker_results()
 RETURNS SETOF record LANGUAGE C PARALLEL UNSAFE
+SUPPORT pg_catalog.tessera_worker_results_support
 AS 'MODULE_PATHNAME', 'tessera_worker_results_wrapper';
 COMMENT ON FUNCTION pg_catalog.tessera_worker_results()
     IS 'placeholder for the rows of a distributed query''s tasks (replaced at planning)';

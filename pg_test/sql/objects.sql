@@ -103,4 +103,13 @@ DROP TABLE feelings;
 DROP SCHEMA "App Ü" CASCADE;
 SELECT count(*) FROM pg_dist_object WHERE object_names::text LIKE '%App Ü%';
 SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_namespace WHERE nspname = 'App Ü'$$);
+-- Text search configurations reach every node, and their mappings follow.
+CREATE TEXT SEARCH CONFIGURATION obj_ts (COPY = english);
+ALTER TEXT SEARCH CONFIGURATION obj_ts ALTER MAPPING FOR asciiword WITH simple;
+SELECT DISTINCT result FROM run_command_on_workers($$SELECT to_tsvector('obj_ts', 'running dogs')::text$$);
+SELECT to_tsvector('obj_ts', 'running dogs');
+SELECT type, object_names FROM pg_dist_object WHERE type LIKE 'text search%';
+DROP TEXT SEARCH CONFIGURATION obj_ts;
+SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_ts_config WHERE cfgname = 'obj_ts'$$);
+SELECT count(*) FROM pg_dist_object WHERE type LIKE 'text search%';
 DROP ROLE obj_reader;

@@ -137,6 +137,15 @@ SELECT sum(result::int) AS on_other_partitions FROM run_command_on_workers($$
 ALTER TABLE events_2025_12 ADD CONSTRAINT events_2025_12_uniq UNIQUE (tenant_id, at, n);
 ALTER TABLE events ATTACH PARTITION events_2025_12 FOR VALUES FROM ('2025-12-01') TO ('2026-01-01');
 SELECT count(*) FROM events WHERE at < '2026-01-01';
+-- ATTACH of a co-located distributed table: its shards' copies of the parent's indexes are
+-- named after the coordinator's, so its constraint can be dropped after a DETACH.
+CREATE TABLE events_2025_11 (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+SELECT create_distributed_table('events_2025_11', 'tenant_id', colocate_with => 'events');
+ALTER TABLE events ATTACH PARTITION events_2025_11 FOR VALUES FROM ('2025-11-01') TO ('2025-12-01');
+ALTER TABLE events DETACH PARTITION events_2025_11;
+ALTER TABLE events_2025_11 DROP CONSTRAINT events_2025_11_tenant_id_at_n_key;
+ALTER TABLE events_2025_11 DROP CONSTRAINT events_2025_11_pkey;
+DROP TABLE events_2025_11;
 -- Refused: a co-located table distributed by another column (its rows are not where the
 -- parent routes them), a partitioned one, a foreign table.
 CREATE TABLE ab (a bigint NOT NULL, b bigint NOT NULL, at date NOT NULL) PARTITION BY RANGE (at);
@@ -212,6 +221,13 @@ SET datestyle = 'SQL, DMY';
 CREATE TABLE hr (t timestamp NOT NULL) PARTITION BY RANGE (t);
 SELECT create_time_partitions('hr', interval '1 hour', '2026-11-01 03:00', '2026-11-01 00:00');
 SELECT partition::text, from_value, to_value FROM time_partitions WHERE parent_table = 'hr'::regclass ORDER BY 1;
+-- The session's time zone is back after the helper fails, also inside an exception block.
+SET timezone = 'America/New_York';
+DO $$ BEGIN
+  PERFORM create_time_partitions('hr', interval '2 hours', '2026-11-01 06:00', '2026-11-01 01:00');
+EXCEPTION WHEN others THEN RAISE NOTICE 'refused: %', SQLERRM;
+END $$;
+SHOW timezone;
 RESET datestyle;
 SET timezone = 'UTC';
 CREATE TABLE "ééééééééééééééééééééééééééééééé" (id bigint NOT NULL, t timestamptz NOT NULL) PARTITION BY RANGE (t);

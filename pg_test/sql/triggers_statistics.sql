@@ -76,6 +76,25 @@ SELECT reltuples, relpages > 0 AS has_pages FROM pg_class WHERE oid = 'orders'::
 SELECT count(*) FROM orders;
 SELECT plan_rows('SELECT * FROM orders'), plan_rows('SELECT * FROM orders WHERE qty > 1'),
        plan_rows('SELECT * FROM orders WHERE tenant_id = 1'), plan_rows('SELECT qty, count(*) FROM orders GROUP BY qty');
+-- The combine step over the shards' rows is planned for the count too.
+EXPLAIN (COSTS OFF) SELECT qty, count(*) FROM orders GROUP BY qty;
+SELECT plan_rows('SELECT * FROM orders ORDER BY qty LIMIT 100');
+RESET ROLE;
+-- A role that may not analyze the table changes nothing (PostgreSQL skips it with a
+-- WARNING); a database-wide ANALYZE, which does not reach the shards, keeps the count.
+CREATE ROLE trg_other;
+GRANT USAGE ON SCHEMA trg TO trg_other;
+INSERT INTO trg.orders (tenant_id, id, qty) SELECT 4, i, 1 FROM generate_series(100, 129) i;
+SET ROLE trg_other;
+ANALYZE trg.orders;
+RESET ROLE;
+SELECT reltuples FROM pg_class WHERE oid = 'trg.orders'::regclass;
+ANALYZE;
+SELECT reltuples FROM pg_class WHERE oid = 'trg.orders'::regclass;
+SET ROLE trg_app;
+ANALYZE orders;
+SELECT reltuples FROM pg_class WHERE oid = 'orders'::regclass;
+DELETE FROM orders WHERE id >= 100;
 RESET ROLE;
 SELECT sum(result::int) > 0 AS gathered FROM run_command_on_workers($$
   SELECT count(*) FROM pg_statistic_ext s JOIN pg_statistic_ext_data d ON d.stxoid = s.oid
@@ -96,9 +115,30 @@ SELECT sum(result::int) AS shard_statistics FROM run_command_on_workers($$
 ALTER DEFAULT PRIVILEGES IN SCHEMA trg GRANT SELECT ON TABLES TO PUBLIC;
 SELECT DISTINCT result FROM run_command_on_workers($$
   SELECT count(*) FROM pg_default_acl d WHERE d.defaclnamespace = 'trg'::regnamespace$$);
+-- A table that had the default privilege revoked: its shards have exactly its privileges,
+-- not the workers' defaults.
+CREATE TABLE dp (tenant_id int NOT NULL);
+REVOKE SELECT ON dp FROM PUBLIC;
+GRANT INSERT ON dp TO trg_other;
+SELECT create_distributed_table('dp', 'tenant_id', colocate_with => 'orders');
+SELECT relacl FROM pg_class WHERE oid = 'dp'::regclass;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT string_agg(DISTINCT relacl::text, ',') FROM pg_class WHERE relname ~ '^dp_[0-9]+$'$$);
+DROP TABLE dp;
 ALTER DEFAULT PRIVILEGES IN SCHEMA trg REVOKE SELECT ON TABLES FROM PUBLIC;
 SELECT DISTINCT result FROM run_command_on_workers($$
   SELECT count(*) FROM pg_default_acl d WHERE d.defaclnamespace = 'trg'::regnamespace$$);
+-- A prepared INSERT ... SELECT through the coordinator, with a subquery that runs first,
+-- from a generic plan again and again.
+SET plan_cache_mode = force_generic_plan;
+PREPARE copy_in(int) AS
+  INSERT INTO items (tenant_id, a, b) SELECT tenant_id + 0, qty, $1 FROM orders
+   WHERE qty >= (SELECT max(qty) FROM orders WHERE tenant_id = 1);
+EXECUTE copy_in(1); EXECUTE copy_in(2); EXECUTE copy_in(3);
+EXECUTE copy_in(4); EXECUTE copy_in(5); EXECUTE copy_in(6);
+SELECT b, count(*) FROM items GROUP BY b ORDER BY b;
+DEALLOCATE copy_in;
+RESET plan_cache_mode;
 -- Tessera writes its catalog as a superuser: none of the user's functions or operators can
 -- stand in for the built-in ones there (these would fail if they ran as a superuser).
 CREATE FUNCTION trg.nextval(regclass) RETURNS bigint LANGUAGE plpgsql AS $$
@@ -125,6 +165,28 @@ SET search_path = trg;
 DROP OPERATOR trg.= (bigint, bigint);
 DROP FUNCTION trg.eq8(bigint, bigint);
 DROP FUNCTION trg.nextval(regclass);
+-- The DDL event triggers run as whoever issues the DDL (here a superuser whose search_path
+-- holds a schema another role writes to): they see only built-in operators.
+CREATE FUNCTION trg.oideq(oid, regclass) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+  IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+    RAISE EXCEPTION 'oid = regclass ran as a superuser';
+  END IF;
+  RETURN $1 OPERATOR(pg_catalog.=) $2::oid;
+END $$;
+CREATE OPERATOR trg.= (LEFTARG = oid, RIGHTARG = regclass, FUNCTION = trg.oideq);
+RESET ROLE;
+SET search_path = trg, public;
+CREATE SCHEMA trg_probe;
+CREATE TYPE trg_probe.t AS ENUM ('x');
+ALTER SCHEMA trg_probe RENAME TO trg_probe2;
+SELECT type, object_names FROM pg_dist_object WHERE object_names::text LIKE '%trg_probe%' ORDER BY 1, 2;
+DROP SCHEMA trg_probe2 CASCADE;
+SELECT count(*) FROM pg_dist_object WHERE object_names::text LIKE '%trg_probe%';
+SET ROLE trg_app;
+SET search_path = trg;
+DROP OPERATOR trg.= (oid, regclass);
+DROP FUNCTION trg.oideq(oid, regclass);
 -- The owner drops its distributed tables.
 DROP TABLE items;
 DROP TABLE orders;
@@ -135,3 +197,4 @@ RESET ROLE;
 RESET search_path;
 DROP SCHEMA trg CASCADE;
 DROP ROLE trg_app;
+DROP ROLE trg_other;

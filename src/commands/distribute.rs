@@ -786,6 +786,9 @@ fn shard_name(table_name: pg_sys::Oid, shard_id: i64) -> String {
 #[pg_extern(sql = false)]
 fn tessera_drop_trigger() {
     (|| -> TResult<()> {
+        // It runs as whoever dropped something: its queries see only built-in functions and
+        // operators.
+        let _path = crate::pg::guc::GucScope::catalog_only();
         super::distributed_objects::forget_dropped()?;
         let dropped: Vec<(pg_sys::Oid, String, String, i32)> = Spi::connect(|client| {
             let mut out = Vec::new();

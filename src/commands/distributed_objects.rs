@@ -12,23 +12,34 @@ use pgrx::spi::Spi;
 
 use crate::error::{OrReport, TResult, TesseraError};
 
-/// Records (or, for `$4` false, only renames) the objects whose addresses are in the arrays.
+/// Records the objects whose addresses are in the arrays.
 const RECORD: &str = "
   INSERT INTO pg_catalog.pg_dist_object (classid, objid, objsubid, type, object_names, object_args)
   SELECT a.classid, a.objid, a.objsubid, i.type, i.object_names, i.object_args
     FROM ROWS FROM (pg_catalog.unnest($1::oid[]), pg_catalog.unnest($2::oid[]),
                    pg_catalog.unnest($3::int[])) AS a(classid, objid, objsubid),
          LATERAL pg_catalog.pg_identify_object_as_address(a.classid, a.objid, a.objsubid) i
-   WHERE $4 OR EXISTS (SELECT 1 FROM pg_catalog.pg_dist_object o
-                        WHERE (o.classid, o.objid, o.objsubid) = (a.classid, a.objid, a.objsubid))
   ON CONFLICT (classid, objid, objsubid) DO UPDATE
      SET type = excluded.type, object_names = excluded.object_names,
          object_args = excluded.object_args";
+
+/// Reads every recorded object's names again.
+const RENAME_ALL: &str = "
+  UPDATE pg_catalog.pg_dist_object o
+     SET type = i.type, object_names = i.object_names, object_args = i.object_args
+    FROM (SELECT d.classid, d.objid, d.objsubid, a.type, a.object_names, a.object_args
+            FROM pg_catalog.pg_dist_object d,
+                 LATERAL pg_catalog.pg_identify_object_as_address(d.classid, d.objid, d.objsubid) a) i
+   WHERE (o.classid, o.objid, o.objsubid) = (i.classid, i.objid, i.objsubid)
+     AND (o.object_names IS DISTINCT FROM i.object_names OR o.object_args IS DISTINCT FROM i.object_args)";
 
 /// The `ddl_command_end` event trigger.
 #[pg_extern(sql = false)]
 fn tessera_ddl_trigger() {
     (|| -> TResult<()> {
+        // It runs as whoever issued the DDL (a superuser too, or a SECURITY DEFINER function):
+        // its queries see only built-in functions and operators.
+        let _path = crate::pg::guc::GucScope::catalog_only();
         // Only a coordinator keeps the record (a worker runs the same DDL for it).
         if !Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node)")?
             .unwrap_or(false)
@@ -43,7 +54,8 @@ fn tessera_ddl_trigger() {
                   WHERE NOT c.in_extension
                     AND c.classid IN ('pg_catalog.pg_namespace'::regclass, 'pg_catalog.pg_type'::regclass,
                                       'pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass,
-                                      'pg_catalog.pg_collation'::regclass, 'pg_catalog.pg_extension'::regclass)
+                                      'pg_catalog.pg_collation'::regclass, 'pg_catalog.pg_extension'::regclass,
+                                      'pg_catalog.pg_ts_config'::regclass, 'pg_catalog.pg_ts_dict'::regclass)
                     AND coalesce(c.schema_name, '') !~ '^pg_temp'
                     -- A composite type with a table's row type in it stays the coordinator's.
                     AND NOT (c.classid = 'pg_catalog.pg_type'::regclass AND EXISTS (
@@ -71,20 +83,22 @@ fn tessera_ddl_trigger() {
             }
             Ok::<_, TesseraError>(())
         })?;
-        for (objects, create) in [(created, true), (altered, false)] {
-            if objects.is_empty() {
-                continue;
-            }
+        if !created.is_empty() {
             let _write = crate::metadata::CatalogWrite::begin();
             Spi::run_with_args(
                 RECORD,
                 &[
-                    objects.iter().map(|o| o.0).collect::<Vec<_>>().into(),
-                    objects.iter().map(|o| o.1).collect::<Vec<_>>().into(),
-                    objects.iter().map(|o| o.2).collect::<Vec<_>>().into(),
-                    create.into(),
+                    created.iter().map(|o| o.0).collect::<Vec<_>>().into(),
+                    created.iter().map(|o| o.1).collect::<Vec<_>>().into(),
+                    created.iter().map(|o| o.2).collect::<Vec<_>>().into(),
                 ],
             )?;
+        }
+        if !altered.is_empty() {
+            // A rename or a move changes the names of what is in or made from the object too
+            // (a schema's functions, a type's users): every recorded name is read again.
+            let _write = crate::metadata::CatalogWrite::begin();
+            Spi::run(RENAME_ALL)?;
         }
         Ok(())
     })()

@@ -191,6 +191,17 @@ pub(crate) fn check_attach(parent: pg_sys::Oid, child: pg_sys::Oid) -> TResult<(
         .filter(|t| t.kind() == TableKind::Hash)
         .ok_or_else(|| not_hash_parent(parent))?;
     let child_dist = catalog::find(child)?.expect("the caller checked");
+    if child_dist.kind() != TableKind::Hash {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!(
+                "cannot attach {} to {}: it is a reference table",
+                display(child),
+                display(parent)
+            ),
+        )
+        .hint("Partitions of a distributed table are distributed with it: attach a local table, or undistribute this one first."));
+    }
     if !partitions_of(child)?.is_empty()
         // SAFETY: a syscache lookup.
         || unsafe { pg_sys::get_rel_relkind(child) } == pg_sys::RELKIND_PARTITIONED_TABLE as std::ffi::c_char
@@ -241,6 +252,27 @@ pub(crate) fn attach_shards(parent: pg_sys::Oid, child: pg_sys::Oid) -> TResult<
         let mut sql = renames(shard, &checks, c.shard_id, p.shard_id);
         sql.push_str(&attach.attach_sql(index, shard));
         sql
+    })?;
+    // The attach made (or adopted) a copy of each of the parent's indexes on the partition,
+    // on the coordinator and on the shards, each under a name of its own choosing.
+    for index in indexes_of(parent)? {
+        name_partition_indexes(parent, index, Some(child))?;
+    }
+    Ok(())
+}
+
+/// The indexes of `relid`.
+fn indexes_of(relid: pg_sys::Oid) -> TResult<Vec<pg_sys::Oid>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT indexrelid FROM pg_catalog.pg_index WHERE indrelid = $1 ORDER BY 1",
+            None,
+            &[relid.into()],
+        )? {
+            out.extend(row.get::<pg_sys::Oid>(1)?);
+        }
+        Ok(out)
     })
 }
 
@@ -289,8 +321,16 @@ fn display(relid: pg_sys::Oid) -> String {
 /// shards' copies are renamed `<the coordinator's copy's name>_<shardid>`, as every shard
 /// index is named, so that later statements on a partition's index or constraint (DROP,
 /// RENAME, after a DETACH too) find them on the shards.
-pub(crate) fn name_partition_indexes(parent: pg_sys::Oid, index: pg_sys::Oid) -> TResult<()> {
-    let partitions = partitions_of(parent)?;
+/// `only` limits it to one partition (one just attached).
+pub(crate) fn name_partition_indexes(
+    parent: pg_sys::Oid,
+    index: pg_sys::Oid,
+    only: Option<pg_sys::Oid>,
+) -> TResult<()> {
+    let partitions: Vec<pg_sys::Oid> = partitions_of(parent)?
+        .into_iter()
+        .filter(|p| only.is_none_or(|o| o == *p))
+        .collect();
     if partitions.is_empty() {
         return Ok(());
     }
@@ -318,10 +358,11 @@ pub(crate) fn name_partition_indexes(parent: pg_sys::Oid, index: pg_sys::Oid) ->
             let body = format!(
                 "DECLARE n name; BEGIN
                    SELECT c.relname INTO n FROM pg_catalog.pg_inherits i
-                     JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
-                     JOIN pg_catalog.pg_index x ON x.indexrelid = c.oid
-                    WHERE i.inhparent = pg_catalog.to_regclass({}) AND x.indrelid = pg_catalog.to_regclass({});
-                   IF n IS NOT NULL AND n <> {} THEN
+                     JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
+                     JOIN pg_catalog.pg_index x ON x.indexrelid OPERATOR(pg_catalog.=) c.oid
+                    WHERE i.inhparent OPERATOR(pg_catalog.=) pg_catalog.to_regclass({})::oid
+                      AND x.indrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass({})::oid;
+                   IF n IS NOT NULL AND n OPERATOR(pg_catalog.<>) {}::name THEN
                      EXECUTE pg_catalog.format('ALTER INDEX %I.%I RENAME TO %I', {}, n, {});
                    END IF;
                  END",

@@ -18,18 +18,23 @@ use crate::metadata::table as catalog;
 
 /// The summed `reltuples` (-1 if no shard was analyzed) and `relpages` of the shards named in
 /// the JSON array `$1`, on one node.
-const SHARD_COUNTS: &str =
-    "SELECT coalesce(sum(c.reltuples) FILTER (WHERE c.reltuples >= 0), -1)::float8,
-        coalesce(sum(c.relpages), 0)::float8
+///
+/// It runs as the current user under the node's search_path: every operator is named with its
+/// schema, so no user's operator can stand in.
+const SHARD_COUNTS: &str = "SELECT coalesce(pg_catalog.sum(c.reltuples)
+                 FILTER (WHERE c.reltuples OPERATOR(pg_catalog.>=) 0::real), -1)::float8,
+        coalesce(pg_catalog.sum(c.relpages), 0)::float8
    FROM pg_catalog.json_array_elements_text($1::json) n
-   JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(n)";
+   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(n)::oid";
 
 /// Sets the coordinator's row counts of each table in `relids` (and of a partitioned table's
 /// partitions) from its shards. Runs in the remote transaction that just analyzed them.
 pub(crate) fn refresh(relids: &[pg_sys::Oid]) -> TResult<()> {
     let mut tables = Vec::new();
     for &relid in relids {
-        tables.push(relid);
+        if !tables.contains(&relid) {
+            tables.push(relid);
+        }
         for p in super::partitions::partitions_of(relid)? {
             if catalog::find(p)?.is_some() && !tables.contains(&p) {
                 tables.push(p);
@@ -39,16 +44,20 @@ pub(crate) fn refresh(relids: &[pg_sys::Oid]) -> TResult<()> {
     let addresses = group_nodes(&nodes::all()?);
     for relid in tables {
         let (schema, table) = crate::pg::nodes::rel_schema_and_name(relid);
-        // One placement per shard: a worker's where there is one (a reference table's copies
-        // are alike).
+        // One placement per shard, on an active node: a worker's where there is one (a
+        // reference table's copies are alike).
         let mut per_group: BTreeMap<i32, Vec<String>> = BTreeMap::new();
         for s in catalog::shards(relid)? {
+            let reachable = |g: &i32| {
+                *g == tessera_core::node::COORDINATOR_GROUP_ID || addresses.contains_key(g)
+            };
             let group = s
                 .groups
                 .iter()
                 .copied()
+                .filter(reachable)
                 .find(|g| *g != tessera_core::node::COORDINATOR_GROUP_ID)
-                .or_else(|| s.groups.first().copied());
+                .or_else(|| s.groups.iter().copied().find(reachable));
             if let Some(g) = group {
                 per_group
                     .entry(g)
@@ -103,11 +112,14 @@ pub(crate) fn refresh(relids: &[pg_sys::Oid]) -> TResult<()> {
 
 /// Writes `reltuples` and `relpages` of `relid` in place, as ANALYZE writes them.
 fn set_row_counts(relid: pg_sys::Oid, tuples: f64, pages: f64) {
-    // SAFETY: the statement holds a lock on the table (ANALYZE took it); vac_update_relstats
+    // SAFETY: the table is locked (or found gone) by try_relation_open; vac_update_relstats
     // updates the pg_class row in place, as ANALYZE does, leaving the index and frozen-xid
     // fields alone (in_outer_xact, invalid xids).
     unsafe {
-        let rel = pg_sys::relation_open(relid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let rel = pg_sys::try_relation_open(relid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        if rel.is_null() {
+            return;
+        }
         pg_sys::vac_update_relstats(
             rel,
             pages.min(u32::MAX as f64) as pg_sys::BlockNumber,

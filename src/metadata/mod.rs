@@ -44,7 +44,7 @@ impl CatalogWrite {
                     | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
             );
         }
-        let path = crate::pg::guc::GucScope::new(&[(c"search_path", c"pg_catalog, pg_temp")]);
+        let path = crate::pg::guc::GucScope::catalog_only();
         CatalogWrite {
             user,
             context,

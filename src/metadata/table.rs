@@ -101,6 +101,21 @@ pub fn find(relid: pg_sys::Oid) -> TResult<Option<DistTable>> {
     })
 }
 
+/// Every distributed and reference table.
+pub fn all_tables() -> TResult<Vec<pg_sys::Oid>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT logicalrelid::oid FROM pg_catalog.pg_dist_partition ORDER BY 1",
+            None,
+            &[],
+        )? {
+            out.extend(row.get::<pg_sys::Oid>(1)?);
+        }
+        Ok(out)
+    })
+}
+
 /// The shards of `relid` in hash order, with their placements' groups.
 pub fn shards(relid: pg_sys::Oid) -> TResult<Vec<Shard>> {
     Spi::connect(|client| {

@@ -34,6 +34,13 @@ impl GucScope {
         }
     }
 
+    /// `search_path = pg_catalog, pg_temp` for the scope: the queries run inside see only the
+    /// built-in functions and operators, whoever runs them and whatever their own path holds
+    /// (pg_temp last is never searched for functions or operators).
+    pub fn catalog_only() -> GucScope {
+        GucScope::new(&[(c"search_path", c"pg_catalog, pg_temp")])
+    }
+
     /// The output settings under which values are printed for another node: dates and times
     /// in ISO form and intervals in PostgreSQL's (both read the same under any `DateStyle` /
     /// `IntervalStyle`), floating-point values exactly. A no-op when the session has them

@@ -154,6 +154,46 @@ fn tessera_subquery_results(_k: i32) -> i32 {
     .report()
 }
 
+thread_local! {
+    /// The estimated rows of the distributed query whose combine query is being planned (see
+    /// [`tessera_worker_results_support`]).
+    pub(crate) static COMBINE_ROWS: std::cell::Cell<Option<f64>> = const { std::cell::Cell::new(None) };
+}
+
+/// The planner support function of `tessera_worker_results()`: its row estimate is the
+/// distributed query's (`planner::scan::estimated_rows`), so PostgreSQL plans the combine step
+/// (hash or sort, group counts) for the rows the shards will send.
+#[pg_extern(sql = false)]
+fn tessera_worker_results_support(request: pgrx::Internal) -> pgrx::Internal {
+    // SAFETY: the planner passes a support request node; only a SupportRequestRows is written.
+    unsafe {
+        let Some(datum) = request.unwrap() else {
+            return no_answer();
+        };
+        let node = datum.cast_mut_ptr::<pg_sys::Node>();
+        if node.is_null()
+            || !crate::pg::nodes::is_a(
+                node as *const std::ffi::c_void,
+                pg_sys::NodeTag::T_SupportRequestRows,
+            )
+        {
+            return no_answer();
+        }
+        match COMBINE_ROWS.with(|c| c.get()) {
+            Some(rows) => {
+                (*(node as *mut pg_sys::SupportRequestRows)).rows = rows;
+                pgrx::Internal::from(Some(datum))
+            }
+            None => no_answer(),
+        }
+    }
+}
+
+/// A support function's "no answer": a null pointer (an SQL NULL is an error).
+fn no_answer() -> pgrx::Internal {
+    pgrx::Internal::from(Some(pg_sys::Datum::from(0usize)))
+}
+
 /// Stands for the rows of a distributed query's tasks in the combine query; the planner puts
 /// the Tessera Adaptive scan in its place, so it is never called.
 #[pg_extern(sql = false)]

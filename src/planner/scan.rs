@@ -125,7 +125,7 @@ pub(crate) unsafe fn planned_stmt(
 /// table's row count as the last ANALYZE of its shards left it on the coordinator
 /// (`commands::row_counts`), over one shard group (`one_group`) or all of them, times
 /// PostgreSQL's default selectivity of a condition (1/3) when the query filters; `default`
-/// while no table of the query was analyzed.
+/// while no table of the query has a row count.
 ///
 /// # Safety
 /// `parse` is a valid Query.
@@ -152,7 +152,9 @@ pub(crate) unsafe fn estimated_rows(
             pg_sys::ReleaseSysCache(tuple);
             t
         };
-        if tuples < 0.0 {
+        // Never analyzed (-1), or emptied by the coordinator's own VACUUM of its empty copy
+        // (0): no count to go by.
+        if tuples <= 0.0 {
             continue;
         }
         let shards = r.meta.shards.len().max(1) as f64;

@@ -37,6 +37,10 @@ pub struct TableDdl {
     /// column privileges; the owner's own are implied): the connections of other roles read
     /// the shards with them.
     grants: Vec<(String, String)>,
+    /// Default privileges for tables exist (on the coordinator, and so on the workers, which
+    /// get them too): a new shard takes them, so its privileges are cleared before the
+    /// table's own are granted.
+    reset_acl: bool,
     /// `ENABLE` / `FORCE ROW LEVEL SECURITY` as the table has them.
     row_security: Vec<&'static str>,
     /// The table's policies: the text before and after the shard's name of each CREATE POLICY.
@@ -63,6 +67,25 @@ pub fn create_schema_if_missing(schema: &str, owner: Option<&str>) -> String {
         owner
             .map(|o| format!(" AUTHORIZATION {}", quote_ident(o)))
             .unwrap_or_default()
+    ))
+}
+
+/// Revokes every privilege on the shard `shard` (a qualified name) from every role but its
+/// owner: what the node's default privileges gave it. Every operator is named with its schema
+/// (it runs under the node's search_path).
+fn revoke_all_sql(shard: &str) -> String {
+    let lit = pgrx::spi::quote_literal(shard);
+    tessera_core::sqltext::do_block(&format!(
+        "DECLARE g oid; BEGIN
+           FOR g IN SELECT DISTINCT a.grantee
+                      FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+                     WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass({lit})::oid
+                       AND a.grantee OPERATOR(pg_catalog.<>) c.relowner LOOP
+             EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %s FROM %s', {lit},
+                     CASE WHEN g OPERATOR(pg_catalog.=) 0::oid THEN 'PUBLIC'
+                          ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g)) END);
+           END LOOP;
+         END"
     ))
 }
 
@@ -292,6 +315,15 @@ impl TableDdl {
             let policies = policies_in(client, relid, None)?;
 
             let triggers = triggers_in(client, relid, &schema, &table, None)?;
+            let reset_acl = client
+                .select(
+                    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_default_acl WHERE defaclobjtype = 'r')",
+                    None,
+                    &[],
+                )?
+                .first()
+                .get::<bool>(1)?
+                .unwrap_or(false);
 
             let mut indexes = Vec::new();
             for row in client.select(
@@ -324,6 +356,7 @@ impl TableDdl {
                 row_security,
                 policies,
                 triggers,
+                reset_acl,
                 statistics: Vec::new(),
             })
         })
@@ -378,6 +411,10 @@ impl TableDdl {
             ));
         }
         sql.push_str(&format!("ALTER TABLE {shard} OWNER TO {};\n", self.owner));
+        if self.reset_acl {
+            sql.push_str(&revoke_all_sql(&shard));
+            sql.push_str(";\n");
+        }
         for (before, after) in &self.grants {
             sql.push_str(&format!("{before}{shard}{after};\n"));
         }

@@ -308,7 +308,7 @@ fn constraints(relid: pg_sys::Oid, before: Vec<pg_sys::Oid>, dropped: Vec<(Strin
         )?;
         super::run_batched(per_group)?;
         for index in indexes {
-            crate::commands::partitions::name_partition_indexes(relid, index)?;
+            crate::commands::partitions::name_partition_indexes(relid, index, None)?;
         }
         Ok(())
     }))

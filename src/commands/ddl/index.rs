@@ -87,7 +87,7 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
         }
         super::run_batched(per_group)?;
         for index in new {
-            crate::commands::partitions::name_partition_indexes(relid, index)?;
+            crate::commands::partitions::name_partition_indexes(relid, index, None)?;
         }
         Ok(())
     })))

@@ -91,6 +91,11 @@ pub(super) unsafe fn vacuum(u: &Utility) -> TResult<Step> {
             if relid == pg_sys::InvalidOid || catalog::find(relid)?.is_none() {
                 continue;
             }
+            // PostgreSQL skips (with a WARNING) a table the role may not vacuum; so do the
+            // shards and the coordinator's row counts.
+            if !may_vacuum(relid) {
+                continue;
+            }
             let cols: Vec<String> = list_ptrs((*r).va_cols)
                 .into_iter()
                 .map(|c| quote_identifier(string((*(c as *mut pg_sys::String)).sval)))
@@ -109,6 +114,19 @@ pub(super) unsafe fn vacuum(u: &Utility) -> TResult<Step> {
         (verb, options, tables)
     };
     if tables.is_empty() {
+        // VACUUM or ANALYZE of every table: each node's own run (or autovacuum) looks after its
+        // shards, and the coordinator's pass over its empty copies would leave them no row
+        // count; they get their shards' again.
+        // SAFETY: reading the VacuumStmt.
+        if unsafe { list_ptrs((*u.node::<pg_sys::VacuumStmt>()).rels).is_empty() } {
+            return Ok(Step::Propagate(Box::new(|| {
+                let mine: Vec<pg_sys::Oid> = crate::metadata::table::all_tables()?
+                    .into_iter()
+                    .filter(|r| may_vacuum(*r))
+                    .collect();
+                crate::commands::row_counts::refresh(&mine)
+            })));
+        }
         return Ok(Step::Pass);
     }
     let options = if options.is_empty() {
@@ -144,4 +162,15 @@ pub(super) unsafe fn vacuum(u: &Utility) -> TResult<Step> {
         // The shards' row counts become the coordinator's.
         crate::commands::row_counts::refresh(&relids)
     })))
+}
+
+/// Whether the current role may VACUUM or ANALYZE `relid`, as PostgreSQL decides it: its
+/// owner, the database's owner, or a superuser.
+fn may_vacuum(relid: pg_sys::Oid) -> bool {
+    // SAFETY: ownership lookups through the syscache.
+    unsafe {
+        let user = pg_sys::GetUserId();
+        pg_sys::pg_class_ownercheck(relid, user)
+            || pg_sys::pg_database_ownercheck(pg_sys::MyDatabaseId, user)
+    }
 }

@@ -32,7 +32,7 @@
 //! | CREATE / ALTER / DROP ROLE, GRANT role, ALTER ROLE ... SET / RENAME, DROP / REASSIGN OWNED | `roles`: on every worker (a password as its stored verifier) |
 //! | CREATE / DROP SCHEMA, GRANT on schemas, functions, types | `objects`: on every worker (CREATE SCHEMA IF NOT EXISTS, DROP ... IF EXISTS) |
 //! | CREATE / ALTER / DROP TYPE, DOMAIN, FUNCTION, PROCEDURE, AGGREGATE, OPERATOR, COLLATION; their RENAME / SET SCHEMA / OWNER TO | `objects`: as written on every worker, under the session's search_path |
-//! | ALTER DEFAULT PRIVILEGES | `objects`: as written on every worker |
+//! | ALTER DEFAULT PRIVILEGES; CREATE / ALTER / DROP TEXT SEARCH CONFIGURATION, DICTIONARY, PARSER, TEMPLATE | `objects`: as written on every worker |
 //! | COMMENT, SECURITY LABEL, LOCK TABLE | local on purpose: a comment or label is the coordinator's metadata; the coordinator's lock is what distributed writes take |
 //! | DROP TABLE / DROP SCHEMA | passes; the `sql_drop` event trigger (commands::distribute) drops the shards |
 //!
@@ -162,6 +162,7 @@ fn handler_for(tag: pg_sys::NodeTag) -> Option<Handler> {
         // Default privileges: the workers' too, for objects made there (the shards take the
         // table's own privileges when they are made).
         T_AlterDefaultPrivilegesStmt => objects::as_written,
+        T_AlterTSConfigurationStmt | T_AlterTSDictionaryStmt => objects::as_written,
         T_CreateFunctionStmt => objects::create_function,
         T_AlterOwnerStmt => alter_owner,
         T_CreateRoleStmt => roles::create,
@@ -296,7 +297,7 @@ unsafe fn drop_policy(u: &Utility) -> TResult<Step> {
 
 /// The object kinds every node keeps (besides tables, roles and schemas): what defaults,
 /// constraints and queries on the shards may use.
-const SHARED_OBJECTS: [pg_sys::ObjectType::Type; 9] = [
+const SHARED_OBJECTS: [pg_sys::ObjectType::Type; 13] = [
     pg_sys::ObjectType::OBJECT_TYPE,
     pg_sys::ObjectType::OBJECT_DOMAIN,
     pg_sys::ObjectType::OBJECT_FUNCTION,
@@ -306,6 +307,10 @@ const SHARED_OBJECTS: [pg_sys::ObjectType::Type; 9] = [
     pg_sys::ObjectType::OBJECT_OPERATOR,
     pg_sys::ObjectType::OBJECT_COLLATION,
     pg_sys::ObjectType::OBJECT_SCHEMA,
+    pg_sys::ObjectType::OBJECT_TSCONFIGURATION,
+    pg_sys::ObjectType::OBJECT_TSDICTIONARY,
+    pg_sys::ObjectType::OBJECT_TSPARSER,
+    pg_sys::ObjectType::OBJECT_TSTEMPLATE,
 ];
 
 /// Whether RENAME / SET SCHEMA / OWNER TO of this kind reaches every node (as written).

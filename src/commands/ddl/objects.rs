@@ -116,33 +116,49 @@ unsafe fn named_schema(u: &Utility) -> Option<String> {
     }
 }
 
-/// DROP of a type, domain, function, procedure, routine, aggregate, operator or collation: as
-/// written, with IF EXISTS (an object made before a worker joined is no error there).
+/// DROP of a type, domain, function, procedure, routine, aggregate, operator, collation or
+/// text search object: as written, with IF EXISTS (an object made before a worker joined is
+/// no error there).
 ///
 /// # Safety
 /// `u` is a DropStmt of one of those kinds.
 pub(super) unsafe fn drop_object(u: &Utility) -> TResult<Step> {
     let text = u.text();
     // SAFETY: reading the DropStmt.
-    let missing_ok = unsafe { (*u.node::<pg_sys::DropStmt>()).missing_ok };
+    let (missing_ok, kind) = unsafe {
+        let s = u.node::<pg_sys::DropStmt>();
+        ((*s).missing_ok, (*s).removeType)
+    };
+    // `DROP TEXT SEARCH CONFIGURATION`: four words before the names; `DROP TYPE`: two.
+    let words = if matches!(
+        kind,
+        pg_sys::ObjectType::OBJECT_TSCONFIGURATION
+            | pg_sys::ObjectType::OBJECT_TSDICTIONARY
+            | pg_sys::ObjectType::OBJECT_TSPARSER
+            | pg_sys::ObjectType::OBJECT_TSTEMPLATE
+    ) {
+        4
+    } else {
+        2
+    };
     let sql = if missing_ok {
         text
     } else {
-        with_if_exists(&text)
+        with_if_exists(&text, words)
     };
     // (pg_dist_object forgets the dropped objects in the sql_drop trigger.)
     on_every_worker(move || Ok(vec![sql]))
 }
 
-/// `DROP <kind> IF EXISTS ...` from `DROP <kind> ...` (the kinds here are one keyword).
-fn with_if_exists(text: &str) -> String {
+/// `DROP <kind> IF EXISTS ...` from `DROP <kind> ...`, where `DROP <kind>` is `words` words.
+fn with_if_exists(text: &str, words: usize) -> String {
     let mut seen = 0;
     let mut in_word = false;
     for (i, c) in text.char_indices() {
         if c.is_whitespace() {
             if in_word {
                 seen += 1;
-                if seen == 2 {
+                if seen == words {
                     return format!("{} IF EXISTS{}", &text[..i], &text[i..]);
                 }
             }
@@ -608,6 +624,38 @@ pub(crate) fn sync_commands() -> TResult<Vec<String>> {
         made.sort_by_key(|(oid, _)| *oid);
         out.extend(made.into_iter().map(|(_, sql)| sql));
         out.extend(later);
+        // Default privileges: a global entry replaces the built-in defaults (so they are
+        // revoked first), a schema's adds to them.
+        for row in client.select(
+            "SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I%s ', pg_catalog.pg_get_userbyid(d.defaclrole),
+                           CASE WHEN d.defaclnamespace = 0 THEN ''
+                                ELSE format(' IN SCHEMA %I', (SELECT n.nspname FROM pg_catalog.pg_namespace n
+                                                               WHERE n.oid = d.defaclnamespace)) END),
+                    CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS'
+                                         WHEN 'T' THEN 'TYPES' WHEN 'n' THEN 'SCHEMAS' END,
+                    d.defaclnamespace = 0, pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(d.defaclrole)),
+                    (SELECT pg_catalog.array_agg(format('GRANT %s ON %%s TO %s%s', a.privilege_type,
+                                CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                     ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+                                CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END))
+                       FROM pg_catalog.aclexplode(d.defaclacl) a)
+               FROM pg_catalog.pg_default_acl d
+              WHERE d.defaclobjtype IN ('r', 'S', 'f', 'T', 'n')
+              ORDER BY d.oid",
+            None,
+            &[],
+        )? {
+            let prefix = row.get::<String>(1)?.unwrap_or_default();
+            let kind = row.get::<String>(2)?.unwrap_or_default();
+            let global = row.get::<bool>(3)?.unwrap_or(false);
+            let role = row.get::<String>(4)?.unwrap_or_default();
+            if global {
+                out.push(format!("{prefix}REVOKE ALL ON {kind} FROM PUBLIC, {role}"));
+            }
+            for grant in row.get::<Vec<String>>(5)?.unwrap_or_default() {
+                out.push(format!("{prefix}{}", grant.replacen("%s", &kind, 1)));
+            }
+        }
         Ok(())
     })?;
     Ok(out)

@@ -232,7 +232,9 @@ pub(crate) unsafe fn plan_combine(
         let rtr = make_node::<pg_sys::RangeTblRef>(pg_sys::NodeTag::T_RangeTblRef);
         (*rtr).rtindex = 1;
         (*c).jointree = pg_sys::makeFromExpr(make_list(&[rtr]), std::ptr::null_mut());
+        let before = crate::planner::COMBINE_ROWS.with(|r| r.replace(Some(rows)));
         let stmt = pg_sys::standard_planner(c, query_string, cursor_options, bound_params);
+        crate::planner::COMBINE_ROWS.with(|r| r.set(before));
         let mut s = FunctionScanSwap {
             func,
             cscan: custom_scan(plan, std::ptr::null_mut(), rows),
