@@ -125,7 +125,15 @@ REVOKE EXECUTE ON FUNCTION "Late S".secret() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION "Late S".secret() TO late_group;
 CREATE FUNCTION "Late S".even(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 % 2 = 0';
 ALTER DOMAIN "Late S".small ADD CONSTRAINT small_even CHECK ("Late S".even(VALUE));
+-- (default privileges: a schema's, and a global one that takes a built-in default away)
+ALTER DEFAULT PRIVILEGES FOR ROLE late_user IN SCHEMA "Late S" GRANT SELECT ON TABLES TO late_group;
+ALTER DEFAULT PRIVILEGES FOR ROLE late_user REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 SELECT citus_add_node('127.0.0.1', 9804) > 0 AS added;
+SELECT nodeport, result FROM run_command_on_workers($$
+  SELECT string_agg(d.defaclobjtype::text || ':' || coalesce(n.nspname, '-') || ':' || d.defaclacl::text, ' ' ORDER BY d.defaclobjtype)
+    FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
+   WHERE d.defaclrole = 'late_user'::regrole$$) ORDER BY nodeport;
+ALTER DEFAULT PRIVILEGES FOR ROLE late_user GRANT EXECUTE ON FUNCTIONS TO PUBLIC;
 SELECT nodeport, result FROM run_command_on_workers($$
   SELECT pg_get_userbyid(proowner) || ' ' || array_to_string(proacl, ',') FROM pg_proc WHERE proname = 'secret'$$) ORDER BY nodeport;
 SELECT DISTINCT result FROM run_command_on_workers($$
