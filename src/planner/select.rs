@@ -79,7 +79,7 @@ pub(crate) unsafe fn plan_select(
             .iter()
             .map(|&(col, agg)| (col, agg.to_u32()))
             .collect();
-        let rows = estimated_rows(parse, a, false, 1000.0);
+        let rows = worker_rows(split.worker, a, estimated_rows(parse, a, false, 1000.0));
         let stmt = combine::plan_combine(
             &split,
             &plan,
@@ -104,5 +104,42 @@ pub(crate) unsafe fn plan_select(
         (*stmt).stmt_location = (*parse).stmt_location;
         (*stmt).stmt_len = (*parse).stmt_len;
         Ok(stmt)
+    }
+}
+
+/// The rows the shards send for the combine step, from the table's estimate `table_rows`: one
+/// row per shard for an aggregate without GROUP BY, at most PostgreSQL's default group count
+/// (200) per shard when grouped, at most the LIMIT per shard when the shards apply one. (The
+/// table's own row count there would make the coordinator plan, and JIT-compile, a combine
+/// step over a million rows that sees thirty-two.)
+///
+/// # Safety
+/// `worker` is the valid worker Query of the split.
+unsafe fn worker_rows(worker: *mut pg_sys::Query, a: &Analysis, table_rows: f64) -> f64 {
+    let shards = a
+        .hash_rtes()
+        .map(|r| r.meta.shards.len())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    // SAFETY: reading the worker Query's fields.
+    unsafe {
+        if !(*worker).groupClause.is_null() {
+            return table_rows.min(200.0 * shards);
+        }
+        if (*worker).hasAggs {
+            return shards;
+        }
+        let limit = (*worker).limitCount;
+        if !limit.is_null()
+            && crate::pg::nodes::is_a(limit as *const std::ffi::c_void, pg_sys::NodeTag::T_Const)
+        {
+            let c = limit as *mut pg_sys::Const;
+            if !(*c).constisnull {
+                let n = (*c).constvalue.value() as i64;
+                return table_rows.min((n.max(1) as f64) * shards);
+            }
+        }
+        table_rows
     }
 }
