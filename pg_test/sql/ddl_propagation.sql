@@ -125,10 +125,21 @@ REVOKE EXECUTE ON FUNCTION "Late S".secret() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION "Late S".secret() TO late_group;
 CREATE FUNCTION "Late S".even(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 % 2 = 0';
 ALTER DOMAIN "Late S".small ADD CONSTRAINT small_even CHECK ("Late S".even(VALUE));
+-- (a range type, a collation, an operator, a text search dictionary and configuration)
+CREATE TYPE "Late S".span AS RANGE (SUBTYPE = int4, MULTIRANGE_TYPE_NAME = "Late S".spans);
+CREATE COLLATION "Late S".nocase (PROVIDER = icu, LOCALE = 'und-u-ks-level2', DETERMINISTIC = false);
+CREATE FUNCTION "Late S".near(int, int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT abs($1 - $2) < 2';
+CREATE OPERATOR "Late S".~~~ (FUNCTION = "Late S".near, LEFTARG = int, RIGHTARG = int, COMMUTATOR = OPERATOR("Late S".~~~));
+CREATE TEXT SEARCH DICTIONARY "Late S".simple_stop (TEMPLATE = simple, STOPWORDS = english);
+CREATE TEXT SEARCH CONFIGURATION "Late S".late (COPY = english);
+ALTER TEXT SEARCH CONFIGURATION "Late S".late ALTER MAPPING FOR asciiword WITH "Late S".simple_stop;
 -- (default privileges: a schema's, and a global one that takes a built-in default away)
 ALTER DEFAULT PRIVILEGES FOR ROLE late_user IN SCHEMA "Late S" GRANT SELECT ON TABLES TO late_group;
 ALTER DEFAULT PRIVILEGES FOR ROLE late_user REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 SELECT citus_add_node('127.0.0.1', 9804) > 0 AS added;
+SELECT nodeport, result FROM run_command_on_workers($$
+  SELECT int4range(1, 5)::text::"Late S".span::text || ' ' || ('A' = 'a' COLLATE "Late S".nocase) || ' ' || (3 OPERATOR("Late S".~~~) 4)
+         || ' ' || to_tsvector('"Late S".late', 'the running dogs')::text$$) ORDER BY nodeport;
 SELECT nodeport, result FROM run_command_on_workers($$
   SELECT string_agg(d.defaclobjtype::text || ':' || coalesce(n.nspname, '-') || ':' || d.defaclacl::text, ' ' ORDER BY d.defaclobjtype)
     FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace

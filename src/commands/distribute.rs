@@ -731,7 +731,7 @@ fn column_name_to_column(table_name: pg_sys::Oid, column_name: &str) -> String {
 }
 
 /// The name of column `attnum` of `relid` (an error for a dropped or missing column).
-fn column_name(relid: pg_sys::Oid, attnum: i16) -> TResult<String> {
+pub(super) fn column_name(relid: pg_sys::Oid, attnum: i16) -> TResult<String> {
     // SAFETY: a syscache lookup with missing_ok; the name is a palloc'd string or null.
     let name = unsafe { pg_sys::get_attname(relid, attnum, true) };
     if name.is_null() {

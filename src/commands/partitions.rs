@@ -91,7 +91,7 @@ pub(crate) fn distribute_partition(parent: pg_sys::Oid, child: pg_sys::Oid) -> T
         )
         .hint("Use one level of partitions under a distributed table."));
     }
-    let column = attname(parent, parent_dist.dist_attnum)?;
+    let column = distribute::column_name(parent, parent_dist.dist_attnum)?;
     // The partition has the parent's columns, though not necessarily at the same positions.
     let (attnum, _, _) = distribute::check_column(&table, &column)?;
     let shards = attach
@@ -172,12 +172,7 @@ fn per_shard_pair(
             c,
             &crate::sharding::qualified_shard(&schema, &table, c.shard_id),
         );
-        for g in &c.groups {
-            per_group
-                .entry(*g)
-                .or_default()
-                .push((sql.clone(), Vec::new()));
-        }
+        push_on_groups(&mut per_group, &c.groups, &sql);
     }
     super::run_per_group(per_group, &nodes::all()?)
 }
@@ -216,7 +211,8 @@ pub(crate) fn check_attach(parent: pg_sys::Oid, child: pg_sys::Oid) -> TResult<(
         .hint("Use one level of partitions under a distributed table."));
     }
     let same_column = child_dist.kind() == TableKind::Hash
-        && attname(parent, parent_dist.dist_attnum)? == attname(child, child_dist.dist_attnum)?;
+        && distribute::column_name(parent, parent_dist.dist_attnum)?
+            == distribute::column_name(child, child_dist.dist_attnum)?;
     if !same_column {
         return Err(TesseraError::new(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -291,20 +287,14 @@ pub(crate) fn detach_shards(parent: pg_sys::Oid, child: pg_sys::Oid) -> TResult<
     })
 }
 
-fn attname(relid: pg_sys::Oid, attnum: i16) -> TResult<String> {
-    // SAFETY: a syscache lookup with missing_ok; the name is a palloc'd string or null.
-    let name = unsafe { pg_sys::get_attname(relid, attnum, true) };
-    if name.is_null() {
-        return Err(TesseraError::new(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-            format!(
-                "the distribution column of {} does not exist",
-                display(relid)
-            ),
-        ));
+/// Adds `sql` for every group in `groups`.
+fn push_on_groups(per_group: &mut PerGroup, groups: &[i32], sql: &str) {
+    for g in groups {
+        per_group
+            .entry(*g)
+            .or_default()
+            .push((sql.to_string(), Vec::new()));
     }
-    // SAFETY: a non-null NUL-terminated string.
-    Ok(unsafe { crate::pg::nodes::string(name) })
 }
 
 /// `relid::regclass::text`, for messages.
@@ -373,12 +363,7 @@ pub(crate) fn name_partition_indexes(
                 pgrx::spi::quote_literal(&target),
             );
             let sql = tessera_core::sqltext::do_block(&body);
-            for g in &c.groups {
-                per_group
-                    .entry(*g)
-                    .or_default()
-                    .push((sql.clone(), Vec::new()));
-            }
+            push_on_groups(&mut per_group, &c.groups, &sql);
         }
     }
     super::run_per_group(per_group, &nodes::all()?)

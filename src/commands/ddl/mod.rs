@@ -238,21 +238,33 @@ unsafe fn policy(u: &Utility) -> TResult<Step> {
     };
     Ok(Step::Propagate(Box::new(move || {
         let defs = crate::sharding::ddl::policies(relid, Some(&name))?;
-        let (schema, table) = rel_schema_and_name(relid);
-        let mut per_group = PerGroup::new();
-        crate::commands::push_per_shard(&mut per_group, relid, &schema, &table, |_, _, shard| {
-            let mut cmds = vec![format!(
-                "DROP POLICY IF EXISTS {} ON {shard}",
-                quote_identifier(&name)
-            )];
-            cmds.extend(
-                defs.iter()
-                    .map(|(before, after)| format!("{before}{shard}{after}")),
-            );
-            Ok(cmds)
-        })?;
-        run_batched(per_group)
+        make_again_per_shard(relid, "POLICY", &name, &defs)
     })))
+}
+
+/// On every shard of `relid`: `DROP <kind> IF EXISTS name ON <shard>`, then each definition,
+/// the text before and after the shard's name (a policy or trigger made again as the
+/// coordinator has it now).
+fn make_again_per_shard(
+    relid: pg_sys::Oid,
+    kind: &str,
+    name: &str,
+    defs: &[(String, String)],
+) -> TResult<()> {
+    let (schema, table) = rel_schema_and_name(relid);
+    let mut per_group = PerGroup::new();
+    crate::commands::push_per_shard(&mut per_group, relid, &schema, &table, |_, _, shard| {
+        let mut cmds = vec![format!(
+            "DROP {kind} IF EXISTS {} ON {shard}",
+            quote_identifier(name)
+        )];
+        cmds.extend(
+            defs.iter()
+                .map(|(before, after)| format!("{before}{shard}{after}")),
+        );
+        Ok(cmds)
+    })?;
+    run_batched(per_group)
 }
 
 /// DROP POLICY on a distributed table: `DROP POLICY IF EXISTS` of the same policy on every

@@ -479,6 +479,90 @@ fn unless_exists(sql: &str) -> String {
     ))
 }
 
+/// `(oid, CREATE ..., what follows it)` of the users' range types, collations, operators and
+/// text search dictionaries and configurations that no extension owns, printed with an empty
+/// search_path (every name qualified).
+const OTHER_OBJECTS: &str = "
+  SELECT t.oid::int8,
+         format('CREATE TYPE %s AS RANGE (SUBTYPE = %s, SUBTYPE_OPCLASS = %s%s%s%s%s)', t.oid::regtype,
+                r.rngsubtype::regtype,
+                (SELECT format('%I.%I', on_.nspname, oc.opcname) FROM pg_catalog.pg_opclass oc
+                   JOIN pg_catalog.pg_namespace on_ ON on_.oid = oc.opcnamespace WHERE oc.oid = r.rngsubopc),
+                CASE WHEN r.rngcollation <> 0 THEN (SELECT format(', COLLATION = %I.%I', cn.nspname, co.collname)
+                       FROM pg_catalog.pg_collation co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+                      WHERE co.oid = r.rngcollation) ELSE '' END,
+                CASE WHEN r.rngcanonical <> 0 THEN ', CANONICAL = ' || r.rngcanonical::regproc ELSE '' END,
+                CASE WHEN r.rngsubdiff <> 0 THEN ', SUBTYPE_DIFF = ' || r.rngsubdiff::regproc ELSE '' END,
+                ', MULTIRANGE_TYPE_NAME = ' || r.rngmultitypid::regtype),
+         format('ALTER TYPE %s OWNER TO %I', t.oid::regtype, pg_catalog.pg_get_userbyid(t.typowner))
+    FROM pg_catalog.pg_type t JOIN pg_catalog.pg_range r ON r.rngtypid = t.oid
+    JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+   WHERE t.oid >= 16384 AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+     AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_type'::regclass
+                                                          AND d.objid = t.oid AND d.deptype = 'e')
+  UNION ALL
+  SELECT c.oid::int8,
+         format('CREATE COLLATION %I.%I (%s, DETERMINISTIC = %s)', n.nspname, c.collname,
+                CASE c.collprovider
+                  WHEN 'i' THEN format('PROVIDER = icu, LOCALE = %L', c.colliculocale)
+                  ELSE format('PROVIDER = libc, LC_COLLATE = %L, LC_CTYPE = %L', c.collcollate, c.collctype) END,
+                CASE WHEN c.collisdeterministic THEN 'true' ELSE 'false' END),
+         format('ALTER COLLATION %I.%I OWNER TO %I', n.nspname, c.collname, pg_catalog.pg_get_userbyid(c.collowner))
+    FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
+   WHERE c.oid >= 16384 AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+     AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_collation'::regclass
+                                                          AND d.objid = c.oid AND d.deptype = 'e')
+  UNION ALL
+  SELECT o.oid::int8,
+         format('CREATE OPERATOR %I.%s (FUNCTION = %s%s%s%s%s%s%s%s)', n.nspname, o.oprname,
+                o.oprcode::regproc,
+                CASE WHEN o.oprleft <> 0 THEN ', LEFTARG = ' || o.oprleft::regtype ELSE '' END,
+                CASE WHEN o.oprright <> 0 THEN ', RIGHTARG = ' || o.oprright::regtype ELSE '' END,
+                CASE WHEN o.oprcom <> 0 THEN (SELECT format(', COMMUTATOR = OPERATOR(%I.%s)', cn.nspname, co.oprname)
+                       FROM pg_catalog.pg_operator co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.oprnamespace
+                      WHERE co.oid = o.oprcom) ELSE '' END,
+                CASE WHEN o.oprnegate <> 0 THEN (SELECT format(', NEGATOR = OPERATOR(%I.%s)', cn.nspname, co.oprname)
+                       FROM pg_catalog.pg_operator co JOIN pg_catalog.pg_namespace cn ON cn.oid = co.oprnamespace
+                      WHERE co.oid = o.oprnegate) ELSE '' END,
+                CASE WHEN o.oprrest <> 0 THEN ', RESTRICT = ' || o.oprrest::regproc ELSE '' END,
+                CASE WHEN o.oprjoin <> 0 THEN ', JOIN = ' || o.oprjoin::regproc ELSE '' END,
+                CASE WHEN o.oprcanhash THEN ', HASHES' ELSE '' END || CASE WHEN o.oprcanmerge THEN ', MERGES' ELSE '' END),
+         format('ALTER OPERATOR %s OWNER TO %I', o.oid::regoperator, pg_catalog.pg_get_userbyid(o.oprowner))
+    FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+   WHERE o.oid >= 16384 AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema' AND o.oprcode <> 0
+     AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_operator'::regclass
+                                                          AND d.objid = o.oid AND d.deptype = 'e')
+  UNION ALL
+  SELECT d.oid::int8,
+         format('CREATE TEXT SEARCH DICTIONARY %I.%I (TEMPLATE = %I.%I%s)', n.nspname, d.dictname, tn.nspname, tt.tmplname,
+                coalesce(', ' || d.dictinitoption, '')),
+         format('ALTER TEXT SEARCH DICTIONARY %I.%I OWNER TO %I', n.nspname, d.dictname, pg_catalog.pg_get_userbyid(d.dictowner))
+    FROM pg_catalog.pg_ts_dict d JOIN pg_catalog.pg_namespace n ON n.oid = d.dictnamespace
+    JOIN pg_catalog.pg_ts_template tt ON tt.oid = d.dicttemplate JOIN pg_catalog.pg_namespace tn ON tn.oid = tt.tmplnamespace
+   WHERE d.oid >= 16384 AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+     AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend x WHERE x.classid = 'pg_catalog.pg_ts_dict'::regclass
+                                                          AND x.objid = d.oid AND x.deptype = 'e')
+  UNION ALL
+  SELECT c.oid::int8,
+         format('CREATE TEXT SEARCH CONFIGURATION %I.%I (PARSER = %I.%I)', n.nspname, c.cfgname, pn.nspname, p.prsname),
+         concat_ws(';
+',
+           format('ALTER TEXT SEARCH CONFIGURATION %I.%I OWNER TO %I', n.nspname, c.cfgname, pg_catalog.pg_get_userbyid(c.cfgowner)),
+           (SELECT string_agg(format('ALTER TEXT SEARCH CONFIGURATION %I.%I ADD MAPPING FOR %s WITH %s', n.nspname, c.cfgname,
+                                     m.alias, m.dicts), ';
+' ORDER BY m.alias)
+              FROM (SELECT tt.alias, string_agg(format('%I.%I', dn.nspname, dd.dictname), ', ' ORDER BY cm.mapseqno) AS dicts
+                      FROM pg_catalog.pg_ts_config_map cm
+                      JOIN pg_catalog.ts_token_type(c.cfgparser) tt ON tt.tokid = cm.maptokentype
+                      JOIN pg_catalog.pg_ts_dict dd ON dd.oid = cm.mapdict
+                      JOIN pg_catalog.pg_namespace dn ON dn.oid = dd.dictnamespace
+                     WHERE cm.mapcfg = c.oid GROUP BY tt.alias) m))
+    FROM pg_catalog.pg_ts_config c JOIN pg_catalog.pg_namespace n ON n.oid = c.cfgnamespace
+    JOIN pg_catalog.pg_ts_parser p ON p.oid = c.cfgparser JOIN pg_catalog.pg_namespace pn ON pn.oid = p.prsnamespace
+   WHERE c.oid >= 16384 AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+     AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend x WHERE x.classid = 'pg_catalog.pg_ts_config'::regclass
+                                                          AND x.objid = c.oid AND x.deptype = 'e')";
+
 /// The commands that give a node added later the schemas, types, domains, functions,
 /// procedures and aggregates that queries on its shards may need: users' objects that no
 /// extension owns, in the order they were made (OID order, so an object comes after those it
@@ -618,6 +702,15 @@ pub(crate) fn sync_commands() -> TResult<Vec<String>> {
                 made.push((oid, if kind == "a" { unless_exists(&sql) } else { sql }));
                 made.push((oid, row.get::<String>(4)?.unwrap_or_default()));
                 made.extend(row.get::<String>(5)?.map(|g| (oid, g)));
+            }
+        }
+        // Range types, collations, operators and text search dictionaries and configurations
+        // (each with its owner), in the same OID order.
+        for row in client.select(OTHER_OBJECTS, None, &[])? {
+            let oid = row.get::<i64>(1)?.unwrap_or_default() as u32;
+            if let Some(sql) = row.get::<String>(2)? {
+                made.push((oid, unless_exists(&sql)));
+                made.extend(row.get::<String>(3)?.map(|s| (oid, s)));
             }
         }
         // A stable sort: an object's own commands keep their order.

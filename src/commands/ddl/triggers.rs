@@ -50,20 +50,7 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
     }
     Ok(Step::Propagate(Box::new(move || {
         let defs = crate::sharding::ddl::triggers(relid, Some(&name))?;
-        let (schema, table) = rel_schema_and_name(relid);
-        let mut per_group = super::PerGroup::new();
-        crate::commands::push_per_shard(&mut per_group, relid, &schema, &table, |_, _, shard| {
-            let mut cmds = vec![format!(
-                "DROP TRIGGER IF EXISTS {} ON {shard}",
-                quote_identifier(&name)
-            )];
-            cmds.extend(
-                defs.iter()
-                    .map(|(before, after)| format!("{before}{shard}{after}")),
-            );
-            Ok(cmds)
-        })?;
-        run_batched(per_group)
+        super::make_again_per_shard(relid, "TRIGGER", &name, &defs)
     })))
 }
 
