@@ -251,25 +251,10 @@ pub(crate) fn attach_shards(parent: pg_sys::Oid, child: pg_sys::Oid) -> TResult<
     })?;
     // The attach made (or adopted) a copy of each of the parent's indexes on the partition,
     // on the coordinator and on the shards, each under a name of its own choosing.
-    for index in indexes_of(parent)? {
+    for index in super::ddl::indexes_of(parent)? {
         name_partition_indexes(parent, index, Some(child))?;
     }
     Ok(())
-}
-
-/// The indexes of `relid`.
-fn indexes_of(relid: pg_sys::Oid) -> TResult<Vec<pg_sys::Oid>> {
-    Spi::connect(|client| {
-        let mut out = Vec::new();
-        for row in client.select(
-            "SELECT indexrelid FROM pg_catalog.pg_index WHERE indrelid = $1 ORDER BY 1",
-            None,
-            &[relid.into()],
-        )? {
-            out.extend(row.get::<pg_sys::Oid>(1)?);
-        }
-        Ok(out)
-    })
 }
 
 /// DETACH PARTITION (detached on the coordinator already): each of the partition's shards

@@ -16,7 +16,8 @@ use crate::metadata::table as catalog;
 use crate::pg::nodes::list_ptrs;
 use crate::sharding::ddl::{index_def, shard_index_ddl};
 
-pub(super) fn indexes_of(relid: pg_sys::Oid) -> TResult<Vec<pg_sys::Oid>> {
+/// The indexes of `relid`.
+pub(crate) fn indexes_of(relid: pg_sys::Oid) -> TResult<Vec<pg_sys::Oid>> {
     Spi::connect(|client| {
         let mut out = Vec::new();
         for row in client.select(

@@ -44,6 +44,8 @@ mod copy;
 mod extension;
 mod grant;
 mod index;
+
+pub(crate) use index::indexes_of;
 mod maintenance;
 pub(crate) mod objects;
 mod partitions;
@@ -65,7 +67,7 @@ use pgrx::spi::quote_identifier;
 use super::{run_per_group, PerGroup};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::node as nodes;
-use crate::pg::nodes::list_ptrs;
+use crate::pg::nodes::{list_ptrs, rel_schema_and_name};
 
 /// The ProcessUtility hook installed before Tessera's; the only copy of it.
 static mut PREV_PROCESS_UTILITY_HOOK: pg_sys::ProcessUtility_hook_type = None;
@@ -390,22 +392,6 @@ unsafe fn range_var_relid(rv: *mut pg_sys::RangeVar) -> pg_sys::Oid {
             None,
             std::ptr::null_mut(),
         )
-    }
-}
-
-fn rel_schema_and_name(relid: pg_sys::Oid) -> (String, String) {
-    // SAFETY: syscache lookups of an existing relation; the results are palloc'd strings.
-    unsafe {
-        let name = pg_sys::get_rel_name(relid);
-        let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
-        let s = |p: *mut c_char| {
-            if p.is_null() {
-                String::new()
-            } else {
-                CStr::from_ptr(p).to_string_lossy().into_owned()
-            }
-        };
-        (s(nsp), s(name))
     }
 }
 
