@@ -102,9 +102,20 @@ CREATE TABLE citus.pg_dist_object (
 );
 ALTER TABLE citus.pg_dist_object SET SCHEMA pg_catalog;
 
+-- Distributed schemas (schema-based sharding): each schema is one colocation group whose
+-- tables are single-shard tables on one node. Citus's columns, and the group of the node the
+-- schema's tables are placed on (chosen when the schema is distributed, so that an empty schema
+-- has a node too; citus_schema_move changes it with the placements).
+CREATE TABLE citus.pg_dist_schema (
+    schemaid oid NOT NULL PRIMARY KEY,
+    colocationid int NOT NULL UNIQUE,
+    groupid int NOT NULL
+);
+ALTER TABLE citus.pg_dist_schema SET SCHEMA pg_catalog;
+
 GRANT SELECT ON pg_catalog.pg_dist_node, pg_catalog.pg_dist_colocation,
     pg_catalog.pg_dist_partition, pg_catalog.pg_dist_shard, pg_catalog.pg_dist_placement,
-    pg_catalog.pg_dist_object
+    pg_catalog.pg_dist_object, pg_catalog.pg_dist_schema
     TO public;
 
 -- The catalog belongs to the extension's state: pg_dump of an extension keeps these rows.
@@ -114,3 +125,4 @@ SELECT pg_catalog.pg_extension_config_dump('pg_catalog.pg_dist_colocation', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_catalog.pg_dist_partition', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_catalog.pg_dist_shard', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_catalog.pg_dist_placement', '');
+SELECT pg_catalog.pg_extension_config_dump('pg_catalog.pg_dist_schema', '');

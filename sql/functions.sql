@@ -194,7 +194,10 @@ CREATE VIEW citus.citus_shards AS
 SELECT p.logicalrelid AS table_name,
        s.shardid,
        pg_catalog.shard_name(p.logicalrelid, s.shardid) AS shard_name,
-       CASE WHEN p.partmethod = 'h' THEN 'distributed' ELSE 'reference' END AS citus_table_type,
+       CASE WHEN p.partmethod = 'h' THEN 'distributed'
+            WHEN p.repmodel = 't' THEN 'reference'
+            WHEN p.colocationid IN (SELECT ds.colocationid FROM pg_catalog.pg_dist_schema ds) THEN 'schema'
+            ELSE 'distributed' END AS citus_table_type,
        p.colocationid AS colocation_id,
        n.nodename,
        n.nodeport,
@@ -208,24 +211,97 @@ SELECT p.logicalrelid AS table_name,
 ALTER VIEW citus.citus_shards SET SCHEMA pg_catalog;
 GRANT SELECT ON pg_catalog.citus_shards TO public;
 
+-- The sizes are asked of every node once per query (not once per table), so the view answers
+-- as fast with ten thousand tables as with ten.
 CREATE VIEW citus.citus_tables AS
+WITH sizes AS (
+    SELECT s.logicalrelid, sum(sz.size) AS size
+      FROM citus.shard_placement_sizes() sz
+      JOIN pg_catalog.pg_dist_shard s ON s.shardid = sz.shard_id
+     GROUP BY s.logicalrelid),
+shard_counts AS (
+    SELECT s.logicalrelid, count(*) AS shard_count
+      FROM pg_catalog.pg_dist_shard s GROUP BY s.logicalrelid)
 SELECT p.logicalrelid AS table_name,
-       CASE WHEN p.partmethod = 'h' THEN 'distributed' ELSE 'reference' END AS citus_table_type,
+       CASE WHEN p.partmethod = 'h' THEN 'distributed'
+            WHEN p.repmodel = 't' THEN 'reference'
+            WHEN ds.schemaid IS NOT NULL THEN 'schema'
+            ELSE 'distributed' END AS citus_table_type,
        coalesce(pg_catalog.column_to_column_name(p.logicalrelid, p.partkey), '<none>')
            AS distribution_column,
        p.colocationid AS colocation_id,
-       pg_catalog.pg_size_pretty((SELECT coalesce(sum(cs.shard_size), 0)
-                                    FROM pg_catalog.citus_shards cs
-                                   WHERE cs.table_name = p.logicalrelid)::bigint) AS table_size,
-       (SELECT count(*) FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = p.logicalrelid)
-           AS shard_count,
+       pg_catalog.pg_size_pretty(coalesce(sz.size, 0)::bigint) AS table_size,
+       coalesce(sc.shard_count, 0) AS shard_count,
        pg_catalog.pg_get_userbyid(c.relowner) AS table_owner,
        am.amname AS access_method
   FROM pg_catalog.pg_dist_partition p
   JOIN pg_catalog.pg_class c ON c.oid = p.logicalrelid
-  LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam;
+  LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam
+  LEFT JOIN pg_catalog.pg_dist_schema ds ON ds.colocationid = p.colocationid
+  LEFT JOIN sizes sz ON sz.logicalrelid = p.logicalrelid
+  LEFT JOIN shard_counts sc ON sc.logicalrelid = p.logicalrelid;
 ALTER VIEW citus.citus_tables SET SCHEMA pg_catalog;
 GRANT SELECT ON pg_catalog.citus_tables TO public;
+
+-- Schema-based sharding -------------------------------------------------------------------------
+
+CREATE TYPE citus.shard_transfer_mode AS ENUM ('auto', 'force_logical', 'block_writes');
+
+-- Every table of the schema becomes a single-shard table in one colocation group owned by the
+-- schema, on one node: the one named (by name and port, or by id), or the least loaded one
+-- (fewest bytes of tenant schemas, then fewest tenant schemas).
+CREATE FUNCTION pg_catalog.citus_schema_distribute(
+    schemaname regnamespace,
+    node_name text DEFAULT NULL,
+    node_port integer DEFAULT NULL,
+    node_id integer DEFAULT NULL)
+RETURNS void LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'citus_schema_distribute_wrapper';
+COMMENT ON FUNCTION pg_catalog.citus_schema_distribute(regnamespace, text, integer, integer)
+    IS 'distributes a schema: its tables become single-shard tables placed together on one node';
+
+CREATE FUNCTION pg_catalog.citus_schema_undistribute(schemaname regnamespace)
+RETURNS void LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'citus_schema_undistribute_wrapper';
+COMMENT ON FUNCTION pg_catalog.citus_schema_undistribute(regnamespace)
+    IS 'brings the tables of a distributed schema back to the coordinator as local tables';
+
+CREATE FUNCTION pg_catalog.citus_schema_move(
+    schema_id regnamespace,
+    target_node_name text,
+    target_node_port integer,
+    shard_transfer_mode citus.shard_transfer_mode DEFAULT 'auto')
+RETURNS void LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'citus_schema_move_wrapper';
+COMMENT ON FUNCTION pg_catalog.citus_schema_move(regnamespace, text, integer, citus.shard_transfer_mode)
+    IS 'moves every table of a distributed schema to the given node';
+
+CREATE FUNCTION pg_catalog.citus_schema_move(
+    schema_id regnamespace,
+    target_node_id integer,
+    shard_transfer_mode citus.shard_transfer_mode DEFAULT 'auto')
+RETURNS void LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'citus_schema_move_with_nodeid_wrapper';
+COMMENT ON FUNCTION pg_catalog.citus_schema_move(regnamespace, integer, citus.shard_transfer_mode)
+    IS 'moves every table of a distributed schema to the given node';
+
+-- Citus's view of the distributed schemas; sizes asked of every node once per query.
+CREATE VIEW citus.citus_schemas AS
+WITH sizes AS (
+    SELECT p.colocationid, sum(sz.size) AS size
+      FROM citus.shard_placement_sizes() sz
+      JOIN pg_catalog.pg_dist_shard s ON s.shardid = sz.shard_id
+      JOIN pg_catalog.pg_dist_partition p ON p.logicalrelid = s.logicalrelid
+     GROUP BY p.colocationid)
+SELECT ds.schemaid::regnamespace AS schema_name,
+       ds.colocationid AS colocation_id,
+       pg_catalog.pg_size_pretty(coalesce(sz.size, 0)::bigint) AS schema_size,
+       pg_catalog.pg_get_userbyid(n.nspowner) AS schema_owner
+  FROM pg_catalog.pg_dist_schema ds
+  JOIN pg_catalog.pg_namespace n ON n.oid = ds.schemaid
+  LEFT JOIN sizes sz ON sz.colocationid = ds.colocationid;
+ALTER VIEW citus.citus_schemas SET SCHEMA pg_catalog;
+GRANT SELECT ON pg_catalog.citus_schemas TO public;
 
 -- Distributed queries ---------------------------------------------------------------------------
 -- The planner combines the workers' rows in a query PostgreSQL plans itself; its FROM item is

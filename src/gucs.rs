@@ -44,6 +44,16 @@ static ENABLE_UNSAFE_TRIGGERS: GucSetting<bool> = GucSetting::<bool>::new(false)
 /// that runs first may grow when it travels to the shards as parameters.
 static MAX_INTERMEDIATE_RESULT_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
 
+/// `citus.enable_schema_based_sharding` (off): CREATE SCHEMA makes a distributed schema (see
+/// `commands::schemas`). Tables created later in a distributed schema are distributed whatever
+/// this setting is then.
+static ENABLE_SCHEMA_BASED_SHARDING: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+/// `tessera.schema_placement_node`: the node (`host:port`, or a node id) that schemas made
+/// distributed by CREATE SCHEMA are placed on; empty: the least loaded node.
+static SCHEMA_PLACEMENT_NODE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+
 /// `tessera.enable_distributed_planner` (off) sends queries on
 /// distributed tables to PostgreSQL's planner unchanged: for maintenance only, since the
 /// coordinator's own copies of distributed tables are empty.
@@ -115,6 +125,22 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"citus.enable_schema_based_sharding",
+        c"CREATE SCHEMA makes a distributed schema (schema-based sharding).",
+        c"Every table of a distributed schema is a single-shard table on the schema's node.",
+        &ENABLE_SCHEMA_BASED_SHARDING,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"tessera.schema_placement_node",
+        c"The node schemas made distributed by CREATE SCHEMA are placed on.",
+        c"host:port or a node id; empty places each on the least loaded node.",
+        &SCHEMA_PLACEMENT_NODE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"citus.max_intermediate_result_size",
         c"Largest result of a subquery that runs first and is sent to the shards.",
@@ -165,6 +191,18 @@ pub fn max_adaptive_executor_pool_size() -> usize {
 
 pub fn enable_unsafe_triggers() -> bool {
     ENABLE_UNSAFE_TRIGGERS.get()
+}
+
+pub fn enable_schema_based_sharding() -> bool {
+    ENABLE_SCHEMA_BASED_SHARDING.get()
+}
+
+/// The setting's text, empty when unset.
+pub fn schema_placement_node() -> String {
+    SCHEMA_PLACEMENT_NODE
+        .get()
+        .map(|c| c.to_string_lossy().trim().to_string())
+        .unwrap_or_default()
 }
 
 pub fn explain_all_tasks() -> bool {

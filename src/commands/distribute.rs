@@ -215,6 +215,7 @@ fn move_rows(
     shards: &[Shard],
     ranges_count: i32,
     all: &[Node],
+    empty_now: bool,
 ) -> TResult<i64> {
     const BATCH_BYTES: usize = 4 << 20;
     // Rows travel as JSON text: printed the way any node reads them (floats exactly).
@@ -297,7 +298,9 @@ fn move_rows(
     })?;
     flush(&mut buffers, false)?;
     if moved > 0 {
-        Spi::run(&format!("TRUNCATE ONLY {}", table.display))?;
+        if empty_now {
+            Spi::run(&format!("TRUNCATE ONLY {}", table.display))?;
+        }
         pgrx::notice!(
             "moved {moved} rows of {} into its shards; the local table is now empty",
             table.display
@@ -330,6 +333,42 @@ impl AttachTo {
     }
 }
 
+/// What [`build`] does with the table's foreign keys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ForeignKeys {
+    /// Made on the new shards once the rows are in; the local table is emptied.
+    Now,
+    /// Left for the caller, which distributes the tables they reference first, then empties
+    /// the local tables together ([`empty_local_tables`], as foreign keys between them
+    /// want) and makes the keys ([`add_table_foreign_keys`]).
+    Later,
+}
+
+/// Empties the coordinator's copies of the tables (their rows are in the shards now), in one
+/// TRUNCATE, as foreign keys between them want.
+pub(crate) fn empty_local_tables(relids: &[pg_sys::Oid]) -> TResult<()> {
+    let mut names = Vec::new();
+    for &relid in relids {
+        let mut all = vec![relid];
+        all.extend(super::partitions::partitions_of(relid)?);
+        for r in all {
+            // SAFETY: a syscache lookup of a table the caller locked.
+            if unsafe { pg_sys::get_rel_relkind(r) } as u8 == pg_sys::RELKIND_RELATION {
+                let (schema, name) = crate::pg::nodes::rel_schema_and_name(r);
+                names.push(format!(
+                    "{}.{}",
+                    pgrx::spi::quote_identifier(schema),
+                    pgrx::spi::quote_identifier(name)
+                ));
+            }
+        }
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    super::ddl::run_locally(&format!("TRUNCATE ONLY {}", names.join(", ")))
+}
+
 /// Creates the shards of `table` on their nodes (attached to the parent's shards, for a
 /// partition), moves the rows, records the catalog.
 pub(super) fn build(
@@ -339,6 +378,7 @@ pub(super) fn build(
     shards: Vec<Shard>,
     all: &[Node],
     attach: Option<&AttachTo>,
+    foreign_keys: ForeignKeys,
 ) -> TResult<()> {
     let ddl = TableDdl::load(table.relid, dist.dist_attnum)?;
     if !ddl.triggers.is_empty() && !gucs::enable_unsafe_triggers() {
@@ -369,14 +409,67 @@ pub(super) fn build(
         }
     }
     run_per_group(per_group, all)?;
-    move_rows(table, &ddl, dist_col, &shards, shards.len() as i32, all)?;
-    add_foreign_keys(&ddl, &dist, &shards, all)?;
+    let now = foreign_keys == ForeignKeys::Now;
+    move_rows(
+        table,
+        &ddl,
+        dist_col,
+        &shards,
+        shards.len() as i32,
+        all,
+        now,
+    )?;
+    if now {
+        add_foreign_keys(&ddl, &dist, &shards, all)?;
+    }
     catalog::insert_table(&dist, &shards)
+}
+
+/// The foreign keys of the distributed table `relid` on its shards (for tables built with
+/// [`ForeignKeys::Later`], once the tables they reference are distributed too).
+pub(crate) fn add_table_foreign_keys(relid: pg_sys::Oid) -> TResult<()> {
+    let Some(dist) = catalog::find(relid)? else {
+        return Ok(());
+    };
+    let ddl = TableDdl::load(relid, dist.dist_attnum)?;
+    add_foreign_keys(&ddl, &dist, &catalog::shards(relid)?, &nodes::all()?)
+}
+
+/// Distributes `relid` as a single-shard table of the colocation group `colocation_id` (a
+/// distributed schema's), its shard on `group`; a partitioned table with its partitions.
+pub(crate) fn create_single_shard(
+    relid: pg_sys::Oid,
+    colocation_id: i32,
+    group: i32,
+    foreign_keys: ForeignKeys,
+) -> TResult<()> {
+    let table = check_table(relid, Role::Table)?;
+    let all = nodes::all()?;
+    let shards = vec![Shard {
+        shard_id: catalog::next_shard_id()?,
+        min: None,
+        max: None,
+        groups: vec![group],
+    }];
+    let dist = DistTable {
+        relid,
+        method: Method::None,
+        dist_attnum: 0,
+        colocation_id,
+        repmodel: 's',
+    };
+    build(&table, dist, None, shards, &all, None, foreign_keys)?;
+    if table.partitioned {
+        for partition in super::partitions::partitions_of(relid)? {
+            super::partitions::distribute_partition(relid, partition)?;
+        }
+    }
+    Ok(())
 }
 
 /// The table's foreign keys on its new shards (checked as `ALTER TABLE ... ADD CONSTRAINT`
 /// checks them: to a co-located table on the distribution column, or to a reference table).
-fn add_foreign_keys(
+pub(super) fn add_foreign_keys(
     ddl: &TableDdl,
     dist: &DistTable,
     shards: &[Shard],
@@ -543,7 +636,15 @@ fn create_distributed(
         colocation_id,
         repmodel: 's',
     };
-    build(&table, dist, Some(column), shards, &all, None)?;
+    build(
+        &table,
+        dist,
+        Some(column),
+        shards,
+        &all,
+        None,
+        ForeignKeys::Now,
+    )?;
     if table.partitioned {
         for partition in super::partitions::partitions_of(relid)? {
             super::partitions::distribute_partition(relid, partition)?;
@@ -612,7 +713,7 @@ fn create_reference(relid: pg_sys::Oid) -> TResult<()> {
         colocation_id,
         repmodel: 't',
     };
-    build(&table, dist, None, shards, &all, None)
+    build(&table, dist, None, shards, &all, None, ForeignKeys::Now)
 }
 
 #[pg_extern(sql = false)]
@@ -790,6 +891,7 @@ fn tessera_drop_trigger() {
         // operators.
         let _path = crate::pg::guc::GucScope::catalog_only();
         super::distributed_objects::forget_dropped()?;
+        crate::metadata::schema::forget_dropped()?;
         let dropped: Vec<(pg_sys::Oid, String, String, i32)> = Spi::connect(|client| {
             let mut out = Vec::new();
             for row in client.select(
@@ -830,82 +932,88 @@ fn tessera_drop_trigger() {
 #[pg_extern(sql = false)]
 fn shard_placement_sizes(
 ) -> TableIterator<'static, (name!(groupid, i32), name!(shard_id, i64), name!(size, i64))> {
+    TableIterator::new(placement_sizes(false).or_report())
+}
+
+/// `(group, shard, bytes)` of every placement (of the distributed schemas' tables only, when
+/// `tenants_only`), asked of each node that holds some, all nodes at once.
+pub(super) fn placement_sizes(tenants_only: bool) -> TResult<Vec<(i32, i64, i64)>> {
     const QUERY: &str =
         "SELECT (e->>0)::bigint, pg_catalog.pg_total_relation_size(to_regclass(e->>1))
                            FROM pg_catalog.json_array_elements($1::json) e
                           WHERE to_regclass(e->>1) IS NOT NULL";
-    let rows = (|| -> TResult<Vec<(i32, i64, i64)>> {
-        // `[[shardid, "schema.shard"], ...]` per group.
-        let mut per_group: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-        Spi::connect(|client| {
-            for row in client.select(
-                "SELECT pl.groupid, s.shardid, n.nspname::text, c.relname::text
-                   FROM pg_catalog.pg_dist_shard s
-                   JOIN pg_catalog.pg_dist_placement pl ON pl.shardid = s.shardid
-                   JOIN pg_catalog.pg_class c ON c.oid = s.logicalrelid
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace",
-                None,
-                &[],
-            )? {
-                let group = row.get::<i32>(1)?.unwrap_or_default();
-                let shard = row.get::<i64>(2)?.unwrap_or_default();
-                let schema = row.get::<String>(3)?.unwrap_or_default();
-                let table = row.get::<String>(4)?.unwrap_or_default();
-                let name = format!(
-                    "{}.{}",
-                    pgrx::spi::quote_identifier(schema),
-                    pgrx::spi::quote_identifier(sharding::shard_name(&table, shard))
-                );
-                per_group.entry(group).or_default().push(format!(
-                    "[{shard},{}]",
-                    tessera_core::sqltext::json_string(&name)
-                ));
-            }
-            Ok::<_, TesseraError>(())
-        })?;
-        let addresses = group_nodes(&nodes::all()?);
-        let mut out = Vec::new();
-        let mut tasks = Vec::new();
-        let mut task_groups = Vec::new();
-        for (group, items) in per_group {
-            let json = format!("[{}]", items.join(","));
-            if group == tessera_core::node::COORDINATOR_GROUP_ID {
-                Spi::connect(|client| {
-                    for row in client.select(QUERY, None, &[json.clone().into()])? {
-                        out.push((
-                            group,
-                            row.get::<i64>(1)?.unwrap_or_default(),
-                            row.get::<i64>(2)?.unwrap_or_default(),
-                        ));
-                    }
-                    Ok::<_, TesseraError>(())
-                })?;
-            } else if let Some(node) = addresses.get(&group) {
-                tasks.push(
-                    RemoteTask::new(ConnKey::for_current_session(node), QUERY)
-                        .with_params(vec![Some(json)]),
-                );
-                task_groups.push(group);
-            }
+    // `[[shardid, "schema.shard"], ...]` per group.
+    let mut per_group: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    Spi::connect(|client| {
+        for row in client.select(
+            "SELECT pl.groupid, s.shardid, n.nspname::text, c.relname::text
+               FROM pg_catalog.pg_dist_shard s
+               JOIN pg_catalog.pg_dist_placement pl ON pl.shardid = s.shardid
+               JOIN pg_catalog.pg_class c ON c.oid = s.logicalrelid
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE NOT $1 OR EXISTS (
+                    SELECT 1 FROM pg_catalog.pg_dist_partition p
+                      JOIN pg_catalog.pg_dist_schema ds ON ds.colocationid = p.colocationid
+                     WHERE p.logicalrelid = s.logicalrelid)",
+            None,
+            &[tenants_only.into()],
+        )? {
+            let group = row.get::<i32>(1)?.unwrap_or_default();
+            let shard = row.get::<i64>(2)?.unwrap_or_default();
+            let schema = row.get::<String>(3)?.unwrap_or_default();
+            let table = row.get::<String>(4)?.unwrap_or_default();
+            let name = format!(
+                "{}.{}",
+                pgrx::spi::quote_identifier(schema),
+                pgrx::spi::quote_identifier(sharding::shard_name(&table, shard))
+            );
+            per_group.entry(group).or_default().push(format!(
+                "[{shard},{}]",
+                tessera_core::sqltext::json_string(&name)
+            ));
         }
-        for (group, result) in task_groups.into_iter().zip(run_tasks(&tasks, tasks.len())?) {
-            match result {
-                Ok(results) => {
-                    if let Some(r) = results.last() {
-                        for i in 0..r.ntuples() {
-                            let id = r.value(i, 0).and_then(|v| v.parse().ok()).unwrap_or(0);
-                            let size = r.value(i, 1).and_then(|v| v.parse().ok()).unwrap_or(0);
-                            out.push((group, id, size));
-                        }
+        Ok::<_, TesseraError>(())
+    })?;
+    let addresses = group_nodes(&nodes::all()?);
+    let mut out = Vec::new();
+    let mut tasks = Vec::new();
+    let mut task_groups = Vec::new();
+    for (group, items) in per_group {
+        let json = format!("[{}]", items.join(","));
+        if group == tessera_core::node::COORDINATOR_GROUP_ID {
+            Spi::connect(|client| {
+                for row in client.select(QUERY, None, &[json.clone().into()])? {
+                    out.push((
+                        group,
+                        row.get::<i64>(1)?.unwrap_or_default(),
+                        row.get::<i64>(2)?.unwrap_or_default(),
+                    ));
+                }
+                Ok::<_, TesseraError>(())
+            })?;
+        } else if let Some(node) = addresses.get(&group) {
+            tasks.push(
+                RemoteTask::new(ConnKey::for_current_session(node), QUERY)
+                    .with_params(vec![Some(json)]),
+            );
+            task_groups.push(group);
+        }
+    }
+    for (group, result) in task_groups.into_iter().zip(run_tasks(&tasks, tasks.len())?) {
+        match result {
+            Ok(results) => {
+                if let Some(r) = results.last() {
+                    for i in 0..r.ntuples() {
+                        let id = r.value(i, 0).and_then(|v| v.parse().ok()).unwrap_or(0);
+                        let size = r.value(i, 1).and_then(|v| v.parse().ok()).unwrap_or(0);
+                        out.push((group, id, size));
                     }
                 }
-                Err(e) => e.into_tessera().warn(),
             }
+            Err(e) => e.into_tessera().warn(),
         }
-        Ok(out)
-    })()
-    .or_report();
-    TableIterator::new(rows)
+    }
+    Ok(out)
 }
 
 /// Gives a node that joins the cluster (group `group`) a copy of every reference table: the

@@ -100,6 +100,30 @@ fn tessera_ddl_trigger() {
             let _write = crate::metadata::CatalogWrite::begin();
             Spi::run(RENAME_ALL)?;
         }
+        // Schema-based sharding: new schemas (with the setting on) and new tables of
+        // distributed schemas are distributed.
+        let (mut schemas, mut tables) = (Vec::new(), Vec::new());
+        Spi::connect(|client| {
+            for row in client.select(
+                "SELECT c.classid = 'pg_catalog.pg_namespace'::regclass, c.objid
+                   FROM pg_catalog.pg_event_trigger_ddl_commands() c
+                  WHERE NOT c.in_extension
+                    AND ((c.classid = 'pg_catalog.pg_namespace'::regclass AND c.command_tag = 'CREATE SCHEMA')
+                      OR (c.classid = 'pg_catalog.pg_class'::regclass AND c.objsubid = 0
+                          AND c.object_type = 'table'
+                          AND c.command_tag IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO')))",
+                None,
+                &[],
+            )? {
+                let is_schema = row.get::<bool>(1)?.unwrap_or(false);
+                let objid = row.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid);
+                if is_schema { &mut schemas } else { &mut tables }.push(objid);
+            }
+            Ok::<_, TesseraError>(())
+        })?;
+        if !schemas.is_empty() || !tables.is_empty() {
+            super::schemas::after_ddl(&schemas, &tables)?;
+        }
         Ok(())
     })()
     .or_report()

@@ -14,7 +14,7 @@ use pgrx::spi::{quote_identifier, Spi};
 
 use crate::error::{TResult, TesseraError};
 use crate::metadata::cache::{self, TableMeta};
-use crate::metadata::table::DistTable;
+use crate::metadata::table::{DistTable, TableKind};
 
 /// A foreign key, checked, with the referenced table's name located in its definition.
 pub struct ForeignKey {
@@ -52,12 +52,31 @@ pub fn check(con: pg_sys::Oid, table: &DistTable) -> TResult<ForeignKey> {
     })?;
     let referenced = cache::lookup(confrelid)?.ok_or_else(|| {
         let (s, n) = crate::pg::nodes::rel_schema_and_name(confrelid);
-        refused(format!(
+        let e = refused(format!(
             "cannot create foreign key \"{name}\": the referenced table {s}.{n} is not distributed"
-        ))
+        ));
+        if table.kind() == TableKind::SingleShard {
+            e.hint("A table of a distributed schema can reference tables of its own schema and reference tables only: make the referenced table a reference table (create_reference_table), or drop the foreign key.")
+        } else {
+            e
+        }
     })?;
-    let referencing_is_reference = table.dist_attnum == 0;
-    if !referenced.is_reference() {
+    let referencing_is_reference = table.kind() == TableKind::Reference;
+    if table.kind() == TableKind::SingleShard || referenced.table.kind() == TableKind::SingleShard {
+        // A tenant schema's tables: to its own tables (one node holds them all) or to
+        // reference tables.
+        let same_group = referenced.table.colocation_id == table.colocation_id;
+        if !referenced.is_reference() && !same_group {
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
+                format!(
+                    "cannot create foreign key \"{name}\": {}.{} is in another distributed schema or is not a table of the same distributed schema",
+                    referenced.schema, referenced.name
+                ),
+            )
+            .hint("A table of a distributed schema can reference tables of its own schema and reference tables only."));
+        }
+    } else if !referenced.is_reference() {
         if referencing_is_reference {
             return Err(refused(format!(
                 "cannot create foreign key \"{name}\" from a reference table to a distributed table"

@@ -5,6 +5,8 @@
 //! - `node`: node management (`citus_add_node`, `citus_remove_node`, ...).
 //! - `run_command`: `run_command_on_workers` / `run_command_on_all_nodes`.
 //! - `undistribute`: `undistribute_table`.
+//! - `schemas`: schema-based sharding (`citus_schema_distribute`, `_undistribute`, `_move`).
+//! - `shard_move`: moving shard placements between nodes (`block_writes`).
 //! - `ddl`: the ProcessUtility hook (DDL propagation: one handler per statement kind).
 
 pub mod ddl;
@@ -16,6 +18,8 @@ pub mod node;
 pub mod partitions;
 pub mod row_counts;
 pub mod run_command;
+pub mod schemas;
+pub mod shard_move;
 pub mod undistribute;
 
 use pgrx::prelude::*;

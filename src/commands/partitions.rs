@@ -23,7 +23,7 @@ use super::distribute::{self, AttachTo, Role};
 use super::PerGroup;
 use crate::error::{TResult, TesseraError};
 use crate::metadata::node as nodes;
-use crate::metadata::table::{self as catalog, DistTable, Method, Shard, TableKind};
+use crate::metadata::table::{self as catalog, DistTable, Shard, TableKind};
 use crate::pg::nodes::rel_schema_and_name;
 use tessera_core::sharding::shard_name;
 
@@ -68,7 +68,7 @@ fn not_hash_parent(parent: pg_sys::Oid) -> TesseraError {
 /// The parent's catalog row and where its shards are.
 fn parent_parts(parent: pg_sys::Oid) -> TResult<(DistTable, AttachTo)> {
     let dist = catalog::find(parent)?
-        .filter(|t| t.kind() == TableKind::Hash)
+        .filter(|t| matches!(t.kind(), TableKind::Hash | TableKind::SingleShard))
         .ok_or_else(|| not_hash_parent(parent))?;
     let attach = AttachTo {
         parent: rel_schema_and_name(parent),
@@ -91,9 +91,16 @@ pub(crate) fn distribute_partition(parent: pg_sys::Oid, child: pg_sys::Oid) -> T
         )
         .hint("Use one level of partitions under a distributed table."));
     }
-    let column = distribute::column_name(parent, parent_dist.dist_attnum)?;
+    // A tenant schema's partitioned table has no distribution column.
+    let column = match parent_dist.kind() {
+        TableKind::SingleShard => None,
+        _ => Some(distribute::column_name(parent, parent_dist.dist_attnum)?),
+    };
     // The partition has the parent's columns, though not necessarily at the same positions.
-    let (attnum, _, _) = distribute::check_column(&table, &column)?;
+    let attnum = match &column {
+        Some(c) => distribute::check_column(&table, c)?.0,
+        None => 0,
+    };
     let shards = attach
         .parent_shards
         .iter()
@@ -106,7 +113,7 @@ pub(crate) fn distribute_partition(parent: pg_sys::Oid, child: pg_sys::Oid) -> T
         .collect::<TResult<Vec<_>>>()?;
     let dist = DistTable {
         relid: child,
-        method: Method::Hash,
+        method: parent_dist.method,
         dist_attnum: attnum,
         colocation_id: parent_dist.colocation_id,
         repmodel: 's',
@@ -115,10 +122,11 @@ pub(crate) fn distribute_partition(parent: pg_sys::Oid, child: pg_sys::Oid) -> T
     distribute::build(
         &table,
         dist,
-        Some(&column),
+        column.as_deref(),
         shards,
         &nodes::all()?,
         Some(&attach),
+        distribute::ForeignKeys::Now,
     )
 }
 
@@ -182,10 +190,19 @@ fn per_shard_pair(
 /// parent's shard of the same range) by the same column (so each row is in the shard the
 /// parent routes its value to), and the child not partitioned itself.
 pub(crate) fn check_attach(parent: pg_sys::Oid, child: pg_sys::Oid) -> TResult<()> {
-    let parent_dist = catalog::find(parent)?
-        .filter(|t| t.kind() == TableKind::Hash)
-        .ok_or_else(|| not_hash_parent(parent))?;
     let child_dist = catalog::find(child)?.expect("the caller checked");
+    let parent_dist = catalog::find(parent)?.ok_or_else(|| not_hash_parent(parent))?;
+    if parent_dist.kind() == TableKind::SingleShard
+        && child_dist.kind() == TableKind::SingleShard
+        && parent_dist.colocation_id == child_dist.colocation_id
+        && partitions_of(child)?.is_empty()
+    {
+        // Two tables of one distributed schema: on one node already.
+        return Ok(());
+    }
+    if parent_dist.kind() != TableKind::Hash {
+        return Err(not_hash_parent(parent));
+    }
     if child_dist.kind() != TableKind::Hash {
         return Err(TesseraError::new(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,

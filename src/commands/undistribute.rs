@@ -19,7 +19,7 @@ use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::node as nodes;
 use crate::metadata::table as catalog;
 
-fn undistribute(relid: pg_sys::Oid, as_partition: bool) -> TResult<i64> {
+fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult<i64> {
     let (display, owner_ok) = Spi::connect(|client| {
         let row = client
             .select(
@@ -71,7 +71,9 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool) -> TResult<i64> {
         &[relid.into()],
     )?
     .unwrap_or(0);
-    if foreign_keys > 0 {
+    // A distributed schema's tables come back in an order where each follows the tables it
+    // references (`commands::schemas`): their foreign keys hold on the coordinator as they do.
+    if foreign_keys > 0 && !tenant {
         return Err(TesseraError::new(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!("cannot undistribute table {display}: it has foreign keys to or from other tables"),
@@ -82,7 +84,7 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool) -> TResult<i64> {
     let mut moved = 0i64;
     for partition in super::partitions::partitions_of(relid)? {
         if catalog::find(partition)?.is_some() {
-            moved += undistribute(partition, true)?;
+            moved += undistribute(partition, true, tenant)?;
         }
     }
     let shards = catalog::shards(relid)?;
@@ -161,6 +163,12 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool) -> TResult<i64> {
     Ok(moved)
 }
 
+/// A table of a distributed schema back to a local table, foreign keys and all (its
+/// schema's caller brings the tables back in foreign-key order).
+pub(crate) fn undistribute_tenant_table(relid: pg_sys::Oid) -> TResult<i64> {
+    undistribute(relid, false, true)
+}
+
 /// Citus's `undistribute_table(table_name, cascade_via_foreign_keys)`.
 #[pg_extern(sql = false)]
 fn undistribute_table(table_name: Option<pg_sys::Oid>, _cascade_via_foreign_keys: Option<bool>) {
@@ -171,7 +179,17 @@ fn undistribute_table(table_name: Option<pg_sys::Oid>, _cascade_via_foreign_keys
                 "table_name cannot be NULL",
             )
         })?;
-        undistribute(relid, false)?;
+        if let Some(d) = catalog::find(relid)? {
+            if crate::metadata::schema::of_colocation(d.colocation_id)?.is_some() {
+                let (schema, name) = crate::pg::nodes::rel_schema_and_name(relid);
+                return Err(TesseraError::new(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!("cannot undistribute {schema}.{name}: it is a table of the distributed schema {schema}"),
+                )
+                .hint("Move it out of the schema (ALTER TABLE ... SET SCHEMA), which brings it back to the coordinator, or undistribute the whole schema with citus_schema_undistribute()."));
+            }
+        }
+        undistribute(relid, false, false)?;
         Ok(())
     };
     run().or_report()

@@ -170,7 +170,7 @@ impl Common {
             anchor,
             uparams,
             utypes,
-            write: plan.command != Command::Select,
+            write: plan.writes(),
         })
     }
 
@@ -180,7 +180,7 @@ impl Common {
         self.metas
             .iter()
             .map(|m| {
-                if m.is_reference() {
+                if !m.has_dist_column() {
                     return Ok(m.shards[0].shard_id);
                 }
                 if Rc::ptr_eq(m, &self.anchor) {
@@ -284,7 +284,7 @@ pub unsafe fn copy_tasks(
     let target = &plan.tables[plan.anchor];
     let mut tasks = Vec::new();
     for (k, list) in route(&c, shape, rows)? {
-        let shard_id = c.anchor.shards[if c.anchor.is_reference() { 0 } else { k }].shard_id;
+        let shard_id = c.anchor.shards[if c.anchor.has_dist_column() { k } else { 0 }].shard_id;
         let sql = format!(
             "COPY {}.{} ({columns}) FROM STDIN",
             target.schema_sql,
@@ -441,7 +441,7 @@ fn batch_per_node(tasks: Vec<Task>, per_node: usize) -> Vec<Task> {
 pub fn scope(plan: &DistPlan) -> Scope {
     // SAFETY: reads the transaction state.
     let in_block = unsafe { pg_sys::IsTransactionBlock() };
-    if plan.command != Command::Select || in_block || transaction::has_remote_work() {
+    if plan.writes() || in_block || transaction::has_remote_work() {
         Scope::Transaction
     } else {
         Scope::Autocommit
@@ -536,7 +536,7 @@ pub enum Rows {
 /// rows come from the returned stream as the nodes send them.
 pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)> {
     let scope = scope(plan);
-    let stream = stream && scope == Scope::Autocommit && plan.command == Command::Select;
+    let stream = stream && scope == Scope::Autocommit && !plan.writes();
     let settings = crate::connection::Settings::shared(plan.session_date_style, plan.prints_floats);
     let remote: Vec<RemoteTask> = tasks
         .iter()

@@ -42,6 +42,12 @@ impl TableMeta {
         self.table.kind() == TableKind::Reference
     }
 
+    /// A hash-distributed table: rows are routed by a distribution column (a reference table
+    /// or a distributed schema's table has one shard and no such column).
+    pub fn has_dist_column(&self) -> bool {
+        self.table.kind() == TableKind::Hash
+    }
+
     /// The index of the shard whose stored range holds `hash` (moved and split shards route
     /// by what the catalog says, not by an assumed uniform cut).
     pub fn shard_for_hash(&self, hash: i32) -> TResult<usize> {

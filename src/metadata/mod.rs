@@ -2,6 +2,7 @@
 //!
 //! - `node`: `pg_dist_node`, the nodes of the cluster.
 //! - `table`: distributed tables, shards, placements and colocation groups.
+//! - `schema`: distributed schemas (schema-based sharding).
 //! - `cache`: the planner's and executor's view of both, per backend, invalidated by relcache
 //!   callbacks.
 //!
@@ -11,6 +12,7 @@
 
 pub mod cache;
 pub mod node;
+pub mod schema;
 pub mod table;
 
 use pgrx::pg_sys;

@@ -290,11 +290,33 @@ pub fn delete_table(relid: pg_sys::Oid, colocation_id: i32, still_exists: bool) 
     )?;
     Spi::run_with_args(
         "DELETE FROM pg_catalog.pg_dist_colocation c WHERE colocationid = $1
-            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p WHERE p.colocationid = c.colocationid)",
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition p WHERE p.colocationid = c.colocationid)
+            -- A distributed schema keeps its group while it has no table.
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_schema s WHERE s.colocationid = c.colocationid)",
         &[colocation_id.into()],
     )?;
     if still_exists {
         invalidate(relid);
+    }
+    Ok(())
+}
+
+/// Points the placements of `shard_ids` on group `from` at group `to` (a shard move), and
+/// tells every backend that the tables `relids` moved.
+pub fn move_placements(
+    shard_ids: &[i64],
+    relids: &[pg_sys::Oid],
+    from: i32,
+    to: i32,
+) -> TResult<()> {
+    let _write = super::CatalogWrite::begin();
+    Spi::run_with_args(
+        "UPDATE pg_catalog.pg_dist_placement SET groupid = $3
+          WHERE shardid = ANY($1) AND groupid = $2",
+        &[shard_ids.to_vec().into(), from.into(), to.into()],
+    )?;
+    for relid in relids {
+        invalidate(*relid);
     }
     Ok(())
 }
@@ -306,7 +328,7 @@ fn oid_param(oid: pg_sys::Oid) -> i64 {
 }
 
 /// Tells every backend (at commit) that the metadata of `relid` changed.
-fn invalidate(relid: pg_sys::Oid) {
+pub fn invalidate(relid: pg_sys::Oid) {
     // SAFETY: queues a transactional relcache invalidation for an existing relation.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
 }

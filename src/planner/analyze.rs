@@ -426,7 +426,7 @@ unsafe fn visit(
             match (*rte).rtekind {
                 pg_sys::RTEKind::RTE_RELATION => match cache::lookup((*rte).relid)? {
                     Some(meta) => {
-                        let (pin, class) = if meta.is_reference() {
+                        let (pin, class) = if !meta.has_dist_column() {
                             (None, None)
                         } else {
                             let key = (rti, meta.table.dist_attnum);

@@ -45,11 +45,16 @@ pub unsafe fn plan(
 ) -> TResult<*mut pg_sys::PlannedStmt> {
     // SAFETY: planning a valid analyzed Query, or a copy of it.
     unsafe {
+        let a = analyze(parse)?;
+        // One distributed schema's tables: the whole statement on its node.
+        if let Some(stmt) = super::single_node::plan(parse, &a)? {
+            return Ok(stmt);
+        }
         if (*parse).hasModifyingCTE {
             // Its WITH queries run first, each as a statement of its own.
             return super::with_first::plan(parse, query_string, cursor_options, bound_params);
         }
-        let first = plan_one(parse, query_string, cursor_options, bound_params);
+        let first = plan_analyzed(parse, a, query_string, cursor_options, bound_params);
         let Err(e) = first else { return first };
         // Refused as it is: plan a copy again with subqueries taken out (planned on their own
         // and run first), in these ways, the cheapest first.
@@ -158,9 +163,23 @@ unsafe fn plan_one(
     cursor_options: i32,
     bound_params: pg_sys::ParamListInfo,
 ) -> TResult<*mut pg_sys::PlannedStmt> {
-    // SAFETY: reading and copying a valid analyzed Query.
+    // SAFETY: forwarded.
     unsafe {
         let a = analyze(parse)?;
+        plan_analyzed(parse, a, query_string, cursor_options, bound_params)
+    }
+}
+
+/// [`plan_one`] with the query's analysis made already.
+unsafe fn plan_analyzed(
+    parse: *mut pg_sys::Query,
+    a: super::analyze::Analysis,
+    query_string: *const std::ffi::c_char,
+    cursor_options: i32,
+    bound_params: pg_sys::ParamListInfo,
+) -> TResult<*mut pg_sys::PlannedStmt> {
+    // SAFETY: reading and copying a valid analyzed Query.
+    unsafe {
         if a.rtes.is_empty() {
             // Every plan runs on some table's shards; a query without one is the
             // coordinator's (the retries hand such queries to `on_coordinator::plan`).
@@ -206,6 +225,13 @@ unsafe fn plan_one(
             ));
         }
         let colocations: Vec<i32> = a.hash_rtes().map(|r| r.meta.table.colocation_id).collect();
+        let tenant = a.hash_rtes().any(|r| !r.meta.has_dist_column());
+        if tenant && colocations.windows(2).any(|w| w[0] != w[1]) {
+            return Err(unsupported(
+                "cannot run a query that joins tables of two distributed schemas, or of a distributed schema and distributed tables, in one statement yet",
+                "Query each distributed schema on its own (each runs whole on its node), or make the table the tenants share a reference table.",
+            ));
+        }
         if colocations.windows(2).any(|w| w[0] != w[1]) {
             return Err(unsupported(
                 "cannot push down this query: it joins distributed tables that are not co-located",
@@ -218,6 +244,10 @@ unsafe fn plan_one(
             }
             pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE => plan_modify(parse, &a),
             pg_sys::CmdType::CMD_INSERT => plan_insert(parse, &a, bound_params),
+            pg_sys::CmdType::CMD_MERGE => Err(unsupported(
+                "MERGE is not supported on distributed tables yet",
+                "Use INSERT ... ON CONFLICT DO UPDATE, or an UPDATE and an INSERT in one transaction.",
+            )),
             _ => Err(unsupported(
                 "this kind of statement is not supported on distributed tables",
                 "Use SELECT, INSERT, UPDATE or DELETE.",

@@ -34,13 +34,15 @@ struct Ctx {
 
 /// Replaces what the coordinator evaluates in `query` by parameters numbered from `first`;
 /// returns the query with them (a new copy when anything changed; `query` itself is left as
-/// it was) and each parameter's expression as node text.
+/// it was) and each parameter's expression as node text. An INSERT's own column expressions
+/// stay, unless the statement runs `whole` on the node.
 ///
 /// # Safety
 /// `query` is a valid analyzed Query.
 pub unsafe fn take_out(
     query: *mut pg_sys::Query,
     first: usize,
+    whole: bool,
 ) -> (*mut pg_sys::Query, Vec<(usize, String)>) {
     let mut cx = Ctx {
         next: first,
@@ -55,7 +57,7 @@ pub unsafe fn take_out(
         }
         // An INSERT's own column expressions are evaluated on the coordinator already (its
         // rows), or read its SELECT's columns.
-        let insert = (*query).commandType == pg_sys::CmdType::CMD_INSERT;
+        let insert = (*query).commandType == pg_sys::CmdType::CMD_INSERT && !whole;
         let tlist = (*query).targetList;
         if insert {
             (*query).targetList = std::ptr::null_mut();

@@ -10,6 +10,7 @@
 //!   dispatch by command to `select` and `modify/` (update_delete, insert_values,
 //!   insert_select); `tiers` picks the tier and builds the DistPlan, `scan` the CustomScan and
 //!   PlannedStmt around it, `query` holds facts of query trees they share;
+//! - `single_node`: statements on one distributed schema's tables, whole on its node;
 //! - `combine/`: multi-shard SELECTs split into a worker query and a combine query (two-phase
 //!   aggregates; the combine query's placeholder FROM item);
 //! - `subplans`: subqueries that run first and become parameters of the shard queries;
@@ -28,6 +29,7 @@ mod on_coordinator;
 mod query;
 mod scan;
 mod select;
+mod single_node;
 mod subplans;
 mod tiers;
 mod with_first;

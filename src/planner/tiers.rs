@@ -96,6 +96,21 @@ pub(crate) unsafe fn base_plan(
     pin: Pin,
     returns_rows: bool,
 ) -> TResult<DistPlan> {
+    // SAFETY: forwarded.
+    unsafe { base_plan_of(tier, command, query, a, pin, returns_rows, false) }
+}
+
+/// [`base_plan`]; `whole` for a statement that runs on the node as it is (an INSERT's own
+/// column expressions included, which the other INSERT plans evaluate on the coordinator).
+pub(crate) unsafe fn base_plan_of(
+    tier: Tier,
+    command: Command,
+    query: *mut pg_sys::Query,
+    a: &Analysis,
+    pin: Pin,
+    returns_rows: bool,
+    whole: bool,
+) -> TResult<DistPlan> {
     let (tables, anchor) = tables_of(a);
     // What the coordinator's session defines is evaluated there, and sent as parameters
     // numbered after every parameter the query has (INSERT plans take theirs out first, before
@@ -103,7 +118,7 @@ pub(crate) unsafe fn base_plan(
     // SAFETY: walking and copying a valid Query.
     let (query, evaluated) = unsafe {
         let first = params_of(query).into_iter().max().unwrap_or(0) + 1;
-        super::evaluate::take_out(query, first)
+        super::evaluate::take_out(query, first, whole)
     };
     // SAFETY: walking and deparsing a valid Query.
     let (prints, zoned, template) = unsafe {
@@ -131,5 +146,6 @@ pub(crate) unsafe fn base_plan(
         prints_floats: prints.floats,
         session_date_style: prints.datetimes && !zoned,
         partial_states: Vec::new(),
+        modifying_cte: false,
     })
 }

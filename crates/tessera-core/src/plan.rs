@@ -151,9 +151,18 @@ pub struct DistPlan {
     /// `tessera_combine_agg` as `internal` values.
     #[serde(default)]
     pub partial_states: Vec<(usize, u32)>,
+    /// The statement has data-modifying WITH queries that run on the node with it (a query on
+    /// one distributed schema's tables runs whole there): it writes, whatever its command.
+    #[serde(default)]
+    pub modifying_cte: bool,
 }
 
 impl DistPlan {
+    /// The statement changes rows on the nodes (it runs in the remote transaction).
+    pub fn writes(&self) -> bool {
+        self.command != Command::Select || self.modifying_cte
+    }
+
     /// Makes the table `relid` the anchor (the first table when it is not in the plan).
     pub fn set_anchor(&mut self, relid: u32) {
         self.anchor = self
@@ -344,6 +353,7 @@ mod tests {
             prints_floats: true,
             session_date_style: true,
             partial_states: vec![(2, 2158)],
+            modifying_cte: false,
         }
     }
 

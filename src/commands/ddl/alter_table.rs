@@ -457,12 +457,34 @@ pub(super) unsafe fn set_schema(u: &Utility) -> TResult<Step> {
         // SAFETY: as above.
         return unsafe { super::objects::as_written(u) };
     }
+    // SAFETY: as above; newschema is the statement's NUL-terminated name.
+    let (kind, new_schema) = unsafe { ((*s).objectType, crate::pg::nodes::string((*s).newschema)) };
+    let table_kind = kind == pg_sys::ObjectType::OBJECT_TABLE
+        || kind == pg_sys::ObjectType::OBJECT_FOREIGN_TABLE;
+    // SAFETY: as above; relation is null or the statement's valid RangeVar.
+    let relation = unsafe { (*s).relation };
+    if table_kind && !relation.is_null() {
+        // SAFETY: relation is the statement's valid RangeVar.
+        let relid = unsafe { super::range_var_relid(relation) };
+        if relid != pg_sys::InvalidOid {
+            // Into or out of a distributed schema: the table becomes a tenant table there, or
+            // comes back to the coordinator first.
+            let into_tenant_schema =
+                crate::commands::schemas::set_schema_before(relid, &new_schema)?;
+            if super::is_distributed(relid)? {
+                return Ok(super::shards::set_schema(relid, new_schema));
+            }
+            if into_tenant_schema {
+                return Ok(Step::Propagate(Box::new(move || {
+                    crate::commands::schemas::set_schema_after(relid)
+                })));
+            }
+            return Ok(Step::Pass);
+        }
+    }
     // SAFETY: the tag was checked by the table; relation is null or a valid RangeVar.
     match unsafe { distributed_range_var((*s).relation) }? {
-        // SAFETY: newschema is the statement's NUL-terminated name.
-        Some(relid) => Ok(super::shards::set_schema(relid, unsafe {
-            crate::pg::nodes::string((*s).newschema)
-        })),
+        Some(relid) => Ok(super::shards::set_schema(relid, new_schema)),
         None => Ok(Step::Pass),
     }
 }

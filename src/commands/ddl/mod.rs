@@ -69,6 +69,28 @@ use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::node as nodes;
 use crate::pg::nodes::{list_ptrs, rel_schema_and_name};
 
+thread_local! {
+    /// Depth of [`run_locally`] sections: while positive, utility statements are PostgreSQL's
+    /// alone.
+    static LOCAL_UTILITY: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs the utility statement `sql` on the coordinator's own tables only (Tessera's hook
+/// passes it through): for Tessera's own statements on tables it is distributing, such as
+/// emptying their local copies once their rows are in the shards.
+pub(crate) fn run_locally(sql: &str) -> TResult<()> {
+    struct Depth;
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            LOCAL_UTILITY.with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+    LOCAL_UTILITY.with(|d| d.set(d.get() + 1));
+    let _depth = Depth;
+    pgrx::spi::Spi::run(sql)?;
+    Ok(())
+}
+
 /// The ProcessUtility hook installed before Tessera's; the only copy of it.
 static mut PREV_PROCESS_UTILITY_HOOK: pg_sys::ProcessUtility_hook_type = None;
 
@@ -479,7 +501,7 @@ unsafe extern "C-unwind" fn tessera_process_utility(
     dest: *mut pg_sys::DestReceiver,
     qc: *mut pg_sys::QueryCompletion,
 ) {
-    let installed = tessera_installed();
+    let installed = tessera_installed() && LOCAL_UTILITY.with(|d| d.get()) == 0;
     let pstmt = if installed {
         // SAFETY: arguments come from PostgreSQL.
         unsafe { copy::copy_to_as_query(pstmt) }.or_report()

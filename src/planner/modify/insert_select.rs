@@ -315,12 +315,12 @@ unsafe fn plan_insert_via_coordinator(
         (*qsub).subquery = std::ptr::null_mut();
         (*(*q).jointree).fromlist = std::ptr::null_mut();
         // ON CONFLICT and RETURNING: what the coordinator evaluates goes first.
-        let (q, evaluated) = crate::planner::evaluate::take_out(q, base + 1);
+        let (q, evaluated) = crate::planner::evaluate::take_out(q, base + 1, false);
         let base = base + evaluated.len();
         values_as_params(q, base);
         let qa = analyze(q)?;
         let returning = !(*parse).returningList.is_null();
-        let (tier, pin) = if meta.is_reference() {
+        let (tier, pin) = if !meta.has_dist_column() {
             (Tier::Router, Pin::Single)
         } else {
             (Tier::MultiShard, Pin::All)

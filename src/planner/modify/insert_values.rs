@@ -132,7 +132,7 @@ pub(crate) unsafe fn plan_insert(
         let user_params: Vec<usize> = params_of(parse);
         let q = pg_sys::copyObjectImpl(parse as *const c_void) as *mut pg_sys::Query;
         // ON CONFLICT and RETURNING: what the coordinator evaluates goes first.
-        let (q, evaluated) = crate::planner::evaluate::take_out(q, base + 1);
+        let (q, evaluated) = crate::planner::evaluate::take_out(q, base + 1, false);
         let base = base + evaluated.len();
         values_as_params(q, base);
         if let Some(rti) = values_rti {
@@ -147,7 +147,7 @@ pub(crate) unsafe fn plan_insert(
             Command::Insert,
             q,
             a,
-            if meta.is_reference() {
+            if !meta.has_dist_column() {
                 Pin::Single
             } else {
                 Pin::All

@@ -51,7 +51,7 @@ pub(crate) unsafe fn insert_dist_column(
     meta: &TableMeta,
     tles: &[*mut pg_sys::TargetEntry],
 ) -> TResult<Option<usize>> {
-    if meta.is_reference() {
+    if !meta.has_dist_column() {
         return Ok(None);
     }
     // SAFETY: each entry is a live TargetEntry of the Query being planned.
