@@ -93,3 +93,4 @@ test-fuzz:
 bench: install
 	@bash bench/run.sh
 	@bash bench/queries.sh
+	@bash bench/schemas.sh

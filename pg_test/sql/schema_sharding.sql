@@ -26,8 +26,9 @@ BEGIN
 END $$;
 CREATE ROLE tenant_app LOGIN;
 CREATE ROLE tenant_reader LOGIN;
+-- GRANT ... ON DATABASE reaches the workers (the schemas are made there too).
 GRANT CREATE ON DATABASE postgres TO tenant_app;
-SELECT success FROM run_command_on_workers('GRANT CREATE ON DATABASE postgres TO tenant_app');
+SELECT nodeport, result FROM run_command_on_workers($$SELECT has_database_privilege('tenant_app', 'postgres', 'CREATE')$$) ORDER BY nodeport;
 CREATE TABLE public.plans (id int PRIMARY KEY, name text NOT NULL);
 INSERT INTO public.plans VALUES (1, 'free'), (2, 'pro'), (3, 'team');
 SELECT create_reference_table('public.plans');
@@ -310,5 +311,5 @@ DROP FOREIGN DATA WRAPPER tenant_fdw;
 DROP TABLE public.plans, public.audit_local;
 DROP FUNCTION public.plan_lines(text), public.same_answer(text);
 REVOKE CREATE ON DATABASE postgres FROM tenant_app;
-SELECT success FROM run_command_on_workers('REVOKE CREATE ON DATABASE postgres FROM tenant_app');
+SELECT nodeport, result FROM run_command_on_workers($$SELECT has_database_privilege('tenant_app', 'postgres', 'CREATE')$$) ORDER BY nodeport;
 DROP ROLE tenant_app, tenant_reader, tenant_other;

@@ -51,6 +51,9 @@ pub(super) unsafe fn grant(u: &Utility) -> TResult<Step> {
                 | pg_sys::ObjectType::OBJECT_ROUTINE
                 | pg_sys::ObjectType::OBJECT_TYPE
                 | pg_sys::ObjectType::OBJECT_DOMAIN
+                // The database's privileges (CREATE for schemas, CONNECT, TEMPORARY): the
+                // workers' database of the same name is where the connections go.
+                | pg_sys::ObjectType::OBJECT_DATABASE
         ) {
             return super::objects::grant(u);
         }
