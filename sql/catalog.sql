@@ -113,9 +113,27 @@ CREATE TABLE citus.pg_dist_schema (
 );
 ALTER TABLE citus.pg_dist_schema SET SCHEMA pg_catalog;
 
+-- Objects to drop later (Citus's columns): a moved shard's old placement is recorded here in the
+-- move's transaction and dropped by citus_cleanup_orphaned_resources() (the next move runs it
+-- too), so that a query routed to the old placement before the move committed still finds it.
+-- object_type 1: a shard placement's table; policy_type 2: drop it whenever cleanup runs.
+CREATE SEQUENCE citus.pg_dist_cleanup_recordid_seq MINVALUE 1 NO CYCLE;
+ALTER SEQUENCE citus.pg_dist_cleanup_recordid_seq SET SCHEMA pg_catalog;
+CREATE SEQUENCE citus.pg_dist_operationid_seq MINVALUE 1 NO CYCLE;
+ALTER SEQUENCE citus.pg_dist_operationid_seq SET SCHEMA pg_catalog;
+CREATE TABLE citus.pg_dist_cleanup (
+    record_id bigint NOT NULL PRIMARY KEY,
+    operation_id bigint NOT NULL,
+    object_type int NOT NULL,
+    object_name text NOT NULL,
+    node_group_id int NOT NULL,
+    policy_type int NOT NULL
+);
+ALTER TABLE citus.pg_dist_cleanup SET SCHEMA pg_catalog;
+
 GRANT SELECT ON pg_catalog.pg_dist_node, pg_catalog.pg_dist_colocation,
     pg_catalog.pg_dist_partition, pg_catalog.pg_dist_shard, pg_catalog.pg_dist_placement,
-    pg_catalog.pg_dist_object, pg_catalog.pg_dist_schema
+    pg_catalog.pg_dist_object, pg_catalog.pg_dist_schema, pg_catalog.pg_dist_cleanup
     TO public;
 
 -- The catalog belongs to the extension's state: pg_dump of an extension keeps these rows.
@@ -126,3 +144,4 @@ SELECT pg_catalog.pg_extension_config_dump('pg_catalog.pg_dist_partition', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_catalog.pg_dist_shard', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_catalog.pg_dist_placement', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_catalog.pg_dist_schema', '');
+SELECT pg_catalog.pg_extension_config_dump('pg_catalog.pg_dist_cleanup', '');

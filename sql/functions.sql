@@ -285,6 +285,14 @@ AS 'MODULE_PATHNAME', 'citus_schema_move_with_nodeid_wrapper';
 COMMENT ON FUNCTION pg_catalog.citus_schema_move(regnamespace, integer, citus.shard_transfer_mode)
     IS 'moves every table of a distributed schema to the given node';
 
+-- Drops the objects recorded in pg_dist_cleanup (old placements of moved shards) that it can: a
+-- placement still in use is left for the next run.
+CREATE PROCEDURE pg_catalog.citus_cleanup_orphaned_resources()
+LANGUAGE C
+AS 'MODULE_PATHNAME', 'citus_cleanup_orphaned_resources_wrapper';
+COMMENT ON PROCEDURE pg_catalog.citus_cleanup_orphaned_resources()
+    IS 'drops the old placements of moved shards';
+
 -- Citus's view of the distributed schemas; sizes asked of every node once per query.
 CREATE VIEW citus.citus_schemas AS
 WITH sizes AS (

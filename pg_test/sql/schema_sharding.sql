@@ -208,6 +208,10 @@ CREATE TABLE tenant_beta.refs (doc_id bigint REFERENCES tenant_acme.documents (i
 CREATE TABLE tenant_beta.to_local (id int REFERENCES public.audit_local (id));
 SELECT count(*) FROM pg_class WHERE relname IN ('refs', 'to_local') AND relnamespace = 'tenant_beta'::regnamespace;
 
+-- Functions that read the coordinator's catalog do not run on the workers.
+SELECT count(*) FROM tenant_acme.documents, citus_get_active_worker_nodes();
+SELECT (SELECT count(*) FROM citus_get_active_worker_nodes()) AS workers, count(*) FROM tenant_acme.documents;
+
 -- ALTER TABLE ... SET SCHEMA into a distributed schema distributes the table; out of one
 -- brings it back to the coordinator, rows and all.
 CREATE TABLE plain_two.moving (id int PRIMARY KEY, v text);
@@ -218,6 +222,30 @@ SELECT * FROM tenant_beta.moving ORDER BY id;
 ALTER TABLE tenant_beta.moving SET SCHEMA plain_two;
 SELECT count(*) AS still_distributed FROM pg_dist_partition WHERE logicalrelid = 'plain_two.moving'::regclass;
 SELECT * FROM plain_two.moving ORDER BY id;
+-- Not when foreign keys would cross the schema's edge.
+ALTER TABLE tenant_acme.chunks SET SCHEMA plain_two;
+CREATE TABLE plain_two.pointer (id int PRIMARY KEY);
+CREATE TABLE plain_two.pointing (pid int REFERENCES plain_two.pointer (id));
+ALTER TABLE plain_two.pointer SET SCHEMA tenant_beta;
+DROP TABLE plain_two.pointing, plain_two.pointer;
+
+-- Values come back exactly through distribute and move (array bounds, ranges, a column named
+-- like the aliases of Tessera's own statements), and a foreign key to a partitioned table
+-- holds.
+CREATE SCHEMA tenant_zeta;
+CREATE TABLE tenant_zeta.orders (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+CREATE TABLE tenant_zeta.orders_2026 PARTITION OF tenant_zeta.orders FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE tenant_zeta.items (order_id int, at date, arr int[], span int4range, t text, s text, v text, r text,
+                                FOREIGN KEY (order_id, at) REFERENCES tenant_zeta.orders);
+INSERT INTO tenant_zeta.orders VALUES (1, '2026-02-01'), (2, '2026-03-01');
+INSERT INTO tenant_zeta.items VALUES (1, '2026-02-01', '[0:2]={1,2,3}', '[3,7)', 't', 's', 'v', 'r'),
+                                     (2, '2026-03-01', '{{1,2},{3,4}}', 'empty', NULL, '"q"', E'a\\b', '');
+SELECT citus_schema_distribute('tenant_zeta');
+SELECT order_id, arr::text, array_lower(arr, 1), span, t, s, v, r FROM tenant_zeta.items ORDER BY 1;
+SELECT citus_schema_move('tenant_zeta', '127.0.0.1', 9802);
+SELECT order_id, arr::text, array_lower(arr, 1), span, t, s, v, r FROM tenant_zeta.items ORDER BY 1;
+SELECT * FROM tenant_zeta.orders ORDER BY id;
+INSERT INTO tenant_zeta.items (order_id, at) VALUES (3, '2026-04-01');
 
 -- citus_schema_move: every table of the tenant together, rows checked on the new node.
 SELECT citus_schema_move('tenant_acme', '127.0.0.1', 9803);
@@ -231,6 +259,14 @@ RESET ROLE;
 SELECT nodeport, result FROM run_command_on_workers($$SELECT count(*) || ' tables, ' || coalesce(sum((xpath('/row/c/text()',
          query_to_xml(format('SELECT count(*) AS c FROM %I.%I', schemaname, tablename), false, true, '')))[1]::text::int), 0) || ' rows'
     FROM pg_tables WHERE schemaname = 'tenant_acme'$$) ORDER BY nodeport;
+SET ROLE tenant_app;
+-- The old placements stay until cleanup (a query routed there before the move committed
+-- still finds them), which the owner runs.
+SELECT object_type, object_name, node_group_id FROM pg_dist_cleanup ORDER BY record_id;
+CALL citus_cleanup_orphaned_resources();
+SELECT count(*) FROM pg_dist_cleanup;
+RESET ROLE;
+SELECT nodeport, result FROM run_command_on_workers($$SELECT count(*) FROM pg_tables WHERE schemaname = 'tenant_acme'$$) ORDER BY nodeport;
 SET ROLE tenant_app;
 SELECT citus_schema_move('tenant_acme', (SELECT nodeid FROM pg_dist_node WHERE nodeport = 9801));
 SELECT DISTINCT nodeport FROM citus_shards WHERE table_name::text LIKE 'tenant_acme.%';
@@ -274,17 +310,26 @@ SELECT citus_schema_move('tenant_acme', '127.0.0.1', 9801);
 SELECT citus_schema_move('tenant_acme', '127.0.0.1', 9803, 'force_logical');
 SELECT citus_schema_move('plain_two', '127.0.0.1', 9803);
 SELECT citus_schema_move('tenant_acme', 'nowhere', 5432);
+SELECT citus_schema_move('tenant_acme', '127.0.0.1', 9800);
+SELECT citus_schema_distribute('plain_two', node_name => '127.0.0.1', node_port => 9800);
 SELECT citus_schema_undistribute('plain_two');
 SELECT undistribute_table('tenant_acme.documents');
 SELECT count(*) FROM citus_schemas WHERE schema_name IN ('plain_two'::regnamespace, 'bad_fk'::regnamespace, 'bad_inherit'::regnamespace);
 RESET ROLE;
 -- Not the owner.
 CREATE ROLE tenant_other LOGIN;
+GRANT CREATE ON DATABASE postgres TO tenant_other;
 SET ROLE tenant_other;
 SELECT citus_schema_distribute('plain_two');
 SELECT citus_schema_move('tenant_acme', '127.0.0.1', 9803);
 SELECT citus_schema_undistribute('tenant_acme');
+-- Its own schema is placed by load without reading the other tenants' tables.
+CREATE SCHEMA other_tenant;
+CREATE TABLE other_tenant.t (id int);
+SELECT citus_schema_distribute('other_tenant');
+DROP SCHEMA other_tenant CASCADE;
 RESET ROLE;
+REVOKE CREATE ON DATABASE postgres FROM tenant_other;
 -- A foreign table and a temporary schema cannot be tenants.
 CREATE FOREIGN DATA WRAPPER tenant_fdw;
 CREATE SERVER tenant_srv FOREIGN DATA WRAPPER tenant_fdw;
@@ -304,7 +349,7 @@ SELECT count(*) FROM pg_dist_colocation c WHERE NOT EXISTS (SELECT 1 FROM pg_dis
    AND NOT EXISTS (SELECT 1 FROM pg_dist_schema s WHERE s.colocationid = c.colocationid);
 SELECT nodeport, result FROM run_command_on_workers($$SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_beta'$$) ORDER BY nodeport;
 
-DROP SCHEMA tenant_acme, plain_acme, tenant_delta, tenant_eps, tenant_empty, tenant_gamma, plain_two,
+DROP SCHEMA tenant_acme, plain_acme, tenant_delta, tenant_eps, tenant_empty, tenant_gamma, tenant_zeta, plain_two,
   bad_fk, bad_inherit, bad_foreign CASCADE;
 DROP SERVER tenant_srv;
 DROP FOREIGN DATA WRAPPER tenant_fdw;

@@ -218,22 +218,10 @@ fn move_rows(
     empty_now: bool,
 ) -> TResult<i64> {
     const BATCH_BYTES: usize = 4 << 20;
-    // Rows travel as JSON text: printed the way any node reads them (floats exactly).
+    // Rows travel as their text (`crate::sharding::insert_rows_sql`), printed the way any
+    // node reads them (floats exactly).
     let _portable = crate::pg::guc::GucScope::portable_output();
-    let insertable: Vec<String> = Spi::connect(|client| {
-        let mut cols = Vec::new();
-        for row in client.select(
-            "SELECT pg_catalog.quote_ident(attname) FROM pg_catalog.pg_attribute
-              WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
-              ORDER BY attnum",
-            None,
-            &[table.relid.into()],
-        )? {
-            cols.push(row.get::<String>(1)?.unwrap_or_default());
-        }
-        Ok::<_, TesseraError>(cols)
-    })?;
-    let cols = insertable.join(", ");
+    let insertable = crate::sharding::insertable_columns(table.relid)?;
     let hash_expr = match dist_col {
         Some(c) => format!(
             "pg_catalog.worker_hash(t.{})",
@@ -242,7 +230,7 @@ fn move_rows(
         None => "0".to_string(),
     };
     let query = format!(
-        "SELECT {hash_expr}, pg_catalog.row_to_json(t.*)::text FROM ONLY {} t",
+        "SELECT {hash_expr}, (t.*)::text FROM ONLY {} t",
         table.display
     );
     let mut moved: i64 = 0;
@@ -257,9 +245,7 @@ fn move_rows(
             buf.push(']');
             let json = std::mem::take(buf);
             let shard = ddl.qualified_shard(shards[i].shard_id);
-            let sql = format!(
-                "INSERT INTO {shard} ({cols}) SELECT {cols} FROM pg_catalog.json_populate_recordset(NULL::{shard}, $1::json)"
-            );
+            let sql = crate::sharding::insert_rows_sql(&shard, &insertable);
             for g in &shards[i].groups {
                 per_group
                     .entry(*g)
@@ -281,7 +267,7 @@ fn move_rows(
             }
             for row in rows {
                 let hash = row.get::<i32>(1)?.unwrap_or(0);
-                let json = row.get::<String>(2)?.unwrap_or_default();
+                let text = row.get::<String>(2)?.unwrap_or_default();
                 let idx = if dist_col.is_some() {
                     sharding::shard_index_for_hash(hash, ranges_count)
                 } else {
@@ -289,7 +275,7 @@ fn move_rows(
                 };
                 let buf = &mut buffers[idx];
                 buf.push(if buf.is_empty() { '[' } else { ',' });
-                buf.push_str(&json);
+                buf.push_str(&tessera_core::sqltext::json_string(&text));
                 moved += 1;
             }
             flush(&mut buffers, true)?;
@@ -432,7 +418,12 @@ pub(crate) fn add_table_foreign_keys(relid: pg_sys::Oid) -> TResult<()> {
         return Ok(());
     };
     let ddl = TableDdl::load(relid, dist.dist_attnum)?;
-    add_foreign_keys(&ddl, &dist, &catalog::shards(relid)?, &nodes::all()?)
+    add_foreign_keys(&ddl, &dist, &catalog::shards(relid)?, &nodes::all()?)?;
+    // A partition's own keys (its copies of the parent's come with the parent's).
+    for partition in super::partitions::partitions_of(relid)? {
+        add_table_foreign_keys(partition)?;
+    }
+    Ok(())
 }
 
 /// Distributes `relid` as a single-shard table of the colocation group `colocation_id` (a
@@ -461,7 +452,7 @@ pub(crate) fn create_single_shard(
     build(&table, dist, None, shards, &all, None, foreign_keys)?;
     if table.partitioned {
         for partition in super::partitions::partitions_of(relid)? {
-            super::partitions::distribute_partition(relid, partition)?;
+            super::partitions::distribute_partition(relid, partition, foreign_keys)?;
         }
     }
     Ok(())
@@ -647,7 +638,7 @@ fn create_distributed(
     )?;
     if table.partitioned {
         for partition in super::partitions::partitions_of(relid)? {
-            super::partitions::distribute_partition(relid, partition)?;
+            super::partitions::distribute_partition(relid, partition, ForeignKeys::Now)?;
         }
     }
     Ok(())
@@ -938,11 +929,13 @@ fn shard_placement_sizes(
 /// `(group, shard, bytes)` of every placement (of the distributed schemas' tables only, when
 /// `tenants_only`), asked of each node that holds some, all nodes at once.
 pub(super) fn placement_sizes(tenants_only: bool) -> TResult<Vec<(i32, i64, i64)>> {
-    const QUERY: &str =
-        "SELECT (e->>0)::bigint, pg_catalog.pg_total_relation_size(to_regclass(e->>1))
-                           FROM pg_catalog.json_array_elements($1::json) e
-                          WHERE to_regclass(e->>1) IS NOT NULL";
-    // `[[shardid, "schema.shard"], ...]` per group.
+    // By name through the catalog, which every role reads (to_regclass would want USAGE on
+    // the schema); the size functions check no privilege.
+    const QUERY: &str = "SELECT (e->>0)::bigint, pg_catalog.pg_total_relation_size(c.oid)
+           FROM pg_catalog.json_array_elements($1::json) e
+           JOIN pg_catalog.pg_namespace n ON n.nspname = e->>1
+           JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = e->>2";
+    // `[[shardid, "schema", "shard"], ...]` per group.
     let mut per_group: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     Spi::connect(|client| {
         for row in client.select(
@@ -962,14 +955,10 @@ pub(super) fn placement_sizes(tenants_only: bool) -> TResult<Vec<(i32, i64, i64)
             let shard = row.get::<i64>(2)?.unwrap_or_default();
             let schema = row.get::<String>(3)?.unwrap_or_default();
             let table = row.get::<String>(4)?.unwrap_or_default();
-            let name = format!(
-                "{}.{}",
-                pgrx::spi::quote_identifier(schema),
-                pgrx::spi::quote_identifier(sharding::shard_name(&table, shard))
-            );
             per_group.entry(group).or_default().push(format!(
-                "[{shard},{}]",
-                tessera_core::sqltext::json_string(&name)
+                "[{shard},{},{}]",
+                tessera_core::sqltext::json_string(&schema),
+                tessera_core::sqltext::json_string(&sharding::shard_name(&table, shard))
             ));
         }
         Ok::<_, TesseraError>(())
@@ -1056,24 +1045,19 @@ pub(crate) fn replicate_to_new_node(group: i32) -> TResult<()> {
             )
             .hint("Register the coordinator with citus_set_coordinator_host before creating reference tables."));
         }
-        let rows = Spi::get_one::<String>(&format!(
-            "SELECT coalesce(pg_catalog.json_agg(t.*)::text, '[]') FROM {shard_table} t"
-        ))?
-        .unwrap_or_else(|| "[]".into());
-        let cols = Spi::get_one_with_args::<String>(
-            "SELECT string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum)
-               FROM pg_catalog.pg_attribute
-              WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
-            &[relid.into()],
-        )?
-        .unwrap_or_default();
+        let rows = {
+            let _portable = crate::pg::guc::GucScope::portable_output();
+            Spi::get_one::<String>(&format!(
+                "SELECT coalesce(pg_catalog.json_agg((t.*)::text)::text, '[]') FROM {shard_table} t"
+            ))?
+            .unwrap_or_else(|| "[]".into())
+        };
+        let cols = crate::sharding::insertable_columns(relid)?;
         let mut per_group = PerGroup::new();
         per_group.entry(group).or_default().extend([
             (ddl.shard_ddl(shard.shard_id, true)?, Vec::new()),
             (
-                format!(
-                    "INSERT INTO {shard_table} ({cols}) SELECT {cols} FROM pg_catalog.json_populate_recordset(NULL::{shard_table}, $1::json)"
-                ),
+                crate::sharding::insert_rows_sql(&shard_table, &cols),
                 vec![Some(rows)],
             ),
         ]);

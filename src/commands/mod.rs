@@ -33,6 +33,30 @@ use crate::connection::{run_tasks, ConnKey, NodeAddress, PgResult, RemoteTask};
 use crate::error::{TResult, TesseraError};
 use crate::metadata::node::Node;
 
+thread_local! {
+    /// Depth of Tessera's own statements on the coordinator's shards (a shard placed on the
+    /// coordinator is made through SPI): the DDL event trigger leaves what they make alone.
+    static INTERNAL_DDL: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether Tessera itself is running the current DDL (see [`INTERNAL_DDL`]).
+pub(crate) fn in_internal_ddl() -> bool {
+    INTERNAL_DDL.with(|d| d.get()) > 0
+}
+
+/// Runs `f` as Tessera's own DDL.
+pub(crate) fn internally<T>(f: impl FnOnce() -> T) -> T {
+    struct Depth;
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            INTERNAL_DDL.with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+    INTERNAL_DDL.with(|d| d.set(d.get() + 1));
+    let _depth = Depth;
+    f()
+}
+
 /// Runs one command on one node (with text parameters) and waits for it, interruptibly.
 pub(crate) fn run_on_node(
     node: &NodeAddress,
@@ -99,7 +123,7 @@ pub(crate) fn run_per_group_in(per_group: PerGroup, all: &[Node], scope: Scope) 
             for (sql, params) in commands {
                 let args: Vec<pgrx::datum::DatumWithOid> =
                     params.into_iter().map(|p| p.into()).collect();
-                Spi::run_with_args(&sql, &args)?;
+                internally(|| Spi::run_with_args(&sql, &args))?;
             }
             continue;
         }

@@ -81,7 +81,11 @@ fn parent_parts(parent: pg_sys::Oid) -> TResult<(DistTable, AttachTo)> {
 /// Distributes the local table `child`, a partition of the distributed table `parent` (as the
 /// coordinator has it already): shards co-located with the parent's, each attached to the
 /// parent's shard of its range, the child's rows moved into them, and the catalog rows.
-pub(crate) fn distribute_partition(parent: pg_sys::Oid, child: pg_sys::Oid) -> TResult<()> {
+pub(crate) fn distribute_partition(
+    parent: pg_sys::Oid,
+    child: pg_sys::Oid,
+    foreign_keys: distribute::ForeignKeys,
+) -> TResult<()> {
     let (parent_dist, mut attach) = parent_parts(parent)?;
     let table = distribute::check_table(child, Role::Partition)?;
     if table.partitioned {
@@ -126,7 +130,7 @@ pub(crate) fn distribute_partition(parent: pg_sys::Oid, child: pg_sys::Oid) -> T
         shards,
         &nodes::all()?,
         Some(&attach),
-        distribute::ForeignKeys::Now,
+        foreign_keys,
     )
 }
 

@@ -29,6 +29,27 @@ use crate::metadata::node::{self as nodes, Node};
 use crate::metadata::schema::{self as dist_schema, DistSchema};
 use crate::metadata::table::{self as catalog, TableKind};
 
+/// Locks the schema `nsp` as an object (not its tables): distribute, undistribute and move take
+/// it exclusively, and whatever makes a table in it (CREATE TABLE takes it shared, as does the
+/// event trigger that distributes the table) waits for them, so that no table lands in a
+/// schema half-moved or half-distributed.
+fn lock_schema(nsp: pg_sys::Oid, mode: u32) {
+    // SAFETY: a heavyweight lock on an existing object, released at the end of the
+    // transaction.
+    unsafe {
+        pg_sys::LockDatabaseObject(
+            pg_sys::NamespaceRelationId,
+            nsp,
+            0,
+            mode as pg_sys::LOCKMODE,
+        );
+        // What the session that held the lock committed (a table made in the schema, the
+        // schema's row) must be seen from here on: with a transaction id, every catalog query
+        // below takes a snapshot of its own (in READ COMMITTED), not the statement's.
+        pg_sys::GetCurrentTransactionId();
+    };
+}
+
 /// Schemas that are never distributed.
 const RESERVED: [&str; 5] = [
     "public",
@@ -339,6 +360,16 @@ fn target_node(name: Option<&str>, port: Option<i32>, id: Option<i32>) -> TResul
             ))
         }
     };
+    if node.is_coordinator() && !node.shouldhaveshards {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "node {}:{} is the coordinator, which holds no shards",
+                node.nodename, node.nodeport
+            ),
+        )
+        .hint("Choose a worker, or let the coordinator hold shards with citus_set_node_property(host, port, 'shouldhaveshards', true)."));
+    }
     if !node.isactive || node.noderole != "primary" {
         return Err(TesseraError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -426,6 +457,7 @@ fn distribute_schema(nsp: pg_sys::Oid, target: Target) -> TResult<()> {
     let f = facts(nsp)?;
     check_not_reserved(&f)?;
     must_own(&f)?;
+    lock_schema(nsp, pg_sys::AccessExclusiveLock);
     if dist_schema::find(nsp)?.is_some() {
         return Err(TesseraError::new(
             PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
@@ -503,6 +535,7 @@ fn schema_tables(ds: &DistSchema) -> TResult<Vec<pg_sys::Oid>> {
 fn undistribute_schema(nsp: pg_sys::Oid) -> TResult<()> {
     let f = facts(nsp)?;
     must_own(&f)?;
+    lock_schema(nsp, pg_sys::AccessExclusiveLock);
     let ds = dist_schema::find(nsp)?.ok_or_else(|| not_distributed(&f))?;
     let tables = schema_tables(&ds)?;
     let to_reference = Spi::get_one_with_args::<String>(
@@ -542,6 +575,7 @@ fn citus_schema_undistribute(schemaname: Option<pg_sys::Oid>) {
 fn move_schema(nsp: pg_sys::Oid, target: Node, mode: &str) -> TResult<()> {
     let f = facts(nsp)?;
     must_own(&f)?;
+    lock_schema(nsp, pg_sys::AccessExclusiveLock);
     let ds = dist_schema::find(nsp)?.ok_or_else(|| not_distributed(&f))?;
     match mode {
         "auto" | "block_writes" => {}
@@ -571,6 +605,8 @@ fn move_schema(nsp: pg_sys::Oid, target: Node, mode: &str) -> TResult<()> {
         )
         .hint("Choose another node: SELECT * FROM citus_nodes lists them."));
     }
+    // What earlier moves left behind goes first.
+    super::shard_move::cleanup_orphaned()?;
     let tables = referenced_first(schema_tables(&ds)?)?;
     pgrx::notice!(
         "moving the schema {} from node {} to node {}:{}",
@@ -638,6 +674,10 @@ pub(crate) fn after_ddl(
     created_schemas: &[pg_sys::Oid],
     created_tables: &[pg_sys::Oid],
 ) -> TResult<()> {
+    if super::in_internal_ddl() {
+        // Tessera's own shards (on the coordinator) are not tenant tables.
+        return Ok(());
+    }
     let mut distributed_now = Vec::new();
     if gucs::enable_schema_based_sharding() {
         for &nsp in created_schemas {
@@ -668,6 +708,8 @@ pub(crate) fn after_ddl(
         if !table_kind || partition || distributed_now.contains(&nsp) {
             continue;
         }
+        // A distribute, undistribute or move of the schema that runs now decides first.
+        lock_schema(nsp, pg_sys::AccessShareLock);
         let Some(ds) = dist_schema::find(nsp)? else {
             continue;
         };
@@ -689,7 +731,31 @@ pub(crate) fn after_ddl(
 /// enters one is distributed there afterwards (`after`).
 pub(crate) fn set_schema_before(relid: pg_sys::Oid, new_schema: &str) -> TResult<bool> {
     let into = schema_named(new_schema)?;
+    if let Some(ds) = &into {
+        lock_schema(ds.schema, pg_sys::AccessShareLock);
+    }
     let dist = catalog::find(relid)?;
+    let from = match &dist {
+        Some(d) => dist_schema::of_colocation(d.colocation_id)?,
+        None => None,
+    };
+    if let Some(ds) = &from {
+        lock_schema(ds.schema, pg_sys::AccessShareLock);
+    }
+    let leaving = from.is_some();
+    if leaving || (into.is_some() && dist.is_none()) {
+        // The table's foreign keys would cross the schema's edge: one side distributed, the
+        // other not (a key to a reference table can come along into the schema).
+        if let Some((name, other)) = foreign_key_of(relid, !leaving)? {
+            let (s, n) = crate::pg::nodes::rel_schema_and_name(relid);
+            let way = if leaving { "out of" } else { "into" };
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("cannot move {s}.{n} {way} a distributed schema: its foreign key \"{name}\" relates it to {other}"),
+            )
+            .hint("Drop the foreign key first, move the table, then add the key back where both tables are in one distributed schema (or the referenced one is a reference table)."));
+        }
+    }
     if let Some(d) = &dist {
         if d.kind() != TableKind::SingleShard {
             if into.is_some() {
@@ -702,7 +768,7 @@ pub(crate) fn set_schema_before(relid: pg_sys::Oid, new_schema: &str) -> TResult
             }
             return Ok(false);
         }
-        if dist_schema::of_colocation(d.colocation_id)?.is_some() {
+        if leaving {
             super::undistribute::undistribute_tenant_table(relid)?;
         }
     }
@@ -713,10 +779,38 @@ pub(crate) fn set_schema_before(relid: pg_sys::Oid, new_schema: &str) -> TResult
 pub(crate) fn set_schema_after(relid: pg_sys::Oid) -> TResult<()> {
     // SAFETY: a syscache lookup of the moved table.
     let nsp = unsafe { pg_sys::get_rel_namespace(relid) };
+    lock_schema(nsp, pg_sys::AccessShareLock);
     let Some(ds) = dist_schema::find(nsp)? else {
         return Ok(());
     };
     distribute::create_single_shard(relid, ds.colocation_id, ds.group, ForeignKeys::Now)
+}
+
+/// A foreign key from or to `relid` (not to itself; nor to a reference table, when
+/// `to_reference_ok`): its name and the other table.
+fn foreign_key_of(relid: pg_sys::Oid, to_reference_ok: bool) -> TResult<Option<(String, String)>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT conname::text,
+                    (CASE WHEN conrelid = $1 THEN confrelid ELSE conrelid END)::regclass::text
+               FROM pg_catalog.pg_constraint
+              WHERE contype = 'f' AND conparentid = 0 AND conrelid <> confrelid
+                AND (conrelid = $1 OR confrelid = $1)
+                AND NOT ($2 AND conrelid = $1 AND EXISTS (
+                        SELECT 1 FROM pg_catalog.pg_dist_partition p
+                         WHERE p.logicalrelid::oid = confrelid AND p.repmodel = 't'))
+              ORDER BY oid LIMIT 1",
+            None,
+            &[relid.into(), to_reference_ok.into()],
+        )?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(Some((
+            row.get::<String>(1)?.unwrap_or_default(),
+            row.get::<String>(2)?.unwrap_or_default(),
+        )))
+    })
 }
 
 /// The distributed schema named `name`, if it is one.

@@ -8,10 +8,14 @@
 //! 3. the rows travel from the source's shard through the coordinator in batches (a cursor on
 //!    the source, multi-row INSERTs of JSON on the target), each table after the tables it
 //!    references; then the foreign keys are made on the target;
-//! 4. the placements point at the target, and the source's shards are dropped.
+//! 4. the placements point at the target, and the source's shards are recorded in
+//!    `pg_dist_cleanup`: [`cleanup_orphaned`] drops them later (the next move runs it, and
+//!    `CALL citus_cleanup_orphaned_resources()`), so that a query routed to the old placement
+//!    before the move committed still finds it there.
 //!
 //! All remote work runs in the remote transaction: an error rolls back every node and the
-//! catalog. Until two-phase commit lands, the commit itself is one-phase per node.
+//! catalog (and the cleanup records with it). Until two-phase commit lands, the commit itself
+//! is one-phase per node.
 
 use std::rc::Rc;
 
@@ -21,7 +25,8 @@ use pgrx::spi::Spi;
 use super::distribute::AttachTo;
 use super::{group_nodes, run_per_group, PerGroup};
 use crate::connection::{run_tasks, ConnKey, NodeAddress, PgResult, RemoteTask, Scope, Settings};
-use crate::error::{TResult, TesseraError};
+use crate::error::{OrReport, TResult, TesseraError};
+use crate::metadata::cleanup;
 use crate::metadata::node as nodes;
 use crate::metadata::table::{self as catalog, Shard};
 use crate::sharding::ddl::TableDdl;
@@ -99,24 +104,68 @@ pub(crate) fn move_tables(tables: &[pg_sys::Oid], from: i32, to: i32) -> TResult
     let shard_ids: Vec<i64> = items.iter().map(|i| i.shard.shard_id).collect();
     let relids: Vec<pg_sys::Oid> = items.iter().map(|i| i.relid).collect();
     catalog::move_placements(&shard_ids, &relids, from, to)?;
-    let mut drops = Vec::new();
+    let operation = cleanup::next_operation_id()?;
+    // A partition's old shard goes with its parent's; each is recorded all the same.
     for it in items.iter().rev() {
-        drops.push((
-            format!(
-                "DROP TABLE IF EXISTS {} CASCADE",
-                it.ddl.qualified_shard(it.shard.shard_id)
-            ),
-            Vec::new(),
-        ));
+        cleanup::record_placement(operation, &it.ddl.qualified_shard(it.shard.shard_id), from)?;
     }
-    let mut per_group = PerGroup::new();
-    per_group.insert(from, drops);
-    run_per_group(per_group, &all)?;
     pgrx::notice!(
-        "moved {} tables ({moved} rows); the old shards are dropped",
+        "moved {} tables ({moved} rows); the old shards are dropped by citus_cleanup_orphaned_resources()",
         items.len()
     );
     Ok(())
+}
+
+/// Drops the old placements recorded in `pg_dist_cleanup` that it can, each on its node in a
+/// transaction of its own (waiting at most a second for a query still reading it: that one is
+/// left for the next run), and forgets them. Returns how many went; a failure is a WARNING.
+pub(crate) fn cleanup_orphaned() -> TResult<usize> {
+    let all = nodes::all()?;
+    let addresses = group_nodes(&all);
+    let mut done = 0;
+    for record in cleanup::pending()? {
+        let drop = format!(
+            "BEGIN; SET LOCAL lock_timeout = '1s'; DROP TABLE IF EXISTS {} CASCADE; COMMIT",
+            record.object_name
+        );
+        let outcome = if record.group == tessera_core::node::COORDINATOR_GROUP_ID {
+            super::ddl::run_locally(&format!(
+                "DROP TABLE IF EXISTS {} CASCADE",
+                record.object_name
+            ))
+        } else {
+            match addresses.get(&record.group) {
+                // The node is gone (removed with its shards) or inactive: nothing to drop now.
+                None => continue,
+                Some(node) => {
+                    let task = RemoteTask::new(ConnKey::for_current_session(node), drop)
+                        .in_scope(Scope::Autocommit);
+                    run_tasks(std::slice::from_ref(&task), 1)?
+                        .pop()
+                        .expect("one task, one outcome")
+                        .map(|_| ())
+                        .map_err(|e| e.into_tessera())
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                cleanup::forget(record.record_id)?;
+                done += 1;
+            }
+            Err(e) => e.warn(),
+        }
+    }
+    Ok(done)
+}
+
+/// `CALL citus_cleanup_orphaned_resources()`: drops the old placements of moved shards.
+#[pg_extern(sql = false)]
+fn citus_cleanup_orphaned_resources() {
+    let done = cleanup_orphaned().or_report();
+    if done > 0 {
+        pgrx::notice!("cleaned up {done} orphaned resources");
+    }
 }
 
 fn no_node(group: i32) -> TesseraError {
@@ -182,20 +231,12 @@ fn copy_rows(
     all: &[crate::metadata::node::Node],
 ) -> TResult<i64> {
     let shard = ddl.qualified_shard(shard_id);
-    let cols = Spi::get_one_with_args::<String>(
-        "SELECT string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum)
-           FROM pg_catalog.pg_attribute
-          WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
-        &[relid.into()],
-    )?
-    .unwrap_or_default();
-    let insert = format!(
-        "INSERT INTO {shard} ({cols}) SELECT {cols} FROM pg_catalog.json_populate_recordset(NULL::{shard}, $1::json)"
-    );
+    let cols = crate::sharding::insertable_columns(relid)?;
+    let insert = crate::sharding::insert_rows_sql(&shard, &cols);
     on_source(
         source,
         &format!(
-            "DECLARE tessera_move NO SCROLL CURSOR FOR SELECT pg_catalog.row_to_json(t.*)::text FROM ONLY {shard} t"
+            "DECLARE tessera_move NO SCROLL CURSOR FOR SELECT (t.*)::text FROM ONLY {shard} t"
         ),
     )?;
     let mut moved = 0i64;
@@ -212,7 +253,9 @@ fn copy_rows(
             if i > 0 {
                 json.push(',');
             }
-            json.push_str(r.value(i, 0).unwrap_or("null"));
+            json.push_str(&tessera_core::sqltext::json_string(
+                r.value(i, 0).unwrap_or(""),
+            ));
         }
         json.push(']');
         let mut per_group = PerGroup::new();

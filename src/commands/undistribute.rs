@@ -96,13 +96,7 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
     // metadata cache at the next command).
     catalog::delete_table(relid, dist.colocation_id, true)?;
 
-    let cols = Spi::get_one_with_args::<String>(
-        "SELECT string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum)
-           FROM pg_catalog.pg_attribute
-          WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
-        &[relid.into()],
-    )?
-    .unwrap_or_default();
+    let cols = crate::sharding::insertable_columns(relid)?;
     for s in &shards {
         // One placement is enough; a worker's rather than the coordinator's copy.
         let group = s
@@ -118,7 +112,7 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
         let task = RemoteTask::new(
             ConnKey::for_current_session(node),
             format!(
-                "SELECT count(*), coalesce(pg_catalog.json_agg(t.*), '[]')::text FROM {shard} t"
+                "SELECT count(*), coalesce(pg_catalog.json_agg((t.*)::text), '[]')::text FROM {shard} t"
             ),
         )
         .in_scope(Scope::Transaction)
@@ -135,9 +129,7 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
             }
             let json = r.value(0, 1).unwrap_or("[]").to_string();
             Spi::run_with_args(
-                &format!(
-                    "INSERT INTO {display} ({cols}) SELECT {cols} FROM pg_catalog.json_populate_recordset(NULL::{display}, $1::json)"
-                ),
+                &crate::sharding::insert_rows_sql(&display, &cols),
                 &[json.into()],
             )?;
             moved += n;

@@ -3,6 +3,7 @@
 //! - `node`: `pg_dist_node`, the nodes of the cluster.
 //! - `table`: distributed tables, shards, placements and colocation groups.
 //! - `schema`: distributed schemas (schema-based sharding).
+//! - `cleanup`: objects on the nodes to drop later (old placements of moved shards).
 //! - `cache`: the planner's and executor's view of both, per backend, invalidated by relcache
 //!   callbacks.
 //!
@@ -11,6 +12,7 @@
 //! shards?) reads `cache`.
 
 pub mod cache;
+pub mod cleanup;
 pub mod node;
 pub mod schema;
 pub mod table;

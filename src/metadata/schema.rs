@@ -15,9 +15,11 @@ pub struct DistSchema {
     pub group: i32,
 }
 
+/// Reads with a snapshot of its own (not the statement's): a caller that waited for the
+/// schema's lock sees what the session it waited for committed.
 fn read(sql: &str, arg: pgrx::datum::DatumWithOid) -> TResult<Option<DistSchema>> {
-    Spi::connect(|client| {
-        let rows = client.select(sql, None, &[arg])?;
+    Spi::connect_mut(|client| {
+        let rows = client.update(sql, None, &[arg])?;
         let Some(row) = rows.into_iter().next() else {
             return Ok(None);
         };

@@ -166,6 +166,10 @@ unsafe fn plan_one(
     // SAFETY: forwarded.
     unsafe {
         let a = analyze(parse)?;
+        // A retry's copy may now be a statement on one distributed schema's tables.
+        if let Some(stmt) = super::single_node::plan(parse, &a)? {
+            return Ok(stmt);
+        }
         plan_analyzed(parse, a, query_string, cursor_options, bound_params)
     }
 }

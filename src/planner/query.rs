@@ -162,3 +162,65 @@ pub(crate) unsafe fn param_base(
         base
     }
 }
+
+/// Tessera's functions that run on a worker as they do on the coordinator (they read no
+/// catalog); every other function of the extension reads the coordinator's catalog, which the
+/// workers' copy of the extension has empty.
+const WORKER_SAFE_FUNCTIONS: [&str; 7] = [
+    "worker_hash",
+    "tessera_version",
+    "tessera_partial_agg",
+    "tessera_combine_agg",
+    "tessera_cte_results",
+    "tessera_subquery_results",
+    "tessera_worker_results",
+];
+
+/// The first of Tessera's own functions the query calls that must run on the coordinator
+/// (`citus_get_active_worker_nodes()`, `get_shard_id_for_distribution_column()`, ...), if any.
+///
+/// # Safety
+/// `q` is a valid analyzed Query.
+pub(crate) unsafe fn coordinator_function(q: *mut pg_sys::Query) -> Option<String> {
+    struct Ctx {
+        ext: pg_sys::Oid,
+        found: Option<String>,
+    }
+    #[pgrx::pg_guard]
+    unsafe extern "C-unwind" fn walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+        if node.is_null() {
+            return false;
+        }
+        // SAFETY: called by the tree walkers with valid nodes and our context.
+        unsafe {
+            let cx = &mut *(ctx as *mut Ctx);
+            if is_a(node as *const c_void, pg_sys::NodeTag::T_FuncExpr) {
+                let f = (*(node as *mut pg_sys::FuncExpr)).funcid;
+                // Built-in functions are not the extension's; others are looked up in pg_depend.
+                if f.to_u32() >= pg_sys::FirstNormalObjectId
+                    && pg_sys::getExtensionOfObject(pg_sys::ProcedureRelationId, f) == cx.ext
+                {
+                    let name = crate::pg::nodes::string(pg_sys::get_func_name(f));
+                    if !WORKER_SAFE_FUNCTIONS.contains(&name.as_str()) {
+                        cx.found = Some(name);
+                        return true;
+                    }
+                }
+            }
+            if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
+                return pg_sys::query_tree_walker(node as *mut pg_sys::Query, Some(walker), ctx, 0);
+            }
+            pg_sys::expression_tree_walker(node, Some(walker), ctx)
+        }
+    }
+    // SAFETY: a name lookup; walking a valid Query with our context.
+    unsafe {
+        let ext = pg_sys::get_extension_oid(c"tessera".as_ptr(), true);
+        if ext == pg_sys::InvalidOid {
+            return None;
+        }
+        let mut cx = Ctx { ext, found: None };
+        pg_sys::query_tree_walker(q, Some(walker), &mut cx as *mut Ctx as *mut c_void, 0);
+        cx.found
+    }
+}

@@ -11,7 +11,8 @@
 //! statement that reads a local table or the rows of a WITH query kept on the coordinator,
 //! that writes a reference table (every copy must change), or that calls a sequence function
 //! or, for a write, any VOLATILE function (a `nextval()` default is the coordinator's
-//! sequence; the INSERT planners evaluate it there).
+//! sequence; the INSERT planners evaluate it there), or that calls one of Tessera's own
+//! functions (they read the coordinator's catalog).
 
 use std::ffi::c_void;
 
@@ -153,7 +154,7 @@ pub(crate) unsafe fn plan(
         {
             return Ok(None);
         }
-        if calls_sequence_functions(parse) {
+        if calls_sequence_functions(parse) || super::query::coordinator_function(parse).is_some() {
             return Ok(None);
         }
         let returns_rows = command == Command::Select || !(*parse).returningList.is_null();

@@ -120,6 +120,14 @@ pub(crate) unsafe fn base_plan_of(
         let first = params_of(query).into_iter().max().unwrap_or(0) + 1;
         super::evaluate::take_out(query, first, whole)
     };
+    // What is left runs on the workers.
+    // SAFETY: walking a valid Query.
+    if let Some(f) = unsafe { super::query::coordinator_function(query) } {
+        return Err(unsupported(
+            format!("cannot run {f}() on the workers: it reads the coordinator's catalog"),
+            "Call it in a statement of its own and use its result as a value (or join its rows with a local table).",
+        ));
+    }
     // SAFETY: walking and deparsing a valid Query.
     let (prints, zoned, template) = unsafe {
         (

@@ -87,7 +87,7 @@ pub(crate) fn run_locally(sql: &str) -> TResult<()> {
     }
     LOCAL_UTILITY.with(|d| d.set(d.get() + 1));
     let _depth = Depth;
-    pgrx::spi::Spi::run(sql)?;
+    crate::commands::internally(|| pgrx::spi::Spi::run(sql))?;
     Ok(())
 }
 

@@ -50,7 +50,11 @@ pub(super) unsafe fn create_table(u: &Utility) -> TResult<Step> {
                 let Some(child) = new_partition(parent, &name)? else {
                     return Ok(());
                 };
-                partitions::distribute_partition(parent, child)
+                partitions::distribute_partition(
+                    parent,
+                    child,
+                    crate::commands::distribute::ForeignKeys::Now,
+                )
             })));
         }
     }
@@ -162,7 +166,11 @@ pub(super) unsafe fn alter(s: *mut pg_sys::AlterTableStmt) -> TResult<Option<Ste
             None => {
                 let child = range_var_relid((*part).name);
                 Ok(Some(Step::Propagate(Box::new(move || {
-                    partitions::distribute_partition(parent, child)
+                    partitions::distribute_partition(
+                        parent,
+                        child,
+                        crate::commands::distribute::ForeignKeys::Now,
+                    )
                 }))))
             }
         }
