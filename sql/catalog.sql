@@ -131,9 +131,21 @@ CREATE TABLE citus.pg_dist_cleanup (
 );
 ALTER TABLE citus.pg_dist_cleanup SET SCHEMA pg_catalog;
 
+-- Two-phase commit's decisions (Citus's columns): a row per prepared node of a committed
+-- distributed transaction, written inside that transaction; recover_prepared_transactions()
+-- commits what has a row and rolls back what has none.
+CREATE TABLE citus.pg_dist_transaction (
+    groupid int NOT NULL,
+    gid text NOT NULL,
+    outer_xid xid8,
+    PRIMARY KEY (groupid, gid)
+);
+ALTER TABLE citus.pg_dist_transaction SET SCHEMA pg_catalog;
+
 GRANT SELECT ON pg_catalog.pg_dist_node, pg_catalog.pg_dist_colocation,
     pg_catalog.pg_dist_partition, pg_catalog.pg_dist_shard, pg_catalog.pg_dist_placement,
-    pg_catalog.pg_dist_object, pg_catalog.pg_dist_schema, pg_catalog.pg_dist_cleanup
+    pg_catalog.pg_dist_object, pg_catalog.pg_dist_schema, pg_catalog.pg_dist_cleanup,
+    pg_catalog.pg_dist_transaction
     TO public;
 
 -- The catalog belongs to the extension's state: pg_dump of an extension keeps these rows.

@@ -285,6 +285,17 @@ AS 'MODULE_PATHNAME', 'citus_schema_move_with_nodeid_wrapper';
 COMMENT ON FUNCTION pg_catalog.citus_schema_move(regnamespace, integer, citus.shard_transfer_mode)
     IS 'moves every table of a distributed schema to the given node';
 
+-- Two-phase commit ---------------------------------------------------------------------------
+
+-- Commits on the workers what committed here and rolls back what did not (transactions left
+-- prepared by a node or coordinator that failed at the wrong moment); returns how many.
+CREATE FUNCTION pg_catalog.recover_prepared_transactions()
+RETURNS integer LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'recover_prepared_transactions_wrapper';
+COMMENT ON FUNCTION pg_catalog.recover_prepared_transactions()
+    IS 'finishes the prepared transactions two-phase commits left on the workers';
+REVOKE ALL ON FUNCTION pg_catalog.recover_prepared_transactions() FROM public;
+
 -- Drops the objects recorded in pg_dist_cleanup (old placements of moved shards) that it can: a
 -- placement still in use is left for the next run.
 CREATE PROCEDURE pg_catalog.citus_cleanup_orphaned_resources()

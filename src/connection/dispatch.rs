@@ -46,6 +46,9 @@ pub struct RemoteTask {
     /// The coordinator session's settings the node's session must have before the command
     /// runs (set first when the connection has others).
     pub settings: Option<std::rc::Rc<super::Settings>>,
+    /// The command only reads: in a remote transaction, a node that only read commits
+    /// one-phase (no PREPARE) whatever the others did.
+    pub read_only: bool,
 }
 
 impl RemoteTask {
@@ -61,7 +64,14 @@ impl RemoteTask {
             copy_data: None,
             stream: false,
             settings: None,
+            read_only: false,
         }
+    }
+
+    /// The command only reads (see [`RemoteTask::read_only`]).
+    pub fn reading_only(mut self, read_only: bool) -> RemoteTask {
+        self.read_only = read_only;
+        self
     }
 
     /// Runs the command under the coordinator session's settings (`super::Settings`).
@@ -127,10 +137,12 @@ struct Slot {
     /// When the connection attempt gives up (only while connecting).
     deadline: Option<Instant>,
     results: Vec<PgResult>,
-    /// The remote transaction block is not open yet: send BEGIN before the command.
-    begin_needed: bool,
-    /// The command in flight is that BEGIN.
-    begin_in_flight: bool,
+    /// Commands the remote transaction needs before the task's own (BEGIN and the open
+    /// savepoints for a node the transaction has not used yet; savepoints made, released or
+    /// rolled back since its last command otherwise), sent as one string first.
+    preamble: Option<String>,
+    /// The command in flight is that preamble.
+    preamble_in_flight: bool,
     /// The command in flight prepares the task's statement under this name.
     prepare_in_flight: Option<String>,
     /// The command in flight sets the task's session settings.
@@ -386,7 +398,7 @@ impl Dispatch {
                         match t.scope {
                             // Even after an error: the local abort closes it.
                             Scope::Transaction if !t.ends_transaction => {
-                                remote_transactions().keep(slot.key, slot.conn)
+                                remote_transactions().keep(slot.key, slot.conn, !t.read_only)
                             }
                             // A cancel still on its way would hit the next command: such
                             // a connection is closed instead.
@@ -466,22 +478,19 @@ fn start(
     t: &RemoteTask,
     timeout: Duration,
 ) -> Result<Result<Slot, RemoteError>, TesseraError> {
-    let mut begin_needed = false;
+    let mut preamble = None;
     if t.scope == Scope::Transaction {
-        if let Some(conn) = remote_transactions().enter(&t.key) {
-            return Ok(Ok(Slot::new(task, t, conn, Phase::Send, None, false)));
+        match remote_transactions().enter(&t.key) {
+            Err(lost) => return Ok(Err(RemoteError::connection_lost(&t.key.node, lost))),
+            Ok((Some(conn), pending)) => {
+                return Ok(Ok(Slot::new(task, t, conn, Phase::Send, None, pending)));
+            }
+            Ok((None, begin)) if !t.ends_transaction => preamble = begin,
+            Ok((None, _)) => {}
         }
-        begin_needed = !t.ends_transaction;
     }
     if let Some(conn) = cache::take(&t.key) {
-        return Ok(Ok(Slot::new(
-            task,
-            t,
-            conn,
-            Phase::Send,
-            None,
-            begin_needed,
-        )));
+        return Ok(Ok(Slot::new(task, t, conn, Phase::Send, None, preamble)));
     }
     let params = t.key.params()?;
     Ok(Connection::start(&t.key.node, &params).map(|conn| {
@@ -493,7 +502,7 @@ fn start(
             conn,
             phase,
             Some(Instant::now() + timeout),
-            begin_needed,
+            preamble,
         )
     }))
 }
@@ -505,7 +514,7 @@ impl Slot {
         conn: Connection,
         phase: Phase,
         deadline: Option<Instant>,
-        begin_needed: bool,
+        preamble: Option<String>,
     ) -> Slot {
         Slot {
             task,
@@ -514,8 +523,8 @@ impl Slot {
             phase,
             deadline,
             results: Vec::new(),
-            begin_needed,
-            begin_in_flight: false,
+            preamble,
+            preamble_in_flight: false,
             prepare_in_flight: None,
             settings_in_flight: false,
         }
@@ -567,9 +576,9 @@ fn advance(
                         .as_ref()
                         .is_some_and(|have| std::rc::Rc::ptr_eq(have, want) || have == *want)
                 });
-                let sent = if slot.begin_needed {
-                    slot.begin_in_flight = true;
-                    slot.conn.send_query("BEGIN", &[], &[])
+                let sent = if let Some(pre) = &slot.preamble {
+                    slot.preamble_in_flight = true;
+                    slot.conn.send_query(pre, &[], &[])
                 } else if let Some(want) = stale {
                     slot.settings_in_flight = true;
                     let (sql, values) = want.command(slot.conn.settings.as_deref());
@@ -595,7 +604,7 @@ fn advance(
                     return Step::Finished(Err(e));
                 }
                 if task.stream
-                    && !slot.begin_in_flight
+                    && !slot.preamble_in_flight
                     && !slot.settings_in_flight
                     && slot.prepare_in_flight.is_none()
                 {
@@ -651,10 +660,11 @@ fn advance(
                     slot.phase = Phase::Send;
                     continue;
                 }
-                if slot.begin_in_flight && outcome.is_ok() {
-                    // The transaction block is open: now the command itself.
-                    slot.begin_in_flight = false;
-                    slot.begin_needed = false;
+                if slot.preamble_in_flight && outcome.is_ok() {
+                    // The transaction block is open and its savepoints are in place: now the
+                    // command itself.
+                    slot.preamble_in_flight = false;
+                    slot.preamble = None;
                     slot.phase = Phase::Send;
                     continue;
                 }

@@ -44,12 +44,15 @@ pub enum Scope {
 /// hands the connection back, so the arrow points one way (transaction → connection).
 pub trait RemoteTransactions: Sync {
     /// A task runs in the remote transaction of `key`'s node: the connection already in a
-    /// transaction block there, or None (the task then opens one: BEGIN before its command,
-    /// unless the command ends the transaction).
-    fn enter(&self, key: &ConnKey) -> Option<Connection>;
+    /// transaction block there with the commands it needs first (savepoints made, released
+    /// or rolled back since), or None with the commands that open the block (BEGIN with the
+    /// transaction's isolation level, and its open savepoints), which the task sends before
+    /// its own unless its command ends the transaction.
+    /// Err: the node's connection was lost earlier in the transaction (the message says so).
+    fn enter(&self, key: &ConnKey) -> Result<(Option<Connection>, Option<String>), String>;
     /// The task is done (even after an error): its connection stays in the remote transaction
-    /// until the local one ends.
-    fn keep(&self, key: ConnKey, conn: Connection);
+    /// until the local one ends. `wrote`: the task may have changed rows there.
+    fn keep(&self, key: ConnKey, conn: Connection, wrote: bool);
 }
 
 static REMOTE_TRANSACTIONS: std::sync::OnceLock<&'static dyn RemoteTransactions> =

@@ -547,7 +547,8 @@ pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)
                 .with_params(t.params.clone())
                 .with_param_types(t.types.clone())
                 .prepared(t.prepare)
-                .streaming(stream);
+                .streaming(stream)
+                .reading_only(!plan.writes());
             r.copy_data = t.copy_data.clone();
             r
         })

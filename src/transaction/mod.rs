@@ -1,26 +1,36 @@
-//! Remote transactions that follow the local one.
+//! Remote transactions that follow the local one, and how they end.
 //!
 //! A task with [`Scope::Transaction`] runs inside a transaction block on its node: the first
-//! such task on a node sends `BEGIN`, and the connection then stays with the local transaction
-//! (every later task on that node uses it, so it sees its own writes). One transaction callback
-//! ends them all:
+//! such task on a node sends `BEGIN` (with the local transaction's isolation level, READ ONLY
+//! and DEFERRABLE) and the local transaction's open savepoints, and the connection then stays
+//! with the local transaction (every later task on that node uses it, so it sees its own
+//! writes). Savepoints follow onto every node the transaction has used (`remote`), so
+//! `ROLLBACK TO SAVEPOINT` and PL/pgSQL exception blocks undo remote work too. One transaction
+//! callback ends them all:
 //!
-//! - pre-commit: `COMMIT` on every node, all at once; a failure raises an ERROR here, while the
-//!   local transaction can still abort. (A node that fails after another committed is what
-//!   two-phase commit will close: PREPARE on each node, a commit record, COMMIT PREPARED.)
-//! - abort: the connections are closed, which rolls the remote transactions back; nothing is
+//! - **pre-commit**: when at most one node may have written, `COMMIT` on every node, all at
+//!   once. Otherwise two-phase commit: `PREPARE TRANSACTION` on each node that wrote (the nodes
+//!   that only read commit), and — only when every one prepared — the decision recorded in
+//!   `pg_dist_transaction(groupid, gid, outer_xid)` inside the local transaction. Any failure
+//!   here raises an ERROR while the local transaction can still abort (the nodes that
+//!   prepared are rolled back first).
+//! - **commit**: `COMMIT PREPARED` on every prepared node, all at once. The local transaction is
+//!   committed already, so nothing here raises an ERROR: a node that fails gets a WARNING and
+//!   is left to [`recovery`], which commits what `pg_dist_transaction` says was decided.
+//! - **abort**: the connections are closed, which rolls the remote transactions back; nothing is
 //!   allocated with palloc and nothing can raise an error there.
-//!
-//! A rolled-back savepoint cannot undo remote work yet: if one rolls back after remote work,
-//! the transaction is refused at commit rather than commit half of it.
 
+pub mod recovery;
 mod remote;
+
+use std::cell::RefCell;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::connection::{run_tasks, RemoteTask, Scope};
+use crate::connection::{run_tasks, ConnKey, RemoteTask, Scope};
 use crate::error::{OrReport, TesseraError};
+use pgrx::PgTryBuilder;
 
 pub use remote::has_remote_work;
 
@@ -34,30 +44,192 @@ pub fn init() {
     }
 }
 
+/// `BEGIN` as the local transaction has it: isolation level, READ ONLY, DEFERRABLE.
+pub(crate) fn begin_command() -> String {
+    // SAFETY: reading the backend's transaction settings.
+    let (level, read_only, deferrable) =
+        unsafe { (pg_sys::XactIsoLevel, pg_sys::XactReadOnly, pg_sys::XactDeferrable) };
+    let mut sql = String::from("BEGIN");
+    sql.push_str(match level as u32 {
+        pg_sys::XACT_REPEATABLE_READ => " ISOLATION LEVEL REPEATABLE READ",
+        pg_sys::XACT_SERIALIZABLE => " ISOLATION LEVEL SERIALIZABLE",
+        _ => "",
+    });
+    if read_only {
+        sql.push_str(" READ ONLY");
+    }
+    if deferrable {
+        sql.push_str(" DEFERRABLE");
+    }
+    sql
+}
+
+/// A node prepared in this transaction: its COMMIT PREPARED follows the local commit.
+struct Prepared {
+    key: ConnKey,
+    gid: String,
+}
+
+thread_local! {
+    /// The nodes prepared in the pre-commit of the transaction now committing.
+    static PREPARED: RefCell<Vec<Prepared>> = const { RefCell::new(Vec::new()) };
+    /// Gids whose COMMIT PREPARED succeeded: their `pg_dist_transaction` rows are deleted by
+    /// this backend's next two-phase commit (or by recovery), so the table does not grow.
+    static COMMITTED_GIDS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The gid of the `n`th prepared node of the local transaction `xid`: Citus's form
+/// (`citus_<group>_<pid>_<transaction>_<connection>`), so recovery can tell a transaction
+/// still running (its xid in progress) from one whose coordinator gave up.
+fn gid(xid: u32, n: usize) -> String {
+    // SAFETY: reading the backend's pid.
+    let pid = unsafe { pg_sys::MyProcPid };
+    format!(
+        "citus_{}_{pid}_{xid}_{n}",
+        tessera_core::node::COORDINATOR_GROUP_ID
+    )
+}
+
 fn commit_remote() -> Result<(), TesseraError> {
-    let (keys, poisoned) = remote::open();
-    if keys.is_empty() {
+    let open = remote::open();
+    if open.is_empty() {
         return Ok(());
     }
-    if poisoned {
+    if let Some(lost) = open.iter().find(|o| !o.usable) {
         return Err(TesseraError::new(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            "cannot commit: a savepoint that was rolled back contained changes on worker nodes",
+            PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+            format!(
+                "cannot commit: the connection to node {}:{} was lost during the transaction",
+                lost.key.node.host, lost.key.node.port
+            ),
         )
-        .hint("Run the distributed changes outside savepoints (or PL/pgSQL exception blocks), or roll back the whole transaction."));
+        .hint("The node rolled back its part of the transaction: run the transaction again."));
     }
-    let tasks: Vec<RemoteTask> = keys
-        .into_iter()
-        .map(|k| {
-            RemoteTask::new(k, "COMMIT")
+    let writers = open.iter().filter(|o| o.wrote).count();
+    if writers <= 1 {
+        let tasks: Vec<RemoteTask> = open
+            .into_iter()
+            .map(|o| {
+                RemoteTask::new(o.key, "COMMIT")
+                    .in_scope(Scope::Transaction)
+                    .ending_transaction()
+            })
+            .collect();
+        for r in run_tasks(&tasks, tasks.len())? {
+            r.map_err(|e| e.into_tessera())?;
+        }
+        return Ok(());
+    }
+    two_phase_commit(open)
+}
+
+/// PREPARE TRANSACTION on the nodes that wrote (COMMIT on those that only read), all at once,
+/// then the decision in `pg_dist_transaction`.
+fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
+    // SAFETY: assigns the local transaction's id if it has none yet (its catalog row needs
+    // one anyway).
+    let xid = unsafe { pg_sys::GetTopTransactionId() }.into_inner();
+    let mut tasks = Vec::with_capacity(open.len());
+    let mut gids = Vec::with_capacity(open.len());
+    for (n, o) in open.into_iter().enumerate() {
+        let (sql, gid) = if o.wrote {
+            let g = gid(xid, n);
+            (format!("PREPARE TRANSACTION '{g}'"), Some(g))
+        } else {
+            ("COMMIT".to_string(), None)
+        };
+        tasks.push(
+            RemoteTask::new(o.key, sql)
                 .in_scope(Scope::Transaction)
-                .ending_transaction()
-        })
-        .collect();
-    for r in run_tasks(&tasks, tasks.len())? {
-        r.map_err(|e| e.into_tessera())?;
+                .ending_transaction(),
+        );
+        gids.push(gid);
     }
+    let outcomes = run_tasks(&tasks, tasks.len())?;
+    let mut first_error = None;
+    let mut prepared = Vec::new();
+    for ((task, gid), outcome) in tasks.iter().zip(&gids).zip(outcomes) {
+        match (outcome, gid) {
+            (Ok(_), Some(g)) => prepared.push(Prepared {
+                key: task.key.clone(),
+                gid: g.clone(),
+            }),
+            (Ok(_), None) => {}
+            (Err(e), _) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        // The transaction aborts: what prepared is rolled back now (or by recovery, which
+        // finds no decision for it).
+        finish_prepared(&prepared, "ROLLBACK PREPARED");
+        return Err(e.into_tessera());
+    }
+    let done = COMMITTED_GIDS.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    // The nodes that prepared roll back however recording fails (an ERROR raised inside
+    // PostgreSQL included).
+    let recorded = PgTryBuilder::new(|| recovery::record(&prepared, &done))
+        .catch_others(|e| {
+            finish_prepared(&prepared, "ROLLBACK PREPARED");
+            e.rethrow()
+        })
+        .execute();
+    if let Err(e) = recorded {
+        finish_prepared(&prepared, "ROLLBACK PREPARED");
+        return Err(e);
+    }
+    PREPARED.with(|p| *p.borrow_mut() = prepared);
     Ok(())
+}
+
+/// `COMMIT PREPARED` or `ROLLBACK PREPARED` of each prepared node, all at once, each on a
+/// connection of its own outside any transaction block. Never raises an ERROR: a node that
+/// fails gets a WARNING and is left to recovery. Returns the gids that went through.
+fn finish_prepared(prepared: &[Prepared], command: &str) -> Vec<String> {
+    if prepared.is_empty() {
+        return Vec::new();
+    }
+    let tasks: Vec<RemoteTask> = prepared
+        .iter()
+        .map(|p| RemoteTask::new(p.key.clone(), format!("{command} '{}'", p.gid)))
+        .collect();
+    // Interrupts wait: a cancel here must not turn the finished transaction into an error.
+    // SAFETY: the holdoff counter of the backend, restored below.
+    unsafe { pg_sys::InterruptHoldoffCount += 1 };
+    let outcomes = PgTryBuilder::new(|| run_tasks(&tasks, tasks.len()).ok())
+        .catch_others(|_| None)
+        .execute();
+    // SAFETY: as above.
+    unsafe { pg_sys::InterruptHoldoffCount -= 1 };
+    let mut done = Vec::new();
+    match outcomes {
+        Some(outcomes) => {
+            for (p, outcome) in prepared.iter().zip(outcomes) {
+                match outcome {
+                    Ok(_) => done.push(p.gid.clone()),
+                    Err(e) => pgrx::warning!(
+                        "{command} '{}' failed on node {}:{}: {} (recover_prepared_transactions() finishes it)",
+                        p.gid,
+                        p.key.node.host,
+                        p.key.node.port,
+                        e.into_tessera().message
+                    ),
+                }
+            }
+        }
+        None => pgrx::warning!(
+            "{command} could not be sent to the prepared nodes (recover_prepared_transactions() finishes them)"
+        ),
+    }
+    done
+}
+
+/// After the local commit: COMMIT PREPARED everywhere.
+fn commit_prepared() {
+    let prepared = PREPARED.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    let done = finish_prepared(&prepared, "COMMIT PREPARED");
+    COMMITTED_GIDS.with(|c| c.borrow_mut().extend(done));
 }
 
 #[pg_guard]
@@ -77,14 +249,20 @@ unsafe extern "C-unwind" fn xact_callback(
             .report();
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
+            // A prepare that succeeded before the abort is rolled back by pre-commit itself
+            // (or, if the backend died, by recovery).
+            PREPARED.with(|p| {
+                if let Ok(mut p) = p.try_borrow_mut() {
+                    p.clear();
+                }
+            });
             remote::close_all()
         }
-        pg_sys::XactEvent::XACT_EVENT_COMMIT
-        | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT
-        | pg_sys::XactEvent::XACT_EVENT_PREPARE => {
-            // Committed in pre-commit; anything left (none expected) is closed.
-            remote::close_all()
+        pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
+            remote::close_all();
+            commit_prepared();
         }
+        pg_sys::XactEvent::XACT_EVENT_PREPARE => remote::close_all(),
         _ => {}
     }
 }
@@ -92,14 +270,14 @@ unsafe extern "C-unwind" fn xact_callback(
 #[pg_guard]
 unsafe extern "C-unwind" fn subxact_callback(
     event: pg_sys::SubXactEvent::Type,
-    _my: pg_sys::SubTransactionId,
+    my: pg_sys::SubTransactionId,
     _parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
     match event {
-        pg_sys::SubXactEvent::SUBXACT_EVENT_START_SUB => remote::savepoint_start(),
-        pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => remote::savepoint_commit(),
-        pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => remote::savepoint_abort(),
+        pg_sys::SubXactEvent::SUBXACT_EVENT_START_SUB => remote::savepoint_start(my),
+        pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => remote::savepoint_end(my, true),
+        pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => remote::savepoint_end(my, false),
         _ => {}
     }
 }

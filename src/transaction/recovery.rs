@@ -1,0 +1,202 @@
+//! Two-phase commit's record and its recovery.
+//!
+//! Before the local commit, each node that prepared gets a row in `pg_dist_transaction`
+//! (`groupid`, `gid`, `outer_xid`) inside the local transaction: the row exists exactly when the
+//! local transaction committed, so it is the decision. [`recover_prepared_transactions`] looks
+//! at every node's prepared transactions that this coordinator made (gids `citus_0_...`):
+//!
+//! - with a row: the transaction committed, so `COMMIT PREPARED` (and the row goes);
+//! - without a row, made by a local transaction that is no longer running: it aborted (or
+//!   died before its commit), so `ROLLBACK PREPARED`;
+//! - without a row, made by a transaction still running: left alone (its commit decides);
+//! - rows whose gid is prepared nowhere: committed already, the rows go.
+//!
+//! So a failed COMMIT PREPARED (a node down at the wrong moment) is finished by the next
+//! recovery, and `pg_dist_transaction` does not grow: a backend also deletes the rows of its
+//! own successful COMMIT PREPAREDs in its next two-phase commit.
+
+use pgrx::prelude::*;
+use pgrx::spi::Spi;
+
+use super::Prepared;
+use crate::connection::{run_tasks, ConnKey, RemoteTask};
+use crate::error::{OrReport, TResult, TesseraError};
+use crate::metadata::node as nodes;
+
+/// Records the decision for the prepared nodes (and forgets `done`, gids this backend
+/// committed earlier), inside the local transaction.
+pub(super) fn record(prepared: &[Prepared], done: &[String]) -> TResult<()> {
+    // Pre-commit runs after the last statement's snapshot is gone: the catalog is read and
+    // written under one of its own.
+    // SAFETY: pushes a snapshot for the statements below, popped by the guard.
+    let _snapshot = unsafe {
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        ActiveSnapshot
+    };
+    let all = nodes::all()?;
+    let group_of = |p: &Prepared| {
+        all.iter()
+            .find(|n| n.nodename == p.key.node.host && n.nodeport == i32::from(p.key.node.port))
+            .map(|n| n.groupid)
+            .unwrap_or(-1)
+    };
+    let groups: Vec<i32> = prepared.iter().map(group_of).collect();
+    let gids: Vec<String> = prepared.iter().map(|p| p.gid.clone()).collect();
+    let _write = crate::metadata::CatalogWrite::begin();
+    Spi::run_with_args(
+        "INSERT INTO pg_catalog.pg_dist_transaction (groupid, gid, outer_xid)
+         SELECT g, x, pg_catalog.pg_current_xact_id()
+           FROM ROWS FROM (pg_catalog.unnest($1::int[]), pg_catalog.unnest($2::text[])) AS r(g, x)",
+        &[groups.into(), gids.into()],
+    )?;
+    if !done.is_empty() {
+        Spi::run_with_args(
+            "DELETE FROM pg_catalog.pg_dist_transaction WHERE gid = ANY($1)",
+            &[done.to_vec().into()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Pops the snapshot [`record`] pushed, however it ends.
+struct ActiveSnapshot;
+
+impl Drop for ActiveSnapshot {
+    fn drop(&mut self) {
+        // SAFETY: pops the snapshot pushed by `record` (an error unwinds through here before
+        // the transaction's abort, which would pop it too: only pop while it is ours).
+        unsafe {
+            if pg_sys::ActiveSnapshotSet() {
+                pg_sys::PopActiveSnapshot();
+            }
+        }
+    }
+}
+
+/// The local transaction id in one of this coordinator's gids (`citus_0_<pid>_<xid>_<n>`).
+fn xid_of(gid: &str) -> Option<u32> {
+    let rest = gid.strip_prefix("citus_0_")?;
+    let mut parts = rest.split('_');
+    let _pid = parts.next()?;
+    parts.next()?.parse().ok()
+}
+
+/// What recovery does with one node's prepared transaction.
+#[derive(Debug, PartialEq, Eq)]
+enum Decision {
+    Commit,
+    Rollback,
+    Wait,
+}
+
+fn decide(gid: &str, recorded: bool, in_progress: impl Fn(u32) -> bool) -> Decision {
+    if recorded {
+        return Decision::Commit;
+    }
+    match xid_of(gid) {
+        Some(xid) if in_progress(xid) => Decision::Wait,
+        _ => Decision::Rollback,
+    }
+}
+
+/// Finishes what two-phase commits left on the nodes; returns how many prepared transactions
+/// it committed or rolled back.
+pub(crate) fn recover() -> TResult<i64> {
+    let all = nodes::all()?;
+    let mut finished = 0i64;
+    for node in all
+        .iter()
+        .filter(|n| n.isactive && n.noderole == "primary" && !n.is_coordinator())
+    {
+        let address = node.address();
+        let key = ConnKey::for_current_session(&address);
+        let list = RemoteTask::new(
+            key.clone(),
+            "SELECT gid FROM pg_catalog.pg_prepared_xacts
+              WHERE database = pg_catalog.current_database() AND gid LIKE 'citus\\_0\\_%'",
+        );
+        let prepared: Vec<String> = match run_tasks(std::slice::from_ref(&list), 1)?.pop() {
+            Some(Ok(results)) => match results.last() {
+                Some(r) => (0..r.ntuples())
+                    .filter_map(|i| r.value(i, 0).map(str::to_owned))
+                    .collect(),
+                None => Vec::new(),
+            },
+            Some(Err(e)) => {
+                e.into_tessera().warn();
+                continue;
+            }
+            None => continue,
+        };
+        // The decisions, read after the list: a transaction that commits meanwhile has its
+        // row by now (a row found later only means a COMMIT PREPARED that races ours, which
+        // one of the two finishes).
+        let recorded: Vec<String> = Spi::connect_mut(|c| {
+            let mut out = Vec::new();
+            for row in c.update(
+                "SELECT gid FROM pg_catalog.pg_dist_transaction WHERE groupid = $1",
+                None,
+                &[node.groupid.into()],
+            )? {
+                out.extend(row.get::<String>(1)?);
+            }
+            Ok::<_, TesseraError>(out)
+        })?;
+        let mut gone = Vec::new();
+        for gid in &prepared {
+            let decision = decide(gid, recorded.contains(gid), |xid| {
+                // SAFETY: a look at the proc array.
+                unsafe { pg_sys::TransactionIdIsInProgress(pg_sys::TransactionId::from(xid)) }
+            });
+            let command = match decision {
+                Decision::Wait => continue,
+                Decision::Commit => "COMMIT PREPARED",
+                Decision::Rollback => "ROLLBACK PREPARED",
+            };
+            let task = RemoteTask::new(key.clone(), format!("{command} '{gid}'"));
+            match run_tasks(std::slice::from_ref(&task), 1)?.pop() {
+                Some(Ok(_)) => {
+                    finished += 1;
+                    if decision == Decision::Commit {
+                        gone.push(gid.clone());
+                    }
+                }
+                Some(Err(e)) => e.into_tessera().warn(),
+                None => {}
+            }
+        }
+        // Rows of transactions no longer prepared on the node: committed.
+        gone.extend(recorded.iter().filter(|g| !prepared.contains(g)).cloned());
+        if !gone.is_empty() {
+            let _write = crate::metadata::CatalogWrite::begin();
+            Spi::run_with_args(
+                "DELETE FROM pg_catalog.pg_dist_transaction WHERE groupid = $1 AND gid = ANY($2)",
+                &[node.groupid.into(), gone.into()],
+            )?;
+        }
+    }
+    Ok(finished)
+}
+
+/// Citus's `recover_prepared_transactions()`.
+#[pg_extern(sql = false)]
+fn recover_prepared_transactions() -> i32 {
+    recover().or_report() as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions() {
+        let none = |_| false;
+        let all = |_| true;
+        assert_eq!(decide("citus_0_12_345_1", true, none), Decision::Commit);
+        assert_eq!(decide("citus_0_12_345_1", false, none), Decision::Rollback);
+        assert_eq!(decide("citus_0_12_345_1", false, all), Decision::Wait);
+        assert_eq!(xid_of("citus_0_12_345_1"), Some(345));
+        assert_eq!(xid_of("citus_3_12_345_1"), None);
+        assert_eq!(decide("citus_0_garbage", false, all), Decision::Rollback);
+    }
+}
