@@ -47,8 +47,13 @@ pub fn init() {
 /// `BEGIN` as the local transaction has it: isolation level, READ ONLY, DEFERRABLE.
 pub(crate) fn begin_command() -> String {
     // SAFETY: reading the backend's transaction settings.
-    let (level, read_only, deferrable) =
-        unsafe { (pg_sys::XactIsoLevel, pg_sys::XactReadOnly, pg_sys::XactDeferrable) };
+    let (level, read_only, deferrable) = unsafe {
+        (
+            pg_sys::XactIsoLevel,
+            pg_sys::XactReadOnly,
+            pg_sys::XactDeferrable,
+        )
+    };
     let mut sql = String::from("BEGIN");
     sql.push_str(match level as u32 {
         pg_sys::XACT_REPEATABLE_READ => " ISOLATION LEVEL REPEATABLE READ",
