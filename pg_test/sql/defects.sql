@@ -115,8 +115,7 @@ EXPLAIN (COSTS OFF) INSERT INTO dst (b, id, tenant_id) SELECT b, id + 1, tenant_
 SELECT tenant_id, id, b, created = now() AS now_default FROM dst ORDER BY tenant_id, id;
 COMMIT;
 
--- 6. Statements Tessera does not carry to the shards are refused, never run on the
--- coordinator's empty table alone.
+-- 6. COPY never runs on the coordinator's empty table alone: COPY FROM reaches the shards.
 COPY oe FROM STDIN;
 77	77
 \.

@@ -36,7 +36,7 @@ pub(super) fn record(prepared: &[Prepared], done: &[String]) -> TResult<()> {
     let all = nodes::all()?;
     let group_of = |p: &Prepared| {
         all.iter()
-            .find(|n| n.nodename == p.key.node.host && n.nodeport == i32::from(p.key.node.port))
+            .find(|n| n.nodename == p.key.node.host && n.nodeport == p.key.node.port)
             .map(|n| n.groupid)
             .unwrap_or(-1)
     };

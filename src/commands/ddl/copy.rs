@@ -1,6 +1,7 @@
 //! COPY on a distributed table. `COPY dist TO` (pg_dump's form) is rewritten, before anything
-//! else sees it, to `COPY (SELECT columns FROM ONLY dist) TO`, so the query reads the shards.
-//! COPY FROM is refused until it streams rows to the shards.
+//! else sees it, to `COPY (SELECT columns FROM ONLY dist) TO`, so the query reads the shards;
+//! `COPY dist FROM` to a COPY into a temporary staging table followed by `INSERT INTO dist
+//! SELECT` from it ([`copy_from_via_table`]).
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -89,7 +90,6 @@ pub(super) unsafe fn copy(u: &Utility) -> TResult<Step> {
     unsafe {
         let s = u.node::<pg_sys::CopyStmt>();
         match distributed_range_var((*s).relation)? {
-            Some(relid) if (*s).is_from => Err(refused("COPY FROM", relid, "Load the rows with INSERT ... VALUES (many rows per statement) or INSERT ... SELECT, or COPY them into a local table and INSERT ... SELECT from it.")),
             Some(relid) => Err(refused(
                 "COPY TO",
                 relid,
@@ -97,5 +97,139 @@ pub(super) unsafe fn copy(u: &Utility) -> TResult<Step> {
             )),
             None => Ok(Step::Pass),
         }
+    }
+}
+
+/// What follows a `COPY dist FROM ...` that [`copy_from_via_table`] rewrote: the rows into the
+/// distributed table, and the staging table dropped.
+pub(super) type CopyFinish = Box<dyn FnOnce() -> TResult<()>>;
+
+thread_local! {
+    static STAGING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// `COPY dist [(columns)] FROM ...` as `COPY <staging> (columns) FROM ...` into a temporary
+/// table of those columns, followed by `INSERT INTO dist (columns) SELECT columns FROM
+/// <staging>`: PostgreSQL's COPY parses every format and option (text, CSV, binary, HEADER,
+/// FORCE_NULL, WHERE, STDIN, a file, a PROGRAM) and reports bad input with its line and column,
+/// once, on the coordinator; the INSERT evaluates the other columns' defaults and sequences
+/// there, routes each row by its hash and sends each shard its rows with COPY, in batches, in
+/// the user's transaction. Other statements are returned as they are.
+///
+/// # Safety
+/// `pstmt` comes from ProcessUtility.
+pub(super) unsafe fn copy_from_via_table(
+    pstmt: *mut pg_sys::PlannedStmt,
+) -> TResult<(*mut pg_sys::PlannedStmt, Option<CopyFinish>)> {
+    // SAFETY: reading the statement; the changed one is a copy.
+    unsafe {
+        let stmt = (*pstmt).utilityStmt;
+        if !crate::pg::nodes::is_a(stmt as *const std::ffi::c_void, pg_sys::NodeTag::T_CopyStmt) {
+            return Ok((pstmt, None));
+        }
+        let c = stmt as *mut pg_sys::CopyStmt;
+        if !(*c).is_from || (*c).relation.is_null() {
+            return Ok((pstmt, None));
+        }
+        let Some(relid) = distributed_range_var((*c).relation)? else {
+            return Ok((pstmt, None));
+        };
+        // The columns COPY fills, as COPY would read them: the list, or every column but the
+        // dropped and generated ones.
+        let named: Vec<String> = list_ptrs((*c).attlist)
+            .into_iter()
+            .map(|n| crate::pg::nodes::string((*(n as *mut pg_sys::String)).sval))
+            .collect();
+        let columns: Vec<(String, String)> = Spi::connect(|client| {
+            let mut v = Vec::new();
+            for row in client.select(
+                "SELECT attname::text, pg_catalog.format_type(atttypid, atttypmod)
+                   FROM pg_catalog.pg_attribute
+                  WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped
+                    AND (pg_catalog.cardinality($2::text[]) = 0 AND attgenerated = ''
+                         OR attname = ANY ($2::text[]))
+                  ORDER BY CASE WHEN pg_catalog.cardinality($2::text[]) = 0 THEN attnum
+                                ELSE pg_catalog.array_position($2::text[], attname::text) END",
+                None,
+                &[relid.into(), named.clone().into()],
+            )? {
+                v.push((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                ));
+            }
+            Ok::<_, TesseraError>(v)
+        })?;
+        if let Some(missing) = named.iter().find(|n| !columns.iter().any(|(c, _)| c == *n)) {
+            let (schema, table) = rel_schema_and_name(relid);
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!(
+                    "column \"{missing}\" of relation \"{schema}.{table}\" does not exist (or is generated)"
+                ),
+            ));
+        }
+        // Named as the table is, so that COPY's own error context ("COPY accounts, line 3,
+        // column id") names it; another name when the session has a temporary table of that
+        // name.
+        let (_, table_name) = rel_schema_and_name(relid);
+        let taken = Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class
+                             WHERE relname = $1 AND relnamespace = pg_catalog.pg_my_temp_schema())",
+            &[table_name.clone().into()],
+        )?
+        .unwrap_or(false);
+        let staging = if taken {
+            let n = STAGING.with(|s| {
+                s.set(s.get() + 1);
+                s.get()
+            });
+            format!("tessera_copy_{n}")
+        } else {
+            table_name
+        };
+        let defs: Vec<String> = columns
+            .iter()
+            .map(|(name, ty)| format!("{} {ty}", quote_identifier(name)))
+            .collect();
+        Spi::run(&format!(
+            "CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP",
+            quote_identifier(&staging),
+            defs.join(", ")
+        ))?;
+        let quoted: Vec<String> = columns.iter().map(|(n, _)| quote_identifier(n)).collect();
+        let (schema, table) = rel_schema_and_name(relid);
+        let insert = format!(
+            "INSERT INTO {}.{} ({cols}) SELECT {cols} FROM pg_temp.{}",
+            quote_identifier(&schema),
+            quote_identifier(&table),
+            quote_identifier(&staging),
+            cols = quoted.join(", ")
+        );
+        let drop = format!("DROP TABLE pg_temp.{}", quote_identifier(&staging));
+        let copy =
+            pg_sys::copyObjectImpl(pstmt as *const std::ffi::c_void) as *mut pg_sys::PlannedStmt;
+        let cs = (*copy).utilityStmt as *mut pg_sys::CopyStmt;
+        let name = std::ffi::CString::new(staging).unwrap_or_default();
+        (*cs).relation = pg_sys::makeRangeVar(
+            c"pg_temp".as_ptr() as *mut std::ffi::c_char,
+            pg_sys::pstrdup(name.as_ptr()),
+            -1,
+        );
+        let mut attlist = std::ptr::null_mut();
+        for (col, _) in &columns {
+            let c = std::ffi::CString::new(col.as_str()).unwrap_or_default();
+            attlist = pg_sys::lappend(
+                attlist,
+                pg_sys::makeString(pg_sys::pstrdup(c.as_ptr())) as *mut std::ffi::c_void,
+            );
+        }
+        (*cs).attlist = attlist;
+        let finish: CopyFinish = Box::new(move || {
+            Spi::run(&insert)?;
+            Spi::run(&drop)?;
+            Ok(())
+        });
+        Ok((copy, Some(finish)))
     }
 }

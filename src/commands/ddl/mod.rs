@@ -489,28 +489,57 @@ fn run_batched(per_group: PerGroup) -> TResult<()> {
     run_per_group(batched, &all)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What Tessera does after a statement on a distributed table ran locally: carry it to the
+/// nodes.
+struct Work(Finish);
+
+thread_local! {
+    /// The staged rows' way into the distributed table, after a COPY rewritten to fill a
+    /// staging table ran (see [`copy::copy_from_via_table`]). Kept here, not in the hook's
+    /// frame, which an error in the COPY unwinds through; a stale one is dropped by the next
+    /// statement.
+    static PENDING_COPY: std::cell::RefCell<Option<copy::CopyFinish>> = const { std::cell::RefCell::new(None) };
+}
+
+/// [`decide`]'s answer: the statement to run (rewritten for COPY on a distributed table) and
+/// Tessera's work around it (null: none; `copy`: the staged rows wait in [`PENDING_COPY`]).
+/// Plain values, so that the hook's own frame holds nothing to drop.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Decision {
+    pstmt: *mut pg_sys::PlannedStmt,
+    work: *mut Work,
+    copy: bool,
+}
+
 #[pg_guard]
-unsafe extern "C-unwind" fn tessera_process_utility(
+unsafe extern "C-unwind" fn decide(
     pstmt: *mut pg_sys::PlannedStmt,
     query_string: *const c_char,
-    read_only_tree: bool,
-    context: pg_sys::ProcessUtilityContext::Type,
-    params: pg_sys::ParamListInfo,
-    query_env: *mut pg_sys::QueryEnvironment,
-    dest: *mut pg_sys::DestReceiver,
-    qc: *mut pg_sys::QueryCompletion,
-) {
+) -> Decision {
     let installed = tessera_installed() && LOCAL_UTILITY.with(|d| d.get()) == 0;
-    let pstmt = if installed {
-        // SAFETY: arguments come from PostgreSQL.
-        unsafe { copy::copy_to_as_query(pstmt) }.or_report()
-    } else {
-        pstmt
-    };
+    if !installed {
+        return Decision {
+            pstmt,
+            work: std::ptr::null_mut(),
+            copy: false,
+        };
+    }
+    // SAFETY: arguments come from PostgreSQL.
+    let pstmt = unsafe { copy::copy_to_as_query(pstmt) }.or_report();
+    // SAFETY: as above.
+    let (pstmt, copy_finish) = unsafe { copy::copy_from_via_table(pstmt) }.or_report();
+    if let Some(finish) = copy_finish {
+        PENDING_COPY.with(|p| *p.borrow_mut() = Some(finish));
+        return Decision {
+            pstmt,
+            work: std::ptr::null_mut(),
+            copy: true,
+        };
+    }
     // SAFETY: pstmt is a valid PlannedStmt; its utility statement a valid node (or null).
     let stmt = unsafe { (*pstmt).utilityStmt };
-    let step = match (installed && !stmt.is_null())
+    let step = match (!stmt.is_null())
         // SAFETY: reading the node's tag.
         .then(|| handler_for(unsafe { (*stmt).type_ }))
         .flatten()
@@ -526,6 +555,41 @@ unsafe extern "C-unwind" fn tessera_process_utility(
         }
         None => Step::Pass,
     };
+    let work = match step {
+        Step::Pass => std::ptr::null_mut(),
+        Step::Propagate(finish) => Box::into_raw(Box::new(Work(finish))),
+    };
+    Decision {
+        pstmt,
+        work,
+        copy: false,
+    }
+}
+
+/// After a COPY into a staging table ran: its rows into the distributed table.
+#[pg_guard]
+unsafe extern "C-unwind" fn after_copy() {
+    if let Some(finish) = PENDING_COPY.with(|p| p.borrow_mut().take()) {
+        finish().or_report();
+    }
+}
+
+/// Runs the statement, then Tessera's work around it.
+#[allow(clippy::too_many_arguments)]
+#[pg_guard]
+unsafe extern "C-unwind" fn run_with_work(
+    work: *mut Work,
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: `decide` made it with Box::into_raw; it is taken back once.
+    let work = unsafe { Box::from_raw(work) };
     // SAFETY: called by PostgreSQL with valid arguments; passed on unchanged.
     let run_locally = || unsafe {
         match PREV_PROCESS_UTILITY_HOOK {
@@ -553,14 +617,86 @@ unsafe extern "C-unwind" fn tessera_process_utility(
             ),
         }
     };
-    match step {
-        Step::Pass => run_locally(),
-        Step::Propagate(finish) => {
-            // The local part of a statement on a distributed table touches only the
-            // coordinator's own (empty) tables: PostgreSQL's internal queries must not be
-            // distributed.
-            crate::planner::local_only(run_locally);
-            finish().or_report();
+    // The local part of a statement on a distributed table touches only the coordinator's own
+    // (empty) tables: PostgreSQL's internal queries must not be distributed.
+    crate::planner::local_only(run_locally);
+    (work.0)().or_report();
+}
+
+unsafe extern "C-unwind" {
+    /// PostgreSQL's `standard_ProcessUtility`, declared here without pgrx's error boundary
+    /// (which every `pg_sys` function has) for [`tessera_process_utility`]'s pass-through.
+    #[link_name = "standard_ProcessUtility"]
+    fn standard_process_utility_unguarded(
+        pstmt: *mut pg_sys::PlannedStmt,
+        query_string: *const c_char,
+        read_only_tree: bool,
+        context: pg_sys::ProcessUtilityContext::Type,
+        params: pg_sys::ParamListInfo,
+        query_env: *mut pg_sys::QueryEnvironment,
+        dest: *mut pg_sys::DestReceiver,
+        qc: *mut pg_sys::QueryCompletion,
+    );
+}
+
+/// The ProcessUtility hook. Not a guarded Rust function itself: when Tessera has nothing to
+/// do with the statement, it is passed on from here, so that PostgreSQL's errors come back
+/// to the client as they were raised, their CONTEXT lines included (a COPY's line and column,
+/// a PL/pgSQL block's line), which pgrx's error boundary drops. This frame holds no value that
+/// needs dropping, so an error may unwind through it.
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn tessera_process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    // SAFETY: called by PostgreSQL with valid arguments.
+    unsafe {
+        let d = decide(pstmt, query_string);
+        if !d.work.is_null() {
+            return run_with_work(
+                d.work,
+                d.pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            );
+        }
+        // A COPY into a staging table runs here too, so that its errors keep their line and
+        // column.
+        match PREV_PROCESS_UTILITY_HOOK {
+            Some(prev) => prev(
+                d.pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+            None => standard_process_utility_unguarded(
+                d.pstmt,
+                query_string,
+                read_only_tree,
+                context,
+                params,
+                query_env,
+                dest,
+                qc,
+            ),
+        }
+        if d.copy {
+            after_copy();
         }
     }
 }
