@@ -94,3 +94,4 @@ bench: install
 	@bash bench/run.sh
 	@bash bench/queries.sh
 	@bash bench/schemas.sh
+	@bash bench/writes.sh
