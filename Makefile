@@ -15,7 +15,8 @@ TEST_PORT ?= 9800
 TEST_CLUSTER_DIR ?= /var/tmp/tessera/test-cluster
 PGRX_TEST_DIR ?= /var/tmp/tessera/pgrx-test
 
-TEST_ENV = TESSERA_PORT=$(TEST_PORT) TESSERA_CLUSTER_DIR=$(TEST_CLUSTER_DIR) TESSERA_WORKERS=4
+TEST_ENV = TESSERA_PORT=$(TEST_PORT) TESSERA_CLUSTER_DIR=$(TEST_CLUSTER_DIR) TESSERA_WORKERS=4 \
+	TESSERA_RECOVERY_INTERVAL=-1
 
 .PHONY: setup build install cluster-up cluster-down cluster-status demo test test-unit \
 	test-pgrx test-cluster-up test-regress test-integration test-fuzz test-cluster-down bench lint fmt

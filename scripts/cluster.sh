@@ -18,6 +18,8 @@
 #   PG_CONFIG            which PostgreSQL           (default /usr/lib/postgresql/15/bin/pg_config)
 #   TESSERA_RECREATE_STALE=1  rebuild the cluster (losing its data) when the installed Tessera SQL
 #                        script changed since the cluster was made; otherwise that is an error
+#   TESSERA_RECOVERY_INTERVAL  citus.recover_2pc_interval of every node (default: Tessera's; the
+#                        test cluster sets -1, and its tests turn recovery on when they test it)
 #   TESSERA_PRELOAD      shared_preload_libraries   (default pg_stat_statements,tessera); without
 #                        tessera the nodes are plain PostgreSQL servers (benchmark baselines)
 set -euo pipefail
@@ -84,6 +86,11 @@ logging_collector = off
 log_min_messages = warning
 log_line_prefix = '%m [%p] '
 CONF
+    # The test cluster turns the maintenance worker's recovery off (its tests turn it on):
+    # recovery running between two statements of a test would change what they show.
+    if [ -n "${TESSERA_RECOVERY_INTERVAL:-}" ]; then
+        echo "citus.recover_2pc_interval = '$TESSERA_RECOVERY_INTERVAL'" >>"$d/postgresql.conf"
+    fi
 }
 
 # The checksum of the installed extension script: a cluster made with another script has a

@@ -296,6 +296,20 @@ COMMENT ON FUNCTION pg_catalog.recover_prepared_transactions()
     IS 'finishes the prepared transactions two-phase commits left on the workers';
 REVOKE ALL ON FUNCTION pg_catalog.recover_prepared_transactions() FROM public;
 
+-- The prepared transactions of this coordinator's two-phase commits on the workers, their age,
+-- and what recovery will do with each (commit, rollback, or wait while it is committing).
+CREATE FUNCTION citus.tessera_in_doubt_transactions(
+    OUT node_name text, OUT node_port integer, OUT gid text, OUT prepared text,
+    OUT age_seconds float8, OUT decision text)
+RETURNS SETOF record LANGUAGE C VOLATILE
+AS 'MODULE_PATHNAME', 'tessera_in_doubt_transactions_wrapper';
+CREATE VIEW citus.tessera_in_doubt_transactions AS
+SELECT node_name, node_port, gid, prepared::timestamptz AS prepared,
+       pg_catalog.make_interval(secs => age_seconds) AS age, decision
+  FROM citus.tessera_in_doubt_transactions();
+ALTER VIEW citus.tessera_in_doubt_transactions SET SCHEMA pg_catalog;
+REVOKE ALL ON FUNCTION citus.tessera_in_doubt_transactions() FROM public;
+
 -- Drops the objects recorded in pg_dist_cleanup (old placements of moved shards) that it can: a
 -- placement still in use is left for the next run.
 CREATE PROCEDURE pg_catalog.citus_cleanup_orphaned_resources()

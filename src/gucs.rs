@@ -54,6 +54,14 @@ static ENABLE_SCHEMA_BASED_SHARDING: GucSetting<bool> = GucSetting::<bool>::new(
 static SCHEMA_PLACEMENT_NODE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 
+/// `citus.recover_2pc_interval` (milliseconds, -1 off): how often the maintenance worker runs
+/// `recover_prepared_transactions()` (Citus's default: one minute).
+static RECOVER_2PC_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+
+/// `tessera.maintenance_database`: the database the maintenance worker works in.
+static MAINTENANCE_DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+
 /// `tessera.enable_distributed_planner` (off) sends queries on
 /// distributed tables to PostgreSQL's planner unchanged: for maintenance only, since the
 /// coordinator's own copies of distributed tables are empty.
@@ -133,6 +141,24 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"citus.recover_2pc_interval",
+        c"How often the maintenance worker recovers prepared transactions.",
+        c"It commits or rolls back what two-phase commits left on the workers; -1 turns it off.",
+        &RECOVER_2PC_INTERVAL,
+        -1,
+        7 * 24 * 60 * 60 * 1000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_string_guc(
+        c"tessera.maintenance_database",
+        c"The database Tessera's maintenance worker works in.",
+        c"Where the extension is installed and pg_dist_node lists the workers.",
+        &MAINTENANCE_DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"tessera.schema_placement_node",
         c"The node schemas made distributed by CREATE SCHEMA are placed on.",
@@ -191,6 +217,19 @@ pub fn max_adaptive_executor_pool_size() -> usize {
 
 pub fn enable_unsafe_triggers() -> bool {
     ENABLE_UNSAFE_TRIGGERS.get()
+}
+
+/// The recovery interval, None when off.
+pub fn recover_2pc_interval() -> Option<std::time::Duration> {
+    let ms = RECOVER_2PC_INTERVAL.get();
+    (ms >= 0).then(|| std::time::Duration::from_millis(ms.max(10) as u64))
+}
+
+pub fn maintenance_database() -> String {
+    MAINTENANCE_DATABASE
+        .get()
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "postgres".to_string())
 }
 
 pub fn enable_schema_based_sharding() -> bool {

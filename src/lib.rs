@@ -18,12 +18,14 @@
 //! - `planner`: the planner hook: which tier a query on distributed tables takes, its worker
 //!   SQL, and the plan around the Tessera Adaptive CustomScan.
 //! - `executor`: the CustomScan that runs a distributed plan's tasks on the workers.
+//! - `daemon`: the maintenance background worker (two-phase commit recovery).
 //! - `nodes`: small wrappers over PostgreSQL Lists and node trees.
 
 use pgrx::prelude::*;
 
 mod commands;
 mod connection;
+mod daemon;
 mod error;
 mod executor;
 mod gucs;
@@ -57,6 +59,7 @@ pub extern "C-unwind" fn _PG_init() {
     executor::init();
     planner::init();
     commands::ddl::init();
+    daemon::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -153,7 +153,10 @@ SELECT result FROM run_command_on_workers(format($$BEGIN; UPDATE %s SET balance 
 SELECT result FROM run_command_on_workers(format($$BEGIN; UPDATE %s SET balance = balance + 2000 WHERE id = 2; PREPARE TRANSACTION 'citus_0_1_3_2'$$, :'shard_2'))
  WHERE nodeport = :port_of_2;
 INSERT INTO pg_dist_transaction VALUES (:group_of_1, 'citus_0_1_3_1', NULL);
+-- The in-doubt ones, with what recovery will do.
+SELECT gid, decision, age >= interval '0' AS has_age FROM tessera_in_doubt_transactions ORDER BY gid;
 SELECT recover_prepared_transactions();
+SELECT count(*) AS in_doubt FROM tessera_in_doubt_transactions;
 SELECT id, balance FROM tx.accounts WHERE id IN (1, 2) ORDER BY id;
 SELECT id, balance FROM tx.local_accounts WHERE id IN (1, 2) ORDER BY id;
 SELECT nodeport, result FROM run_command_on_workers($$SELECT count(*) FROM pg_prepared_xacts$$) ORDER BY nodeport;

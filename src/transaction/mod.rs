@@ -20,7 +20,7 @@
 //! - **abort**: the connections are closed, which rolls the remote transactions back; nothing is
 //!   allocated with palloc and nothing can raise an error there.
 
-pub mod recovery;
+pub(crate) mod recovery;
 mod remote;
 
 use std::cell::RefCell;

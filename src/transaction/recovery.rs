@@ -200,3 +200,79 @@ mod tests {
         assert_eq!(decide("citus_0_garbage", false, all), Decision::Rollback);
     }
 }
+
+/// The prepared transactions this coordinator's two-phase commits have on the workers now,
+/// with their age and what recovery will do with each: `commit` (the decision is recorded),
+/// `rollback` (none is, and the transaction that prepared it is gone) or `wait` (it is still
+/// committing). Rows of the view `tessera_in_doubt_transactions`.
+#[pg_extern(sql = false)]
+fn tessera_in_doubt_transactions() -> TableIterator<
+    'static,
+    (
+        name!(node_name, String),
+        name!(node_port, i32),
+        name!(gid, String),
+        name!(prepared, String),
+        name!(age_seconds, f64),
+        name!(decision, String),
+    ),
+> {
+    let rows = (|| -> TResult<Vec<_>> {
+        let all = nodes::all()?;
+        let mut out = Vec::new();
+        for node in all
+            .iter()
+            .filter(|n| n.isactive && n.noderole == "primary" && !n.is_coordinator())
+        {
+            let task = RemoteTask::new(
+                ConnKey::for_current_session(&node.address()),
+                "SELECT gid, prepared::text, extract(epoch FROM pg_catalog.now() - prepared)::float8
+                   FROM pg_catalog.pg_prepared_xacts
+                  WHERE database = pg_catalog.current_database() AND gid LIKE 'citus\\_0\\_%'
+                  ORDER BY prepared",
+            );
+            let results = match run_tasks(std::slice::from_ref(&task), 1)?.pop() {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => {
+                    e.into_tessera().warn();
+                    continue;
+                }
+                None => continue,
+            };
+            let Some(r) = results.last() else { continue };
+            let recorded: Vec<String> = Spi::connect(|c| {
+                let mut v = Vec::new();
+                for row in c.select(
+                    "SELECT gid FROM pg_catalog.pg_dist_transaction WHERE groupid = $1",
+                    None,
+                    &[node.groupid.into()],
+                )? {
+                    v.extend(row.get::<String>(1)?);
+                }
+                Ok::<_, TesseraError>(v)
+            })?;
+            for i in 0..r.ntuples() {
+                let gid = r.value(i, 0).unwrap_or_default().to_string();
+                let decision = match decide(&gid, recorded.contains(&gid), |xid| {
+                    // SAFETY: a look at the proc array.
+                    unsafe { pg_sys::TransactionIdIsInProgress(pg_sys::TransactionId::from(xid)) }
+                }) {
+                    Decision::Commit => "commit",
+                    Decision::Rollback => "rollback",
+                    Decision::Wait => "wait",
+                };
+                out.push((
+                    node.nodename.clone(),
+                    node.nodeport,
+                    gid,
+                    r.value(i, 1).unwrap_or_default().to_string(),
+                    r.value(i, 2).and_then(|v| v.parse().ok()).unwrap_or(0.0),
+                    decision.to_string(),
+                ));
+            }
+        }
+        Ok(out)
+    })()
+    .or_report();
+    TableIterator::new(rows)
+}

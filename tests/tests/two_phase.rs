@@ -185,3 +185,48 @@ fn workers_run_in_the_coordinators_isolation_level() {
     thread::sleep(Duration::from_millis(10));
     admin.batch_execute("DROP TABLE it_iso").unwrap();
 }
+
+#[test]
+fn the_maintenance_worker_recovers_on_its_own() {
+    let mut admin = coordinator();
+    admin
+        .batch_execute(
+            "SET client_min_messages = warning;
+             DROP TABLE IF EXISTS it_daemon;
+             CREATE TABLE it_daemon (id int PRIMARY KEY, v int NOT NULL);
+             SELECT create_distributed_table('it_daemon', 'id', shard_count => 4);
+             INSERT INTO it_daemon SELECT i, 0 FROM generate_series(1, 10) i;",
+        )
+        .unwrap();
+    let port = port_of(&mut admin, "it_daemon", 1);
+    let shard: String = admin
+        .query_one(
+            "SELECT shard_name('it_daemon', get_shard_id_for_distribution_column('it_daemon', 1))",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    // What a coordinator that died after PREPARE leaves behind: a prepared transaction whose
+    // local transaction is long gone and has no decision recorded.
+    connect(port)
+        .batch_execute(&format!(
+            "BEGIN; UPDATE {shard} SET v = 99 WHERE id = 1; PREPARE TRANSACTION 'citus_0_1_3_99'"
+        ))
+        .unwrap();
+    admin
+        .batch_execute(
+            "ALTER SYSTEM SET citus.recover_2pc_interval = '200ms'; SELECT pg_reload_conf();",
+        )
+        .unwrap();
+    let recovered = eventually(Duration::from_secs(30), || prepared_on_workers() == 0);
+    admin
+        .batch_execute("ALTER SYSTEM RESET citus.recover_2pc_interval; SELECT pg_reload_conf();")
+        .unwrap();
+    assert!(recovered, "the maintenance worker should roll the transaction back");
+    let v: i32 = admin
+        .query_one("SELECT v FROM it_daemon WHERE id = 1", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 0);
+    admin.batch_execute("DROP TABLE it_daemon").unwrap();
+}
