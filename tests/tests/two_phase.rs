@@ -214,15 +214,18 @@ fn the_maintenance_worker_recovers_on_its_own() {
         ))
         .unwrap();
     admin
-        .batch_execute(
-            "ALTER SYSTEM SET citus.recover_2pc_interval = '200ms'; SELECT pg_reload_conf();",
-        )
+        .batch_execute("ALTER SYSTEM SET citus.recover_2pc_interval = '200ms'")
         .unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
     let recovered = eventually(Duration::from_secs(30), || prepared_on_workers() == 0);
     admin
-        .batch_execute("ALTER SYSTEM RESET citus.recover_2pc_interval; SELECT pg_reload_conf();")
+        .batch_execute("ALTER SYSTEM RESET citus.recover_2pc_interval")
         .unwrap();
-    assert!(recovered, "the maintenance worker should roll the transaction back");
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    assert!(
+        recovered,
+        "the maintenance worker should roll the transaction back"
+    );
     let v: i32 = admin
         .query_one("SELECT v FROM it_daemon WHERE id = 1", &[])
         .unwrap()
