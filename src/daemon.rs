@@ -1,8 +1,9 @@
 //! The maintenance background worker: one per server, in `tessera.maintenance_database`. Every
 //! `citus.recover_2pc_interval` it runs two-phase commit recovery
 //! (`transaction::recovery::recover`), so a prepared transaction a failure left on a worker is
-//! committed or rolled back without anyone calling `recover_prepared_transactions()`. On a
-//! worker (no nodes registered) and where the extension is not installed it does nothing.
+//! committed or rolled back without anyone calling `recover_prepared_transactions()`, and drops
+//! the old placements of moved shards (`citus_cleanup_orphaned_resources()`). On a worker (no
+//! nodes registered) and where the extension is not installed it does nothing.
 
 use std::time::Duration;
 
@@ -57,6 +58,12 @@ pub extern "C-unwind" fn tessera_maintenance_main(_arg: pg_sys::Datum) {
             match crate::transaction::recovery::recover() {
                 Ok(0) => {}
                 Ok(n) => pgrx::log!("tessera maintenance: recovered {n} prepared transactions"),
+                Err(e) => e.warn(),
+            }
+            // The old placements of moved shards (as a superuser, whoever moved them).
+            match crate::commands::shard_move::cleanup_orphaned() {
+                Ok(0) => {}
+                Ok(n) => pgrx::log!("tessera maintenance: cleaned up {n} orphaned resources"),
                 Err(e) => e.warn(),
             }
         });

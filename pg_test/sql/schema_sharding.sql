@@ -187,6 +187,8 @@ SELECT * FROM public.plan_lines('SELECT * FROM tenant_beta.events WHERE at > ''2
 INSERT INTO tenant_gamma.parents VALUES (1), (2);
 INSERT INTO tenant_gamma.kids VALUES (10, 1), (20, 2);
 INSERT INTO tenant_gamma.kids VALUES (30, 3);
+CREATE TABLE tenant_gamma.ids (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text);
+INSERT INTO tenant_gamma.ids (v) VALUES ('a'), ('b');
 -- Placement you choose: tessera.schema_placement_node, or node_name / node_port, or node_id.
 SET citus.enable_schema_based_sharding = on;
 SET tessera.schema_placement_node = '127.0.0.1:9804';
@@ -284,6 +286,7 @@ SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text LIKE 'tenant_gam
 SELECT * FROM tenant_gamma.kids ORDER BY id;
 INSERT INTO tenant_gamma.kids VALUES (40, 4);
 SELECT count(*) FROM citus_schemas WHERE schema_name = 'tenant_gamma'::regnamespace;
+SELECT * FROM tenant_gamma.ids ORDER BY id;
 -- Foreign keys to reference tables stay: refused with what to do.
 SELECT citus_schema_undistribute('tenant_acme');
 
@@ -343,6 +346,35 @@ EXCEPTION WHEN OTHERS THEN
   RAISE NOTICE '%: %', SQLSTATE, regexp_replace(SQLERRM, 'pg_temp_[0-9]+', 'pg_temp_N');
 END $$;
 DROP TABLE temp_one;
+
+-- Not in a REPEATABLE READ or SERIALIZABLE transaction (it must see what others committed).
+SET ROLE tenant_app;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT citus_schema_move('tenant_acme', '127.0.0.1', 9803);
+ROLLBACK;
+RESET ROLE;
+
+-- The coordinator holds a tenant when it holds shards: moves off it and back, cleanup inside
+-- the moving transaction (which leaves that transaction's own old placements alone), and
+-- undistribute.
+SELECT citus_set_node_property('127.0.0.1', 9800, 'shouldhaveshards', true);
+SET ROLE tenant_app;
+CREATE SCHEMA tenant_coord;
+CREATE TABLE tenant_coord.t (id int PRIMARY KEY, v text);
+INSERT INTO tenant_coord.t VALUES (1, 'one'), (2, 'two');
+SELECT citus_schema_distribute('tenant_coord', node_name => '127.0.0.1', node_port => 9800);
+BEGIN;
+SELECT citus_schema_move('tenant_coord', '127.0.0.1', 9801);
+CALL citus_cleanup_orphaned_resources();
+SELECT count(*) FROM tenant_coord.t;
+COMMIT;
+CALL citus_cleanup_orphaned_resources();
+SELECT citus_schema_move('tenant_coord', '127.0.0.1', 9800);
+SELECT citus_schema_undistribute('tenant_coord');
+SELECT * FROM tenant_coord.t ORDER BY id;
+DROP SCHEMA tenant_coord CASCADE;
+RESET ROLE;
+SELECT citus_set_node_property('127.0.0.1', 9800, 'shouldhaveshards', false);
 
 -- DROP SCHEMA ... CASCADE: shards and catalog go.
 SELECT count(*) AS beta_tables FROM pg_dist_partition p JOIN pg_dist_schema s USING (colocationid)

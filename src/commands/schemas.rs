@@ -50,6 +50,39 @@ fn lock_schema(nsp: pg_sys::Oid, mode: u32) {
     };
 }
 
+/// Distributing, undistributing and moving a schema read what sessions that held its lock
+/// committed: a transaction snapshot (REPEATABLE READ, SERIALIZABLE) would not see it.
+fn check_read_committed(what: &str) -> TResult<()> {
+    // SAFETY: reads the transaction's isolation level.
+    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_ACTIVE_SQL_TRANSACTION,
+            format!("cannot {what} in a REPEATABLE READ or SERIALIZABLE transaction"),
+        )
+        .hint("Run it in a READ COMMITTED transaction (the default), or on its own."));
+    }
+    Ok(())
+}
+
+/// For a session with a transaction snapshot that waited for the schema's lock: whether the
+/// schema is (or is not) distributed as the latest committed state says too. A distribute,
+/// undistribute or move that committed after the snapshot was taken makes the transaction a
+/// serialization failure (retry it), rather than put a table on the wrong node.
+fn check_unchanged(nsp: pg_sys::Oid, seen: Option<DistSchema>) -> TResult<()> {
+    // SAFETY: reads the transaction's isolation level.
+    if unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32 {
+        return Ok(());
+    }
+    if dist_schema::find_latest(nsp)? != seen {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+            "could not serialize access: the distributed schema changed (distributed, undistributed or moved) while this transaction ran",
+        )
+        .hint("Run the transaction again."));
+    }
+    Ok(())
+}
+
 /// Schemas that are never distributed.
 const RESERVED: [&str; 5] = [
     "public",
@@ -457,6 +490,7 @@ fn distribute_schema(nsp: pg_sys::Oid, target: Target) -> TResult<()> {
     let f = facts(nsp)?;
     check_not_reserved(&f)?;
     must_own(&f)?;
+    check_read_committed("distribute a schema")?;
     lock_schema(nsp, pg_sys::AccessExclusiveLock);
     if dist_schema::find(nsp)?.is_some() {
         return Err(TesseraError::new(
@@ -535,6 +569,7 @@ fn schema_tables(ds: &DistSchema) -> TResult<Vec<pg_sys::Oid>> {
 fn undistribute_schema(nsp: pg_sys::Oid) -> TResult<()> {
     let f = facts(nsp)?;
     must_own(&f)?;
+    check_read_committed("undistribute a schema")?;
     lock_schema(nsp, pg_sys::AccessExclusiveLock);
     let ds = dist_schema::find(nsp)?.ok_or_else(|| not_distributed(&f))?;
     let tables = schema_tables(&ds)?;
@@ -575,6 +610,7 @@ fn citus_schema_undistribute(schemaname: Option<pg_sys::Oid>) {
 fn move_schema(nsp: pg_sys::Oid, target: Node, mode: &str) -> TResult<()> {
     let f = facts(nsp)?;
     must_own(&f)?;
+    check_read_committed("move a schema")?;
     lock_schema(nsp, pg_sys::AccessExclusiveLock);
     let ds = dist_schema::find(nsp)?.ok_or_else(|| not_distributed(&f))?;
     match mode {
@@ -605,8 +641,6 @@ fn move_schema(nsp: pg_sys::Oid, target: Node, mode: &str) -> TResult<()> {
         )
         .hint("Choose another node: SELECT * FROM citus_nodes lists them."));
     }
-    // What earlier moves left behind goes first.
-    super::shard_move::cleanup_orphaned()?;
     let tables = referenced_first(schema_tables(&ds)?)?;
     pgrx::notice!(
         "moving the schema {} from node {} to node {}:{}",
@@ -710,7 +744,9 @@ pub(crate) fn after_ddl(
         }
         // A distribute, undistribute or move of the schema that runs now decides first.
         lock_schema(nsp, pg_sys::AccessShareLock);
-        let Some(ds) = dist_schema::find(nsp)? else {
+        let seen = dist_schema::find(nsp)?;
+        check_unchanged(nsp, seen)?;
+        let Some(ds) = seen else {
             continue;
         };
         if catalog::find(relid)?.is_some() {
@@ -780,7 +816,9 @@ pub(crate) fn set_schema_after(relid: pg_sys::Oid) -> TResult<()> {
     // SAFETY: a syscache lookup of the moved table.
     let nsp = unsafe { pg_sys::get_rel_namespace(relid) };
     lock_schema(nsp, pg_sys::AccessShareLock);
-    let Some(ds) = dist_schema::find(nsp)? else {
+    let seen = dist_schema::find(nsp)?;
+    check_unchanged(nsp, seen)?;
+    let Some(ds) = seen else {
         return Ok(());
     };
     distribute::create_single_shard(relid, ds.colocation_id, ds.group, ForeignKeys::Now)

@@ -129,6 +129,22 @@ pub(crate) fn cleanup_orphaned() -> TResult<usize> {
             record.object_name
         );
         let outcome = if record.group == tessera_core::node::COORDINATOR_GROUP_ID {
+            // Only what the current user may drop (the maintenance worker, a superuser, drops
+            // the rest): an error here would end the caller's transaction.
+            let mine = Spi::get_one_with_args::<bool>(
+                "SELECT coalesce((SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER')
+                                    FROM pg_catalog.pg_class c
+                                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                                   WHERE n.nspname = (pg_catalog.parse_ident($1))[1]
+                                     AND c.relname = (pg_catalog.parse_ident($1))[2]), true)",
+                &[record.object_name.clone().into()],
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(false);
+            if !mine {
+                continue;
+            }
             super::ddl::run_locally(&format!(
                 "DROP TABLE IF EXISTS {} CASCADE",
                 record.object_name
@@ -213,6 +229,8 @@ fn item(relid: pg_sys::Oid, from: i32, parent: Option<pg_sys::Oid>) -> TResult<I
 fn on_source(node: &NodeAddress, sql: &str) -> TResult<Vec<PgResult>> {
     let task = RemoteTask::new(ConnKey::for_current_session(node), sql)
         .in_scope(Scope::Transaction)
+        // The source only reads: it commits one-phase whatever the target does.
+        .reading_only(true)
         .with_settings(Rc::new(Settings::for_statement(false, false)));
     let mut out = run_tasks(std::slice::from_ref(&task), 1)?;
     out.pop()

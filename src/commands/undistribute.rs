@@ -105,10 +105,38 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
             .copied()
             .find(|g| *g != 0)
             .or_else(|| s.groups.first().copied());
+        let shard = crate::sharding::qualified_shard(&schema, &table, s.shard_id);
+        if group == Some(tessera_core::node::COORDINATOR_GROUP_ID) {
+            // The coordinator's own placement: read here (a connection to itself would wait
+            // on this transaction's locks when the placement is dropped).
+            let (n, json) = {
+                let _portable = crate::pg::guc::GucScope::portable_output();
+                Spi::connect(|client| {
+                    let row = client
+                        .select(
+                            &format!("SELECT count(*), coalesce(pg_catalog.json_agg((t.*)::text), '[]')::text FROM {shard} t"),
+                            None,
+                            &[],
+                        )?
+                        .first();
+                    Ok::<_, TesseraError>((
+                        row.get::<i64>(1)?.unwrap_or(0),
+                        row.get::<String>(2)?.unwrap_or_else(|| "[]".into()),
+                    ))
+                })?
+            };
+            if n > 0 {
+                Spi::run_with_args(
+                    &crate::sharding::insert_rows_sql(&display, &cols),
+                    &[json.into()],
+                )?;
+                moved += n;
+            }
+            continue;
+        }
         let Some(node) = group.and_then(|g| addresses.get(&g)) else {
             continue;
         };
-        let shard = crate::sharding::qualified_shard(&schema, &table, s.shard_id);
         let task = RemoteTask::new(
             ConnKey::for_current_session(node),
             format!(

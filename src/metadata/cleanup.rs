@@ -52,7 +52,10 @@ pub fn pending() -> TResult<Vec<Record>> {
         let mut out = Vec::new();
         for row in client.select(
             "SELECT record_id, object_name, node_group_id FROM pg_catalog.pg_dist_cleanup
-              WHERE object_type = $1 ORDER BY record_id",
+              WHERE object_type = $1
+                -- Not what this transaction's own move left: it may still read it.
+                AND xmin IS DISTINCT FROM pg_catalog.xid(pg_catalog.pg_current_xact_id_if_assigned())
+              ORDER BY record_id",
             None,
             &[OBJECT_SHARD_PLACEMENT.into()],
         )? {

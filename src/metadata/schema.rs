@@ -39,6 +39,57 @@ pub fn find(nsp: pg_sys::Oid) -> TResult<Option<DistSchema>> {
     )
 }
 
+/// The distributed schema `nsp` as the latest committed state has it, whatever the
+/// transaction's snapshot (for a REPEATABLE READ session that waited for the schema's lock).
+pub fn find_latest(nsp: pg_sys::Oid) -> TResult<Option<DistSchema>> {
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            // SAFETY: pops the snapshot pushed below, if the stack still holds it.
+            unsafe {
+                if pg_sys::ActiveSnapshotSet() {
+                    pg_sys::PopActiveSnapshot();
+                }
+            }
+        }
+    }
+    // SAFETY: pushes the latest snapshot for the read below (read-only SPI queries use the
+    // active snapshot as it is); popped by the guard.
+    let _pop = unsafe {
+        pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
+        Pop
+    };
+    let q = std::ffi::CString::new(format!(
+        "SELECT schemaid, colocationid, groupid FROM pg_catalog.pg_dist_schema WHERE schemaid = {}",
+        nsp.to_u32()
+    ))
+    .unwrap_or_default();
+    // SAFETY: a read-only query under the snapshot pushed above; the tuple table is read
+    // before SPI_finish.
+    unsafe {
+        pg_sys::SPI_connect();
+        let rc = pg_sys::SPI_execute(q.as_ptr(), true, 1);
+        let mut out = None;
+        if rc == pg_sys::SPI_OK_SELECT as i32 && pg_sys::SPI_processed == 1 {
+            let table = pg_sys::SPI_tuptable;
+            let tuple = *(*table).vals;
+            let desc = (*table).tupdesc;
+            let mut isnull = false;
+            let get = |n: i32, isnull: &mut bool| pg_sys::SPI_getbinval(tuple, desc, n, isnull);
+            let schema = pg_sys::Oid::from(get(1, &mut isnull).value() as u32);
+            let colocation_id = get(2, &mut isnull).value() as i32;
+            let group = get(3, &mut isnull).value() as i32;
+            out = Some(DistSchema {
+                schema,
+                colocation_id,
+                group,
+            });
+        }
+        pg_sys::SPI_finish();
+        Ok(out)
+    }
+}
+
 /// The distributed schema whose colocation group is `colocation_id`, if any.
 pub fn of_colocation(colocation_id: i32) -> TResult<Option<DistSchema>> {
     read(
