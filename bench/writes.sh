@@ -4,7 +4,7 @@
 # printed with the load average. Machines here are shared and noisy: read the ratios.
 #
 #   copy       COPY of BENCH_COPY_ROWS rows from a CSV file (server side)   rows/s ratio
-#   insert500  INSERT ... VALUES of 500 rows per statement, 1 client        rows/s ratio
+#   insert500  INSERT ... VALUES of 500 rows per statement, 1 client (simple protocol)  rows/s ratio
 #   insert1    single-row INSERT, 1 client (latency)                        TPS ratio
 #   insert4    single-row INSERT, 4 clients (throughput)                    TPS ratio
 #   tx1        a transaction that updates one row (one shard: one-phase)   TPS ratio
@@ -81,9 +81,12 @@ printf '\\set id random(1, 1000000000)\nINSERT INTO bench_ins VALUES (:id, :id %
 printf 'BEGIN;\nUPDATE bench_acct SET balance = balance + 1 WHERE id = %s;\nUPDATE bench_acct SET balance = balance - 1 WHERE id = %s;\nCOMMIT;\n' "$A" "$A" >"$tmp/tx1.sql"
 printf 'BEGIN;\nUPDATE bench_acct SET balance = balance + 1 WHERE id = %s;\nUPDATE bench_acct SET balance = balance - 1 WHERE id = %s;\nCOMMIT;\n' "$A" "$B" >"$tmp/tx2.sql"
 
-# pgbench_run PORT SCRIPT CLIENTS: prints "tps latency_ms".
+# pgbench_run PORT SCRIPT CLIENTS: prints "tps latency_ms" (the 500-row INSERT in the simple
+# protocol: pgbench prepares at most 255 parameters).
 pgbench_run() {
-    env -u RUST_BACKTRACE "$BINDIR/pgbench" -n -h 127.0.0.1 -p "$1" -U postgres -M prepared \
+    local mode=prepared
+    case $2 in *insert500.sql) mode=simple ;; esac
+    env -u RUST_BACKTRACE "$BINDIR/pgbench" -n -h 127.0.0.1 -p "$1" -U postgres -M "$mode" \
         -T "$SECONDS_PER_RUN" -c "$3" -j "$3" -f "$2" postgres 2>/dev/null |
         awk '/latency average/ {lat=$4} /^tps/ {tps=$3} END {print tps, lat}'
 }

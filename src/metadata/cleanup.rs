@@ -69,6 +69,18 @@ pub fn pending() -> TResult<Vec<Record>> {
     })
 }
 
+/// The schema `old` is called `new` now: its objects' records follow.
+pub fn rename_schema(old: &str, new: &str) -> TResult<()> {
+    let _write = super::CatalogWrite::begin();
+    Spi::run_with_args(
+        "UPDATE pg_catalog.pg_dist_cleanup
+            SET object_name = pg_catalog.quote_ident($2) || '.' || pg_catalog.quote_ident((pg_catalog.parse_ident(object_name))[2])
+          WHERE (pg_catalog.parse_ident(object_name))[1] = $1",
+        &[old.into(), new.into()],
+    )?;
+    Ok(())
+}
+
 /// Forgets a record whose object is gone.
 pub fn forget(record_id: i64) -> TResult<()> {
     let _write = super::CatalogWrite::begin();

@@ -42,23 +42,8 @@ pub fn find(nsp: pg_sys::Oid) -> TResult<Option<DistSchema>> {
 /// The distributed schema `nsp` as the latest committed state has it, whatever the
 /// transaction's snapshot (for a REPEATABLE READ session that waited for the schema's lock).
 pub fn find_latest(nsp: pg_sys::Oid) -> TResult<Option<DistSchema>> {
-    struct Pop;
-    impl Drop for Pop {
-        fn drop(&mut self) {
-            // SAFETY: pops the snapshot pushed below, if the stack still holds it.
-            unsafe {
-                if pg_sys::ActiveSnapshotSet() {
-                    pg_sys::PopActiveSnapshot();
-                }
-            }
-        }
-    }
-    // SAFETY: pushes the latest snapshot for the read below (read-only SPI queries use the
-    // active snapshot as it is); popped by the guard.
-    let _pop = unsafe {
-        pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
-        Pop
-    };
+    // Read-only SPI queries use the active snapshot as it is.
+    let _latest = crate::pg::snapshot::PushedSnapshot::latest();
     let q = std::ffi::CString::new(format!(
         "SELECT schemaid, colocationid, groupid FROM pg_catalog.pg_dist_schema WHERE schemaid = {}",
         nsp.to_u32()

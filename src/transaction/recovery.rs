@@ -28,11 +28,7 @@ use crate::metadata::node as nodes;
 pub(super) fn record(prepared: &[Prepared], done: &[String]) -> TResult<()> {
     // Pre-commit runs after the last statement's snapshot is gone: the catalog is read and
     // written under one of its own.
-    // SAFETY: pushes a snapshot for the statements below, popped by the guard.
-    let _snapshot = unsafe {
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        ActiveSnapshot
-    };
+    let _snapshot = crate::pg::snapshot::PushedSnapshot::transaction();
     let all = nodes::all()?;
     let group_of = |p: &Prepared| {
         all.iter()
@@ -58,19 +54,28 @@ pub(super) fn record(prepared: &[Prepared], done: &[String]) -> TResult<()> {
     Ok(())
 }
 
-/// Pops the snapshot [`record`] pushed, however it ends.
-struct ActiveSnapshot;
-
-impl Drop for ActiveSnapshot {
-    fn drop(&mut self) {
-        // SAFETY: pops the snapshot pushed by `record` (an error unwinds through here before
-        // the transaction's abort, which would pop it too: only pop while it is ours).
-        unsafe {
-            if pg_sys::ActiveSnapshotSet() {
-                pg_sys::PopActiveSnapshot();
-            }
+/// The gids `pg_dist_transaction` has a decision for on group `group` (read with a snapshot
+/// of its own: a transaction that committed a moment ago counts).
+fn recorded_gids(group: i32) -> TResult<Vec<String>> {
+    Spi::connect_mut(|c| {
+        let mut out = Vec::new();
+        for row in c.update(
+            "SELECT gid FROM pg_catalog.pg_dist_transaction WHERE groupid = $1",
+            None,
+            &[group.into()],
+        )? {
+            out.extend(row.get::<String>(1)?);
         }
-    }
+        Ok::<_, TesseraError>(out)
+    })
+}
+
+/// What recovery does with the prepared transaction `gid` now.
+fn decision_now(gid: &str, recorded: &[String]) -> Decision {
+    decide(gid, recorded.iter().any(|r| r == gid), |xid| {
+        // SAFETY: a look at the proc array.
+        unsafe { pg_sys::TransactionIdIsInProgress(pg_sys::TransactionId::from(xid)) }
+    })
 }
 
 /// The local transaction id in one of this coordinator's gids (`citus_0_<pid>_<xid>_<n>`).
@@ -131,23 +136,10 @@ pub(crate) fn recover() -> TResult<i64> {
         // The decisions, read after the list: a transaction that commits meanwhile has its
         // row by now (a row found later only means a COMMIT PREPARED that races ours, which
         // one of the two finishes).
-        let recorded: Vec<String> = Spi::connect_mut(|c| {
-            let mut out = Vec::new();
-            for row in c.update(
-                "SELECT gid FROM pg_catalog.pg_dist_transaction WHERE groupid = $1",
-                None,
-                &[node.groupid.into()],
-            )? {
-                out.extend(row.get::<String>(1)?);
-            }
-            Ok::<_, TesseraError>(out)
-        })?;
+        let recorded = recorded_gids(node.groupid)?;
         let mut gone = Vec::new();
         for gid in &prepared {
-            let decision = decide(gid, recorded.contains(gid), |xid| {
-                // SAFETY: a look at the proc array.
-                unsafe { pg_sys::TransactionIdIsInProgress(pg_sys::TransactionId::from(xid)) }
-            });
+            let decision = decision_now(gid, &recorded);
             let command = match decision {
                 Decision::Wait => continue,
                 Decision::Commit => "COMMIT PREPARED",
@@ -240,23 +232,10 @@ fn tessera_in_doubt_transactions() -> TableIterator<
                 None => continue,
             };
             let Some(r) = results.last() else { continue };
-            let recorded: Vec<String> = Spi::connect(|c| {
-                let mut v = Vec::new();
-                for row in c.select(
-                    "SELECT gid FROM pg_catalog.pg_dist_transaction WHERE groupid = $1",
-                    None,
-                    &[node.groupid.into()],
-                )? {
-                    v.extend(row.get::<String>(1)?);
-                }
-                Ok::<_, TesseraError>(v)
-            })?;
+            let recorded = recorded_gids(node.groupid)?;
             for i in 0..r.ntuples() {
                 let gid = r.value(i, 0).unwrap_or_default().to_string();
-                let decision = match decide(&gid, recorded.contains(&gid), |xid| {
-                    // SAFETY: a look at the proc array.
-                    unsafe { pg_sys::TransactionIdIsInProgress(pg_sys::TransactionId::from(xid)) }
-                }) {
+                let decision = match decision_now(&gid, &recorded) {
                     Decision::Commit => "commit",
                     Decision::Rollback => "rollback",
                     Decision::Wait => "wait",

@@ -381,6 +381,18 @@ pub(super) unsafe fn rename(u: &Utility) -> TResult<Step> {
             super::statistics::refuse_move((*s).object)?;
             return Ok(Step::Pass);
         }
+        if (*s).renameType == pg_sys::ObjectType::OBJECT_SCHEMA {
+            // The old placements waiting for cleanup are found by name: they follow.
+            let old = crate::pg::nodes::string((*s).subname);
+            let new = crate::pg::nodes::string((*s).newname);
+            let Step::Propagate(then) = super::objects::as_written(u)? else {
+                return Ok(Step::Pass);
+            };
+            return Ok(Step::Propagate(Box::new(move || {
+                then()?;
+                crate::metadata::cleanup::rename_schema(&old, &new)
+            })));
+        }
         if super::shared_object((*s).renameType, (*s).object) {
             return super::objects::as_written(u);
         }

@@ -40,19 +40,7 @@ pub(super) unsafe fn copy_to_as_query(
             .collect();
         if columns.is_empty() {
             // COPY's own default: every column but the dropped and generated ones.
-            columns = Spi::connect(|client| {
-                let mut v = Vec::new();
-                for row in client.select(
-                    "SELECT pg_catalog.quote_ident(attname) FROM pg_catalog.pg_attribute
-                      WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
-                      ORDER BY attnum",
-                    None,
-                    &[relid.into()],
-                )? {
-                    v.push(row.get::<String>(1)?.unwrap_or_default());
-                }
-                Ok::<_, TesseraError>(v)
-            })?;
+            columns = crate::sharding::insertable_columns(relid)?;
         }
         let sql = format!(
             "SELECT {} FROM ONLY {}.{}",
