@@ -78,6 +78,38 @@ SELECT (SELECT string_agg(tenant || ':' || coalesce(v, '-') || ':' || coalesce(n
           FROM cp.items WHERE tenant >= 100)
      = (SELECT string_agg(tenant || ':' || coalesce(v, '-') || ':' || coalesce(n::text, '-') || ':' || coalesce(arr::text, '-'), ' ' ORDER BY tenant)
           FROM cp.local_items) AS binary_round_trip;
+-- As COPY into a plain table: a GENERATED ALWAYS identity column takes the values given; a
+-- WHERE reads a column the list leaves to its default; a column twice is an error.
+SET ROLE copy_app;
+SET search_path = cp;
+CREATE TABLE ids (id int GENERATED ALWAYS AS IDENTITY, t int NOT NULL, n int DEFAULT 5,
+                  g int GENERATED ALWAYS AS (t * 2) STORED, PRIMARY KEY (t));
+SELECT create_distributed_table('ids', 't', shard_count => 2);
+COPY ids (id, t) FROM STDIN;
+100	1
+\.
+COPY ids (t) FROM STDIN WHERE n = 5;
+2
+\.
+COPY ids (t, n) FROM STDIN WHERE n = 5;
+3	6
+\.
+COPY ids (t, t) FROM STDIN;
+\.
+SELECT id, t, n, g FROM ids ORDER BY t;
+RESET ROLE;
+-- A role that may not create temporary tables is told why.
+CREATE ROLE copy_notemp LOGIN;
+GRANT USAGE ON SCHEMA cp TO copy_notemp;
+GRANT INSERT ON cp.items TO copy_notemp;
+REVOKE TEMPORARY ON DATABASE postgres FROM PUBLIC;
+SET ROLE copy_notemp;
+COPY cp.items (tenant, v) FROM STDIN;
+\.
+RESET ROLE;
+GRANT TEMPORARY ON DATABASE postgres TO PUBLIC;
+DROP OWNED BY copy_notemp;
+DROP ROLE copy_notemp;
 -- A session's temporary table named like the target does not get in the way.
 SET ROLE copy_app;
 SET search_path = cp;

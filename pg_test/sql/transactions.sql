@@ -134,6 +134,33 @@ UPDATE accounts SET balance = balance WHERE id IN (1, 2);
 COMMIT;
 SELECT same();
 
+-- A SELECT that calls a function which writes on the nodes takes part in two-phase commit:
+-- when another node fails to prepare (a deferred constraint), its writes roll back too.
+RESET ROLE;
+CREATE TABLE public.tx_side (x int);
+SELECT success FROM run_command_on_workers('CREATE TABLE public.tx_side (x int); GRANT INSERT, SELECT ON public.tx_side TO tx_app');
+GRANT INSERT, SELECT ON public.tx_side TO tx_app;
+CREATE FUNCTION public.tx_bump(i int) RETURNS int LANGUAGE sql VOLATILE
+  AS $$ INSERT INTO public.tx_side VALUES (i) RETURNING x $$;
+SET ROLE tx_app;
+SET search_path = tx;
+CREATE TABLE once (id int, CONSTRAINT once_id UNIQUE (id) DEFERRABLE INITIALLY DEFERRED);
+SELECT create_distributed_table('once', 'id', shard_count => 4);
+INSERT INTO once VALUES (3);
+BEGIN;
+SELECT public.tx_bump(id) FROM accounts WHERE id = 1;
+SELECT public.tx_bump(id) FROM accounts WHERE id = 2;
+INSERT INTO once VALUES (3);
+COMMIT;
+RESET ROLE;
+SELECT nodeport, result FROM run_command_on_workers('SELECT count(*) FROM public.tx_side') ORDER BY nodeport;
+SELECT nodeport, result FROM run_command_on_workers($$SELECT count(*) FROM pg_prepared_xacts$$) ORDER BY nodeport;
+SELECT success FROM run_command_on_workers('DROP TABLE public.tx_side');
+DROP FUNCTION public.tx_bump(int);
+DROP TABLE public.tx_side;
+SET ROLE tx_app;
+SET search_path = tx;
+
 -- PREPARE TRANSACTION of a distributed transaction is refused (Tessera coordinates the nodes).
 BEGIN;
 UPDATE accounts SET balance = balance WHERE id = 1;
@@ -153,12 +180,17 @@ SELECT result FROM run_command_on_workers(format($$BEGIN; UPDATE %s SET balance 
 SELECT result FROM run_command_on_workers(format($$BEGIN; UPDATE %s SET balance = balance + 2000 WHERE id = 2; PREPARE TRANSACTION 'citus_0_1_3_2'$$, :'shard_2'))
  WHERE nodeport = :port_of_2;
 INSERT INTO pg_dist_transaction VALUES (:group_of_1, 'citus_0_1_3_1', NULL);
+-- The coordinator takes part too (a reference table's placement there): its own prepared
+-- transactions are recovered as well.
+BEGIN;
+INSERT INTO tx.local_accounts VALUES (99, 1);
+PREPARE TRANSACTION 'citus_0_1_3_3';
 -- The in-doubt ones, with what recovery will do.
 SELECT gid, decision, age >= interval '0' AS has_age FROM tessera_in_doubt_transactions ORDER BY gid;
 SELECT recover_prepared_transactions();
 SELECT count(*) AS in_doubt FROM tessera_in_doubt_transactions;
 SELECT id, balance FROM tx.accounts WHERE id IN (1, 2) ORDER BY id;
-SELECT id, balance FROM tx.local_accounts WHERE id IN (1, 2) ORDER BY id;
+SELECT id, balance FROM tx.local_accounts WHERE id IN (1, 2, 99) ORDER BY id;
 SELECT nodeport, result FROM run_command_on_workers($$SELECT count(*) FROM pg_prepared_xacts$$) ORDER BY nodeport;
 SELECT count(*) AS records FROM pg_dist_transaction;
 -- Only a superuser runs recovery.

@@ -548,7 +548,7 @@ pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)
                 .with_param_types(t.types.clone())
                 .prepared(t.prepare)
                 .streaming(stream)
-                .reading_only(!plan.writes());
+                .reading_only(plan.only_reads());
             r.copy_data = t.copy_data.clone();
             r
         })

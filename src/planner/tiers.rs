@@ -155,5 +155,7 @@ pub(crate) unsafe fn base_plan_of(
         session_date_style: prints.datetimes && !zoned,
         partial_states: Vec::new(),
         modifying_cte: false,
+        // SAFETY: walking a valid Query.
+        calls_volatile: unsafe { pg_sys::contain_volatile_functions(query as *mut pg_sys::Node) },
     })
 }

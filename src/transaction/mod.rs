@@ -110,7 +110,12 @@ fn commit_remote() -> Result<(), TesseraError> {
         )
         .hint("The node rolled back its part of the transaction: run the transaction again."));
     }
-    let writers = open.iter().filter(|o| o.wrote).count();
+    // The coordinator's own writes count too: its commit can still fail after this callback
+    // (a serialization failure, a deferred NOTIFY), and a node that committed one-phase
+    // before it could not follow.
+    // SAFETY: reads the transaction's id, if it has one.
+    let local_wrote = unsafe { pg_sys::GetTopTransactionIdIfAny() } != pg_sys::InvalidTransactionId;
+    let writers = open.iter().filter(|o| o.wrote).count() + usize::from(local_wrote);
     if writers <= 1 {
         let tasks: Vec<RemoteTask> = open
             .into_iter()
@@ -200,13 +205,17 @@ fn finish_prepared(prepared: &[Prepared], command: &str) -> Vec<String> {
         .map(|p| RemoteTask::new(p.key.clone(), format!("{command} '{}'", p.gid)))
         .collect();
     // Interrupts wait: a cancel here must not turn the finished transaction into an error.
+    // The counter is restored to what it was, not decremented (an error caught below resets
+    // it to zero on its way).
     // SAFETY: the holdoff counter of the backend, restored below.
-    unsafe { pg_sys::InterruptHoldoffCount += 1 };
+    let holdoff = unsafe { pg_sys::InterruptHoldoffCount };
+    // SAFETY: as above.
+    unsafe { pg_sys::InterruptHoldoffCount = holdoff + 1 };
     let outcomes = PgTryBuilder::new(|| run_tasks(&tasks, tasks.len()).ok())
         .catch_others(|_| None)
         .execute();
     // SAFETY: as above.
-    unsafe { pg_sys::InterruptHoldoffCount -= 1 };
+    unsafe { pg_sys::InterruptHoldoffCount = holdoff };
     let mut done = Vec::new();
     match outcomes {
         Some(outcomes) => {

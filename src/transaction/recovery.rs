@@ -20,7 +20,7 @@ use pgrx::spi::Spi;
 
 use super::Prepared;
 use crate::connection::{run_tasks, ConnKey, RemoteTask};
-use crate::error::{OrReport, TResult, TesseraError};
+use crate::error::{OrReport, TResult};
 use crate::metadata::node as nodes;
 
 /// Records the decision for the prepared nodes (and forgets `done`, gids this backend
@@ -54,28 +54,49 @@ pub(super) fn record(prepared: &[Prepared], done: &[String]) -> TResult<()> {
     Ok(())
 }
 
-/// The gids `pg_dist_transaction` has a decision for on group `group` (read with a snapshot
-/// of its own: a transaction that committed a moment ago counts).
+/// The gids `pg_dist_transaction` has a decision for on group `group`, as the latest committed
+/// state has them (whatever the caller's snapshot: a transaction that committed a moment ago
+/// counts, under REPEATABLE READ too).
 fn recorded_gids(group: i32) -> TResult<Vec<String>> {
-    Spi::connect_mut(|c| {
-        let mut out = Vec::new();
-        for row in c.update(
-            "SELECT gid FROM pg_catalog.pg_dist_transaction WHERE groupid = $1",
-            None,
-            &[group.into()],
-        )? {
-            out.extend(row.get::<String>(1)?);
+    let _latest = crate::pg::snapshot::PushedSnapshot::latest();
+    let q = std::ffi::CString::new(format!(
+        "SELECT gid FROM pg_catalog.pg_dist_transaction WHERE groupid = {group}"
+    ))
+    .unwrap_or_default();
+    let mut out = Vec::new();
+    // SAFETY: a read-only query under the snapshot pushed above (read-only SPI queries use the
+    // active snapshot as it is); the tuples are read before SPI_finish.
+    unsafe {
+        pg_sys::SPI_connect();
+        if pg_sys::SPI_execute(q.as_ptr(), true, 0) == pg_sys::SPI_OK_SELECT as i32 {
+            let table = pg_sys::SPI_tuptable;
+            for i in 0..pg_sys::SPI_processed as usize {
+                let tuple = *(*table).vals.add(i);
+                let text = pg_sys::SPI_getvalue(tuple, (*table).tupdesc, 1);
+                if !text.is_null() {
+                    out.push(crate::pg::nodes::string(text));
+                }
+            }
         }
-        Ok::<_, TesseraError>(out)
-    })
+        pg_sys::SPI_finish();
+    }
+    Ok(out)
 }
 
-/// What recovery does with the prepared transaction `gid` now.
-fn decision_now(gid: &str, recorded: &[String]) -> Decision {
-    decide(gid, recorded.iter().any(|r| r == gid), |xid| {
+/// Whether the local transaction of a gid is still running: asked *before* the decisions are
+/// read, so that one that commits in between is seen with its row (had it been asked after,
+/// a transaction that committed between the two would look aborted).
+fn running(gid: &str) -> bool {
+    xid_of(gid).is_some_and(|xid| {
         // SAFETY: a look at the proc array.
         unsafe { pg_sys::TransactionIdIsInProgress(pg_sys::TransactionId::from(xid)) }
     })
+}
+
+/// What recovery does with the prepared transaction `gid`, given whether its local transaction
+/// was running before the decisions were read.
+fn decision_now(gid: &str, was_running: bool, recorded: &[String]) -> Decision {
+    decide(gid, recorded.iter().any(|r| r == gid), |_| was_running)
 }
 
 /// The local transaction id in one of this coordinator's gids (`citus_0_<pid>_<xid>_<n>`).
@@ -111,7 +132,9 @@ pub(crate) fn recover() -> TResult<i64> {
     let mut finished = 0i64;
     for node in all
         .iter()
-        .filter(|n| n.isactive && n.noderole == "primary" && !n.is_coordinator())
+        // The coordinator too: a reference table's placement there takes part over a
+        // connection to itself.
+        .filter(|n| n.isactive && n.noderole == "primary")
     {
         let address = node.address();
         let key = ConnKey::for_current_session(&address);
@@ -136,10 +159,11 @@ pub(crate) fn recover() -> TResult<i64> {
         // The decisions, read after the list: a transaction that commits meanwhile has its
         // row by now (a row found later only means a COMMIT PREPARED that races ours, which
         // one of the two finishes).
+        let was_running: Vec<bool> = prepared.iter().map(|g| running(g)).collect();
         let recorded = recorded_gids(node.groupid)?;
         let mut gone = Vec::new();
-        for gid in &prepared {
-            let decision = decision_now(gid, &recorded);
+        for (gid, &was_running) in prepared.iter().zip(&was_running) {
+            let decision = decision_now(gid, was_running, &recorded);
             let command = match decision {
                 Decision::Wait => continue,
                 Decision::Commit => "COMMIT PREPARED",
@@ -214,7 +238,9 @@ fn tessera_in_doubt_transactions() -> TableIterator<
         let mut out = Vec::new();
         for node in all
             .iter()
-            .filter(|n| n.isactive && n.noderole == "primary" && !n.is_coordinator())
+            // The coordinator too: a reference table's placement there takes part over a
+            // connection to itself.
+            .filter(|n| n.isactive && n.noderole == "primary")
         {
             let task = RemoteTask::new(
                 ConnKey::for_current_session(&node.address()),
@@ -232,10 +258,13 @@ fn tessera_in_doubt_transactions() -> TableIterator<
                 None => continue,
             };
             let Some(r) = results.last() else { continue };
+            let gids: Vec<String> = (0..r.ntuples())
+                .map(|i| r.value(i, 0).unwrap_or_default().to_string())
+                .collect();
+            let was_running: Vec<bool> = gids.iter().map(|g| running(g)).collect();
             let recorded = recorded_gids(node.groupid)?;
-            for i in 0..r.ntuples() {
-                let gid = r.value(i, 0).unwrap_or_default().to_string();
-                let decision = match decision_now(&gid, &recorded) {
+            for (i, gid) in gids.into_iter().enumerate() {
+                let decision = match decision_now(&gid, was_running[i], &recorded) {
                     Decision::Commit => "commit",
                     Decision::Rollback => "rollback",
                     Decision::Wait => "wait",

@@ -155,12 +155,22 @@ pub struct DistPlan {
     /// one distributed schema's tables runs whole there): it writes, whatever its command.
     #[serde(default)]
     pub modifying_cte: bool,
+    /// The worker SQL calls a VOLATILE function: a SELECT that may write (a function that
+    /// inserts), so its nodes take part in two-phase commit like writers.
+    #[serde(default)]
+    pub calls_volatile: bool,
 }
 
 impl DistPlan {
     /// The statement changes rows on the nodes (it runs in the remote transaction).
     pub fn writes(&self) -> bool {
         self.command != Command::Select || self.modifying_cte
+    }
+
+    /// The statement certainly changes nothing on the nodes: a node it ran on that did nothing
+    /// else commits one-phase.
+    pub fn only_reads(&self) -> bool {
+        !self.writes() && !self.calls_volatile
     }
 
     /// Makes the table `relid` the anchor (the first table when it is not in the plan).
@@ -354,6 +364,7 @@ mod tests {
             session_date_style: true,
             partial_states: vec![(2, 2158)],
             modifying_cte: false,
+            calls_volatile: false,
         }
     }
 

@@ -128,27 +128,49 @@ pub(super) unsafe fn copy_from_via_table(
             .into_iter()
             .map(|n| crate::pg::nodes::string((*(n as *mut pg_sys::String)).sval))
             .collect();
-        let columns: Vec<(String, String)> = Spi::connect(|client| {
-            let mut v = Vec::new();
-            for row in client.select(
-                "SELECT attname::text, pg_catalog.format_type(atttypid, atttypmod)
-                   FROM pg_catalog.pg_attribute
-                  WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped
-                    AND (pg_catalog.cardinality($2::text[]) = 0 AND attgenerated = ''
-                         OR attname = ANY ($2::text[]))
-                  ORDER BY CASE WHEN pg_catalog.cardinality($2::text[]) = 0 THEN attnum
-                                ELSE pg_catalog.array_position($2::text[], attname::text) END",
-                None,
-                &[relid.into(), named.clone().into()],
-            )? {
-                v.push((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<String>(2)?.unwrap_or_default(),
-                ));
-            }
-            Ok::<_, TesseraError>(v)
-        })?;
-        if let Some(missing) = named.iter().find(|n| !columns.iter().any(|(c, _)| c == *n)) {
+        if let Some((i, twice)) = named
+            .iter()
+            .enumerate()
+            .find(|(i, n)| named[..*i].contains(n))
+        {
+            let _ = i;
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_DUPLICATE_COLUMN,
+                format!("column \"{twice}\" specified more than once"),
+            ));
+        }
+        // Every column but the dropped ones: name, type, default (printed with every name
+        // qualified), identity, generated.
+        let all: Vec<(String, String, Option<String>, bool, bool)> = {
+            let _qualified = crate::pg::guc::GucScope::catalog_only();
+            Spi::connect(|client| {
+                let mut v = Vec::new();
+                for row in client.select(
+                    "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod),
+                            pg_catalog.pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '',
+                            a.attgenerated <> ''
+                       FROM pg_catalog.pg_attribute a
+                       LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                      WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+                      ORDER BY a.attnum",
+                    None,
+                    &[relid.into()],
+                )? {
+                    v.push((
+                        row.get::<String>(1)?.unwrap_or_default(),
+                        row.get::<String>(2)?.unwrap_or_default(),
+                        row.get::<String>(3)?,
+                        row.get::<bool>(4)?.unwrap_or(false),
+                        row.get::<bool>(5)?.unwrap_or(false),
+                    ));
+                }
+                Ok::<_, TesseraError>(v)
+            })?
+        };
+        if let Some(missing) = named.iter().find(|n| {
+            !all.iter()
+                .any(|(c, _, _, _, generated)| c == *n && !generated)
+        }) {
             let (schema, table) = rel_schema_and_name(relid);
             return Err(TesseraError::new(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
@@ -156,6 +178,31 @@ pub(super) unsafe fn copy_from_via_table(
                     "column \"{missing}\" of relation \"{schema}.{table}\" does not exist (or is generated)"
                 ),
             ));
+        }
+        // What COPY reads from its input.
+        let listed: Vec<String> = if named.is_empty() {
+            all.iter().filter(|c| !c.4).map(|c| c.0.clone()).collect()
+        } else {
+            named.clone()
+        };
+        // The staging table: the columns COPY fills, and the others a WHERE may read, with the
+        // table's defaults (which COPY evaluates row by row, as for a local table); an identity
+        // column COPY does not fill is left to the INSERT, which makes its value.
+        let staged: Vec<&(String, String, Option<String>, bool, bool)> = all
+            .iter()
+            .filter(|c| !c.4 && (listed.contains(&c.0) || !c.3))
+            .collect();
+        let allowed = Spi::get_one::<bool>(
+            "SELECT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'TEMPORARY')",
+        )?
+        .unwrap_or(false);
+        if !allowed {
+            let (schema, table) = rel_schema_and_name(relid);
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("COPY into the distributed table {schema}.{table} needs the TEMPORARY privilege on the database"),
+            )
+            .hint("COPY stages the rows in a temporary table on the coordinator: GRANT TEMPORARY ON DATABASE to the role, or load the rows with INSERT."));
         }
         // Named as the table is, so that COPY's own error context ("COPY accounts, line 3,
         // column id") names it; another name when the session has a temporary table of that
@@ -176,24 +223,30 @@ pub(super) unsafe fn copy_from_via_table(
         } else {
             table_name
         };
-        let defs: Vec<String> = columns
+        let defs: Vec<String> = staged
             .iter()
-            .map(|(name, ty)| format!("{} {ty}", quote_identifier(name)))
+            .map(|(name, ty, default, _, _)| match default {
+                Some(d) if !listed.contains(name) => {
+                    format!("{} {ty} DEFAULT {d}", quote_identifier(name))
+                }
+                _ => format!("{} {ty}", quote_identifier(name)),
+            })
             .collect();
         Spi::run(&format!(
             "CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP",
             quote_identifier(&staging),
             defs.join(", ")
         ))?;
-        let quoted: Vec<String> = columns.iter().map(|(n, _)| quote_identifier(n)).collect();
+        let quoted: Vec<String> = staged.iter().map(|c| quote_identifier(&c.0)).collect();
         let (schema, table) = rel_schema_and_name(relid);
         let insert = format!(
-            "INSERT INTO {}.{} ({cols}) SELECT {cols} FROM pg_temp.{}",
+            "INSERT INTO {}.{} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM pg_temp.{}",
             quote_identifier(&schema),
             quote_identifier(&table),
             quote_identifier(&staging),
             cols = quoted.join(", ")
         );
+        let columns: Vec<(String, ())> = listed.into_iter().map(|c| (c, ())).collect();
         let drop = format!("DROP TABLE pg_temp.{}", quote_identifier(&staging));
         let copy =
             pg_sys::copyObjectImpl(pstmt as *const std::ffi::c_void) as *mut pg_sys::PlannedStmt;

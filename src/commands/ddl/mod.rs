@@ -517,6 +517,8 @@ unsafe extern "C-unwind" fn decide(
     pstmt: *mut pg_sys::PlannedStmt,
     query_string: *const c_char,
 ) -> Decision {
+    // A COPY that failed left its staged rows' way behind: not for this statement.
+    PENDING_COPY.with(|p| p.borrow_mut().take());
     let installed = tessera_installed() && LOCAL_UTILITY.with(|d| d.get()) == 0;
     if !installed {
         return Decision {
