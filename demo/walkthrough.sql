@@ -136,6 +136,22 @@ FROM shared_events e JOIN busiest b USING (tenant_id) GROUP BY b.tenant_id, b.n 
 CREATE TEMP TABLE staging AS SELECT 7 AS tenant_id, i AS event_id, 'imported ' || i AS body FROM generate_series(100001, 100100) i;
 INSERT INTO messages (tenant_id, event_id, body) SELECT * FROM staging;
 SELECT count(*) AS tenant_7_messages FROM messages WHERE tenant_id = 7;
+\echo 'COPY loads rows into their shards (PostgreSQL parses them once, on the coordinator):'
+COPY messages (tenant_id, event_id, body) FROM STDIN WITH (FORMAT csv);
+8,200001,copied one
+9,200002,copied two
+11,200003,"copied, with a comma"
+\.
+SELECT tenant_id, event_id, body FROM messages WHERE event_id > 200000 ORDER BY event_id;
+\echo 'A transaction that writes on two workers commits with two-phase commit: PREPARE on both,'
+\echo 'the decision recorded in pg_dist_transaction, then COMMIT PREPARED on both:'
+SELECT count(DISTINCT nodeport) AS nodes_of_tenants_1_and_2 FROM citus_shards
+ WHERE shardid IN (get_shard_id_for_distribution_column('messages', 1), get_shard_id_for_distribution_column('messages', 2));
+BEGIN;
+INSERT INTO messages (tenant_id, event_id, body) VALUES (1, 300001, 'moved from tenant 2');
+DELETE FROM messages WHERE tenant_id = 2 AND event_id = 2;
+COMMIT;
+SELECT groupid, gid ~ '^citus_0_' AS this_coordinators_gid FROM pg_dist_transaction ORDER BY groupid;
 RESET ROLE;
 
 \echo
