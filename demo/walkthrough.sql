@@ -173,6 +173,8 @@ SELECT 'document ' || i,
        (SELECT ('[' || string_agg(((i * 31 + d * 17) % 2003 / 2003.0)::text, ',') || ']')::vector
           FROM generate_series(1, 1536) d)
   FROM generate_series(1, 2000) i;
+-- The shard's statistics: the worker's planner then weighs the HNSW index against a scan.
+ANALYZE tenant_acme.documents;
 SELECT schema_name, schema_size, schema_owner FROM citus_schemas;
 SELECT table_name, citus_table_type, distribution_column, shard_count FROM citus_tables
  WHERE citus_table_type = 'schema';
