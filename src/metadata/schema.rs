@@ -42,37 +42,20 @@ pub fn find(nsp: pg_sys::Oid) -> TResult<Option<DistSchema>> {
 /// The distributed schema `nsp` as the latest committed state has it, whatever the
 /// transaction's snapshot (for a REPEATABLE READ session that waited for the schema's lock).
 pub fn find_latest(nsp: pg_sys::Oid) -> TResult<Option<DistSchema>> {
-    // Read-only SPI queries use the active snapshot as it is.
-    let _latest = crate::pg::snapshot::PushedSnapshot::latest();
-    let q = std::ffi::CString::new(format!(
+    let rows = crate::pg::snapshot::read_latest(&format!(
         "SELECT schemaid, colocationid, groupid FROM pg_catalog.pg_dist_schema WHERE schemaid = {}",
         nsp.to_u32()
-    ))
-    .unwrap_or_default();
-    // SAFETY: a read-only query under the snapshot pushed above; the tuple table is read
-    // before SPI_finish.
-    unsafe {
-        pg_sys::SPI_connect();
-        let rc = pg_sys::SPI_execute(q.as_ptr(), true, 1);
-        let mut out = None;
-        if rc == pg_sys::SPI_OK_SELECT as i32 && pg_sys::SPI_processed == 1 {
-            let table = pg_sys::SPI_tuptable;
-            let tuple = *(*table).vals;
-            let desc = (*table).tupdesc;
-            let mut isnull = false;
-            let get = |n: i32, isnull: &mut bool| pg_sys::SPI_getbinval(tuple, desc, n, isnull);
-            let schema = pg_sys::Oid::from(get(1, &mut isnull).value() as u32);
-            let colocation_id = get(2, &mut isnull).value() as i32;
-            let group = get(3, &mut isnull).value() as i32;
-            out = Some(DistSchema {
-                schema,
-                colocation_id,
-                group,
-            });
-        }
-        pg_sys::SPI_finish();
-        Ok(out)
-    }
+    ));
+    let number = |v: &Option<String>| {
+        v.as_deref()
+            .and_then(|t| t.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    Ok(rows.first().map(|r| DistSchema {
+        schema: pg_sys::Oid::from(number(&r[0]) as u32),
+        colocation_id: number(&r[1]) as i32,
+        group: number(&r[2]) as i32,
+    }))
 }
 
 /// The distributed schema whose colocation group is `colocation_id`, if any.

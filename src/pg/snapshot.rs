@@ -33,3 +33,32 @@ impl Drop for PushedSnapshot {
         }
     }
 }
+
+/// The rows of the read-only query `sql` (no parameters) as the latest committed state has
+/// them, whatever the transaction's snapshot, each column as text (NULL as None).
+pub fn read_latest(sql: &str) -> Vec<Vec<Option<String>>> {
+    let _latest = PushedSnapshot::latest();
+    let q = std::ffi::CString::new(sql).unwrap_or_default();
+    let mut out = Vec::new();
+    // SAFETY: a read-only query under the snapshot pushed above (read-only SPI queries use the
+    // active snapshot as it is); every value is copied out before SPI_finish.
+    unsafe {
+        pg_sys::SPI_connect();
+        if pg_sys::SPI_execute(q.as_ptr(), true, 0) == pg_sys::SPI_OK_SELECT as i32 {
+            let table = pg_sys::SPI_tuptable;
+            let desc = (*table).tupdesc;
+            for i in 0..pg_sys::SPI_processed as usize {
+                let tuple = *(*table).vals.add(i);
+                let row = (1..=(*desc).natts)
+                    .map(|n| {
+                        let text = pg_sys::SPI_getvalue(tuple, desc, n);
+                        (!text.is_null()).then(|| super::nodes::string(text))
+                    })
+                    .collect();
+                out.push(row);
+            }
+        }
+        pg_sys::SPI_finish();
+    }
+    out
+}

@@ -58,29 +58,12 @@ pub(super) fn record(prepared: &[Prepared], done: &[String]) -> TResult<()> {
 /// state has them (whatever the caller's snapshot: a transaction that committed a moment ago
 /// counts, under REPEATABLE READ too).
 fn recorded_gids(group: i32) -> TResult<Vec<String>> {
-    let _latest = crate::pg::snapshot::PushedSnapshot::latest();
-    let q = std::ffi::CString::new(format!(
+    Ok(crate::pg::snapshot::read_latest(&format!(
         "SELECT gid FROM pg_catalog.pg_dist_transaction WHERE groupid = {group}"
     ))
-    .unwrap_or_default();
-    let mut out = Vec::new();
-    // SAFETY: a read-only query under the snapshot pushed above (read-only SPI queries use the
-    // active snapshot as it is); the tuples are read before SPI_finish.
-    unsafe {
-        pg_sys::SPI_connect();
-        if pg_sys::SPI_execute(q.as_ptr(), true, 0) == pg_sys::SPI_OK_SELECT as i32 {
-            let table = pg_sys::SPI_tuptable;
-            for i in 0..pg_sys::SPI_processed as usize {
-                let tuple = *(*table).vals.add(i);
-                let text = pg_sys::SPI_getvalue(tuple, (*table).tupdesc, 1);
-                if !text.is_null() {
-                    out.push(crate::pg::nodes::string(text));
-                }
-            }
-        }
-        pg_sys::SPI_finish();
-    }
-    Ok(out)
+    .into_iter()
+    .filter_map(|mut r| r.swap_remove(0))
+    .collect())
 }
 
 /// Whether the local transaction of a gid is still running: asked *before* the decisions are
