@@ -20,25 +20,12 @@
 # the cluster (9750; workers +1..+4), BENCH_BASELINE_PORT (9760).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-BINDIR=$("$PG_CONFIG" --bindir)
-ROUNDS=${BENCH_ROUNDS:-3}
-SECONDS_PER_RUN=${BENCH_SECONDS:-5}
 ROWS=${BENCH_ROWS:-1000000}
-CLUSTER_PORT=${BENCH_PORT:-9750}
-BASE_PORT=${BENCH_BASELINE_PORT:-9760}
-WORK=/var/tmp/tessera/bench
-export PG_CONFIG
 
-cluster() { TESSERA_RECREATE_STALE=1 TESSERA_PORT=$CLUSTER_PORT TESSERA_CLUSTER_DIR=$WORK/cluster bash scripts/cluster.sh "$@"; }
-baseline() { TESSERA_PORT=$BASE_PORT TESSERA_WORKERS=0 TESSERA_PRELOAD='' TESSERA_CLUSTER_DIR=$WORK/baseline bash scripts/cluster.sh "$@"; }
-psql_on() { env -u RUST_BACKTRACE "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d postgres "${@:2}"; }
-
-echo "==> starting the cluster (port $CLUSTER_PORT) and the baseline (port $BASE_PORT)"
-cluster start >/dev/null
-baseline start >/dev/null
-trap 'cluster stop >/dev/null; baseline stop >/dev/null' EXIT
+start_servers
 
 load() {
     local port=$1 distribute=$2
@@ -78,7 +65,6 @@ pgbench_run() {
         -T "$SECONDS_PER_RUN" -c "$clients" -j "$clients" -f "$script.sql" postgres 2>/dev/null |
         awk '/latency average/ {lat=$4} /^tps/ {tps=$3} END {print tps, lat}'
 }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 printf '\\set id random(1, %s)\nSELECT v FROM bench_kv WHERE id = :id;\n' "$ROWS" >"$tmp/router.sql"
 printf '\\set id random(1, %s)\nSELECT v FROM bench_kv WHERE id = :id AND created < now();\n' "$ROWS" >"$tmp/routernow.sql"

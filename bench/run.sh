@@ -8,24 +8,10 @@
 # workers +1..+4), BENCH_BASELINE_PORT (9760).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-BINDIR=$("$PG_CONFIG" --bindir)
-ROUNDS=${BENCH_ROUNDS:-3}
-SECONDS_PER_RUN=${BENCH_SECONDS:-5}
-CLUSTER_PORT=${BENCH_PORT:-9750}
-BASE_PORT=${BENCH_BASELINE_PORT:-9760}
-WORK=/var/tmp/tessera/bench
-export PG_CONFIG
-
-cluster() { TESSERA_RECREATE_STALE=1 TESSERA_PORT=$CLUSTER_PORT TESSERA_CLUSTER_DIR=$WORK/cluster bash scripts/cluster.sh "$@"; }
-# The baseline is a "cluster" with no workers and no Tessera preloaded: one plain server.
-baseline() { TESSERA_PORT=$BASE_PORT TESSERA_WORKERS=0 TESSERA_PRELOAD='' TESSERA_CLUSTER_DIR=$WORK/baseline bash scripts/cluster.sh "$@"; }
-
-echo "==> starting the cluster (port $CLUSTER_PORT) and the baseline (port $BASE_PORT)"
-cluster start >/dev/null
-baseline start >/dev/null
-trap 'cluster stop >/dev/null; baseline stop >/dev/null' EXIT
+start_servers
 
 # pgbench_latency PORT SCRIPT: average latency in ms of one transaction of SCRIPT.
 pgbench_latency() {
@@ -34,8 +20,6 @@ pgbench_latency() {
         -T "$SECONDS_PER_RUN" -c 1 -f "$script" postgres 2>/dev/null |
         awk '/latency average/ {print $4}'
 }
-
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 tmp=$(mktemp -d)
 printf 'SELECT * FROM run_command_on_workers($$select 1$$);\n' >"$tmp/rc_parallel.sql"

@@ -15,26 +15,13 @@
 # BENCH_PORT (9750; workers +1..+4), BENCH_BASELINE_PORT (9760).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-BINDIR=$("$PG_CONFIG" --bindir)
-ROUNDS=${BENCH_ROUNDS:-3}
-SECONDS_PER_RUN=${BENCH_SECONDS:-5}
 COPY_ROWS=${BENCH_COPY_ROWS:-1000000}
-CLUSTER_PORT=${BENCH_PORT:-9750}
-BASE_PORT=${BENCH_BASELINE_PORT:-9760}
-WORK=/var/tmp/tessera/bench
 CSV=/tmp/tessera_bench_rows.csv
-export PG_CONFIG
 
-cluster() { TESSERA_RECREATE_STALE=1 TESSERA_PORT=$CLUSTER_PORT TESSERA_CLUSTER_DIR=$WORK/cluster bash scripts/cluster.sh "$@"; }
-baseline() { TESSERA_PORT=$BASE_PORT TESSERA_WORKERS=0 TESSERA_PRELOAD='' TESSERA_CLUSTER_DIR=$WORK/baseline bash scripts/cluster.sh "$@"; }
-psql_on() { env -u RUST_BACKTRACE "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d postgres "${@:2}"; }
-
-echo "==> starting the cluster (port $CLUSTER_PORT) and the baseline (port $BASE_PORT)"
-cluster start >/dev/null
-baseline start >/dev/null
-trap 'cluster stop >/dev/null; baseline stop >/dev/null; rm -f "$CSV"' EXIT
+start_servers 'rm -f "$CSV"'
 
 load() {
     local port=$1 distribute=$2
@@ -99,7 +86,6 @@ copy_run() {
     end=$(date +%s.%N)
     awk -v s="$start" -v e="$end" -v n="$COPY_ROWS" 'BEGIN {printf "%.1f 0\n", n / (e - s)}'
 }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo "==> $ROUNDS rounds, alternating (two-phase commit pair: accounts $A and $B)"
 WORKLOADS="copy insert500 insert1 insert4 tx1 tx2"
