@@ -67,6 +67,29 @@ static MAINTENANCE_DATABASE: GucSetting<Option<CString>> =
 /// coordinator's own copies of distributed tables are empty.
 static ENABLE_DISTRIBUTED_PLANNER: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// `tessera.propagate_settings`: settings of PostgreSQL or of an extension that a node's session
+/// gets from the coordinator's session when the session chose them (SET, SET LOCAL, the role's
+/// or database's defaults), so that they bind the shard queries of each statement. Settings of
+/// a custom class (`app.tenant_id`) follow without being listed.
+static PROPAGATE_SETTINGS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(
+    c"hnsw.ef_search, hnsw.iterative_scan, hnsw.max_scan_tuples, hnsw.scan_mem_multiplier, \
+ivfflat.probes, ivfflat.iterative_scan, ivfflat.max_probes, statement_timeout, lock_timeout, work_mem",
+));
+
+/// `tessera.enable_ann_index_scan` (on): a shard query that returns a shard's nearest rows
+/// (`ORDER BY embedding <=> $1 LIMIT k`) is planned on the node with sorting disabled, so a
+/// shard with an index that serves the ORDER BY (HNSW, IVFFlat, GiST) uses it even when the
+/// shard is small enough that a scan and sort would be estimated cheaper. With a WHERE clause
+/// only when an iterative index scan is on (`hnsw.iterative_scan`, `ivfflat.iterative_scan`),
+/// so that a filter never leaves a shard short of rows.
+static ENABLE_ANN_INDEX_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// `tessera.ann_ef_search_scaling` (off): a nearest-neighbour query over several shards asks
+/// each shard for a smaller candidate list: `hnsw.ef_search` divided by the square root of the
+/// number of shards searched, never below the query's LIMIT (+ OFFSET) or 10. Each shard
+/// searches a smaller graph, so the union keeps its recall with less work per shard.
+static ANN_EF_SEARCH_SCALING: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"citus.node_connection_timeout",
@@ -185,6 +208,33 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_string_guc(
+        c"tessera.propagate_settings",
+        c"Settings that follow the session to the shard queries.",
+        c"A comma-separated list of setting names; a setting the session chose (SET, SET LOCAL, \
+the role's or database's default) is set on the node's session before the statement's shard \
+queries run. Settings of a custom class (a dot in the name) always follow.",
+        &PROPAGATE_SETTINGS,
+        GucContext::Userset,
+        GucFlags::from_bits_retain(pgrx::pg_sys::GUC_LIST_INPUT as i32),
+    );
+    GucRegistry::define_bool_guc(
+        c"tessera.enable_ann_index_scan",
+        c"Nearest-neighbour shard queries use the shard's ANN index.",
+        c"The shard query of ORDER BY <distance> LIMIT k runs with enable_sort off, so an index \
+that serves the ORDER BY is used even on small shards.",
+        &ENABLE_ANN_INDEX_SCAN,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"tessera.ann_ef_search_scaling",
+        c"Scales hnsw.ef_search down by the number of shards a nearest-neighbour query searches.",
+        c"Each shard is searched with ef_search / sqrt(shards), at least the LIMIT (+ OFFSET) and 10.",
+        &ANN_EF_SEARCH_SCALING,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // SAFETY: called from _PG_init, in the postmaster or a backend's start, single-threaded.
     unsafe {
         pgrx::pg_sys::MarkGUCPrefixReserved(c"citus".as_ptr());
@@ -256,4 +306,26 @@ pub fn enable_distributed_planner() -> bool {
 pub fn max_intermediate_result_bytes() -> Option<usize> {
     let kb = MAX_INTERMEDIATE_RESULT_SIZE.get();
     (kb >= 0).then(|| kb as usize * 1024)
+}
+
+/// The names in `tessera.propagate_settings`, lower case.
+pub fn propagate_settings() -> Vec<String> {
+    PROPAGATE_SETTINGS
+        .get()
+        .map(|c| {
+            c.to_string_lossy()
+                .split(',')
+                .map(|n| n.trim().trim_matches('"').to_ascii_lowercase())
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn enable_ann_index_scan() -> bool {
+    ENABLE_ANN_INDEX_SCAN.get()
+}
+
+pub fn ann_ef_search_scaling() -> bool {
+    ANN_EF_SEARCH_SCALING.get()
 }

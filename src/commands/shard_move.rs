@@ -231,7 +231,7 @@ fn on_source(node: &NodeAddress, sql: &str) -> TResult<Vec<PgResult>> {
         .in_scope(Scope::Transaction)
         // The source only reads: it commits one-phase whatever the target does.
         .reading_only(true)
-        .with_settings(Rc::new(Settings::for_statement(false, false)));
+        .with_settings(Rc::new(Settings::for_statement(false, false, &[])));
     let mut out = run_tasks(std::slice::from_ref(&task), 1)?;
     out.pop()
         .expect("one task, one outcome")

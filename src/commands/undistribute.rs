@@ -146,7 +146,7 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
         .in_scope(Scope::Transaction)
         // The node prints the rows the way this session reads them back.
         .with_settings(std::rc::Rc::new(
-            crate::connection::Settings::for_statement(false, false),
+            crate::connection::Settings::for_statement(false, false, &[]),
         ));
         for outcome in run_tasks(&[task], 1)? {
             let results = outcome.map_err(|e| e.into_tessera())?;

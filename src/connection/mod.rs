@@ -233,7 +233,9 @@ pub struct Settings {
     pub time_zone: String,
     pub extra_float_digits: String,
     pub bytea_output: String,
-    /// The session's custom settings, by name.
+    /// The session's settings that follow (of a custom class, or listed in
+    /// `tessera.propagate_settings`), with the statement's own settings for its shard queries
+    /// in place of the session's (`enable_sort` off for a nearest-neighbour query), by name.
     pub custom: Vec<(String, String)>,
 }
 
@@ -256,16 +258,20 @@ impl Settings {
             Some(self.extra_float_digits.clone()),
             Some(self.bytea_output.clone()),
         ];
-        // A setting the session no longer chooses gets the coordinator's value now (its reset
-        // value: a valid one, where an empty string may not be); a placeholder the
+        // A custom setting the session no longer chooses gets the coordinator's value now (its
+        // reset value: a valid one, where an empty string may not be); a placeholder the
         // coordinator has no value for is reset on the node (set_config with NULL), where the
-        // library that defines it may be loaded and refuse an empty string.
+        // library that defines it may be loaded and refuse an empty string. A setting of
+        // PostgreSQL's own (`work_mem`, a statement's `enable_sort`) gets the node's default.
         let dropped = have
             .map(|h| {
                 h.custom
                     .iter()
                     .filter(|(n, _)| !self.custom.iter().any(|(m, _)| m == n))
                     .filter_map(|(n, _)| {
+                        if !n.contains('.') {
+                            return Some((n.clone(), None));
+                        }
                         let c = std::ffi::CString::new(n.as_str()).ok()?;
                         // SAFETY: a lookup by name (missing_ok); the value is copied at once.
                         let v = unsafe { pg_sys::GetConfigOption(c.as_ptr(), true, false) };
@@ -302,8 +308,12 @@ impl Settings {
     /// [`Settings::for_statement`], shared: made again only when one of the settings changed
     /// (their C variables are compared, and the time zone by its pointer), so a statement costs
     /// a few integer compares instead of five settings printed as text.
-    pub fn shared(session_date_style: bool, prints_floats: bool) -> std::rc::Rc<Settings> {
-        let custom = custom_settings();
+    pub fn shared(
+        session_date_style: bool,
+        prints_floats: bool,
+        for_task: &[(&str, String)],
+    ) -> std::rc::Rc<Settings> {
+        let custom = with_task_settings(custom_settings(), for_task);
         // SAFETY: reading the settings' C variables.
         let key = unsafe {
             [
@@ -322,7 +332,11 @@ impl Settings {
             if let Some((_, s)) = c.iter().find(|(k, s)| *k == key && s.custom == custom) {
                 return s.clone();
             }
-            let s = std::rc::Rc::new(Settings::for_statement(session_date_style, prints_floats));
+            let s = std::rc::Rc::new(Settings::for_statement(
+                session_date_style,
+                prints_floats,
+                for_task,
+            ));
             if c.len() >= 8 {
                 c.remove(0);
             }
@@ -332,8 +346,13 @@ impl Settings {
     }
 
     /// For a statement's tasks: with the session's DateStyle output, and its
-    /// extra_float_digits, only when the statement prints such values as text on the node.
-    pub fn for_statement(session_date_style: bool, prints_floats: bool) -> Settings {
+    /// extra_float_digits, only when the statement prints such values as text on the node;
+    /// `for_task` in place of the session's values.
+    pub fn for_statement(
+        session_date_style: bool,
+        prints_floats: bool,
+        for_task: &[(&str, String)],
+    ) -> Settings {
         let date_style = guc_value(c"DateStyle");
         Settings {
             date_style: if session_date_style {
@@ -349,24 +368,41 @@ impl Settings {
                 "3".into()
             },
             bytea_output: guc_value(c"bytea_output"),
-            custom: custom_settings(),
+            custom: with_task_settings(custom_settings(), for_task),
         }
     }
 
     /// The session's own: for commands whose text the node reads as the session would (DDL:
     /// `DEFAULT '02/01/2026'`), and that return no values.
     pub fn session() -> Settings {
-        Settings::for_statement(true, true)
+        Settings::for_statement(true, true, &[])
     }
 }
 
-/// The settings of a custom class (a dot in the name) that this session set, by name; not
-/// Tessera's own (`citus.*`, `tessera.*`), which are the coordinator's.
+/// The session's settings with a statement's own in place of (or added to) them, by name.
+fn with_task_settings(
+    mut session: Vec<(String, String)>,
+    for_task: &[(&str, String)],
+) -> Vec<(String, String)> {
+    if for_task.is_empty() {
+        return session;
+    }
+    session.retain(|(n, _)| !for_task.iter().any(|(t, _)| n.eq_ignore_ascii_case(t)));
+    session.extend(for_task.iter().map(|(n, v)| (n.to_string(), v.clone())));
+    session.sort();
+    session
+}
+
+/// The settings that follow the session to the nodes, by name, with the session's value: those
+/// of a custom class (a dot in the name) except Tessera's own (`citus.*`, `tessera.*`, which
+/// are the coordinator's), and those named in `tessera.propagate_settings`; each only when this
+/// session chose it and any role may set it.
 ///
-/// Only the custom-class variables are looked at, from a list of their positions in the GUC
-/// table kept while the number of settings stays the same (a new placeholder or an
-/// extension's settings add to it).
+/// Only those variables are looked at, from a list of their positions in the GUC table kept
+/// while the number of settings and the list stay the same (a new placeholder or an
+/// extension's settings add to the table).
 fn custom_settings() -> Vec<(String, String)> {
+    let listed = crate::gucs::propagate_settings();
     // SAFETY: the GUC table of this backend, read (not changed). Entries are read through the
     // table at each call, never kept: loading a library replaces a placeholder's entry with
     // the real variable (same name, same position) and frees the placeholder.
@@ -375,7 +411,7 @@ fn custom_settings() -> Vec<(String, String)> {
         let vars = pg_sys::get_guc_variables();
         CUSTOM_GUCS.with(|c| {
             let mut c = c.borrow_mut();
-            if c.0 != count {
+            if c.0 != count || c.2 != listed {
                 c.1 = (0..count as usize)
                     .filter(|&i| {
                         let g = *vars.add(i);
@@ -383,12 +419,17 @@ fn custom_settings() -> Vec<(String, String)> {
                             return false;
                         }
                         let name = std::ffi::CStr::from_ptr((*g).name).to_bytes();
-                        name.contains(&b'.')
+                        let custom = name.contains(&b'.')
                             && !name.starts_with(b"citus.")
-                            && !name.starts_with(b"tessera.")
+                            && !name.starts_with(b"tessera.");
+                        custom
+                            || listed
+                                .iter()
+                                .any(|l| l.as_bytes().eq_ignore_ascii_case(name))
                     })
                     .collect();
                 c.0 = count;
+                c.2 = listed;
             }
             let mut out = Vec::new();
             for &i in &c.1 {
@@ -433,9 +474,10 @@ const SESSION_SOURCES: [pg_sys::GucSource::Type; 5] = [
 ];
 
 thread_local! {
-    /// (number of settings when made, the positions of the custom-class ones among them).
-    static CUSTOM_GUCS: std::cell::RefCell<(std::ffi::c_int, Vec<usize>)> =
-        const { std::cell::RefCell::new((-1, Vec::new())) };
+    /// (number of settings when made, the positions of the ones that follow among them, the
+    /// `tessera.propagate_settings` list they were chosen by).
+    static CUSTOM_GUCS: std::cell::RefCell<(std::ffi::c_int, Vec<usize>, Vec<String>)> =
+        const { std::cell::RefCell::new((-1, Vec::new(), Vec::new())) };
 }
 
 /// `ISO` output with the input order of `style` (a `DateStyle` value such as `SQL, DMY`).

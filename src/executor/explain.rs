@@ -20,7 +20,12 @@ fn cstr(s: &str) -> CString {
 }
 
 /// The worker's EXPLAIN of one task's first shard group, one line per element.
-fn remote_plan(t: &Task, costs: bool, sql: &str) -> TResult<Vec<String>> {
+fn remote_plan(
+    t: &Task,
+    costs: bool,
+    sql: &str,
+    settings: std::rc::Rc<crate::connection::Settings>,
+) -> TResult<Vec<String>> {
     // SAFETY: reads the transaction state.
     let in_block = unsafe { pg_sys::IsTransactionBlock() };
     let scope = if in_block || transaction::has_remote_work() {
@@ -33,9 +38,7 @@ fn remote_plan(t: &Task, costs: bool, sql: &str) -> TResult<Vec<String>> {
         .in_scope(scope)
         .with_params(t.params.clone())
         .with_param_types(t.types.clone())
-        .with_settings(std::rc::Rc::new(
-            crate::connection::Settings::for_statement(false, false),
-        ));
+        .with_settings(settings);
     let mut out = Vec::new();
     for outcome in run_tasks(&[remote], 1)? {
         let results = outcome.map_err(|e| e.into_tessera())?;
@@ -149,9 +152,15 @@ unsafe fn explain_tasks(
                 format!("One of {shard_groups}")
             },
         );
+        let own = task::statement_settings(plan, &tasks);
+        if !own.is_empty() {
+            let list: Vec<String> = own.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            prop("Task Settings", &list.join(", "));
+        }
+        let settings = task::task_settings(plan, &tasks);
         let text = (*es).format == pg_sys::ExplainFormat::EXPLAIN_FORMAT_TEXT;
         for (t, sql) in shown {
-            let lines = remote_plan(t, (*es).costs, sql).or_report();
+            let lines = remote_plan(t, (*es).costs, sql, settings.clone()).or_report();
             if text {
                 let s = (*es).str_;
                 pg_sys::appendStringInfoSpaces(s, (*es).indent * 2);

@@ -525,6 +525,53 @@ pub unsafe fn eval_row(
     (values, hash)
 }
 
+/// The settings a statement's shard queries run under: the session's (`Settings`), and for a
+/// nearest-neighbour search (`DistPlan::nearest`) the statement's own:
+///
+/// - `enable_sort` off (`tessera.enable_ann_index_scan`), so that a shard with an index that
+///   serves the ORDER BY uses it even when a scan and sort look cheaper on a small shard; with
+///   a WHERE clause only when an iterative index scan is on, since a plain ANN index scan
+///   filters its candidates after the search and may leave a shard short of rows;
+/// - `hnsw.ef_search` scaled to the number of shards searched
+///   (`tessera.ann_ef_search_scaling`, see `Nearest::ef_search_per_shard`).
+pub fn task_settings(plan: &DistPlan, tasks: &[Task]) -> Rc<crate::connection::Settings> {
+    let own = statement_settings(plan, tasks);
+    crate::connection::Settings::shared(plan.session_date_style, plan.prints_floats, &own)
+}
+
+/// The statement's own settings of [`task_settings`] (shown by EXPLAIN).
+pub fn statement_settings(plan: &DistPlan, tasks: &[Task]) -> Vec<(&'static str, String)> {
+    let mut own: Vec<(&'static str, String)> = Vec::new();
+    if let Some(n) = plan.nearest {
+        if gucs::enable_ann_index_scan() && (!n.filtered || iterative_scan()) {
+            own.push(("enable_sort", "off".into()));
+        }
+        let shards: usize = tasks.iter().map(|t| t.shard_sqls.len().max(1)).sum();
+        if gucs::ann_ef_search_scaling() && shards > 1 {
+            let ef = crate::pg::guc::value(c"hnsw.ef_search")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(40);
+            let rows = n.limit.or_else(|| {
+                let id = n.limit_param?;
+                let t = tasks.first()?;
+                t.params.get(id - 1)?.as_deref()?.parse::<i64>().ok()
+            });
+            let per_shard = tessera_core::plan::Nearest::ef_search_per_shard(ef, rows, shards);
+            own.push(("hnsw.ef_search", per_shard.to_string()));
+        }
+    }
+    own
+}
+
+/// Whether the session turned on an iterative index scan (pgvector 0.8's
+/// `hnsw.iterative_scan`, `ivfflat.iterative_scan`).
+fn iterative_scan() -> bool {
+    [c"hnsw.iterative_scan", c"ivfflat.iterative_scan"]
+        .into_iter()
+        .filter_map(crate::pg::guc::value)
+        .any(|v| !v.is_empty() && v != "off")
+}
+
 /// The rows of an execution: every result at hand, or a stream of rows still arriving.
 pub enum Rows {
     Done(Vec<PgResult>),
@@ -537,7 +584,7 @@ pub enum Rows {
 pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)> {
     let scope = scope(plan);
     let stream = stream && scope == Scope::Autocommit && !plan.writes();
-    let settings = crate::connection::Settings::shared(plan.session_date_style, plan.prints_floats);
+    let settings = task_settings(plan, tasks);
     let remote: Vec<RemoteTask> = tasks
         .iter()
         .map(|t| {

@@ -72,3 +72,13 @@ impl Drop for GucScope {
         }
     }
 }
+
+/// The current value of the setting `name`, None when no such setting exists (an extension's
+/// setting before its library is loaded in this backend, unless the session set it).
+pub fn value(name: &CStr) -> Option<String> {
+    // SAFETY: a lookup by name (missing_ok); the value is copied at once.
+    unsafe {
+        let p = pgrx::pg_sys::GetConfigOption(name.as_ptr(), true, false);
+        (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}

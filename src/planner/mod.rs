@@ -25,6 +25,7 @@ mod deparse;
 mod distributed;
 mod evaluate;
 mod modify;
+mod nearest;
 mod on_coordinator;
 mod query;
 mod scan;

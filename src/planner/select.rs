@@ -34,7 +34,8 @@ pub(crate) unsafe fn plan_select(
             } else {
                 Tier::Router
             };
-            let plan = base_plan(tier, Command::Select, parse, a, pin, true)?;
+            let mut plan = base_plan(tier, Command::Select, parse, a, pin, true)?;
+            plan.nearest = super::nearest::nearest(parse);
             let scan_tlist = visible((*parse).targetList);
             let rows = estimated_rows(parse, a, true, 100.0);
             let cscan = custom_scan(&plan, scan_tlist, rows);
@@ -74,6 +75,7 @@ pub(crate) unsafe fn plan_select(
             true,
         )?;
         plan.notes = split.notes.clone();
+        plan.nearest = super::nearest::nearest(split.worker);
         plan.partial_states = split
             .partial_states
             .iter()

@@ -157,5 +157,6 @@ pub(crate) unsafe fn base_plan_of(
         modifying_cte: false,
         // SAFETY: walking a valid Query.
         calls_volatile: unsafe { pg_sys::contain_volatile_functions(query as *mut pg_sys::Node) },
+        nearest: None,
     })
 }

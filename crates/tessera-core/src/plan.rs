@@ -159,6 +159,24 @@ pub struct DistPlan {
     /// inserts), so its nodes take part in two-phase commit like writers.
     #[serde(default)]
     pub calls_volatile: bool,
+    /// The shard queries return each shard's nearest rows by an ordering operator an index can
+    /// serve (`ORDER BY embedding <=> $1 LIMIT k`): see [`Nearest`].
+    #[serde(default)]
+    pub nearest: Option<Nearest>,
+}
+
+/// A SELECT whose shard queries are nearest-neighbour searches: one table, ordered first by
+/// a distance operator that an index access method can order by (pgvector's `<->`, `<=>`,
+/// `<#>`, `<+>`, `<~>`, `<%>`; GiST's `<->`), with a LIMIT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nearest {
+    /// The shard query has a WHERE clause (a filter an index scan applies after the search).
+    pub filtered: bool,
+    /// The rows each shard query returns: LIMIT + OFFSET, when both are constants or the LIMIT
+    /// is a parameter (`limit_param`) and there is no OFFSET.
+    pub limit: Option<i64>,
+    /// The LIMIT is the external parameter `$n` (a prepared statement's `LIMIT $2`).
+    pub limit_param: Option<usize>,
 }
 
 impl DistPlan {
@@ -308,9 +326,36 @@ impl SubKind {
     }
 }
 
+impl Nearest {
+    /// `hnsw.ef_search` for each of `shards` shard searches of a session that has `ef`: the
+    /// union of the shards' candidates is what the coordinator picks from, and each shard's
+    /// graph is smaller, so each is searched with `ef / sqrt(shards)` (rounded up), never
+    /// fewer than the rows the shard must return (`rows`, LIMIT + OFFSET) or 10, never more
+    /// than pgvector's limit of 1000. One shard gets `ef` itself.
+    pub fn ef_search_per_shard(ef: i64, rows: Option<i64>, shards: usize) -> i64 {
+        if shards <= 1 {
+            return ef;
+        }
+        let scaled = (ef as f64 / (shards as f64).sqrt()).ceil() as i64;
+        scaled.max(rows.unwrap_or(0)).max(10).min(ef.max(1000))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ef_search_scales_with_shards() {
+        assert_eq!(Nearest::ef_search_per_shard(40, Some(10), 1), 40);
+        assert_eq!(Nearest::ef_search_per_shard(40, Some(10), 4), 20);
+        assert_eq!(Nearest::ef_search_per_shard(100, Some(10), 32), 18);
+        // Never below the rows a shard returns, or 10.
+        assert_eq!(Nearest::ef_search_per_shard(40, Some(30), 16), 30);
+        assert_eq!(Nearest::ef_search_per_shard(20, None, 32), 10);
+        // Never above pgvector's maximum, unless the session's own is.
+        assert_eq!(Nearest::ef_search_per_shard(100, Some(5000), 4), 1000);
+    }
 
     fn sample() -> DistPlan {
         let template =
@@ -365,6 +410,11 @@ mod tests {
             partial_states: vec![(2, 2158)],
             modifying_cte: false,
             calls_volatile: false,
+            nearest: Some(Nearest {
+                filtered: true,
+                limit: None,
+                limit_param: Some(2),
+            }),
         }
     }
 

@@ -29,6 +29,7 @@
 
 mod aggregates;
 mod placeholder;
+mod windows;
 
 pub(crate) use aggregates::func_oid;
 use aggregates::two_phase;
@@ -205,7 +206,28 @@ unsafe fn int8_const(v: i64) -> *mut pg_sys::Node {
     }
 }
 
-unsafe fn const_int8(n: *mut pg_sys::Node) -> Option<i64> {
+/// `l + r` for two int8 expressions.
+unsafe fn int8_plus(l: *mut pg_sys::Node, r: *mut pg_sys::Node) -> *mut pg_sys::Node {
+    /// `+(int8, int8)` and its function `int8pl` (fixed OIDs of the catalog).
+    const INT8_PLUS: u32 = 684;
+    const INT8PL: u32 = 463;
+    // SAFETY: make_opclause allocates an OpExpr over the two valid expressions.
+    unsafe {
+        let e = pg_sys::make_opclause(
+            pg_sys::Oid::from(INT8_PLUS),
+            pg_sys::INT8OID,
+            false,
+            l as *mut pg_sys::Expr,
+            r as *mut pg_sys::Expr,
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+        ) as *mut pg_sys::OpExpr;
+        (*e).opfuncid = pg_sys::Oid::from(INT8PL);
+        e as *mut pg_sys::Node
+    }
+}
+
+pub(crate) unsafe fn const_int8(n: *mut pg_sys::Node) -> Option<i64> {
     // SAFETY: folding a copy of a LIMIT/OFFSET expression (`LIMIT 2` is int8(2) after parse
     // analysis), then reading the Const.
     unsafe {
@@ -244,14 +266,23 @@ pub(crate) unsafe fn split(parse: *mut pg_sys::Query, a: &Analysis) -> TResult<S
             ));
         }
         let by_dist = grouped_by_dist_col(parse, a);
+        let aggregates =
+            (*parse).hasAggs || !(*parse).groupClause.is_null() || !(*parse).havingQual.is_null();
         if (*parse).hasWindowFuncs && !windows_partitioned_by_dist_col(parse, a) {
+            if aggregates && !by_dist {
+                return Err(unsupported(
+                    "window functions over aggregates across shards need GROUP BY the distribution column",
+                    "Group by the distribution column, or pin the query to one distribution value.",
+                ));
+            }
+            if !aggregates {
+                return windows::split(parse);
+            }
             return Err(unsupported(
                 "window functions across shards must be partitioned by the distribution column",
                 "Add the distribution column to PARTITION BY, or pin the query to one distribution value.",
             ));
         }
-        let aggregates =
-            (*parse).hasAggs || !(*parse).groupClause.is_null() || !(*parse).havingQual.is_null();
         if (*parse).hasWindowFuncs && aggregates && !by_dist {
             return Err(unsupported(
                 "window functions over aggregates across shards need GROUP BY the distribution column",
@@ -271,6 +302,36 @@ pub(crate) unsafe fn split(parse: *mut pg_sys::Query, a: &Analysis) -> TResult<S
     }
 }
 
+/// Each shard query of `parse` (its worker query `w`) returns at most LIMIT + OFFSET rows
+/// when the query's order decides which rows those are (or it has no DISTINCT).
+///
+/// # Safety
+/// `parse` and `w` are valid Queries, `w` a copy of `parse`.
+pub(crate) unsafe fn limit_shards(parse: *mut pg_sys::Query, w: *mut pg_sys::Query) {
+    // SAFETY: reading and editing the Queries.
+    unsafe {
+        // Each shard sends at most count + offset rows (computed by the shard when either
+        // is a parameter).
+        let count = const_int8((*parse).limitCount);
+        let offset = if (*parse).limitOffset.is_null() {
+            Some(0)
+        } else {
+            const_int8((*parse).limitOffset)
+        };
+        let limited = !(*parse).limitCount.is_null()
+            && (!(*parse).sortClause.is_null() || (*parse).distinctClause.is_null());
+        (*w).limitCount = match (count, offset) {
+            _ if !limited => std::ptr::null_mut(),
+            (Some(c), Some(o)) => int8_const(c.saturating_add(o)),
+            // A parameter (`LIMIT $2`, `OFFSET $3`): the shards compute count + offset
+            // themselves (NULL, no limit, stays NULL).
+            (_, Some(0)) => copy((*parse).limitCount),
+            _ => int8_plus(copy((*parse).limitCount), copy((*parse).limitOffset)),
+        };
+        (*w).limitOffset = std::ptr::null_mut();
+    }
+}
+
 /// The whole query on every shard group; the combine query re-sorts, limits, de-duplicates.
 unsafe fn push_down(parse: *mut pg_sys::Query, by_dist: bool) -> TResult<Split> {
     // SAFETY: copying and editing Query trees.
@@ -281,25 +342,7 @@ unsafe fn push_down(parse: *mut pg_sys::Query, by_dist: bool) -> TResult<Split> 
             (*tle).resjunk = false;
             wt.push(tle);
         }
-        // Each shard sends at most count + offset rows when both are constants.
-        let count = const_int8((*parse).limitCount);
-        let offset = if (*parse).limitOffset.is_null() {
-            Some(0)
-        } else {
-            const_int8((*parse).limitOffset)
-        };
-        match (count, offset) {
-            (Some(c), Some(o))
-                if !(*parse).sortClause.is_null() || (*parse).distinctClause.is_null() =>
-            {
-                (*w).limitCount = int8_const(c.saturating_add(o));
-                (*w).limitOffset = std::ptr::null_mut();
-            }
-            _ => {
-                (*w).limitCount = std::ptr::null_mut();
-                (*w).limitOffset = std::ptr::null_mut();
-            }
-        }
+        limit_shards(parse, w);
         let c = copy(parse);
         let mut ct = Vec::new();
         for (i, tle) in list_of::<pg_sys::TargetEntry>((*parse).targetList)
