@@ -111,6 +111,16 @@ fn corpus() -> Vec<String> {
         "SELECT tenant_id, msg_id FROM M WHERE body LIKE '%urgent' AND len < 20",
         "SELECT tenant_id, event_id, row_number() OVER (PARTITION BY tenant_id ORDER BY event_id) FROM E WHERE event_id < 400",
         "SELECT tenant_id, event_id, sum(amount) OVER (PARTITION BY tenant_id ORDER BY event_id) FROM E WHERE event_id < 300",
+        // Window functions over the whole result: computed on the coordinator, over every
+        // shard's top rows when the window ranks by the query's ORDER BY.
+        "SELECT event_id, rank() OVER (ORDER BY score DESC, event_id) FROM E ORDER BY score DESC, event_id LIMIT 15",
+        "SELECT event_id, score, rank() OVER (ORDER BY score DESC), dense_rank() OVER (ORDER BY score DESC) FROM E ORDER BY score DESC, event_id LIMIT 40",
+        "SELECT event_id, row_number() OVER (ORDER BY event_id) FROM E ORDER BY event_id LIMIT 10 OFFSET 5",
+        "SELECT event_id, rank() OVER (PARTITION BY kind ORDER BY amount, event_id) FROM E ORDER BY amount, event_id LIMIT 25",
+        "SELECT event_id, sum(amount) OVER (ORDER BY event_id) FROM E WHERE event_id < 500 ORDER BY event_id LIMIT 30",
+        "SELECT event_id, count(*) OVER (), lag(event_id) OVER (ORDER BY event_id) FROM E WHERE event_id < 200",
+        "SELECT kind, event_id, 1.0 / (60 + rank() OVER (PARTITION BY kind ORDER BY score, event_id)) AS s FROM E WHERE event_id % 7 = 0 ORDER BY s DESC, event_id LIMIT 20",
+        "SELECT event_id, percent_rank() OVER (ORDER BY score, event_id) FROM E ORDER BY score, event_id LIMIT 12",
         // Multi-shard aggregates (two phases).
         "SELECT count(*) FROM E",
         "SELECT count(*), count(kind), count(amount) FROM E",
