@@ -1,7 +1,9 @@
 //! Nearest-neighbour searches: a SELECT whose shard queries are `ORDER BY <distance> LIMIT k`
 //! over one table, a shape a shard's ANN index (pgvector's HNSW or IVFFlat, GiST) can serve.
 //! The plan records it ([`Nearest`]) so that the executor runs those shard queries with the
-//! settings that make the node use its index (see `executor::task::task_settings`).
+//! settings that make the node use its index (see `executor::task::task_settings`). The query
+//! vector may be a subquery (`ORDER BY embedding <=> (SELECT embedding FROM items WHERE id =
+//! 1)`): an index scan orders by it as by a parameter.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -24,7 +26,6 @@ pub(crate) unsafe fn nearest(w: *mut pg_sys::Query) -> Option<Nearest> {
         if (*w).commandType != pg_sys::CmdType::CMD_SELECT
             || (*w).hasAggs
             || (*w).hasWindowFuncs
-            || (*w).hasSubLinks
             || (*w).hasTargetSRFs
             || !(*w).groupClause.is_null()
             || !(*w).distinctClause.is_null()

@@ -1,0 +1,194 @@
+//! pgvector across shards with real servers: exact nearest-neighbour search over a
+//! distributed table (no index: every shard scans) gives the plain table's rows and distances
+//! row for row, at the scenario's 1536 dimensions, through prepared statements; with an HNSW
+//! index the shards use it; the session's `lock_timeout` and `hnsw.ef_search` reach the shard
+//! queries, per session.
+
+use std::time::{Duration, Instant};
+
+use tessera_integration::*;
+
+const DIMS: usize = 1536;
+
+fn setup(c: &mut Client) {
+    c.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS vs CASCADE;
+         CREATE EXTENSION IF NOT EXISTS vector;
+         CREATE SCHEMA vs;
+         SET search_path = vs, public;
+         SELECT setseed(0.42);
+         CREATE TABLE l_docs (tenant_id int NOT NULL, id int NOT NULL, embedding vector({DIMS}),
+                              PRIMARY KEY (tenant_id, id));
+         INSERT INTO l_docs
+         SELECT i % 37, i, (SELECT array_agg(random() - 0.5 + (i % 5) * 0.01 + g * 0) FROM generate_series(1, {DIMS}) g)::vector
+           FROM generate_series(1, 1200) i;
+         CREATE TABLE d_docs AS SELECT * FROM l_docs;
+         ALTER TABLE d_docs ADD PRIMARY KEY (tenant_id, id);
+         SELECT create_distributed_table('d_docs', 'tenant_id', shard_count => 12);
+         CREATE TABLE queries AS
+         SELECT q, (SELECT array_agg(random() - 0.5 + q * 0 + g * 0) FROM generate_series(1, {DIMS}) g)::vector AS v
+           FROM generate_series(1, 12) q;"
+    ))
+    .unwrap();
+}
+
+/// The rows (`id distance`) of the nearest-neighbour statement `stmt` for query vector `q`.
+fn nearest(c: &mut Client, stmt: &postgres::Statement, q: &str, k: i64, off: i64) -> Vec<String> {
+    c.query(stmt, &[&q, &k, &off])
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r.get::<_, i32>(0), r.get::<_, String>(1)))
+        .collect()
+}
+
+#[test]
+fn exact_search_matches_one_node_at_1536_dimensions() {
+    let mut c = coordinator();
+    setup(&mut c);
+    let queries: Vec<String> = c
+        .query("SELECT v::text FROM vs.queries ORDER BY q", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // A generic plan, as an application's driver makes after a few executions.
+    c.batch_execute("SET plan_cache_mode = force_generic_plan")
+        .unwrap();
+    let mut checked = 0;
+    for op in ["<->", "<=>", "<#>", "<+>"] {
+        let sql = |t: &str| {
+            format!(
+                "SELECT id, (embedding {op} $1::text::vector)::text FROM vs.{t}
+                  ORDER BY embedding {op} $1::text::vector LIMIT $2 OFFSET $3"
+            )
+        };
+        let dist = c.prepare(&sql("d_docs")).unwrap();
+        let local = c.prepare(&sql("l_docs")).unwrap();
+        for (i, q) in queries.iter().enumerate() {
+            let (k, off) = if i % 3 == 0 { (10, 3) } else { (10, 0) };
+            let want = nearest(&mut c, &local, q, k, off);
+            let got = nearest(&mut c, &dist, q, k, off);
+            assert_eq!(want.len(), 10);
+            assert_eq!(
+                got, want,
+                "operator {op}, query {i}: distributed differs from one node"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 48);
+    // A filter on the distribution column routes to one shard, with the same answer.
+    let q = &queries[0];
+    let sql = |t: &str| {
+        format!(
+            "SELECT id, (embedding <=> $1::text::vector)::text FROM vs.{t} WHERE tenant_id = 7
+              ORDER BY embedding <=> $1::text::vector LIMIT $2 OFFSET $3"
+        )
+    };
+    let dist = c.prepare(&sql("d_docs")).unwrap();
+    let local = c.prepare(&sql("l_docs")).unwrap();
+    assert_eq!(
+        nearest(&mut c, &dist, q, 5, 0),
+        nearest(&mut c, &local, q, 5, 0)
+    );
+}
+
+#[test]
+fn hnsw_index_is_used_on_every_shard_and_ef_search_follows_the_session() {
+    let mut c = coordinator();
+    c.batch_execute(
+        "DROP SCHEMA IF EXISTS vs2 CASCADE;
+         CREATE EXTENSION IF NOT EXISTS vector;
+         CREATE SCHEMA vs2;
+         CREATE TABLE vs2.items (tenant_id int NOT NULL, id int NOT NULL, embedding vector(1536));
+         SELECT create_distributed_table('vs2.items', 'tenant_id', shard_count => 8);
+         INSERT INTO vs2.items
+         SELECT i % 64, i, (SELECT array_agg(sin(i * g)) FROM generate_series(1, 1536) g)::vector
+           FROM generate_series(1, 400) i;
+         CREATE INDEX ON vs2.items USING hnsw (embedding vector_cosine_ops);
+         ANALYZE vs2.items;",
+    )
+    .unwrap();
+    let q = "(SELECT embedding FROM vs2.items WHERE tenant_id = 1 AND id = 1)";
+    c.batch_execute("SET citus.explain_all_tasks = on").unwrap();
+    let plan: Vec<String> = c
+        .query(
+            &format!(
+                "EXPLAIN (COSTS OFF) SELECT id FROM vs2.items ORDER BY embedding <=> {q} LIMIT 10"
+            ),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let index_scans = plan
+        .iter()
+        .filter(|l| l.contains("Index Scan using items_embedding_idx_"))
+        .count();
+    assert_eq!(
+        index_scans,
+        8,
+        "every shard uses its HNSW index:\n{}",
+        plan.join("\n")
+    );
+
+    // Two sessions, two ef_search values, at the same time: each shard's search returns at
+    // most ef_search candidates, so ef_search = 1 gives one row per shard that has rows.
+    let mut other = coordinator();
+    c.batch_execute("SET hnsw.ef_search = 1").unwrap();
+    let sql = format!("SELECT id FROM vs2.items ORDER BY embedding <=> {q} LIMIT 40");
+    // 64 tenants over 8 shards: every shard holds rows (the hash is fixed, so this is too).
+    let shards_with_rows: i64 = 8;
+    assert_eq!(c.query(&sql, &[]).unwrap().len() as i64, shards_with_rows);
+    assert_eq!(other.query(&sql, &[]).unwrap().len(), 40);
+    c.batch_execute("RESET hnsw.ef_search").unwrap();
+    assert_eq!(c.query(&sql, &[]).unwrap().len(), 40);
+}
+
+#[test]
+fn lock_timeout_reaches_the_shard_queries() {
+    let mut c = coordinator();
+    c.batch_execute(
+        "DROP TABLE IF EXISTS public.vs_locked;
+         CREATE TABLE public.vs_locked (tenant_id int, v int);
+         SELECT create_distributed_table('public.vs_locked', 'tenant_id', shard_count => 4);
+         INSERT INTO public.vs_locked SELECT i, i FROM generate_series(1, 20) i;",
+    )
+    .unwrap();
+    let row = c
+        .query_one(
+            "SELECT shard_name, nodeport FROM citus_shards WHERE table_name = 'public.vs_locked'::regclass
+              ORDER BY shardid LIMIT 1",
+            &[],
+        )
+        .unwrap();
+    let (shard, port): (String, i32) = (row.get(0), row.get(1));
+    // Another transaction on the worker holds the shard.
+    let mut holder = connect(port as u16);
+    holder
+        .batch_execute(&format!(
+            "BEGIN; LOCK TABLE {shard} IN ACCESS EXCLUSIVE MODE"
+        ))
+        .unwrap();
+    c.batch_execute("SET lock_timeout = '300ms'").unwrap();
+    let start = Instant::now();
+    let err = c
+        .query("SELECT count(*) FROM public.vs_locked", &[])
+        .expect_err("the shard query waits for the lock no longer than lock_timeout");
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert_eq!(
+        err.code().map(|s| s.code().to_string()).as_deref(),
+        Some("55P03"),
+        "{err}"
+    );
+    c.batch_execute("RESET lock_timeout").unwrap();
+    holder.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(
+        c.query_one("SELECT count(*) FROM public.vs_locked", &[])
+            .unwrap()
+            .get::<_, i64>(0),
+        20
+    );
+    c.batch_execute("DROP TABLE public.vs_locked").unwrap();
+}
