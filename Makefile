@@ -96,3 +96,4 @@ bench: install
 	@bash bench/queries.sh
 	@bash bench/schemas.sh
 	@bash bench/writes.sh
+	@bash bench/ann.sh
