@@ -79,25 +79,29 @@ SQL
     psql_on "$BASE_PORT" -c "COPY ann_points$s TO STDOUT" | psql_on "$port" -c "COPY $table FROM STDIN"
     local t0 t1
     t0=$(date +%s.%N)
-    psql_on "$port" -c "CREATE INDEX ON $table USING hnsw (embedding vector_l2_ops) WITH (m = 16, ef_construction = 64)"
+    # The graph fits in memory on every side (the shards' builds fit in the workers' default).
+    psql_on "$port" -c "SET maintenance_work_mem = '1GB'" \
+        -c "CREATE INDEX ON $table USING hnsw (embedding vector_l2_ops) WITH (m = 16, ef_construction = 64)"
     t1=$(date +%s.%N)
     psql_on "$port" -c "ANALYZE $table"
     echo "$t0 $t1" | awk '{printf "%.1f", $2 - $1}'
 }
 
-# recall PORT TABLE SUFFIX EF [SCALING]: mean recall@10 over the held-out queries.
+# recall PORT TABLE SUFFIX EF [SCALING]: mean recall@10 over the held-out queries (each
+# search a statement of its own, run by a function over the local ground-truth table).
 recall() {
     local port=$1 table=$2 s=$3 ef=$4 scaling=${5:-off}
-    PGOPTIONS="-c hnsw.ef_search=$ef -c tessera.ann_ef_search_scaling=$scaling" psql_on "$port" -At <<SQL
-CREATE OR REPLACE FUNCTION pg_temp.found(qv vector, t regclass) RETURNS int[] LANGUAGE plpgsql AS \$\$
-DECLARE r int[];
+    psql_on "$port" <<SQL
+CREATE OR REPLACE FUNCTION ann_found(qid int, t regclass, queries regclass) RETURNS int[] LANGUAGE plpgsql AS \$\$
+DECLARE qv vector; r int[];
 BEGIN
+  EXECUTE format('SELECT v FROM %s WHERE q = \$1', queries) INTO qv USING qid;
   EXECUTE format('SELECT ARRAY(SELECT id FROM %s ORDER BY embedding <-> \$1 LIMIT 10)', t) INTO r USING qv;
   RETURN r;
 END \$\$;
-SELECT round(avg((SELECT count(*) FROM unnest(pg_temp.found(v, '$table')) f WHERE f = ANY (t.ids)) / 10.0), 3)
-  FROM ann_queries$s q JOIN ann_truth$s t USING (q);
 SQL
+    PGOPTIONS="-c hnsw.ef_search=$ef -c tessera.ann_ef_search_scaling=$scaling" psql_on "$port" -At -c \
+        "SELECT round(avg((SELECT count(*) FROM unnest(ann_found(t.q, '$table', 'ann_queries$s')) f WHERE f = ANY (t.ids)) / 10.0), 3) FROM ann_truth$s t"
 }
 
 # qps PORT TABLE SUFFIX EF CLIENTS [SCALING]: queries per second of pgbench (prepared).

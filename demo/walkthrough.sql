@@ -14,66 +14,6 @@ SELECT * FROM citus_nodes ORDER BY role, nodeport;
 SELECT nodeid, groupid, nodename, nodeport, isactive, shouldhaveshards FROM pg_dist_node ORDER BY nodeid;
 
 \echo
-\echo '== Step 5: pgvector across shards ==========================================='
-\echo 'Document chunks of every tenant in one distributed table, co-located with shared_events,'
-\echo 'with 1536-dimension embeddings and an HNSW index built on every shard; the application'
-\echo 'role loads and searches it.'
-DROP TABLE IF EXISTS chunks;
-CREATE TABLE chunks (tenant_id bigint NOT NULL, chunk_id bigint NOT NULL, content text,
-                     embedding vector(1536), PRIMARY KEY (tenant_id, chunk_id));
-SELECT create_distributed_table('chunks', 'tenant_id', colocate_with => 'none', shard_count => 8);
-CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
-GRANT SELECT, INSERT ON chunks TO app_user;
-SET ROLE app_user;
-INSERT INTO chunks
-SELECT i % 50, i,
-       (ARRAY['invoice overdue', 'password reset', 'shipping delay', 'refund request', 'invoice paid'])[1 + i % 5] || ' #' || i,
-       (SELECT ('[' || string_agg(sin(i * d * 0.001 + d)::real::text, ',') || ']')::vector FROM generate_series(1, 1536) d)
-  FROM generate_series(1, 2000) i;
-RESET ROLE;
-ANALYZE chunks;
-SET ROLE app_user;
-\echo 'The session''s hnsw.ef_search reaches every shard query; each shard searches with its own'
-\echo 'HNSW index (Task Settings: sorting off, so even a small shard uses the index), all shards'
-\echo 'at once, and the coordinator merges the 8 top-10 lists:'
-SET hnsw.ef_search = 100;
-PREPARE similar(vector, bigint) AS
-  SELECT tenant_id, chunk_id, content, embedding <=> $1 AS distance FROM chunks ORDER BY embedding <=> $1 LIMIT $2;
-EXPLAIN (COSTS OFF) EXECUTE similar((SELECT embedding FROM chunks WHERE tenant_id = 7 AND chunk_id = 7), 10);
-EXECUTE similar((SELECT embedding FROM chunks WHERE tenant_id = 7 AND chunk_id = 7), 5);
-\echo 'Hybrid search (pgvector''s reciprocal rank fusion of a vector search and a full-text'
-\echo 'search) across all tenants:'
-WITH semantic AS (
-  SELECT chunk_id, rank() OVER (ORDER BY embedding <=> (SELECT embedding FROM chunks WHERE tenant_id = 7 AND chunk_id = 7)) AS rank
-    FROM chunks ORDER BY embedding <=> (SELECT embedding FROM chunks WHERE tenant_id = 7 AND chunk_id = 7) LIMIT 20),
-keyword AS (
-  SELECT chunk_id, rank() OVER (ORDER BY ts_rank_cd(to_tsvector('english', content), query) DESC, chunk_id) AS rank
-    FROM chunks, plainto_tsquery('english', 'invoice') query
-   WHERE to_tsvector('english', content) @@ query
-   ORDER BY ts_rank_cd(to_tsvector('english', content), query) DESC, chunk_id LIMIT 20)
-SELECT COALESCE(s.chunk_id, k.chunk_id) AS chunk_id,
-       COALESCE(1.0 / (60 + s.rank), 0.0) + COALESCE(1.0 / (60 + k.rank), 0.0) AS score
-  FROM semantic s FULL OUTER JOIN keyword k ON s.chunk_id = k.chunk_id
- ORDER BY score DESC, chunk_id LIMIT 5;
-\echo 'The same for one tenant runs whole on that tenant''s shard (Router, one task):'
-EXPLAIN (COSTS OFF)
-WITH semantic AS (
-  SELECT chunk_id, rank() OVER (ORDER BY embedding <=> (SELECT embedding FROM chunks WHERE tenant_id = 7 AND chunk_id = 7)) AS rank
-    FROM chunks WHERE tenant_id = 7
-   ORDER BY embedding <=> (SELECT embedding FROM chunks WHERE tenant_id = 7 AND chunk_id = 7) LIMIT 20),
-keyword AS (
-  SELECT chunk_id, rank() OVER (ORDER BY ts_rank_cd(to_tsvector('english', content), query) DESC, chunk_id) AS rank
-    FROM chunks, plainto_tsquery('english', 'invoice') query
-   WHERE tenant_id = 7 AND to_tsvector('english', content) @@ query
-   ORDER BY ts_rank_cd(to_tsvector('english', content), query) DESC, chunk_id LIMIT 20)
-SELECT COALESCE(s.chunk_id, k.chunk_id) AS chunk_id,
-       COALESCE(1.0 / (60 + s.rank), 0.0) + COALESCE(1.0 / (60 + k.rank), 0.0) AS score
-  FROM semantic s FULL OUTER JOIN keyword k ON s.chunk_id = k.chunk_id
- ORDER BY score DESC, chunk_id LIMIT 5;
-RESET hnsw.ef_search;
-RESET ROLE;
-
-\echo
 \echo '== The active workers =================================================='
 SELECT * FROM citus_get_active_worker_nodes() ORDER BY node_port;
 
@@ -251,7 +191,7 @@ RESET ROLE;
 
 \echo
 \echo '== Step 5: pgvector across shards ==========================================='
-\echo 'Document chunks of every tenant in one distributed table, co-located with shared_events,'
+\echo 'Document chunks of every tenant in one distributed table (its own 8 shards),'
 \echo 'with 1536-dimension embeddings and an HNSW index built on every shard; the application'
 \echo 'role loads and searches it.'
 DROP TABLE IF EXISTS chunks;

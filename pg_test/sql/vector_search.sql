@@ -123,6 +123,39 @@ RESET hnsw.ef_search;
 RESET tessera.ann_ef_search_scaling;
 -- The list of settings that follow: statement_timeout among them.
 SHOW tessera.propagate_settings;
+-- A search's own settings last for its statement: a later command on the same connections
+-- (here the user's own, through run_command_on_workers) runs with the node's defaults, also
+-- after a ROLLBACK TO SAVEPOINT undid the reset on the nodes.
+SELECT count(*) FROM (SELECT id FROM items ORDER BY embedding <-> '[1,0,0]' LIMIT 3) x;
+SELECT DISTINCT result AS enable_sort FROM run_command_on_workers('SHOW enable_sort');
+CREATE FUNCTION node_enable_sort() RETURNS text LANGUAGE plpgsql VOLATILE AS
+  $$ BEGIN RETURN current_setting('enable_sort'); END $$;
+BEGIN;
+SELECT id FROM items ORDER BY embedding <-> '[1,0,0]' LIMIT 1;
+SAVEPOINT s;
+SELECT count(*) FROM items;
+ROLLBACK TO SAVEPOINT s;
+-- (A volatile function runs on the shards, here on the transaction's connections.)
+SELECT DISTINCT node_enable_sort() AS enable_sort FROM items;
+COMMIT;
+SELECT DISTINCT result AS enable_sort FROM run_command_on_workers('SHOW enable_sort');
+-- Row-level security filters the rows after the search: the shards plan as they like.
+ALTER TABLE items ENABLE ROW LEVEL SECURITY;
+ALTER TABLE items FORCE ROW LEVEL SECURITY;
+CREATE POLICY not_three ON items USING (tenant_id <> 3);
+EXPLAIN (COSTS OFF) SELECT id FROM items ORDER BY embedding <-> '[1,0,0]' LIMIT 5;
+ALTER TABLE items NO FORCE ROW LEVEL SECURITY;
+ALTER TABLE items DISABLE ROW LEVEL SECURITY;
+DROP POLICY not_three ON items;
+-- No index serves cosine distance on h: the shards plan as they like.
+EXPLAIN (COSTS OFF) SELECT id FROM items ORDER BY h <=> '[1,0,0]' LIMIT 5;
+-- LIMIT and OFFSET parameters as large as bigint goes: no overflow on the shards.
+PREPARE page(bigint, bigint) AS SELECT id FROM items WHERE id <= 12 ORDER BY id LIMIT $1 OFFSET $2;
+SET plan_cache_mode = force_generic_plan;
+EXECUTE page(9223372036854775807, 5);
+EXECUTE page(NULL, 10);
+EXECUTE page(2, 9223372036854775807);
+RESET plan_cache_mode;
 
 -- Hybrid search, as pgvector's documentation writes it (reciprocal rank fusion of a vector
 -- search and a full-text search, ties broken by id), on the distributed table and the plain one.

@@ -37,9 +37,15 @@ fn run_on_nodes(
     command: &str,
     parallel: bool,
 ) -> TResult<Vec<(Node, TaskResult)>> {
+    // Under the session's settings, so that a statement's own settings for its shard queries
+    // (`enable_sort` off for a nearest-neighbour search) never reach the user's command.
+    let settings = std::rc::Rc::new(crate::connection::Settings::session());
     let tasks: Vec<RemoteTask> = nodes
         .iter()
-        .map(|n| RemoteTask::new(ConnKey::for_current_session(&n.address()), command))
+        .map(|n| {
+            RemoteTask::new(ConnKey::for_current_session(&n.address()), command)
+                .with_settings(settings.clone())
+        })
         .collect();
     let width = if parallel { tasks.len() } else { 1 };
     let results = run_tasks(&tasks, width)?;

@@ -581,7 +581,9 @@ fn advance(
                     slot.conn.send_query(pre, &[], &[])
                 } else if let Some(want) = stale {
                     slot.settings_in_flight = true;
-                    let (sql, values) = want.command(slot.conn.settings.as_deref());
+                    let unknown = slot.conn.settings_or_ever_set();
+                    let have = slot.conn.settings.as_deref().or(unknown.as_ref());
+                    let (sql, values) = want.command(have);
                     slot.conn.send_query(&sql, &values, &[])
                 } else if task.prepare && !task.params.is_empty() {
                     match slot.conn.prepared_name(&task.sql) {
@@ -656,7 +658,7 @@ fn advance(
                 if slot.settings_in_flight && outcome.is_ok() {
                     // The node's session now has the settings: now the command itself.
                     slot.settings_in_flight = false;
-                    slot.conn.settings = task.settings.clone();
+                    slot.conn.settings_set(task.settings.clone());
                     slot.phase = Phase::Send;
                     continue;
                 }
@@ -664,6 +666,14 @@ fn advance(
                     // The transaction block is open and its savepoints are in place: now the
                     // command itself.
                     slot.preamble_in_flight = false;
+                    if slot
+                        .preamble
+                        .as_deref()
+                        .is_some_and(|p| p.contains("ROLLBACK TO SAVEPOINT"))
+                    {
+                        // It undid the settings set since the savepoint.
+                        slot.conn.forget_settings();
+                    }
                     slot.preamble = None;
                     slot.phase = Phase::Send;
                     continue;

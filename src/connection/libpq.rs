@@ -65,6 +65,10 @@ pub struct Connection {
     prepared: std::collections::HashMap<String, String>,
     /// The session settings last set on the node (`super::Settings`), once set.
     pub settings: Option<std::rc::Rc<super::Settings>>,
+    /// Every setting beyond the fixed five ever set on the node, by name (and whether it was a
+    /// statement's own): after a `ROLLBACK TO SAVEPOINT` undid an unknown part of them, each
+    /// is set or reset again with the next settings.
+    pub ever_set: Vec<(String, bool)>,
     /// A cancel request on its way to the node: told when it got there.
     pending_cancel: std::cell::RefCell<Option<std::sync::mpsc::Receiver<()>>>,
     /// Unique in the process: tells this connection from a later one that gets the same
@@ -77,6 +81,51 @@ thread_local! {
 }
 
 impl Connection {
+    /// A `ROLLBACK TO SAVEPOINT` ran: the node's settings are what they were at the savepoint,
+    /// which may be any of those set since; the next task's settings are all sent again.
+    pub fn forget_settings(&mut self) {
+        self.settings = None;
+    }
+
+    /// What the node may have when its settings are unknown (after a `ROLLBACK TO
+    /// SAVEPOINT`): every setting ever set on it, so that the next settings reset those they
+    /// do not set.
+    pub fn settings_or_ever_set(&self) -> Option<super::Settings> {
+        if self.settings.is_some() || self.ever_set.is_empty() {
+            return None;
+        }
+        Some(super::Settings {
+            date_style: String::new(),
+            interval_style: String::new(),
+            time_zone: String::new(),
+            extra_float_digits: String::new(),
+            bytea_output: String::new(),
+            custom: self
+                .ever_set
+                .iter()
+                .map(|(n, _)| (n.clone(), String::new()))
+                .collect(),
+            own: self
+                .ever_set
+                .iter()
+                .filter(|(_, own)| *own)
+                .map(|(n, _)| n.clone())
+                .collect(),
+        })
+    }
+
+    /// The node's session now has `s`.
+    pub fn settings_set(&mut self, s: Option<std::rc::Rc<super::Settings>>) {
+        if let Some(s) = &s {
+            for (n, _) in &s.custom {
+                if !self.ever_set.iter().any(|(m, _)| m == n) {
+                    self.ever_set.push((n.clone(), s.own.contains(n)));
+                }
+            }
+        }
+        self.settings = s;
+    }
+
     /// Starts opening a connection without blocking; drive it with [`Connection::poll_connect`].
     pub fn start(node: &NodeAddress, params: &ConnParams) -> Result<Connection, RemoteError> {
         let mut keys = Vec::with_capacity(params.pairs().len() + 1);
@@ -100,6 +149,7 @@ impl Connection {
             busy: false,
             prepared: std::collections::HashMap::new(),
             settings: None,
+            ever_set: Vec::new(),
             pending_cancel: std::cell::RefCell::new(None),
             id: NEXT_ID.with(|n| {
                 let id = n.get();

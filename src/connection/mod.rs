@@ -226,6 +226,10 @@ fn current_user() -> String {
 /// or a function that reads `current_setting('app.tenant_id')` on a shard reads the session's
 /// value: those the session chose (SET, its connection options, the database's and the role's
 /// defaults) and any role may set; one it no longer chooses gets the coordinator's value.
+/// So do the settings named in `tessera.propagate_settings` (pgvector's, `statement_timeout`,
+/// `lock_timeout`, `work_mem`), which get the node's default back when the session no longer
+/// chooses them, and a statement's own settings for its shard queries (`enable_sort` off for
+/// a nearest-neighbour search), which last for that statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub date_style: String,
@@ -237,12 +241,16 @@ pub struct Settings {
     /// `tessera.propagate_settings`), with the statement's own settings for its shard queries
     /// in place of the session's (`enable_sort` off for a nearest-neighbour query), by name.
     pub custom: Vec<(String, String)>,
+    /// The names in `custom` that are the statement's own, not the session's: when a later
+    /// statement does not set them, the node gets its own default back.
+    pub own: Vec<String>,
 }
 
 impl Settings {
     /// The command that sets them on a node that has `have` (`is_local` false: for the
-    /// session; a remote transaction that rolls back closes its connection, so a setting is
-    /// never undone behind our back), with its text parameters.
+    /// session; a remote transaction that rolls back closes its connection, and a `ROLLBACK
+    /// TO SAVEPOINT` makes the connection forget what it has, so a setting undone on the node
+    /// is set again), with its text parameters.
     pub fn command(&self, have: Option<&Settings>) -> (String, Vec<Option<String>>) {
         let mut sql = String::from(
             "SELECT pg_catalog.set_config('datestyle', $1, false), \
@@ -269,7 +277,7 @@ impl Settings {
                     .iter()
                     .filter(|(n, _)| !self.custom.iter().any(|(m, _)| m == n))
                     .filter_map(|(n, _)| {
-                        if !n.contains('.') {
+                        if !n.contains('.') || h.own.contains(n) {
                             return Some((n.clone(), None));
                         }
                         let c = std::ffi::CString::new(n.as_str()).ok()?;
@@ -329,7 +337,11 @@ impl Settings {
         };
         SHARED_SETTINGS.with(|c| {
             let mut c = c.borrow_mut();
-            if let Some((_, s)) = c.iter().find(|(k, s)| *k == key && s.custom == custom) {
+            let own = own_names(for_task);
+            if let Some((_, s)) = c
+                .iter()
+                .find(|(k, s)| *k == key && s.custom == custom && s.own == own)
+            {
                 return s.clone();
             }
             let s = std::rc::Rc::new(Settings::for_statement(
@@ -369,6 +381,7 @@ impl Settings {
             },
             bytea_output: guc_value(c"bytea_output"),
             custom: with_task_settings(custom_settings(), for_task),
+            own: own_names(for_task),
         }
     }
 
@@ -377,6 +390,20 @@ impl Settings {
     pub fn session() -> Settings {
         Settings::for_statement(true, true, &[])
     }
+}
+
+/// The session's value of `name` when the session chose it (SET, SET LOCAL, its connection's
+/// options, the role's or database's default) and it follows to the nodes.
+pub fn session_setting(name: &str) -> Option<String> {
+    custom_settings()
+        .into_iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// The names of a statement's own settings.
+fn own_names(for_task: &[(&str, String)]) -> Vec<String> {
+    for_task.iter().map(|(n, _)| n.to_string()).collect()
 }
 
 /// The session's settings with a statement's own in place of (or added to) them, by name.
@@ -422,19 +449,37 @@ fn custom_settings() -> Vec<(String, String)> {
                         let custom = name.contains(&b'.')
                             && !name.starts_with(b"citus.")
                             && !name.starts_with(b"tessera.");
-                        custom
-                            || listed
+                        let listed = listed
+                            .iter()
+                            .any(|l| l.as_bytes().eq_ignore_ascii_case(name))
+                            && !NEVER_PROPAGATED
                                 .iter()
-                                .any(|l| l.as_bytes().eq_ignore_ascii_case(name))
+                                .any(|n| n.as_bytes().eq_ignore_ascii_case(name));
+                        custom || listed
+                    })
+                    .map(|i| {
+                        let name = std::ffi::CStr::from_ptr((**vars.add(i)).name);
+                        (i, name.to_owned())
                     })
                     .collect();
                 c.0 = count;
                 c.2 = listed;
             }
             let mut out = Vec::new();
-            for &i in &c.1 {
-                let g = *vars.add(i);
-                if g.is_null() {
+            // A placeholder's real context is unknown until its library loads: inside a
+            // SECURITY DEFINER function of a superuser called by another role, the nodes'
+            // connections run as the superuser, who may set anything, so the session's
+            // placeholders stay behind.
+            let elevated = pg_sys::superuser_arg(pg_sys::GetUserId())
+                && !pg_sys::superuser_arg(pg_sys::GetSessionUserId());
+            for (i, name) in &c.1 {
+                let g = *vars.add(*i);
+                // A removed placeholder (MarkGUCPrefixReserved) can shift the table under an
+                // unchanged count: the position must still hold the same setting.
+                if g.is_null() || std::ffi::CStr::from_ptr((*g).name) != name.as_c_str() {
+                    continue;
+                }
+                if elevated && (*g).flags & pg_sys::GUC_CUSTOM_PLACEHOLDER as i32 != 0 {
                     continue;
                 }
                 // What this session chose (SET, the connection's options, the database's or
@@ -464,6 +509,27 @@ fn custom_settings() -> Vec<(String, String)> {
     }
 }
 
+/// Settings `tessera.propagate_settings` cannot name: those every task sets itself (a value the
+/// coordinator reads back depends on them), and those that change what a node's session is
+/// (its role, its encoding, how it reads the statement's text, its transactions).
+const NEVER_PROPAGATED: [&str; 15] = [
+    "datestyle",
+    "intervalstyle",
+    "timezone",
+    "extra_float_digits",
+    "bytea_output",
+    "client_encoding",
+    "standard_conforming_strings",
+    "search_path",
+    "role",
+    "session_authorization",
+    "transaction_isolation",
+    "transaction_read_only",
+    "transaction_deferrable",
+    "default_transaction_isolation",
+    "default_transaction_read_only",
+];
+
 /// The sources of a setting that are the session's choice.
 const SESSION_SOURCES: [pg_sys::GucSource::Type; 5] = [
     pg_sys::GucSource::PGC_S_DATABASE,
@@ -476,7 +542,8 @@ const SESSION_SOURCES: [pg_sys::GucSource::Type; 5] = [
 thread_local! {
     /// (number of settings when made, the positions of the ones that follow among them, the
     /// `tessera.propagate_settings` list they were chosen by).
-    static CUSTOM_GUCS: std::cell::RefCell<(std::ffi::c_int, Vec<usize>, Vec<String>)> =
+    #[allow(clippy::type_complexity)]
+    static CUSTOM_GUCS: std::cell::RefCell<(std::ffi::c_int, Vec<(usize, std::ffi::CString)>, Vec<String>)> =
         const { std::cell::RefCell::new((-1, Vec::new(), Vec::new())) };
 }
 

@@ -526,50 +526,70 @@ pub unsafe fn eval_row(
 }
 
 /// The settings a statement's shard queries run under: the session's (`Settings`), and for a
-/// nearest-neighbour search (`DistPlan::nearest`) the statement's own:
-///
-/// - `enable_sort` off (`tessera.enable_ann_index_scan`), so that a shard with an index that
-///   serves the ORDER BY uses it even when a scan and sort look cheaper on a small shard; with
-///   a WHERE clause only when an iterative index scan is on, since a plain ANN index scan
-///   filters its candidates after the search and may leave a shard short of rows;
-/// - `hnsw.ef_search` scaled to the number of shards searched
-///   (`tessera.ann_ef_search_scaling`, see `Nearest::ef_search_per_shard`).
+/// nearest-neighbour search (`DistPlan::nearest`) the statement's own, see
+/// [`statement_settings`].
 pub fn task_settings(plan: &DistPlan, tasks: &[Task]) -> Rc<crate::connection::Settings> {
     let own = statement_settings(plan, tasks);
     crate::connection::Settings::shared(plan.session_date_style, plan.prints_floats, &own)
 }
 
-/// The statement's own settings of [`task_settings`] (shown by EXPLAIN).
+/// A nearest-neighbour search's own settings for its shard queries (shown by EXPLAIN):
+///
+/// - `enable_sort` off (`tessera.enable_ann_index_scan`), so that the shard uses the index
+///   that serves the ORDER BY even where a scan and sort look cheaper (a small shard), and
+///   `jit` off (a plan with sorting disabled looks expensive enough to compile). With a WHERE
+///   clause or row-level security only when the index is exact or the session turned on its
+///   iterative scan (sent along, so the node scans as the decision assumed): a plain ANN
+///   index scan filters its candidates after the search and may leave a shard short of rows;
+/// - `hnsw.ef_search` of at least the rows a shard returns (LIMIT + OFFSET, up to pgvector's
+///   1000) when the index is HNSW and the session did not choose one, so that no shard runs out
+///   of candidates before its LIMIT (`LIMIT 100` against the default of 40); scaled to the number of shards searched with `tessera.ann_ef_search_scaling`
+///   (`Nearest::ef_search_per_shard`).
 pub fn statement_settings(plan: &DistPlan, tasks: &[Task]) -> Vec<(&'static str, String)> {
     let mut own: Vec<(&'static str, String)> = Vec::new();
-    if let Some(n) = plan.nearest {
-        if gucs::enable_ann_index_scan() && (!n.filtered || iterative_scan()) {
-            own.push(("enable_sort", "off".into()));
+    let Some(n) = plan.nearest else {
+        return own;
+    };
+    let iterative = n.index.iterative_setting().map(|name| {
+        let c = std::ffi::CString::new(name).expect("no NUL in a setting name");
+        (
+            name,
+            crate::pg::guc::value(&c).filter(|v| !v.is_empty() && v != "off"),
+        )
+    });
+    let force = gucs::enable_ann_index_scan()
+        && (!n.filtered || matches!(iterative, None | Some((_, Some(_)))));
+    if force {
+        own.push(("enable_sort", "off".into()));
+        own.push(("jit", "off".into()));
+        if let (true, Some((name, Some(v)))) = (n.filtered, &iterative) {
+            own.push((name, v.clone()));
         }
+    }
+    if n.index == tessera_core::plan::NearestIndex::Hnsw {
+        // The session's own choice is kept (unless scaled); pgvector's default of 40 is raised
+        // to the rows a shard must return.
+        let session = crate::connection::session_setting("hnsw.ef_search")
+            .and_then(|v| v.parse::<i64>().ok());
+        let rows = n.limit.or_else(|| {
+            let id = n.limit_param?;
+            let t = tasks.first()?;
+            t.params.get(id - 1)?.as_deref()?.parse::<i64>().ok()
+        });
         let shards: usize = tasks.iter().map(|t| t.shard_sqls.len().max(1)).sum();
-        if gucs::ann_ef_search_scaling() && shards > 1 {
-            let ef = crate::pg::guc::value(c"hnsw.ef_search")
-                .and_then(|v| v.parse::<i64>().ok())
-                .unwrap_or(40);
-            let rows = n.limit.or_else(|| {
-                let id = n.limit_param?;
-                let t = tasks.first()?;
-                t.params.get(id - 1)?.as_deref()?.parse::<i64>().ok()
-            });
-            let per_shard = tessera_core::plan::Nearest::ef_search_per_shard(ef, rows, shards);
-            own.push(("hnsw.ef_search", per_shard.to_string()));
+        let mut ef = session.unwrap_or(40);
+        if gucs::ann_ef_search_scaling() {
+            ef = tessera_core::plan::Nearest::ef_search_per_shard(ef, rows, shards);
+        }
+        if force && session.is_none() {
+            ef = ef.max(rows.unwrap_or(0).clamp(0, 1000));
+        }
+        // What the node would use otherwise: the session's value, or pgvector's default.
+        if ef != session.unwrap_or(40) {
+            own.push(("hnsw.ef_search", ef.to_string()));
         }
     }
     own
-}
-
-/// Whether the session turned on an iterative index scan (pgvector 0.8's
-/// `hnsw.iterative_scan`, `ivfflat.iterative_scan`).
-fn iterative_scan() -> bool {
-    [c"hnsw.iterative_scan", c"ivfflat.iterative_scan"]
-        .into_iter()
-        .filter_map(crate::pg::guc::value)
-        .any(|v| !v.is_empty() && v != "off")
 }
 
 /// The rows of an execution: every result at hand, or a stream of rows still arriving.

@@ -1,19 +1,18 @@
 //! Nearest-neighbour searches: a SELECT whose shard queries are `ORDER BY <distance> LIMIT k`
-//! over one table, a shape a shard's ANN index (pgvector's HNSW or IVFFlat, GiST) can serve.
-//! The plan records it ([`Nearest`]) so that the executor runs those shard queries with the
-//! settings that make the node use its index (see `executor::task::task_settings`). The query
-//! vector may be a subquery (`ORDER BY embedding <=> (SELECT embedding FROM items WHERE id =
-//! 1)`): an index scan orders by it as by a parameter.
+//! over one table with an index that returns rows in that order (pgvector's HNSW or IVFFlat,
+//! GiST). The plan records it ([`Nearest`]) so that the executor runs those shard queries with
+//! the settings that make the node use its index (see `executor::task::task_settings`). The
+//! query vector may be a parameter or a subquery (`ORDER BY embedding <=> (SELECT embedding
+//! FROM items WHERE id = 1)`): an index scan orders by either.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::ffi::c_void;
 
 use pgrx::pg_sys;
 use pgrx::spi::Spi;
-use tessera_core::plan::Nearest;
+use tessera_core::plan::{Nearest, NearestIndex};
+use tessera_core::sqltext::unparenthesized;
 
-use crate::pg::nodes::{is_a, list_of};
+use crate::pg::nodes::{is_a, list_of, string};
 use crate::planner::combine::strip;
 
 /// The nearest-neighbour shape of the shard query `w`, if it has it.
@@ -40,6 +39,7 @@ pub(crate) unsafe fn nearest(w: *mut pg_sys::Query) -> Option<Nearest> {
         if rtes.len() != 1 || (*rtes[0]).rtekind != pg_sys::RTEKind::RTE_RELATION {
             return None;
         }
+        let rte = rtes[0];
         let jointree = (*w).jointree;
         if jointree.is_null() || list_of::<pg_sys::Node>((*jointree).fromlist).len() != 1 {
             return None;
@@ -49,20 +49,104 @@ pub(crate) unsafe fn nearest(w: *mut pg_sys::Query) -> Option<Nearest> {
             .into_iter()
             .find(|t| (**t).ressortgroupref == (*first).tleSortGroupRef)?;
         let e = strip((*tle).expr as *mut pg_sys::Node);
-        if !is_a(e as *const c_void, pg_sys::NodeTag::T_OpExpr) {
+        if !is_a(e as *const c_void, pg_sys::NodeTag::T_OpExpr) || (*first).nulls_first {
             return None;
         }
         let op = e as *mut pg_sys::OpExpr;
-        if list_of::<pg_sys::Node>((*op).args).len() != 2 || !orders_an_index((*op).opno) {
+        let args = list_of::<pg_sys::Node>((*op).args);
+        // An index orders by `indexed <op> query`: the query side holds no column of the row.
+        if args.len() != 2 || pg_sys::contain_vars_of_level(args[1], 0) {
             return None;
         }
+        let index = ordering_index((*rte).relid, (*op).opno, strip(args[0]))?;
         let (limit, limit_param) = shard_limit((*w).limitCount, (*w).limitOffset);
+        let quals = (*jointree).quals;
         Some(Nearest {
-            filtered: !(*jointree).quals.is_null(),
+            index,
+            filtered: !(quals.is_null() || is_true(quals)) || !(*rte).securityQuals.is_null(),
             limit,
             limit_param,
         })
     }
+}
+
+/// Whether `n` is the constant `true` (`WHERE true`).
+unsafe fn is_true(n: *mut pg_sys::Node) -> bool {
+    // SAFETY: reading a valid expression.
+    unsafe {
+        if !is_a(n as *const c_void, pg_sys::NodeTag::T_Const) {
+            return false;
+        }
+        let c = n as *mut pg_sys::Const;
+        (*c).consttype == pg_sys::BOOLOID && !(*c).constisnull && (*c).constvalue.value() != 0
+    }
+}
+
+/// The kind of a valid index of `relid` whose first key is `key` and whose operator family
+/// orders by `opno` (`pg_amop` purpose `o`): an index scan returns the rows in that order.
+///
+/// # Safety
+/// `key` is a valid expression over the relation (range table index 1).
+unsafe fn ordering_index(
+    relid: pg_sys::Oid,
+    opno: pg_sys::Oid,
+    key: *mut pg_sys::Node,
+) -> Option<NearestIndex> {
+    // SAFETY: reading the expression; deparse_expression of a valid expression in the context
+    // of its relation.
+    let (attno, text) = unsafe {
+        if is_a(key as *const c_void, pg_sys::NodeTag::T_Var) {
+            ((*(key as *mut pg_sys::Var)).varattno, String::new())
+        } else {
+            let rel = pg_sys::get_rel_name(relid);
+            if rel.is_null() {
+                return None;
+            }
+            let ctx = pg_sys::deparse_context_for(rel, relid);
+            (
+                0,
+                string(pg_sys::deparse_expression(key, ctx, false, false)),
+            )
+        }
+    };
+    let found = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT am.amname::text, i.indkey[0]::int,
+                    pg_catalog.pg_get_indexdef(i.indexrelid, 1, false)
+               FROM pg_catalog.pg_index i
+               JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+               JOIN pg_catalog.pg_am am ON am.oid = c.relam
+               JOIN pg_catalog.pg_opclass oc ON oc.oid = i.indclass[0]
+              WHERE i.indrelid = $1 AND i.indisvalid
+                AND EXISTS (SELECT 1 FROM pg_catalog.pg_amop o
+                             WHERE o.amopfamily = oc.opcfamily AND o.amopopr = $2
+                               AND o.amoppurpose = 'o')
+              ORDER BY i.indexrelid",
+            None,
+            &[relid.into(), opno.into()],
+        )?;
+        let mut out = None;
+        for row in rows {
+            let am: String = row.get(1)?.unwrap_or_default();
+            let first: i32 = row.get(2)?.unwrap_or(-1);
+            let def: String = row.get(3)?.unwrap_or_default();
+            let matches = if attno > 0 {
+                first == i32::from(attno)
+            } else {
+                first == 0 && unparenthesized(&def) == unparenthesized(&text)
+            };
+            if matches {
+                out = Some(match am.as_str() {
+                    "hnsw" => NearestIndex::Hnsw,
+                    "ivfflat" => NearestIndex::Ivfflat,
+                    _ => NearestIndex::Exact,
+                });
+                break;
+            }
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    });
+    found.ok().flatten()
 }
 
 /// The rows each shard query returns: (constant LIMIT + OFFSET, or the parameter of a
@@ -90,26 +174,4 @@ unsafe fn shard_limit(
         }
         (None, None)
     }
-}
-
-thread_local! {
-    /// Operators looked up: whether an index access method orders by each.
-    static ORDERING: RefCell<HashMap<u32, bool>> = RefCell::new(HashMap::new());
-}
-
-/// Whether `opno` is an ordering operator of some index operator family (`pg_amop` with
-/// purpose `o`): an index scan can return rows in its order.
-fn orders_an_index(opno: pg_sys::Oid) -> bool {
-    if let Some(known) = ORDERING.with(|c| c.borrow().get(&opno.to_u32()).copied()) {
-        return known;
-    }
-    let ordering = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_amop WHERE amopopr = $1 AND amoppurpose = 'o')",
-        &[opno.into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false);
-    ORDERING.with(|c| c.borrow_mut().insert(opno.to_u32(), ordering));
-    ordering
 }

@@ -476,6 +476,7 @@ fn tables(sql: &str, local: bool) -> String {
 
 /// What the engine refuses, each with SQLSTATE 0A000 (feature not supported) and a hint.
 const REFUSED: &[&str] = &[
+    "SELECT unnest(tags), count(*) OVER () FROM E",
     "SELECT tenant_id, rank() OVER (ORDER BY count(*) DESC, tenant_id) FROM E GROUP BY tenant_id",
     "WITH r AS (SELECT tenant_id, rank() OVER (ORDER BY count(*) DESC, tenant_id) AS rk FROM E GROUP BY tenant_id) SELECT * FROM r WHERE rk <= 5",
     "SELECT k.kind, count(e.event_id) FROM (SELECT kind FROM l_kinds) k LEFT JOIN E e USING (kind) GROUP BY k.kind",

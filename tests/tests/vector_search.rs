@@ -182,7 +182,19 @@ fn lock_timeout_reaches_the_shard_queries() {
         Some("55P03"),
         "{err}"
     );
-    c.batch_execute("RESET lock_timeout").unwrap();
+    // RESET reaches the node too: with the lock still held, the statement now waits until
+    // the session's statement_timeout (also sent to the node) ends it, not lock_timeout.
+    c.batch_execute("RESET lock_timeout; SET statement_timeout = '1500ms'")
+        .unwrap();
+    let err = c
+        .query("SELECT count(*) FROM public.vs_locked", &[])
+        .expect_err("the statement waits until statement_timeout");
+    assert_eq!(
+        err.code().map(|s| s.code().to_string()).as_deref(),
+        Some("57014"),
+        "{err}"
+    );
+    c.batch_execute("RESET statement_timeout").unwrap();
     holder.batch_execute("ROLLBACK").unwrap();
     assert_eq!(
         c.query_one("SELECT count(*) FROM public.vs_locked", &[])

@@ -170,7 +170,10 @@ pub struct DistPlan {
 /// `<#>`, `<+>`, `<~>`, `<%>`; GiST's `<->`), with a LIMIT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nearest {
-    /// The shard query has a WHERE clause (a filter an index scan applies after the search).
+    /// The kind of the table's index that serves the ORDER BY.
+    pub index: NearestIndex,
+    /// The shard query has a WHERE clause or row-level security (a filter an index scan applies
+    /// after the search).
     pub filtered: bool,
     /// The rows each shard query returns: LIMIT + OFFSET, when both are constants or the LIMIT
     /// is a parameter (`limit_param`) and there is no OFFSET.
@@ -326,6 +329,28 @@ impl SubKind {
     }
 }
 
+/// An index that returns rows in distance order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NearestIndex {
+    /// pgvector's HNSW: approximate, `hnsw.ef_search` candidates (more with an iterative scan).
+    Hnsw,
+    /// pgvector's IVFFlat: approximate, the rows of `ivfflat.probes` lists.
+    Ivfflat,
+    /// Any other (GiST, SP-GiST): every row, in exact order.
+    Exact,
+}
+
+impl NearestIndex {
+    /// The setting that makes a scan of this index go on until a filter leaves enough rows.
+    pub fn iterative_setting(self) -> Option<&'static str> {
+        match self {
+            NearestIndex::Hnsw => Some("hnsw.iterative_scan"),
+            NearestIndex::Ivfflat => Some("ivfflat.iterative_scan"),
+            NearestIndex::Exact => None,
+        }
+    }
+}
+
 impl Nearest {
     /// `hnsw.ef_search` for each of `shards` shard searches of a session that has `ef`: the
     /// union of the shards' candidates is what the coordinator picks from, and each shard's
@@ -411,6 +436,7 @@ mod tests {
             modifying_cte: false,
             calls_volatile: false,
             nearest: Some(Nearest {
+                index: NearestIndex::Hnsw,
                 filtered: true,
                 limit: None,
                 limit_param: Some(2),

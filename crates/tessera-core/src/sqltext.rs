@@ -194,6 +194,34 @@ pub fn do_block(body: &str) -> String {
     format!("DO {tag}{body}{tag}")
 }
 
+/// `s` without the parentheses around the whole of it (an index expression is printed in one
+/// pair more than the same expression elsewhere).
+pub fn unparenthesized(s: &str) -> &str {
+    let mut s = s.trim();
+    while s.starts_with('(') && s.ends_with(')') && closes_at_end(s) {
+        s = s[1..s.len() - 1].trim();
+    }
+    s
+}
+
+/// Whether the parenthesis that opens `s` is the one that closes it.
+fn closes_at_end(s: &str) -> bool {
+    let mut depth = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i == s.len() - 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,5 +304,15 @@ mod tests {
             r#"{"a",NULL,"x\"y\\z","","NULL"}"#
         );
         assert_eq!(array_literal(&[], ','), "{}");
+    }
+
+    #[test]
+    fn outer_parentheses_go() {
+        assert_eq!(
+            unparenthesized("((embedding)::halfvec(3))"),
+            "(embedding)::halfvec(3)"
+        );
+        assert_eq!(unparenthesized("(a) + (b)"), "(a) + (b)");
+        assert_eq!(unparenthesized(" ((x)) "), "x");
     }
 }

@@ -65,6 +65,14 @@ pub(super) unsafe fn as_written(u: &Utility) -> TResult<Step> {
     let sql = u.text();
     // SAFETY: forwarded.
     let named = unsafe { named_schema(u) };
+    // A session's temporary object (`CREATE FUNCTION pg_temp.f ...`) is the coordinator's
+    // alone: on a worker it would be another session's, and its transaction could not prepare.
+    if named
+        .as_deref()
+        .is_some_and(|s| s == "pg_temp" || s.starts_with("pg_temp_"))
+    {
+        return Ok(Step::Pass);
+    }
     let path: Vec<String> = Spi::connect(|client| {
         let mut out = Vec::new();
         for row in client.select(

@@ -206,15 +206,17 @@ unsafe fn int8_const(v: i64) -> *mut pg_sys::Node {
     }
 }
 
-/// `l + r` for two int8 expressions.
-unsafe fn int8_plus(l: *mut pg_sys::Node, r: *mut pg_sys::Node) -> *mut pg_sys::Node {
-    /// `+(int8, int8)` and its function `int8pl` (fixed OIDs of the catalog).
-    const INT8_PLUS: u32 = 684;
-    const INT8PL: u32 = 463;
+/// `l <op> r` for two int8 expressions, with the operator and its function by OID.
+unsafe fn int8_op(
+    op: u32,
+    func: u32,
+    l: *mut pg_sys::Node,
+    r: *mut pg_sys::Node,
+) -> *mut pg_sys::Node {
     // SAFETY: make_opclause allocates an OpExpr over the two valid expressions.
     unsafe {
         let e = pg_sys::make_opclause(
-            pg_sys::Oid::from(INT8_PLUS),
+            pg_sys::Oid::from(op),
             pg_sys::INT8OID,
             false,
             l as *mut pg_sys::Expr,
@@ -222,8 +224,43 @@ unsafe fn int8_plus(l: *mut pg_sys::Node, r: *mut pg_sys::Node) -> *mut pg_sys::
             pg_sys::InvalidOid,
             pg_sys::InvalidOid,
         ) as *mut pg_sys::OpExpr;
-        (*e).opfuncid = pg_sys::Oid::from(INT8PL);
+        (*e).opfuncid = pg_sys::Oid::from(func);
         e as *mut pg_sys::Node
+    }
+}
+
+/// `LEAST(a, b)` or `GREATEST(a, b)` of two int8 expressions.
+unsafe fn int8_min_max(
+    op: pg_sys::MinMaxOp::Type,
+    a: *mut pg_sys::Node,
+    b: *mut pg_sys::Node,
+) -> *mut pg_sys::Node {
+    // SAFETY: a zeroed MinMaxExpr in the current memory context, filled in.
+    unsafe {
+        let m =
+            pg_sys::palloc0(std::mem::size_of::<pg_sys::MinMaxExpr>()) as *mut pg_sys::MinMaxExpr;
+        (*m).xpr.type_ = pg_sys::NodeTag::T_MinMaxExpr;
+        (*m).minmaxtype = pg_sys::INT8OID;
+        (*m).op = op;
+        (*m).args = make_list(&[a, b]);
+        (*m).location = -1;
+        m as *mut pg_sys::Node
+    }
+}
+
+/// `count + offset` that never overflows: `LEAST(count, max - GREATEST(offset, 0)) +
+/// GREATEST(offset, 0)`. A NULL count (no limit) gives a limit no shard reaches; a NULL or
+/// negative offset counts as 0 (the coordinator reports a negative one).
+unsafe fn saturating_sum(count: *mut pg_sys::Node, offset: *mut pg_sys::Node) -> *mut pg_sys::Node {
+    /// `+(int8, int8)`, `-(int8, int8)` and their functions (fixed OIDs of the catalog).
+    const INT8_PLUS: (u32, u32) = (684, 463);
+    const INT8_MINUS: (u32, u32) = (685, 464);
+    // SAFETY: building expressions over valid ones.
+    unsafe {
+        let off = || int8_min_max(pg_sys::MinMaxOp::IS_GREATEST, copy(offset), int8_const(0));
+        let room = int8_op(INT8_MINUS.0, INT8_MINUS.1, int8_const(i64::MAX), off());
+        let count = int8_min_max(pg_sys::MinMaxOp::IS_LEAST, count, room);
+        int8_op(INT8_PLUS.0, INT8_PLUS.1, count, off())
     }
 }
 
@@ -324,9 +361,9 @@ pub(crate) unsafe fn limit_shards(parse: *mut pg_sys::Query, w: *mut pg_sys::Que
             _ if !limited => std::ptr::null_mut(),
             (Some(c), Some(o)) => int8_const(c.saturating_add(o)),
             // A parameter (`LIMIT $2`, `OFFSET $3`): the shards compute count + offset
-            // themselves (NULL, no limit, stays NULL).
+            // themselves, without overflow (`LIMIT 9223372036854775807 OFFSET 5`).
             (_, Some(0)) => copy((*parse).limitCount),
-            _ => int8_plus(copy((*parse).limitCount), copy((*parse).limitOffset)),
+            _ => saturating_sum(copy((*parse).limitCount), copy((*parse).limitOffset)),
         };
         (*w).limitOffset = std::ptr::null_mut();
     }

@@ -130,6 +130,14 @@ unsafe fn leads(prefix: *mut pg_sys::List, sort: *mut pg_sys::List) -> bool {
 pub(crate) unsafe fn split(parse: *mut pg_sys::Query) -> TResult<Split> {
     // SAFETY: copying and editing Query trees.
     unsafe {
+        if (*parse).hasTargetSRFs {
+            // PostgreSQL computes window functions before the select list's set-returning
+            // functions expand the rows; the workers would expand them first.
+            return Err(unsupported(
+                "set-returning functions next to window functions not partitioned by the distribution column are not supported across shards",
+                "Move the set-returning function into a subquery, or partition the window by the distribution column.",
+            ));
+        }
         let mut p = Pull {
             worker: Vec::new(),
             functions: Vec::new(),
