@@ -112,8 +112,8 @@ SELECT type, object_names FROM pg_dist_object WHERE type LIKE 'text search%';
 DROP TEXT SEARCH CONFIGURATION obj_ts;
 SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_ts_config WHERE cfgname = 'obj_ts'$$);
 SELECT count(*) FROM pg_dist_object WHERE type LIKE 'text search%';
--- A temporary function is the session's own: it stays on the coordinator, and a query on a
--- distributed table can call it there.
+-- A temporary function is the session's own: it stays on the coordinator (on a worker it
+-- would belong to another session, whose transaction could not prepare).
 CREATE FUNCTION pg_temp.obj_plus_one(x int) RETURNS int LANGUAGE sql AS 'SELECT x + 1';
 SELECT pg_temp.obj_plus_one(1);
 SELECT count(*) FROM pg_dist_object WHERE object_names[2] = 'obj_plus_one';
