@@ -4,7 +4,8 @@
 # index, for hnsw.ef_search in {10, 20, 40, 100} set in the session only (connection
 # options), at 1 client (latency) and 4 clients (throughput).
 #
-# Data: a Gaussian mixture (BENCH_ANN_CLUSTERS centres, fixed seed), BENCH_ANN_ROWS rows of
+# Data: a Gaussian mixture (BENCH_ANN_CLUSTERS centres uniform in [-1, 1] per dimension, noise
+# of BENCH_ANN_SIGMA (0.5) per dimension, fixed seed), BENCH_ANN_ROWS rows of
 # BENCH_ANN_DIMS dimensions (100000 x 128), and BENCH_ANN_QUERIES held-out query vectors
 # (200) drawn from the same mixture; the ground truth is an exact search (no index) on the
 # baseline. Every run on both sides uses the same index options (m = 16, ef_construction = 64).
@@ -26,6 +27,7 @@ ROWS=${BENCH_ANN_ROWS:-100000}
 DIMS=${BENCH_ANN_DIMS:-128}
 QUERIES=${BENCH_ANN_QUERIES:-200}
 CLUSTERS=${BENCH_ANN_CLUSTERS:-50}
+SIGMA=${BENCH_ANN_SIGMA:-0.5}
 ROWS_1536=${BENCH_ANN_ROWS_1536:-10000}
 EFS=(10 20 40 100)
 
@@ -42,9 +44,9 @@ DROP TABLE IF EXISTS ann_centres$s, ann_points$s, ann_queries$s, ann_truth$s;
 SELECT setseed(0.17);
 CREATE TABLE ann_centres$s AS
 SELECT c, array_agg(random() * 2 - 1 ORDER BY d) AS x FROM generate_series(1, $CLUSTERS) c, generate_series(1, $dims) d GROUP BY c;
--- Each point: a centre plus Gaussian noise (Box-Muller), sigma 0.15 per dimension.
+-- Each point: a centre plus Gaussian noise (Box-Muller), SIGMA per dimension.
 CREATE TABLE ann_points$s AS
-SELECT i AS id, (SELECT array_agg(x[d] + 0.15 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) ORDER BY d)
+SELECT i AS id, (SELECT array_agg(x[d] + $SIGMA * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) ORDER BY d)
                    FROM generate_series(1, $dims) d)::vector($dims) AS embedding
   FROM generate_series(1, $rows + $queries) i
   JOIN ann_centres$s ON c = 1 + (i * 7919) % $CLUSTERS;
@@ -56,8 +58,9 @@ SELECT q, ARRAY(SELECT id FROM ann_points$s ORDER BY embedding <-> v LIMIT 10) A
 SQL
 }
 
-# load PORT TABLE SHARDS SUFFIX: the points into TABLE (distributed with SHARDS shards when
-# SHARDS > 0), queries as a reference table (so a shard query reads its vector locally).
+# load PORT TABLE SHARDS SUFFIX DIMS: the points into TABLE (distributed with SHARDS shards
+# when SHARDS > 0); the queries and the ground truth as plain tables on the coordinator, so a
+# query's vector is at hand there as an application's would be (it sends it as a parameter).
 load() {
     local port=$1 table=$2 shards=$3 s=$4 dims=$5
     psql_on "$port" <<SQL
@@ -70,10 +73,9 @@ CREATE TABLE IF NOT EXISTS ann_truth$s (q int PRIMARY KEY, ids int[]);
 SQL
     if [ "$shards" -gt 0 ]; then
         psql_on "$port" -c "SELECT create_distributed_table('$table', 'id', shard_count => $shards)" >/dev/null
-        if ! psql_on "$port" -Atc "SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'ann_queries$s'::regclass" | grep -q 1; then
+        if [ "$(psql_on "$port" -Atc "SELECT count(*) FROM ann_queries$s")" = 0 ]; then
             psql_on "$BASE_PORT" -c "COPY ann_queries$s TO STDOUT" | psql_on "$port" -c "COPY ann_queries$s FROM STDIN"
             psql_on "$BASE_PORT" -c "COPY ann_truth$s TO STDOUT" | psql_on "$port" -c "COPY ann_truth$s FROM STDIN"
-            psql_on "$port" -c "SELECT create_reference_table('ann_queries$s')" >/dev/null
         fi
     fi
     psql_on "$BASE_PORT" -c "COPY ann_points$s TO STDOUT" | psql_on "$port" -c "COPY $table FROM STDIN"
@@ -118,7 +120,7 @@ qps() {
     rm -f "$script"
 }
 
-echo "==> data: $ROWS x $DIMS (Gaussian mixture of $CLUSTERS), $QUERIES held-out queries, exact ground truth"
+echo "==> data: $ROWS x $DIMS (Gaussian mixture of $CLUSTERS, sigma $SIGMA), $QUERIES held-out queries, exact ground truth"
 make_data "" "$ROWS" "$DIMS" "$QUERIES"
 echo "==> HNSW build (m 16, ef_construction 64): seconds"
 b_base=$(load "$BASE_PORT" ann_base 0 "" "$DIMS")

@@ -310,6 +310,27 @@ SELECT node_name, node_port, gid, prepared::timestamptz AS prepared,
 ALTER VIEW citus.tessera_in_doubt_transactions SET SCHEMA pg_catalog;
 REVOKE ALL ON FUNCTION citus.tessera_in_doubt_transactions() FROM public;
 
+-- The index builds running on the workers, from each node's pg_stat_progress_create_index: the
+-- shard each build is on, its phase and how far it got (pgvector's HNSW and IVFFlat builds
+-- report their phases and tuples). A CREATE INDEX on a distributed table builds one shard at a
+-- time per node, all nodes at once. As pg_stat_progress_create_index, a role sees the details
+-- of its own builds (pg_read_all_stats: all of them).
+CREATE VIEW citus.tessera_index_build_progress AS
+SELECT r.nodename AS node_name, r.nodeport AS node_port, p.pid, p.shard, p.command, p.phase,
+       p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done
+  FROM pg_catalog.run_command_on_workers($cmd$
+         SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
+                  'pid', pid, 'shard', relid::regclass::text, 'command', command, 'phase', phase,
+                  'blocks_total', blocks_total, 'blocks_done', blocks_done,
+                  'tuples_total', tuples_total, 'tuples_done', tuples_done)), '[]')
+           FROM pg_catalog.pg_stat_progress_create_index
+          WHERE datname = pg_catalog.current_database()$cmd$) r,
+       LATERAL pg_catalog.json_to_recordset(CASE WHEN r.success THEN r.result::json ELSE '[]' END)
+         AS p(pid integer, shard text, command text, phase text, blocks_total bigint,
+              blocks_done bigint, tuples_total bigint, tuples_done bigint);
+ALTER VIEW citus.tessera_index_build_progress SET SCHEMA pg_catalog;
+GRANT SELECT ON pg_catalog.tessera_index_build_progress TO public;
+
 -- Drops the objects recorded in pg_dist_cleanup (old placements of moved shards) that it can: a
 -- placement still in use is left for the next run.
 CREATE PROCEDURE pg_catalog.citus_cleanup_orphaned_resources()

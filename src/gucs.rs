@@ -90,6 +90,12 @@ static ENABLE_ANN_INDEX_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// searches a smaller graph, so the union keeps its recall with less work per shard.
 static ANN_EF_SEARCH_SCALING: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// `tessera.max_index_builds_per_node` (1): how many shard indexes `CREATE INDEX CONCURRENTLY`
+/// on a distributed table builds at a time on each node (every node at once). An HNSW build
+/// takes `maintenance_work_mem` and a core; a plain `CREATE INDEX` builds one at a time per
+/// node, in the statement's transaction.
+static MAX_INDEX_BUILDS_PER_NODE: GucSetting<i32> = GucSetting::<i32>::new(1);
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"citus.node_connection_timeout",
@@ -235,6 +241,16 @@ that serves the ORDER BY is used even on small shards.",
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"tessera.max_index_builds_per_node",
+        c"Shard indexes CREATE INDEX CONCURRENTLY builds at a time on each node.",
+        c"Every node builds at once; a plain CREATE INDEX builds one shard at a time per node.",
+        &MAX_INDEX_BUILDS_PER_NODE,
+        1,
+        64,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     // SAFETY: called from _PG_init, in the postmaster or a backend's start, single-threaded.
     unsafe {
         pgrx::pg_sys::MarkGUCPrefixReserved(c"citus".as_ptr());
@@ -328,4 +344,8 @@ pub fn enable_ann_index_scan() -> bool {
 
 pub fn ann_ef_search_scaling() -> bool {
     ANN_EF_SEARCH_SCALING.get()
+}
+
+pub fn max_index_builds_per_node() -> usize {
+    MAX_INDEX_BUILDS_PER_NODE.get().max(1) as usize
 }

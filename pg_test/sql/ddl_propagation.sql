@@ -24,10 +24,17 @@ CREATE INDEX ON docs (title);
 CREATE UNIQUE INDEX docs_tenant_title ON docs (tenant_id, title);
 SELECT sum(result::int) AS shard_indexes FROM run_command_on_workers($$
   SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relname ~ '^docs_[0-9]+$'$$);
--- Refused: a unique index without the distribution column; CONCURRENTLY.
+-- Refused: a unique index without the distribution column (CONCURRENTLY too, before the
+-- coordinator's index is built).
 CREATE UNIQUE INDEX docs_title_only ON docs (title);
+CREATE UNIQUE INDEX CONCURRENTLY docs_title_only ON docs (title);
+-- CONCURRENTLY: the coordinator's index, then each shard's outside a transaction block.
 CREATE INDEX CONCURRENTLY docs_conc ON docs (doc_id);
+SELECT sum(result::int) AS valid_shard_indexes FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_index WHERE indisvalid AND indexrelid::regclass::text LIKE 'docs_conc%'$$);
+DROP INDEX CONCURRENTLY docs_conc;
 SELECT count(*) FROM pg_indexes WHERE indexname IN ('docs_title_only', 'docs_conc');
+SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_class WHERE relname LIKE 'docs_conc%'$$);
 -- In a transaction that rolls back, no shard index remains.
 BEGIN;
 CREATE INDEX docs_doc_id ON docs (doc_id);

@@ -179,6 +179,32 @@ SELECT rows_of(replace(replace(:'hybrid', 'TBL', 'docs'), 'FILTER', 'tenant_id =
      = rows_of(replace(replace(:'hybrid', 'TBL', 'docs_local'), 'FILTER', 'tenant_id = 3')) AS hybrid_tenant_same;
 RESET hnsw.ef_search;
 
+-- CREATE INDEX CONCURRENTLY of an HNSW index: writes go on while the shards' indexes are
+-- built, at most tessera.max_index_builds_per_node at a time per node, every node at once.
+CREATE TABLE chunks (tenant_id int NOT NULL, id int NOT NULL, embedding vector(3), PRIMARY KEY (tenant_id, id));
+SELECT create_distributed_table('chunks', 'tenant_id', shard_count => 8);
+INSERT INTO chunks SELECT i % 10, i, ARRAY[sin(i), cos(i), sin(2 * i)]::real[]::vector FROM generate_series(1, 300) i;
+SET tessera.max_index_builds_per_node = 2;
+CREATE INDEX CONCURRENTLY chunks_hnsw ON chunks USING hnsw (embedding vector_l2_ops);
+RESET tessera.max_index_builds_per_node;
+SELECT sum(result::int) AS valid_shard_indexes FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_index WHERE indisvalid AND indexrelid::regclass::text LIKE 'ann.chunks_hnsw%'$$);
+ANALYZE chunks;
+EXPLAIN (COSTS OFF) SELECT id FROM chunks ORDER BY embedding <-> '[1,0,0]' LIMIT 3;
+-- A shard whose build fails keeps an invalid index, as CONCURRENTLY does on one node; the
+-- error says what to do.
+ALTER TABLE chunks DROP CONSTRAINT chunks_pkey;
+INSERT INTO chunks VALUES (1, 1, '[1,0,0]');
+CREATE UNIQUE INDEX CONCURRENTLY chunks_unique ON chunks (tenant_id, id);
+SELECT sum(result::int) AS invalid_shard_indexes FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_index WHERE NOT indisvalid AND indexrelid::regclass::text LIKE 'ann.chunks_unique%'$$);
+DROP INDEX CONCURRENTLY chunks_unique;
+DROP INDEX CONCURRENTLY chunks_hnsw;
+SELECT sum(result::int) AS shard_indexes_left FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_class WHERE relname LIKE 'chunks_hnsw%' OR relname LIKE 'chunks_unique%'$$);
+-- The builds running on the workers, with their phase (none now).
+SELECT count(*) FROM tessera_index_build_progress;
+
 RESET ROLE;
 DROP SCHEMA ann CASCADE;
 DROP ROLE ann_app;

@@ -154,6 +154,61 @@ pub(crate) fn run_per_group_in(per_group: PerGroup, all: &[Node], scope: Scope) 
     Ok(())
 }
 
+/// Runs commands that cannot run in a transaction block (`CREATE INDEX CONCURRENTLY`) on the
+/// nodes in autocommit, at most `per_node` at a time on each node and every node at once: in
+/// rounds, each taking the next `per_node` commands of every node. Group 0 (the coordinator)
+/// runs its commands through SPI, in the statement's transaction, as given.
+pub(crate) fn run_per_group_in_rounds(
+    per_group: PerGroup,
+    all: &[Node],
+    per_node: usize,
+) -> TResult<()> {
+    let addresses = group_nodes(all);
+    let per_node = per_node.max(1);
+    let settings = std::rc::Rc::new(crate::connection::Settings::session());
+    let mut queues = Vec::new();
+    for (group, commands) in per_group {
+        if group == tessera_core::node::COORDINATOR_GROUP_ID {
+            for (sql, params) in commands {
+                let args: Vec<pgrx::datum::DatumWithOid> =
+                    params.into_iter().map(|p| p.into()).collect();
+                internally(|| Spi::run_with_args(&sql, &args))?;
+            }
+            continue;
+        }
+        let node = addresses.get(&group).ok_or_else(|| {
+            TesseraError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("no active node serves group {group}"),
+            )
+            .hint("Activate the group's node with citus_activate_node.")
+        })?;
+        queues.push((node.clone(), commands));
+    }
+    let mut round = 0;
+    loop {
+        let mut tasks = Vec::new();
+        for (node, commands) in &queues {
+            for (sql, params) in commands.iter().skip(round * per_node).take(per_node) {
+                tasks.push(
+                    RemoteTask::new(ConnKey::for_current_session(node), sql.clone())
+                        .with_params(params.clone())
+                        .in_scope(Scope::Autocommit)
+                        .with_settings(settings.clone()),
+                );
+            }
+        }
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let width = tasks.len();
+        for r in run_tasks(&tasks, width)? {
+            r.map_err(|e| e.into_tessera())?;
+        }
+        round += 1;
+    }
+}
+
 /// Adds, for every shard of `relid`, the command `sql_for(qualified shard object)` on every node
 /// that holds a placement of it. `object` names the per-shard object: the table itself, or one
 /// of its indexes (named `<index>_<shardid>` on shards).

@@ -204,3 +204,80 @@ fn lock_timeout_reaches_the_shard_queries() {
     );
     c.batch_execute("DROP TABLE public.vs_locked").unwrap();
 }
+
+#[test]
+fn index_builds_show_their_progress_and_concurrently_lets_writes_go_on() {
+    let mut c = coordinator();
+    c.batch_execute(
+        "DROP TABLE IF EXISTS public.vs_build;
+         CREATE EXTENSION IF NOT EXISTS vector;
+         CREATE TABLE public.vs_build (tenant_id int NOT NULL, id int NOT NULL, embedding vector(64));
+         SELECT create_distributed_table('public.vs_build', 'tenant_id', shard_count => 4);
+         INSERT INTO public.vs_build
+         SELECT i % 97, i, (SELECT array_agg(sin(i * g + g)) FROM generate_series(1, 64) g)::vector
+           FROM generate_series(1, 60000) i;",
+    )
+    .unwrap();
+    let build = std::thread::spawn(|| {
+        let mut b = coordinator();
+        b.batch_execute(
+            "CREATE INDEX CONCURRENTLY vs_build_hnsw ON public.vs_build
+               USING hnsw (embedding vector_l2_ops) WITH (m = 16, ef_construction = 200)",
+        )
+        .unwrap();
+    });
+    // While the shards' indexes are built, the view shows them, one per node at a time, and
+    // writes to the table go on.
+    let mut seen = Vec::new();
+    let mut most_per_node = 0;
+    let mut wrote = 0;
+    while !build.is_finished() {
+        for r in c
+            .query(
+                "SELECT node_port, shard, phase FROM tessera_index_build_progress
+                  WHERE shard LIKE '%vs_build%'",
+                &[],
+            )
+            .unwrap()
+        {
+            let (port, shard, phase): (i32, String, String) = (r.get(0), r.get(1), r.get(2));
+            if !seen.contains(&shard) {
+                seen.push(shard);
+            }
+            assert!(!phase.is_empty());
+            let _ = port;
+        }
+        let per_node: i64 = c
+            .query_one(
+                "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM tessera_index_build_progress
+                  WHERE shard LIKE '%vs_build%' GROUP BY node_port) x",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        most_per_node = most_per_node.max(per_node);
+        if wrote < 20 {
+            c.execute(
+                "INSERT INTO public.vs_build VALUES ($1, $1, array_fill(0.5::real, ARRAY[64])::vector)",
+                &[&(100_000 + wrote)],
+            )
+            .unwrap();
+            wrote += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    build.join().unwrap();
+    assert!(!seen.is_empty(), "the progress view showed no build");
+    assert!(most_per_node <= 1, "at most one build per node at a time");
+    assert!(wrote > 0);
+    let valid: i64 = c
+        .query_one(
+            "SELECT sum(result::int) FROM run_command_on_workers($$
+               SELECT count(*) FROM pg_index WHERE indisvalid AND indexrelid::regclass::text LIKE 'vs_build_hnsw%'$$)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(valid, 4);
+    c.batch_execute("DROP TABLE public.vs_build").unwrap();
+}

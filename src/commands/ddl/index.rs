@@ -1,6 +1,9 @@
 //! CREATE INDEX on a distributed table: the new index, renamed `<index>_<shardid>`, on every
-//! shard (pgvector's hnsw and ivfflat included); DROP INDEX drops the shard indexes. Forms the
-//! shards cannot follow yet (CONCURRENTLY, REINDEX, ALTER INDEX, RENAME) are refused.
+//! shard (pgvector's hnsw and ivfflat included); DROP INDEX drops the shard indexes.
+//! `CREATE INDEX CONCURRENTLY` builds the coordinator's index, then each shard's outside a
+//! transaction block, `tessera.max_index_builds_per_node` at a time per node, every node at
+//! once; `DROP INDEX CONCURRENTLY` likewise. Forms the shards cannot follow yet (REINDEX
+//! CONCURRENTLY, ALTER INDEX, RENAME) are refused.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -31,14 +34,14 @@ pub(crate) fn indexes_of(relid: pg_sys::Oid) -> TResult<Vec<pg_sys::Oid>> {
     })
 }
 
-fn concurrently_unsupported(what: &str) -> TesseraError {
-    TesseraError::new(
-        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-        format!("{what} CONCURRENTLY is not supported on distributed tables yet"),
-    )
-    .hint(format!(
-        "Run {what} without CONCURRENTLY: the shards are handled in parallel on the workers."
-    ))
+/// `CREATE [UNIQUE] INDEX CONCURRENTLY ...` of a shard's `CREATE [UNIQUE] INDEX ...`.
+fn concurrently(ddl: &str) -> String {
+    for prefix in ["CREATE UNIQUE INDEX ", "CREATE INDEX "] {
+        if let Some(rest) = ddl.strip_prefix(prefix) {
+            return format!("{prefix}CONCURRENTLY {rest}");
+        }
+    }
+    ddl.to_string()
 }
 
 /// # Safety
@@ -52,8 +55,32 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
         return Ok(Step::Pass);
     }
     // SAFETY: reading the IndexStmt.
-    if unsafe { (*s).concurrent } {
-        return Err(concurrently_unsupported("CREATE INDEX"));
+    let concurrent = unsafe { (*s).concurrent };
+    // CREATE INDEX CONCURRENTLY commits the coordinator's index before the shards are built:
+    // what the shards would refuse is refused first.
+    // SAFETY: an IndexStmt's indexParams are IndexElems.
+    if concurrent && unsafe { (*s).unique } {
+        let dist = catalog::find(relid)?.expect("checked above");
+        if dist.dist_attnum > 0 {
+            // SAFETY: a lookup of the table's column name by number.
+            let column = unsafe {
+                crate::pg::nodes::string(pg_sys::get_attname(relid, dist.dist_attnum, false))
+            };
+            // SAFETY: as above.
+            let covers = unsafe {
+                list_ptrs((*s).indexParams).into_iter().any(|e| {
+                    let e = e as *mut pg_sys::IndexElem;
+                    !(*e).name.is_null() && crate::pg::nodes::string((*e).name) == column
+                })
+            };
+            if !covers {
+                return Err(TesseraError::new(
+                    PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION,
+                    "cannot create a unique index on a distributed table without its distribution column",
+                )
+                .hint("Include the distribution column in the unique index."));
+            }
+        }
     }
     let before = indexes_of(relid)?;
     Ok(Step::Propagate(Box::new(move || {
@@ -81,10 +108,30 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
                 }
             }
             push_per_shard(&mut per_group, relid, &schema, &table, |_, shard_id, _| {
-                Ok(vec![shard_index_ddl(
-                    &schema, &table, &name, &def, shard_id,
-                )?])
+                let ddl = shard_index_ddl(&schema, &table, &name, &def, shard_id)?;
+                Ok(vec![if concurrent { concurrently(&ddl) } else { ddl }])
             })?;
+        }
+        if concurrent {
+            // The coordinator's index is built and committed already; each shard's is built
+            // outside a transaction block, `tessera.max_index_builds_per_node` at a time per
+            // node (the coordinator's own placements in this transaction, not concurrently).
+            if let Some(local) = per_group.get_mut(&tessera_core::node::COORDINATOR_GROUP_ID) {
+                for (sql, _) in local.iter_mut() {
+                    *sql = sql.replacen(" CONCURRENTLY", "", 1);
+                }
+            }
+            return crate::commands::run_per_group_in_rounds(
+                per_group,
+                &crate::metadata::node::all()?,
+                crate::gucs::max_index_builds_per_node(),
+            )
+            .map_err(|e| {
+                e.hint(
+                    "A shard whose build failed keeps an invalid index, as CREATE INDEX \
+                     CONCURRENTLY leaves one: DROP INDEX the index and create it again.",
+                )
+            });
         }
         super::run_batched(per_group)?;
         for index in new {
@@ -114,10 +161,6 @@ pub(super) unsafe fn drop(u: &Utility) -> TResult<Step> {
         if table == pg_sys::InvalidOid || catalog::find(table)?.is_none() {
             continue;
         }
-        // SAFETY: reading the DropStmt.
-        if unsafe { (*s).concurrent } {
-            return Err(concurrently_unsupported("DROP INDEX"));
-        }
         let (schema, _) = rel_schema_and_name(table);
         let (_, index_name) = rel_schema_and_name(index);
         indexes.push((table, schema, index_name));
@@ -125,12 +168,31 @@ pub(super) unsafe fn drop(u: &Utility) -> TResult<Step> {
     if indexes.is_empty() {
         return Ok(Step::Pass);
     }
+    // SAFETY: reading the DropStmt.
+    let concurrent = unsafe { (*s).concurrent };
     Ok(Step::Propagate(Box::new(move || {
         let mut per_group = PerGroup::new();
         for (table, schema, index) in indexes {
             push_per_placement(&mut per_group, table, &schema, &index, |i| {
-                format!("DROP INDEX IF EXISTS {i}")
+                if concurrent {
+                    format!("DROP INDEX CONCURRENTLY IF EXISTS {i}")
+                } else {
+                    format!("DROP INDEX IF EXISTS {i}")
+                }
             })?;
+        }
+        if concurrent {
+            // As CREATE INDEX CONCURRENTLY: outside a transaction block on the workers.
+            if let Some(local) = per_group.get_mut(&tessera_core::node::COORDINATOR_GROUP_ID) {
+                for (sql, _) in local.iter_mut() {
+                    *sql = sql.replacen(" CONCURRENTLY", "", 1);
+                }
+            }
+            return crate::commands::run_per_group_in_rounds(
+                per_group,
+                &crate::metadata::node::all()?,
+                crate::gucs::max_index_builds_per_node(),
+            );
         }
         super::run_batched(per_group)
     })))
