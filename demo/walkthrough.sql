@@ -213,10 +213,12 @@ SET ROLE app_user;
 \echo 'HNSW index (Task Settings: sorting off, so even a small shard uses the index), all shards'
 \echo 'at once, and the coordinator merges the 8 top-10 lists:'
 SET hnsw.ef_search = 100;
-PREPARE similar(vector, bigint) AS
+PREPARE similar_chunks(vector, bigint) AS
   SELECT tenant_id, chunk_id, content, embedding <=> $1 AS distance FROM chunks ORDER BY embedding <=> $1 LIMIT $2;
-EXPLAIN (COSTS OFF) EXECUTE similar((SELECT embedding FROM chunks WHERE tenant_id = 7 AND chunk_id = 7), 10);
-EXECUTE similar((SELECT embedding FROM chunks WHERE tenant_id = 7 AND chunk_id = 7), 5);
+-- The application sends the query vector as a parameter; here it is chunk 7's embedding.
+SELECT embedding AS query_vector FROM chunks WHERE tenant_id = 7 AND chunk_id = 7 \gset
+EXPLAIN (COSTS OFF) EXECUTE similar_chunks(:'query_vector', 10);
+EXECUTE similar_chunks(:'query_vector', 5);
 \echo 'Hybrid search (pgvector''s reciprocal rank fusion of a vector search and a full-text'
 \echo 'search) across all tenants:'
 WITH semantic AS (

@@ -97,6 +97,10 @@ SELECT same($$WITH nn AS (SELECT tenant_id, id FROM TBL ORDER BY embedding <=> '
        same($$SELECT x.id, x.d FROM (SELECT id, embedding <-> '[0,0,1]' AS d FROM TBL ORDER BY 2 LIMIT 6) x
   WHERE x.id % 3 <> 0 ORDER BY x.d$$) AS subquery;
 
+-- Ranked by the distance to a row's own vector (a subquery, run first and sent as a parameter).
+SELECT same($$SELECT id, rank() OVER (ORDER BY embedding <-> (SELECT embedding FROM TBL WHERE tenant_id = 3 AND id = 3))
+  FROM TBL ORDER BY embedding <-> (SELECT embedding FROM TBL WHERE tenant_id = 3 AND id = 3) LIMIT 5$$) AS ranked_by_subquery;
+
 -- Session settings follow the statement: with hnsw.ef_search = 1 each shard's search returns
 -- one candidate, so LIMIT 20 over the 7 shards (of 8) that hold rows gives 7 rows; SET LOCAL
 -- ends with its transaction.

@@ -289,7 +289,7 @@ pub unsafe fn extract(
 
 /// Whether no expression the coordinator evaluates reads the parameters from `first_param` on
 /// (they are values for the workers only). The plan is a Tessera Adaptive scan, possibly under
-/// the nodes of a combine step (aggregate, sort, limit, unique, result); anything else counts
+/// the nodes of a combine step (aggregate, window, sort, limit, unique, result); anything else counts
 /// as reading them.
 ///
 /// # Safety
@@ -332,6 +332,14 @@ unsafe fn coordinator_free(plan: *mut pg_sys::Plan, ctx: *mut c_void) -> bool {
             pg_sys::NodeTag::T_Result => {
                 let r = plan as *mut pg_sys::Result;
                 !reads((*r).resconstantqual) && coordinator_free((*plan).lefttree, ctx)
+            }
+            pg_sys::NodeTag::T_WindowAgg => {
+                // Window functions over the shards' rows (`combine::windows`).
+                let w = plan as *mut pg_sys::WindowAgg;
+                !reads((*w).startOffset)
+                    && !reads((*w).endOffset)
+                    && !reads((*w).runCondition as *mut pg_sys::Node)
+                    && coordinator_free((*plan).lefttree, ctx)
             }
             pg_sys::NodeTag::T_Agg
             | pg_sys::NodeTag::T_Sort
