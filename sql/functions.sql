@@ -314,20 +314,29 @@ REVOKE ALL ON FUNCTION citus.tessera_in_doubt_transactions() FROM public;
 -- shard each build is on, its phase and how far it got (pgvector's HNSW and IVFFlat builds
 -- report their phases and tuples). A CREATE INDEX on a distributed table builds one shard at a
 -- time per node, all nodes at once. As pg_stat_progress_create_index, a role sees the details
--- of its own builds (pg_read_all_stats: all of them).
+-- of its own builds (pg_read_all_stats: all of them); a node that did not answer is a row with
+-- its error.
 CREATE VIEW citus.tessera_index_build_progress AS
-SELECT r.nodename AS node_name, r.nodeport AS node_port, p.pid, p.shard, p.command, p.phase,
-       p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done
-  FROM pg_catalog.run_command_on_workers($cmd$
+WITH nodes AS (
+    SELECT * FROM pg_catalog.run_command_on_workers($cmd$
          SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
                   'pid', pid, 'shard', relid::regclass::text, 'command', command, 'phase', phase,
                   'blocks_total', blocks_total, 'blocks_done', blocks_done,
                   'tuples_total', tuples_total, 'tuples_done', tuples_done)), '[]')
            FROM pg_catalog.pg_stat_progress_create_index
-          WHERE datname = pg_catalog.current_database()$cmd$) r,
-       LATERAL pg_catalog.json_to_recordset(CASE WHEN r.success THEN r.result::json ELSE '[]' END)
+          WHERE datname = pg_catalog.current_database()$cmd$))
+SELECT r.nodename AS node_name, r.nodeport AS node_port, p.pid, p.shard, p.command, p.phase,
+       p.blocks_total, p.blocks_done, p.tuples_total, p.tuples_done, NULL::text AS error
+  FROM nodes r,
+       LATERAL pg_catalog.json_to_recordset(r.result::json)
          AS p(pid integer, shard text, command text, phase text, blocks_total bigint,
-              blocks_done bigint, tuples_total bigint, tuples_done bigint);
+              blocks_done bigint, tuples_total bigint, tuples_done bigint)
+ WHERE r.success
+UNION ALL
+-- A node that could not be asked says so, rather than looking idle.
+SELECT r.nodename, r.nodeport, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, r.result
+  FROM nodes r
+ WHERE NOT r.success;
 ALTER VIEW citus.tessera_index_build_progress SET SCHEMA pg_catalog;
 GRANT SELECT ON pg_catalog.tessera_index_build_progress TO public;
 

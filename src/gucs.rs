@@ -73,7 +73,8 @@ static ENABLE_DISTRIBUTED_PLANNER: GucSetting<bool> = GucSetting::<bool>::new(tr
 /// a custom class (`app.tenant_id`) follow without being listed.
 static PROPAGATE_SETTINGS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(
     c"hnsw.ef_search, hnsw.iterative_scan, hnsw.max_scan_tuples, hnsw.scan_mem_multiplier, \
-ivfflat.probes, ivfflat.iterative_scan, ivfflat.max_probes, statement_timeout, lock_timeout, work_mem",
+ivfflat.probes, ivfflat.iterative_scan, ivfflat.max_probes, statement_timeout, lock_timeout, work_mem, \
+maintenance_work_mem",
 ));
 
 /// `tessera.enable_ann_index_scan` (on): a shard query that returns a shard's nearest rows

@@ -32,6 +32,11 @@ CREATE UNIQUE INDEX CONCURRENTLY docs_title_only ON docs (title);
 CREATE INDEX CONCURRENTLY docs_conc ON docs (doc_id);
 SELECT sum(result::int) AS valid_shard_indexes FROM run_command_on_workers($$
   SELECT count(*) FROM pg_index WHERE indisvalid AND indexrelid::regclass::text LIKE 'docs_conc%'$$);
+-- IF NOT EXISTS of an index that exists does nothing.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS docs_conc ON docs (title);
+-- The distribution column as an INCLUDE column does not make a unique index unique on it.
+CREATE UNIQUE INDEX docs_title_incl ON docs (title) INCLUDE (tenant_id);
+CREATE UNIQUE INDEX CONCURRENTLY docs_title_incl ON docs (title) INCLUDE (tenant_id);
 DROP INDEX CONCURRENTLY docs_conc;
 SELECT count(*) FROM pg_indexes WHERE indexname IN ('docs_title_only', 'docs_conc');
 SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_class WHERE relname LIKE 'docs_conc%'$$);
@@ -115,6 +120,11 @@ SELECT sum(result::bigint) AS after_truncate FROM run_command_on_workers($$
 CREATE TABLE plans (id int PRIMARY KEY, name text NOT NULL);
 INSERT INTO plans VALUES (1, 'free'), (2, 'pro');
 SELECT create_reference_table('plans');
+-- CONCURRENTLY on a reference table: every placement (the coordinator's, if it has one, last).
+CREATE INDEX CONCURRENTLY plans_name ON plans (name);
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT count(*) FROM pg_index WHERE indisvalid AND indexrelid::regclass::text LIKE 'plans_name%'$$);
+DROP INDEX CONCURRENTLY plans_name;
 -- ... and every role, with its password verifier and memberships, and the schemas, types
 -- and functions made before it joined.
 CREATE ROLE late_group NOLOGIN;

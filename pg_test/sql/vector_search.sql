@@ -132,17 +132,36 @@ SHOW tessera.propagate_settings;
 -- after a ROLLBACK TO SAVEPOINT undid the reset on the nodes.
 SELECT count(*) FROM (SELECT id FROM items ORDER BY embedding <-> '[1,0,0]' LIMIT 3) x;
 SELECT DISTINCT result AS enable_sort FROM run_command_on_workers('SHOW enable_sort');
-CREATE FUNCTION node_enable_sort() RETURNS text LANGUAGE plpgsql VOLATILE AS
-  $$ BEGIN RETURN current_setting('enable_sort'); END $$;
+CREATE FUNCTION node_setting(name text) RETURNS text LANGUAGE plpgsql VOLATILE AS
+  $$ BEGIN RETURN current_setting(name); END $$;
 BEGIN;
 SELECT id FROM items ORDER BY embedding <-> '[1,0,0]' LIMIT 1;
 SAVEPOINT s;
 SELECT count(*) FROM items;
 ROLLBACK TO SAVEPOINT s;
 -- (A volatile function runs on the shards, here on the transaction's connections.)
-SELECT DISTINCT node_enable_sort() AS enable_sort FROM items;
+SELECT DISTINCT node_setting('enable_sort') AS enable_sort FROM items;
 COMMIT;
 SELECT DISTINCT result AS enable_sort FROM run_command_on_workers('SHOW enable_sort');
+-- The listed settings of PostgreSQL's own reach the shard queries (read there by a volatile
+-- function, which runs on the shards), and RESET gives the nodes their defaults back.
+SET work_mem = '5MB';
+SET statement_timeout = '77s';
+SET maintenance_work_mem = '99MB';
+SELECT DISTINCT node_setting('work_mem') AS work_mem, node_setting('statement_timeout') AS statement_timeout,
+       node_setting('maintenance_work_mem') AS maintenance_work_mem FROM items;
+RESET work_mem;
+RESET statement_timeout;
+RESET maintenance_work_mem;
+SELECT DISTINCT node_setting('work_mem') AS work_mem, node_setting('statement_timeout') AS statement_timeout FROM items;
+-- Settings that decide how a node reads what it is sent cannot be listed.
+SET tessera.propagate_settings = 'search_path, extra_float_digits, work_mem';
+SET search_path = public, ann;
+SET work_mem = '6MB';
+SELECT DISTINCT node_setting('search_path') <> 'public, ann' AS search_path_kept, node_setting('work_mem') AS work_mem FROM ann.items;
+RESET work_mem;
+SET search_path = ann, public;
+RESET tessera.propagate_settings;
 -- Row-level security filters the rows after the search: the shards plan as they like.
 ALTER TABLE items ENABLE ROW LEVEL SECURITY;
 ALTER TABLE items FORCE ROW LEVEL SECURITY;

@@ -157,7 +157,7 @@ pub(crate) fn run_per_group_in(per_group: PerGroup, all: &[Node], scope: Scope) 
 /// Runs commands that cannot run in a transaction block (`CREATE INDEX CONCURRENTLY`) on the
 /// nodes in autocommit, at most `per_node` at a time on each node and every node at once: in
 /// rounds, each taking the next `per_node` commands of every node. Group 0 (the coordinator)
-/// runs its commands through SPI, in the statement's transaction, as given.
+/// runs its commands through SPI, in the statement's transaction, as given, after the others.
 pub(crate) fn run_per_group_in_rounds(
     per_group: PerGroup,
     all: &[Node],
@@ -167,13 +167,10 @@ pub(crate) fn run_per_group_in_rounds(
     let per_node = per_node.max(1);
     let settings = std::rc::Rc::new(crate::connection::Settings::session());
     let mut queues = Vec::new();
+    let mut local = Vec::new();
     for (group, commands) in per_group {
         if group == tessera_core::node::COORDINATOR_GROUP_ID {
-            for (sql, params) in commands {
-                let args: Vec<pgrx::datum::DatumWithOid> =
-                    params.into_iter().map(|p| p.into()).collect();
-                internally(|| Spi::run_with_args(&sql, &args))?;
-            }
+            local = commands;
             continue;
         }
         let node = addresses.get(&group).ok_or_else(|| {
@@ -199,7 +196,7 @@ pub(crate) fn run_per_group_in_rounds(
             }
         }
         if tasks.is_empty() {
-            return Ok(());
+            break;
         }
         let width = tasks.len();
         for r in run_tasks(&tasks, width)? {
@@ -207,6 +204,13 @@ pub(crate) fn run_per_group_in_rounds(
         }
         round += 1;
     }
+    // The coordinator's placements last: their locks are held until the statement ends, so
+    // they are taken when nothing else is left to wait for.
+    for (sql, params) in local {
+        let args: Vec<pgrx::datum::DatumWithOid> = params.into_iter().map(|p| p.into()).collect();
+        internally(|| Spi::run_with_args(&sql, &args))?;
+    }
+    Ok(())
 }
 
 /// Adds, for every shard of `relid`, the command `sql_for(qualified shard object)` on every node

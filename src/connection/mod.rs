@@ -467,16 +467,20 @@ fn custom_settings() -> Vec<(String, String)> {
             }
             let mut out = Vec::new();
             // A placeholder's real context is unknown until its library loads: inside a
-            // SECURITY DEFINER function of a superuser called by another role, the nodes'
-            // connections run as the superuser, who may set anything, so the session's
-            // placeholders stay behind.
-            let elevated = pg_sys::superuser_arg(pg_sys::GetUserId())
-                && !pg_sys::superuser_arg(pg_sys::GetSessionUserId());
+            // SECURITY DEFINER function of a role the session's user is not a member of (a
+            // superuser's, or one granted SET on a parameter), the nodes' connections run as
+            // that role, so the session's placeholders stay behind. (SET ROLE to a role the
+            // session's user belongs to is no such step up.)
+            let (current, session) = (pg_sys::GetUserId(), pg_sys::GetSessionUserId());
+            let elevated = current != session && !pg_sys::is_member_of_role(session, current);
+            let mut stale = false;
             for (i, name) in &c.1 {
                 let g = *vars.add(*i);
                 // A removed placeholder (MarkGUCPrefixReserved) can shift the table under an
                 // unchanged count: the position must still hold the same setting.
                 if g.is_null() || std::ffi::CStr::from_ptr((*g).name) != name.as_c_str() {
+                    // Found again on the next call.
+                    stale = true;
                     continue;
                 }
                 if elevated && (*g).flags & pg_sys::GUC_CUSTOM_PLACEHOLDER as i32 != 0 {
@@ -503,6 +507,9 @@ fn custom_settings() -> Vec<(String, String)> {
                         .into_owned(),
                 ));
             }
+            if stale {
+                c.0 = -1;
+            }
             out.sort();
             out
         })
@@ -512,7 +519,7 @@ fn custom_settings() -> Vec<(String, String)> {
 /// Settings `tessera.propagate_settings` cannot name: those every task sets itself (a value the
 /// coordinator reads back depends on them), and those that change what a node's session is
 /// (its role, its encoding, how it reads the statement's text, its transactions).
-const NEVER_PROPAGATED: [&str; 15] = [
+const NEVER_PROPAGATED: [&str; 20] = [
     "datestyle",
     "intervalstyle",
     "timezone",
@@ -528,6 +535,11 @@ const NEVER_PROPAGATED: [&str; 15] = [
     "transaction_deferrable",
     "default_transaction_isolation",
     "default_transaction_read_only",
+    "timezone_abbreviations",
+    "array_nulls",
+    "xmloption",
+    "xmlbinary",
+    "backslash_quote",
 ];
 
 /// The sources of a setting that are the session's choice.

@@ -567,25 +567,28 @@ pub fn statement_settings(plan: &DistPlan, tasks: &[Task]) -> Vec<(&'static str,
         }
     }
     if n.index == tessera_core::plan::NearestIndex::Hnsw {
-        // The session's own choice is kept (unless scaled); pgvector's default of 40 is raised
-        // to the rows a shard must return.
+        // The session's own choice is kept (unless scaled); a value it did not choose (the
+        // configuration's, or pgvector's default of 40) is raised to the rows a shard must
+        // return.
         let session = crate::connection::session_setting("hnsw.ef_search")
             .and_then(|v| v.parse::<i64>().ok());
+        let effective = session
+            .or_else(|| crate::pg::guc::value(c"hnsw.ef_search").and_then(|v| v.parse().ok()))
+            .unwrap_or(40);
         let rows = n.limit.or_else(|| {
             let id = n.limit_param?;
             let t = tasks.first()?;
             t.params.get(id - 1)?.as_deref()?.parse::<i64>().ok()
         });
         let shards: usize = tasks.iter().map(|t| t.shard_sqls.len().max(1)).sum();
-        let mut ef = session.unwrap_or(40);
+        let mut ef = effective;
         if gucs::ann_ef_search_scaling() {
             ef = tessera_core::plan::Nearest::ef_search_per_shard(ef, rows, shards);
         }
         if force && session.is_none() {
             ef = ef.max(rows.unwrap_or(0).clamp(0, 1000));
         }
-        // What the node would use otherwise: the session's value, or pgvector's default.
-        if ef != session.unwrap_or(40) {
+        if ef != effective {
             own.push(("hnsw.ef_search", ef.to_string()));
         }
     }

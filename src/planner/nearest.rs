@@ -52,6 +52,17 @@ pub(crate) unsafe fn nearest(w: *mut pg_sys::Query) -> Option<Nearest> {
         if !is_a(e as *const c_void, pg_sys::NodeTag::T_OpExpr) || (*first).nulls_first {
             return None;
         }
+        // Nearest first: the ORDER BY sorts ascending (an index returns the smallest first).
+        let (mut family, mut input, mut strategy) = (pg_sys::InvalidOid, pg_sys::InvalidOid, 0i16);
+        if !pg_sys::get_ordering_op_properties(
+            (*first).sortop,
+            &mut family,
+            &mut input,
+            &mut strategy,
+        ) || strategy != pg_sys::BTLessStrategyNumber as i16
+        {
+            return None;
+        }
         let op = e as *mut pg_sys::OpExpr;
         let args = list_of::<pg_sys::Node>((*op).args);
         // An index orders by `indexed <op> query`: the query side holds no column of the row.
@@ -117,7 +128,7 @@ unsafe fn ordering_index(
                JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
                JOIN pg_catalog.pg_am am ON am.oid = c.relam
                JOIN pg_catalog.pg_opclass oc ON oc.oid = i.indclass[0]
-              WHERE i.indrelid = $1 AND i.indisvalid
+              WHERE i.indrelid = $1 AND i.indisvalid AND i.indpred IS NULL
                 AND EXISTS (SELECT 1 FROM pg_catalog.pg_amop o
                              WHERE o.amopfamily = oc.opcfamily AND o.amopopr = $2
                                AND o.amoppurpose = 'o')

@@ -59,7 +59,14 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
     // CREATE INDEX CONCURRENTLY commits the coordinator's index before the shards are built:
     // what the shards would refuse is refused first.
     // SAFETY: an IndexStmt's indexParams are IndexElems.
-    if concurrent && unsafe { (*s).unique } {
+    // SAFETY: reading the IndexStmt; a lookup of an index name in the table's schema.
+    let exists = unsafe {
+        (*s).if_not_exists
+            && !(*s).idxname.is_null()
+            && pg_sys::get_relname_relid((*s).idxname, pg_sys::get_rel_namespace(relid))
+                != pg_sys::InvalidOid
+    };
+    if concurrent && !exists && unsafe { (*s).unique } {
         let dist = catalog::find(relid)?.expect("checked above");
         if dist.dist_attnum > 0 {
             // SAFETY: a lookup of the table's column name by number.
@@ -70,7 +77,27 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
             let covers = unsafe {
                 list_ptrs((*s).indexParams).into_iter().any(|e| {
                     let e = e as *mut pg_sys::IndexElem;
-                    !(*e).name.is_null() && crate::pg::nodes::string((*e).name) == column
+                    if !(*e).name.is_null() {
+                        return crate::pg::nodes::string((*e).name) == column;
+                    }
+                    // `((tenant_id))`: an expression that is the column itself.
+                    let x = (*e).expr;
+                    if x.is_null()
+                        || !crate::pg::nodes::is_a(
+                            x as *const std::ffi::c_void,
+                            pg_sys::NodeTag::T_ColumnRef,
+                        )
+                    {
+                        return false;
+                    }
+                    let fields = list_ptrs((*(x as *mut pg_sys::ColumnRef)).fields);
+                    fields.len() == 1
+                        && crate::pg::nodes::is_a(
+                            fields[0] as *const std::ffi::c_void,
+                            pg_sys::NodeTag::T_String,
+                        )
+                        && crate::pg::nodes::string((*(fields[0] as *mut pg_sys::String)).sval)
+                            == column
                 })
             };
             if !covers {
@@ -84,6 +111,14 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
     }
     let before = indexes_of(relid)?;
     Ok(Step::Propagate(Box::new(move || {
+        if concurrent {
+            // The local build released its lock on the table: the lock it held (writes go on,
+            // DDL and other index builds wait) holds again while the shards are built.
+            // SAFETY: a lock by OID in the current transaction.
+            unsafe {
+                pg_sys::LockRelationOid(relid, pg_sys::ShareUpdateExclusiveLock as pg_sys::LOCKMODE)
+            };
+        }
         let (schema, table) = rel_schema_and_name(relid);
         let dist = catalog::find(relid)?.expect("checked before");
         let mut per_group = PerGroup::new();
@@ -95,7 +130,9 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
             let (name, def) = index_def(index)?;
             if dist.dist_attnum > 0 && def.starts_with("CREATE UNIQUE INDEX") {
                 let covers = Spi::get_one_with_args::<bool>(
-                    "SELECT $2 = ANY (indkey) FROM pg_catalog.pg_index WHERE indexrelid = $1",
+                    // Key columns only: an INCLUDE column does not make the index unique on it.
+                    "SELECT $2 = ANY ((indkey::int2[])[0:indnkeyatts - 1])
+                       FROM pg_catalog.pg_index WHERE indexrelid = $1",
                     &[index.into(), dist.dist_attnum.into()],
                 )?
                 .unwrap_or(false);
