@@ -193,7 +193,10 @@ fn lock_timeout_reaches_the_shard_queries() {
         (c, n)
     });
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(!waiter.is_finished(), "the statement waits for the lock without a timeout");
+    assert!(
+        !waiter.is_finished(),
+        "the statement waits for the lock without a timeout"
+    );
     holder.batch_execute("ROLLBACK").unwrap();
     let (mut c, n) = waiter.join().unwrap();
     assert_eq!(n, 20);
@@ -275,7 +278,10 @@ fn index_builds_show_their_progress_and_concurrently_lets_writes_go_on() {
     }
     build.join().unwrap();
     c.batch_execute("RESET lock_timeout").unwrap();
-    assert!(seen.len() >= 2, "the progress view showed the shards' builds: {seen:?}");
+    assert!(
+        seen.len() >= 2,
+        "the progress view showed the shards' builds: {seen:?}"
+    );
     assert!(most_nodes >= 2, "several nodes built at once");
     assert!(most_per_node <= 1, "at most one build per node at a time");
     assert!(wrote_during_build > 0, "writes went on during the build");
