@@ -56,17 +56,17 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
     }
     // SAFETY: reading the IndexStmt.
     let concurrent = unsafe { (*s).concurrent };
-    // CREATE INDEX CONCURRENTLY commits the coordinator's index before the shards are built:
-    // what the shards would refuse is refused first.
-    // SAFETY: an IndexStmt's indexParams are IndexElems.
     // SAFETY: reading the IndexStmt; a lookup of an index name in the table's schema.
-    let exists = unsafe {
-        (*s).if_not_exists
+    let (exists, unique) = unsafe {
+        let exists = (*s).if_not_exists
             && !(*s).idxname.is_null()
             && pg_sys::get_relname_relid((*s).idxname, pg_sys::get_rel_namespace(relid))
-                != pg_sys::InvalidOid
+                != pg_sys::InvalidOid;
+        (exists, (*s).unique)
     };
-    if concurrent && !exists && unsafe { (*s).unique } {
+    // CREATE INDEX CONCURRENTLY commits the coordinator's index before the shards are built:
+    // what the shards would refuse is refused first (an IndexStmt's indexParams are IndexElems).
+    if concurrent && !exists && unique {
         let dist = catalog::find(relid)?.expect("checked above");
         if dist.dist_attnum > 0 {
             // SAFETY: a lookup of the table's column name by number.
