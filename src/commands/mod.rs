@@ -106,6 +106,17 @@ pub(crate) fn group_nodes(all: &[Node]) -> BTreeMap<i32, NodeAddress> {
         .collect()
 }
 
+/// The node that serves `group`, or the error that says none does.
+fn serving(addresses: &BTreeMap<i32, NodeAddress>, group: i32) -> TResult<&NodeAddress> {
+    addresses.get(&group).ok_or_else(|| {
+        TesseraError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("no active node serves group {group}"),
+        )
+        .hint("Activate the group's node with citus_activate_node.")
+    })
+}
+
 /// Runs one command per node in the remote transaction, all nodes at once; group 0 (the
 /// coordinator) runs locally through SPI instead.
 pub(crate) fn run_per_group(per_group: PerGroup, all: &[Node]) -> TResult<()> {
@@ -127,13 +138,7 @@ pub(crate) fn run_per_group_in(per_group: PerGroup, all: &[Node], scope: Scope) 
             }
             continue;
         }
-        let node = addresses.get(&group).ok_or_else(|| {
-            TesseraError::new(
-                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("no active node serves group {group}"),
-            )
-            .hint("Activate the group's node with citus_activate_node.")
-        })?;
+        let node = serving(&addresses, group)?;
         for (sql, params) in commands {
             tasks.push(
                 RemoteTask::new(ConnKey::for_current_session(node), sql)
@@ -173,13 +178,7 @@ pub(crate) fn run_per_group_in_rounds(
             local = commands;
             continue;
         }
-        let node = addresses.get(&group).ok_or_else(|| {
-            TesseraError::new(
-                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("no active node serves group {group}"),
-            )
-            .hint("Activate the group's node with citus_activate_node.")
-        })?;
+        let node = serving(&addresses, group)?;
         queues.push((node.clone(), commands));
     }
     let mut round = 0;

@@ -34,6 +34,23 @@ pub(crate) fn indexes_of(relid: pg_sys::Oid) -> TResult<Vec<pg_sys::Oid>> {
     })
 }
 
+/// Runs the shards' `... CONCURRENTLY` index commands outside a transaction block on the
+/// workers, `tessera.max_index_builds_per_node` at a time per node, every node at once; the
+/// coordinator's own placements (of reference tables) in the statement's transaction, not
+/// concurrently (SPI runs in a transaction block), after the others.
+fn run_concurrently(mut per_group: PerGroup) -> TResult<()> {
+    if let Some(local) = per_group.get_mut(&tessera_core::node::COORDINATOR_GROUP_ID) {
+        for (sql, _) in local.iter_mut() {
+            *sql = sql.replacen(" CONCURRENTLY", "", 1);
+        }
+    }
+    crate::commands::run_per_group_in_rounds(
+        per_group,
+        &crate::metadata::node::all()?,
+        crate::gucs::max_index_builds_per_node(),
+    )
+}
+
 /// `CREATE [UNIQUE] INDEX CONCURRENTLY ...` of a shard's `CREATE [UNIQUE] INDEX ...`.
 fn concurrently(ddl: &str) -> String {
     for prefix in ["CREATE UNIQUE INDEX ", "CREATE INDEX "] {
@@ -150,20 +167,8 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
             })?;
         }
         if concurrent {
-            // The coordinator's index is built and committed already; each shard's is built
-            // outside a transaction block, `tessera.max_index_builds_per_node` at a time per
-            // node (the coordinator's own placements in this transaction, not concurrently).
-            if let Some(local) = per_group.get_mut(&tessera_core::node::COORDINATOR_GROUP_ID) {
-                for (sql, _) in local.iter_mut() {
-                    *sql = sql.replacen(" CONCURRENTLY", "", 1);
-                }
-            }
-            return crate::commands::run_per_group_in_rounds(
-                per_group,
-                &crate::metadata::node::all()?,
-                crate::gucs::max_index_builds_per_node(),
-            )
-            .map_err(|e| {
+            // The coordinator's index is built and committed already.
+            return run_concurrently(per_group).map_err(|e| {
                 e.hint(
                     "A shard whose build failed keeps an invalid index, as CREATE INDEX \
                      CONCURRENTLY leaves one: DROP INDEX the index and create it again.",
@@ -219,17 +224,7 @@ pub(super) unsafe fn drop(u: &Utility) -> TResult<Step> {
             })?;
         }
         if concurrent {
-            // As CREATE INDEX CONCURRENTLY: outside a transaction block on the workers.
-            if let Some(local) = per_group.get_mut(&tessera_core::node::COORDINATOR_GROUP_ID) {
-                for (sql, _) in local.iter_mut() {
-                    *sql = sql.replacen(" CONCURRENTLY", "", 1);
-                }
-            }
-            return crate::commands::run_per_group_in_rounds(
-                per_group,
-                &crate::metadata::node::all()?,
-                crate::gucs::max_index_builds_per_node(),
-            );
+            return run_concurrently(per_group);
         }
         super::run_batched(per_group)
     })))
