@@ -325,18 +325,21 @@ pub fn max_intermediate_result_bytes() -> Option<usize> {
     (kb >= 0).then(|| kb as usize * 1024)
 }
 
-/// The names in `tessera.propagate_settings`, lower case.
-pub fn propagate_settings() -> Vec<String> {
+/// The text of `tessera.propagate_settings` (read per statement; parsed only when it changed,
+/// by [`setting_names`]).
+pub fn propagate_settings_text() -> String {
     PROPAGATE_SETTINGS
         .get()
-        .map(|c| {
-            c.to_string_lossy()
-                .split(',')
-                .map(|n| n.trim().trim_matches('"').to_ascii_lowercase())
-                .filter(|n| !n.is_empty())
-                .collect()
-        })
+        .map(|c| c.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// The setting names of a comma-separated list such as `tessera.propagate_settings`, lower case.
+pub fn setting_names(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|n| n.trim().trim_matches('"').to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 pub fn enable_ann_index_scan() -> bool {

@@ -106,6 +106,15 @@ pub(crate) fn group_nodes(all: &[Node]) -> BTreeMap<i32, NodeAddress> {
         .collect()
 }
 
+/// Runs group 0's (the coordinator's) commands through SPI, in the statement's transaction.
+fn run_locally(commands: Vec<(String, Vec<Option<String>>)>) -> TResult<()> {
+    for (sql, params) in commands {
+        let args: Vec<pgrx::datum::DatumWithOid> = params.into_iter().map(|p| p.into()).collect();
+        internally(|| Spi::run_with_args(&sql, &args))?;
+    }
+    Ok(())
+}
+
 /// The node that serves `group`, or the error that says none does.
 fn serving(addresses: &BTreeMap<i32, NodeAddress>, group: i32) -> TResult<&NodeAddress> {
     addresses.get(&group).ok_or_else(|| {
@@ -131,11 +140,7 @@ pub(crate) fn run_per_group_in(per_group: PerGroup, all: &[Node], scope: Scope) 
     let settings = std::rc::Rc::new(crate::connection::Settings::session());
     for (group, commands) in per_group {
         if group == tessera_core::node::COORDINATOR_GROUP_ID {
-            for (sql, params) in commands {
-                let args: Vec<pgrx::datum::DatumWithOid> =
-                    params.into_iter().map(|p| p.into()).collect();
-                internally(|| Spi::run_with_args(&sql, &args))?;
-            }
+            run_locally(commands)?;
             continue;
         }
         let node = serving(&addresses, group)?;
@@ -205,11 +210,7 @@ pub(crate) fn run_per_group_in_rounds(
     }
     // The coordinator's placements last: their locks are held until the statement ends, so
     // they are taken when nothing else is left to wait for.
-    for (sql, params) in local {
-        let args: Vec<pgrx::datum::DatumWithOid> = params.into_iter().map(|p| p.into()).collect();
-        internally(|| Spi::run_with_args(&sql, &args))?;
-    }
-    Ok(())
+    run_locally(local)
 }
 
 /// Adds, for every shard of `relid`, the command `sql_for(qualified shard object)` on every node

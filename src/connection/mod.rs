@@ -344,10 +344,11 @@ impl Settings {
             {
                 return s.clone();
             }
-            let s = std::rc::Rc::new(Settings::for_statement(
+            let s = std::rc::Rc::new(Settings::with(
                 session_date_style,
                 prints_floats,
-                for_task,
+                custom,
+                own,
             ));
             if c.len() >= 8 {
                 c.remove(0);
@@ -365,6 +366,21 @@ impl Settings {
         prints_floats: bool,
         for_task: &[(&str, String)],
     ) -> Settings {
+        Settings::with(
+            session_date_style,
+            prints_floats,
+            with_task_settings(custom_settings(), for_task),
+            own_names(for_task),
+        )
+    }
+
+    /// [`Settings::for_statement`] with its custom settings and their own names found already.
+    fn with(
+        session_date_style: bool,
+        prints_floats: bool,
+        custom: Vec<(String, String)>,
+        own: Vec<String>,
+    ) -> Settings {
         let date_style = guc_value(c"DateStyle");
         Settings {
             date_style: if session_date_style {
@@ -380,8 +396,8 @@ impl Settings {
                 "3".into()
             },
             bytea_output: guc_value(c"bytea_output"),
-            custom: with_task_settings(custom_settings(), for_task),
-            own: own_names(for_task),
+            custom,
+            own,
         }
     }
 
@@ -429,7 +445,7 @@ fn with_task_settings(
 /// while the number of settings and the list stay the same (a new placeholder or an
 /// extension's settings add to the table).
 fn custom_settings() -> Vec<(String, String)> {
-    let listed = crate::gucs::propagate_settings();
+    let list = crate::gucs::propagate_settings_text();
     // SAFETY: the GUC table of this backend, read (not changed). Entries are read through the
     // table at each call, never kept: loading a library replaces a placeholder's entry with
     // the real variable (same name, same position) and frees the placeholder.
@@ -438,7 +454,8 @@ fn custom_settings() -> Vec<(String, String)> {
         let vars = pg_sys::get_guc_variables();
         CUSTOM_GUCS.with(|c| {
             let mut c = c.borrow_mut();
-            if c.0 != count || c.2 != listed {
+            if c.0 != count || c.2 != list {
+                let listed = crate::gucs::setting_names(&list);
                 c.1 = (0..count as usize)
                     .filter(|&i| {
                         let g = *vars.add(i);
@@ -463,7 +480,7 @@ fn custom_settings() -> Vec<(String, String)> {
                     })
                     .collect();
                 c.0 = count;
-                c.2 = listed;
+                c.2 = list;
             }
             let mut out = Vec::new();
             // A placeholder's real context is unknown until its library loads: inside a
@@ -553,10 +570,10 @@ const SESSION_SOURCES: [pg_sys::GucSource::Type; 5] = [
 
 thread_local! {
     /// (number of settings when made, the positions of the ones that follow among them, the
-    /// `tessera.propagate_settings` list they were chosen by).
+    /// `tessera.propagate_settings` text they were chosen by).
     #[allow(clippy::type_complexity)]
-    static CUSTOM_GUCS: std::cell::RefCell<(std::ffi::c_int, Vec<(usize, std::ffi::CString)>, Vec<String>)> =
-        const { std::cell::RefCell::new((-1, Vec::new(), Vec::new())) };
+    static CUSTOM_GUCS: std::cell::RefCell<(std::ffi::c_int, Vec<(usize, std::ffi::CString)>, String)> =
+        const { std::cell::RefCell::new((-1, Vec::new(), String::new())) };
 }
 
 /// `ISO` output with the input order of `style` (a `DateStyle` value such as `SQL, DMY`).

@@ -20,7 +20,7 @@ use pgrx::pg_guard;
 use pgrx::pg_sys;
 
 use super::{copy, limit_shards, mutate, var, Split};
-use crate::error::{TResult, TesseraError};
+use crate::error::TResult;
 use crate::pg::nodes::{is_a, list_of, make_list, pstrdup};
 use crate::planner::unsupported;
 
@@ -29,7 +29,6 @@ struct Pull {
     worker: Vec<*mut pg_sys::TargetEntry>,
     /// Window functions met, by OID.
     functions: Vec<pg_sys::Oid>,
-    error: Option<TesseraError>,
 }
 
 impl Pull {
@@ -68,9 +67,6 @@ unsafe extern "C-unwind" fn pull_mutator(
     // SAFETY: called by expression_tree_mutator with valid nodes and our context.
     unsafe {
         let p = &mut *(ctx as *mut Pull);
-        if p.error.is_some() {
-            return node;
-        }
         if is_a(node as *const c_void, pg_sys::NodeTag::T_Var)
             && (*(node as *mut pg_sys::Var)).varlevelsup == 0
         {
@@ -80,13 +76,6 @@ unsafe extern "C-unwind" fn pull_mutator(
         if is_a(node as *const c_void, pg_sys::NodeTag::T_WindowFunc) {
             p.functions
                 .push((*(node as *mut pg_sys::WindowFunc)).winfnoid);
-        }
-        if is_a(node as *const c_void, pg_sys::NodeTag::T_SubLink) {
-            p.error = Some(unsupported(
-                "a subquery next to a window function is not supported across shards",
-                "Partition the window by the distribution column, or pin the query to one distribution value.",
-            ));
-            return node;
         }
         mutate(node, pull_mutator, ctx)
     }
@@ -141,7 +130,6 @@ pub(crate) unsafe fn split(parse: *mut pg_sys::Query) -> TResult<Split> {
         let mut p = Pull {
             worker: Vec::new(),
             functions: Vec::new(),
-            error: None,
         };
         let tlist = list_of::<pg_sys::TargetEntry>((*parse).targetList);
         // Window-free entries first, in their order, so the sort keys keep their references.
@@ -166,9 +154,6 @@ pub(crate) unsafe fn split(parse: *mut pg_sys::Query) -> TResult<Split> {
             let n = pg_sys::makeTargetEntry(e, (*tle).resno, (*tle).resname, (*tle).resjunk);
             (*n).ressortgroupref = (*tle).ressortgroupref;
             ct.push(n);
-        }
-        if let Some(e) = p.error.take() {
-            return Err(e);
         }
         // The query's sort keys are all worker columns (none is a window function's value).
         let sort_on_workers = list_of::<pg_sys::SortGroupClause>((*parse).sortClause)
