@@ -12,6 +12,9 @@ BEGIN
     IF l ~ '(Tier|Task Count|Node):' THEN RETURN NEXT btrim(l); END IF;
   END LOOP;
 END $$;
+-- Every line of a plan.
+CREATE FUNCTION public.explain_lines(q text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN RETURN QUERY EXECUTE q; END $$;
 -- The same query under the plain schema and under the tenant schema: 'same' and the row
 -- count, or both answers.
 CREATE FUNCTION public.same_answer(q text) RETURNS text LANGUAGE plpgsql AS $$
@@ -131,9 +134,55 @@ DEALLOCATE add_chunk;
 -- The plain schema gets the same writes.
 UPDATE plain_acme.documents SET score = -1 WHERE id = 3;
 INSERT INTO plain_acme.chunks VALUES (6, 50, 'a'), (6, 51, 'b');
--- MERGE cannot be deparsed for the node on PostgreSQL 15: refused with a hint.
-MERGE INTO chunks c USING documents d ON c.doc_id = d.id AND c.n = 1
-  WHEN MATCHED THEN UPDATE SET content = 'merged';
+-- MERGE runs whole on the schema's node too (PostgreSQL 15's deparser prints no MERGE:
+-- Tessera prints it from its parts), and changes the same rows as on the plain schema: every
+-- action kind, conditions, a WITH query, a VALUES source, a reference table, defaults.
+SELECT * FROM public.plan_lines('MERGE INTO chunks c USING documents d ON c.doc_id = d.id AND c.n = 1 WHEN MATCHED THEN UPDATE SET content = ''merged''');
+-- The statement the node gets.
+SELECT btrim(l) AS task_query FROM public.explain_lines($q$EXPLAIN (VERBOSE, COSTS OFF)
+  MERGE INTO chunks c USING (VALUES (1, 1, 'one'), (7, 70, 'seventy')) v(d, n, t) ON c.doc_id = v.d AND c.n = v.n
+  WHEN MATCHED AND c.content IS DISTINCT FROM v.t THEN UPDATE SET content = v.t
+  WHEN NOT MATCHED THEN INSERT VALUES (v.d, v.n, v.t)$q$) l WHERE l ~ 'Query:|Merge on';
+DO $$
+DECLARE s text;
+BEGIN
+  FOREACH s IN ARRAY ARRAY['plain_acme', 'tenant_acme'] LOOP
+    PERFORM pg_catalog.set_config('search_path', s || ', public', true);
+    MERGE INTO chunks c USING documents d ON c.doc_id = d.id AND c.n = 1
+      WHEN MATCHED AND d.plan_id = 1 THEN UPDATE SET content = c.content || ' / ' || d.title
+      WHEN MATCHED AND d.plan_id = 2 THEN DELETE
+      WHEN NOT MATCHED AND d.id % 5 = 0 THEN INSERT (doc_id, n, content) VALUES (d.id, 1, 'made for ' || d.title)
+      WHEN NOT MATCHED THEN DO NOTHING;
+    WITH wanted AS (SELECT documents.id, p.name FROM documents JOIN plans p ON p.id = documents.plan_id WHERE documents.id BETWEEN 3 AND 9)
+    MERGE INTO documents t USING wanted w ON t.id = w.id
+      WHEN MATCHED THEN UPDATE SET title = w.name || ': ' || t.title, score = coalesce(t.score, 0) + 1;
+    MERGE INTO documents t USING (VALUES (500::bigint, 3, 'merged in'), (4, 1, 'kept')) v(id, plan, title) ON t.id = v.id
+      WHEN NOT MATCHED THEN INSERT (id, plan_id, title) VALUES (v.id, v.plan, v.title);
+  END LOOP;
+END $$;
+SELECT public.same_answer('SELECT * FROM documents');
+SELECT public.same_answer('SELECT * FROM chunks');
+-- A prepared MERGE with a generic plan (an upsert by parameters).
+SET plan_cache_mode = force_generic_plan;
+PREPARE upsert(bigint, int, text) AS MERGE INTO chunks c USING (SELECT $1 AS d, $2 AS n) k ON c.doc_id = k.d AND c.n = k.n
+  WHEN MATCHED THEN UPDATE SET content = $3 WHEN NOT MATCHED THEN INSERT VALUES (k.d, k.n, $3);
+EXECUTE upsert(8, 60, 'first');
+EXECUTE upsert(8, 60, 'second');
+EXECUTE upsert(9, 60, 'third');
+SELECT * FROM public.plan_lines('EXECUTE upsert(10, 60, ''x'')');
+SELECT doc_id, n, content FROM chunks WHERE n = 60 ORDER BY doc_id;
+DEALLOCATE upsert;
+RESET plan_cache_mode;
+INSERT INTO plain_acme.chunks VALUES (8, 60, 'second'), (9, 60, 'third');
+SELECT public.same_answer('SELECT * FROM chunks');
+-- What the node cannot do for a MERGE is refused with what to do: a default from the
+-- coordinator's sequence, an array element, several columns from one sub-SELECT.
+MERGE INTO documents t USING (VALUES (1, 'no id')) v(plan, title) ON false
+  WHEN NOT MATCHED THEN INSERT (plan_id, title) VALUES (v.plan, v.title);
+ALTER TABLE chunks ADD COLUMN marks int[];
+MERGE INTO chunks c USING documents d ON c.doc_id = d.id WHEN MATCHED THEN UPDATE SET marks[1] = 1;
+MERGE INTO chunks c USING documents d ON c.doc_id = d.id WHEN MATCHED THEN UPDATE SET (content, marks) = (SELECT 'x', NULL::int[]);
+ALTER TABLE chunks DROP COLUMN marks;
 RESET search_path;
 
 -- DDL on a tenant's table goes to its node only.
@@ -205,6 +254,7 @@ SELECT DISTINCT nodeport FROM citus_shards WHERE table_name = 'tenant_eps.t'::re
 -- Queries across two tenant schemas, or a tenant schema and a hash-distributed table.
 SELECT count(*) FROM tenant_acme.documents d JOIN tenant_beta.notes n ON n.id = d.id;
 SELECT (SELECT count(*) FROM tenant_acme.documents) + (SELECT count(*) FROM tenant_beta.as_select) AS total;
+MERGE INTO tenant_beta.notes n USING tenant_acme.documents d ON n.id = d.id WHEN MATCHED THEN DELETE;
 -- A foreign key across two distributed schemas, or to a local table, is refused.
 CREATE TABLE tenant_beta.refs (doc_id bigint REFERENCES tenant_acme.documents (id));
 CREATE TABLE tenant_beta.to_local (id int REFERENCES public.audit_local (id));
@@ -400,7 +450,7 @@ DROP SCHEMA tenant_acme, plain_acme, tenant_delta, tenant_eps, tenant_empty, ten
 DROP SERVER tenant_srv;
 DROP FOREIGN DATA WRAPPER tenant_fdw;
 DROP TABLE public.plans, public.audit_local;
-DROP FUNCTION public.plan_lines(text), public.same_answer(text);
+DROP FUNCTION public.plan_lines(text), public.same_answer(text), public.explain_lines(text);
 REVOKE CREATE ON DATABASE postgres FROM tenant_app;
 SELECT nodeport, result FROM run_command_on_workers($$SELECT has_database_privilege('tenant_app', 'postgres', 'CREATE')$$) ORDER BY nodeport;
 DROP ROLE tenant_app, tenant_reader, tenant_other;

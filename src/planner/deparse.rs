@@ -48,11 +48,11 @@ unsafe extern "C-unwind" fn alias_walker(node: *mut pg_sys::Node, ctx: *mut c_vo
 
 /// Prints `query` with every relation schema-qualified and given an alias (its own name when
 /// it had none: column references then stay valid when the shard name replaces the table
-/// name), on one line.
+/// name), on one line. A MERGE is printed in parts (`deparse_merge`).
 ///
 /// # Safety
 /// `query` is a valid, analyzed Query.
-pub unsafe fn querydef(query: *mut pg_sys::Query) -> String {
+pub unsafe fn querydef(query: *mut pg_sys::Query) -> TResult<String> {
     // SAFETY: a private copy gets the aliases; a GUC nest level scoped to this call is
     // restored below (and by transaction abort if the deparser raises an ERROR).
     unsafe {
@@ -66,9 +66,14 @@ pub unsafe fn querydef(query: *mut pg_sys::Query) -> String {
             (c"IntervalStyle", c"postgres"),
             (c"extra_float_digits", c"3"),
         ]);
-        let text = pg_sys::pg_get_querydef(query, false);
+        let print = |q: *mut pg_sys::Query| string(pg_sys::pg_get_querydef(q, false));
+        let text = if (*query).commandType == pg_sys::CmdType::CMD_MERGE {
+            super::deparse_merge::merge_text(query, &print)?
+        } else {
+            print(query)
+        };
         drop(scope);
-        tessera_core::sqltext::one_line(&string(text))
+        Ok(tessera_core::sqltext::one_line(&text))
     }
 }
 

@@ -248,8 +248,12 @@ unsafe fn plan_analyzed(
             }
             pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE => plan_modify(parse, &a),
             pg_sys::CmdType::CMD_INSERT => plan_insert(parse, &a, bound_params),
+            pg_sys::CmdType::CMD_MERGE if tenant => Err(unsupported(
+                "cannot run this MERGE on the distributed schema's node: it calls a sequence or VOLATILE function (a column default such as nextval() counts), one of Tessera's functions, or writes a reference table",
+                "Give such columns their values in the INSERT action, or write the change as INSERT ... ON CONFLICT DO UPDATE (Tessera evaluates sequences for it on the coordinator).",
+            )),
             pg_sys::CmdType::CMD_MERGE => Err(unsupported(
-                "MERGE is not supported on distributed tables yet",
+                "MERGE is supported only on the tables of one distributed schema (with reference tables) yet",
                 "Use INSERT ... ON CONFLICT DO UPDATE, or an UPDATE and an INSERT in one transaction.",
             )),
             _ => Err(unsupported(

@@ -22,6 +22,7 @@
 mod analyze;
 mod combine;
 mod deparse;
+mod deparse_merge;
 mod distributed;
 mod evaluate;
 mod modify;

@@ -4,7 +4,7 @@
 //! (`commands::schemas`). A statement whose distributed tables all belong to one such group
 //! (reference tables may join them: every node has a copy) needs nothing from the other nodes:
 //! it is deparsed as it is, joins, CTEs (data-modifying ones too), window functions,
-//! correlated subqueries, RETURNING and ON CONFLICT included, and sent to that node as one
+//! correlated subqueries, RETURNING, ON CONFLICT and MERGE included, and sent to that node as one
 //! task, in one round trip. The decision reads only the metadata cache.
 //!
 //! What the node cannot do for the coordinator stays on the ladder (`distributed`): a
@@ -145,6 +145,7 @@ pub(crate) unsafe fn plan(
             pg_sys::CmdType::CMD_INSERT => Command::Insert,
             pg_sys::CmdType::CMD_UPDATE => Command::Update,
             pg_sys::CmdType::CMD_DELETE => Command::Delete,
+            pg_sys::CmdType::CMD_MERGE => Command::Merge,
             _ => return Ok(None),
         };
         let writes = command != Command::Select || (*parse).hasModifyingCTE;

@@ -133,7 +133,7 @@ pub(crate) unsafe fn base_plan_of(
         (
             super::evaluate::prints(query),
             super::evaluate::returns_zoned(query),
-            querydef(query),
+            querydef(query)?,
         )
     };
     let sites = sites(&template, &tables)?;

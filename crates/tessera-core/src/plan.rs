@@ -44,6 +44,8 @@ pub enum Command {
     Insert,
     Update,
     Delete,
+    /// A MERGE (run whole on one node: the tables of one distributed schema).
+    Merge,
 }
 
 /// Which shard group(s) a plan runs on.
