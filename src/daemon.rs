@@ -61,7 +61,7 @@ pub extern "C-unwind" fn tessera_maintenance_main(_arg: pg_sys::Datum) {
                 Err(e) => e.warn(),
             }
             // The old placements of moved shards (as a superuser, whoever moved them).
-            match crate::commands::shard_move::cleanup_orphaned() {
+            match crate::commands::shard_move::cleanup_orphaned(None) {
                 Ok(0) => {}
                 Ok(n) => pgrx::log!("tessera maintenance: cleaned up {n} orphaned resources"),
                 Err(e) => e.warn(),

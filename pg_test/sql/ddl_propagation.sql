@@ -1,8 +1,15 @@
 -- DDL propagation: extensions to every node, indexes and TRUNCATE to every shard, inside the
 -- user's transaction; a node added later gets the extensions and the reference tables.
 
+-- Removing a node first drops the old placements recorded for it in pg_dist_cleanup.
+SELECT count(*) FROM run_command_on_workers('CREATE TABLE public.orphaned_102999 (id int)') WHERE success;
+INSERT INTO pg_dist_cleanup (record_id, operation_id, object_type, object_name, node_group_id, policy_type)
+  SELECT nextval('pg_dist_cleanup_recordid_seq'), nextval('pg_dist_operationid_seq'), 1, 'public.orphaned_102999', groupid, 2
+    FROM pg_dist_node WHERE nodeport = 9804;
 -- A node added later: take worker 9804 out now (it holds nothing), add it back at the end.
 SELECT citus_remove_node('127.0.0.1', 9804);
+SELECT count(*) AS cleanup_records FROM pg_dist_cleanup;
+SELECT count(*) FROM run_command_on_workers('DROP TABLE public.orphaned_102999') WHERE success;
 
 -- CREATE EXTENSION on the coordinator creates it on every worker.
 CREATE EXTENSION vector;
@@ -153,7 +160,18 @@ ALTER TEXT SEARCH CONFIGURATION "Late S".late ALTER MAPPING FOR asciiword WITH "
 -- (default privileges: a schema's, and a global one that takes a built-in default away)
 ALTER DEFAULT PRIVILEGES FOR ROLE late_user IN SCHEMA "Late S" GRANT SELECT ON TABLES TO late_group;
 ALTER DEFAULT PRIVILEGES FOR ROLE late_user REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+-- (database privileges: a grant to a role, one with the grant option, a default PUBLIC lost)
+GRANT CREATE ON DATABASE postgres TO late_user;
+GRANT CONNECT, TEMPORARY ON DATABASE postgres TO late_group WITH GRANT OPTION;
+REVOKE TEMPORARY ON DATABASE postgres FROM PUBLIC;
 SELECT citus_add_node('127.0.0.1', 9804) > 0 AS added;
+SELECT nodeport, result FROM run_command_on_workers($$SELECT to_regclass('public.orphaned_102999') IS NULL$$) ORDER BY nodeport;
+SELECT nodeport, result FROM run_command_on_workers($$
+  SELECT string_agg(x, ' ' ORDER BY x) FROM (
+    SELECT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END || ':' || a.privilege_type
+           || CASE WHEN a.is_grantable THEN '*' ELSE '' END AS x
+      FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = current_database() AND a.grantee <> d.datdba) s$$)
+ ORDER BY nodeport;
 SELECT nodeport, result FROM run_command_on_workers($$
   SELECT int4range(1, 5)::text::"Late S".span::text || ' ' || ('A' = 'a' COLLATE "Late S".nocase) || ' ' || (3 OPERATOR("Late S".~~~) 4)
          || ' ' || to_tsvector('"Late S".late', 'the running dogs')::text$$) ORDER BY nodeport;
@@ -179,6 +197,8 @@ SELECT nodeport, result FROM run_command_on_workers($$
          pg_has_role('late_user', 'late_group', 'MEMBER')$$) ORDER BY nodeport;
 SELECT DISTINCT result = (SELECT rolpassword FROM pg_authid WHERE rolname = 'late_user') AS same_verifier
   FROM run_command_on_workers($$SELECT rolpassword FROM pg_authid WHERE rolname = 'late_user'$$);
+GRANT TEMPORARY ON DATABASE postgres TO PUBLIC;
+REVOKE ALL ON DATABASE postgres FROM late_user, late_group;
 DROP ROLE late_user, late_group;
 SELECT nodeport FROM citus_shards WHERE table_name = 'plans'::regclass ORDER BY nodeport;
 SELECT nodeport, result FROM run_command_on_workers(format($$SELECT (SELECT extversion FROM pg_extension WHERE extname = 'vector') || ' / ' ||

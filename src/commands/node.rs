@@ -201,6 +201,17 @@ fn citus_remove_node(nodename: &str, nodeport: i32) {
             )
             .hint("Move its shards to other nodes first (citus_drain_node or rebalance_table_shards), or drop the tables."));
         }
+        // The old placements of moved shards there go now; the records of those that cannot
+        // (the node is down, or a query still reads one) go with the node, and a NOTICE names
+        // what stays on it.
+        crate::commands::shard_move::cleanup_orphaned(Some(node.groupid))?;
+        let left = crate::metadata::cleanup::forget_group(node.groupid)?;
+        if !left.is_empty() {
+            pgrx::notice!(
+                "the old shard placements {} stay on node {nodename}:{nodeport}: drop them there if the node is used again",
+                left.join(", ")
+            );
+        }
         catalog::delete(node.nodeid)?;
         cache::close_node(&node.address());
         Ok(())

@@ -118,12 +118,16 @@ pub(crate) fn move_tables(tables: &[pg_sys::Oid], from: i32, to: i32) -> TResult
 
 /// Drops the old placements recorded in `pg_dist_cleanup` that it can, each on its node in a
 /// transaction of its own (waiting at most a second for a query still reading it: that one is
-/// left for the next run), and forgets them. Returns how many went; a failure is a WARNING.
-pub(crate) fn cleanup_orphaned() -> TResult<usize> {
+/// left for the next run), and forgets them: all of them, or `only` those on one group. Returns
+/// how many went; a failure is a WARNING.
+pub(crate) fn cleanup_orphaned(only: Option<i32>) -> TResult<usize> {
     let all = nodes::all()?;
     let addresses = group_nodes(&all);
     let mut done = 0;
     for record in cleanup::pending()? {
+        if only.is_some_and(|g| g != record.group) {
+            continue;
+        }
         let drop = format!(
             "BEGIN; SET LOCAL lock_timeout = '1s'; DROP TABLE IF EXISTS {} CASCADE; COMMIT",
             record.object_name
@@ -178,7 +182,7 @@ pub(crate) fn cleanup_orphaned() -> TResult<usize> {
 /// `CALL citus_cleanup_orphaned_resources()`: drops the old placements of moved shards.
 #[pg_extern(sql = false)]
 fn citus_cleanup_orphaned_resources() {
-    let done = cleanup_orphaned().or_report();
+    let done = cleanup_orphaned(None).or_report();
     if done > 0 {
         pgrx::notice!("cleaned up {done} orphaned resources");
     }

@@ -90,3 +90,22 @@ pub fn forget(record_id: i64) -> TResult<()> {
     )?;
     Ok(())
 }
+
+/// Forgets the records of objects on `group` (a node leaving the cluster), returning their
+/// names: what they name stays on that node.
+pub fn forget_group(group: i32) -> TResult<Vec<String>> {
+    let _write = super::CatalogWrite::begin();
+    Spi::connect_mut(|client| {
+        let mut out = Vec::new();
+        for row in client.update(
+            "DELETE FROM pg_catalog.pg_dist_cleanup WHERE node_group_id = $1
+             RETURNING object_name",
+            None,
+            &[group.into()],
+        )? {
+            out.push(row.get::<String>(1)?.unwrap_or_default());
+        }
+        out.sort();
+        Ok::<_, TesseraError>(out)
+    })
+}

@@ -571,11 +571,31 @@ const OTHER_OBJECTS: &str = "
      AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend x WHERE x.classid = 'pg_catalog.pg_ts_config'::regclass
                                                           AND x.objid = c.oid AND x.deptype = 'e')";
 
+/// The current database's privileges as commands: a GRANT for each one given to a role other
+/// than the owner (or PUBLIC), and a REVOKE from PUBLIC of each default privilege (CONNECT,
+/// TEMPORARY) the database no longer gives it. A database with the default privileges
+/// (`datacl` NULL) gives no command.
+const DATABASE_PRIVILEGES: &str = "
+  SELECT format('GRANT %s ON DATABASE %I TO %s%s', a.privilege_type, d.datname,
+                CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                     ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+                CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+    FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) a
+   WHERE d.datname = pg_catalog.current_database() AND a.grantee <> d.datdba
+  UNION ALL
+  SELECT format('REVOKE %s ON DATABASE %I FROM PUBLIC', p.privilege, d.datname)
+    FROM pg_catalog.pg_database d, (VALUES ('CONNECT'), ('TEMPORARY')) p(privilege)
+   WHERE d.datname = pg_catalog.current_database() AND d.datacl IS NOT NULL
+     AND NOT EXISTS (SELECT FROM pg_catalog.aclexplode(d.datacl) a
+                      WHERE a.grantee = 0 AND a.privilege_type = p.privilege)";
+
 /// The commands that give a node added later the schemas, types, domains, functions,
 /// procedures and aggregates that queries on its shards may need: users' objects that no
 /// extension owns, in the order they were made (OID order, so an object comes after those it
 /// was made from), each made only if the node lacks it. Functions that stay the coordinator's
-/// (see [`create_function`]) are left out. One command string: the node gets all or none.
+/// (see [`create_function`]) are left out. The database's privileges come first, as `GRANT
+/// ... ON DATABASE` gave them (the roles are made before). One command string: the node gets
+/// all or none.
 pub(crate) fn sync_commands() -> TResult<Vec<String>> {
     let mut out = vec!["SELECT pg_catalog.set_config('search_path', '', true), \
                 pg_catalog.set_config('check_function_bodies', 'off', true)"
@@ -583,6 +603,9 @@ pub(crate) fn sync_commands() -> TResult<Vec<String>> {
     // Printed with an empty search_path, every name is schema-qualified.
     let _qualified = crate::pg::guc::GucScope::new(&[(c"search_path", c"")]);
     Spi::connect(|client| -> TResult<()> {
+        for row in client.select(DATABASE_PRIVILEGES, None, &[])? {
+            out.push(row.get::<String>(1)?.unwrap_or_default());
+        }
         for row in client.select(
             "SELECT format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', n.nspname,
                            pg_catalog.pg_get_userbyid(n.nspowner))
