@@ -186,6 +186,11 @@ CREATE EVENT TRIGGER tessera_ddl_trigger ON ddl_command_end
 CREATE FUNCTION citus.shard_placement_sizes(OUT groupid integer, OUT shard_id bigint, OUT size bigint)
 RETURNS SETOF record LANGUAGE C VOLATILE
 AS 'MODULE_PATHNAME', 'shard_placement_sizes_wrapper';
+-- The bytes of one relation's files, read without opening it (the sizes above use it on
+-- each node: a new session then builds no relcache entry per shard).
+CREATE FUNCTION citus.tessera_relation_bytes(rel oid)
+RETURNS bigint LANGUAGE C STRICT VOLATILE
+AS 'MODULE_PATHNAME', 'tessera_relation_bytes_wrapper';
 CREATE FUNCTION pg_catalog.citus_shard_sizes(OUT shard_id bigint, OUT size bigint)
 RETURNS SETOF record LANGUAGE SQL VOLATILE
 AS $$ SELECT shard_id, size FROM citus.shard_placement_sizes() $$;

@@ -918,6 +918,71 @@ fn tessera_drop_trigger() {
     .or_report()
 }
 
+/// The bytes on disk of one relation's files (every fork, every segment), as
+/// `pg_relation_size` sums them, read from its `pg_class` row without opening the relation: a
+/// new session asking for thousands of shards' sizes builds no relcache entry for each, which
+/// costs more than the sizes themselves. No lock is taken: a relation dropped meanwhile counts
+/// the files still there (or none). NULL for a relation that does not exist.
+#[pg_extern(sql = false)]
+fn tessera_relation_bytes(rel: pg_sys::Oid) -> Option<i64> {
+    // SAFETY: a syscache lookup, released before returning; the path is palloc'd by
+    // GetRelationPath and read at once.
+    unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as std::ffi::c_int,
+            pg_sys::Datum::from(rel),
+        );
+        if tuple.is_null() {
+            return None;
+        }
+        let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(tuple);
+        let (kind, filenode, space, persistence) = (
+            (*form).relkind as u8,
+            (*form).relfilenode,
+            (*form).reltablespace,
+            (*form).relpersistence as u8,
+        );
+        pg_sys::ReleaseSysCache(tuple);
+        // Views, partitioned tables and indexes, foreign tables: no files. A mapped catalog
+        // (relfilenode 0) is not a shard.
+        if !matches!(kind, b'r' | b'i' | b't' | b'm' | b'S') || filenode == pg_sys::InvalidOid {
+            return Some(0);
+        }
+        let space = if space == pg_sys::InvalidOid {
+            pg_sys::MyDatabaseTableSpace
+        } else {
+            space
+        };
+        let backend = if persistence == b't' {
+            pg_sys::MyBackendId
+        } else {
+            pg_sys::InvalidBackendId
+        };
+        let mut bytes = 0i64;
+        for fork in 0..=pg_sys::ForkNumber::INIT_FORKNUM {
+            let path = crate::pg::nodes::string(pg_sys::GetRelationPath(
+                pg_sys::MyDatabaseId,
+                space,
+                filenode,
+                backend,
+                fork,
+            ));
+            for segment in 0.. {
+                let file = if segment == 0 {
+                    path.clone()
+                } else {
+                    format!("{path}.{segment}")
+                };
+                match std::fs::metadata(&file) {
+                    Ok(m) => bytes += m.len() as i64,
+                    Err(_) => break,
+                }
+            }
+        }
+        Some(bytes)
+    }
+}
+
 /// The size of every shard placement, asked of each node that holds some, all nodes at once.
 /// A node that cannot be reached contributes no rows (and a WARNING).
 #[pg_extern(sql = false)]
@@ -931,10 +996,18 @@ fn shard_placement_sizes(
 pub(super) fn placement_sizes(tenants_only: bool) -> TResult<Vec<(i32, i64, i64)>> {
     // By name through the catalog, which every role reads (to_regclass would want USAGE on
     // the schema); the size functions check no privilege.
-    const QUERY: &str = "SELECT (e->>0)::bigint, pg_catalog.pg_total_relation_size(c.oid)
-           FROM pg_catalog.json_array_elements($1::json) e
-           JOIN pg_catalog.pg_namespace n ON n.nspname = e->>1
-           JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = e->>2";
+    // A shard's size is pg_total_relation_size's sum: the table, its indexes, its TOAST table
+    // and the TOAST table's index, each from its files (`tessera_relation_bytes`).
+    const QUERY: &str = "SELECT s.shard, sum(citus.tessera_relation_bytes(r.rel))::bigint
+           FROM (SELECT (e->>0)::bigint AS shard, c.oid, c.reltoastrelid
+                   FROM pg_catalog.json_array_elements($1::json) e
+                   JOIN pg_catalog.pg_namespace n ON n.nspname = e->>1
+                   JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = e->>2) s,
+                LATERAL (SELECT s.oid
+                         UNION ALL SELECT s.reltoastrelid WHERE s.reltoastrelid <> 0
+                         UNION ALL SELECT i.indexrelid FROM pg_catalog.pg_index i
+                                    WHERE i.indrelid IN (s.oid, s.reltoastrelid)) r(rel)
+          GROUP BY s.shard";
     // `[[shardid, "schema", "shard"], ...]` per group.
     let mut per_group: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     Spi::connect(|client| {
