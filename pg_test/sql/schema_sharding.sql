@@ -183,6 +183,24 @@ ALTER TABLE chunks ADD COLUMN marks int[];
 MERGE INTO chunks c USING documents d ON c.doc_id = d.id WHEN MATCHED THEN UPDATE SET marks[1] = 1;
 MERGE INTO chunks c USING documents d ON c.doc_id = d.id WHEN MATCHED THEN UPDATE SET (content, marks) = (SELECT 'x', NULL::int[]);
 ALTER TABLE chunks DROP COLUMN marks;
+-- COPY into a tenant's tables (defaults from the coordinator's sequence) and out of them.
+COPY chunks (doc_id, n, content) FROM STDIN WITH (FORMAT csv);
+11,80,"copied, one"
+12,80,copied two
+\.
+COPY documents (plan_id, title) FROM STDIN;
+2	copied doc
+3	another copied doc
+\.
+COPY plain_acme.chunks (doc_id, n, content) FROM STDIN WITH (FORMAT csv);
+11,80,"copied, one"
+12,80,copied two
+\.
+COPY (SELECT doc_id, n, content FROM chunks WHERE n = 80 ORDER BY doc_id) TO STDOUT WITH (FORMAT csv);
+SELECT title FROM documents WHERE title LIKE '%copied doc' ORDER BY id;
+SELECT count(*) = count(DISTINCT id) AS ids_unique FROM documents;
+DELETE FROM documents WHERE title LIKE '%copied doc';
+SELECT public.same_answer('SELECT * FROM chunks');
 RESET search_path;
 
 -- DDL on a tenant's table goes to its node only.
