@@ -58,6 +58,17 @@ static SCHEMA_PLACEMENT_NODE: GucSetting<Option<CString>> =
 /// `recover_prepared_transactions()` (Citus's default: one minute).
 static RECOVER_2PC_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60_000);
 
+/// `citus.distributed_deadlock_detection_factor` (-1 off): the maintenance worker looks for
+/// distributed deadlocks every `deadlock_timeout` times this (Citus's default: 2).
+static DEADLOCK_DETECTION_FACTOR: GucSetting<f64> = GucSetting::<f64>::new(2.0);
+
+/// `tessera.test_pause_point` and `tessera.test_pause_ms` (superuser only; for fault tests):
+/// a two-phase commit pauses this long at this point (`after_prepare`: every node prepared,
+/// the decision not yet recorded; `before_commit_prepared`: committed locally, COMMIT
+/// PREPARED not sent), so a test can kill a process exactly there.
+static TEST_PAUSE_POINT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static TEST_PAUSE_MS: GucSetting<i32> = GucSetting::<i32>::new(0);
+
 /// `tessera.maintenance_database`: the database the maintenance worker works in.
 static MAINTENANCE_DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
@@ -181,6 +192,34 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
+    GucRegistry::define_float_guc(
+        c"citus.distributed_deadlock_detection_factor",
+        c"How often distributed deadlocks are looked for, in multiples of deadlock_timeout.",
+        c"The maintenance worker cancels the youngest transaction of each cycle of waits across nodes; -1 turns it off.",
+        &DEADLOCK_DETECTION_FACTOR,
+        -1.0,
+        1000.0,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"tessera.test_pause_point",
+        c"For fault tests: where a two-phase commit pauses (after_prepare, before_commit_prepared).",
+        c"With tessera.test_pause_ms, so that a test can kill a process at that point.",
+        &TEST_PAUSE_POINT,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"tessera.test_pause_ms",
+        c"For fault tests: how long a two-phase commit pauses at tessera.test_pause_point.",
+        c"0 (the default) never pauses.",
+        &TEST_PAUSE_MS,
+        0,
+        600_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
     GucRegistry::define_string_guc(
         c"tessera.maintenance_database",
         c"The database Tessera's maintenance worker works in.",
@@ -290,6 +329,26 @@ pub fn enable_unsafe_triggers() -> bool {
 pub fn recover_2pc_interval() -> Option<std::time::Duration> {
     let ms = RECOVER_2PC_INTERVAL.get();
     (ms >= 0).then(|| std::time::Duration::from_millis(ms.max(10) as u64))
+}
+
+/// How often the maintenance worker looks for distributed deadlocks (`None`: it does not).
+pub fn deadlock_detection_interval() -> Option<std::time::Duration> {
+    let factor = DEADLOCK_DETECTION_FACTOR.get();
+    if factor < 0.0 {
+        return None;
+    }
+    // SAFETY: reading the deadlock_timeout setting's variable (milliseconds).
+    let timeout = unsafe { pgrx::pg_sys::DeadlockTimeout }.max(1) as f64;
+    Some(std::time::Duration::from_millis(
+        (timeout * factor.max(1.0)) as u64,
+    ))
+}
+
+/// How long to pause at fault-test point `point`, if the settings ask for it.
+pub fn test_pause(point: &str) -> Option<std::time::Duration> {
+    let ms = TEST_PAUSE_MS.get();
+    let at = TEST_PAUSE_POINT.get()?;
+    (ms > 0 && at.to_str() == Ok(point)).then(|| std::time::Duration::from_millis(ms as u64))
 }
 
 pub fn maintenance_database() -> String {

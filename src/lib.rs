@@ -18,7 +18,8 @@
 //! - `planner`: the planner hook: which tier a query on distributed tables takes, its worker
 //!   SQL, and the plan around the Tessera Adaptive CustomScan.
 //! - `executor`: the CustomScan that runs a distributed plan's tasks on the workers.
-//! - `daemon`: the maintenance background worker (two-phase commit recovery).
+//! - `daemon`: the maintenance background worker (two-phase commit recovery, distributed
+//!   deadlock detection, cleanup).
 //! - `nodes`: small wrappers over PostgreSQL Lists and node trees.
 
 use pgrx::prelude::*;
@@ -55,6 +56,8 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     metadata::cache::init();
     connection::init();
+    pg::victims::init();
+    pg::wakeup::init();
     transaction::init();
     executor::init();
     planner::init();

@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use pgrx::check_for_interrupts;
+use pgrx::pg_sys;
 
 use super::cache;
 use super::libpq::{ConnectPoll, Connection, PgResult, ResultKind};
@@ -452,6 +453,18 @@ impl Dispatch {
             .expect("wait set built above")
             .wait(wait_ms);
         if wake.latch || cancel_pending() {
+            if cancel_pending() && crate::pg::victims::take_mine() {
+                // The deadlock detector's cancel: this transaction is the one given up. The
+                // error, as a served cancel's, drops the dispatch, which cancels the commands
+                // still running on the nodes.
+                // SAFETY: clearing the flag the cancel set, as serving it would.
+                unsafe { pg_sys::QueryCancelPending = 0 };
+                return Err(TesseraError::new(
+                    pgrx::PgSqlErrorCode::ERRCODE_T_R_DEADLOCK_DETECTED,
+                    "canceling the transaction since it was involved in a distributed deadlock",
+                )
+                .hint("Roll back and retry the transaction. Transactions that lock rows on several nodes in the same order never deadlock."));
+            }
             // Serving a cancel raises an ERROR; unwinding drops the dispatch, which cancels
             // the commands still running on the nodes.
             check_for_interrupts!();

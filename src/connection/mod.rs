@@ -123,7 +123,12 @@ impl ConnKey {
             &self.user,
             &extra,
             gucs::node_connection_timeout_ms(),
-        ))
+        )
+        // The node's backend is known as this one's (distributed deadlock detection).
+        // SAFETY: reading this process's pid.
+        .with_application_name(&tessera_core::deadlock::application_name(unsafe {
+            pg_sys::MyProcPid
+        })))
     }
 }
 

@@ -4,9 +4,13 @@
 //! - [`datum`]: a value as text and back (its type's output and input functions);
 //! - [`guc`]: settings changed for a scope (search_path for deparsing, the portable output
 //!   settings values travel in);
-//! - [`snapshot`]: an active snapshot pushed for a scope.
+//! - [`snapshot`]: an active snapshot pushed for a scope;
+//! - [`victims`]: the backends the distributed deadlock detector cancelled (shared memory);
+//! - [`wakeup`]: a backend asking the maintenance worker for recovery now (shared memory).
 
 pub mod datum;
 pub mod guc;
 pub mod nodes;
 pub mod snapshot;
+pub mod victims;
+pub mod wakeup;

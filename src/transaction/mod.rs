@@ -20,6 +20,7 @@
 //! - **abort**: the connections are closed, which rolls the remote transactions back; nothing is
 //!   allocated with palloc and nothing can raise an error there.
 
+pub(crate) mod deadlock;
 pub(crate) mod recovery;
 mod remote;
 
@@ -176,6 +177,7 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
         finish_prepared(&prepared, "ROLLBACK PREPARED");
         return Err(e.into_tessera());
     }
+    fault_pause("after_prepare");
     let done = COMMITTED_GIDS.with(|c| std::mem::take(&mut *c.borrow_mut()));
     // The nodes that prepared roll back however recording fails (an ERROR raised inside
     // PostgreSQL included).
@@ -236,12 +238,36 @@ fn finish_prepared(prepared: &[Prepared], command: &str) -> Vec<String> {
             "{command} could not be sent to the prepared nodes (recover_prepared_transactions() finishes them)"
         ),
     }
+    if done.len() < prepared.len() && command == "COMMIT PREPARED" {
+        // Committed here, not on those nodes yet: the maintenance worker retries at once.
+        crate::pg::wakeup::want_recovery();
+    }
     done
+}
+
+/// For fault tests (`tessera.test_pause_point`): sleeps at `point` of a two-phase commit so
+/// that a test can kill a process there.
+fn fault_pause(point: &str) {
+    let Some(pause) = crate::gucs::test_pause(point) else {
+        return;
+    };
+    pgrx::log!(
+        "tessera: pausing {} ms at {point} (tessera.test_pause_point)",
+        pause.as_millis()
+    );
+    let until = std::time::Instant::now() + pause;
+    while std::time::Instant::now() < until {
+        // SAFETY: sleeping; nothing is held that another process needs.
+        unsafe { pg_sys::pg_usleep(10_000) };
+    }
 }
 
 /// After the local commit: COMMIT PREPARED everywhere.
 fn commit_prepared() {
     let prepared = PREPARED.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    if !prepared.is_empty() {
+        fault_pause("before_commit_prepared");
+    }
     let done = finish_prepared(&prepared, "COMMIT PREPARED");
     COMMITTED_GIDS.with(|c| c.borrow_mut().extend(done));
 }

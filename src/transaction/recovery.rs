@@ -109,10 +109,12 @@ fn decide(gid: &str, recorded: bool, in_progress: impl Fn(u32) -> bool) -> Decis
 }
 
 /// Finishes what two-phase commits left on the nodes; returns how many prepared transactions
-/// it committed or rolled back.
-pub(crate) fn recover() -> TResult<i64> {
+/// it committed or rolled back, and whether some are left (a node that did not answer or
+/// failed the command, or a transaction still committing).
+pub(crate) fn recover() -> TResult<(i64, bool)> {
     let all = nodes::all()?;
     let mut finished = 0i64;
+    let mut left = false;
     for node in all
         .iter()
         // The coordinator too: a reference table's placement there takes part over a
@@ -135,6 +137,7 @@ pub(crate) fn recover() -> TResult<i64> {
             },
             Some(Err(e)) => {
                 e.into_tessera().warn();
+                left = true;
                 continue;
             }
             None => continue,
@@ -148,7 +151,10 @@ pub(crate) fn recover() -> TResult<i64> {
         for (gid, &was_running) in prepared.iter().zip(&was_running) {
             let decision = decision_now(gid, was_running, &recorded);
             let command = match decision {
-                Decision::Wait => continue,
+                Decision::Wait => {
+                    left = true;
+                    continue;
+                }
                 Decision::Commit => "COMMIT PREPARED",
                 Decision::Rollback => "ROLLBACK PREPARED",
             };
@@ -160,7 +166,10 @@ pub(crate) fn recover() -> TResult<i64> {
                         gone.push(gid.clone());
                     }
                 }
-                Some(Err(e)) => e.into_tessera().warn(),
+                Some(Err(e)) => {
+                    e.into_tessera().warn();
+                    left = true;
+                }
                 None => {}
             }
         }
@@ -174,13 +183,13 @@ pub(crate) fn recover() -> TResult<i64> {
             )?;
         }
     }
-    Ok(finished)
+    Ok((finished, left))
 }
 
 /// Citus's `recover_prepared_transactions()`.
 #[pg_extern(sql = false)]
 fn recover_prepared_transactions() -> i32 {
-    recover().or_report() as i32
+    recover().or_report().0 as i32
 }
 
 #[cfg(test)]

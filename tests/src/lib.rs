@@ -148,3 +148,74 @@ impl Drop for FrozenPostmaster {
         let _ = Command::new("kill").args(["-CONT", &self.pid]).status();
     }
 }
+
+/// The postmaster pid of the node on `port`.
+pub fn postmaster_pid(port: u16) -> String {
+    let pidfile = format!("{}/node-{port}/postmaster.pid", cluster_dir());
+    let text = std::fs::read_to_string(&pidfile).expect("postmaster.pid is readable");
+    text.lines().next().expect("a pid").trim().to_string()
+}
+
+/// A node killed for a test as a machine that loses power would be: SIGKILL to its postmaster
+/// and every process of it, at once. Started again (crash recovery) when dropped, or by
+/// [`KilledNode::restart`].
+pub struct KilledNode {
+    port: u16,
+    started: bool,
+}
+
+impl KilledNode {
+    pub fn kill(port: u16) -> KilledNode {
+        let pid = postmaster_pid(port);
+        // The children first, while the postmaster cannot start new ones (stopped), then it.
+        let _ = Command::new("kill").args(["-STOP", &pid]).status();
+        let _ = Command::new("pkill").args(["-9", "-P", &pid]).status();
+        let ok = Command::new("kill").args(["-9", &pid]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -9 {pid}");
+        let gone = eventually(Duration::from_secs(10), || {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
+        assert!(gone, "node {port} did not die");
+        KilledNode {
+            port,
+            started: false,
+        }
+    }
+
+    /// Starts the node again (crash recovery) and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let dir = format!("{}/node-{}", cluster_dir(), self.port);
+        let log = format!("{}/logs/node-{}.log", cluster_dir(), self.port);
+        let out = pg_ctl(&["start", "-w", "-t", "60", "-D", &dir, "-l", &log]);
+        assert!(out.status.success(), "pg_ctl start failed: {out:?}");
+    }
+}
+
+impl Drop for KilledNode {
+    fn drop(&mut self) {
+        self.restart();
+    }
+}
+
+/// Waits until the node on `port` accepts connections again (after a crash restart), up to
+/// a minute; returns a connection.
+pub fn reconnect(port: u16) -> Client {
+    let start = Instant::now();
+    loop {
+        match Client::connect(
+            &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=5"),
+            NoTls,
+        ) {
+            Ok(mut c) if c.simple_query("SELECT 1").is_ok() => return c,
+            _ if start.elapsed() < Duration::from_secs(60) => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            Err(e) => panic!("node on port {port} did not come back: {e}"),
+            Ok(_) => panic!("node on port {port} did not come back"),
+        }
+    }
+}

@@ -88,6 +88,14 @@ impl ConnParams {
         ConnParams { pairs }
     }
 
+    /// The same with `application_name` set (in place of the fallback "tessera").
+    pub fn with_application_name(mut self, name: &str) -> ConnParams {
+        self.pairs.retain(|(k, _)| k != "fallback_application_name");
+        self.pairs
+            .push(("application_name".to_string(), name.to_string()));
+        self
+    }
+
     pub fn pairs(&self) -> &[(String, String)] {
         &self.pairs
     }

@@ -10,12 +10,14 @@
 //!   (`run_command_on_workers` semantics).
 //! - [`sharding`]: hash ranges of shards, the shard of a hash value, placement, shard names.
 //! - [`plan`]: the distributed plan the planner hook builds and the CustomScan carries out.
+//! - [`deadlock`]: the wait-for graph of distributed transactions and its victims.
 
 #![forbid(unsafe_code)]
 
 pub mod command_result;
 pub mod conninfo;
 pub mod copy;
+pub mod deadlock;
 pub mod node;
 pub mod plan;
 pub mod sharding;
