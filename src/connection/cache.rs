@@ -21,10 +21,11 @@ pub(super) fn take(key: &ConnKey) -> Option<Connection> {
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(key)?;
         while let Some(conn) = list.pop() {
-            if conn.is_idle() {
+            if conn.is_idle() && !conn.has_unread_input() {
                 return Some(conn);
             }
-            // Closed by the node (restart, idle timeout): drop it and try the next.
+            // Closed by the node (restart, terminated backend, idle timeout): drop it and
+            // try the next.
         }
         None
     })

@@ -204,6 +204,25 @@ impl Connection {
         }
     }
 
+    /// Whether the node sent anything on this connection since its last command ended. An
+    /// idle connection has nothing to read unless the node is telling it goodbye (a
+    /// shutdown, a terminated backend, an idle timeout: an error, then the end of the
+    /// stream), which libpq only notices when it next reads; such a connection is not used
+    /// again. One poll of the socket, never waiting.
+    pub fn has_unread_input(&self) -> bool {
+        let fd = self.socket();
+        if fd < 0 {
+            return true;
+        }
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, a zero timeout.
+        unsafe { libc::poll(&mut p, 1, 0) != 0 }
+    }
+
     /// libpq's last error message for this connection, passwords removed.
     pub fn error_message(&self) -> String {
         // SAFETY: raw is a live PGconn; the message is owned by it and copied here.

@@ -69,11 +69,29 @@ fn recorded_gids(group: i32) -> TResult<Vec<String>> {
 /// Whether the local transaction of a gid is still running: asked *before* the decisions are
 /// read, so that one that commits in between is seen with its row (had it been asked after,
 /// a transaction that committed between the two would look aborted).
+///
+/// Running means the backend named in the gid still runs that transaction, not
+/// `TransactionIdIsInProgress`: after a crash the xid counter can be behind an xid handed out
+/// before it (one that never reached the WAL), and that function takes every xid above the
+/// last completed one for running, which would keep such a prepared transaction (and its
+/// locks on the worker) waiting until the counter passes it.
 fn running(gid: &str) -> bool {
-    xid_of(gid).is_some_and(|xid| {
-        // SAFETY: a look at the proc array.
-        unsafe { pg_sys::TransactionIdIsInProgress(pg_sys::TransactionId::from(xid)) }
-    })
+    match (pid_of(gid), xid_of(gid)) {
+        (Some(pid), Some(xid)) => {
+            // SAFETY: a look at the proc array.
+            unsafe { pg_sys::BackendXidGetPid(pg_sys::TransactionId::from(xid)) == pid }
+        }
+        _ => false,
+    }
+}
+
+/// The coordinator backend in one of this coordinator's gids (`citus_0_<pid>_<xid>_<n>`).
+fn pid_of(gid: &str) -> Option<i32> {
+    gid.strip_prefix("citus_0_")?
+        .split('_')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// What recovery does with the prepared transaction `gid`, given whether its local transaction
@@ -204,6 +222,8 @@ mod tests {
         assert_eq!(decide("citus_0_12_345_1", false, none), Decision::Rollback);
         assert_eq!(decide("citus_0_12_345_1", false, all), Decision::Wait);
         assert_eq!(xid_of("citus_0_12_345_1"), Some(345));
+        assert_eq!(pid_of("citus_0_12_345_1"), Some(12));
+        assert_eq!(pid_of("citus_3_12_345_1"), None);
         assert_eq!(xid_of("citus_3_12_345_1"), None);
         assert_eq!(decide("citus_0_garbage", false, all), Decision::Rollback);
     }

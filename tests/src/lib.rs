@@ -206,16 +206,43 @@ impl Drop for KilledNode {
 pub fn reconnect(port: u16) -> Client {
     let start = Instant::now();
     loop {
-        match Client::connect(
+        let attempt = Client::connect(
             &format!("host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=5"),
             NoTls,
-        ) {
-            Ok(mut c) if c.simple_query("SELECT 1").is_ok() => return c,
-            _ if start.elapsed() < Duration::from_secs(60) => {
+        )
+        .and_then(|mut c| c.simple_query("SELECT 1").map(|_| c));
+        match attempt {
+            Ok(c) => return c,
+            Err(_) if start.elapsed() < Duration::from_secs(60) => {
                 std::thread::sleep(Duration::from_millis(200))
             }
             Err(e) => panic!("node on port {port} did not come back: {e}"),
-            Ok(_) => panic!("node on port {port} did not come back"),
         }
     }
+}
+
+/// How many times the node on `port` has become ready to accept connections since its log
+/// began: one more after each crash restart.
+pub fn times_ready(port: u16) -> usize {
+    let log = format!("{}/logs/node-{port}.log", cluster_dir());
+    std::fs::read_to_string(log)
+        .map(|t| {
+            t.matches("database system is ready to accept connections")
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Kills backend `pid` of the node on `port` with SIGKILL and waits until the server has
+/// restarted as after a crash (every backend gone, shared memory made anew); returns a new
+/// connection.
+pub fn crash_backend(port: u16, pid: i32) -> Client {
+    let before = times_ready(port);
+    let killed = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    assert!(killed.is_ok_and(|s| s.success()), "kill -9 {pid}");
+    assert!(
+        eventually(Duration::from_secs(60), || times_ready(port) > before),
+        "node {port} did not restart after the crash"
+    );
+    reconnect(port)
 }

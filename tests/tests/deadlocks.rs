@@ -20,9 +20,7 @@ fn setup(table: &str) -> (i32, i32) {
         ))
         .unwrap();
     admin
-        .batch_execute(&format!(
-            "GRANT CREATE ON SCHEMA public TO {ROLE}"
-        ))
+        .batch_execute(&format!("GRANT CREATE ON SCHEMA public TO {ROLE}"))
         .unwrap();
     // Separate statements: the role and its grant are committed on the workers before its
     // own connections use them.
