@@ -6,8 +6,19 @@ SELECT count(*) FROM run_command_on_workers('CREATE TABLE public.orphaned_102999
 INSERT INTO pg_dist_cleanup (record_id, operation_id, object_type, object_name, node_group_id, policy_type)
   SELECT nextval('pg_dist_cleanup_recordid_seq'), nextval('pg_dist_operationid_seq'), 1, 'public.orphaned_102999', groupid, 2
     FROM pg_dist_node WHERE nodeport = 9804;
+-- (one that cannot be dropped on a node that answers keeps the node: the removal is refused)
+SELECT count(*) FROM run_command_on_workers('CREATE VIEW public.orphaned_view_102998 AS SELECT 1 AS one') WHERE success;
+INSERT INTO pg_dist_cleanup (record_id, operation_id, object_type, object_name, node_group_id, policy_type)
+  SELECT nextval('pg_dist_cleanup_recordid_seq'), nextval('pg_dist_operationid_seq'), 1, 'public.orphaned_view_102998', groupid, 2
+    FROM pg_dist_node WHERE nodeport = 9804;
+SELECT citus_remove_node('127.0.0.1', 9804);
+SELECT count(*) FROM run_command_on_workers('DROP VIEW public.orphaned_view_102998') WHERE success;
+-- (a database privilege revoked while the node is away does not stay on it)
+CREATE ROLE stale_db_user;
+GRANT CREATE ON DATABASE postgres TO stale_db_user;
 -- A node added later: take worker 9804 out now (it holds nothing), add it back at the end.
 SELECT citus_remove_node('127.0.0.1', 9804);
+REVOKE CREATE ON DATABASE postgres FROM stale_db_user;
 SELECT count(*) AS cleanup_records FROM pg_dist_cleanup;
 SELECT count(*) FROM run_command_on_workers('DROP TABLE public.orphaned_102999') WHERE success;
 
@@ -199,7 +210,7 @@ SELECT DISTINCT result = (SELECT rolpassword FROM pg_authid WHERE rolname = 'lat
   FROM run_command_on_workers($$SELECT rolpassword FROM pg_authid WHERE rolname = 'late_user'$$);
 GRANT TEMPORARY ON DATABASE postgres TO PUBLIC;
 REVOKE ALL ON DATABASE postgres FROM late_user, late_group;
-DROP ROLE late_user, late_group;
+DROP ROLE late_user, late_group, stale_db_user;
 SELECT nodeport FROM citus_shards WHERE table_name = 'plans'::regclass ORDER BY nodeport;
 SELECT nodeport, result FROM run_command_on_workers(format($$SELECT (SELECT extversion FROM pg_extension WHERE extname = 'vector') || ' / ' ||
   (SELECT string_agg(name, ',' ORDER BY id) FROM %s)$$,

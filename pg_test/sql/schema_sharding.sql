@@ -175,6 +175,31 @@ DEALLOCATE upsert;
 RESET plan_cache_mode;
 INSERT INTO plain_acme.chunks VALUES (8, 60, 'second'), (9, 60, 'third');
 SELECT public.same_answer('SELECT * FROM chunks');
+-- More MERGE shapes, the same on both schemas: a join and a subquery as the source, sublinks
+-- in ON / WHEN / SET, quoted and unicode names, OVERRIDING SYSTEM VALUE into an identity
+-- column, a generated column, DEFAULT VALUES.
+DO $$
+DECLARE s text;
+BEGIN
+  FOREACH s IN ARRAY ARRAY['plain_acme', 'tenant_acme'] LOOP
+    PERFORM pg_catalog.set_config('search_path', s || ', public', true);
+    EXECUTE 'CREATE TABLE "Größe ""x""" (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "Wert" int DEFAULT 5, doubled int GENERATED ALWAYS AS ("Wert" * 2) STORED, note text)';
+    INSERT INTO "Größe ""x""" OVERRIDING SYSTEM VALUE VALUES (1, 10), (2, 20);
+    MERGE INTO "Größe ""x""" AS "Ziel" USING (SELECT d.id, coalesce(c.n, 1) AS n FROM documents d LEFT JOIN chunks c ON c.doc_id = d.id AND c.n = 1 WHERE d.id <= 4) AS "Quelle"
+      ON "Ziel".id = "Quelle".id AND "Ziel".id IN (SELECT id FROM documents)
+      WHEN MATCHED AND EXISTS (SELECT 1 FROM plans WHERE plans.id = "Quelle".n) THEN
+        UPDATE SET "Wert" = "Ziel"."Wert" + (SELECT count(*) FROM chunks WHERE doc_id = "Quelle".id), note = 'matched'
+      WHEN NOT MATCHED THEN INSERT (id, "Wert", note) OVERRIDING SYSTEM VALUE VALUES ("Quelle".id, 100 + "Quelle".id, 'new');
+    MERGE INTO "Größe ""x""" t USING (VALUES (50)) v(k) ON t.id = v.k
+      WHEN NOT MATCHED THEN INSERT (id, note) OVERRIDING SYSTEM VALUE VALUES (v.k, 'defaulted');
+  END LOOP;
+END $$;
+SELECT public.same_answer('SELECT * FROM "Größe ""x"""');
+SELECT * FROM tenant_acme."Größe ""x""" ORDER BY id;
+-- A whole source row as one value is refused (the node would read v.* as its columns).
+MERGE INTO tenant_acme."Größe ""x""" t USING (VALUES ('w')) v(x) ON false
+  WHEN NOT MATCHED THEN INSERT (id, note) OVERRIDING SYSTEM VALUE VALUES (60, v);
+DROP TABLE plain_acme."Größe ""x""", tenant_acme."Größe ""x""";
 -- What the node cannot do for a MERGE is refused with what to do: a default from the
 -- coordinator's sequence, an array element, several columns from one sub-SELECT.
 MERGE INTO documents t USING (VALUES (1, 'no id')) v(plan, title) ON false

@@ -186,6 +186,55 @@ fn citus_add_node(
     .or_report()
 }
 
+/// The old placements of moved shards on a node being removed (`pg_dist_cleanup`) are dropped
+/// first. Those a query on the node still reads make the removal wait for a later try; those
+/// on a node that does not answer are forgotten with the node, and a NOTICE names what stays
+/// there. Records of a group another node still serves (or the coordinator's) stay.
+fn forget_old_placements(node: &Node) -> TResult<()> {
+    let group = node.groupid;
+    if group == tessera_core::node::COORDINATOR_GROUP_ID
+        || catalog::all()?
+            .iter()
+            .any(|n| n.groupid == group && n.nodeid != node.nodeid)
+    {
+        return Ok(());
+    }
+    crate::commands::shard_move::cleanup_orphaned(Some(group))?;
+    let left: Vec<String> = crate::metadata::cleanup::pending()?
+        .into_iter()
+        .filter(|r| r.group == group)
+        .map(|r| r.object_name)
+        .collect();
+    if left.is_empty() {
+        return Ok(());
+    }
+    let (name, port) = (&node.nodename, node.nodeport);
+    // Whether the node answers (an interrupt while asking is the caller's error).
+    let task = crate::connection::RemoteTask::new(
+        crate::connection::ConnKey::for_current_session(&node.address()),
+        "SELECT 1",
+    );
+    let answers = crate::connection::run_tasks(std::slice::from_ref(&task), 1)?
+        .pop()
+        .is_some_and(|r| r.is_ok());
+    if answers {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+            format!(
+                "cannot remove node {name}:{port}: the old shard placements {} there could not be dropped yet",
+                left.join(", ")
+            ),
+        )
+        .hint("A query on the node may still read them: run CALL citus_cleanup_orphaned_resources() once it ends, then remove the node again."));
+    }
+    crate::metadata::cleanup::forget_group(group)?;
+    pgrx::notice!(
+        "node {name}:{port} does not answer: the old shard placements {} stay there (drop them if the node is used again)",
+        left.join(", ")
+    );
+    Ok(())
+}
+
 #[pg_extern(sql = false)]
 fn citus_remove_node(nodename: &str, nodeport: i32) {
     (|| -> TResult<()> {
@@ -201,17 +250,7 @@ fn citus_remove_node(nodename: &str, nodeport: i32) {
             )
             .hint("Move its shards to other nodes first (citus_drain_node or rebalance_table_shards), or drop the tables."));
         }
-        // The old placements of moved shards there go now; the records of those that cannot
-        // (the node is down, or a query still reads one) go with the node, and a NOTICE names
-        // what stays on it.
-        crate::commands::shard_move::cleanup_orphaned(Some(node.groupid))?;
-        let left = crate::metadata::cleanup::forget_group(node.groupid)?;
-        if !left.is_empty() {
-            pgrx::notice!(
-                "the old shard placements {} stay on node {nodename}:{nodeport}: drop them there if the node is used again",
-                left.join(", ")
-            );
-        }
+        forget_old_placements(&node)?;
         catalog::delete(node.nodeid)?;
         cache::close_node(&node.address());
         Ok(())

@@ -78,6 +78,52 @@ unsafe fn whole_column(te: *mut pg_sys::TargetEntry) -> bool {
     }
 }
 
+/// Whether a value the deparser prints bare would be a whole-row reference (`v.*`): under
+/// the coercions it leaves out (implicit casts), a Var of a whole row. In a VALUES list or a
+/// SET, `v.*` is read back as all of v's columns, not as one row value.
+///
+/// # Safety
+/// `e` is a valid expression node.
+unsafe fn whole_row(e: *mut pg_sys::Node) -> bool {
+    // SAFETY: reading node tags and the fields of the matching node types.
+    unsafe {
+        let mut e = e;
+        loop {
+            let tag = (*e).type_;
+            let implicit = pg_sys::CoercionForm::COERCE_IMPLICIT_CAST;
+            let inner = match tag {
+                pg_sys::NodeTag::T_RelabelType => {
+                    let r = e as *mut pg_sys::RelabelType;
+                    ((*r).relabelformat == implicit).then(|| (*r).arg as *mut pg_sys::Node)
+                }
+                pg_sys::NodeTag::T_CoerceViaIO => {
+                    let c = e as *mut pg_sys::CoerceViaIO;
+                    ((*c).coerceformat == implicit).then(|| (*c).arg as *mut pg_sys::Node)
+                }
+                pg_sys::NodeTag::T_ConvertRowtypeExpr => {
+                    let c = e as *mut pg_sys::ConvertRowtypeExpr;
+                    ((*c).convertformat == implicit).then(|| (*c).arg as *mut pg_sys::Node)
+                }
+                pg_sys::NodeTag::T_CoerceToDomain => {
+                    let c = e as *mut pg_sys::CoerceToDomain;
+                    ((*c).coercionformat == implicit).then(|| (*c).arg as *mut pg_sys::Node)
+                }
+                pg_sys::NodeTag::T_FuncExpr => {
+                    let f = e as *mut pg_sys::FuncExpr;
+                    ((*f).funcformat == implicit && !(*f).args.is_null())
+                        .then(|| pg_sys::list_nth((*f).args, 0) as *mut pg_sys::Node)
+                }
+                pg_sys::NodeTag::T_Var => return (*(e as *mut pg_sys::Var)).varattno == 0,
+                _ => None,
+            };
+            match inner {
+                Some(i) if !i.is_null() => e = i,
+                _ => return false,
+            }
+        }
+    }
+}
+
 /// The text of a MERGE `query` (analyzed and rewritten, given aliases by the caller), printed
 /// part by part with `print` (`pg_get_querydef` under the caller's settings).
 ///
@@ -172,6 +218,15 @@ pub(super) unsafe fn merge_text(
                     "Set each column on its own (SET a = (SELECT ...), b = (SELECT ...)), or from a row of values (SET (a, b) = (x, y)).",
                 ));
             }
+            if entries
+                .iter()
+                .any(|&te| whole_row((*te).expr as *mut pg_sys::Node))
+            {
+                return Err(unprintable(
+                    "it gives a whole row of its source as one value (INSERT VALUES (s) or SET col = s)",
+                    "Write the row value out: ROW(s.a, s.b) (with a cast to the column's type if it needs one).",
+                ));
+            }
             if entries.iter().any(|&te| !whole_column(te)) {
                 return Err(unprintable(
                     "it sets an array element or a field of a column (SET col[i] = ... or SET col.f = ...)",
@@ -192,15 +247,14 @@ pub(super) unsafe fn merge_text(
                 pg_sys::CmdType::CMD_NOTHING => sql.push_str(" THEN DO NOTHING"),
                 pg_sys::CmdType::CMD_INSERT => {
                     sql.push_str(" THEN INSERT");
-                    match (*action).override_ {
+                    // After the column list: INSERT (cols) OVERRIDING ... VALUE VALUES (...).
+                    let overriding = match (*action).override_ {
                         pg_sys::OverridingKind::OVERRIDING_SYSTEM_VALUE => {
-                            sql.push_str(" OVERRIDING SYSTEM VALUE")
+                            " OVERRIDING SYSTEM VALUE"
                         }
-                        pg_sys::OverridingKind::OVERRIDING_USER_VALUE => {
-                            sql.push_str(" OVERRIDING USER VALUE")
-                        }
-                        _ => {}
-                    }
+                        pg_sys::OverridingKind::OVERRIDING_USER_VALUE => " OVERRIDING USER VALUE",
+                        _ => "",
+                    };
                     if entries.is_empty() {
                         sql.push_str(" DEFAULT VALUES");
                     } else {
@@ -211,7 +265,7 @@ pub(super) unsafe fn merge_text(
                             values.push(expr((*te).expr as *mut pg_sys::Node)?);
                         }
                         sql.push_str(&format!(
-                            " ({}) VALUES ({})",
+                            " ({}){overriding} VALUES ({})",
                             columns.join(", "),
                             values.join(", ")
                         ));

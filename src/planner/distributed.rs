@@ -249,7 +249,7 @@ unsafe fn plan_analyzed(
             pg_sys::CmdType::CMD_UPDATE | pg_sys::CmdType::CMD_DELETE => plan_modify(parse, &a),
             pg_sys::CmdType::CMD_INSERT => plan_insert(parse, &a, bound_params),
             pg_sys::CmdType::CMD_MERGE if tenant => Err(unsupported(
-                "cannot run this MERGE on the distributed schema's node: it calls a sequence or VOLATILE function (a column default such as nextval() counts), one of Tessera's functions, or writes a reference table",
+                "cannot run this MERGE on the distributed schema's node: it calls a sequence or VOLATILE function (so does a column default its INSERT leaves out, such as nextval() or gen_random_uuid()), one of Tessera's functions, or writes a reference table",
                 "Give such columns their values in the INSERT action, or write the change as INSERT ... ON CONFLICT DO UPDATE (Tessera evaluates sequences for it on the coordinator).",
             )),
             pg_sys::CmdType::CMD_MERGE => Err(unsupported(

@@ -571,23 +571,37 @@ const OTHER_OBJECTS: &str = "
      AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend x WHERE x.classid = 'pg_catalog.pg_ts_config'::regclass
                                                           AND x.objid = c.oid AND x.deptype = 'e')";
 
-/// The current database's privileges as commands: a GRANT for each one given to a role other
-/// than the owner (or PUBLIC), and a REVOKE from PUBLIC of each default privilege (CONNECT,
-/// TEMPORARY) the database no longer gives it. A database with the default privileges
-/// (`datacl` NULL) gives no command.
+/// The current database's privileges as commands that make a node's the same: first every
+/// privilege the node's database gives to anyone but its owner is revoked (PUBLIC's defaults
+/// too, and with CASCADE what was granted on from them: a node added back keeps nothing that
+/// was revoked while it was away), then a GRANT for each one the coordinator's gives, or
+/// PUBLIC's defaults (CONNECT, TEMPORARY) when the coordinator's has the defaults (`datacl`
+/// NULL). The grants are made by the node's owner (as a superuser's are).
 const DATABASE_PRIVILEGES: &str = "
-  SELECT format('GRANT %s ON DATABASE %I TO %s%s', a.privilege_type, d.datname,
-                CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                     ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
-                CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-    FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) a
-   WHERE d.datname = pg_catalog.current_database() AND a.grantee <> d.datdba
-  UNION ALL
-  SELECT format('REVOKE %s ON DATABASE %I FROM PUBLIC', p.privilege, d.datname)
-    FROM pg_catalog.pg_database d, (VALUES ('CONNECT'), ('TEMPORARY')) p(privilege)
-   WHERE d.datname = pg_catalog.current_database() AND d.datacl IS NOT NULL
-     AND NOT EXISTS (SELECT FROM pg_catalog.aclexplode(d.datacl) a
-                      WHERE a.grantee = 0 AND a.privilege_type = p.privilege)";
+  SELECT text FROM (
+    SELECT 0 AS step, $do$DO $tessera$
+      DECLARE g oid;
+      BEGIN
+        EXECUTE pg_catalog.format('REVOKE ALL ON DATABASE %I FROM PUBLIC CASCADE', pg_catalog.current_database());
+        FOR g IN SELECT DISTINCT a.grantee
+                   FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) a
+                  WHERE d.datname = pg_catalog.current_database() AND a.grantee NOT IN (0, d.datdba) LOOP
+          EXECUTE pg_catalog.format('REVOKE ALL ON DATABASE %I FROM %I CASCADE',
+                                    pg_catalog.current_database(), pg_catalog.pg_get_userbyid(g));
+        END LOOP;
+      END $tessera$$do$ AS text
+    UNION ALL
+    SELECT 1, format('GRANT %s ON DATABASE %I TO %s%s', a.privilege_type, d.datname,
+                     CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                          ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+                     CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+      FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) a
+     WHERE d.datname = pg_catalog.current_database() AND a.grantee <> d.datdba
+    UNION ALL
+    SELECT 1, format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO PUBLIC', d.datname)
+      FROM pg_catalog.pg_database d
+     WHERE d.datname = pg_catalog.current_database() AND d.datacl IS NULL) s
+  ORDER BY step";
 
 /// The commands that give a node added later the schemas, types, domains, functions,
 /// procedures and aggregates that queries on its shards may need: users' objects that no
