@@ -27,7 +27,7 @@ pub fn init() {
 /// Whether this server is a coordinator with the extension installed (it has workers).
 fn is_coordinator() -> bool {
     crate::metadata::cache::installed()
-        && pgrx::spi::Spi::get_one::<bool>(
+        && crate::pg::spi::get_one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node WHERE groupid <> 0)",
         )
         .ok()

@@ -120,5 +120,17 @@ COPY cp.items (tenant, v) FROM STDIN;
 SELECT count(*) FROM cp.items WHERE tenant = 20;
 DROP TABLE pg_temp.items;
 RESET ROLE;
+-- A COPY whose rows all go to one node commits there one-phase (its staging table is the
+-- coordinator's own business): it leaves no pg_dist_transaction record. (In a new session,
+-- which has no earlier records of its own to delete.)
+\c -
+SELECT count(*) AS records FROM pg_dist_transaction \gset
+SET ROLE copy_app;
+COPY cp.items (tenant, v) FROM STDIN;
+30	one node
+30	the same node
+\.
+RESET ROLE;
+SELECT count(*) = :records AS one_phase FROM pg_dist_transaction;
 DROP SCHEMA cp CASCADE;
 DROP ROLE copy_app;

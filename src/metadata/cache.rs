@@ -261,7 +261,27 @@ fn load(relid: pg_sys::Oid) -> TResult<Option<TableMeta>> {
 
 /// The address of the active primary node of `group`.
 pub fn group_address(group: i32) -> TResult<NodeAddress> {
-    let nodes = match NODES.with(|n| n.borrow().clone()) {
+    let nodes = active_groups()?;
+    nodes.get(&group).cloned().ok_or_else(|| {
+        TesseraError::new(
+            PgSqlErrorCode::ERRCODE_CONNECTION_DOES_NOT_EXIST,
+            format!("no active node holds group {group}, which has shard placements"),
+        )
+        .hint("Activate the node with citus_activate_node(), or add it back with citus_add_node().")
+    })
+}
+
+/// The group of the active primary node at `address`, if one is there.
+pub fn group_of(address: &NodeAddress) -> TResult<Option<i32>> {
+    Ok(active_groups()?
+        .iter()
+        .find(|(_, a)| *a == address)
+        .map(|(g, _)| *g))
+}
+
+/// Group → address of every active primary node (cached until `pg_dist_node` changes).
+fn active_groups() -> TResult<Rc<HashMap<i32, NodeAddress>>> {
+    Ok(match NODES.with(|n| n.borrow().clone()) {
         Some(n) => n,
         None => {
             let mut map = HashMap::new();
@@ -274,13 +294,6 @@ pub fn group_address(group: i32) -> TResult<NodeAddress> {
             NODES.with(|n| *n.borrow_mut() = Some(map.clone()));
             map
         }
-    };
-    nodes.get(&group).cloned().ok_or_else(|| {
-        TesseraError::new(
-            PgSqlErrorCode::ERRCODE_CONNECTION_DOES_NOT_EXIST,
-            format!("no active node holds group {group}, which has shard placements"),
-        )
-        .hint("Activate the node with citus_activate_node(), or add it back with citus_add_node().")
     })
 }
 

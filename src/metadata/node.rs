@@ -177,7 +177,7 @@ pub fn group_ids() -> TResult<Vec<i32>> {
 
 /// How many shard placements a group holds.
 pub fn placement_count(groupid: i32) -> TResult<i64> {
-    Ok(Spi::get_one_with_args::<i64>(
+    Ok(crate::pg::spi::get_one_with_args::<i64>(
         "SELECT count(*) FROM pg_catalog.pg_dist_placement WHERE groupid = $1",
         &[groupid.into()],
     )?

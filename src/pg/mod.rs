@@ -5,6 +5,7 @@
 //! - [`guc`]: settings changed for a scope (search_path for deparsing, the portable output
 //!   settings values travel in);
 //! - [`snapshot`]: an active snapshot pushed for a scope;
+//! - [`spi`]: read-only lookups that give the transaction no id;
 //! - [`victims`]: the backends the distributed deadlock detector cancelled (shared memory);
 //! - [`wakeup`]: a backend asking the maintenance worker for recovery now (shared memory).
 
@@ -12,5 +13,6 @@ pub mod datum;
 pub mod guc;
 pub mod nodes;
 pub mod snapshot;
+pub mod spi;
 pub mod victims;
 pub mod wakeup;

@@ -329,7 +329,7 @@ unsafe fn calls_user_code(q: *mut pg_sys::Query) -> TResult<bool> {
     if ids.is_empty() {
         return Ok(false);
     }
-    Ok(pgrx::spi::Spi::get_one_with_args::<bool>(
+    Ok(crate::pg::spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
                           JOIN pg_catalog.pg_language l ON l.oid = p.prolang
                          WHERE p.oid::bigint = ANY ($1) AND l.lanname NOT IN ('internal', 'c'))",

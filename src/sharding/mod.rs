@@ -83,10 +83,13 @@ pub fn hash_datum(proc: pg_sys::Oid, collation: pg_sys::Oid, datum: pg_sys::Datu
 
 /// The name of a type, for messages.
 pub fn type_name(typid: pg_sys::Oid) -> String {
-    Spi::get_one_with_args::<String>("SELECT pg_catalog.format_type($1, NULL)", &[typid.into()])
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| format!("oid {}", typid.to_u32()))
+    crate::pg::spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.format_type($1, NULL)",
+        &[typid.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| format!("oid {}", typid.to_u32()))
 }
 
 /// Citus's `worker_hash(value)`: the int4 hash of a value with its type's default hash function.

@@ -104,7 +104,7 @@ fn graph() -> TResult<BTreeSet<(i32, i32)>> {
 /// cancelled.
 pub(crate) fn detect() -> TResult<usize> {
     // A cycle needs two coordinator transactions that wait (for a lock, or for a node).
-    let waiting = Spi::get_one::<i64>(
+    let waiting = crate::pg::spi::get_one::<i64>(
         "SELECT count(*) FROM pg_catalog.pg_stat_activity
           WHERE xact_start IS NOT NULL AND wait_event_type IN ('Lock', 'Extension')",
     )?
@@ -125,7 +125,10 @@ pub(crate) fn detect() -> TResult<usize> {
         .collect();
     for &pid in &confirmed {
         crate::pg::victims::mark(pid);
-        Spi::get_one_with_args::<bool>("SELECT pg_catalog.pg_cancel_backend($1)", &[pid.into()])?;
+        crate::pg::spi::get_one_with_args::<bool>(
+            "SELECT pg_catalog.pg_cancel_backend($1)",
+            &[pid.into()],
+        )?;
         pgrx::log!(
             "tessera: cancelled the transaction of backend {pid}: it was involved in a distributed deadlock (it started last)"
         );

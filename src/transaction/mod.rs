@@ -82,6 +82,30 @@ thread_local! {
     /// Gids whose COMMIT PREPARED succeeded: their `pg_dist_transaction` rows are deleted by
     /// this backend's next two-phase commit (or by recovery), so the table does not grow.
     static COMMITTED_GIDS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// Where this transaction's WAL ended when it last had written only what Tessera's own
+    /// COPY staging writes (its temporary table): see [`staging_only`].
+    static STAGING_WAL_END: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether the local transaction has written nothing yet but Tessera's COPY staging (a
+/// temporary table made and dropped, and sequence values): such a transaction has an xid, but
+/// nothing of it needs the nodes to wait for the local commit, so a COPY whose rows went to one
+/// node commits there one-phase. Any other write after the staging moves the transaction's
+/// end of WAL on.
+pub(crate) fn staging_only() -> bool {
+    // SAFETY: reading the backend's transaction id and WAL position.
+    unsafe {
+        pg_sys::GetTopTransactionIdIfAny() == pg_sys::InvalidTransactionId
+            || STAGING_WAL_END.with(|s| s.get()) == Some(pg_sys::XactLastRecEnd)
+    }
+}
+
+/// After a COPY's staging (begun when [`staging_only`] held): what the transaction wrote so far
+/// is only that.
+pub(crate) fn staging_done() {
+    // SAFETY: reading the backend's WAL position.
+    let end = unsafe { pg_sys::XactLastRecEnd };
+    STAGING_WAL_END.with(|s| s.set(Some(end)));
 }
 
 /// The gid of the `n`th prepared node of the local transaction `xid`: Citus's form
@@ -114,8 +138,7 @@ fn commit_remote() -> Result<(), TesseraError> {
     // The coordinator's own writes count too: its commit can still fail after this callback
     // (a serialization failure, a deferred NOTIFY), and a node that committed one-phase
     // before it could not follow.
-    // SAFETY: reads the transaction's id, if it has one.
-    let local_wrote = unsafe { pg_sys::GetTopTransactionIdIfAny() } != pg_sys::InvalidTransactionId;
+    let local_wrote = !staging_only();
     let writers = open.iter().filter(|o| o.wrote).count() + usize::from(local_wrote);
     if writers <= 1 {
         let tasks: Vec<RemoteTask> = open
@@ -289,6 +312,7 @@ unsafe extern "C-unwind" fn xact_callback(
             .report();
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
+            STAGING_WAL_END.with(|s| s.set(None));
             // A prepare that succeeded before the abort is rolled back by pre-commit itself
             // (or, if the backend died, by recovery).
             PREPARED.with(|p| {
@@ -299,6 +323,7 @@ unsafe extern "C-unwind" fn xact_callback(
             remote::close_all()
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
+            STAGING_WAL_END.with(|s| s.set(None));
             remote::close_all();
             commit_prepared();
         }

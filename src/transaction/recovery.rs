@@ -29,28 +29,21 @@ pub(super) fn record(prepared: &[Prepared], done: &[String]) -> TResult<()> {
     // Pre-commit runs after the last statement's snapshot is gone: the catalog is read and
     // written under one of its own.
     let _snapshot = crate::pg::snapshot::PushedSnapshot::transaction();
-    let all = nodes::all()?;
-    let group_of = |p: &Prepared| {
-        all.iter()
-            .find(|n| n.nodename == p.key.node.host && n.nodeport == p.key.node.port)
-            .map(|n| n.groupid)
-            .unwrap_or(-1)
-    };
-    let groups: Vec<i32> = prepared.iter().map(group_of).collect();
+    let mut groups = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        groups.push(crate::metadata::cache::group_of(&p.key.node)?.unwrap_or(-1));
+    }
     let gids: Vec<String> = prepared.iter().map(|p| p.gid.clone()).collect();
     let _write = crate::metadata::CatalogWrite::begin();
+    // One statement: the rows of this backend's earlier two-phase commits that finished go,
+    // this one's come.
     Spi::run_with_args(
-        "INSERT INTO pg_catalog.pg_dist_transaction (groupid, gid, outer_xid)
+        "WITH gone AS (DELETE FROM pg_catalog.pg_dist_transaction WHERE gid = ANY($3))
+         INSERT INTO pg_catalog.pg_dist_transaction (groupid, gid, outer_xid)
          SELECT g, x, pg_catalog.pg_current_xact_id()
            FROM ROWS FROM (pg_catalog.unnest($1::int[]), pg_catalog.unnest($2::text[])) AS r(g, x)",
-        &[groups.into(), gids.into()],
+        &[groups.into(), gids.into(), done.to_vec().into()],
     )?;
-    if !done.is_empty() {
-        Spi::run_with_args(
-            "DELETE FROM pg_catalog.pg_dist_transaction WHERE gid = ANY($1)",
-            &[done.to_vec().into()],
-        )?;
-    }
     Ok(())
 }
 

@@ -192,7 +192,7 @@ pub(super) unsafe fn copy_from_via_table(
             .iter()
             .filter(|c| !c.4 && (listed.contains(&c.0) || !c.3))
             .collect();
-        let allowed = Spi::get_one::<bool>(
+        let allowed = crate::pg::spi::get_one::<bool>(
             "SELECT pg_catalog.has_database_privilege(pg_catalog.current_database(), 'TEMPORARY')",
         )?
         .unwrap_or(false);
@@ -208,7 +208,7 @@ pub(super) unsafe fn copy_from_via_table(
         // column id") names it; another name when the session has a temporary table of that
         // name.
         let (_, table_name) = rel_schema_and_name(relid);
-        let taken = Spi::get_one_with_args::<bool>(
+        let taken = crate::pg::spi::get_one_with_args::<bool>(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class
                              WHERE relname = $1 AND relnamespace = pg_catalog.pg_my_temp_schema())",
             &[table_name.clone().into()],
@@ -232,6 +232,10 @@ pub(super) unsafe fn copy_from_via_table(
                 _ => format!("{} {ty}", quote_identifier(name)),
             })
             .collect();
+        // Whether the transaction wrote nothing before (but earlier stagings): then after this
+        // one too it has written only that, and a COPY whose rows go to one node needs no
+        // two-phase commit (`transaction::staging_only`).
+        let fresh = crate::transaction::staging_only();
         Spi::run(&format!(
             "CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP",
             quote_identifier(&staging),
@@ -269,6 +273,9 @@ pub(super) unsafe fn copy_from_via_table(
         let finish: CopyFinish = Box::new(move || {
             Spi::run(&insert)?;
             Spi::run(&drop)?;
+            if fresh {
+                crate::transaction::staging_done();
+            }
             Ok(())
         });
         Ok((copy, Some(finish)))
