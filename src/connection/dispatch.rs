@@ -254,6 +254,15 @@ impl Dispatch {
         }
     }
 
+    /// Sends the tasks' commands (as many as may run) without waiting for any answer, so the
+    /// caller can work while the nodes do; [`Dispatch::finish`] then collects the outcomes.
+    pub fn send(&mut self) -> Result<(), TesseraError> {
+        if !self.stepped {
+            self.round()?;
+        }
+        Ok(())
+    }
+
     /// Every task has ended (its rows may still wait in the queue).
     pub fn done(&self) -> bool {
         self.active.is_empty() && self.pending.is_empty()

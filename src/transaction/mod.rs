@@ -179,7 +179,28 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
         );
         gids.push(gid);
     }
-    let outcomes = run_tasks(&tasks, tasks.len())?;
+    // The decision is recorded while the nodes prepare: it becomes durable only with the
+    // local commit, which follows only if every node prepared (a failure rolls it back with
+    // the local transaction).
+    let mut dispatch = crate::connection::Dispatch::start(tasks.clone(), tasks.len());
+    dispatch.send()?;
+    let planned: Vec<Prepared> = tasks
+        .iter()
+        .zip(&gids)
+        .filter_map(|(task, gid)| {
+            gid.as_ref().map(|g| Prepared {
+                key: task.key.clone(),
+                gid: g.clone(),
+            })
+        })
+        .collect();
+    let done = COMMITTED_GIDS.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    // An ERROR raised inside PostgreSQL while recording is held until the nodes answered, so
+    // that what prepared is rolled back first.
+    let recorded = PgTryBuilder::new(|| Ok(recovery::record(&planned, &done)))
+        .catch_others(Err)
+        .execute();
+    let outcomes = dispatch.finish()?;
     let mut first_error = None;
     let mut prepared = Vec::new();
     for ((task, gid), outcome) in tasks.iter().zip(&gids).zip(outcomes) {
@@ -194,6 +215,17 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
             }
         }
     }
+    match recorded {
+        Err(caught) => {
+            finish_prepared(&prepared, "ROLLBACK PREPARED");
+            caught.rethrow()
+        }
+        Ok(Err(e)) => {
+            finish_prepared(&prepared, "ROLLBACK PREPARED");
+            return Err(e);
+        }
+        Ok(Ok(())) => {}
+    }
     if let Some(e) = first_error {
         // The transaction aborts: what prepared is rolled back now (or by recovery, which
         // finds no decision for it).
@@ -201,19 +233,6 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
         return Err(e.into_tessera());
     }
     fault_pause("after_prepare");
-    let done = COMMITTED_GIDS.with(|c| std::mem::take(&mut *c.borrow_mut()));
-    // The nodes that prepared roll back however recording fails (an ERROR raised inside
-    // PostgreSQL included).
-    let recorded = PgTryBuilder::new(|| recovery::record(&prepared, &done))
-        .catch_others(|e| {
-            finish_prepared(&prepared, "ROLLBACK PREPARED");
-            e.rethrow()
-        })
-        .execute();
-    if let Err(e) = recorded {
-        finish_prepared(&prepared, "ROLLBACK PREPARED");
-        return Err(e);
-    }
     PREPARED.with(|p| *p.borrow_mut() = prepared);
     Ok(())
 }
