@@ -198,7 +198,7 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
     // An ERROR raised inside PostgreSQL while recording is held until the nodes answered, so
     // that what prepared is rolled back first.
     let recorded = PgTryBuilder::new(|| Ok(recovery::record(&planned, &done)))
-        .catch_others(Err)
+        .catch_others(|e| Err(Box::new(e)))
         .execute();
     let outcomes = dispatch.finish()?;
     let mut first_error = None;
