@@ -51,7 +51,10 @@ pub extern "C-unwind" fn tessera_maintenance_main(_arg: pg_sys::Datum) {
     let mut looked_for_deadlocks = Instant::now();
     // A backend's COMMIT PREPARED failed: recovery runs at once, then again after 1 s, 2 s,
     // 4 s, ... while something is left, until the regular interval takes over.
-    let mut retry: Option<(Instant, Duration)> = None;
+    // At start too: what a crash left prepared keeps its locks until recovery runs.
+    let mut retry: Option<(Instant, Duration)> = gucs::recover_2pc_interval()
+        .is_some()
+        .then(|| (Instant::now(), Duration::from_secs(1)));
     loop {
         let due = [
             retry.map(|(at, _)| at),

@@ -64,7 +64,7 @@ static DEADLOCK_DETECTION_FACTOR: GucSetting<f64> = GucSetting::<f64>::new(2.0);
 
 /// `tessera.test_pause_point` and `tessera.test_pause_ms` (superuser only; for fault tests):
 /// a two-phase commit pauses this long at this point (`after_prepare`: every node prepared,
-/// the decision not yet recorded; `before_commit_prepared`: committed locally, COMMIT
+/// the decision written but not committed; `before_commit_prepared`: committed locally, COMMIT
 /// PREPARED not sent), so a test can kill a process exactly there.
 static TEST_PAUSE_POINT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static TEST_PAUSE_MS: GucSetting<i32> = GucSetting::<i32>::new(0);

@@ -474,6 +474,15 @@ impl Dispatch {
                 )
                 .hint("Roll back and retry the transaction. Transactions that lock rows on several nodes in the same order never deadlock."));
             }
+            // A background worker asked to stop (its SIGTERM handler sets this flag, which
+            // serving interrupts does not look at): the commands are dropped with the dispatch.
+            // SAFETY: reading a flag a signal handler sets.
+            if unsafe { std::ptr::read_volatile(&raw const pg_sys::ShutdownRequestPending) } != 0 {
+                return Err(TesseraError::new(
+                    pgrx::PgSqlErrorCode::ERRCODE_ADMIN_SHUTDOWN,
+                    "stopping the work on the nodes: this process is shutting down",
+                ));
+            }
             // Serving a cancel raises an ERROR; unwinding drops the dispatch, which cancels
             // the commands still running on the nodes.
             check_for_interrupts!();

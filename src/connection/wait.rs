@@ -113,6 +113,7 @@ pub fn cancel_pending() -> bool {
     unsafe {
         pg_sys::InterruptHoldoffCount == 0
             && (std::ptr::read_volatile(&raw const pg_sys::QueryCancelPending) != 0
-                || std::ptr::read_volatile(&raw const pg_sys::ProcDiePending) != 0)
+                || std::ptr::read_volatile(&raw const pg_sys::ProcDiePending) != 0
+                || std::ptr::read_volatile(&raw const pg_sys::ShutdownRequestPending) != 0)
     }
 }

@@ -1,23 +1,27 @@
 //! Backends cancelled by the distributed deadlock detector, in shared memory, so that such a
 //! backend can say why its transaction ended instead of "canceling statement due to user
 //! request". The detector (`transaction::deadlock`, in the maintenance worker) marks a
-//! backend, then sends it the cancel signal; the backend, serving the cancel while it waits
-//! for a node (`connection::wait`), finds its mark and raises the deadlock error.
+//! backend's transaction, then sends the backend the cancel signal; the backend, serving the
+//! cancel while it waits for a node (`connection::wait`), finds the mark of its own
+//! transaction and raises the deadlock error.
 //!
-//! A mark older than a minute is ignored: a backend that served the cancel somewhere else (a
-//! lock wait on the coordinator) leaves its mark behind, and the next backend with that pid
-//! must not inherit it.
+//! A mark names the transaction by its backend's pid and its start time, so a mark a backend
+//! never took (it served the cancel elsewhere: a lock wait on the coordinator) cannot turn a
+//! later transaction's cancel, or another backend's with that pid, into a deadlock error.
 
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PgLwLock};
 
 const SLOTS: usize = 32;
-const STALE_MS: i64 = 60_000;
 
-/// `(pid, marked at: milliseconds since the epoch)`; pid 0 is a free slot.
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
+const POSTGRES_EPOCH_US: i64 = 946_684_800_000_000;
+
+/// `(pid, transaction start in microseconds since the Unix epoch, marked at)`; pid 0 is a free
+/// slot.
 // SAFETY: the lock is placed in shared memory by `pg_shmem_init!` in `init`, before any
 // backend exists to use it.
-static MARKED: PgLwLock<[(i32, i64); SLOTS]> =
+static MARKED: PgLwLock<[(i32, i64, i64); SLOTS]> =
     unsafe { PgLwLock::new(c"tessera_deadlock_victims") };
 
 fn now_ms() -> i64 {
@@ -31,47 +35,48 @@ fn now_ms() -> i64 {
 // The macro tests for PostgreSQL versions this crate has no feature for.
 #[allow(unexpected_cfgs)]
 pub fn init() {
-    pg_shmem_init!(MARKED = [(0, 0); SLOTS]);
+    pg_shmem_init!(MARKED = [(0, 0, 0); SLOTS]);
 }
 
-/// Marks `pid` as cancelled for a distributed deadlock (before it is sent the cancel).
-pub fn mark(pid: i32) {
+/// Marks the transaction of backend `pid` that started at `started` (microseconds since the
+/// Unix epoch, as `pg_stat_activity.xact_start`) as cancelled for a distributed deadlock,
+/// before the backend is sent the cancel.
+pub fn mark(pid: i32, started: i64) {
     let now = now_ms();
     let mut slots = MARKED.exclusive();
     let slot = slots
         .iter()
-        .position(|&(p, _)| p == pid)
-        .or_else(|| {
-            slots
-                .iter()
-                .position(|&(p, at)| p == 0 || now - at >= STALE_MS)
-        })
-        // All slots taken by marks under a minute old: the oldest goes.
+        .position(|&(p, _, _)| p == pid || p == 0)
+        // All slots taken: the oldest mark goes.
         .unwrap_or_else(|| {
             (0..SLOTS)
-                .min_by_key(|&i| slots[i].1)
+                .min_by_key(|&i| slots[i].2)
                 .expect("SLOTS is not zero")
         });
-    slots[slot] = (pid, now);
+    slots[slot] = (pid, started, now);
 }
 
-/// Whether this backend was marked (and clears the mark): its pending cancel is the deadlock
-/// detector's.
+/// Whether this backend's transaction was marked (the mark is cleared): its pending cancel is
+/// the deadlock detector's.
 pub fn take_mine() -> bool {
-    // SAFETY: reading this process's pid.
-    let pid = unsafe { pgrx::pg_sys::MyProcPid };
-    let now = now_ms();
+    // SAFETY: reading this process's pid and its transaction's start.
+    let (pid, started) = unsafe {
+        (
+            pg_sys::MyProcPid,
+            pg_sys::GetCurrentTransactionStartTimestamp() + POSTGRES_EPOCH_US,
+        )
+    };
     if !MARKED
         .share()
         .iter()
-        .any(|&(p, at)| p == pid && now - at < STALE_MS)
+        .any(|&(p, s, _)| p == pid && s == started)
     {
         return false;
     }
     let mut slots = MARKED.exclusive();
     for slot in slots.iter_mut() {
         if slot.0 == pid {
-            *slot = (0, 0);
+            *slot = (0, 0, 0);
         }
     }
     true

@@ -24,9 +24,9 @@ pub fn init() {
 
 /// The maintenance worker, at its start: backends wake this process.
 pub fn register_maintenance_worker() {
-    // SAFETY: reading this process's PGPROC, which a background worker with shared memory
-    // access has.
-    let procno = unsafe { (*pg_sys::MyProc).pgprocno };
+    // SAFETY: this process's PGPROC (a background worker with shared memory access has one)
+    // lies in the array of all of them; its index there is its number.
+    let procno = unsafe { pg_sys::MyProc.offset_from((*pg_sys::ProcGlobal).allProcs) as i32 };
     WORKER_PROCNO.get().store(procno, Ordering::SeqCst);
 }
 

@@ -17,38 +17,68 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use pgrx::spi::Spi;
 
-use tessera_core::deadlock::{coordinator_edges, victims, LockWait};
+use tessera_core::deadlock::{coordinator_edges, victims, LockWait, Node};
 
 use crate::connection::{run_tasks, ConnKey, RemoteTask};
 use crate::error::{TResult, TesseraError};
 use crate::metadata::node as nodes;
 
-/// Every lock wait of the node: (waiting pid, its application_name, a pid it waits for, that
-/// one's application_name).
+/// Every lock wait of the node: (waiting pid, its application_name, its role, a pid it waits
+/// for, that one's application_name and role). A parallel worker stands for its leader.
 const WAITS: &str =
-    "SELECT w.pid, coalesce(w.application_name, ''), b.pid, coalesce(b.application_name, '')
+    "SELECT coalesce(w.leader_pid, w.pid), coalesce(wl.application_name, w.application_name, ''),
+       coalesce(w.usename::text, ''),
+       coalesce(b.leader_pid, b.pid), coalesce(bl.application_name, b.application_name, ''),
+       coalesce(b.usename::text, '')
   FROM pg_catalog.pg_stat_activity w
+  LEFT JOIN pg_catalog.pg_stat_activity wl ON wl.pid = w.leader_pid
   CROSS JOIN LATERAL pg_catalog.unnest(pg_catalog.pg_blocking_pids(w.pid)) AS bp(pid)
   JOIN pg_catalog.pg_stat_activity b ON b.pid = bp.pid
+  LEFT JOIN pg_catalog.pg_stat_activity bl ON bl.pid = b.leader_pid
  WHERE w.wait_event_type = 'Lock'";
 
-/// The coordinator's backends in a transaction: pid → when it started (microseconds).
-fn transaction_starts() -> TResult<BTreeMap<i32, i64>> {
+/// The coordinator's client backends in a transaction: pid → (when it started, in
+/// microseconds since the epoch; its role).
+type Transactions = BTreeMap<i32, (i64, String)>;
+
+/// [`Transactions`] now. Read afresh: the statistics a transaction reads are otherwise the
+/// ones it read first.
+fn transactions() -> TResult<Transactions> {
+    crate::pg::spi::get_one::<bool>("SELECT pg_catalog.pg_stat_clear_snapshot() IS NULL")?;
     Spi::connect(|client| {
         let mut out = BTreeMap::new();
         for row in client.select(
-            "SELECT pid, (extract(epoch FROM xact_start) * 1000000)::int8
-               FROM pg_catalog.pg_stat_activity WHERE xact_start IS NOT NULL",
+            "SELECT pid, (extract(epoch FROM xact_start) * 1000000)::int8, coalesce(usename::text, '')
+               FROM pg_catalog.pg_stat_activity
+              WHERE xact_start IS NOT NULL AND backend_type = 'client backend'",
             None,
             &[],
         )? {
             out.insert(
                 row.get::<i32>(1)?.unwrap_or_default(),
-                row.get::<i64>(2)?.unwrap_or_default(),
+                (
+                    row.get::<i64>(2)?.unwrap_or_default(),
+                    row.get::<String>(3)?.unwrap_or_default(),
+                ),
             );
         }
         Ok::<_, TesseraError>(out)
     })
+}
+
+fn waits_of(r: &crate::connection::PgResult) -> Vec<LockWait> {
+    let text = |i: usize, c: usize| r.value(i, c).unwrap_or_default().to_string();
+    let pid = |i: usize, c: usize| r.value(i, c).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (0..r.ntuples())
+        .map(|i| LockWait {
+            waiter: pid(i, 0),
+            waiter_app: text(i, 1),
+            waiter_role: text(i, 2),
+            blocker: pid(i, 3),
+            blocker_app: text(i, 4),
+            blocker_role: text(i, 5),
+        })
+        .collect()
 }
 
 fn local_waits() -> TResult<Vec<LockWait>> {
@@ -58,8 +88,10 @@ fn local_waits() -> TResult<Vec<LockWait>> {
             out.push(LockWait {
                 waiter: row.get::<i32>(1)?.unwrap_or_default(),
                 waiter_app: row.get::<String>(2)?.unwrap_or_default(),
-                blocker: row.get::<i32>(3)?.unwrap_or_default(),
-                blocker_app: row.get::<String>(4)?.unwrap_or_default(),
+                waiter_role: row.get::<String>(3)?.unwrap_or_default(),
+                blocker: row.get::<i32>(4)?.unwrap_or_default(),
+                blocker_app: row.get::<String>(5)?.unwrap_or_default(),
+                blocker_role: row.get::<String>(6)?.unwrap_or_default(),
             });
         }
         Ok::<_, TesseraError>(out)
@@ -67,10 +99,16 @@ fn local_waits() -> TResult<Vec<LockWait>> {
 }
 
 /// The wait-for graph between the coordinator's backends: the coordinator's own waits and
-/// every active worker's, asked all at once. A node that does not answer is left out (with a
-/// WARNING): a cycle through it is found once it answers again.
-fn graph() -> TResult<BTreeSet<(i32, i32)>> {
-    let mut edges = coordinator_edges(&local_waits()?, true);
+/// every active worker's, asked all at once, and the transactions it is between (`(start,
+/// role)` by pid). A node that does not answer is left out (with a WARNING): a cycle through
+/// it is found once it answers again.
+fn graph() -> TResult<(BTreeSet<(i32, i32)>, Transactions)> {
+    let transactions = transactions()?;
+    let roles: BTreeMap<i32, String> = transactions
+        .iter()
+        .map(|(&pid, (_, role))| (pid, role.clone()))
+        .collect();
+    let mut edges = coordinator_edges(&local_waits()?, Node::Coordinator);
     let workers: Vec<_> = nodes::active_primaries(false)?;
     let tasks: Vec<RemoteTask> = workers
         .iter()
@@ -84,20 +122,14 @@ fn graph() -> TResult<BTreeSet<(i32, i32)>> {
                 continue;
             }
         };
-        let Some(r) = results.last() else { continue };
-        let text = |i: usize, c: usize| r.value(i, c).unwrap_or_default().to_string();
-        let pid = |i: usize, c: usize| r.value(i, c).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let waits: Vec<LockWait> = (0..r.ntuples())
-            .map(|i| LockWait {
-                waiter: pid(i, 0),
-                waiter_app: text(i, 1),
-                blocker: pid(i, 2),
-                blocker_app: text(i, 3),
-            })
-            .collect();
-        edges.extend(coordinator_edges(&waits, false));
+        if let Some(r) = results.last() {
+            edges.extend(coordinator_edges(
+                &waits_of(r),
+                Node::Worker { roles: &roles },
+            ));
+        }
     }
-    Ok(edges)
+    Ok((edges, transactions))
 }
 
 /// Looks for distributed deadlocks and cancels a transaction in each; returns how many it
@@ -112,19 +144,27 @@ pub(crate) fn detect() -> TResult<usize> {
     if waiting < 2 {
         return Ok(0);
     }
-    let started = transaction_starts()?;
-    let first = victims(&graph()?, &started);
+    let (edges, first_look) = graph()?;
+    let starts = |t: &Transactions| -> BTreeMap<i32, i64> {
+        t.iter().map(|(&pid, (start, _))| (pid, *start)).collect()
+    };
+    let first = victims(&edges, &starts(&first_look));
     if first.is_empty() {
         return Ok(0);
     }
-    // A second look: the same victims, in the same transactions.
-    let again = transaction_starts()?;
-    let confirmed: Vec<i32> = victims(&graph()?, &again)
+    // A second look: the same victims, in the same transactions; only client backends in a
+    // transaction are ever cancelled.
+    let (edges, second_look) = graph()?;
+    let confirmed: Vec<(i32, i64)> = victims(&edges, &starts(&second_look))
         .into_iter()
-        .filter(|v| first.contains(v) && started.get(v) == again.get(v))
+        .filter(|v| first.contains(v))
+        .filter_map(|v| match (first_look.get(&v), second_look.get(&v)) {
+            (Some(a), Some(b)) if a.0 == b.0 => Some((v, a.0)),
+            _ => None,
+        })
         .collect();
-    for &pid in &confirmed {
-        crate::pg::victims::mark(pid);
+    for &(pid, started) in &confirmed {
+        crate::pg::victims::mark(pid, started);
         crate::pg::spi::get_one_with_args::<bool>(
             "SELECT pg_catalog.pg_cancel_backend($1)",
             &[pid.into()],

@@ -141,6 +141,15 @@ fn commit_remote() -> Result<(), TesseraError> {
     let local_wrote = !staging_only();
     let writers = open.iter().filter(|o| o.wrote).count() + usize::from(local_wrote);
     if writers <= 1 {
+        // SAFETY: reading the backend's transaction id and WAL position; flushing WAL up to
+        // a position this backend wrote.
+        unsafe {
+            if !local_wrote && pg_sys::GetTopTransactionIdIfAny() != pg_sys::InvalidTransactionId {
+                // A COPY's staging: its sequence values must be on disk before the node commits
+                // the rows that use them, or a crash here would hand them out again.
+                pg_sys::XLogFlush(pg_sys::XactLastRecEnd);
+            }
+        }
         let tasks: Vec<RemoteTask> = open
             .into_iter()
             .map(|o| {
@@ -200,7 +209,15 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
     let recorded = PgTryBuilder::new(|| Ok(recovery::record(&planned, &done)))
         .catch_others(|e| Err(Box::new(e)))
         .execute();
-    let outcomes = dispatch.finish()?;
+    let outcomes = match dispatch.finish() {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            // Interrupted while the nodes prepared: which ones did is unknown here. Recovery
+            // (asked to run now) rolls back what prepared, finding no committed decision.
+            crate::pg::wakeup::want_recovery();
+            return Err(e);
+        }
+    };
     let mut first_error = None;
     let mut prepared = Vec::new();
     for ((task, gid), outcome) in tasks.iter().zip(&gids).zip(outcomes) {
@@ -226,6 +243,11 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
         }
         Ok(Ok(())) => {}
     }
+    // The decision must be on disk before any node hears COMMIT PREPARED, whatever
+    // synchronous_commit says: lost in a crash, recovery would roll back nodes another one
+    // already committed.
+    // SAFETY: flags the local commit to flush its WAL.
+    unsafe { pg_sys::ForceSyncCommit() };
     if let Some(e) = first_error {
         // The transaction aborts: what prepared is rolled back now (or by recovery, which
         // finds no decision for it).
@@ -266,6 +288,9 @@ fn finish_prepared(prepared: &[Prepared], command: &str) -> Vec<String> {
             for (p, outcome) in prepared.iter().zip(outcomes) {
                 match outcome {
                     Ok(_) => done.push(p.gid.clone()),
+                    // Recovery finished it already (it commits only what the decision says),
+                    // or is finishing it right now.
+                    Err(e) if finished_elsewhere(&e) => done.push(p.gid.clone()),
                     Err(e) => pgrx::warning!(
                         "{command} '{}' failed on node {}:{}: {} (recover_prepared_transactions() finishes it)",
                         p.gid,
@@ -280,11 +305,18 @@ fn finish_prepared(prepared: &[Prepared], command: &str) -> Vec<String> {
             "{command} could not be sent to the prepared nodes (recover_prepared_transactions() finishes them)"
         ),
     }
-    if done.len() < prepared.len() && command == "COMMIT PREPARED" {
-        // Committed here, not on those nodes yet: the maintenance worker retries at once.
+    if done.len() < prepared.len() {
+        // Decided here, not done on those nodes yet (their locks are still held): the
+        // maintenance worker retries at once.
         crate::pg::wakeup::want_recovery();
     }
     done
+}
+
+/// Whether a failed COMMIT / ROLLBACK PREPARED means another session finished it: the
+/// prepared transaction no longer exists (42704) or is being finished (55000, "is busy").
+fn finished_elsewhere(e: &crate::connection::RemoteError) -> bool {
+    matches!(e.sqlstate_str(), "42704" | "55000")
 }
 
 /// For fault tests (`tessera.test_pause_point`): sleeps at `point` of a two-phase commit so
@@ -346,7 +378,10 @@ unsafe extern "C-unwind" fn xact_callback(
             remote::close_all();
             commit_prepared();
         }
-        pg_sys::XactEvent::XACT_EVENT_PREPARE => remote::close_all(),
+        pg_sys::XactEvent::XACT_EVENT_PREPARE => {
+            STAGING_WAL_END.with(|s| s.set(None));
+            remote::close_all()
+        }
         _ => {}
     }
 }

@@ -29,9 +29,38 @@ pub(super) fn record(prepared: &[Prepared], done: &[String]) -> TResult<()> {
     // Pre-commit runs after the last statement's snapshot is gone: the catalog is read and
     // written under one of its own.
     let _snapshot = crate::pg::snapshot::PushedSnapshot::transaction();
+    // The group of each prepared node: from the cache of active nodes, or else from every node
+    // (one disabled meanwhile still has its prepared transaction). A node in none aborts the
+    // transaction: a decision recovery could not find would roll that node back.
     let mut groups = Vec::with_capacity(prepared.len());
+    let mut all: Option<Vec<crate::metadata::node::Node>> = None;
     for p in prepared {
-        groups.push(crate::metadata::cache::group_of(&p.key.node)?.unwrap_or(-1));
+        let group = match crate::metadata::cache::group_of(&p.key.node)? {
+            Some(g) => g,
+            None => {
+                if all.is_none() {
+                    all = Some(nodes::all()?);
+                }
+                all.as_ref()
+                    .and_then(|all| {
+                        all.iter().find(|n| {
+                            n.nodename == p.key.node.host && n.nodeport == p.key.node.port
+                        })
+                    })
+                    .map(|n| n.groupid)
+                    .ok_or_else(|| {
+                        crate::error::TesseraError::new(
+                            pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                            format!(
+                                "cannot commit: node {}:{} left the cluster during the transaction",
+                                p.key.node.host, p.key.node.port
+                            ),
+                        )
+                        .hint("The transaction rolled back: run it again.")
+                    })?
+            }
+        };
+        groups.push(group);
     }
     let gids: Vec<String> = prepared.iter().map(|p| p.gid.clone()).collect();
     let _write = crate::metadata::CatalogWrite::begin();

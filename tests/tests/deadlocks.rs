@@ -150,29 +150,47 @@ fn opposite_lock_order_on_two_workers_cancels_the_younger_transaction() {
 #[test]
 fn waits_that_are_not_a_cycle_are_left_alone() {
     let table = "it_deadlock_chain";
-    let (a, _) = setup(table);
+    let (a, b) = setup(table);
+    // A chain across two nodes: the third waits (on b's node) for the second, which waits (on
+    // a's node) for the first. Two transactions wait, so the detector builds the graph, and
+    // finds no cycle in it.
     let mut first = session();
     let mut second = session();
+    let mut third = session();
     first
         .batch_execute(&format!("BEGIN; UPDATE {table} SET v = 1 WHERE id = {a}"))
         .unwrap();
-    second.batch_execute("BEGIN").unwrap();
-    let waiter = thread::spawn(move || {
+    second
+        .batch_execute(&format!("BEGIN; UPDATE {table} SET v = 1 WHERE id = {b}"))
+        .unwrap();
+    let second_waits = thread::spawn(move || {
         let r = second.batch_execute(&format!("UPDATE {table} SET v = 2 WHERE id = {a}"));
         (second, r)
     });
-    // Longer than several detection rounds (deadlock_timeout 1s × 2): a plain wait is no
-    // deadlock, and nobody is cancelled.
-    thread::sleep(Duration::from_secs(5));
+    third.batch_execute("BEGIN").unwrap();
+    let third_waits = thread::spawn(move || {
+        let r = third.batch_execute(&format!("UPDATE {table} SET v = 3 WHERE id = {b}"));
+        (third, r)
+    });
+    // Longer than several detection rounds (deadlock_timeout 1s × 2).
+    thread::sleep(Duration::from_secs(6));
     first.batch_execute("COMMIT").unwrap();
-    let (mut second, r) = waiter.join().unwrap();
-    r.expect("the waiting transaction goes on once the first commits");
+    let (mut second, r) = second_waits.join().unwrap();
+    r.expect("the second goes on once the first commits");
     second.batch_execute("COMMIT").unwrap();
-    let v: i32 = coordinator()
-        .query_one(&format!("SELECT v FROM {table} WHERE id = {a}"), &[])
+    let (mut third, r) = third_waits.join().unwrap();
+    r.expect("the third goes on once the second commits");
+    third.batch_execute("COMMIT").unwrap();
+    let rows: Vec<(i32, i32)> = coordinator()
+        .query(
+            &format!("SELECT id, v FROM {table} WHERE id IN ({a}, {b}) ORDER BY id"),
+            &[],
+        )
         .unwrap()
-        .get(0);
-    assert_eq!(v, 2);
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows, vec![(a, 2), (b, 3)]);
     coordinator()
         .batch_execute(&format!("DROP TABLE {table}"))
         .unwrap();

@@ -252,40 +252,81 @@ fn the_coordinator_killed_before_the_commit_point_leaves_nothing() {
         .unwrap();
 }
 
+/// `citus.recover_2pc_interval` set on the coordinator for a test, reset when dropped
+/// (whatever the test's outcome).
+struct RecoveryInterval;
+
+impl RecoveryInterval {
+    fn set(value: &str) -> RecoveryInterval {
+        let mut c = coordinator();
+        c.batch_execute(&format!(
+            "ALTER SYSTEM SET citus.recover_2pc_interval = '{value}'"
+        ))
+        .unwrap();
+        c.batch_execute("SELECT pg_reload_conf()").unwrap();
+        RecoveryInterval
+    }
+}
+
+impl Drop for RecoveryInterval {
+    fn drop(&mut self) {
+        let mut c = reconnect(coordinator_port());
+        let _ = c.batch_execute("ALTER SYSTEM RESET citus.recover_2pc_interval");
+        let _ = c.batch_execute("SELECT pg_reload_conf()");
+    }
+}
+
+fn coordinator_log() -> String {
+    let dir = std::env::var("TESSERA_CLUSTER_DIR")
+        .unwrap_or_else(|_| format!("/var/tmp/tessera/cluster-{}", coordinator_port()));
+    std::fs::read_to_string(format!("{dir}/logs/node-{}.log", coordinator_port()))
+        .unwrap_or_default()
+}
+
 #[test]
 fn a_failed_commit_prepared_is_retried_at_once() {
     let table = "it_fault_retry";
     let (a, b, pa, pb) = setup(table, 200);
-    let mut admin = coordinator();
     // Recovery's own schedule is an hour away: only the retry can finish the commit in time.
-    admin
-        .batch_execute("ALTER SYSTEM SET citus.recover_2pc_interval = '1h'")
-        .unwrap();
-    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let _interval = RecoveryInterval::set("1h");
     thread::sleep(Duration::from_millis(500));
     let mut s = pausing_session("before_commit_prepared", 1500);
+    s.batch_execute("SET citus.node_connection_timeout = '1s'")
+        .unwrap();
     let pid: i32 = s.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     let commit = commit_in_background(s, table, a, b, pa, pb);
-    // The node's backend for this transaction goes away: its COMMIT PREPARED fails.
+    let warnings_before = coordinator_log()
+        .matches(&format!("failed on node 127.0.0.1:{pa}"))
+        .count();
+    // The node's backend for this transaction goes away, and the node takes no new
+    // connection for a while: its COMMIT PREPARED fails.
     connect(pa)
         .batch_execute(&format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
               WHERE application_name = 'tessera pid={pid}'"
         ))
         .unwrap();
+    let frozen = FrozenPostmaster::freeze(pa);
     commit.join().unwrap().expect("COMMIT succeeds");
-    let retried = eventually(Duration::from_secs(30), || {
+    let warnings_after = coordinator_log()
+        .matches(&format!("failed on node 127.0.0.1:{pa}"))
+        .count();
+    assert!(
+        warnings_after > warnings_before,
+        "COMMIT PREPARED did not fail on the frozen node"
+    );
+    thread::sleep(Duration::from_secs(2));
+    drop(frozen);
+    let retried = eventually(Duration::from_secs(40), || {
         prepared_on(pa) == 0 && values(&mut coordinator(), table, a, b) == vec![1, 1]
     });
-    admin
-        .batch_execute("ALTER SYSTEM RESET citus.recover_2pc_interval")
-        .unwrap();
-    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
     assert!(
         retried,
         "the commit was not retried before the next recovery"
     );
-    admin.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+    coordinator()
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .unwrap();
 }
 
 /// A session on node `port` that holds a SHARE lock on one of `table`'s shards there, so a

@@ -26,29 +26,46 @@ pub fn coordinator_pid(application_name: &str) -> Option<i32> {
 }
 
 /// One lock wait on a node: a backend and one of the backends it waits for, with their
-/// `application_name`s.
+/// `application_name`s and roles.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockWait {
     pub waiter: i32,
     pub waiter_app: String,
+    pub waiter_role: String,
     pub blocker: i32,
     pub blocker_app: String,
+    pub blocker_role: String,
+}
+
+/// Whose lock waits [`coordinator_edges`] reads.
+pub enum Node<'a> {
+    /// The coordinator's own: every backend stands for itself (its `application_name`, which
+    /// any session may set, is not read).
+    Coordinator,
+    /// A worker's: a backend whose `application_name` names coordinator backend N stands for
+    /// N only when it runs as N's role (`roles`: pid → role of the coordinator's backends), so
+    /// a session that names another one gets no more than it could do to it itself
+    /// (`pg_cancel_backend` of its own role's backends).
+    Worker { roles: &'a BTreeMap<i32, String> },
 }
 
 /// The edges (waiting coordinator backend, coordinator backend it waits for) one node's lock
-/// waits give. A connection's backend stands for the coordinator backend that opened it; on
-/// the coordinator itself (`on_coordinator`) every other backend stands for itself. Elsewhere
-/// a backend that is not Tessera's (a session of the node's own) is looked through: a
-/// coordinator backend that waits for one that waits for another coordinator backend waits
-/// for that one.
-pub fn coordinator_edges(waits: &[LockWait], on_coordinator: bool) -> BTreeSet<(i32, i32)> {
-    let who = |pid: i32, app: &str| coordinator_pid(app).or(on_coordinator.then_some(pid));
+/// waits give. On a worker a backend that stands for no coordinator backend (a session of the
+/// node's own) is looked through: a coordinator backend that waits for one that waits for
+/// another coordinator backend waits for that one.
+pub fn coordinator_edges(waits: &[LockWait], node: Node<'_>) -> BTreeSet<(i32, i32)> {
+    let who = |pid: i32, app: &str, role: &str| match &node {
+        Node::Coordinator => Some(pid),
+        Node::Worker { roles } => {
+            coordinator_pid(app).filter(|n| roles.get(n).is_some_and(|r| r == role))
+        }
+    };
     let mut blockers: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
     let mut identity: BTreeMap<i32, Option<i32>> = BTreeMap::new();
     for w in waits {
         blockers.entry(w.waiter).or_default().push(w.blocker);
-        identity.insert(w.waiter, who(w.waiter, &w.waiter_app));
-        identity.insert(w.blocker, who(w.blocker, &w.blocker_app));
+        identity.insert(w.waiter, who(w.waiter, &w.waiter_app, &w.waiter_role));
+        identity.insert(w.blocker, who(w.blocker, &w.blocker_app, &w.blocker_role));
     }
     let mut edges = BTreeSet::new();
     for (&waiter, direct) in &blockers {
@@ -139,9 +156,19 @@ mod tests {
         LockWait {
             waiter,
             waiter_app: waiter_app.into(),
+            waiter_role: "app".into(),
             blocker,
             blocker_app: blocker_app.into(),
+            blocker_role: "app".into(),
         }
+    }
+
+    /// Every coordinator backend these tests name runs as "app".
+    fn roles() -> BTreeMap<i32, String> {
+        [9, 10, 20]
+            .into_iter()
+            .map(|p| (p, "app".to_string()))
+            .collect()
     }
 
     #[test]
@@ -156,8 +183,15 @@ mod tests {
     #[test]
     fn two_workers_in_opposite_order_make_a_cycle() {
         // Worker 1: A's backend (701) waits for B's (702); worker 2: B's (801) for A's (802).
-        let w1 = coordinator_edges(&[wait(701, "tessera pid=10", 702, "tessera pid=20")], false);
-        let w2 = coordinator_edges(&[wait(801, "tessera pid=20", 802, "tessera pid=10")], false);
+        let roles = roles();
+        let w1 = coordinator_edges(
+            &[wait(701, "tessera pid=10", 702, "tessera pid=20")],
+            Node::Worker { roles: &roles },
+        );
+        let w2 = coordinator_edges(
+            &[wait(801, "tessera pid=20", 802, "tessera pid=10")],
+            Node::Worker { roles: &roles },
+        );
         assert_eq!(w1, BTreeSet::from([(10, 20)]));
         assert_eq!(w2, BTreeSet::from([(20, 10)]));
         let all: BTreeSet<_> = w1.union(&w2).copied().collect();
@@ -170,16 +204,18 @@ mod tests {
     #[test]
     fn waits_through_a_node_s_own_sessions_count() {
         // A's backend waits for a psql session (5), which waits for B's backend.
+        let roles = roles();
+        let worker = || Node::Worker { roles: &roles };
         let e = coordinator_edges(
             &[
                 wait(701, "tessera pid=10", 5, "psql"),
                 wait(5, "psql", 702, "tessera pid=20"),
             ],
-            false,
+            worker(),
         );
         assert_eq!(e, BTreeSet::from([(10, 20)]));
         // The psql session itself is nobody: it gives no edge of its own.
-        let e = coordinator_edges(&[wait(5, "psql", 702, "tessera pid=20")], false);
+        let e = coordinator_edges(&[wait(5, "psql", 702, "tessera pid=20")], worker());
         assert!(e.is_empty());
         // A loop among a node's own sessions ends.
         let e = coordinator_edges(
@@ -188,23 +224,43 @@ mod tests {
                 wait(5, "", 6, ""),
                 wait(6, "", 5, ""),
             ],
-            false,
+            worker(),
         );
         assert!(e.is_empty());
     }
 
     #[test]
     fn on_the_coordinator_every_backend_is_itself() {
+        // The application_name a session sets there is not read.
         let e = coordinator_edges(
             &[
                 wait(10, "psql", 20, ""),
                 wait(30, "tessera pid=20", 10, "app"),
             ],
-            true,
+            Node::Coordinator,
         );
-        assert_eq!(e, BTreeSet::from([(10, 20), (20, 10)]));
+        assert_eq!(e, BTreeSet::from([(10, 20), (30, 10)]));
         // Two connections of one coordinator backend waiting on each other: no edge.
-        let e = coordinator_edges(&[wait(1, "tessera pid=9", 2, "tessera pid=9")], false);
+        let roles = roles();
+        let e = coordinator_edges(
+            &[wait(1, "tessera pid=9", 2, "tessera pid=9")],
+            Node::Worker { roles: &roles },
+        );
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn a_worker_session_naming_another_role_s_backend_is_nobody() {
+        let roles = roles();
+        let mut spoof = wait(701, "tessera pid=10", 702, "tessera pid=20");
+        spoof.waiter_role = "intruder".into();
+        let e = coordinator_edges(&[spoof], Node::Worker { roles: &roles });
+        assert!(e.is_empty());
+        // A pid the coordinator does not have: nobody either.
+        let e = coordinator_edges(
+            &[wait(701, "tessera pid=77", 702, "tessera pid=20")],
+            Node::Worker { roles: &roles },
+        );
         assert!(e.is_empty());
     }
 

@@ -88,6 +88,23 @@ pub(super) unsafe fn copy(u: &Utility) -> TResult<Step> {
     }
 }
 
+/// Whether column `name`'s default calls a VOLATILE function other than `nextval`.
+fn volatile_default(relid: pg_sys::Oid, name: &str) -> TResult<bool> {
+    let tree = crate::pg::spi::get_one_with_args::<String>(
+        "SELECT d.adbin::text FROM pg_catalog.pg_attrdef d
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+          WHERE d.adrelid = $1 AND a.attname = $2",
+        &[relid.into(), name.into()],
+    )?;
+    let Some(tree) = tree else { return Ok(false) };
+    let tree = std::ffi::CString::new(tree).unwrap_or_default();
+    // SAFETY: the node tree is the catalog's own text; read back, then only walked.
+    Ok(unsafe {
+        let node = pg_sys::stringToNode(tree.as_ptr()) as *mut pg_sys::Node;
+        pg_sys::contain_volatile_functions_not_nextval(node)
+    })
+}
+
 /// What follows a `COPY dist FROM ...` that [`copy_from_via_table`] rewrote: the rows into the
 /// distributed table, and the staging table dropped.
 pub(super) type CopyFinish = Box<dyn FnOnce() -> TResult<()>>;
@@ -235,7 +252,15 @@ pub(super) unsafe fn copy_from_via_table(
         // Whether the transaction wrote nothing before (but earlier stagings): then after this
         // one too it has written only that, and a COPY whose rows go to one node needs no
         // two-phase commit (`transaction::staging_only`).
-        let fresh = crate::transaction::staging_only();
+        // Not when something of the user's runs while staging: a WHERE clause, or a default
+        // that calls a VOLATILE function other than a sequence's (it may write a local table).
+        let user_code = !(*c).whereClause.is_null()
+            || staged.iter().any(|(name, _, default, _, _)| {
+                default.is_some()
+                    && !listed.contains(name)
+                    && volatile_default(relid, name).unwrap_or(true)
+            });
+        let fresh = !user_code && crate::transaction::staging_only();
         Spi::run(&format!(
             "CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP",
             quote_identifier(&staging),
