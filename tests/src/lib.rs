@@ -246,3 +246,29 @@ pub fn crash_backend(port: u16, pid: i32) -> Client {
     );
     reconnect(port)
 }
+
+/// The node that holds distribution value `id` of the distributed table `table`.
+pub fn port_of(c: &mut Client, table: &str, id: i32) -> u16 {
+    let port: i32 = c
+        .query_one(
+            &format!(
+                "SELECT nodeport FROM citus_shards
+                  WHERE shardid = get_shard_id_for_distribution_column('{table}', {id})"
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    port as u16
+}
+
+/// Two values of `table`'s distribution column (1 and another below 100) whose shards are on
+/// different workers, with those workers' ports.
+pub fn ids_on_two_nodes(c: &mut Client, table: &str) -> (i32, i32, u16, u16) {
+    let first = port_of(c, table, 1);
+    let (other, port) = (2..100)
+        .map(|i| (i, port_of(c, table, i)))
+        .find(|&(_, p)| p != first)
+        .expect("values on two nodes");
+    (1, other, first, port)
+}

@@ -35,23 +35,8 @@ fn setup(table: &str) -> (i32, i32) {
              RESET ROLE;"
         ))
         .unwrap();
-    let mut port = |id: i32| -> i32 {
-        admin
-            .query_one(
-                &format!(
-                    "SELECT nodeport FROM citus_shards
-                      WHERE shardid = get_shard_id_for_distribution_column('{table}', {id})"
-                ),
-                &[],
-            )
-            .unwrap()
-            .get(0)
-    };
-    let first = port(1);
-    let other = (2..100)
-        .find(|&i| port(i) != first)
-        .expect("ids on two nodes");
-    (1, other)
+    let (a, b, _, _) = ids_on_two_nodes(&mut admin, table);
+    (a, b)
 }
 
 /// A session of the application role whose statements give up after a minute at most (so a

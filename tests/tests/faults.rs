@@ -75,25 +75,7 @@ fn setup(table: &str, rows: i32) -> (i32, i32, u16, u16) {
          INSERT INTO {table} SELECT i, 0 FROM generate_series(1, {rows}) i;"
     ))
     .unwrap();
-    let mut port = |id: i32| -> u16 {
-        let p: i32 = c
-            .query_one(
-                &format!(
-                    "SELECT nodeport FROM citus_shards
-                      WHERE shardid = get_shard_id_for_distribution_column('{table}', {id})"
-                ),
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        p as u16
-    };
-    let pa = port(1);
-    let (b, pb) = (2..100)
-        .map(|i| (i, port(i)))
-        .find(|&(_, p)| p != pa)
-        .expect("ids on two nodes");
-    (1, b, pa, pb)
+    ids_on_two_nodes(&mut c, table)
 }
 
 /// A superuser session whose next two-phase commit pauses at `point` for `ms`.

@@ -7,21 +7,6 @@ use std::time::Duration;
 
 use tessera_integration::*;
 
-/// The node that holds distribution value `id` of `table`.
-fn port_of(c: &mut Client, table: &str, id: i32) -> u16 {
-    let port: i32 = c
-        .query_one(
-            &format!(
-                "SELECT nodeport FROM citus_shards
-                  WHERE shardid = get_shard_id_for_distribution_column('{table}', {id})"
-            ),
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    port as u16
-}
-
 fn prepared_on_workers() -> i64 {
     worker_ports()
         .into_iter()
@@ -32,18 +17,6 @@ fn prepared_on_workers() -> i64 {
                 .get::<_, i64>(0)
         })
         .sum()
-}
-
-/// Two values of `table` whose shards are on different workers.
-fn two_nodes(c: &mut Client, table: &str) -> (i32, i32, u16, u16) {
-    let first = port_of(c, table, 1);
-    for other in 2..100 {
-        let p = port_of(c, table, other);
-        if p != first {
-            return (1, other, first, p);
-        }
-    }
-    panic!("every value on one node");
 }
 
 #[test]
@@ -58,7 +31,7 @@ fn a_worker_that_goes_away_before_commit_leaves_nothing_committed() {
              INSERT INTO it_2pc SELECT i, 0 FROM generate_series(1, 100) i;",
         )
         .unwrap();
-    let (a, b, _port_a, port_b) = two_nodes(&mut admin, "it_2pc");
+    let (a, b, _port_a, port_b) = ids_on_two_nodes(&mut admin, "it_2pc");
     let mut c = coordinator();
     c.batch_execute("BEGIN").unwrap();
     c.execute("UPDATE it_2pc SET v = 1 WHERE id = $1", &[&a])
