@@ -132,5 +132,18 @@ COPY cp.items (tenant, v) FROM STDIN;
 \.
 RESET ROLE;
 SELECT count(*) = :records AS one_phase FROM pg_dist_transaction;
+-- A default that runs a utility statement of its own while COPY stages the rows: the rows
+-- still reach the shards.
+CREATE TABLE cp.nested (id int, v text);
+SELECT create_distributed_table('cp.nested', 'id');
+CREATE FUNCTION cp.nested_default() RETURNS text LANGUAGE plpgsql VOLATILE AS
+$$ BEGIN EXECUTE 'CREATE TEMPORARY TABLE IF NOT EXISTS nested_side (x int)'; RETURN 'made'; END $$;
+ALTER TABLE cp.nested ALTER COLUMN v SET DEFAULT cp.nested_default();
+COPY cp.nested (id) FROM STDIN;
+1
+2
+3
+\.
+SELECT id, v FROM cp.nested ORDER BY id;
 DROP SCHEMA cp CASCADE;
 DROP ROLE copy_app;

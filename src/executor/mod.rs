@@ -397,7 +397,21 @@ unsafe extern "C-unwind" fn next_row(ss: *mut pg_sys::ScanState) -> *mut pg_sys:
             run.pos = (r, row + 1);
             let econtext = (*ss).ps.ps_ExprContext;
             let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
-            let natts = run.inputs.len().min(result.nfields());
+            if result.nfields() != run.inputs.len() {
+                // A shard whose columns differ from the table's (changed on the node itself):
+                // the row cannot be read as the table's.
+                crate::error::TesseraError::new(
+                    pgrx::PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                    format!(
+                        "a node returned rows of {} columns where {} were expected",
+                        result.nfields(),
+                        run.inputs.len()
+                    ),
+                )
+                .hint("A shard's columns were changed on its node: change the distributed table on the coordinator instead, and make the shard match it again.")
+                .report();
+            }
+            let natts = run.inputs.len();
             for (col, (finfo, ioparam, typmod)) in run.inputs.iter_mut().enumerate().take(natts) {
                 let values = (*slot).tts_values.add(col);
                 let nulls = (*slot).tts_isnull.add(col);

@@ -57,14 +57,18 @@ pub(super) fn portable_type(typid: pg_sys::Oid) -> u32 {
 /// # Safety
 /// `params` is null or the executor's ParamListInfo.
 unsafe fn param(params: pg_sys::ParamListInfo, id: usize) -> (Option<String>, pg_sys::Oid) {
-    // SAFETY: reading (or fetching through the hook) an existing parameter slot.
+    // SAFETY: reading (or fetching through the hook) an existing parameter slot. The hook is
+    // a C function that may raise an ERROR (PL/pgSQL's "record is not assigned yet"): called
+    // through pgrx's boundary, which turns it into a Rust panic that unwinds this frame.
     unsafe {
         if params.is_null() || id == 0 || id > (*params).numParams as usize {
             return (None, pg_sys::InvalidOid);
         }
         let mut workspace = pg_sys::ParamExternData::default();
         let prm = match (*params).paramFetch {
-            Some(fetch) => fetch(params, id as i32, false, &mut workspace),
+            Some(fetch) => pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| {
+                fetch(params, id as i32, false, &mut workspace)
+            }),
             None => (*params).params.as_mut_ptr().add(id - 1),
         };
         if prm.is_null() || (*prm).ptype == pg_sys::InvalidOid {

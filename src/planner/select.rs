@@ -51,6 +51,17 @@ pub(crate) unsafe fn plan_select(
         if let Some(e) = multi_shard_blocker(a) {
             return Err(e);
         }
+        if !(*parse).setOperations.is_null()
+            && (combine::needs_combine(parse) || !union_all_of_shard_rows(parse)?)
+        {
+            // Run on every shard group, an arm that is not a distributed table's rows (a
+            // constant, a reference or local table, an aggregate, DISTINCT, LIMIT) would come
+            // back once per shard group.
+            return Err(unsupported(
+                "cannot push this set operation down to the shards: only UNION ALL of plain selections from distributed tables runs on every shard",
+                "Run each arm as its own query, or put the set operation in a subquery joined with a distributed table on its distribution column.",
+            ));
+        }
         if !combine::needs_combine(parse) {
             let plan = base_plan(Tier::MultiShard, Command::Select, parse, a, Pin::All, true)?;
             let scan_tlist = visible((*parse).targetList);
@@ -143,5 +154,72 @@ unsafe fn worker_rows(worker: *mut pg_sys::Query, a: &Analysis, table_rows: f64)
             }
         }
         table_rows
+    }
+}
+
+/// Whether the set operation of `parse` is a UNION ALL whose every arm is a plain selection of
+/// rows from a hash-distributed table (no aggregate, grouping, DISTINCT, window function,
+/// LIMIT, sublink or WITH): run on each shard group, each arm then gives that group's share of
+/// its rows, and the shards' answers together are the whole answer.
+///
+/// # Safety
+/// `parse` is a valid analyzed Query with a set operation.
+unsafe fn union_all_of_shard_rows(parse: *mut pg_sys::Query) -> TResult<bool> {
+    // SAFETY: walking the set operation tree and the arms' range tables.
+    unsafe {
+        let mut stack = vec![(*parse).setOperations];
+        while let Some(node) = stack.pop() {
+            if crate::pg::nodes::is_a(
+                node as *const std::ffi::c_void,
+                pg_sys::NodeTag::T_SetOperationStmt,
+            ) {
+                let op = node as *mut pg_sys::SetOperationStmt;
+                if (*op).op != pg_sys::SetOperation::SETOP_UNION || !(*op).all {
+                    return Ok(false);
+                }
+                stack.push((*op).larg);
+                stack.push((*op).rarg);
+                continue;
+            }
+            if !crate::pg::nodes::is_a(
+                node as *const std::ffi::c_void,
+                pg_sys::NodeTag::T_RangeTblRef,
+            ) {
+                return Ok(false);
+            }
+            let index = (*(node as *mut pg_sys::RangeTblRef)).rtindex;
+            let rte = pg_sys::list_nth((*parse).rtable, index - 1) as *mut pg_sys::RangeTblEntry;
+            let q = (*rte).subquery;
+            if (*rte).rtekind != pg_sys::RTEKind::RTE_SUBQUERY || q.is_null() {
+                return Ok(false);
+            }
+            if (*q).hasAggs
+                || !(*q).groupClause.is_null()
+                || !(*q).groupingSets.is_null()
+                || !(*q).havingQual.is_null()
+                || !(*q).distinctClause.is_null()
+                || (*q).hasWindowFuncs
+                || (*q).hasTargetSRFs
+                || (*q).hasSubLinks
+                || !(*q).limitCount.is_null()
+                || !(*q).limitOffset.is_null()
+                || !(*q).cteList.is_null()
+                || !(*q).setOperations.is_null()
+            {
+                return Ok(false);
+            }
+            let mut distributed = false;
+            for r in list_of::<pg_sys::RangeTblEntry>((*q).rtable) {
+                if (*r).rtekind == pg_sys::RTEKind::RTE_RELATION {
+                    if let Some(meta) = crate::metadata::cache::lookup((*r).relid)? {
+                        distributed |= meta.table.kind() == crate::metadata::table::TableKind::Hash;
+                    }
+                }
+            }
+            if !distributed {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }

@@ -211,9 +211,10 @@ unsafe fn to_results(
 ) {
     // SAFETY: editing a range table entry of the caller's copy.
     unsafe {
-        let types = crate::pg::nodes::list_ptrs((*cte).ctecoltypes);
+        // An OID list: its length, not its cells as pointers.
+        let n = pg_sys::list_length((*cte).ctecoltypes);
         let mut cols = Vec::new();
-        for i in 0..types.len() {
+        for i in 0..n as usize {
             cols.push((
                 pg_sys::list_nth_oid((*cte).ctecoltypes, i as i32),
                 pg_sys::list_nth_int((*cte).ctecoltypmods, i as i32),

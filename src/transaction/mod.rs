@@ -192,7 +192,11 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
     // local commit, which follows only if every node prepared (a failure rolls it back with
     // the local transaction).
     let mut dispatch = crate::connection::Dispatch::start(tasks.clone(), tasks.len());
-    dispatch.send()?;
+    if let Err(e) = dispatch.send() {
+        // Interrupted while sending: a node may have prepared (see below).
+        crate::pg::wakeup::want_recovery();
+        return Err(e);
+    }
     let planned: Vec<Prepared> = tasks
         .iter()
         .zip(&gids)

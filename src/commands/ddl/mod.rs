@@ -99,6 +99,7 @@ pub fn init() {
     unsafe {
         PREV_PROCESS_UTILITY_HOOK = pg_sys::ProcessUtility_hook;
         pg_sys::ProcessUtility_hook = Some(tessera_process_utility);
+        pg_sys::RegisterXactCallback(Some(forget_pending_copies), std::ptr::null_mut());
     }
 }
 
@@ -495,10 +496,34 @@ struct Work(Finish);
 
 thread_local! {
     /// The staged rows' way into the distributed table, after a COPY rewritten to fill a
-    /// staging table ran (see [`copy::copy_from_via_table`]). Kept here, not in the hook's
-    /// frame, which an error in the COPY unwinds through; a stale one is dropped by the next
-    /// statement.
-    static PENDING_COPY: std::cell::RefCell<Option<copy::CopyFinish>> = const { std::cell::RefCell::new(None) };
+    /// staging table ran (see [`copy::copy_from_via_table`]), by the rewritten statement: a
+    /// statement a default or WHERE function runs during the COPY has its own. Kept here, not
+    /// in the hook's frame, which an error in the COPY unwinds through; what such an error
+    /// left is dropped when the transaction ends.
+    static PENDING_COPY: std::cell::RefCell<Vec<(usize, copy::CopyFinish)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Forgets, at the end of the transaction, the staged rows' ways an aborted COPY left behind
+/// (one caught by a savepoint included).
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_pending_copies(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
+    if matches!(
+        event,
+        pg_sys::XactEvent::XACT_EVENT_ABORT
+            | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT
+            | pg_sys::XactEvent::XACT_EVENT_COMMIT
+            | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT
+            | pg_sys::XactEvent::XACT_EVENT_PREPARE
+    ) {
+        PENDING_COPY.with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut() {
+                p.clear();
+            }
+        });
+    }
 }
 
 /// [`decide`]'s answer: the statement to run (rewritten for COPY on a distributed table) and
@@ -517,8 +542,6 @@ unsafe extern "C-unwind" fn decide(
     pstmt: *mut pg_sys::PlannedStmt,
     query_string: *const c_char,
 ) -> Decision {
-    // A COPY that failed left its staged rows' way behind: not for this statement.
-    PENDING_COPY.with(|p| p.borrow_mut().take());
     let installed = tessera_installed() && LOCAL_UTILITY.with(|d| d.get()) == 0;
     if !installed {
         return Decision {
@@ -532,7 +555,7 @@ unsafe extern "C-unwind" fn decide(
     // SAFETY: as above.
     let (pstmt, copy_finish) = unsafe { copy::copy_from_via_table(pstmt) }.or_report();
     if let Some(finish) = copy_finish {
-        PENDING_COPY.with(|p| *p.borrow_mut() = Some(finish));
+        PENDING_COPY.with(|p| p.borrow_mut().push((pstmt as usize, finish)));
         return Decision {
             pstmt,
             work: std::ptr::null_mut(),
@@ -568,10 +591,15 @@ unsafe extern "C-unwind" fn decide(
     }
 }
 
-/// After a COPY into a staging table ran: its rows into the distributed table.
+/// After the COPY `pstmt` into a staging table ran: its rows into the distributed table.
 #[pg_guard]
-unsafe extern "C-unwind" fn after_copy() {
-    if let Some(finish) = PENDING_COPY.with(|p| p.borrow_mut().take()) {
+unsafe extern "C-unwind" fn after_copy(pstmt: *mut pg_sys::PlannedStmt) {
+    let finish = PENDING_COPY.with(|p| {
+        let mut p = p.borrow_mut();
+        let at = p.iter().rposition(|(s, _)| *s == pstmt as usize)?;
+        Some(p.remove(at).1)
+    });
+    if let Some(finish) = finish {
         finish().or_report();
     }
 }
@@ -698,7 +726,7 @@ unsafe extern "C-unwind" fn tessera_process_utility(
             ),
         }
         if d.copy {
-            after_copy();
+            after_copy(d.pstmt);
         }
     }
 }
