@@ -510,7 +510,18 @@ impl Connection {
         register_exit_wait();
         CANCELS_IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         // Without a thread to be had, the request goes (freed) with the closure, and the node
-        // notices the closed connection instead.
+        // notices the closed connection instead. The thread starts with every signal blocked
+        // (a new thread inherits the mask): this thread blocks them around the spawn, so no
+        // signal meant for the backend can run a handler on the new one before it starts.
+        // SAFETY: sigfillset initialises the set; pthread_sigmask changes only this thread's
+        // mask, restored right after the spawn (signals that came meanwhile are then delivered).
+        let previous = unsafe {
+            let mut all = std::mem::zeroed::<libc::sigset_t>();
+            let mut previous = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut previous);
+            previous
+        };
         let spawned = std::thread::Builder::new()
             .name("tessera-cancel".into())
             .spawn(move || {
@@ -519,6 +530,8 @@ impl Connection {
                 let _ = sent.send(());
                 CANCELS_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             });
+        // SAFETY: restores this thread's mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut()) };
         match spawned {
             Ok(_) => *self.pending_cancel.borrow_mut() = Some(arrived),
             Err(_) => {

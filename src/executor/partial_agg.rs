@@ -34,6 +34,8 @@ use pgrx::prelude::*;
 use crate::error::TesseraError;
 use crate::pg::nodes::{is_a, list_of};
 
+// PostgreSQL functions the bindings lack. Each may raise an ERROR: every call goes through
+// `pg_guard_ffi_boundary`, which turns it into a Rust panic that unwinds the callers' frames.
 unsafe extern "C-unwind" {
     fn resolve_aggregate_transtype(
         aggfuncid: pg_sys::Oid,
@@ -468,18 +470,20 @@ unsafe fn build_info(
         let (step, serial, finalfn);
         match side {
             Side::Worker => {
-                build_aggregate_transfn_expr(
-                    types.as_mut_ptr(),
-                    n,
-                    0,
-                    variadic,
-                    transtype,
-                    collation,
-                    cat.transfn,
-                    pg_sys::InvalidOid,
-                    &mut expr,
-                    &mut unused,
-                );
+                pg_guard_ffi_boundary(|| {
+                    build_aggregate_transfn_expr(
+                        types.as_mut_ptr(),
+                        n,
+                        0,
+                        variadic,
+                        transtype,
+                        collation,
+                        cat.transfn,
+                        pg_sys::InvalidOid,
+                        &mut expr,
+                        &mut unused,
+                    )
+                });
                 step = Call::new(cat.transfn, expr, types.len() + 1, collation, cxt);
                 // As ExecInitAgg: a strict transition function without an initial value takes
                 // its first input as the state, so that input must be of the state type.
@@ -500,7 +504,9 @@ unsafe fn build_info(
                     if cat.serialfn == pg_sys::InvalidOid {
                         missing("serialization");
                     }
-                    build_aggregate_serialfn_expr(cat.serialfn, &mut expr);
+                    pg_guard_ffi_boundary(|| {
+                        build_aggregate_serialfn_expr(cat.serialfn, &mut expr)
+                    });
                     Some(Call::new(cat.serialfn, expr, 1, pg_sys::InvalidOid, cxt))
                 } else {
                     let mut varlena = false;
@@ -514,24 +520,28 @@ unsafe fn build_info(
                     missing("combine");
                 }
                 let mut state_type = transtype;
-                build_aggregate_transfn_expr(
-                    &mut state_type,
-                    1,
-                    0,
-                    false,
-                    transtype,
-                    collation,
-                    cat.combinefn,
-                    pg_sys::InvalidOid,
-                    &mut expr,
-                    &mut unused,
-                );
+                pg_guard_ffi_boundary(|| {
+                    build_aggregate_transfn_expr(
+                        &mut state_type,
+                        1,
+                        0,
+                        false,
+                        transtype,
+                        collation,
+                        cat.combinefn,
+                        pg_sys::InvalidOid,
+                        &mut expr,
+                        &mut unused,
+                    )
+                });
                 step = Call::new(cat.combinefn, expr, 2, collation, cxt);
                 serial = if internal {
                     if cat.deserialfn == pg_sys::InvalidOid {
                         missing("deserialization");
                     }
-                    build_aggregate_deserialfn_expr(cat.deserialfn, &mut expr);
+                    pg_guard_ffi_boundary(|| {
+                        build_aggregate_deserialfn_expr(cat.deserialfn, &mut expr)
+                    });
                     Some(Call::new(cat.deserialfn, expr, 2, pg_sys::InvalidOid, cxt))
                 } else {
                     pg_sys::getTypeInputInfo(transtype, &mut io_fn, &mut io_param);
@@ -539,15 +549,17 @@ unsafe fn build_info(
                 };
                 finalfn = (cat.finalfn != pg_sys::InvalidOid).then(|| {
                     let nargs = if cat.finalextra { types.len() + 1 } else { 1 };
-                    build_aggregate_finalfn_expr(
-                        types.as_mut_ptr(),
-                        nargs as c_int,
-                        transtype,
-                        rettype,
-                        collation,
-                        cat.finalfn,
-                        &mut expr,
-                    );
+                    pg_guard_ffi_boundary(|| {
+                        build_aggregate_finalfn_expr(
+                            types.as_mut_ptr(),
+                            nargs as c_int,
+                            transtype,
+                            rettype,
+                            collation,
+                            cat.finalfn,
+                            &mut expr,
+                        )
+                    });
                     Call::new(cat.finalfn, expr, nargs, collation, cxt)
                 });
             }
@@ -633,10 +645,12 @@ unsafe fn copy_into(
     if info.trans_byval {
         return value;
     }
-    // SAFETY: datumCopy allocates in the current context, switched to `cxt`.
+    // SAFETY: datumCopy allocates in the current context, switched to `cxt`; an ERROR it
+    // raises (a state over 1 GB, out of memory) comes back as a Rust panic.
     unsafe {
         let old = pg_sys::MemoryContextSwitchTo(cxt);
-        let d = datumCopy(value, info.trans_byval, info.trans_len as c_int);
+        let d =
+            pg_guard_ffi_boundary(|| datumCopy(value, info.trans_byval, info.trans_len as c_int));
         pg_sys::MemoryContextSwitchTo(old);
         d
     }
