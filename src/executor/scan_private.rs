@@ -173,7 +173,8 @@ pub(crate) unsafe fn push_subplans(cscan: *mut pg_sys::CustomScan, items: &[Subp
 /// # Safety
 /// `cscan` is a Tessera Adaptive scan.
 pub(crate) unsafe fn subplans(cscan: *mut pg_sys::CustomScan) -> Vec<SubplanItem> {
-    // SAFETY: the slot holds a List of 5-item Lists (Integer x 4, PlannedStmt).
+    // SAFETY: the slot holds a List of 5-item Lists (Integer x 4, PlannedStmt); each node's
+    // tag is checked before it is read as that type.
     unsafe {
         let list = slot(cscan, SUBPLANS);
         if list.is_null() || !is_a(list as *const c_void, pg_sys::NodeTag::T_List) {
@@ -187,6 +188,13 @@ pub(crate) unsafe fn subplans(cscan: *mut pg_sys::CustomScan) -> Vec<SubplanItem
                 let [param, kind, elem, width, stmt] = parts.as_slice() else {
                     return None;
                 };
+                let integer =
+                    |n: &*mut pg_sys::Node| is_a(*n as *const c_void, pg_sys::NodeTag::T_Integer);
+                if ![param, kind, elem, width].into_iter().all(integer)
+                    || !is_a(*stmt as *const c_void, pg_sys::NodeTag::T_PlannedStmt)
+                {
+                    return None;
+                }
                 Some(SubplanItem {
                     param: int(*param) as usize,
                     kind: SubKind::from_code(int(*kind))?,

@@ -396,11 +396,12 @@ pub(super) unsafe fn as_is(u: &Utility) -> TResult<Step> {
                 Ok(as_written(u, spec_names(&[(*s).role])))
             }
             // ALTER ROLE ... RENAME: the old name must exist there.
-            _ => {
+            T_RenameStmt => {
                 let s = u.node::<pg_sys::RenameStmt>();
                 let old = string((*s).subname);
                 Ok(as_written(u, vec![old]))
             }
+            _ => Ok(Step::Pass),
         }
     }
 }
