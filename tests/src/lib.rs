@@ -224,13 +224,14 @@ pub fn reconnect(port: u16) -> Client {
 /// How many times the node on `port` has become ready to accept connections since its log
 /// began: one more after each crash restart.
 pub fn times_ready(port: u16) -> usize {
-    let log = format!("{}/logs/node-{port}.log", cluster_dir());
-    std::fs::read_to_string(log)
-        .map(|t| {
-            t.matches("database system is ready to accept connections")
-                .count()
-        })
-        .unwrap_or(0)
+    node_log(port)
+        .matches("database system is ready to accept connections")
+        .count()
+}
+
+/// The server log of the node on `port` (empty if it cannot be read).
+pub fn node_log(port: u16) -> String {
+    std::fs::read_to_string(format!("{}/logs/node-{port}.log", cluster_dir())).unwrap_or_default()
 }
 
 /// Kills backend `pid` of the node on `port` with SIGKILL and waits until the server has

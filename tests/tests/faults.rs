@@ -171,22 +171,35 @@ fn a_worker_killed_after_the_commit_point_has_the_commit_after_recovery() {
         .unwrap();
 }
 
+/// Updates a and b in one transaction whose two-phase commit pauses at `point`, and kills the
+/// committing coordinator backend there with SIGKILL (the coordinator restarts as after a
+/// crash). Returns a connection to the restarted coordinator, what the COMMIT returned, and
+/// how many prepared transactions recovery then finished.
+fn crash_during_commit(
+    point: &str,
+    table: &str,
+    (a, b, pa, pb): (i32, i32, u16, u16),
+) -> (Client, Result<(), postgres::Error>, i32) {
+    let mut s = pausing_session(point, 3000);
+    let pid: i32 = s.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let commit = commit_in_background(s, table, a, b, pa, pb);
+    thread::sleep(Duration::from_millis(300));
+    let mut c = crash_backend(coordinator_port(), pid);
+    let committed = commit.join().unwrap();
+    let finished: i32 = c
+        .query_one("SELECT recover_prepared_transactions()", &[])
+        .unwrap()
+        .get(0);
+    (c, committed, finished)
+}
+
 #[test]
 fn the_coordinator_killed_after_the_commit_point_commits_everywhere() {
     let table = "it_fault_coord_commit";
     let (a, b, pa, pb) = setup(table, 200);
     for round in 1..=ROUNDS {
-        let mut s = pausing_session("before_commit_prepared", 3000);
-        let pid: i32 = s.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-        let commit = commit_in_background(s, table, a, b, pa, pb);
-        thread::sleep(Duration::from_millis(300));
-        // SIGKILL of a backend: the coordinator restarts as after a crash.
-        let mut c = crash_backend(coordinator_port(), pid);
-        let _ = commit.join().unwrap();
-        let finished: i32 = c
-            .query_one("SELECT recover_prepared_transactions()", &[])
-            .unwrap()
-            .get(0);
+        let (mut c, _, finished) =
+            crash_during_commit("before_commit_prepared", table, (a, b, pa, pb));
         assert_eq!(
             finished, 2,
             "round {round}: both prepared transactions committed"
@@ -209,19 +222,9 @@ fn the_coordinator_killed_before_the_commit_point_leaves_nothing() {
     let (a, b, pa, pb) = setup(table, 200);
     let before = state(&mut coordinator(), table);
     for round in 1..=ROUNDS {
-        let mut s = pausing_session("after_prepare", 3000);
-        let pid: i32 = s.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
-        let commit = commit_in_background(s, table, a, b, pa, pb);
-        thread::sleep(Duration::from_millis(300));
-        let mut c = crash_backend(coordinator_port(), pid);
-        assert!(
-            commit.join().unwrap().is_err(),
-            "the COMMIT never returns success"
-        );
-        let finished: i32 = c
-            .query_one("SELECT recover_prepared_transactions()", &[])
-            .unwrap()
-            .get(0);
+        let (mut c, committed, finished) =
+            crash_during_commit("after_prepare", table, (a, b, pa, pb));
+        assert!(committed.is_err(), "the COMMIT never returns success");
         assert_eq!(
             finished, 2,
             "round {round}: both prepared transactions rolled back"
@@ -258,13 +261,6 @@ impl Drop for RecoveryInterval {
     }
 }
 
-fn coordinator_log() -> String {
-    let dir = std::env::var("TESSERA_CLUSTER_DIR")
-        .unwrap_or_else(|_| format!("/var/tmp/tessera/cluster-{}", coordinator_port()));
-    std::fs::read_to_string(format!("{dir}/logs/node-{}.log", coordinator_port()))
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_failed_commit_prepared_is_retried_at_once() {
     let table = "it_fault_retry";
@@ -277,7 +273,7 @@ fn a_failed_commit_prepared_is_retried_at_once() {
         .unwrap();
     let pid: i32 = s.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     let commit = commit_in_background(s, table, a, b, pa, pb);
-    let warnings_before = coordinator_log()
+    let warnings_before = node_log(coordinator_port())
         .matches(&format!("failed on node 127.0.0.1:{pa}"))
         .count();
     // The node's backend for this transaction goes away, and the node takes no new
@@ -290,7 +286,7 @@ fn a_failed_commit_prepared_is_retried_at_once() {
         .unwrap();
     let frozen = FrozenPostmaster::freeze(pa);
     commit.join().unwrap().expect("COMMIT succeeds");
-    let warnings_after = coordinator_log()
+    let warnings_after = node_log(coordinator_port())
         .matches(&format!("failed on node 127.0.0.1:{pa}"))
         .count();
     assert!(
