@@ -88,21 +88,18 @@ pub(super) unsafe fn copy(u: &Utility) -> TResult<Step> {
     }
 }
 
-/// Whether column `name`'s default calls a VOLATILE function other than `nextval`.
-fn volatile_default(relid: pg_sys::Oid, name: &str) -> TResult<bool> {
-    let tree = crate::pg::spi::get_one_with_args::<String>(
-        "SELECT d.adbin::text FROM pg_catalog.pg_attrdef d
-           JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-          WHERE d.adrelid = $1 AND a.attname = $2",
-        &[relid.into(), name.into()],
-    )?;
-    let Some(tree) = tree else { return Ok(false) };
+/// A column COPY may fill: name, type, default (printed), identity, generated.
+type Column = (String, String, Option<String>, bool, bool);
+
+/// Whether a default's node tree (`pg_attrdef.adbin`) calls a VOLATILE function other than
+/// `nextval`.
+fn volatile_default(tree: &str) -> bool {
     let tree = std::ffi::CString::new(tree).unwrap_or_default();
     // SAFETY: the node tree is the catalog's own text; read back, then only walked.
-    Ok(unsafe {
+    unsafe {
         let node = pg_sys::stringToNode(tree.as_ptr()) as *mut pg_sys::Node;
         pg_sys::contain_volatile_functions_not_nextval(node)
-    })
+    }
 }
 
 /// What follows a `COPY dist FROM ...` that [`copy_from_via_table`] rewrote: the rows into the
@@ -157,15 +154,16 @@ pub(super) unsafe fn copy_from_via_table(
             ));
         }
         // Every column but the dropped ones: name, type, default (printed with every name
-        // qualified), identity, generated.
-        let all: Vec<(String, String, Option<String>, bool, bool)> = {
+        // qualified), identity, generated; and each default's node tree, by column.
+        let (all, trees): (Vec<Column>, std::collections::HashMap<String, String>) = {
             let _qualified = crate::pg::guc::GucScope::catalog_only();
             Spi::connect(|client| {
                 let mut v = Vec::new();
+                let mut trees = std::collections::HashMap::new();
                 for row in client.select(
                     "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod),
                             pg_catalog.pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '',
-                            a.attgenerated <> ''
+                            a.attgenerated <> '', d.adbin::text
                        FROM pg_catalog.pg_attribute a
                        LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
                       WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
@@ -173,15 +171,19 @@ pub(super) unsafe fn copy_from_via_table(
                     None,
                     &[relid.into()],
                 )? {
+                    let name = row.get::<String>(1)?.unwrap_or_default();
+                    if let Some(tree) = row.get::<String>(6)? {
+                        trees.insert(name.clone(), tree);
+                    }
                     v.push((
-                        row.get::<String>(1)?.unwrap_or_default(),
+                        name,
                         row.get::<String>(2)?.unwrap_or_default(),
                         row.get::<String>(3)?,
                         row.get::<bool>(4)?.unwrap_or(false),
                         row.get::<bool>(5)?.unwrap_or(false),
                     ));
                 }
-                Ok::<_, TesseraError>(v)
+                Ok::<_, TesseraError>((v, trees))
             })?
         };
         if let Some(missing) = named.iter().find(|n| {
@@ -205,7 +207,7 @@ pub(super) unsafe fn copy_from_via_table(
         // The staging table: the columns COPY fills, and the others a WHERE may read, with the
         // table's defaults (which COPY evaluates row by row, as for a local table); an identity
         // column COPY does not fill is left to the INSERT, which makes its value.
-        let staged: Vec<&(String, String, Option<String>, bool, bool)> = all
+        let staged: Vec<&Column> = all
             .iter()
             .filter(|c| !c.4 && (listed.contains(&c.0) || !c.3))
             .collect();
@@ -255,10 +257,8 @@ pub(super) unsafe fn copy_from_via_table(
         // Not when something of the user's runs while staging: a WHERE clause, or a default
         // that calls a VOLATILE function other than a sequence's (it may write a local table).
         let user_code = !(*c).whereClause.is_null()
-            || staged.iter().any(|(name, _, default, _, _)| {
-                default.is_some()
-                    && !listed.contains(name)
-                    && volatile_default(relid, name).unwrap_or(true)
+            || staged.iter().any(|(name, _, _, _, _)| {
+                !listed.contains(name) && trees.get(name).is_some_and(|t| volatile_default(t))
             });
         let fresh = !user_code && crate::transaction::staging_only();
         Spi::run(&format!(
