@@ -32,34 +32,34 @@ pub(super) fn record(prepared: &[Prepared], done: &[String]) -> TResult<()> {
     // The group of each prepared node: from the cache of active nodes, or else from every node
     // (one disabled meanwhile still has its prepared transaction). A node in none aborts the
     // transaction: a decision recovery could not find would roll that node back.
-    let mut groups = Vec::with_capacity(prepared.len());
-    let mut all: Option<Vec<crate::metadata::node::Node>> = None;
+    let mut cached = Vec::with_capacity(prepared.len());
     for p in prepared {
-        let group = match crate::metadata::cache::group_of(&p.key.node)? {
-            Some(g) => g,
-            None => {
-                if all.is_none() {
-                    all = Some(nodes::all()?);
-                }
-                all.as_ref()
-                    .and_then(|all| {
-                        all.iter().find(|n| {
-                            n.nodename == p.key.node.host && n.nodeport == p.key.node.port
-                        })
-                    })
+        cached.push(crate::metadata::cache::group_of(&p.key.node)?);
+    }
+    let all = if cached.contains(&None) {
+        nodes::all()?
+    } else {
+        Vec::new()
+    };
+    let mut groups = Vec::with_capacity(prepared.len());
+    for (p, cached) in prepared.iter().zip(cached) {
+        let node = &p.key.node;
+        let group = cached
+            .or_else(|| {
+                all.iter()
+                    .find(|n| n.nodename == node.host && n.nodeport == node.port)
                     .map(|n| n.groupid)
-                    .ok_or_else(|| {
-                        crate::error::TesseraError::new(
-                            pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                            format!(
-                                "cannot commit: node {}:{} left the cluster during the transaction",
-                                p.key.node.host, p.key.node.port
-                            ),
-                        )
-                        .hint("The transaction rolled back: run it again.")
-                    })?
-            }
-        };
+            })
+            .ok_or_else(|| {
+                crate::error::TesseraError::new(
+                    pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!(
+                        "cannot commit: node {}:{} left the cluster during the transaction",
+                        node.host, node.port
+                    ),
+                )
+                .hint("The transaction rolled back: run it again.")
+            })?;
         groups.push(group);
     }
     let gids: Vec<String> = prepared.iter().map(|p| p.gid.clone()).collect();
