@@ -98,18 +98,80 @@ COPY ids (t, t) FROM STDIN;
 \.
 SELECT id, t, n, g FROM ids ORDER BY t;
 RESET ROLE;
--- A role that may not create temporary tables is told why.
+-- Privileges, as PostgreSQL's COPY checks them: INSERT on the table (and USAGE on the
+-- sequence a default advances); a server file needs pg_read_server_files. The rows stream to
+-- the shards, so no TEMPORARY privilege is needed, except by a COPY with a WHERE clause,
+-- which stages its rows on the coordinator and says so.
 CREATE ROLE copy_notemp LOGIN;
 GRANT USAGE ON SCHEMA cp TO copy_notemp;
 GRANT INSERT ON cp.items TO copy_notemp;
+GRANT USAGE ON SEQUENCE cp.items_id_seq TO copy_notemp;
 REVOKE TEMPORARY ON DATABASE postgres FROM PUBLIC;
 SET ROLE copy_notemp;
 COPY cp.items (tenant, v) FROM STDIN;
+30	thirty
 \.
+COPY cp.kinds FROM STDIN;
+31	thirty-one
+\.
+COPY cp.items (tenant, v) FROM STDIN WHERE tenant > 0;
+32	thirty-two
+\.
+COPY cp.items (tenant, v) FROM '/tmp/tessera_copy_test.bin' WITH (FORMAT binary);
 RESET ROLE;
+SELECT tenant, v FROM cp.items WHERE tenant >= 30 AND tenant < 100 ORDER BY tenant;
 GRANT TEMPORARY ON DATABASE postgres TO PUBLIC;
 DROP OWNED BY copy_notemp;
 DROP ROLE copy_notemp;
+-- Quoted and unicode names.
+SET ROLE copy_app;
+CREATE TABLE cp."Zähler ""q""" ("Wert ü" int NOT NULL, "x""y" text DEFAULT 'dflt');
+SELECT create_distributed_table('cp."Zähler ""q"""', 'Wert ü', shard_count => 3);
+COPY cp."Zähler ""q""" ("Wert ü") FROM STDIN;
+1
+2
+3
+\.
+COPY cp."Zähler ""q""" FROM STDIN WITH (FORMAT csv);
+4,"tab	and ""quote"""
+\.
+SELECT * FROM cp."Zähler ""q""" ORDER BY 1;
+-- A row without a distribution value is refused, on its line.
+COPY cp."Zähler ""q""" ("x""y") FROM STDIN;
+nothing
+\.
+RESET ROLE;
+-- Many batches: several megabytes of rows go out to the shards while the next ones are read.
+-- The same file into a plain table gives the same rows.
+CREATE TABLE cp.big (id bigint PRIMARY KEY, tenant int, v text, n numeric);
+SELECT create_distributed_table('cp.big', 'id', shard_count => 8);
+CREATE TABLE cp.big_local (LIKE cp.big);
+COPY (SELECT i, i % 100, repeat(md5(i::text), 2), i / 7.0 FROM generate_series(1, 150000) i)
+  TO '/tmp/tessera_copy_big.csv' WITH (FORMAT csv);
+COPY cp.big FROM '/tmp/tessera_copy_big.csv' WITH (FORMAT csv);
+COPY cp.big_local FROM '/tmp/tessera_copy_big.csv' WITH (FORMAT csv);
+SELECT (SELECT count(*) FROM cp.big) AS rows,
+       (SELECT sum(hashtext(id || ',' || tenant || ',' || v || ',' || n)::bigint) FROM cp.big)
+     = (SELECT sum(hashtext(id || ',' || tenant || ',' || v || ',' || n)::bigint) FROM cp.big_local) AS same_rows;
+-- Bad input on the last of 150000 lines, after batches went out: COPY's error with its line,
+-- and nothing of that COPY is left on any shard.
+COPY (SELECT i + 1000000, i % 100, 'x', CASE WHEN i = 150000 THEN 'not a number' ELSE '1' END
+        FROM generate_series(1, 150000) i)
+  TO '/tmp/tessera_copy_bad.csv' WITH (FORMAT csv);
+COPY cp.big FROM '/tmp/tessera_copy_bad.csv' WITH (FORMAT csv);
+SELECT count(*) FROM cp.big;
+-- The same inside a savepoint: rolled back to it, the transaction goes on and commits what
+-- it wrote before and after.
+BEGIN;
+INSERT INTO cp.big VALUES (0, 0, 'before', 0);
+SAVEPOINT s;
+COPY cp.big FROM '/tmp/tessera_copy_bad.csv' WITH (FORMAT csv);
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO cp.big VALUES (-1, 1, 'after', 0);
+SELECT count(*) FROM cp.big;
+COMMIT;
+SELECT count(*), min(id), max(id) FROM cp.big;
+SELECT nodeport, result FROM run_command_on_workers($$SELECT count(*) FROM pg_prepared_xacts$$) ORDER BY nodeport;
 -- A session's temporary table named like the target does not get in the way.
 SET ROLE copy_app;
 SET search_path = cp;

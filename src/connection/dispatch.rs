@@ -230,6 +230,50 @@ impl Drop for Dispatch {
     }
 }
 
+thread_local! {
+    /// Dispatches whose caller stopped with an error while their commands still ran in the
+    /// remote transaction ([`park`]).
+    static PARKED: RefCell<Vec<Dispatch>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps a dispatch whose caller stopped while its commands still run in the remote
+/// transaction (a COPY whose input failed inside a savepoint, with a batch still loading):
+/// before the transaction's next command, [`settle_parked`] lets those commands end and gives
+/// their connections back to the transaction, whose savepoint rollback then undoes them.
+/// Dropped instead, the dispatch would close the connections and the transaction could not
+/// go on. No network traffic and no palloc here: safe in abort callbacks.
+pub fn park(dispatch: Dispatch) {
+    PARKED.with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p.push(dispatch);
+        }
+    });
+}
+
+/// Lets the parked dispatches' commands end (their tasks not started yet are dropped).
+pub fn settle_parked() -> Result<(), TesseraError> {
+    loop {
+        let Some(mut d) = PARKED.with(|p| p.borrow_mut().pop()) else {
+            return Ok(());
+        };
+        d.pending.clear();
+        d.rows.clear();
+        d.discard_rows = true;
+        while !d.done() {
+            d.round()?;
+        }
+    }
+}
+
+/// Drops the parked dispatches (the transaction ended: their connections close).
+pub fn forget_parked() {
+    PARKED.with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p.clear();
+        }
+    });
+}
+
 /// How often an abandoned command is cancelled again while it has not ended.
 const RECANCEL_EVERY: Duration = Duration::from_millis(200);
 
@@ -260,6 +304,18 @@ impl Dispatch {
         if !self.stepped {
             self.round()?;
         }
+        Ok(())
+    }
+
+    /// Moves the tasks forward as far as they go without waiting: what the nodes answered is
+    /// read and the next tasks are sent. For a caller that does its own work between steps
+    /// (a COPY that parses its next rows while the nodes load the last ones).
+    pub fn poll(&mut self) -> Result<(), TesseraError> {
+        if self.stepped {
+            self.wait(Some(0))?;
+        }
+        self.start_pending()?;
+        self.step_ready();
         Ok(())
     }
 
@@ -338,7 +394,7 @@ impl Dispatch {
     /// room and step every ready slot as far as it goes.
     fn round(&mut self) -> Result<(), TesseraError> {
         if self.stepped {
-            self.wait()?;
+            self.wait(None)?;
         }
         self.start_pending()?;
         self.step_ready();
@@ -346,6 +402,15 @@ impl Dispatch {
     }
 
     fn start_pending(&mut self) -> Result<(), TesseraError> {
+        let parked = PARKED.with(|p| !p.borrow().is_empty());
+        if parked
+            && self
+                .pending
+                .iter()
+                .any(|&i| self.tasks[i].scope == Scope::Transaction)
+        {
+            settle_parked()?;
+        }
         let mut i = 0;
         while self.active.len() < self.max_parallel && i < self.pending.len() {
             let t = &self.tasks[self.pending[i]];
@@ -426,8 +491,8 @@ impl Dispatch {
     }
 
     /// Sleeps until a socket of an active slot is ready, the latch is set, or a connection
-    /// deadline passes; serves interrupts.
-    fn wait(&mut self) -> Result<(), TesseraError> {
+    /// deadline passes (or `at_most` milliseconds); serves interrupts.
+    fn wait(&mut self, at_most: Option<i64>) -> Result<(), TesseraError> {
         self.stepped = false;
         if self.active.is_empty() {
             return Ok(());
@@ -454,6 +519,7 @@ impl Dispatch {
             .filter_map(|s| s.deadline)
             .chain(self.recancel_at)
             .map(|d| d.saturating_duration_since(Instant::now()).as_millis() as i64 + 1)
+            .chain(at_most)
             .min()
             .unwrap_or(-1);
         let wake = self

@@ -26,7 +26,9 @@ use tessera_core::conninfo::{self, ConnParams};
 use crate::error::{sqlstate_from_str, TesseraError};
 use crate::gucs;
 
-pub use dispatch::{run_tasks, Dispatch, RemoteTask, TaskResult};
+pub use dispatch::{
+    forget_parked, park, run_tasks, settle_parked, Dispatch, RemoteTask, TaskResult,
+};
 pub use libpq::{Connection, PgResult};
 
 /// Where a task's connection comes from and goes back to.

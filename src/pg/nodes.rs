@@ -35,6 +35,22 @@ pub unsafe fn list_of<T>(list: *mut pg_sys::List) -> Vec<*mut T> {
         .collect()
 }
 
+/// The elements of an integer List (an empty Vec for NIL).
+///
+/// # Safety
+/// `list` is NIL or a valid integer List.
+pub unsafe fn int_list(list: *mut pg_sys::List) -> Vec<i32> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: a valid List has `length` initialised cells at `elements`.
+    unsafe {
+        (0..(*list).length as usize)
+            .map(|i| (*(*list).elements.add(i)).int_value)
+            .collect()
+    }
+}
+
 /// A new pointer List in the current memory context.
 ///
 /// # Safety

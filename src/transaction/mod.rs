@@ -121,6 +121,9 @@ fn gid(xid: u32, n: usize) -> String {
 }
 
 fn commit_remote() -> Result<(), TesseraError> {
+    // Commands still running from a statement that failed inside a savepoint end first, and
+    // their connections come back.
+    crate::connection::settle_parked()?;
     let open = remote::open();
     if open.is_empty() {
         return Ok(());
@@ -375,6 +378,7 @@ unsafe extern "C-unwind" fn xact_callback(
                     p.clear();
                 }
             });
+            crate::connection::forget_parked();
             remote::close_all()
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {

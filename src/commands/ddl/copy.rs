@@ -1,7 +1,8 @@
 //! COPY on a distributed table. `COPY dist TO` (pg_dump's form) is rewritten, before anything
 //! else sees it, to `COPY (SELECT columns FROM ONLY dist) TO`, so the query reads the shards;
-//! `COPY dist FROM` to a COPY into a temporary staging table followed by `INSERT INTO dist
-//! SELECT` from it ([`copy_from_via_table`]).
+//! `COPY dist FROM` with a WHERE clause, FREEZE or row-level security to a COPY into a
+//! temporary staging table followed by `INSERT INTO dist SELECT` from it
+//! ([`copy_from_via_table`]); every other `COPY dist FROM` streams ([`super::copy_from`]).
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -219,9 +220,9 @@ pub(super) unsafe fn copy_from_via_table(
             let (schema, table) = rel_schema_and_name(relid);
             return Err(TesseraError::new(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                format!("COPY into the distributed table {schema}.{table} needs the TEMPORARY privilege on the database"),
+                format!("COPY into the distributed table {schema}.{table} with a WHERE clause, FREEZE or row-level security needs the TEMPORARY privilege on the database"),
             )
-            .hint("COPY stages the rows in a temporary table on the coordinator: GRANT TEMPORARY ON DATABASE to the role, or load the rows with INSERT."));
+            .hint("Such a COPY stages the rows in a temporary table on the coordinator: GRANT TEMPORARY ON DATABASE to the role, or COPY without WHERE and FREEZE."));
         }
         // Named as the table is, so that COPY's own error context ("COPY accounts, line 3,
         // column id") names it; another name when the session has a temporary table of that

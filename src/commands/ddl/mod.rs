@@ -41,6 +41,7 @@
 
 mod alter_table;
 mod copy;
+mod copy_from;
 mod extension;
 mod grant;
 mod index;
@@ -100,6 +101,7 @@ pub fn init() {
         PREV_PROCESS_UTILITY_HOOK = pg_sys::ProcessUtility_hook;
         pg_sys::ProcessUtility_hook = Some(tessera_process_utility);
         pg_sys::RegisterXactCallback(Some(forget_pending_copies), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(forget_aborted_copies), std::ptr::null_mut());
     }
 }
 
@@ -523,6 +525,20 @@ unsafe extern "C-unwind" fn forget_pending_copies(
                 p.clear();
             }
         });
+        copy_from::forget(None);
+    }
+}
+
+/// Forgets the streaming COPYs an error ended inside a subtransaction that rolls back.
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_aborted_copies(
+    event: pg_sys::SubXactEvent::Type,
+    my: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        copy_from::forget(Some(my));
     }
 }
 
@@ -535,6 +551,8 @@ struct Decision {
     pstmt: *mut pg_sys::PlannedStmt,
     work: *mut Work,
     copy: bool,
+    /// A `COPY dist FROM` that streams to the shards ([`copy_from::run`]).
+    stream: bool,
 }
 
 #[pg_guard]
@@ -548,10 +566,20 @@ unsafe extern "C-unwind" fn decide(
             pstmt,
             work: std::ptr::null_mut(),
             copy: false,
+            stream: false,
         };
     }
     // SAFETY: arguments come from PostgreSQL.
     let pstmt = unsafe { copy::copy_to_as_query(pstmt) }.or_report();
+    // SAFETY: as above.
+    if unsafe { copy_from::streaming(pstmt) }.or_report() {
+        return Decision {
+            pstmt,
+            work: std::ptr::null_mut(),
+            copy: false,
+            stream: true,
+        };
+    }
     // SAFETY: as above.
     let (pstmt, copy_finish) = unsafe { copy::copy_from_via_table(pstmt) }.or_report();
     if let Some(finish) = copy_finish {
@@ -560,6 +588,7 @@ unsafe extern "C-unwind" fn decide(
             pstmt,
             work: std::ptr::null_mut(),
             copy: true,
+            stream: false,
         };
     }
     // SAFETY: pstmt is a valid PlannedStmt; its utility statement a valid node (or null).
@@ -588,6 +617,7 @@ unsafe extern "C-unwind" fn decide(
         pstmt,
         work,
         copy: false,
+        stream: false,
     }
 }
 
@@ -688,6 +718,9 @@ unsafe extern "C-unwind" fn tessera_process_utility(
     // SAFETY: called by PostgreSQL with valid arguments.
     unsafe {
         let d = decide(pstmt, query_string);
+        if d.stream {
+            return copy_from::run(d.pstmt, query_string, qc);
+        }
         if !d.work.is_null() {
             return run_with_work(
                 d.work,
