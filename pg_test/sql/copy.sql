@@ -172,6 +172,19 @@ SELECT count(*) FROM cp.big;
 COMMIT;
 SELECT count(*), min(id), max(id) FROM cp.big;
 SELECT nodeport, result FROM run_command_on_workers($$SELECT count(*) FROM pg_prepared_xacts$$) ORDER BY nodeport;
+-- A default that reads a distributed table runs while the COPY's batches load, inside the
+-- transaction: then each batch waits for the one before, and the default's query finds its
+-- node's connection free.
+CREATE FUNCTION cp.kind_name() RETURNS text LANGUAGE sql STABLE AS $$ SELECT name FROM cp.kinds WHERE k = 1 $$;
+CREATE TABLE cp.wide (id bigint, tenant int, v text, n numeric, kind text DEFAULT cp.kind_name());
+SELECT create_distributed_table('cp.wide', 'id', shard_count => 4);
+COPY (SELECT i, i % 100, repeat(md5(i::text), 40), 1 FROM generate_series(1, 4000) i)
+  TO '/tmp/tessera_copy_wide.csv' WITH (FORMAT csv);
+BEGIN;
+SELECT count(*) FROM cp.kinds;
+COPY cp.wide (id, tenant, v, n) FROM '/tmp/tessera_copy_wide.csv' WITH (FORMAT csv);
+COMMIT;
+SELECT count(*), count(DISTINCT kind), min(kind), sum(length(v)) FROM cp.wide;
 -- A session's temporary table named like the target does not get in the way.
 SET ROLE copy_app;
 SET search_path = cp;

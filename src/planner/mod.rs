@@ -35,6 +35,7 @@ mod single_node;
 mod subplans;
 mod tiers;
 mod with_first;
+pub(crate) use with_first::expr_calls_user_code;
 
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;

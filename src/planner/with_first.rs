@@ -324,7 +324,23 @@ unsafe fn calls_user_code(q: *mut pg_sys::Query) -> TResult<bool> {
             0,
         );
     }
-    let mut ids: Vec<i64> = f.0.iter().map(|o| o.to_u32() as i64).collect();
+    user_code_among(&f.0)
+}
+
+/// Whether the expression `node` calls a function written in SQL or a procedural language.
+///
+/// # Safety
+/// `node` is null or a valid expression tree.
+pub(crate) unsafe fn expr_calls_user_code(node: *mut pg_sys::Node) -> TResult<bool> {
+    let mut f = Funcs(Vec::new());
+    // SAFETY: walking a valid expression.
+    unsafe { funcs_walker(node, &mut f as *mut Funcs as *mut c_void) };
+    user_code_among(&f.0)
+}
+
+/// Whether one of the functions is written in SQL or a procedural language.
+fn user_code_among(funcs: &[pg_sys::Oid]) -> TResult<bool> {
+    let mut ids: Vec<i64> = funcs.iter().map(|o| o.to_u32() as i64).collect();
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() {

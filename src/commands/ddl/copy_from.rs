@@ -66,6 +66,10 @@ struct Stream {
     /// The transaction had written nothing before this COPY: its local writes are only the
     /// sequences the defaults advanced (see `transaction::staging_only`).
     fresh: bool,
+    /// The next batch is read while one loads. Not when a default calls a function in SQL or
+    /// a procedural language: it may query a distributed table, on a connection the batch in
+    /// flight holds.
+    overlap: bool,
 }
 
 thread_local! {
@@ -281,6 +285,7 @@ unsafe fn start(
         let mut columns = Vec::new();
         let mut names = Vec::new();
         let mut user_code = false;
+        let mut calls_user_code = false;
         for (i, att) in attrs.iter().enumerate() {
             if att.attisdropped || att.attgenerated != 0 {
                 continue;
@@ -290,6 +295,7 @@ unsafe fn start(
                 let default = pg_sys::build_column_default(rel, attnum);
                 user_code |=
                     !default.is_null() && pg_sys::contain_volatile_functions_not_nextval(default);
+                calls_user_code |= crate::planner::expr_calls_user_code(default)?;
             }
             let (mut out, mut varlena) = (pg_sys::InvalidOid, false);
             pg_sys::getTypeOutputInfo(att.atttypid, &mut out, &mut varlena);
@@ -342,6 +348,7 @@ unsafe fn start(
             // floats), whatever the node's settings.
             settings: Settings::shared(false, false, &[]),
             fresh,
+            overlap: !calls_user_code,
         };
         let begun = Begun {
             cstate,
@@ -482,6 +489,9 @@ impl Stream {
         let mut dispatch = Dispatch::start(tasks, n);
         dispatch.send()?;
         self.in_flight = Some(dispatch);
+        if !self.overlap {
+            self.wait_for_batch()?;
+        }
         Ok(())
     }
 
