@@ -374,6 +374,18 @@ pub unsafe fn build(
         Pin::All => (0..anchor.shards.len()).collect(),
         Pin::Single => vec![0],
         Pin::Hash(h) => vec![anchor.shard_for_hash(*h)?],
+        Pin::Hashes(hashes) => {
+            let mut shards = hashes
+                .iter()
+                .map(|h| anchor.shard_for_hash(*h))
+                .collect::<TResult<Vec<usize>>>()?;
+            shards.sort_unstable();
+            shards.dedup();
+            if shards.is_empty() {
+                shards.push(0);
+            }
+            shards
+        }
         Pin::Param { id, typid } => {
             let value = match extra.iter().find(|e| e.0 == *id as usize) {
                 Some((_, v, _)) => v.clone(),

@@ -27,6 +27,9 @@ pub enum PinValue {
     Hash(i32),
     /// An external parameter `$id` (1-based), hashed at execution.
     Param(i32),
+    /// One of these constants (`IN (...)`, `= ANY ('{...}')`), hashed, sorted, without
+    /// duplicates (NULLs, which match nothing, left out).
+    Hashes(Vec<i32>),
 }
 
 /// One reference to a distributed or reference table.
@@ -197,6 +200,8 @@ struct Classes {
 enum ValueExpr {
     Const(*mut pg_sys::Const),
     Param(i32),
+    /// A non-null array constant the column equals one element of.
+    Array(*mut pg_sys::Const),
 }
 
 impl Classes {
@@ -290,6 +295,36 @@ unsafe fn add_conjuncts(node: *mut pg_sys::Node, classes: &mut Classes, values: 
             }
             return;
         }
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_ScalarArrayOpExpr) {
+            // `col = ANY (array constant)`, the parser's form of `col IN (constants)`.
+            let sa = node as *mut pg_sys::ScalarArrayOpExpr;
+            let args = list_of::<pg_sys::Node>((*sa).args);
+            if !values || !(*sa).useOr || args.len() != 2 {
+                return;
+            }
+            // `IN (1, 2)` is an ARRAY[...] expression with casts until the planner folds it:
+            // folded here the same way (immutable functions only), into a copy.
+            let mut array = args[1];
+            if !is_a(array as *const c_void, pg_sys::NodeTag::T_Const)
+                && !pg_sys::contain_mutable_functions(array)
+            {
+                array = pg_sys::eval_const_expressions(std::ptr::null_mut(), array);
+            }
+            while is_a(array as *const c_void, pg_sys::NodeTag::T_RelabelType) {
+                array = (*(array as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
+            }
+            if let (Some(v), true) = (
+                plain_var(args[0]),
+                is_a(array as *const c_void, pg_sys::NodeTag::T_Const),
+            ) {
+                let c = array as *mut pg_sys::Const;
+                if !(*c).constisnull {
+                    let i = classes.id(((*v).varno as u32, (*v).varattno));
+                    classes.values.push((i, (*sa).opno, ValueExpr::Array(c)));
+                }
+            }
+            return;
+        }
         if !is_a(node as *const c_void, pg_sys::NodeTag::T_OpExpr) {
             return;
         }
@@ -369,6 +404,7 @@ unsafe fn pin_of(
     };
     let root = classes.find(i);
     let values = classes.values.clone();
+    let mut hashes = None;
     for (j, opno, value) in values {
         if classes.find(j) != root {
             continue;
@@ -377,13 +413,67 @@ unsafe fn pin_of(
         if !unsafe { pg_sys::op_in_opfamily(opno, meta.hash_opfamily) } {
             continue;
         }
-        return Ok(Some(match value {
+        match value {
+            // One value pins more than a list of them.
             // SAFETY: a non-null Const of the tree.
-            ValueExpr::Const(c) => PinValue::Hash(unsafe { hash_const(c, meta)? }),
-            ValueExpr::Param(id) => PinValue::Param(id),
-        }));
+            ValueExpr::Const(c) => {
+                return Ok(Some(PinValue::Hash(unsafe { hash_const(c, meta)? })))
+            }
+            ValueExpr::Param(id) => return Ok(Some(PinValue::Param(id))),
+            // SAFETY: as above.
+            ValueExpr::Array(c) if hashes.is_none() => {
+                hashes = Some(unsafe { hash_array(c, meta)? })
+            }
+            ValueExpr::Array(_) => {}
+        }
     }
-    Ok(None)
+    Ok(hashes.map(PinValue::Hashes))
+}
+
+/// The hashes of an array constant's elements as values of the distribution column's type,
+/// sorted and without duplicates; NULL elements match nothing and are left out.
+unsafe fn hash_array(c: *mut pg_sys::Const, meta: &TableMeta) -> TResult<Vec<i32>> {
+    // SAFETY: a non-null array Const; its element type's storage properties come from the
+    // catalog, and the elements are read as that type.
+    unsafe {
+        let array =
+            pg_sys::pg_detoast_datum((*c).constvalue.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+        let elem = (*array).elemtype;
+        let (mut len, mut byval, mut align) = (0i16, false, 0 as std::ffi::c_char);
+        pg_sys::get_typlenbyvalalign(elem, &mut len, &mut byval, &mut align);
+        let mut datums: *mut pg_sys::Datum = std::ptr::null_mut();
+        let mut nulls: *mut bool = std::ptr::null_mut();
+        let mut n = 0;
+        pg_sys::deconstruct_array(
+            array,
+            elem,
+            len as i32,
+            byval,
+            align,
+            &mut datums,
+            &mut nulls,
+            &mut n,
+        );
+        let mut out = Vec::with_capacity(n as usize);
+        for k in 0..n as usize {
+            if *nulls.add(k) {
+                continue;
+            }
+            let mut datum = *datums.add(k);
+            if elem != meta.dist_type {
+                let text = crate::pg::datum::value_to_text(datum, elem);
+                datum = crate::pg::datum::text_to_value(&text, meta.dist_type, -1)?;
+            }
+            out.push(crate::sharding::hash_datum(
+                meta.hash_proc,
+                meta.dist_collation,
+                datum,
+            ));
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
 }
 
 /// Hashes a constant as a value of the distribution column's type (converting through text

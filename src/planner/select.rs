@@ -10,7 +10,7 @@ use crate::pg::nodes::{list_of, make_list};
 use crate::planner::analyze::Analysis;
 use crate::planner::combine;
 use crate::planner::scan::{custom_scan, estimated_rows, index_var_tlist, planned_stmt, visible};
-use crate::planner::tiers::{base_plan, common_pin, multi_shard_blocker};
+use crate::planner::tiers::{base_plan, common_pin, multi_shard_blocker, multi_shard_pin};
 use crate::planner::unsupported;
 
 pub(crate) unsafe fn plan_select(
@@ -63,7 +63,14 @@ pub(crate) unsafe fn plan_select(
             ));
         }
         if !combine::needs_combine(parse) {
-            let plan = base_plan(Tier::MultiShard, Command::Select, parse, a, Pin::All, true)?;
+            let plan = base_plan(
+                Tier::MultiShard,
+                Command::Select,
+                parse,
+                a,
+                multi_shard_pin(a),
+                true,
+            )?;
             let scan_tlist = visible((*parse).targetList);
             let rows = estimated_rows(parse, a, false, 1000.0);
             let cscan = custom_scan(&plan, scan_tlist, rows);
@@ -82,7 +89,7 @@ pub(crate) unsafe fn plan_select(
             Command::Select,
             split.worker,
             a,
-            Pin::All,
+            multi_shard_pin(a),
             true,
         )?;
         plan.notes = split.notes.clone();

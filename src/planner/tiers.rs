@@ -21,6 +21,17 @@ pub(crate) fn common_pin(a: &Analysis) -> Option<Pin> {
         let p = match &r.pin {
             None => return None,
             Some(PinValue::Hash(h)) => Pin::Hash(*h),
+            // A list of values is one shard group when the stored ranges put them all in one.
+            Some(PinValue::Hashes(hashes)) => {
+                let first = *hashes.first()?;
+                let shard = r.meta.shard_for_hash(first).ok()?;
+                for h in &hashes[1..] {
+                    if r.meta.shard_for_hash(*h).ok()? != shard {
+                        return None;
+                    }
+                }
+                Pin::Hash(first)
+            }
             Some(PinValue::Param(id)) => Pin::Param {
                 id: *id,
                 typid: r.meta.dist_type.to_u32(),
@@ -44,6 +55,21 @@ pub(crate) fn common_pin(a: &Analysis) -> Option<Pin> {
         }
     }
     pin
+}
+
+/// The shard groups a query that is not pinned to one runs on: those of the values every
+/// hash-distributed table's distribution column is limited to (`IN (...)`, one list for all:
+/// the tables are joined on their distribution columns), or all of them.
+pub(crate) fn multi_shard_pin(a: &Analysis) -> Pin {
+    let mut list: Option<&Vec<i32>> = None;
+    for r in a.hash_rtes() {
+        match (&r.pin, list) {
+            (Some(PinValue::Hashes(h)), None) => list = Some(h),
+            (Some(PinValue::Hashes(h)), Some(l)) if h == l => {}
+            _ => return Pin::All,
+        }
+    }
+    list.map_or(Pin::All, |l| Pin::Hashes(l.clone()))
 }
 
 /// Why a query cannot run on every shard group, if it cannot.

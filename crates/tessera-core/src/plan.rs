@@ -60,6 +60,10 @@ pub enum Pin {
     Param { id: i32, typid: u32 },
     /// The only shard group (reference tables only).
     Single,
+    /// The shard groups owning these hash values (`dist_col IN (constants)`), at least one:
+    /// none left (every value NULL), the first shard group runs the statement, which then
+    /// matches no row but still returns an aggregate's one row.
+    Hashes(Vec<i32>),
 }
 
 /// A table the worker SQL names.
@@ -450,7 +454,12 @@ mod tests {
     fn encode_decode_round_trip() {
         let p = sample();
         assert_eq!(DistPlan::decode(&p.encode()).unwrap(), p);
-        for pin in [Pin::All, Pin::Single, Pin::Hash(-5)] {
+        for pin in [
+            Pin::All,
+            Pin::Single,
+            Pin::Hash(-5),
+            Pin::Hashes(vec![-5, 7]),
+        ] {
             let q = DistPlan {
                 pin,
                 params: vec![],

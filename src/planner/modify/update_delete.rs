@@ -8,7 +8,7 @@ use crate::error::TResult;
 use crate::planner::analyze::Analysis;
 use crate::planner::modify::{check_dist_col_unchanged, target};
 use crate::planner::scan::{custom_scan, index_var_tlist, planned_stmt, visible};
-use crate::planner::tiers::{base_plan, common_pin, multi_shard_blocker};
+use crate::planner::tiers::{base_plan, common_pin, multi_shard_blocker, multi_shard_pin};
 use crate::planner::unsupported;
 
 pub(crate) unsafe fn plan_modify(
@@ -52,7 +52,7 @@ pub(crate) unsafe fn plan_modify(
             if let Some(e) = multi_shard_blocker(a) {
                 return Err(e);
             }
-            (Tier::MultiShard, Pin::All)
+            (Tier::MultiShard, multi_shard_pin(a))
         };
         let returning = !(*parse).returningList.is_null();
         let mut plan = base_plan(tier, command, parse, a, pin, returning)?;
