@@ -153,17 +153,25 @@ COPY cp.big_local FROM '/tmp/tessera_copy_big.csv' WITH (FORMAT csv);
 SELECT (SELECT count(*) FROM cp.big) AS rows,
        (SELECT sum(hashtext(id || ',' || tenant || ',' || v || ',' || n)::bigint) FROM cp.big)
      = (SELECT sum(hashtext(id || ',' || tenant || ',' || v || ',' || n)::bigint) FROM cp.big_local) AS same_rows;
--- Bad input on the last of 150000 lines, after batches went out: COPY's error with its line,
--- and nothing of that COPY is left on any shard.
-COPY (SELECT i + 1000000, i % 100, 'x', CASE WHEN i = 150000 THEN 'not a number' ELSE '1' END
+-- Bad input on the last of 150000 lines (13 MB), after batches went out: COPY's error with
+-- its line, and nothing of that COPY is left on any shard.
+COPY (SELECT i + 1000000, i % 100, repeat(md5(i::text), 2),
+             CASE WHEN i = 150000 THEN 'not a number' ELSE '1' END
         FROM generate_series(1, 150000) i)
   TO '/tmp/tessera_copy_bad.csv' WITH (FORMAT csv);
 COPY cp.big FROM '/tmp/tessera_copy_bad.csv' WITH (FORMAT csv);
 SELECT count(*) FROM cp.big;
--- The same inside a savepoint: rolled back to it, the transaction goes on and commits what
--- it wrote before and after.
+-- The same inside a savepoint, on nodes the transaction first uses there: rolled back to
+-- it, the transaction goes on and commits what it wrote before and after, and nothing of
+-- the COPY (straight to COMMIT, or with more work in between).
 BEGIN;
 INSERT INTO cp.big VALUES (0, 0, 'before', 0);
+SAVEPOINT s;
+COPY cp.big FROM '/tmp/tessera_copy_bad.csv' WITH (FORMAT csv);
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT count(*), min(id), max(id) FROM cp.big;
+BEGIN;
 SAVEPOINT s;
 COPY cp.big FROM '/tmp/tessera_copy_bad.csv' WITH (FORMAT csv);
 ROLLBACK TO SAVEPOINT s;
@@ -171,7 +179,87 @@ INSERT INTO cp.big VALUES (-1, 1, 'after', 0);
 SELECT count(*) FROM cp.big;
 COMMIT;
 SELECT count(*), min(id), max(id) FROM cp.big;
+-- In a PL/pgSQL block that catches the error.
+DO $$
+BEGIN
+  BEGIN
+    COPY cp.big FROM '/tmp/tessera_copy_bad.csv' WITH (FORMAT csv);
+  EXCEPTION WHEN invalid_text_representation THEN
+    RAISE NOTICE 'caught: %', SQLERRM;
+  END;
+  INSERT INTO cp.big VALUES (-2, 2, 'after the block', 0);
+END $$;
+SELECT count(*), min(id), max(id) FROM cp.big;
+-- PREPARE TRANSACTION after such a savepoint is refused, and nothing is left behind.
+BEGIN;
+SAVEPOINT s;
+COPY cp.big FROM '/tmp/tessera_copy_bad.csv' WITH (FORMAT csv);
+ROLLBACK TO SAVEPOINT s;
+PREPARE TRANSACTION 'tessera_copy_test';
+SELECT count(*) FROM cp.big;
 SELECT nodeport, result FROM run_command_on_workers($$SELECT count(*) FROM pg_prepared_xacts$$) ORDER BY nodeport;
+-- statement_timeout stops a COPY while it reads its rows; nothing is loaded.
+CREATE TABLE cp.timed (LIKE cp.big);
+SELECT create_distributed_table('cp.timed', 'id', shard_count => 4);
+SET statement_timeout = '50ms';
+\set VERBOSITY terse
+COPY cp.timed FROM '/tmp/tessera_copy_big.csv' WITH (FORMAT csv);
+\set VERBOSITY default
+RESET statement_timeout;
+SELECT count(*) FROM cp.timed;
+-- A read-only transaction, a server program for a role without pg_execute_server_program.
+BEGIN READ ONLY;
+COPY cp.timed FROM STDIN;
+\.
+ROLLBACK;
+SET ROLE copy_app;
+COPY cp.items (tenant, v) FROM PROGRAM 'echo 1';
+RESET ROLE;
+-- The session's DateStyle and IntervalStyle read the input (as for a plain table), and the
+-- shards get values they read the same; a column dropped before the table was distributed
+-- is not sent.
+CREATE TABLE cp.styled (id int, gone int, d date, ts timestamptz, iv interval, f float8);
+ALTER TABLE cp.styled DROP COLUMN gone;
+CREATE TABLE cp.styled_local (LIKE cp.styled);
+SELECT create_distributed_table('cp.styled', 'id', shard_count => 2);
+SET DateStyle = 'SQL, DMY';
+SET IntervalStyle = sql_standard;
+COPY cp.styled FROM STDIN WITH (FORMAT csv);
+1,03/04/2026,03/04/2026 10:00:00+02,1 day 2:00:00,0.1
+2,31/12/2025,31/12/2025 23:59:59.5+00,-1-2 +3 -4:05:06,1e-300
+\.
+COPY cp.styled_local FROM STDIN WITH (FORMAT csv);
+1,03/04/2026,03/04/2026 10:00:00+02,1 day 2:00:00,0.1
+2,31/12/2025,31/12/2025 23:59:59.5+00,-1-2 +3 -4:05:06,1e-300
+\.
+RESET DateStyle;
+RESET IntervalStyle;
+SELECT * FROM cp.styled ORDER BY id;
+SELECT (SELECT string_agg(concat_ws('|', id, d, ts, iv, f), ';' ORDER BY id) FROM cp.styled)
+     = (SELECT string_agg(concat_ws('|', id, d, ts, iv, f), ';' ORDER BY id) FROM cp.styled_local) AS same_values;
+-- A domain whose CHECK reads a distributed table on the coordinator runs as the input is
+-- read, inside the transaction: each batch waits for the one before, so the check's query
+-- finds its node's connection free. (On a worker, where the table is its shards, the check
+-- passes.)
+CREATE FUNCTION cp.known_kind(t text) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+DECLARE found boolean;
+BEGIN
+  IF to_regclass('cp.kinds') IS NULL THEN
+    RETURN true;
+  END IF;
+  EXECUTE 'SELECT EXISTS (SELECT 1 FROM cp.kinds WHERE name = $1)' INTO found USING t;
+  RETURN found;
+END $$;
+CREATE DOMAIN cp.kind_name_d AS text CHECK (cp.known_kind(VALUE));
+CREATE TABLE cp.checked (id bigint, v text, kind cp.kind_name_d);
+SELECT create_distributed_table('cp.checked', 'id', shard_count => 4);
+COPY (SELECT i, repeat(md5(i::text), 50), CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END FROM generate_series(1, 3000) i)
+  TO '/tmp/tessera_copy_checked.csv' WITH (FORMAT csv);
+BEGIN;
+SELECT count(*) FROM cp.kinds;
+COPY cp.checked FROM '/tmp/tessera_copy_checked.csv' WITH (FORMAT csv);
+COMMIT;
+SELECT count(*), count(DISTINCT kind), sum(length(v)) FROM cp.checked;
 -- A default that reads a distributed table runs while the COPY's batches load, inside the
 -- transaction: then each batch waits for the one before, and the default's query finds its
 -- node's connection free.
@@ -195,8 +283,8 @@ COPY cp.items (tenant, v) FROM STDIN;
 SELECT count(*) FROM cp.items WHERE tenant = 20;
 DROP TABLE pg_temp.items;
 RESET ROLE;
--- A COPY whose rows all go to one node commits there one-phase (its staging table is the
--- coordinator's own business): it leaves no pg_dist_transaction record. (In a new session,
+-- A COPY whose rows all go to one node commits there one-phase (the sequence values it took
+-- are the coordinator's own business): it leaves no pg_dist_transaction record. (In a new session,
 -- which has no earlier records of its own to delete.)
 \c -
 SELECT count(*) AS records FROM pg_dist_transaction \gset

@@ -222,6 +222,12 @@ fn take_spare(waits: &[WaitKey]) -> Option<WaitSet> {
 
 impl Drop for Dispatch {
     fn drop(&mut self) {
+        // The remote transaction's commands still running go with their connections.
+        for slot in &self.active {
+            if self.tasks[slot.task].scope == Scope::Transaction {
+                remote_transactions().lost(&slot.key);
+            }
+        }
         if let Some(set) = self.set.take() {
             let waits = std::mem::take(&mut self.waits);
             // The set replaced there (if any) is freed.
@@ -263,6 +269,11 @@ pub fn settle_parked() -> Result<(), TesseraError> {
             d.round()?;
         }
     }
+}
+
+/// Whether a parked dispatch waits to be settled (its nodes are in the remote transaction).
+pub fn has_parked() -> bool {
+    PARKED.with(|p| p.try_borrow().is_ok_and(|p| !p.is_empty()))
 }
 
 /// Drops the parked dispatches (the transaction ended: their connections close).
@@ -456,6 +467,9 @@ impl Dispatch {
             match step {
                 Step::Wait => {
                     if slot.deadline.is_some_and(|d| Instant::now() >= d) {
+                        if self.tasks[task].scope == Scope::Transaction {
+                            remote_transactions().lost(&slot.key);
+                        }
                         self.outcomes[task] = Some(Err(RemoteError::connection(
                             slot.conn.node(),
                             format!(
@@ -480,6 +494,8 @@ impl Dispatch {
                             _ if slot.conn.settle_cancel() => cache::put_back(slot.key, slot.conn),
                             _ => {}
                         }
+                    } else if t.scope == Scope::Transaction {
+                        remote_transactions().lost(&slot.key);
                     }
                     self.outcomes[task] = Some(result);
                 }
@@ -589,8 +605,20 @@ fn start(
     if let Some(conn) = cache::take(&t.key) {
         return Ok(Ok(Slot::new(task, t, conn, Phase::Send, None, preamble)));
     }
-    let params = t.key.params()?;
-    Ok(Connection::start(&t.key.node, &params).map(|conn| {
+    let params = match t.key.params() {
+        Ok(params) => params,
+        Err(e) => {
+            if t.scope == Scope::Transaction {
+                remote_transactions().lost(&t.key);
+            }
+            return Err(e);
+        }
+    };
+    let started = Connection::start(&t.key.node, &params);
+    if started.is_err() && t.scope == Scope::Transaction {
+        remote_transactions().lost(&t.key);
+    }
+    Ok(started.map(|conn| {
         // libpq: after PQconnectStart, wait until the socket is writable, then poll.
         let phase = Phase::Connecting(Interest::Write);
         Slot::new(

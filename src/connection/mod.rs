@@ -27,7 +27,7 @@ use crate::error::{sqlstate_from_str, TesseraError};
 use crate::gucs;
 
 pub use dispatch::{
-    forget_parked, park, run_tasks, settle_parked, Dispatch, RemoteTask, TaskResult,
+    forget_parked, has_parked, park, run_tasks, settle_parked, Dispatch, RemoteTask, TaskResult,
 };
 pub use libpq::{Connection, PgResult};
 
@@ -55,6 +55,10 @@ pub trait RemoteTransactions: Sync {
     /// The task is done (even after an error): its connection stays in the remote transaction
     /// until the local one ends. `wrote`: the task may have changed rows there.
     fn keep(&self, key: ConnKey, conn: Connection, wrote: bool);
+    /// The task's connection is gone (it broke, or the task was dropped while it ran). If
+    /// it was the first task on that node in the transaction, the node has nothing of the
+    /// transaction. No palloc, no error: called while unwinding and in abort too.
+    fn lost(&self, key: &ConnKey);
 }
 
 static REMOTE_TRANSACTIONS: std::sync::OnceLock<&'static dyn RemoteTransactions> =

@@ -896,18 +896,13 @@ pub unsafe extern "C-unwind" fn tessera_partial_agg_ffunc(
 /// # Safety
 /// `v` is a detoasted (possibly short-header) varlena that outlives the slice.
 unsafe fn varlena_bytes<'a>(v: *const pg_sys::varlena) -> &'a [u8] {
-    // SAFETY: a 1-byte header (low bit set) holds the total length in its upper 7 bits; a
-    // 4-byte header holds it in its upper 30 bits (little-endian), as varatt.h reads them.
+    // SAFETY: pgrx's readers of a varlena header (short or long), as varatt.h defines them;
+    // the data follows the header for the length it gives.
     unsafe {
-        let p = v as *const u8;
-        if *p & 0x01 == 0x01 {
-            let total = (*p >> 1) as usize;
-            std::slice::from_raw_parts(p.add(1), total.saturating_sub(1))
-        } else {
-            let header = u32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)]);
-            let total = (header >> 2) as usize;
-            std::slice::from_raw_parts(p.add(4), total.saturating_sub(4))
-        }
+        std::slice::from_raw_parts(
+            pgrx::varlena::vardata_any(v) as *const u8,
+            pgrx::varlena::varsize_any_exhdr(v),
+        )
     }
 }
 

@@ -152,7 +152,8 @@ unsafe extern "C-unwind" fn next(ss: *mut pg_sys::ScanState) -> *mut pg_sys::Tup
         }
         // The scan slot is virtual: copy the row into it.
         let copy = (*(*slot).tts_ops).copyslot.expect("every slot type copies");
-        copy(slot, (*s).read_slot);
+        // Through the error boundary (copying may detoast, and so raise an ERROR).
+        pgrx::pg_sys::ffi::pg_guard_ffi_boundary(|| copy(slot, (*s).read_slot));
         slot
     }
 }

@@ -193,7 +193,9 @@ unsafe extern "C-unwind" fn exec(
         }
         let outer = (*node).ss.ps.lefttree;
         match (*outer).ExecProcNode {
-            Some(f) => f(outer),
+            // Through the error boundary: an ERROR in the child plan becomes a Rust panic
+            // that this guarded function re-raises.
+            Some(f) => pgrx::pg_sys::ffi::pg_guard_ffi_boundary(|| f(outer)),
             None => std::ptr::null_mut(),
         }
     }

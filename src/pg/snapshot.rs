@@ -3,8 +3,10 @@
 
 use pgrx::pg_sys;
 
-/// Pops the snapshot it pushed when dropped (an error's unwinding included: the
-/// transaction's abort would pop it too, so it pops only while a snapshot is set).
+/// Pops the snapshot it pushed when dropped, on an error's unwinding too: the unwinding runs
+/// before the transaction's abort cleans the snapshot stack, so the snapshot on top is still
+/// this one (PostgreSQL's own code pops what it pushes). `ActiveSnapshotSet` only guards
+/// against popping an empty stack.
 pub struct PushedSnapshot(());
 
 impl PushedSnapshot {

@@ -415,13 +415,13 @@ unsafe fn pin_of(
         }
         match value {
             // One value pins more than a list of them.
-            // SAFETY: a non-null Const of the tree.
             ValueExpr::Const(c) => {
-                return Ok(Some(PinValue::Hash(unsafe { hash_const(c, meta)? })))
+                // SAFETY: a non-null Const of the tree.
+                return Ok(Some(PinValue::Hash(unsafe { hash_const(c, meta)? })));
             }
             ValueExpr::Param(id) => return Ok(Some(PinValue::Param(id))),
-            // SAFETY: as above.
             ValueExpr::Array(c) if hashes.is_none() => {
+                // SAFETY: a non-null array Const of the tree.
                 hashes = Some(unsafe { hash_array(c, meta)? })
             }
             ValueExpr::Array(_) => {}

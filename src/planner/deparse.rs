@@ -10,6 +10,7 @@
 use std::ffi::c_void;
 
 use pgrx::pg_sys;
+use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
 
 use tessera_core::plan::{Site, TableRef};
@@ -57,7 +58,9 @@ pub unsafe fn querydef(query: *mut pg_sys::Query) -> TResult<String> {
     // restored below (and by transaction abort if the deparser raises an ERROR).
     unsafe {
         let query = pg_sys::copyObjectImpl(query as *const c_void) as *mut pg_sys::Query;
-        alias_walker(query as *mut pg_sys::Node, std::ptr::null_mut());
+        // Through the error boundary: an ERROR inside becomes a Rust panic that unwinds
+        // this frame, instead of a jump over it.
+        pg_guard_ffi_boundary(|| alias_walker(query as *mut pg_sys::Node, std::ptr::null_mut()));
         // Constants are printed in a form every node reads the same under any DateStyle or
         // IntervalStyle (a plan is cached across changes of the session's settings).
         let scope = crate::pg::guc::GucScope::new(&[
@@ -115,7 +118,9 @@ pub fn sites(sql: &str, tables: &[TableRef]) -> TResult<Vec<Site>> {
     unsafe {
         let stmts = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
         for raw in list_of::<pg_sys::RawStmt>(stmts) {
-            find_range_vars((*raw).stmt, &mut found as *mut Found as *mut c_void);
+            let ctx = &mut found as *mut Found as *mut c_void;
+            // Through the error boundary (the walker is guarded; `found` holds a Vec).
+            pg_guard_ffi_boundary(|| find_range_vars((*raw).stmt, ctx));
         }
     }
     let mut out = Vec::new();

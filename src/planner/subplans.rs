@@ -16,6 +16,7 @@
 use std::ffi::c_void;
 
 use pgrx::pg_sys;
+use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
 pub use tessera_core::plan::SubKind;
 
@@ -269,14 +270,18 @@ pub unsafe fn extract(
         let ctx = &mut cx as *mut Ctx as *mut c_void;
         match clauses {
             Clauses::Where => {
-                let jt = mutator((*query).jointree as *mut pg_sys::Node, ctx);
+                // Through the error boundary (the mutator is guarded; `cx` holds Vecs).
+                let jt =
+                    pg_guard_ffi_boundary(|| mutator((*query).jointree as *mut pg_sys::Node, ctx));
                 if !cx.found.is_empty() {
                     (*query).jointree = jt as *mut pg_sys::FromExpr;
                 }
             }
             Clauses::Outputs => {
-                let tlist = mutator((*query).targetList as *mut pg_sys::Node, ctx);
-                let having = mutator((*query).havingQual, ctx);
+                let tlist = pg_guard_ffi_boundary(|| {
+                    mutator((*query).targetList as *mut pg_sys::Node, ctx)
+                });
+                let having = pg_guard_ffi_boundary(|| mutator((*query).havingQual, ctx));
                 if !cx.found.is_empty() {
                     (*query).targetList = tlist as *mut pg_sys::List;
                     (*query).havingQual = having;

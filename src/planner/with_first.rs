@@ -17,6 +17,7 @@
 use std::ffi::c_void;
 
 use pgrx::pg_sys;
+use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
 
 use super::query::{make_node, sublevel_relations};
@@ -334,7 +335,11 @@ unsafe fn calls_user_code(q: *mut pg_sys::Query) -> TResult<bool> {
 pub(crate) unsafe fn expr_calls_user_code(node: *mut pg_sys::Node) -> TResult<bool> {
     let mut f = Funcs(Vec::new());
     // SAFETY: walking a valid expression.
-    unsafe { funcs_walker(node, &mut f as *mut Funcs as *mut c_void) };
+    // Through the error boundary (the walker is guarded; `f` holds a Vec).
+    unsafe {
+        let ctx = &mut f as *mut Funcs as *mut c_void;
+        pg_guard_ffi_boundary(|| funcs_walker(node, ctx))
+    };
     user_code_among(&f.0)
 }
 

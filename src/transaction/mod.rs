@@ -383,11 +383,13 @@ unsafe extern "C-unwind" fn xact_callback(
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
             STAGING_WAL_END.with(|s| s.set(None));
+            crate::connection::forget_parked();
             remote::close_all();
             commit_prepared();
         }
         pg_sys::XactEvent::XACT_EVENT_PREPARE => {
             STAGING_WAL_END.with(|s| s.set(None));
+            crate::connection::forget_parked();
             remote::close_all()
         }
         _ => {}

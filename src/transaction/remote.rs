@@ -23,6 +23,11 @@ struct InBlock {
     /// Out while a task uses it (None); a task that ends with a broken connection never
     /// brings it back, and the transaction then cannot commit.
     conn: Option<Connection>,
+    /// A task brought the connection back at least once. A block is recorded when its first
+    /// task takes the connection (so that a savepoint rolled back while that task still runs
+    /// is rolled back on the node too); if that task loses the connection, the node has
+    /// nothing of the transaction and the record goes ([`RemoteTransactions::lost`]).
+    kept: bool,
     /// A task that may change rows ran here.
     wrote: bool,
     /// The local savepoints (subtransaction ids) this node has, outermost first.
@@ -58,7 +63,7 @@ impl RemoteTransactions for Remote {
                 // One task at a time uses a node's connection: one that is not back was lost
                 // with a task that failed, and the node rolled its part back.
                 Some(c) if c.conn.is_none() => Err(
-                    "the connection to this node was lost earlier in the transaction, and with it the transaction's changes there: roll back and run the transaction again"
+                    "the connection to this node was lost earlier in the transaction (or is still in use by another of its commands), and with it the transaction's changes there: roll back and run the transaction again"
                         .to_string(),
                 ),
                 Some(c) => {
@@ -75,6 +80,15 @@ impl RemoteTransactions for Remote {
                     for &s in &open {
                         pre.push_str(&format!("SAVEPOINT {};", savepoint_name(s)));
                     }
+                    x.conns.push(InBlock {
+                        key: key.clone(),
+                        conn: None,
+                        kept: false,
+                        wrote: false,
+                        // The preamble makes them.
+                        savepoints: open,
+                        pending: String::new(),
+                    });
                     Ok((None, Some(pre)))
                 }
             }
@@ -88,11 +102,13 @@ impl RemoteTransactions for Remote {
             match x.conns.iter_mut().find(|c| c.key == key) {
                 Some(c) => {
                     c.conn = Some(conn);
+                    c.kept = true;
                     c.wrote |= wrote;
                 }
                 None => x.conns.push(InBlock {
                     key,
                     conn: Some(conn),
+                    kept: true,
                     wrote,
                     // The preamble that opened the block made them.
                     savepoints: open,
@@ -101,11 +117,20 @@ impl RemoteTransactions for Remote {
             }
         })
     }
+
+    fn lost(&self, key: &ConnKey) {
+        XACT.with(|x| {
+            if let Ok(mut x) = x.try_borrow_mut() {
+                x.conns
+                    .retain(|c| &c.key != key || c.kept || c.conn.is_some());
+            }
+        })
+    }
 }
 
 /// Whether any node has a remote transaction open.
 pub fn has_remote_work() -> bool {
-    XACT.with(|x| !x.borrow().conns.is_empty())
+    XACT.with(|x| !x.borrow().conns.is_empty()) || crate::connection::has_parked()
 }
 
 /// One node's remote transaction, as the commit sees it.

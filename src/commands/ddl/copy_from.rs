@@ -17,6 +17,10 @@
 //!
 //! A COPY with a WHERE clause or FREEZE, into a table whose row-level security binds the user,
 //! or distributed by a generated column, takes the staging path instead ([`super::copy`]).
+//!
+//! The COPY runs here, not through the ProcessUtility hooks installed before Tessera's: an
+//! extension that counts utility statements (pg_stat_statements) sees it when it is loaded
+//! after Tessera in `shared_preload_libraries` (its hook then runs first).
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
@@ -67,8 +71,8 @@ struct Stream {
     /// sequences the defaults advanced (see `transaction::staging_only`).
     fresh: bool,
     /// The next batch is read while one loads. Not when a default calls a function in SQL or
-    /// a procedural language: it may query a distributed table, on a connection the batch in
-    /// flight holds.
+    /// a procedural language, or a column's domain has constraints: such code may query a
+    /// distributed table, on a connection the batch in flight holds.
     overlap: bool,
 }
 
@@ -246,6 +250,17 @@ unsafe fn start(
         let lockmode = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
         let rel = pg_sys::table_openrv((*c).relation, lockmode);
         let relid = (*rel).rd_id;
+        // Decided before the lock: row-level security turned on since then takes the staging
+        // path when the COPY runs again.
+        if pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true)
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+        {
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "row-level security was turned on for the table while COPY started",
+            )
+            .hint("Run the COPY again."));
+        }
         let Some(meta) = cache::lookup(relid)? else {
             return Err(TesseraError::new(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -278,6 +293,7 @@ unsafe fn start(
         if pg_sys::XactReadOnly {
             pg_sys::PreventCommandIfReadOnly(c"COPY FROM".as_ptr());
         }
+        pg_sys::PreventCommandIfParallelMode(c"COPY FROM".as_ptr());
         // The columns sent, and whether a default COPY evaluates may run user code that
         // writes (anything VOLATILE but a sequence's nextval).
         let natts = (*tupdesc).natts as usize;
@@ -291,6 +307,11 @@ unsafe fn start(
                 continue;
             }
             let attnum = i as i32 + 1;
+            // A domain's CHECK runs as the input is read, and may call anything.
+            if pg_sys::DomainHasConstraints(att.atttypid) {
+                user_code = true;
+                calls_user_code = true;
+            }
             if !listed.contains(&attnum) {
                 let default = pg_sys::build_column_default(rel, attnum);
                 user_code |=
@@ -399,13 +420,18 @@ impl Stream {
     /// # Safety
     /// `values` and `nulls` hold the row `NextCopyFrom` read last.
     unsafe fn add_row(&mut self) -> TResult<bool> {
+        // A cancel, statement_timeout or termination is served between rows, as COPY does.
+        pgrx::check_for_interrupts!();
         // SAFETY: the arrays have an entry per attribute; the datums live in the per-tuple
-        // memory, which the printed text uses too until the next row.
+        // memory, which the hash and the printed text use too until the next row.
         unsafe {
+            let per_tuple = (*self.econtext).ecxt_per_tuple_memory;
+            let old = pg_sys::MemoryContextSwitchTo(per_tuple);
             let shard = match &mut self.dist {
                 None => 0,
                 Some((i, hash)) => {
                     if *self.nulls.add(*i) {
+                        pg_sys::MemoryContextSwitchTo(old);
                         return Err(TesseraError::new(
                             PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
                             "the row has no value in the distribution column",
@@ -418,13 +444,17 @@ impl Stream {
                         *self.values.add(*i),
                     )
                     .value() as i32;
-                    self.meta.shard_for_hash(h)?
+                    match self.meta.shard_for_hash(h) {
+                        Ok(k) => k,
+                        Err(e) => {
+                            pg_sys::MemoryContextSwitchTo(old);
+                            return Err(e);
+                        }
+                    }
                 }
             };
             let buffer = &mut self.buffers[shard];
             let before = buffer.len();
-            let per_tuple = (*self.econtext).ecxt_per_tuple_memory;
-            let old = pg_sys::MemoryContextSwitchTo(per_tuple);
             // Printed the way any node reads it (a no-op in the usual session).
             let portable = crate::pg::guc::GucScope::portable_output();
             for (n, (i, output)) in self.columns.iter_mut().enumerate() {

@@ -4,6 +4,7 @@
 use std::ffi::c_void;
 
 use pgrx::pg_sys;
+use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
 
 use crate::error::{TResult, TesseraError};
@@ -578,7 +579,9 @@ unsafe fn split_aggregates(
         let ctx = &mut tp as *mut TwoPhase as *mut c_void;
         let mut ct = Vec::new();
         for tle in list_of::<pg_sys::TargetEntry>((*parse).targetList) {
-            let e = combine_mutator((*tle).expr as *mut pg_sys::Node, ctx);
+            // Through the error boundary (the mutator is guarded; this frame holds Vecs).
+            let e =
+                pg_guard_ffi_boundary(|| combine_mutator((*tle).expr as *mut pg_sys::Node, ctx));
             let n = pg_sys::makeTargetEntry(
                 e as *mut pg_sys::Expr,
                 (*tle).resno,
@@ -591,7 +594,7 @@ unsafe fn split_aggregates(
         let having = if (*parse).havingQual.is_null() {
             std::ptr::null_mut()
         } else {
-            combine_mutator((*parse).havingQual, ctx)
+            pg_guard_ffi_boundary(|| combine_mutator((*parse).havingQual, ctx))
         };
         if let Some(why) = tp.needs_rows.take() {
             return Ok(Err(why));

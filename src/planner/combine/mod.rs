@@ -172,8 +172,12 @@ unsafe fn windows_partitioned_by_dist_col(q: *mut pg_sys::Query, a: &Analysis) -
     }
 }
 
-pub(crate) fn copy<T>(p: *mut T) -> *mut T {
-    // SAFETY: copyObject of a valid node (or null).
+/// A deep copy of a node tree, in the current memory context.
+///
+/// # Safety
+/// `p` is null or a valid node.
+pub(crate) unsafe fn copy<T>(p: *mut T) -> *mut T {
+    // SAFETY: copyObject of a valid node (or null), as the caller promises.
     unsafe { pg_sys::copyObjectImpl(p as *const c_void) as *mut T }
 }
 

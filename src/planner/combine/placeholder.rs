@@ -4,6 +4,7 @@
 use std::ffi::c_void;
 
 use pgrx::pg_sys;
+use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
 
 use tessera_core::plan::DistPlan;
@@ -118,8 +119,9 @@ pub(crate) unsafe fn take_place_of(
         p.extParam = from.extParam;
         p.allParam = from.allParam;
         let ctx = &mut scanrelid as *mut i32 as *mut c_void;
-        index_var_walker(p.targetlist as *mut pg_sys::Node, ctx);
-        index_var_walker(p.qual as *mut pg_sys::Node, ctx);
+        // Through the error boundary (the walker is guarded).
+        pg_guard_ffi_boundary(|| index_var_walker(p.targetlist as *mut pg_sys::Node, ctx));
+        pg_guard_ffi_boundary(|| index_var_walker(p.qual as *mut pg_sys::Node, ctx));
         let rtf = *list_of::<pg_sys::RangeTblFunction>((*f).functions)
             .first()
             .expect("a placeholder's scan has its function");
