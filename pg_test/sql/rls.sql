@@ -110,6 +110,54 @@ SET ROLE rls_all;
 GRANT SELECT ON docs TO SESSION_USER;
 RESET ROLE;
 REVOKE rls_all FROM rls_tenant;
+-- A policy that reads a reference table (who may see which tenant) works on the shards, where
+-- it reads the reference table's shard: through the coordinator, in a generic plan, and on
+-- a worker directly. A policy that reads a table the shards cannot read is refused.
+CREATE ROLE rls_member LOGIN;
+GRANT USAGE ON SCHEMA rls TO rls_member;
+GRANT SELECT ON docs TO rls_member;
+CREATE TABLE "Members ü" (user_name text, tenant_id int);
+SELECT create_reference_table('"Members ü"');
+INSERT INTO "Members ü" VALUES ('rls_member', 1), ('rls_member', 3), ('someone', 2);
+GRANT SELECT ON "Members ü" TO rls_member;
+CREATE POLICY by_membership ON docs TO rls_member
+  USING (tenant_id IN (SELECT m.tenant_id FROM "Members ü" m WHERE m.user_name = current_user));
+SET ROLE rls_member;
+SELECT tenant_id, count(*) FROM docs GROUP BY tenant_id ORDER BY tenant_id;
+SELECT count(*) FROM docs WHERE tenant_id = 2;
+SET plan_cache_mode = force_generic_plan;
+PREPARE member_docs(int) AS SELECT count(*) FROM docs WHERE tenant_id = $1;
+EXECUTE member_docs(3);
+EXECUTE member_docs(2);
+DEALLOCATE member_docs;
+RESET plan_cache_mode;
+RESET ROLE;
+INSERT INTO "Members ü" VALUES ('rls_member', 2);
+SET ROLE rls_member;
+SELECT count(*) FROM docs WHERE tenant_id = 2;
+RESET ROLE;
+SELECT nodeport AS t2port FROM citus_shards
+ WHERE shardid = get_shard_id_for_distribution_column('rls.docs', 2) \gset
+\c postgres rls_member 127.0.0.1 :t2port
+\set ECHO none
+SELECT 'SELECT tenant_id, count(*) AS on_the_worker FROM (' ||
+       string_agg(format('SELECT tenant_id FROM rls.%I', relname), ' UNION ALL ') || ') s GROUP BY 1 ORDER BY 1'
+  FROM pg_class WHERE relname ~ '^docs_[0-9]+$' AND relkind = 'r' \gexec
+\set ECHO all
+\c postgres postgres 127.0.0.1 9800
+SET search_path = rls, public;
+CREATE TABLE plain_members (user_name text, tenant_id int);
+CREATE POLICY by_plain ON docs USING (tenant_id IN (SELECT tenant_id FROM plain_members));
+CREATE POLICY by_self ON docs USING (EXISTS (SELECT 1 FROM docs d2 WHERE d2.id = docs.id + 1));
+ALTER POLICY by_membership ON docs USING (tenant_id IN (SELECT tenant_id FROM plain_members));
+SELECT polname FROM pg_policy WHERE polrelid = 'docs'::regclass ORDER BY 1;
+-- A table with such a policy is refused when distributed, and stays as it was.
+CREATE TABLE undistributed (k int);
+ALTER TABLE undistributed ENABLE ROW LEVEL SECURITY;
+CREATE POLICY by_plain ON undistributed USING (k IN (SELECT tenant_id FROM plain_members));
+SELECT create_distributed_table('undistributed', 'k');
+SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'undistributed'::regclass;
+DROP POLICY by_membership ON docs;
 -- DISABLE and DROP POLICY follow.
 DROP POLICY own_tenant ON docs;
 ALTER TABLE docs DISABLE ROW LEVEL SECURITY;
@@ -120,4 +168,4 @@ SET ROLE rls_tenant;
 SELECT count(*) FROM docs;
 RESET ROLE;
 DROP SCHEMA rls CASCADE;
-DROP ROLE rls_all, rls_none, rls_tenant, rls_vis;
+DROP ROLE rls_all, rls_none, rls_tenant, rls_vis, rls_member;

@@ -14,5 +14,6 @@ pub mod guc;
 pub mod nodes;
 pub mod snapshot;
 pub mod spi;
+pub mod table_refs;
 pub mod victims;
 pub mod wakeup;

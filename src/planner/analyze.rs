@@ -564,7 +564,20 @@ unsafe fn visit(
             a.has_sublevels = true;
             visit((*cte).ctequery as *mut pg_sys::Query, false, false, a)?;
         }
-        // Sublinks anywhere in this level's expressions.
+        // Sublinks anywhere in this level's expressions, but not in a distributed table's
+        // row-level security quals: the shards hold the same policies and enforce them (the
+        // shard queries run as the current user), so a policy that reads a reference table
+        // is not a subquery of the distributed query. They are set aside for the walk.
+        let mut set_aside = SecurityQualsAside(Vec::new());
+        for rte in list_of::<pg_sys::RangeTblEntry>((*query).rtable) {
+            if (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION
+                && !(*rte).securityQuals.is_null()
+                && cache::lookup((*rte).relid)?.is_some()
+            {
+                set_aside.0.push((rte, (*rte).securityQuals));
+                (*rte).securityQuals = std::ptr::null_mut();
+            }
+        }
         let mut sub = SublinkWalk {
             queries: Vec::new(),
         };
@@ -574,6 +587,7 @@ unsafe fn visit(
             &mut sub as *mut SublinkWalk as *mut c_void,
             (pg_sys::QTW_IGNORE_RT_SUBQUERIES | pg_sys::QTW_IGNORE_CTE_SUBQUERIES) as i32,
         );
+        drop(set_aside);
         for q in sub.queries {
             a.has_sublevels = true;
             visit(q, false, false, a)?;
@@ -607,6 +621,19 @@ unsafe fn visit(
 
 struct SublinkWalk {
     queries: Vec<*mut pg_sys::Query>,
+}
+
+/// Row-level security quals taken off their range table entries for a walk, put back when
+/// dropped (an error's unwinding included).
+struct SecurityQualsAside(Vec<(*mut pg_sys::RangeTblEntry, *mut pg_sys::List)>);
+
+impl Drop for SecurityQualsAside {
+    fn drop(&mut self) {
+        for &(rte, quals) in &self.0 {
+            // SAFETY: the entries belong to the Query being planned, which outlives the walk.
+            unsafe { (*rte).securityQuals = quals };
+        }
+    }
 }
 
 #[pg_guard]

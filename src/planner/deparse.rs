@@ -15,8 +15,8 @@ use pgrx::prelude::*;
 
 use tessera_core::plan::{Site, TableRef};
 
-use crate::error::{TResult, TesseraError};
-use crate::pg::nodes::{is_a, list_of, string};
+use crate::error::TResult;
+use crate::pg::nodes::{is_a, string};
 
 #[pg_guard]
 unsafe extern "C-unwind" fn alias_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
@@ -80,69 +80,14 @@ pub unsafe fn querydef(query: *mut pg_sys::Query) -> TResult<String> {
     }
 }
 
-struct Found {
-    refs: Vec<(String, String, usize)>,
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn find_range_vars(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
-    if node.is_null() {
-        return false;
-    }
-    // SAFETY: the walker is called with raw parse tree nodes and our Found context.
-    unsafe {
-        if is_a(node as *const c_void, pg_sys::NodeTag::T_RangeVar) {
-            let rv = node as *mut pg_sys::RangeVar;
-            let found = &mut *(ctx as *mut Found);
-            found.refs.push((
-                string((*rv).schemaname),
-                string((*rv).relname),
-                (*rv).location.max(0) as usize,
-            ));
-        }
-        pg_sys::raw_expression_tree_walker(node, Some(find_range_vars), ctx)
-    }
-}
-
 /// The table references in `sql` that name one of `tables` (by schema and name).
 pub fn sites(sql: &str, tables: &[TableRef]) -> TResult<Vec<Site>> {
-    let c = std::ffi::CString::new(sql).map_err(|_| {
-        TesseraError::new(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            "worker query holds a NUL byte",
-        )
-    })?;
-    let mut found = Found { refs: Vec::new() };
-    // SAFETY: raw_parser parses a NUL-terminated string into a List of RawStmt; the walker
-    // only reads the nodes.
-    unsafe {
-        let stmts = pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT);
-        for raw in list_of::<pg_sys::RawStmt>(stmts) {
-            let ctx = &mut found as *mut Found as *mut c_void;
-            // Through the error boundary (the walker is guarded; `found` holds a Vec).
-            pg_guard_ffi_boundary(|| find_range_vars((*raw).stmt, ctx));
-        }
-    }
-    let mut out = Vec::new();
-    for (schema, name, at) in found.refs {
-        let Some(table) = tables
-            .iter()
-            .position(|t| t.schema == schema && t.name == name)
-        else {
-            continue;
-        };
-        let end = tessera_core::sqltext::qualified_name_end(sql, at).ok_or_else(|| {
-            TesseraError::new(
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("could not read the table name at offset {at} of the worker query"),
-            )
-        })?;
-        out.push(Site {
-            start: at,
-            end,
-            table,
-        });
-    }
-    out.sort_by_key(|s| s.start);
-    Ok(out)
+    let names: Vec<(&str, &str)> = tables
+        .iter()
+        .map(|t| (t.schema.as_str(), t.name.as_str()))
+        .collect();
+    Ok(crate::pg::table_refs::table_sites(sql, &names)?
+        .into_iter()
+        .map(|(start, end, table)| Site { start, end, table })
+        .collect())
 }

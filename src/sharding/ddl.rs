@@ -123,19 +123,85 @@ fn policies_in(
                             ELSE (SELECT string_agg(pg_catalog.quote_ident(r.rolname), ', ' ORDER BY r.rolname)
                                     FROM pg_catalog.pg_roles r WHERE r.oid = ANY (p.polroles)) END,
                        coalesce(' USING (' || pg_catalog.pg_get_expr(p.polqual, p.polrelid) || ')', ''),
-                       coalesce(' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')', ''))
+                       coalesce(' WITH CHECK (' || pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) || ')', '')),
+                p.polname::text,
+                ARRAY(SELECT d.refobjid FROM pg_catalog.pg_depend d
+                       WHERE d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass AND d.objid = p.oid
+                         AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                         AND d.refobjid <> p.polrelid)
            FROM pg_catalog.pg_policy p
           WHERE p.polrelid = $1 AND ($2::text IS NULL OR p.polname = $2)
           ORDER BY p.polname",
         None,
         &[relid.into(), only.map(str::to_string).into()],
     )? {
+        let after = row.get::<String>(2)?.unwrap_or_default();
+        let name = row.get::<String>(3)?.unwrap_or_default();
+        let reads = row.get::<Vec<pg_sys::Oid>>(4)?.unwrap_or_default();
         policies.push((
             row.get::<String>(1)?.unwrap_or_default(),
-            row.get::<String>(2)?.unwrap_or_default(),
+            policy_on_shards(relid, &name, &after, &reads)?,
         ));
     }
     Ok(policies)
+}
+
+/// A policy's clauses (`after`, printed with every name qualified) as the shards read them.
+/// A reference table its expressions read (in a sublink: `tenant_id IN (SELECT ... FROM
+/// members ...)`) is named by its shard, which every node has. Its own table, another
+/// distributed table, or a table the workers do not have cannot be read on a shard, where the
+/// policy is enforced: refused.
+fn policy_on_shards(
+    relid: pg_sys::Oid,
+    policy: &str,
+    after: &str,
+    reads: &[pg_sys::Oid],
+) -> TResult<String> {
+    if reads.is_empty() && !after.contains(" FROM ") {
+        return Ok(after.to_string());
+    }
+    let mut tables = vec![crate::pg::nodes::rel_schema_and_name(relid)];
+    tables.extend(
+        reads
+            .iter()
+            .map(|r| crate::pg::nodes::rel_schema_and_name(*r)),
+    );
+    let names: Vec<(&str, &str)> = tables
+        .iter()
+        .map(|(s, n)| (s.as_str(), n.as_str()))
+        .collect();
+    let prefix = "CREATE POLICY p ON tessera_policy_target";
+    let sql = format!("{prefix}{after}");
+    let mut edits = Vec::new();
+    for (start, end, i) in crate::pg::table_refs::table_sites(&sql, &names)? {
+        if start < prefix.len() {
+            continue;
+        }
+        let why = match i {
+            0 => "reads its own table in a subquery",
+            _ => match crate::metadata::cache::lookup(reads[i - 1])? {
+                Some(m) if m.is_reference() => {
+                    let shard = m.shards.first().map(|s| s.shard_id).unwrap_or_default();
+                    edits.push((
+                        start - prefix.len(),
+                        end - prefix.len(),
+                        super::qualified_shard(&m.schema, &m.name, shard),
+                    ));
+                    continue;
+                }
+                Some(_) => "reads another distributed table",
+                None => "reads a table that is not distributed, which the worker nodes do not have",
+            },
+        };
+        let (schema, table) = &tables[0];
+        let (rs, rn) = &tables[i];
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("policy \"{policy}\" on the distributed table {schema}.{table} {why} ({rs}.{rn})"),
+        )
+        .hint("The shards enforce a distributed table's policies on their nodes: a policy may read the row's own columns, settings and functions, and reference tables (create_reference_table)."));
+    }
+    Ok(tessera_core::sqltext::splice(after, edits))
 }
 
 impl TableDdl {
