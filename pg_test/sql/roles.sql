@@ -146,3 +146,15 @@ DROP OWNED BY "Alice ü", "Bob";
 DROP ROLE "Alice ü", "Bob", readers;
 SELECT DISTINCT result FROM run_command_on_workers($$
   SELECT count(*) FROM pg_roles WHERE rolname IN ('Alice ü', 'Bob', 'bob', 'readers')$$);
+-- pg_dist_object records the roles Tessera made on every node (as Citus records them), under
+-- their current names, and forgets dropped ones.
+CREATE ROLE "Recorded ü";
+SELECT type, object_names FROM pg_dist_object WHERE classid = 'pg_authid'::regclass
+   AND objid = (SELECT oid FROM pg_roles WHERE rolname = 'Recorded ü');
+ALTER ROLE "Recorded ü" RENAME TO recorded_renamed;
+SELECT type, object_names FROM pg_dist_object WHERE classid = 'pg_authid'::regclass
+   AND objid = (SELECT oid FROM pg_roles WHERE rolname = 'recorded_renamed');
+SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_roles WHERE rolname = 'recorded_renamed'$$);
+DROP ROLE recorded_renamed;
+SELECT count(*) FROM pg_dist_object WHERE classid = 'pg_authid'::regclass
+   AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = objid);

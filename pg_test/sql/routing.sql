@@ -102,6 +102,46 @@ SELECT plan_summary('SELECT * FROM routing.w8 WHERE k::numeric IN (1, 2)');
 UPDATE w8 SET v = v + 1 WHERE k IN (:k1, :k2);
 SELECT k, v FROM w8 WHERE k IN (:k1, :k2) ORDER BY k;
 SELECT count(*) FROM w8 WHERE k = ANY ('{NULL,NULL}');
+-- Values of other integer types hash as the column's values do (no conversion error, the
+-- rows PostgreSQL finds); a list under a collation that is not the column's and not
+-- deterministic prunes nothing; lists inside a view, in a co-located join, under a LEFT JOIN
+-- (ON or WHERE), in DELETE ... RETURNING, empty, and in prepared statements.
+CREATE TABLE s2 (k smallint PRIMARY KEY, v int);
+SELECT create_distributed_table('s2', 'k', shard_count => 4);
+INSERT INTO s2 SELECT i, i FROM generate_series(1, 20) i;
+SELECT k FROM s2 WHERE k IN (1, 100000, 3000000000) ORDER BY k;
+SELECT k FROM s2 WHERE k = 100000;
+SELECT count(*) FROM s2 WHERE k IN (1::int8, 2::int4, 3::int2);
+CREATE COLLATION tessera_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE names_t (name text PRIMARY KEY, v int);
+SELECT create_distributed_table('names_t', 'name', shard_count => 8);
+INSERT INTO names_t SELECT 'name' || i, i FROM generate_series(1, 40) i;
+SELECT name FROM names_t WHERE name IN ('NAME1' COLLATE tessera_ci, 'NAME2' COLLATE tessera_ci) ORDER BY name;
+SELECT plan_summary($$SELECT name FROM routing.names_t WHERE name IN ('NAME1' COLLATE tessera_ci, 'x')$$);
+SELECT plan_summary($$SELECT name FROM routing.names_t WHERE name IN ('name1', 'name2')$$);
+CREATE TABLE w8b (k int, w int);
+SELECT create_distributed_table('w8b', 'k', colocate_with => 'w8');
+INSERT INTO w8b SELECT k, k * 10 FROM w8;
+CREATE VIEW w8_view AS SELECT * FROM w8 WHERE k IN (1, 2, 3);
+SELECT plan_summary('SELECT * FROM routing.w8_view');
+SELECT k, v FROM w8_view ORDER BY k;
+SELECT plan_summary(format('SELECT * FROM routing.w8 JOIN routing.w8b USING (k) WHERE k IN (%s, %s)', :k1, :k2));
+SELECT k, v, w FROM w8 JOIN w8b USING (k) WHERE k IN (:k1, :k2) ORDER BY k;
+SELECT plan_summary(format('SELECT * FROM routing.w8 LEFT JOIN routing.w8b ON w8b.k = w8.k AND w8b.k IN (%s, %s)', :k1, :k2));
+SELECT count(*), count(w8b.k) FROM w8 LEFT JOIN w8b ON w8b.k = w8.k AND w8b.k IN (:k1, :k2);
+SELECT plan_summary(format('SELECT * FROM routing.w8 LEFT JOIN routing.w8b USING (k) WHERE w8.k IN (%s, %s)', :k1, :k2));
+SELECT plan_summary('SELECT * FROM routing.w8 WHERE k = ANY (''{}'')');
+SELECT count(*) FROM w8 WHERE k = ANY ('{}');
+BEGIN;
+DELETE FROM w8b WHERE k IN (:k1, :k2) RETURNING k, w;
+ROLLBACK;
+PREPARE in_list AS SELECT count(*) FROM w8 WHERE k IN (1, 2, 3);
+PREPARE in_param(int[]) AS SELECT count(*) FROM w8 WHERE k = ANY ($1);
+SET plan_cache_mode = force_generic_plan;
+EXECUTE in_list; EXECUTE in_list; EXECUTE in_list; EXECUTE in_list; EXECUTE in_list; EXECUTE in_list;
+EXECUTE in_param('{1,2,3}'); EXECUTE in_param('{4,5}');
+SELECT plan_summary('EXECUTE in_param(''{1,2}'')');
+RESET plan_cache_mode;
 -- partkey holds the distribution column's Var node text, as Citus stores it.
 SELECT partkey LIKE '{VAR %' AS var_text, column_to_column_name(logicalrelid, partkey)
   FROM pg_dist_partition WHERE logicalrelid = 'routing.r'::regclass;

@@ -197,6 +197,21 @@ SELECT count(*) AS records FROM pg_dist_transaction;
 SET ROLE tx_app;
 SELECT recover_prepared_transactions();
 RESET ROLE;
+-- A statement cancelled inside a savepoint, on nodes the transaction first used in it: after
+-- ROLLBACK TO, those nodes start afresh, and the transaction commits its later work.
+SET ROLE tx_app;
+SET search_path = tx;
+BEGIN;
+SAVEPOINT s;
+SET LOCAL statement_timeout = '100ms';
+\set VERBOSITY terse
+SELECT count(*) FROM accounts WHERE pg_sleep(0.5) IS NOT NULL;
+\set VERBOSITY default
+ROLLBACK TO SAVEPOINT s;
+UPDATE accounts SET balance = balance + 1 WHERE id IN (1, 2);
+COMMIT;
+SELECT id, balance FROM accounts WHERE id IN (1, 2) ORDER BY id;
+RESET ROLE;
 
 DROP SCHEMA tx CASCADE;
 DROP ROLE tx_app;

@@ -111,6 +111,17 @@ CREATE STATISTICS items_ab ON a, b FROM items;
 SELECT create_distributed_table('items', 'tenant_id', colocate_with => 'orders');
 SELECT sum(result::int) AS shard_statistics FROM run_command_on_workers($$
   SELECT count(*) FROM pg_statistic_ext WHERE stxname ~ '^items_ab_[0-9]+$'$$);
+-- The shards' statistics objects have the coordinator's owner; ALTER ... OWNER TO follows.
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT string_agg(DISTINCT pg_get_userbyid(stxowner), ',') FROM pg_statistic_ext WHERE stxname ~ '^items_ab_[0-9]+$'$$);
+RESET ROLE;
+CREATE ROLE trg_stats_owner;
+ALTER STATISTICS trg.items_ab OWNER TO trg_stats_owner;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT string_agg(DISTINCT pg_get_userbyid(stxowner), ',') FROM pg_statistic_ext WHERE stxname ~ '^items_ab_[0-9]+$'$$);
+ALTER STATISTICS trg.items_ab OWNER TO trg_app;
+DROP ROLE trg_stats_owner;
+SET ROLE trg_app;
 -- Default privileges reach the workers.
 ALTER DEFAULT PRIVILEGES IN SCHEMA trg GRANT SELECT ON TABLES TO PUBLIC;
 SELECT DISTINCT result FROM run_command_on_workers($$

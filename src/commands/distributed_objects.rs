@@ -129,6 +129,40 @@ fn tessera_ddl_trigger() {
     .or_report()
 }
 
+/// Records a role Tessera made on every node (roles are shared objects, which the event
+/// triggers do not see), as Citus records them.
+pub(crate) fn record_role(oid: pg_sys::Oid) -> TResult<()> {
+    // Only a coordinator keeps the record (a worker runs the same CREATE ROLE for it).
+    if !crate::pg::spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node)")?
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    let _write = crate::metadata::CatalogWrite::begin();
+    Spi::run_with_args(
+        RECORD,
+        &[
+            vec![pg_sys::AuthIdRelationId].into(),
+            vec![oid].into(),
+            vec![0i32].into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// After DROP ROLE or ALTER ROLE ... RENAME: the recorded roles as they are now (dropped ones
+/// forgotten, renamed ones under their new names).
+pub(crate) fn refresh_roles() -> TResult<()> {
+    let _write = crate::metadata::CatalogWrite::begin();
+    Spi::run(
+        "DELETE FROM pg_catalog.pg_dist_object o
+          WHERE o.classid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = o.objid)",
+    )?;
+    Spi::run(RENAME_ALL)?;
+    Ok(())
+}
+
 /// In the `sql_drop` event trigger: forgets the dropped objects.
 pub(crate) fn forget_dropped() -> TResult<()> {
     let _write = crate::metadata::CatalogWrite::begin();

@@ -192,8 +192,9 @@ unsafe fn is_simple(q: *mut pg_sys::Query) -> bool {
 struct Classes {
     parent: Vec<usize>,
     keys: Vec<(u32, i16)>,
-    /// Values each class is equal to: (class root resolved later, value, operator).
-    values: Vec<(usize, pg_sys::Oid, ValueExpr)>,
+    /// Values each class is equal to: (class root resolved later, operator, the operator's
+    /// input collation, value).
+    values: Vec<(usize, pg_sys::Oid, pg_sys::Oid, ValueExpr)>,
 }
 
 #[derive(Clone, Copy)]
@@ -302,6 +303,9 @@ unsafe fn add_conjuncts(node: *mut pg_sys::Node, classes: &mut Classes, values: 
             if !values || !(*sa).useOr || args.len() != 2 {
                 return;
             }
+            let Some(v) = plain_var(args[0]) else {
+                return;
+            };
             // `IN (1, 2)` is an ARRAY[...] expression with casts until the planner folds it:
             // folded here the same way (immutable functions only), into a copy.
             let mut array = args[1];
@@ -313,14 +317,13 @@ unsafe fn add_conjuncts(node: *mut pg_sys::Node, classes: &mut Classes, values: 
             while is_a(array as *const c_void, pg_sys::NodeTag::T_RelabelType) {
                 array = (*(array as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
             }
-            if let (Some(v), true) = (
-                plain_var(args[0]),
-                is_a(array as *const c_void, pg_sys::NodeTag::T_Const),
-            ) {
+            if is_a(array as *const c_void, pg_sys::NodeTag::T_Const) {
                 let c = array as *mut pg_sys::Const;
                 if !(*c).constisnull {
                     let i = classes.id(((*v).varno as u32, (*v).varattno));
-                    classes.values.push((i, (*sa).opno, ValueExpr::Array(c)));
+                    classes
+                        .values
+                        .push((i, (*sa).opno, (*sa).inputcollid, ValueExpr::Array(c)));
                 }
             }
             return;
@@ -353,7 +356,9 @@ unsafe fn add_conjuncts(node: *mut pg_sys::Node, classes: &mut Classes, values: 
                 };
                 if let Some(value) = value_expr(other) {
                     let i = classes.id(((*v).varno as u32, (*v).varattno));
-                    classes.values.push((i, (*op).opno, value));
+                    classes
+                        .values
+                        .push((i, (*op).opno, (*op).inputcollid, value));
                 }
             }
             _ => {}
@@ -405,12 +410,19 @@ unsafe fn pin_of(
     let root = classes.find(i);
     let values = classes.values.clone();
     let mut hashes = None;
-    for (j, opno, value) in values {
+    for (j, opno, collation, value) in values {
         if classes.find(j) != root {
             continue;
         }
         // SAFETY: catalog lookups.
         if !unsafe { pg_sys::op_in_opfamily(opno, meta.hash_opfamily) } {
+            continue;
+        }
+        // Equal under another collation that is not deterministic ('Alice' COLLATE a
+        // case-insensitive one) is not equal under the column's, by which rows are hashed.
+        let other_collation = collation != meta.dist_collation && collation != pg_sys::InvalidOid;
+        // SAFETY: a catalog lookup of a valid collation.
+        if other_collation && !unsafe { pg_sys::get_collation_isdeterministic(collation) } {
             continue;
         }
         match value {
@@ -459,16 +471,7 @@ unsafe fn hash_array(c: *mut pg_sys::Const, meta: &TableMeta) -> TResult<Vec<i32
             if *nulls.add(k) {
                 continue;
             }
-            let mut datum = *datums.add(k);
-            if elem != meta.dist_type {
-                let text = crate::pg::datum::value_to_text(datum, elem);
-                datum = crate::pg::datum::text_to_value(&text, meta.dist_type, -1)?;
-            }
-            out.push(crate::sharding::hash_datum(
-                meta.hash_proc,
-                meta.dist_collation,
-                datum,
-            ));
+            out.push(hash_member(*datums.add(k), elem, meta)?);
         }
         out.sort_unstable();
         out.dedup();
@@ -476,17 +479,40 @@ unsafe fn hash_array(c: *mut pg_sys::Const, meta: &TableMeta) -> TResult<Vec<i32
     }
 }
 
-/// Hashes a constant as a value of the distribution column's type (converting through text
-/// when the constant has another type, as `bigint = 5` has).
+/// A hash operator family's standard hash function (hash.h's HASHSTANDARD_PROC).
+const HASHSTANDARD_PROC: i16 = 1;
+
+/// Hashes a constant as the shards' rows are hashed.
 unsafe fn hash_const(c: *mut pg_sys::Const, meta: &TableMeta) -> TResult<i32> {
-    // SAFETY: a non-null Const; type I/O functions of existing types.
+    // SAFETY: a non-null Const.
+    unsafe { hash_member((*c).constvalue, (*c).consttype, meta) }
+}
+
+/// The hash of a value of type `typid` that an operator of the distribution column's hash
+/// operator family compares with the column (`int8_col = 5`, `int2_col IN (1, 100000)`):
+/// the family's hash function for that type, which hashes equal values of its types alike.
+/// Failing one (a type the family knows only through a cast), the value converted through
+/// text to the column's type.
+unsafe fn hash_member(datum: pg_sys::Datum, typid: pg_sys::Oid, meta: &TableMeta) -> TResult<i32> {
+    // SAFETY: catalog lookups; the hash function takes one value of its type.
     unsafe {
-        let datum = if (*c).consttype == meta.dist_type {
-            (*c).constvalue
-        } else {
-            let text = crate::pg::datum::value_to_text((*c).constvalue, (*c).consttype);
-            crate::pg::datum::text_to_value(&text, meta.dist_type, -1)?
-        };
+        if typid == meta.dist_type {
+            return Ok(crate::sharding::hash_datum(
+                meta.hash_proc,
+                meta.dist_collation,
+                datum,
+            ));
+        }
+        let proc = pg_sys::get_opfamily_proc(meta.hash_opfamily, typid, typid, HASHSTANDARD_PROC);
+        if proc != pg_sys::InvalidOid {
+            return Ok(crate::sharding::hash_datum(
+                proc,
+                meta.dist_collation,
+                datum,
+            ));
+        }
+        let text = crate::pg::datum::value_to_text(datum, typid);
+        let datum = crate::pg::datum::text_to_value(&text, meta.dist_type, -1)?;
         Ok(crate::sharding::hash_datum(
             meta.hash_proc,
             meta.dist_collation,

@@ -665,6 +665,8 @@ pub struct ShardStatistics {
     body: String,
     /// `stxstattarget`, when set (not -1).
     target: Option<i32>,
+    /// The owner's name, quoted: the shards' objects get it (whoever makes them).
+    owner: Option<String>,
 }
 
 impl ShardStatistics {
@@ -683,6 +685,9 @@ impl ShardStatistics {
         if let Some(t) = self.target {
             sql.push(format!("ALTER STATISTICS {name} SET STATISTICS {t}"));
         }
+        if let Some(owner) = &self.owner {
+            sql.push(format!("ALTER STATISTICS {name} OWNER TO {owner}"));
+        }
         sql
     }
 }
@@ -696,7 +701,8 @@ pub fn statistics(relid: pg_sys::Oid, only: Option<pg_sys::Oid>) -> TResult<Vec<
             let mut out = Vec::new();
             for row in client.select(
                 "SELECT n.nspname::text, s.stxname::text, pg_catalog.pg_get_statisticsobjdef(s.oid),
-                        s.stxstattarget
+                        s.stxstattarget,
+                        pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(s.stxowner))
                    FROM pg_catalog.pg_statistic_ext s
                    JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace
                   WHERE s.stxrelid = $1 AND ($2::oid IS NULL OR s.oid = $2)
@@ -708,6 +714,7 @@ pub fn statistics(relid: pg_sys::Oid, only: Option<pg_sys::Oid>) -> TResult<Vec<
                 let name = row.get::<String>(2)?.unwrap_or_default();
                 let def = row.get::<String>(3)?.unwrap_or_default();
                 let target = row.get::<i32>(4)?.filter(|t| *t >= 0);
+                let owner = row.get::<String>(5)?;
                 let prefix = format!(
                     "CREATE STATISTICS {}.{}",
                     quote_ident(&schema),
@@ -729,6 +736,7 @@ pub fn statistics(relid: pg_sys::Oid, only: Option<pg_sys::Oid>) -> TResult<Vec<
                     name,
                     body,
                     target,
+                    owner,
                 });
             }
             Ok(out)

@@ -389,6 +389,11 @@ unsafe fn alter_owner(u: &Utility) -> TResult<Step> {
         // SAFETY: as above.
         return unsafe { objects::as_written(u) };
     }
+    // SAFETY: as above; a statistics object's object node is its name list.
+    if unsafe { (*s).objectType } == pg_sys::ObjectType::OBJECT_STATISTIC_EXT {
+        // SAFETY: as above.
+        return unsafe { statistics::alter_owner((*s).object, (*s).newowner) };
+    }
     Ok(Step::Pass)
 }
 

@@ -250,6 +250,7 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
         for g in memberships_of(oid)? {
             out.push(g);
         }
+        crate::commands::distributed_objects::record_role(oid)?;
         Ok(out)
     }))
 }
@@ -361,7 +362,10 @@ pub(super) unsafe fn as_is(u: &Utility) -> TResult<Step> {
                     return Ok(Step::Pass);
                 }
                 let sql = format!("DROP ROLE IF EXISTS {}", names.join(", "));
-                Ok(on_every_worker(move || Ok(vec![sql])))
+                Ok(on_every_worker(move || {
+                    crate::commands::distributed_objects::refresh_roles()?;
+                    Ok(vec![sql])
+                }))
             }
             T_GrantRoleStmt => {
                 let s = u.node::<pg_sys::GrantRoleStmt>();
@@ -399,7 +403,11 @@ pub(super) unsafe fn as_is(u: &Utility) -> TResult<Step> {
             T_RenameStmt => {
                 let s = u.node::<pg_sys::RenameStmt>();
                 let old = string((*s).subname);
-                Ok(as_written(u, vec![old]))
+                let sql = u.text();
+                Ok(on_every_worker(move || {
+                    crate::commands::distributed_objects::refresh_roles()?;
+                    Ok(vec![ensure_role_sql(&old), sql])
+                }))
             }
             _ => Ok(Step::Pass),
         }

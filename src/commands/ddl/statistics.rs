@@ -5,6 +5,7 @@
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
 
 use super::{
     distributed_range_var, is_distributed, rel_schema_and_name, run_batched, Step, Utility,
@@ -138,6 +139,31 @@ pub(super) unsafe fn alter(u: &Utility) -> TResult<Step> {
     };
     let per_group = per_shard_object(relid, oid, |n| {
         format!("ALTER STATISTICS {n} SET STATISTICS {target}")
+    })?;
+    Ok(Step::Propagate(Box::new(move || run_batched(per_group))))
+}
+
+/// ALTER STATISTICS ... OWNER TO of a distributed table's object: the shards' objects get the
+/// same owner.
+///
+/// # Safety
+/// `object` is a qualified name list; `newowner` the statement's RoleSpec.
+pub(super) unsafe fn alter_owner(
+    object: *mut pg_sys::Node,
+    newowner: *mut pg_sys::RoleSpec,
+) -> TResult<Step> {
+    // SAFETY: forwarded.
+    let Some((relid, oid)) = (unsafe { object_table(object as *mut pg_sys::List)? }) else {
+        return Ok(Step::Pass);
+    };
+    // SAFETY: forwarded.
+    unsafe { super::roles::refuse_session_user(&[newowner])? };
+    // SAFETY: the statement's RoleSpec, resolved as the statement resolves it.
+    let owner = unsafe { pg_sys::get_rolespec_oid(newowner, false) };
+    // SAFETY: a syscache lookup of an existing role.
+    let name = unsafe { crate::pg::nodes::string(pg_sys::GetUserNameFromId(owner, false)) };
+    let per_group = per_shard_object(relid, oid, |n| {
+        format!("ALTER STATISTICS {n} OWNER TO {}", quote_identifier(&name))
     })?;
     Ok(Step::Propagate(Box::new(move || run_batched(per_group))))
 }
