@@ -31,8 +31,11 @@ fn stopped_worker_is_a_failed_row_and_the_call_returns() {
             let result: String = row.get(2);
             if port == stopped as i32 {
                 assert!(!success);
+                // Refused, or (seen once, when the worker had only just stopped) closed by
+                // the server during the connection's start-up: a connection error either way.
                 assert!(
-                    result.contains("Connection refused"),
+                    result.contains("Connection refused")
+                        || result.contains("server closed the connection"),
                     "the row carries the connection error: {result}"
                 );
             } else {
