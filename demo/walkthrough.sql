@@ -47,8 +47,14 @@ CREATE TABLE shared_events (
     PRIMARY KEY (tenant_id, event_id)
 );
 INSERT INTO shared_events (tenant_id, kind)
-SELECT i % 500, (ARRAY['click', 'view', 'buy'])[1 + i % 3] FROM generate_series(1, 100000) i;
+SELECT i % 500, (ARRAY['click', 'view', 'buy'])[1 + i % 3] FROM generate_series(1, 1000) i;
 SELECT create_distributed_table('shared_events', 'tenant_id');
+\echo 'COPY loads the next 99,000 events (here psql''s \\copy from a client-side file): PostgreSQL'
+\echo 'parses them once on the coordinator, which hashes each row and streams each shard its rows'
+\echo 'with COPY, all nodes at once, in 4 MB batches:'
+\copy (SELECT i % 500, (ARRAY['click', 'view', 'buy'])[1 + i % 3] FROM generate_series(1001, 100000) i) TO '/tmp/tessera_demo_events.csv' WITH (FORMAT csv)
+\copy shared_events (tenant_id, kind) FROM '/tmp/tessera_demo_events.csv' WITH (FORMAT csv)
+SELECT count(*) AS events FROM shared_events;
 CREATE EXTENSION IF NOT EXISTS vector;   -- created on every worker too
 CREATE TABLE messages (tenant_id bigint NOT NULL, event_id bigint NOT NULL, body text,
                        embedding vector(8),
