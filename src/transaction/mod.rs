@@ -83,15 +83,16 @@ thread_local! {
     /// this backend's next two-phase commit (or by recovery), so the table does not grow.
     static COMMITTED_GIDS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
     /// Where this transaction's WAL ended when it last had written only what Tessera's own
-    /// COPY staging writes (its temporary table): see [`staging_only`].
+    /// COPY writes locally (sequence values; the staging path's temporary table): see
+    /// [`staging_only`].
     static STAGING_WAL_END: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
 }
 
-/// Whether the local transaction has written nothing yet but Tessera's COPY staging (a
-/// temporary table made and dropped, and sequence values): such a transaction has an xid, but
-/// nothing of it needs the nodes to wait for the local commit, so a COPY whose rows went to one
-/// node commits there one-phase. Any other write after the staging moves the transaction's
-/// end of WAL on.
+/// Whether the local transaction has written nothing yet but what Tessera's COPY writes
+/// locally (sequence values its defaults advance; on the staging path also a temporary table
+/// made and dropped): such a transaction has an xid, but nothing of it needs the nodes to wait
+/// for the local commit, so a COPY whose rows went to one node commits there one-phase. Any
+/// other write after the COPY moves the transaction's end of WAL on.
 pub(crate) fn staging_only() -> bool {
     // SAFETY: reading the backend's transaction id and WAL position.
     unsafe {
@@ -100,8 +101,8 @@ pub(crate) fn staging_only() -> bool {
     }
 }
 
-/// After a COPY's staging (begun when [`staging_only`] held): what the transaction wrote so far
-/// is only that.
+/// After a COPY (begun when [`staging_only`] held, running no user code that writes): what
+/// the transaction wrote so far is only that.
 pub(crate) fn staging_done() {
     // SAFETY: reading the backend's WAL position.
     let end = unsafe { pg_sys::XactLastRecEnd };
