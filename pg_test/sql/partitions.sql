@@ -44,11 +44,37 @@ SELECT DISTINCT result FROM run_command_on_workers($$
   SELECT string_agg(DISTINCT c.relkind::text || ':' || (SELECT count(*) FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'c'), ',')
     FROM pg_class c WHERE c.relnamespace = 'parts'::regnamespace AND c.relname ~ '^events_(2026_0[12]|other)?_?[0-9]+$'$$);
 
+-- COPY into the distributed partitioned table: each row reaches its shard, and there its
+-- partition (the local table gets the same rows).
+COPY events (tenant_id, at, kind, n) FROM STDIN WITH (FORMAT csv);
+1,2026-01-15 10:03:00+00,copied,1
+2,2026-02-15 10:03:00+00,copied,2
+3,2030-01-01 00:03:00+00,copied,3
+\.
+COPY local_events (tenant_id, at, kind, n) FROM STDIN WITH (FORMAT csv);
+1,2026-01-15 10:03:00+00,copied,1
+2,2026-02-15 10:03:00+00,copied,2
+3,2030-01-01 00:03:00+00,copied,3
+\.
+SELECT (SELECT count(*) FROM events_2026_01 WHERE kind = 'copied') AS jan,
+       (SELECT count(*) FROM events_2026_02 WHERE kind = 'copied') AS feb,
+       (SELECT count(*) FROM events_other WHERE kind = 'copied') AS other;
 -- Queries give the local table's answers.
 SELECT count(*), sum(n) FROM events;
 SELECT count(*), sum(n) FROM local_events;
+-- Text made of a timestamptz on the shards, in a query that also returns a timestamptz (the
+-- ORDER BY's): under this test's DateStyle (Postgres) refused rather than printed in the
+-- wrong style; under ISO the plain table's answer, and a plan cached under ISO is refused
+-- once the session's DateStyle changes.
+SELECT md5(string_agg(format('%s|%s|%s|%s', tenant_id, at, kind, n), ';' ORDER BY tenant_id, at)) FROM events;
+SET DateStyle = 'ISO, MDY';
 SELECT md5(string_agg(format('%s|%s|%s|%s', tenant_id, at, kind, n), ';' ORDER BY tenant_id, at)) FROM events;
 SELECT md5(string_agg(format('%s|%s|%s|%s', tenant_id, at, kind, n), ';' ORDER BY tenant_id, at)) FROM local_events;
+PREPARE printed AS SELECT format('%s', at), at FROM events WHERE tenant_id = 1 ORDER BY at LIMIT 1;
+EXECUTE printed;
+RESET DateStyle;
+EXECUTE printed;
+DEALLOCATE printed;
 SELECT kind, count(*), max(n) FROM events WHERE at >= '2026-02-01' AND at < '2026-03-01' GROUP BY kind ORDER BY kind;
 SELECT kind, count(*), max(n) FROM local_events WHERE at >= '2026-02-01' AND at < '2026-03-01' GROUP BY kind ORDER BY kind;
 SELECT count(*) FROM events_2026_02;

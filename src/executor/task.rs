@@ -621,6 +621,9 @@ pub enum Rows {
 /// `stream` (a SELECT outside a remote transaction), the tasks are only started and their
 /// rows come from the returned stream as the nodes send them.
 pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)> {
+    if plan.needs_iso_dates && !crate::pg::guc::iso_dates() {
+        return Err(crate::pg::guc::datestyle_conflict());
+    }
     let scope = scope(plan);
     let stream = stream && scope == Scope::Autocommit && !plan.writes();
     let settings = task_settings(plan, tasks);

@@ -82,3 +82,21 @@ pub fn value(name: &CStr) -> Option<String> {
         (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
     }
 }
+
+/// The session prints dates and times in ISO form (`DateStyle = ISO, ...`).
+pub fn iso_dates() -> bool {
+    // SAFETY: reading the setting's C variable.
+    unsafe { pg_sys::DateStyle == pg_sys::USE_ISO_DATES as i32 }
+}
+
+/// The refusal of a distributed query that prints dates or times as text on the shards and
+/// also returns time-zoned values, under a DateStyle other than ISO: the text follows the
+/// session's DateStyle on the nodes, the zoned values travel in ISO form only (another style's
+/// zone abbreviation need not read back the same), and one setting cannot do both.
+pub fn datestyle_conflict() -> crate::error::TesseraError {
+    crate::error::TesseraError::new(
+        pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "cannot print dates or times as text on the shards in a query that also returns time-zoned values, under a DateStyle other than ISO",
+    )
+    .hint("SET DateStyle = 'ISO' for the query, or print the value with to_char(), whose output does not depend on DateStyle.")
+}

@@ -162,6 +162,13 @@ pub(crate) unsafe fn base_plan_of(
             querydef(query)?,
         )
     };
+    // A value printed as text on the nodes follows the session's DateStyle there, but a
+    // time-zoned value the nodes return travels in ISO form only (another style's zone
+    // abbreviation need not read back the same): both at once, under another DateStyle, would
+    // print the text in the wrong style.
+    if prints.datetimes && zoned && !crate::pg::guc::iso_dates() {
+        return Err(crate::pg::guc::datestyle_conflict());
+    }
     let sites = sites(&template, &tables)?;
     Ok(DistPlan {
         tier,
@@ -179,6 +186,7 @@ pub(crate) unsafe fn base_plan_of(
         evaluated,
         prints_floats: prints.floats,
         session_date_style: prints.datetimes && !zoned,
+        needs_iso_dates: prints.datetimes && zoned,
         partial_states: Vec::new(),
         modifying_cte: false,
         // SAFETY: walking a valid Query.

@@ -152,6 +152,11 @@ pub struct DistPlan {
     /// names a time zone: the nodes then print dates and times in the session's `DateStyle`,
     /// not in ISO form.
     pub session_date_style: bool,
+    /// The worker SQL prints dates or times as text and also returns a value that names a time
+    /// zone (which travels in ISO form only): it runs only while the session's `DateStyle` is
+    /// ISO (checked at each execution: a cached plan outlives a `SET DateStyle`).
+    #[serde(default)]
+    pub needs_iso_dates: bool,
     /// Columns of the worker rows that hold partial aggregate states (0-based), with the
     /// aggregate (its OID on the coordinator) each is a state of: the scan hands them to
     /// `tessera_combine_agg` as `internal` values.
@@ -438,6 +443,7 @@ mod tests {
             evaluated: vec![(3, "{FUNCEXPR :funcid 1299}".into())],
             prints_floats: true,
             session_date_style: true,
+            needs_iso_dates: false,
             partial_states: vec![(2, 2158)],
             modifying_cte: false,
             calls_volatile: false,
