@@ -41,9 +41,7 @@ fn tessera_ddl_trigger() {
         // its queries see only built-in functions and operators.
         let _path = crate::pg::guc::GucScope::catalog_only();
         // Only a coordinator keeps the record (a worker runs the same DDL for it).
-        if !Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node)")?
-            .unwrap_or(false)
-        {
+        if !is_coordinator()? {
             return Ok(());
         }
         let (mut created, mut altered) = (Vec::new(), Vec::new());
@@ -129,13 +127,20 @@ fn tessera_ddl_trigger() {
     .or_report()
 }
 
+/// Whether this node is a coordinator (it has nodes registered): only a coordinator keeps
+/// `pg_dist_object`; a worker runs the same DDL for it.
+fn is_coordinator() -> TResult<bool> {
+    Ok(
+        crate::pg::spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node)")?
+            .unwrap_or(false),
+    )
+}
+
 /// Records a role Tessera made on every node (roles are shared objects, which the event
 /// triggers do not see), as Citus records them.
 pub(crate) fn record_role(oid: pg_sys::Oid) -> TResult<()> {
     // Only a coordinator keeps the record (a worker runs the same CREATE ROLE for it).
-    if !crate::pg::spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node)")?
-        .unwrap_or(false)
-    {
+    if !is_coordinator()? {
         return Ok(());
     }
     let _write = crate::metadata::CatalogWrite::begin();

@@ -47,11 +47,11 @@ impl GucScope {
     /// already, so the common case costs three integer compares.
     pub fn portable_output() -> GucScope {
         // SAFETY: reading the settings' C variables.
-        let portable = unsafe {
-            pg_sys::DateStyle == pg_sys::USE_ISO_DATES as i32
-                && pg_sys::IntervalStyle == pg_sys::INTSTYLE_POSTGRES as i32
+        let others = unsafe {
+            pg_sys::IntervalStyle == pg_sys::INTSTYLE_POSTGRES as i32
                 && pg_sys::extra_float_digits > 0
         };
+        let portable = iso_dates() && others;
         if portable {
             return GucScope { level: None };
         }

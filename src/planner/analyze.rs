@@ -234,12 +234,9 @@ impl Classes {
 /// The Var under any RelabelType (binary-compatible casts), if the node is a plain Var of
 /// this level.
 unsafe fn plain_var(node: *mut pg_sys::Node) -> Option<*mut pg_sys::Var> {
-    let mut n = node;
     // SAFETY: following expression node pointers of a valid tree.
     unsafe {
-        while is_a(n as *const c_void, pg_sys::NodeTag::T_RelabelType) {
-            n = (*(n as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
-        }
+        let n = without_relabel(node);
         if is_a(n as *const c_void, pg_sys::NodeTag::T_Var) {
             let v = n as *mut pg_sys::Var;
             if (*v).varlevelsup == 0 && (*v).varattno > 0 {
@@ -250,13 +247,25 @@ unsafe fn plain_var(node: *mut pg_sys::Node) -> Option<*mut pg_sys::Var> {
     None
 }
 
-unsafe fn value_expr(node: *mut pg_sys::Node) -> Option<ValueExpr> {
+/// The node under any RelabelType (binary-compatible casts).
+///
+/// # Safety
+/// `node` is null or a valid expression node.
+unsafe fn without_relabel(node: *mut pg_sys::Node) -> *mut pg_sys::Node {
     let mut n = node;
-    // SAFETY: as in plain_var.
+    // SAFETY: following expression node pointers of a valid tree.
     unsafe {
         while is_a(n as *const c_void, pg_sys::NodeTag::T_RelabelType) {
             n = (*(n as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
         }
+    }
+    n
+}
+
+unsafe fn value_expr(node: *mut pg_sys::Node) -> Option<ValueExpr> {
+    // SAFETY: as in plain_var.
+    unsafe {
+        let n = without_relabel(node);
         if is_a(n as *const c_void, pg_sys::NodeTag::T_Const) {
             let c = n as *mut pg_sys::Const;
             if !(*c).constisnull {
@@ -314,9 +323,7 @@ unsafe fn add_conjuncts(node: *mut pg_sys::Node, classes: &mut Classes, values: 
             {
                 array = pg_sys::eval_const_expressions(std::ptr::null_mut(), array);
             }
-            while is_a(array as *const c_void, pg_sys::NodeTag::T_RelabelType) {
-                array = (*(array as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
-            }
+            array = without_relabel(array);
             if is_a(array as *const c_void, pg_sys::NodeTag::T_Const) {
                 let c = array as *mut pg_sys::Const;
                 if !(*c).constisnull {

@@ -486,7 +486,6 @@ impl Stream {
     fn send_batch(&mut self) -> TResult<()> {
         self.wait_for_batch()?;
         let mut tasks = Vec::new();
-        let schema = quote_identifier(&self.meta.schema);
         for (k, buffer) in self.buffers.iter_mut().enumerate() {
             if buffer.is_empty() {
                 continue;
@@ -494,11 +493,12 @@ impl Stream {
             let data = Rc::new(std::mem::replace(buffer, Vec::with_capacity(buffer.len())));
             let shard = &self.meta.shards[k];
             let sql = format!(
-                "COPY {schema}.{} {} FROM STDIN",
-                tessera_core::plan::quote_shard_name(&tessera_core::sharding::shard_name(
+                "COPY {} {} FROM STDIN",
+                crate::sharding::qualified_shard(
+                    &self.meta.schema,
                     &self.meta.name,
                     shard.shard_id
-                )),
+                ),
                 self.column_list
             );
             // Every placement: a reference table's rows go to each node.
