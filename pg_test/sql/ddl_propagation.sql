@@ -175,7 +175,22 @@ ALTER DEFAULT PRIVILEGES FOR ROLE late_user REVOKE EXECUTE ON FUNCTIONS FROM PUB
 GRANT CREATE ON DATABASE postgres TO late_user;
 GRANT CONNECT, TEMPORARY ON DATABASE postgres TO late_group WITH GRANT OPTION;
 REVOKE TEMPORARY ON DATABASE postgres FROM PUBLIC;
+-- (a reference table's rows of every kind, copied to the new node from the coordinator's
+-- placement, come back exactly, under a session that prints values differently)
+CREATE TABLE late_ref (id int PRIMARY KEY, t text, f float8, ts timestamptz, iv interval, a int[], b bytea);
+INSERT INTO late_ref VALUES (1, E'tab\t nl\n bs\\ \\N ✓', 0.1 + 0.2, '2026-02-01 10:00:00.123456+05:30',
+  '-1 day +02:03:04.5', '[0:1]={1,NULL}', '\x00ff'), (2, NULL, 'NaN', '0044-03-15 BC', NULL, '{}', NULL);
+SELECT result AS late_ref_md5 FROM run_command_on_all_nodes($$
+  SELECT md5(string_agg(r::text, '|' ORDER BY id)) FROM public.late_ref r$$) WHERE success \gset
+SELECT create_reference_table('late_ref');
+SET DateStyle = 'SQL, DMY';
+SET IntervalStyle = 'sql_standard';
+SET extra_float_digits = 0;
 SELECT citus_add_node('127.0.0.1', 9804) > 0 AS added;
+RESET DateStyle; RESET IntervalStyle; RESET extra_float_digits;
+SELECT count(*) AS placements, bool_and(result = :'late_ref_md5') AS same_rows FROM run_command_on_all_nodes($$
+  SELECT (xpath('/row/m/text()', query_to_xml(format('SELECT md5(string_agg(r::text, ''|'' ORDER BY id)) AS m FROM %s r', c.oid::regclass), false, true, '')))[1]::text
+    FROM pg_class c WHERE c.relname ~ '^late_ref_[0-9]+$'$$);
 SELECT nodeport, result FROM run_command_on_workers($$SELECT to_regclass('public.orphaned_102999') IS NULL$$) ORDER BY nodeport;
 SELECT nodeport, result FROM run_command_on_workers($$
   SELECT string_agg(x, ' ' ORDER BY x) FROM (
@@ -217,6 +232,6 @@ SELECT nodeport, result FROM run_command_on_workers(format($$SELECT (SELECT extv
   shard_name('plans', (SELECT shardid FROM pg_dist_shard WHERE logicalrelid = 'plans'::regclass)))) ORDER BY nodeport;
 
 -- DROP EXTENSION reaches the workers too.
-DROP TABLE docs, plans;
+DROP TABLE docs, plans, late_ref;
 DROP EXTENSION vector;
 SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_extension WHERE extname = 'vector'$$);

@@ -217,11 +217,7 @@ fn move_rows(
     all: &[Node],
     empty_now: bool,
 ) -> TResult<i64> {
-    const BATCH_BYTES: usize = 4 << 20;
-    // Rows travel as their text (`crate::sharding::insert_rows_sql`), printed the way any
-    // node reads them (floats exactly).
-    let _portable = crate::pg::guc::GucScope::portable_output();
-    let insertable = crate::sharding::insertable_columns(table.relid)?;
+    let columns = super::rows::Columns::of(table.relid)?;
     let hash_expr = match dist_col {
         Some(c) => format!(
             "pg_catalog.worker_hash(t.{})",
@@ -230,59 +226,29 @@ fn move_rows(
         None => "0".to_string(),
     };
     let query = format!(
-        "SELECT {hash_expr}, (t.*)::text FROM ONLY {} t",
+        "SELECT {hash_expr}, {} FROM ONLY {} t",
+        columns.select_list("t"),
         table.display
     );
-    let mut moved: i64 = 0;
-    // One JSON array of rows per shard index, flushed when large.
-    let mut buffers: Vec<String> = vec![String::new(); shards.len()];
-    let flush = |buffers: &mut Vec<String>, only_full: bool| -> TResult<()> {
-        let mut per_group: PerGroup = BTreeMap::new();
-        for (i, buf) in buffers.iter_mut().enumerate() {
-            if buf.is_empty() || (only_full && buf.len() < BATCH_BYTES) {
-                continue;
+    let targets = shards
+        .iter()
+        .map(|s| super::rows::Target::shard(&ddl.schema, &ddl.table, s))
+        .collect();
+    let mut writer = super::rows::Writer::new(targets, &columns, all);
+    super::rows::read_here(&query, |fields| {
+        let idx = match (dist_col, fields[0]) {
+            (Some(_), Some(h)) => {
+                let hash = std::str::from_utf8(h)
+                    .ok()
+                    .and_then(|h| h.parse().ok())
+                    .unwrap_or(0);
+                sharding::shard_index_for_hash(hash, ranges_count)
             }
-            buf.push(']');
-            let json = std::mem::take(buf);
-            let shard = ddl.qualified_shard(shards[i].shard_id);
-            let sql = crate::sharding::insert_rows_sql(&shard, &insertable);
-            for g in &shards[i].groups {
-                per_group
-                    .entry(*g)
-                    .or_default()
-                    .push((sql.clone(), vec![Some(json.clone())]));
-            }
-        }
-        if per_group.is_empty() {
-            return Ok(());
-        }
-        run_per_group(per_group, all)
-    };
-    Spi::connect(|client| {
-        let mut cursor = client.open_cursor(&query, &[]);
-        loop {
-            let rows = cursor.fetch(10_000)?;
-            if rows.is_empty() {
-                break;
-            }
-            for row in rows {
-                let hash = row.get::<i32>(1)?.unwrap_or(0);
-                let text = row.get::<String>(2)?.unwrap_or_default();
-                let idx = if dist_col.is_some() {
-                    sharding::shard_index_for_hash(hash, ranges_count)
-                } else {
-                    0
-                };
-                let buf = &mut buffers[idx];
-                buf.push(if buf.is_empty() { '[' } else { ',' });
-                buf.push_str(&tessera_core::sqltext::json_string(&text));
-                moved += 1;
-            }
-            flush(&mut buffers, true)?;
-        }
-        Ok::<_, TesseraError>(())
+            _ => 0,
+        };
+        writer.push(idx, &fields[1..])
     })?;
-    flush(&mut buffers, false)?;
+    let moved = writer.finish()?;
     if moved > 0 {
         if empty_now {
             Spi::run(&format!("TRUNCATE ONLY {}", table.display))?;
@@ -1082,8 +1048,6 @@ pub(super) fn placement_sizes(tenants_only: bool) -> TResult<Vec<(i32, i64, i64)
 /// shard table, its rows (from the coordinator's copy), and the placement row, all in the
 /// caller's transaction.
 pub(crate) fn replicate_to_new_node(group: i32) -> TResult<()> {
-    // Rows travel as JSON text: printed the way any node reads them (floats exactly).
-    let _portable = crate::pg::guc::GucScope::portable_output();
     let tables: Vec<pg_sys::Oid> = Spi::connect(|client| {
         let mut out = Vec::new();
         for row in client.select(
@@ -1118,23 +1082,25 @@ pub(crate) fn replicate_to_new_node(group: i32) -> TResult<()> {
             )
             .hint("Register the coordinator with citus_set_coordinator_host before creating reference tables."));
         }
-        let rows = {
-            let _portable = crate::pg::guc::GucScope::portable_output();
-            Spi::get_one::<String>(&format!(
-                "SELECT coalesce(pg_catalog.json_agg((t.*)::text)::text, '[]') FROM {shard_table} t"
-            ))?
-            .unwrap_or_else(|| "[]".into())
-        };
-        let cols = crate::sharding::insertable_columns(relid)?;
         let mut per_group = PerGroup::new();
-        per_group.entry(group).or_default().extend([
-            (ddl.shard_ddl(shard.shard_id, true)?, Vec::new()),
-            (
-                crate::sharding::insert_rows_sql(&shard_table, &cols),
-                vec![Some(rows)],
-            ),
-        ]);
+        per_group
+            .entry(group)
+            .or_default()
+            .push((ddl.shard_ddl(shard.shard_id, true)?, Vec::new()));
         run_per_group(per_group, &all)?;
+        // The rows, from the coordinator's copy.
+        let columns = super::rows::Columns::of(relid)?;
+        let mut target = super::rows::Target::shard(&ddl.schema, &ddl.table, &shard);
+        target.groups = vec![group];
+        let mut writer = super::rows::Writer::new(vec![target], &columns, &all);
+        super::rows::read_here(
+            &format!(
+                "SELECT {} FROM ONLY {shard_table} t",
+                columns.select_list("t")
+            ),
+            |fields| writer.push(0, fields),
+        )?;
+        writer.finish()?;
         Spi::run_with_args(
             "INSERT INTO pg_catalog.pg_dist_placement (shardid, shardstate, shardlength, groupid)
              VALUES ($1, 1, 0, $2)",

@@ -17,6 +17,7 @@ pub mod functions;
 pub mod node;
 pub mod partitions;
 pub mod row_counts;
+pub mod rows;
 pub mod run_command;
 pub mod schemas;
 pub mod shard_move;

@@ -17,22 +17,17 @@
 //! catalog (and the cleanup records with it). Until two-phase commit lands, the commit itself
 //! is one-phase per node.
 
-use std::rc::Rc;
-
 use pgrx::prelude::*;
 use pgrx::spi::Spi;
 
 use super::distribute::AttachTo;
 use super::{group_nodes, run_per_group, PerGroup};
-use crate::connection::{run_tasks, ConnKey, NodeAddress, PgResult, RemoteTask, Scope, Settings};
+use crate::connection::{run_tasks, ConnKey, NodeAddress, RemoteTask, Scope};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::cleanup;
 use crate::metadata::node as nodes;
 use crate::metadata::table::{self as catalog, Shard};
 use crate::sharding::ddl::TableDdl;
-
-/// Rows per batch from the source.
-const BATCH_ROWS: usize = 5_000;
 
 /// One table to move: its definition, the shard, and where a partition attaches.
 struct Item {
@@ -229,21 +224,7 @@ fn item(relid: pg_sys::Oid, from: i32, parent: Option<pg_sys::Oid>) -> TResult<I
     })
 }
 
-/// One command on `node` in the remote transaction, its values printed exactly.
-fn on_source(node: &NodeAddress, sql: &str) -> TResult<Vec<PgResult>> {
-    let task = RemoteTask::new(ConnKey::for_current_session(node), sql)
-        .in_scope(Scope::Transaction)
-        // The source only reads: it commits one-phase whatever the target does.
-        .reading_only(true)
-        .with_settings(Rc::new(Settings::for_statement(false, false, &[])));
-    let mut out = run_tasks(std::slice::from_ref(&task), 1)?;
-    out.pop()
-        .expect("one task, one outcome")
-        .map_err(|e| e.into_tessera())
-}
-
-/// Copies the rows of shard `shard_id` from `source` to group `to`, in batches; returns how
-/// many.
+/// Copies the rows of shard `shard_id` from `source` to group `to`; returns how many.
 fn copy_rows(
     source: &NodeAddress,
     to: i32,
@@ -252,39 +233,21 @@ fn copy_rows(
     relid: pg_sys::Oid,
     all: &[crate::metadata::node::Node],
 ) -> TResult<i64> {
-    let shard = ddl.qualified_shard(shard_id);
-    let cols = crate::sharding::insertable_columns(relid)?;
-    let insert = crate::sharding::insert_rows_sql(&shard, &cols);
-    on_source(
+    let columns = super::rows::Columns::of(relid)?;
+    let target = super::rows::Target {
+        schema: ddl.schema.clone(),
+        name: tessera_core::sharding::shard_name(&ddl.table, shard_id),
+        groups: vec![to],
+    };
+    let mut writer = super::rows::Writer::new(vec![target], &columns, all);
+    super::rows::read_on(
         source,
         &format!(
-            "DECLARE tessera_move NO SCROLL CURSOR FOR SELECT (t.*)::text FROM ONLY {shard} t"
+            "SELECT {} FROM ONLY {} t",
+            columns.select_list("t"),
+            ddl.qualified_shard(shard_id)
         ),
+        |fields| writer.push(0, fields),
     )?;
-    let mut moved = 0i64;
-    loop {
-        let results = on_source(source, &format!("FETCH {BATCH_ROWS} FROM tessera_move"))?;
-        let Some(r) = results.last() else { break };
-        let n = r.ntuples();
-        if n == 0 {
-            break;
-        }
-        let mut json = String::with_capacity(n * 64);
-        json.push('[');
-        for i in 0..n {
-            if i > 0 {
-                json.push(',');
-            }
-            json.push_str(&tessera_core::sqltext::json_string(
-                r.value(i, 0).unwrap_or(""),
-            ));
-        }
-        json.push(']');
-        let mut per_group = PerGroup::new();
-        per_group.insert(to, vec![(insert.clone(), vec![Some(json)])]);
-        run_per_group(per_group, all)?;
-        moved += n as i64;
-    }
-    on_source(source, "CLOSE tessera_move")?;
-    Ok(moved)
+    writer.finish()
 }

@@ -13,8 +13,6 @@ use pgrx::prelude::*;
 use pgrx::spi::Spi;
 
 use super::{group_nodes, run_per_group, PerGroup};
-use crate::connection::Scope;
-use crate::connection::{run_tasks, ConnKey, RemoteTask};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::node as nodes;
 use crate::metadata::table as catalog;
@@ -96,7 +94,13 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
     // metadata cache at the next command).
     catalog::delete_table(relid, dist.colocation_id, true)?;
 
-    let cols = crate::sharding::insertable_columns(relid)?;
+    let columns = super::rows::Columns::of(relid)?;
+    let here = super::rows::Target {
+        schema: schema.clone(),
+        name: table.clone(),
+        groups: vec![tessera_core::node::COORDINATOR_GROUP_ID],
+    };
+    let mut writer = super::rows::Writer::new(vec![here], &columns, &all);
     for s in &shards {
         // One placement is enough; a worker's rather than the coordinator's copy.
         let group = s
@@ -106,63 +110,19 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
             .find(|g| *g != 0)
             .or_else(|| s.groups.first().copied());
         let shard = crate::sharding::qualified_shard(&schema, &table, s.shard_id);
+        let query = format!("SELECT {} FROM ONLY {shard} t", columns.select_list("t"));
         if group == Some(tessera_core::node::COORDINATOR_GROUP_ID) {
             // The coordinator's own placement: read here (a connection to itself would wait
             // on this transaction's locks when the placement is dropped).
-            let (n, json) = {
-                let _portable = crate::pg::guc::GucScope::portable_output();
-                Spi::connect(|client| {
-                    let row = client
-                        .select(
-                            &format!("SELECT count(*), coalesce(pg_catalog.json_agg((t.*)::text), '[]')::text FROM {shard} t"),
-                            None,
-                            &[],
-                        )?
-                        .first();
-                    Ok::<_, TesseraError>((
-                        row.get::<i64>(1)?.unwrap_or(0),
-                        row.get::<String>(2)?.unwrap_or_else(|| "[]".into()),
-                    ))
-                })?
-            };
-            if n > 0 {
-                Spi::run_with_args(
-                    &crate::sharding::insert_rows_sql(&display, &cols),
-                    &[json.into()],
-                )?;
-                moved += n;
-            }
+            super::rows::read_here(&query, |fields| writer.push(0, fields))?;
             continue;
         }
         let Some(node) = group.and_then(|g| addresses.get(&g)) else {
             continue;
         };
-        let task = RemoteTask::new(
-            ConnKey::for_current_session(node),
-            format!(
-                "SELECT count(*), coalesce(pg_catalog.json_agg((t.*)::text), '[]')::text FROM {shard} t"
-            ),
-        )
-        .in_scope(Scope::Transaction)
-        // The node prints the rows the way this session reads them back.
-        .with_settings(std::rc::Rc::new(
-            crate::connection::Settings::for_statement(false, false, &[]),
-        ));
-        for outcome in run_tasks(&[task], 1)? {
-            let results = outcome.map_err(|e| e.into_tessera())?;
-            let Some(r) = results.last() else { continue };
-            let n: i64 = r.value(0, 0).and_then(|v| v.parse().ok()).unwrap_or(0);
-            if n == 0 {
-                continue;
-            }
-            let json = r.value(0, 1).unwrap_or("[]").to_string();
-            Spi::run_with_args(
-                &crate::sharding::insert_rows_sql(&display, &cols),
-                &[json.into()],
-            )?;
-            moved += n;
-        }
+        super::rows::read_on(node, &query, |fields| writer.push(0, fields))?;
     }
+    moved += writer.finish()?;
     // Every placement goes (listed from `shards`: the catalog rows are gone already).
     let mut per_group = PerGroup::new();
     for s in &shards {

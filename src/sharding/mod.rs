@@ -29,20 +29,6 @@ pub fn insertable_columns(relid: pg_sys::Oid) -> TResult<Vec<String>> {
     })
 }
 
-/// How rows travel between nodes: each row as its row type's text (`t::text`: every column
-/// printed by its type's output function, so array bounds, ranges, domains and every other
-/// type come back exactly), the rows a JSON array of those strings. This is the INSERT into
-/// `target` (a qualified, quoted table of the same columns) of such an array, parameter `$1`;
-/// the rows keep their identity columns' values (`OVERRIDING SYSTEM VALUE`).
-pub fn insert_rows_sql(target: &str, cols: &[String]) -> String {
-    let picks: Vec<String> = cols.iter().map(|c| format!("(r.t).{c}")).collect();
-    format!(
-        "INSERT INTO {target} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM (SELECT s.v::{target} AS t FROM pg_catalog.json_array_elements_text($1::json) AS s(v) OFFSET 0) r",
-        cols.join(", "),
-        picks.join(", ")
-    )
-}
-
 /// The default hash function (support proc 1 of the default hash opclass) of a type.
 /// The schema-qualified, quoted name of shard `shard_id` of the table `schema.table` (or of one
 /// of its indexes or constraints, named the same way).

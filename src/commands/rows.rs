@@ -1,0 +1,401 @@
+//! The row mover: how Tessera's own operations carry a table's rows from one place to another
+//! (local rows into new shards, a shard to another node, a reference table to a new node,
+//! shards back into the local table). Rows travel as COPY text, the form `COPY ... FROM
+//! STDIN` reads:
+//!
+//! - a source prints each value with its type's output function, under settings every node
+//!   reads the same way (ISO dates, exact floats): [`read_here`] reads a query on this node
+//!   through an SPI cursor, [`read_on`] reads one on another node through a cursor in the
+//!   remote transaction;
+//! - [`Writer`] buffers the rows per target table and sends each buffer, when large and at the
+//!   end, as one `COPY target (columns) FROM STDIN` per placement, every node at once, in the
+//!   remote transaction; a placement on this node (group 0) is loaded by PostgreSQL's own
+//!   COPY here ([`copy_here`]), in the statement's transaction.
+//!
+//! So every type comes back exactly (arrays, ranges, domains, user-defined types), triggers
+//! and constraints on the target run as they do for COPY, and identity columns keep their
+//! values.
+
+use std::cell::Cell;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::rc::Rc;
+
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, Spi};
+
+use crate::connection::{run_tasks, ConnKey, NodeAddress, PgResult, RemoteTask, Scope, Settings};
+use crate::error::{TResult, TesseraError};
+use crate::metadata::node::Node;
+
+/// The rows a cursor hands over at a time.
+const FETCH_ROWS: usize = 10_000;
+
+/// The size at which a target's buffered rows are sent.
+const BATCH_BYTES: usize = 4 << 20;
+
+/// The columns of a table that rows carry (not dropped, not generated), in attribute order.
+pub(crate) struct Columns {
+    names: Vec<String>,
+}
+
+impl Columns {
+    pub(crate) fn of(relid: pg_sys::Oid) -> TResult<Columns> {
+        let names = Spi::connect(|client| {
+            let mut names = Vec::new();
+            for row in client.select(
+                "SELECT attname::text FROM pg_catalog.pg_attribute
+                  WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+                  ORDER BY attnum",
+                None,
+                &[relid.into()],
+            )? {
+                names.push(row.get::<String>(1)?.unwrap_or_default());
+            }
+            Ok::<_, TesseraError>(names)
+        })?;
+        Ok(Columns { names })
+    }
+
+    /// `alias.a, alias."B"`: the columns as a select list.
+    pub(crate) fn select_list(&self, alias: &str) -> String {
+        self.names
+            .iter()
+            .map(|n| format!("{alias}.{}", quote_identifier(n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `(a, "B")`: the column list of a COPY.
+    fn copy_list(&self) -> String {
+        let quoted: Vec<String> = self.names.iter().map(quote_identifier).collect();
+        format!("({})", quoted.join(", "))
+    }
+}
+
+/// A table that rows go to, on each group (node) that holds a placement of it.
+pub(crate) struct Target {
+    pub(crate) schema: String,
+    pub(crate) name: String,
+    pub(crate) groups: Vec<i32>,
+}
+
+/// Rows buffered per target and sent as COPY (see the module header).
+pub(crate) struct Writer<'a> {
+    targets: Vec<Target>,
+    columns: &'a Columns,
+    buffers: Vec<Vec<u8>>,
+    all: &'a [Node],
+    rows: i64,
+}
+
+impl<'a> Writer<'a> {
+    pub(crate) fn new(targets: Vec<Target>, columns: &'a Columns, all: &'a [Node]) -> Writer<'a> {
+        Writer {
+            buffers: vec![Vec::new(); targets.len()],
+            targets,
+            columns,
+            all,
+            rows: 0,
+        }
+    }
+
+    /// Adds one row (its fields as COPY reads them, in the order of the columns) for target
+    /// `index`; sends that target's rows once they are many.
+    pub(crate) fn push(&mut self, index: usize, fields: &[Option<&[u8]>]) -> TResult<()> {
+        let buffer = &mut self.buffers[index];
+        tessera_core::copy::push_row(buffer, fields.iter().copied());
+        self.rows += 1;
+        if buffer.len() >= BATCH_BYTES {
+            self.send(true)?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is left; the number of rows written.
+    pub(crate) fn finish(mut self) -> TResult<i64> {
+        self.send(false)?;
+        Ok(self.rows)
+    }
+
+    /// Sends the buffered rows (`only_full`: only the buffers that reached the batch size),
+    /// every node at once.
+    fn send(&mut self, only_full: bool) -> TResult<()> {
+        let addresses = super::group_nodes(self.all);
+        // The rows were printed in a form any node reads the same way; the node's session
+        // otherwise reads as this one does.
+        let settings = Rc::new(Settings::session());
+        let copy_list = self.columns.copy_list();
+        let mut tasks = Vec::new();
+        let mut here = Vec::new();
+        for (k, buffer) in self.buffers.iter_mut().enumerate() {
+            if buffer.is_empty() || (only_full && buffer.len() < BATCH_BYTES) {
+                continue;
+            }
+            let data = Rc::new(std::mem::take(buffer));
+            let target = &self.targets[k];
+            let sql = format!(
+                "COPY {}.{} {copy_list} FROM STDIN",
+                quote_identifier(&target.schema),
+                quote_identifier(&target.name)
+            );
+            for &group in &target.groups {
+                if group == tessera_core::node::COORDINATOR_GROUP_ID {
+                    here.push((k, data.clone()));
+                    continue;
+                }
+                let node = super::serving(&addresses, group)?;
+                let mut task = RemoteTask::new(ConnKey::for_current_session(node), sql.clone())
+                    .in_scope(Scope::Transaction)
+                    .with_settings(settings.clone());
+                task.copy_data = Some(data.clone());
+                tasks.push(task);
+            }
+        }
+        if !tasks.is_empty() {
+            let width = tasks.len();
+            for r in run_tasks(&tasks, width)? {
+                r.map_err(|e| e.into_tessera())?;
+            }
+        }
+        for (k, data) in here {
+            let target = &self.targets[k];
+            copy_here(&target.schema, &target.name, self.columns, &data)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `query` here and hands each row to `each`, its values printed by their types' output
+/// functions in a form every node reads the same way (NULL as `None`); the number of rows.
+pub(crate) fn read_here(
+    query: &str,
+    mut each: impl FnMut(&[Option<&[u8]>]) -> TResult<()>,
+) -> TResult<i64> {
+    let _portable = crate::pg::guc::GucScope::portable_output();
+    let sql = CString::new(query).map_err(|_| {
+        TesseraError::new(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "a query holds a NUL byte",
+        )
+    })?;
+    Spi::connect(|_client| {
+        // SAFETY: inside the SPI connection `Spi::connect` opened: the plan, the portal and
+        // each fetched tuple table belong to it. Every value SPI_getvalue prints is freed once
+        // `each` returned; the tuple table once its rows are done. An ERROR in any SPI call
+        // unwinds through pgrx's guard, and the transaction's abort releases the portal.
+        unsafe {
+            let plan = pg_sys::SPI_prepare(sql.as_ptr(), 0, std::ptr::null_mut());
+            if plan.is_null() {
+                return Err(TesseraError::new(
+                    PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                    format!("could not prepare the query that reads the rows: {query}"),
+                ));
+            }
+            let portal = pg_sys::SPI_cursor_open(
+                std::ptr::null(),
+                plan,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                // Not read-only: the rows this statement wrote (CREATE TABLE AS) are seen.
+                false,
+            );
+            let mut rows = 0i64;
+            let mut texts: Vec<*mut c_char> = Vec::new();
+            let outcome = loop {
+                pgrx::check_for_interrupts!();
+                pg_sys::SPI_cursor_fetch(portal, true, FETCH_ROWS as std::ffi::c_long);
+                let n = pg_sys::SPI_processed as usize;
+                let table = pg_sys::SPI_tuptable;
+                if n == 0 || table.is_null() {
+                    break Ok(rows);
+                }
+                let tupdesc = (*table).tupdesc;
+                let natts = (*tupdesc).natts;
+                let mut failed = None;
+                for i in 0..n {
+                    let tuple = *(*table).vals.add(i);
+                    texts.clear();
+                    texts.extend((1..=natts).map(|c| pg_sys::SPI_getvalue(tuple, tupdesc, c)));
+                    let fields: Vec<Option<&[u8]>> = texts
+                        .iter()
+                        .map(|p| (!p.is_null()).then(|| CStr::from_ptr(*p).to_bytes()))
+                        .collect();
+                    let r = each(&fields);
+                    for p in texts.drain(..) {
+                        if !p.is_null() {
+                            pg_sys::pfree(p.cast());
+                        }
+                    }
+                    if let Err(e) = r {
+                        failed = Some(e);
+                        break;
+                    }
+                    rows += 1;
+                }
+                pg_sys::SPI_freetuptable(table);
+                if let Some(e) = failed {
+                    break Err(e);
+                }
+            };
+            pg_sys::SPI_cursor_close(portal);
+            outcome
+        }
+    })
+}
+
+/// Runs `query` on `node` (in the remote transaction, reading only) through a cursor and
+/// hands each row to `each`, printed as [`read_here`] prints it; the number of rows.
+pub(crate) fn read_on(
+    node: &NodeAddress,
+    query: &str,
+    mut each: impl FnMut(&[Option<&[u8]>]) -> TResult<()>,
+) -> TResult<i64> {
+    on_node(
+        node,
+        &format!("DECLARE tessera_rows NO SCROLL CURSOR FOR {query}"),
+    )?;
+    let mut rows = 0i64;
+    loop {
+        let results = on_node(node, &format!("FETCH {FETCH_ROWS} FROM tessera_rows"))?;
+        let Some(r) = results.last() else { break };
+        let n = r.ntuples();
+        if n == 0 {
+            break;
+        }
+        let mut fields: Vec<Option<&[u8]>> = Vec::with_capacity(r.nfields());
+        for i in 0..n {
+            fields.clear();
+            fields.extend((0..r.nfields()).map(|j| r.value_cstr(i, j).map(CStr::to_bytes)));
+            each(&fields)?;
+        }
+        rows += n as i64;
+    }
+    on_node(node, "CLOSE tessera_rows")?;
+    Ok(rows)
+}
+
+/// One command on `node` in the remote transaction, reading only, its values printed the way
+/// any node reads them.
+fn on_node(node: &NodeAddress, sql: &str) -> TResult<Vec<PgResult>> {
+    let task = RemoteTask::new(ConnKey::for_current_session(node), sql)
+        .in_scope(Scope::Transaction)
+        // A node that is only read commits one-phase whatever the others do.
+        .reading_only(true)
+        .with_settings(Settings::shared(false, false, &[]));
+    let mut out = run_tasks(std::slice::from_ref(&task), 1)?;
+    out.pop()
+        .expect("one task, one outcome")
+        .map_err(|e| e.into_tessera())
+}
+
+thread_local! {
+    /// What [`copy_here`]'s COPY reads: the rest of its data.
+    static INPUT: Cell<(*const u8, usize)> = const { Cell::new((std::ptr::null(), 0)) };
+}
+
+/// COPY's data source for [`copy_here`]: the next bytes of [`INPUT`].
+unsafe extern "C-unwind" fn read_input(
+    outbuf: *mut c_void,
+    _minread: c_int,
+    maxread: c_int,
+) -> c_int {
+    INPUT.with(|input| {
+        let (p, left) = input.get();
+        let n = left.min(maxread.max(0) as usize);
+        if n > 0 {
+            // SAFETY: `p` points at `left` readable bytes of the data copy_here holds alive;
+            // COPY's buffer has room for `maxread`.
+            unsafe {
+                std::ptr::copy_nonoverlapping(p, outbuf.cast::<u8>(), n);
+                input.set((p.add(n), left - n));
+            }
+        }
+        n as c_int
+    })
+}
+
+/// Loads `data` (COPY text of `columns`) into the table `schema.name` of this node with
+/// PostgreSQL's COPY, in the statement's transaction, as the current user (INSERT checked on
+/// the columns); the number of rows.
+pub(crate) fn copy_here(schema: &str, name: &str, columns: &Columns, data: &[u8]) -> TResult<u64> {
+    struct Input;
+    impl Drop for Input {
+        fn drop(&mut self) {
+            INPUT.with(|i| i.set((std::ptr::null(), 0)));
+        }
+    }
+    let schema_c = CString::new(schema).unwrap_or_default();
+    let name_c = CString::new(name).unwrap_or_default();
+    INPUT.with(|i| i.set((data.as_ptr(), data.len())));
+    let _input = Input;
+    super::internally(|| {
+        // SAFETY: the relation is opened, checked and closed here (the lock is kept to the
+        // end of the transaction); the column names are palloc'd copies; COPY reads `data`
+        // through read_input while `data` lives, and INPUT is cleared when this frame ends,
+        // by an error too.
+        unsafe {
+            let lockmode = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+            let rv = pg_sys::makeRangeVar(
+                pg_sys::pstrdup(schema_c.as_ptr()),
+                pg_sys::pstrdup(name_c.as_ptr()),
+                -1,
+            );
+            let rel = pg_sys::table_openrv(rv, lockmode);
+            let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
+            let nsitem = pg_sys::addRangeTableEntryForRelation(
+                pstate,
+                rel,
+                lockmode,
+                std::ptr::null_mut(),
+                false,
+                false,
+            );
+            let rte = (*nsitem).p_rte;
+            (*rte).requiredPerms = pg_sys::ACL_INSERT as pg_sys::AclMode;
+            let mut attlist = std::ptr::null_mut::<pg_sys::List>();
+            for n in &columns.names {
+                let c = CString::new(n.as_str()).unwrap_or_default();
+                let s = pg_sys::makeString(pg_sys::pstrdup(c.as_ptr()));
+                attlist = pg_sys::lappend(attlist, s.cast());
+            }
+            for attnum in
+                crate::pg::nodes::int_list(pg_sys::CopyGetAttnums((*rel).rd_att, rel, attlist))
+            {
+                (*rte).insertedCols = pg_sys::bms_add_member(
+                    (*rte).insertedCols,
+                    attnum - pg_sys::FirstLowInvalidHeapAttributeNumber,
+                );
+            }
+            pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
+            let cstate = pg_sys::BeginCopyFrom(
+                pstate,
+                rel,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                false,
+                Some(read_input),
+                attlist,
+                std::ptr::null_mut(),
+            );
+            let rows = pg_sys::CopyFrom(cstate);
+            pg_sys::EndCopyFrom(cstate);
+            pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            Ok(rows)
+        }
+    })
+}
+
+impl Target {
+    /// Shard `shard` of the table `schema.table`, on every node with a placement of it.
+    pub(crate) fn shard(
+        schema: &str,
+        table: &str,
+        shard: &crate::metadata::table::Shard,
+    ) -> Target {
+        Target {
+            schema: schema.to_string(),
+            name: tessera_core::sharding::shard_name(table, shard.shard_id),
+            groups: shard.groups.clone(),
+        }
+    }
+}
