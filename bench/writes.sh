@@ -10,8 +10,17 @@
 #   tx1        a transaction that updates one row (one shard: one-phase)   TPS ratio
 #   tx2        a transaction that updates two rows on two workers (2PC)    TPS ratio; and
 #              on the cluster, tx2 against tx1 (what two-phase commit costs)
+#   distribute create_distributed_table of a local table of BENCH_MOVE_ROWS rows (the row
+#              mover: local rows into 32 shards)                            rows/s ratio
+#   undistribute  undistribute_table of it (rows from the shards back)      rows/s ratio
+#   move       citus_schema_move of a tenant schema's table of BENCH_MOVE_ROWS rows to
+#              another worker                                               rows/s ratio
+#              (the three against one node copying the same rows into an equal table with
+#              INSERT ... SELECT: what carrying them between nodes costs; one session, as
+#              these operations run)
 #
 # Settings: BENCH_ROUNDS (3), BENCH_SECONDS per run (5), BENCH_COPY_ROWS (1000000),
+# BENCH_MOVE_ROWS (200000),
 # BENCH_PORT (9750; workers +1..+4), BENCH_BASELINE_PORT (9760).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +28,7 @@ cd "$(dirname "$0")/.."
 source bench/lib.sh
 
 COPY_ROWS=${BENCH_COPY_ROWS:-1000000}
+MOVE_ROWS=${BENCH_MOVE_ROWS:-200000}
 CSV=/tmp/tessera_bench_rows.csv
 
 start_servers 'rm -f "$CSV"'
@@ -38,6 +48,22 @@ SQL
             SELECT create_distributed_table('bench_copy', 'id', shard_count => 32);
             SELECT create_distributed_table('bench_ins', 'id', shard_count => 32);
             SELECT create_distributed_table('bench_acct', 'id', shard_count => 32);" >/dev/null
+    fi
+    psql_on "$port" <<SQL
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS bench_mv, bench_mv_copy;
+DROP SCHEMA IF EXISTS bench_tenant CASCADE;
+CREATE TABLE bench_mv (id bigint PRIMARY KEY, tenant int NOT NULL, v text, n numeric, at timestamptz);
+INSERT INTO bench_mv SELECT i, i % 1000, md5(i::text), i / 10.0, '2026-01-01'::timestamptz + i * interval '1 s'
+  FROM generate_series(1, $MOVE_ROWS) i;
+CREATE TABLE bench_mv_copy (LIKE bench_mv INCLUDING ALL);
+CREATE SCHEMA bench_tenant;
+CREATE TABLE bench_tenant.items (LIKE bench_mv INCLUDING ALL);
+INSERT INTO bench_tenant.items SELECT * FROM bench_mv;
+SQL
+    if [ "$distribute" = yes ]; then
+        psql_on "$port" -c "SET client_min_messages = warning;
+            SELECT citus_schema_distribute('bench_tenant');" >/dev/null
     fi
     psql_on "$port" -c "VACUUM ANALYZE" >/dev/null
 }
@@ -87,8 +113,33 @@ copy_run() {
     awk -v s="$start" -v e="$end" -v n="$COPY_ROWS" 'BEGIN {printf "%.1f 0\n", n / (e - s)}'
 }
 
+# timed PORT SQL: rows per second of MOVE_ROWS rows carried by one statement.
+timed() {
+    local start end
+    start=$(date +%s.%N)
+    psql_on "$1" -c "SET client_min_messages = warning; $2" >/dev/null
+    end=$(date +%s.%N)
+    awk -v s="$start" -v e="$end" -v n="$MOVE_ROWS" 'BEGIN {printf "%.1f 0\n", n / (e - s)}'
+}
+# The baseline of the mover workloads: the same rows into an equal table on one node.
+local_copy() {
+    psql_on "$BASE_PORT" -c "TRUNCATE bench_mv_copy" >/dev/null
+    timed "$BASE_PORT" "INSERT INTO bench_mv_copy SELECT * FROM bench_mv"
+}
+# move_run: the tenant schema to the next worker in turn.
+move_run() {
+    local target
+    target=$(psql_on "$CLUSTER_PORT" -At -c "
+        SELECT nodeport FROM pg_dist_node
+         WHERE noderole = 'primary' AND groupid > 0
+           AND groupid <> (SELECT groupid FROM pg_dist_schema WHERE schemaid = 'bench_tenant'::regnamespace)
+         ORDER BY nodeport LIMIT 1")
+    timed "$CLUSTER_PORT" "SELECT citus_schema_move('bench_tenant', '127.0.0.1', $target)"
+    psql_on "$CLUSTER_PORT" -c "SET client_min_messages = warning; CALL citus_cleanup_orphaned_resources()" >/dev/null
+}
+
 echo "==> $ROUNDS rounds, alternating (two-phase commit pair: accounts $A and $B)"
-WORKLOADS="copy insert500 insert1 insert4 tx1 tx2"
+WORKLOADS="copy insert500 insert1 insert4 tx1 tx2 distribute undistribute move"
 for w in $WORKLOADS; do : >"$tmp/$w.c"; : >"$tmp/$w.b"; done
 for r in $(seq "$ROUNDS"); do
     for w in $WORKLOADS; do
@@ -97,6 +148,16 @@ for r in $(seq "$ROUNDS"); do
             [ "$side" = b ] && port=$BASE_PORT
             case $w in
                 copy) copy_run "$port" >>"$tmp/$w.$side" ;;
+                distribute | undistribute | move)
+                    if [ "$side" = b ]; then
+                        local_copy >>"$tmp/$w.b"
+                    elif [ "$w" = distribute ]; then
+                        timed "$port" "SELECT create_distributed_table('bench_mv', 'id', shard_count => 32)" >>"$tmp/$w.c"
+                    elif [ "$w" = undistribute ]; then
+                        timed "$port" "SELECT undistribute_table('bench_mv')" >>"$tmp/$w.c"
+                    else
+                        move_run >>"$tmp/$w.c"
+                    fi ;;
                 insert4) pgbench_run "$port" "$tmp/insert1.sql" 4 >>"$tmp/$w.$side" ;;
                 *) pgbench_run "$port" "$tmp/$w.sql" 1 >>"$tmp/$w.$side" ;;
             esac
@@ -111,7 +172,7 @@ printf '%-10s %14s %14s %10s\n' workload "cluster" "single node" "ratio"
 for w in $WORKLOADS; do
     c=$(col 1 <"$tmp/$w.c"); b=$(col 1 <"$tmp/$w.b")
     case $w in
-        copy) unit="rows/s" ;;
+        copy | distribute | undistribute | move) unit="rows/s" ;;
         insert500) unit="rows/s"; c=$(awk -v x="$c" 'BEGIN {print x * 500}'); b=$(awk -v x="$b" 'BEGIN {print x * 500}') ;;
         *) unit="TPS" ;;
     esac

@@ -146,6 +146,37 @@ SELECT 'SELECT tenant_id, count(*) AS on_the_worker FROM (' ||
 \set ECHO all
 \c postgres postgres 127.0.0.1 9800
 SET search_path = rls, public;
+-- A policy that reads session_user: logged in as the role, the shards (whose session user is
+-- the current role) allow the rows the table allows; under SET ROLE, where the shards would
+-- see another session user, the query is refused, from a generic plan prepared before the
+-- SET ROLE and for an INSERT's WITH CHECK too.
+CREATE ROLE rls_session LOGIN;
+GRANT USAGE ON SCHEMA rls TO rls_session;
+GRANT SELECT, INSERT ON docs TO rls_session;
+GRANT SELECT ON "Members ü" TO rls_session;
+INSERT INTO "Members ü" VALUES ('rls_session', 2);
+CREATE POLICY by_session ON docs TO rls_session
+  USING (tenant_id IN (SELECT m.tenant_id FROM "Members ü" m WHERE m.user_name = session_user))
+  WITH CHECK (tenant_id IN (SELECT m.tenant_id FROM "Members ü" m WHERE m.user_name = session_user));
+\c postgres rls_session 127.0.0.1 9800
+SET search_path = rls, public;
+SELECT tenant_id, count(*) FROM docs GROUP BY tenant_id ORDER BY tenant_id;
+INSERT INTO docs VALUES (2, 100, 'by session');
+INSERT INTO docs VALUES (3, 100, 'not mine');
+\c postgres postgres 127.0.0.1 9800
+SET search_path = rls, public;
+SET plan_cache_mode = force_generic_plan;
+PREPARE session_docs AS SELECT count(*) FROM docs;
+EXECUTE session_docs;
+SET ROLE rls_session;
+SELECT tenant_id, count(*) FROM docs GROUP BY tenant_id ORDER BY tenant_id;
+EXECUTE session_docs;
+INSERT INTO docs VALUES (2, 101, 'under SET ROLE');
+RESET ROLE;
+DEALLOCATE session_docs;
+RESET plan_cache_mode;
+DELETE FROM docs WHERE id >= 100;
+DROP POLICY by_session ON docs;
 CREATE TABLE plain_members (user_name text, tenant_id int);
 CREATE POLICY by_plain ON docs USING (tenant_id IN (SELECT tenant_id FROM plain_members));
 CREATE POLICY by_self ON docs USING (EXISTS (SELECT 1 FROM docs d2 WHERE d2.id = docs.id + 1));
@@ -168,4 +199,4 @@ SET ROLE rls_tenant;
 SELECT count(*) FROM docs;
 RESET ROLE;
 DROP SCHEMA rls CASCADE;
-DROP ROLE rls_all, rls_none, rls_tenant, rls_vis, rls_member;
+DROP ROLE rls_all, rls_none, rls_tenant, rls_vis, rls_member, rls_session;

@@ -158,3 +158,47 @@ SELECT DISTINCT result FROM run_command_on_workers($$SELECT count(*) FROM pg_rol
 DROP ROLE recorded_renamed;
 SELECT count(*) FROM pg_dist_object WHERE classid = 'pg_authid'::regclass
    AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = objid);
+-- Grantors: a privilege granted through a grant option is granted by the same role on the
+-- shards, so REVOKE ... CASCADE takes back on every shard what it takes back on the table.
+CREATE SCHEMA grant_s;
+CREATE ROLE grant_owner LOGIN;
+CREATE ROLE "Grant mid ü" LOGIN;
+CREATE ROLE grant_leaf LOGIN;
+GRANT USAGE ON SCHEMA grant_s TO grant_owner, "Grant mid ü", grant_leaf;
+GRANT CREATE ON SCHEMA grant_s TO grant_owner;
+SET ROLE grant_owner;
+CREATE TABLE grant_s.granted (k int PRIMARY KEY, v text);
+INSERT INTO grant_s.granted SELECT i, 'v' || i FROM generate_series(1, 8) i;
+GRANT SELECT ON grant_s.granted TO "Grant mid ü" WITH GRANT OPTION;
+SET ROLE "Grant mid ü";
+GRANT SELECT ON grant_s.granted TO grant_leaf;
+-- (the owner cannot recreate the middle role's grants: refused, the table stays local)
+SET ROLE grant_owner;
+SELECT create_distributed_table('grant_s.granted', 'k', shard_count => 4);
+SELECT count(*) AS distributed FROM pg_dist_partition WHERE logicalrelid = 'grant_s.granted'::regclass;
+RESET ROLE;
+SELECT create_distributed_table('grant_s.granted', 'k', shard_count => 4);
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT string_agg(DISTINCT pg_get_userbyid(a.grantor) || '>' || CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END
+                    || ':' || a.privilege_type || CASE WHEN a.is_grantable THEN '*' ELSE '' END, ' ')
+    FROM pg_class c, aclexplode(c.relacl) a WHERE c.relname ~ '^granted_[0-9]+$' AND a.grantee <> c.relowner$$);
+SET ROLE grant_leaf;
+SELECT count(*) FROM grant_s.granted;
+RESET ROLE;
+-- The owner takes the middle role's privilege back, with what it granted.
+SET ROLE grant_owner;
+REVOKE SELECT ON grant_s.granted FROM "Grant mid ü" CASCADE;
+RESET ROLE;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT coalesce(string_agg(DISTINCT pg_get_userbyid(a.grantor) || '>' || pg_get_userbyid(a.grantee), ' '), 'none')
+    FROM pg_class c, aclexplode(c.relacl) a WHERE c.relname ~ '^granted_[0-9]+$' AND a.grantee <> c.relowner AND a.grantee <> 0$$);
+SELECT nodeport AS leaf_port FROM citus_shards
+ WHERE shardid = get_shard_id_for_distribution_column('grant_s.granted', 1) \gset
+\c postgres grant_leaf 127.0.0.1 :leaf_port
+SELECT 'SELECT count(*) FROM grant_s.' || quote_ident(relname) FROM pg_class WHERE relname ~ '^granted_[0-9]+$' LIMIT 1 \gexec
+\c postgres postgres 127.0.0.1 9800
+SET ROLE grant_leaf;
+SELECT count(*) FROM grant_s.granted;
+RESET ROLE;
+DROP SCHEMA grant_s CASCADE;
+DROP ROLE grant_owner, "Grant mid ü", grant_leaf;
