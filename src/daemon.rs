@@ -114,7 +114,7 @@ pub extern "C-unwind" fn tessera_maintenance_main(_arg: pg_sys::Datum) {
                     }
                 };
                 // The old placements of moved shards (as a superuser, whoever moved them).
-                match crate::commands::shard_move::cleanup_orphaned(None) {
+                match crate::operations::shard_move::cleanup_orphaned(None) {
                     Ok(0) => {}
                     Ok(n) => {
                         pgrx::log!("tessera maintenance: cleaned up {n} orphaned resources")

@@ -45,7 +45,7 @@ static ENABLE_UNSAFE_TRIGGERS: GucSetting<bool> = GucSetting::<bool>::new(false)
 static MAX_INTERMEDIATE_RESULT_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1024 * 1024);
 
 /// `citus.enable_schema_based_sharding` (off): CREATE SCHEMA makes a distributed schema (see
-/// `commands::schemas`). Tables created later in a distributed schema are distributed whatever
+/// `udf::schemas`). Tables created later in a distributed schema are distributed whatever
 /// this setting is then.
 static ENABLE_SCHEMA_BASED_SHARDING: GucSetting<bool> = GucSetting::<bool>::new(false);
 

@@ -24,17 +24,19 @@
 
 use pgrx::prelude::*;
 
-mod commands;
 mod connection;
 mod daemon;
+mod ddl;
 mod error;
 mod executor;
 mod gucs;
 mod metadata;
+mod operations;
 mod pg;
 mod planner;
 mod sharding;
 mod transaction;
+mod udf;
 
 ::pgrx::pg_module_magic!();
 
@@ -61,7 +63,7 @@ pub extern "C-unwind" fn _PG_init() {
     transaction::init();
     executor::init();
     planner::init();
-    commands::ddl::init();
+    ddl::init();
     daemon::init();
 }
 

@@ -1,5 +1,5 @@
 //! `pg_dist_cleanup`: objects on the nodes that are dropped later, such as a moved shard's old
-//! placement (see `commands::shard_move`).
+//! placement (see `operations::shard_move`).
 
 use pgrx::spi::Spi;
 

@@ -28,6 +28,7 @@ mod evaluate;
 mod modify;
 mod nearest;
 mod on_coordinator;
+mod policies;
 mod query;
 mod scan;
 mod select;

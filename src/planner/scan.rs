@@ -123,7 +123,7 @@ pub(crate) unsafe fn planned_stmt(
 
 /// The rows a distributed scan returns, for the coordinator's plan: the largest distributed
 /// table's row count as the last ANALYZE of its shards left it on the coordinator
-/// (`commands::row_counts`), over one shard group (`one_group`) or all of them, times
+/// (`ddl::row_counts`), over one shard group (`one_group`) or all of them, times
 /// PostgreSQL's default selectivity of a condition (1/3) when the query filters; `default`
 /// while no table of the query has a row count.
 ///

@@ -1,7 +1,7 @@
 //! Statements on one distributed schema's tables run whole on the schema's node.
 //!
 //! A distributed schema's tables are single-shard tables of one colocation group, on one node
-//! (`commands::schemas`). A statement whose distributed tables all belong to one such group
+//! (`udf::schemas`). A statement whose distributed tables all belong to one such group
 //! (reference tables may join them: every node has a copy) needs nothing from the other nodes:
 //! it is deparsed as it is, joins, CTEs (data-modifying ones too), window functions,
 //! correlated subqueries, RETURNING, ON CONFLICT and MERGE included, and sent to that node as one

@@ -3,8 +3,11 @@
 //! names) is plain Rust in `tessera_core::sharding`.
 //!
 //! - `ddl`: the statements that create a shard of a table on a node.
+//! - `foreign_keys`: which foreign keys the shards can enforce, and their shard definitions.
 
 pub mod ddl;
+pub mod foreign_keys;
+mod privileges;
 
 use pgrx::prelude::*;
 use pgrx::AnyElement;

@@ -6,7 +6,7 @@ use std::ffi::CStr;
 use pgrx::pg_sys;
 
 use super::{Step, Utility};
-use crate::commands::PerGroup;
+use crate::ddl::propagate::PerGroup;
 use crate::error::TResult;
 use crate::metadata::node as nodes;
 use crate::pg::nodes::list_ptrs;

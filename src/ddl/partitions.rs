@@ -1,4 +1,4 @@
-//! Partitions of distributed tables (see `commands::partitions` for how the shards follow):
+//! Partitions of distributed tables (see `udf::partitions` for how the shards follow):
 //! CREATE TABLE ... PARTITION OF and ALTER TABLE ... ATTACH / DETACH PARTITION, and the
 //! refusals: inheritance (INHERITS, INHERIT) to or from a distributed table, a distributed
 //! table under a local parent, more than one level of partitions, DETACH ... CONCURRENTLY.
@@ -7,9 +7,9 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use super::{distributed_range_var, range_var_relid, refused, Step, Utility};
-use crate::commands::partitions;
 use crate::error::{TResult, TesseraError};
 use crate::pg::nodes::{list_ptrs, string};
+use crate::udf::partitions;
 
 /// CREATE TABLE ... PARTITION OF dist: the new partition distributed with its parent once it
 /// exists. CREATE TABLE ... INHERITS (dist), and a partition that is partitioned itself, are
@@ -53,7 +53,7 @@ pub(super) unsafe fn create_table(u: &Utility) -> TResult<Step> {
                 partitions::distribute_partition(
                     parent,
                     child,
-                    crate::commands::distribute::ForeignKeys::Now,
+                    crate::udf::distribute::ForeignKeys::Now,
                 )
             })));
         }
@@ -169,7 +169,7 @@ pub(super) unsafe fn alter(s: *mut pg_sys::AlterTableStmt) -> TResult<Option<Ste
                     partitions::distribute_partition(
                         parent,
                         child,
-                        crate::commands::distribute::ForeignKeys::Now,
+                        crate::udf::distribute::ForeignKeys::Now,
                     )
                 }))))
             }

@@ -12,7 +12,7 @@
 use pgrx::prelude::*;
 use pgrx::spi::Spi;
 
-use super::{group_nodes, run_per_group, PerGroup};
+use crate::ddl::propagate::{group_nodes, run_per_group, PerGroup};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::node as nodes;
 use crate::metadata::table as catalog;
@@ -70,7 +70,7 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
     )?
     .unwrap_or(0);
     // A distributed schema's tables come back in an order where each follows the tables it
-    // references (`commands::schemas`): their foreign keys hold on the coordinator as they do.
+    // references (`udf::schemas`): their foreign keys hold on the coordinator as they do.
     if foreign_keys > 0 && !tenant {
         return Err(TesseraError::new(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -94,13 +94,13 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
     // metadata cache at the next command).
     catalog::delete_table(relid, dist.colocation_id, true)?;
 
-    let columns = super::rows::Columns::of(relid)?;
-    let here = super::rows::Target {
+    let columns = crate::operations::rows::Columns::of(relid)?;
+    let here = crate::operations::rows::Target {
         schema: schema.clone(),
         name: table.clone(),
         groups: vec![tessera_core::node::COORDINATOR_GROUP_ID],
     };
-    let mut writer = super::rows::Writer::new(vec![here], &columns, &all);
+    let mut writer = crate::operations::rows::Writer::new(vec![here], &columns, &all);
     for s in &shards {
         // One placement is enough; a worker's rather than the coordinator's copy.
         let group = s
@@ -114,13 +114,13 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
         if group == Some(tessera_core::node::COORDINATOR_GROUP_ID) {
             // The coordinator's own placement: read here (a connection to itself would wait
             // on this transaction's locks when the placement is dropped).
-            super::rows::read_here(&query, |fields| writer.push(0, fields))?;
+            crate::operations::rows::read_here(&query, |fields| writer.push(0, fields))?;
             continue;
         }
         let Some(node) = group.and_then(|g| addresses.get(&g)) else {
             continue;
         };
-        super::rows::read_on(node, &query, |fields| writer.push(0, fields))?;
+        crate::operations::rows::read_on(node, &query, |fields| writer.push(0, fields))?;
     }
     moved += writer.finish()?;
     // Every placement goes (listed from `shards`: the catalog rows are gone already).

@@ -11,7 +11,7 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
 use super::{distributed_range_var, rel_schema_and_name, run_batched, Step, Utility};
-use crate::commands::push_per_placement;
+use crate::ddl::propagate::push_per_placement;
 use crate::error::{TResult, TesseraError};
 use crate::gucs;
 use crate::pg::nodes::string;

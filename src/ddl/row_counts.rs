@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use super::group_nodes;
 use crate::connection::{run_tasks, ConnKey, RemoteTask, Scope};
+use crate::ddl::propagate::group_nodes;
 use crate::error::{TResult, TesseraError};
 use crate::metadata::node as nodes;
 use crate::metadata::table as catalog;
@@ -35,7 +35,7 @@ pub(crate) fn refresh(relids: &[pg_sys::Oid]) -> TResult<()> {
         if !tables.contains(&relid) {
             tables.push(relid);
         }
-        for p in super::partitions::partitions_of(relid)? {
+        for p in crate::udf::partitions::partitions_of(relid)? {
             if catalog::find(p)?.is_some() && !tables.contains(&p) {
                 tables.push(p);
             }

@@ -34,7 +34,7 @@
 //! | CREATE / ALTER / DROP TYPE, DOMAIN, FUNCTION, PROCEDURE, AGGREGATE, OPERATOR, COLLATION; their RENAME / SET SCHEMA / OWNER TO | `objects`: as written on every worker, under the session's search_path |
 //! | ALTER DEFAULT PRIVILEGES; CREATE / ALTER / DROP TEXT SEARCH CONFIGURATION, DICTIONARY, PARSER, TEMPLATE | `objects`: as written on every worker |
 //! | COMMENT, SECURITY LABEL, LOCK TABLE | local on purpose: a comment or label is the coordinator's metadata; the coordinator's lock is what distributed writes take |
-//! | DROP TABLE / DROP SCHEMA | passes; the `sql_drop` event trigger (commands::distribute) drops the shards |
+//! | DROP TABLE / DROP SCHEMA | passes; the `sql_drop` event trigger (`drop`) drops the shards |
 //!
 //! All remote work runs in the remote transaction that commits and aborts with the local one
 //! (VACUUM aside): a worker that fails fails the statement, and nothing stays half-done.
@@ -42,9 +42,14 @@
 mod alter_table;
 mod copy;
 mod copy_from;
+pub mod distributed_objects;
+mod drop;
 mod extension;
 mod grant;
 mod index;
+pub mod propagate;
+pub mod row_counts;
+pub mod tenant_tables;
 
 pub(crate) use index::indexes_of;
 mod maintenance;
@@ -65,10 +70,10 @@ use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
-use super::{run_per_group, PerGroup};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::node as nodes;
 use crate::pg::nodes::{list_ptrs, rel_schema_and_name};
+use propagate::{run_per_group, PerGroup};
 
 thread_local! {
     /// Depth of [`run_locally`] sections: while positive, utility statements are PostgreSQL's
@@ -88,7 +93,7 @@ pub(crate) fn run_locally(sql: &str) -> TResult<()> {
     }
     LOCAL_UTILITY.with(|d| d.set(d.get() + 1));
     let _depth = Depth;
-    crate::commands::internally(|| pgrx::spi::Spi::run(sql))?;
+    crate::ddl::propagate::internally(|| pgrx::spi::Spi::run(sql))?;
     Ok(())
 }
 
@@ -280,17 +285,23 @@ fn make_again_per_shard(
 ) -> TResult<()> {
     let (schema, table) = rel_schema_and_name(relid);
     let mut per_group = PerGroup::new();
-    crate::commands::push_per_shard(&mut per_group, relid, &schema, &table, |_, _, shard| {
-        let mut cmds = vec![format!(
-            "DROP {kind} IF EXISTS {} ON {shard}",
-            quote_identifier(name)
-        )];
-        cmds.extend(
-            defs.iter()
-                .map(|(before, after)| format!("{before}{shard}{after}")),
-        );
-        Ok(cmds)
-    })?;
+    crate::ddl::propagate::push_per_shard(
+        &mut per_group,
+        relid,
+        &schema,
+        &table,
+        |_, _, shard| {
+            let mut cmds = vec![format!(
+                "DROP {kind} IF EXISTS {} ON {shard}",
+                quote_identifier(name)
+            )];
+            cmds.extend(
+                defs.iter()
+                    .map(|(before, after)| format!("{before}{shard}{after}")),
+            );
+            Ok(cmds)
+        },
+    )?;
     run_batched(per_group)
 }
 
@@ -326,9 +337,13 @@ unsafe fn drop_policy(u: &Utility) -> TResult<Step> {
         let mut per_group = PerGroup::new();
         for (relid, policy) in drops {
             let (schema, table) = rel_schema_and_name(relid);
-            crate::commands::push_per_placement(&mut per_group, relid, &schema, &table, |t| {
-                format!("DROP POLICY IF EXISTS {} ON {t}", quote_identifier(&policy))
-            })?;
+            crate::ddl::propagate::push_per_placement(
+                &mut per_group,
+                relid,
+                &schema,
+                &table,
+                |t| format!("DROP POLICY IF EXISTS {} ON {t}", quote_identifier(&policy)),
+            )?;
         }
         run_batched(per_group)
     })))

@@ -14,7 +14,7 @@ use pgrx::spi::Spi;
 use tessera_core::sharding::shard_name;
 
 use super::{distributed_range_var, range_var_relid, refused, rel_schema_and_name, Step, Utility};
-use crate::commands::{push_per_placement, push_per_shard, PerGroup};
+use crate::ddl::propagate::{push_per_placement, push_per_shard, PerGroup};
 use crate::error::{TResult, TesseraError};
 use crate::metadata::table as catalog;
 use crate::pg::nodes::list_ptrs;
@@ -273,7 +273,7 @@ fn constraints(relid: pg_sys::Oid, before: Vec<pg_sys::Oid>, dropped: Vec<(Strin
         })?;
         let foreign = foreign
             .into_iter()
-            .map(|oid| crate::commands::foreign_keys::check(oid, &dist))
+            .map(|oid| crate::sharding::foreign_keys::check(oid, &dist))
             .collect::<TResult<Vec<_>>>()?;
         let (schema, table) = rel_schema_and_name(relid);
         push_per_shard(
@@ -308,7 +308,7 @@ fn constraints(relid: pg_sys::Oid, before: Vec<pg_sys::Oid>, dropped: Vec<(Strin
         )?;
         super::run_batched(per_group)?;
         for index in indexes {
-            crate::commands::partitions::name_partition_indexes(relid, index, None)?;
+            crate::udf::partitions::name_partition_indexes(relid, index, None)?;
         }
         Ok(())
     }))
@@ -482,13 +482,13 @@ pub(super) unsafe fn set_schema(u: &Utility) -> TResult<Step> {
             // Into or out of a distributed schema: the table becomes a tenant table there, or
             // comes back to the coordinator first.
             let into_tenant_schema =
-                crate::commands::schemas::set_schema_before(relid, &new_schema)?;
+                crate::ddl::tenant_tables::set_schema_before(relid, &new_schema)?;
             if super::is_distributed(relid)? {
                 return Ok(super::shards::set_schema(relid, new_schema));
             }
             if into_tenant_schema {
                 return Ok(Step::Propagate(Box::new(move || {
-                    crate::commands::schemas::set_schema_after(relid)
+                    crate::ddl::tenant_tables::set_schema_after(relid)
                 })));
             }
             return Ok(Step::Pass);

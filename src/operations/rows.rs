@@ -120,7 +120,7 @@ impl<'a> Writer<'a> {
     /// Sends the buffered rows (`only_full`: only the buffers that reached the batch size),
     /// every node at once.
     fn send(&mut self, only_full: bool) -> TResult<()> {
-        let addresses = super::group_nodes(self.all);
+        let addresses = crate::ddl::propagate::group_nodes(self.all);
         // The rows were printed in a form any node reads the same way; the node's session
         // otherwise reads as this one does.
         let settings = Rc::new(Settings::session());
@@ -143,7 +143,7 @@ impl<'a> Writer<'a> {
                     here.push((k, data.clone()));
                     continue;
                 }
-                let node = super::serving(&addresses, group)?;
+                let node = crate::ddl::propagate::serving(&addresses, group)?;
                 let mut task = RemoteTask::new(ConnKey::for_current_session(node), sql.clone())
                     .in_scope(Scope::Transaction)
                     .with_settings(settings.clone());
@@ -328,7 +328,7 @@ pub(crate) fn copy_here(schema: &str, name: &str, columns: &Columns, data: &[u8]
     let name_c = CString::new(name).unwrap_or_default();
     INPUT.with(|i| i.set((data.as_ptr(), data.len())));
     let _input = Input;
-    super::internally(|| {
+    crate::ddl::propagate::internally(|| {
         // SAFETY: the relation is opened, checked and closed here (the lock is kept to the
         // end of the transaction); the column names are palloc'd copies; COPY reads `data`
         // through read_input while `data` lives, and INPUT is cleared when this frame ends,

@@ -13,7 +13,7 @@ use super::{
     distributed_index_table, is_distributed, range_var_relid, refused, rel_schema_and_name, Step,
     Utility,
 };
-use crate::commands::{push_per_placement, push_per_shard, PerGroup};
+use crate::ddl::propagate::{push_per_placement, push_per_shard, PerGroup};
 use crate::error::{TResult, TesseraError};
 use crate::metadata::table as catalog;
 use crate::pg::nodes::list_ptrs;
@@ -44,7 +44,7 @@ fn run_concurrently(mut per_group: PerGroup) -> TResult<()> {
             *sql = sql.replacen(" CONCURRENTLY", "", 1);
         }
     }
-    crate::commands::run_per_group_in_rounds(
+    crate::ddl::propagate::run_per_group_in_rounds(
         per_group,
         &crate::metadata::node::all()?,
         crate::gucs::max_index_builds_per_node(),
@@ -177,7 +177,7 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
         }
         super::run_batched(per_group)?;
         for index in new {
-            crate::commands::partitions::name_partition_indexes(relid, index, None)?;
+            crate::udf::partitions::name_partition_indexes(relid, index, None)?;
         }
         Ok(())
     })))

@@ -7,7 +7,7 @@ use pgrx::spi::quote_identifier;
 use tessera_core::sharding::shard_name;
 
 use super::{rel_schema_and_name, Step};
-use crate::commands::{push_per_shard, PerGroup};
+use crate::ddl::propagate::{push_per_shard, PerGroup};
 use crate::error::TResult;
 
 /// `sql_for(shard id, the shard's qualified `object`)` on every placement of every shard of

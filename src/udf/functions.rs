@@ -1,5 +1,5 @@
 //! `create_distributed_function`: Citus's way to say that a function must exist on every node.
-//! Tessera sends every CREATE FUNCTION to the workers already (commands::ddl::objects); this
+//! Tessera sends every CREATE FUNCTION to the workers already (`ddl::objects`); this
 //! makes sure of one made before (or outside) that, with its owner and privileges, and records
 //! it in `pg_dist_object` with its distribution argument and colocation group as Citus does.
 //! Calls are not delegated to a worker yet: a call runs on the coordinator, whose queries reach
@@ -8,7 +8,7 @@
 use pgrx::prelude::*;
 use pgrx::spi::Spi;
 
-use crate::commands::{run_per_group, PerGroup};
+use crate::ddl::propagate::{run_per_group, PerGroup};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::node as nodes;
 
@@ -52,7 +52,7 @@ fn create_distributed_function(
         }
         // SAFETY: a function lookup by OID, as an ObjectWithArgs is not needed: the check reads
         // pg_proc through the syscache.
-        if !crate::commands::ddl::objects::oid_is_shared(f) {
+        if !crate::ddl::objects::oid_is_shared(f) {
             return Err(TesseraError::new(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
                 format!("cannot distribute function {name}: it uses a table's row type, or has a BEGIN ATOMIC body"),

@@ -16,7 +16,7 @@ use pgrx::pg_sys;
 use pgrx::spi::{quote_identifier, quote_literal, Spi};
 
 use super::{Step, Utility};
-use crate::commands::PerGroup;
+use crate::ddl::propagate::PerGroup;
 use crate::error::TResult;
 use crate::metadata::node as nodes;
 use crate::pg::nodes::{list_ptrs, string};

@@ -15,7 +15,7 @@
 //!   table outside the schema references. Foreign tables and inheritance are refused with the
 //!   reason.
 //! - **Moves** (`citus_schema_move`) copy every table of the schema to the new node together
-//!   (`commands::shard_move`), with writes blocked and reads going on.
+//!   (`operations::shard_move`), with writes blocked and reads going on.
 //!
 //! Everything runs in the caller's transaction: an error anywhere leaves the cluster as it was.
 
@@ -33,7 +33,7 @@ use crate::metadata::table::{self as catalog, TableKind};
 /// it exclusively, and whatever makes a table in it (CREATE TABLE takes it shared, as does the
 /// event trigger that distributes the table) waits for them, so that no table lands in a
 /// schema half-moved or half-distributed.
-fn lock_schema(nsp: pg_sys::Oid, mode: u32) {
+pub(crate) fn lock_schema(nsp: pg_sys::Oid, mode: u32) {
     // SAFETY: a heavyweight lock on an existing object, released at the end of the
     // transaction.
     unsafe {
@@ -68,7 +68,7 @@ fn check_read_committed(what: &str) -> TResult<()> {
 /// schema is (or is not) distributed as the latest committed state says too. A distribute,
 /// undistribute or move that committed after the snapshot was taken makes the transaction a
 /// serialization failure (retry it), rather than put a table on the wrong node.
-fn check_unchanged(nsp: pg_sys::Oid, seen: Option<DistSchema>) -> TResult<()> {
+pub(crate) fn check_unchanged(nsp: pg_sys::Oid, seen: Option<DistSchema>) -> TResult<()> {
     // SAFETY: reads the transaction's isolation level.
     if unsafe { pg_sys::XactIsoLevel } < pg_sys::XACT_REPEATABLE_READ as i32 {
         return Ok(());
@@ -93,14 +93,14 @@ const RESERVED: [&str; 5] = [
 ];
 
 /// What the checks need to know about a schema.
-struct SchemaFacts {
+pub(crate) struct SchemaFacts {
     name: String,
     /// Quoted as SQL.
     display: String,
     owner_ok: bool,
 }
 
-fn facts(nsp: pg_sys::Oid) -> TResult<SchemaFacts> {
+pub(crate) fn facts(nsp: pg_sys::Oid) -> TResult<SchemaFacts> {
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT nspname::text, pg_catalog.quote_ident(nspname),
@@ -152,7 +152,7 @@ fn not_distributed(f: &SchemaFacts) -> TesseraError {
 }
 
 /// Whether the schema may be distributed at all (not a system schema, not Tessera's own).
-fn check_not_reserved(f: &SchemaFacts) -> TResult<()> {
+pub(crate) fn check_not_reserved(f: &SchemaFacts) -> TResult<()> {
     let temp = f.name.starts_with("pg_temp") || f.name.starts_with("pg_toast_temp");
     if RESERVED.contains(&f.name.as_str()) || temp {
         let why = match f.name.as_str() {
@@ -333,7 +333,7 @@ fn check_foreign_keys(f: &SchemaFacts, ids: &[pg_sys::Oid]) -> TResult<()> {
 
 /// The tables in the order foreign keys need them: each after the tables it references
 /// (tables in a cycle of foreign keys keep their OID order).
-fn referenced_first(ids: Vec<pg_sys::Oid>) -> TResult<Vec<pg_sys::Oid>> {
+pub(crate) fn referenced_first(ids: Vec<pg_sys::Oid>) -> TResult<Vec<pg_sys::Oid>> {
     let edges: Vec<(pg_sys::Oid, pg_sys::Oid)> = Spi::connect(|client| {
         let mut out = Vec::new();
         for row in client.select(
@@ -364,7 +364,7 @@ fn referenced_first(ids: Vec<pg_sys::Oid>) -> TResult<Vec<pg_sys::Oid>> {
 }
 
 /// The node a schema goes to.
-enum Target {
+pub(crate) enum Target {
     /// The least loaded node.
     Auto,
     Node(Node),
@@ -417,7 +417,7 @@ fn target_node(name: Option<&str>, port: Option<i32>, id: Option<i32>) -> TResul
 }
 
 /// `tessera.schema_placement_node` as a node (`host:port` or a node id).
-fn placement_setting() -> TResult<Option<Node>> {
+pub(crate) fn placement_setting() -> TResult<Option<Node>> {
     let v = gucs::schema_placement_node();
     if v.is_empty() {
         return Ok(None);
@@ -441,7 +441,7 @@ fn placement_setting() -> TResult<Option<Node>> {
 /// tenant schemas, then the lowest group.
 fn least_loaded_group() -> TResult<i32> {
     let all = nodes::all()?;
-    let groups = super::active_groups(&all, true);
+    let groups = crate::ddl::propagate::active_groups(&all, true);
     if groups.is_empty() {
         return Err(TesseraError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -449,7 +449,7 @@ fn least_loaded_group() -> TResult<i32> {
         )
         .hint("Add workers with citus_add_node, or let the coordinator hold shards with citus_set_node_property(host, port, 'shouldhaveshards', true)."));
     }
-    let bytes = distribute::placement_sizes(true)?;
+    let bytes = super::shards::placement_sizes(true)?;
     let tenants: Vec<(i32, i64)> = Spi::connect(|client| {
         let mut out = Vec::new();
         for row in client.select(
@@ -486,7 +486,7 @@ fn address(group: i32) -> TResult<String> {
 }
 
 /// Distributes the schema `nsp` with its tables.
-fn distribute_schema(nsp: pg_sys::Oid, target: Target) -> TResult<()> {
+pub(crate) fn distribute_schema(nsp: pg_sys::Oid, target: Target) -> TResult<()> {
     let f = facts(nsp)?;
     check_not_reserved(&f)?;
     must_own(&f)?;
@@ -649,7 +649,7 @@ fn move_schema(nsp: pg_sys::Oid, target: Node, mode: &str) -> TResult<()> {
         target.nodename,
         target.nodeport
     );
-    super::shard_move::move_tables(&tables, ds.group, target.groupid)?;
+    crate::operations::shard_move::move_tables(&tables, ds.group, target.groupid)?;
     dist_schema::set_group(nsp, target.groupid)
 }
 
@@ -697,167 +697,4 @@ fn mode_text(mode: Option<pg_sys::Oid>) -> TResult<String> {
         &[oid.into()],
     )?
     .unwrap_or_else(|| "auto".to_string()))
-}
-
-/// In the `ddl_command_end` event trigger: schemas created while
-/// `citus.enable_schema_based_sharding` is on are distributed (with the tables `CREATE SCHEMA
-/// ... CREATE TABLE` made in them), and tables created in a distributed schema, by any
-/// statement, are distributed in it. Partitions are left to the partition handler
-/// (`ddl::partitions`), which distributes them with their parent.
-pub(crate) fn after_ddl(
-    created_schemas: &[pg_sys::Oid],
-    created_tables: &[pg_sys::Oid],
-) -> TResult<()> {
-    if super::in_internal_ddl() {
-        // Tessera's own shards (on the coordinator) are not tenant tables.
-        return Ok(());
-    }
-    let mut distributed_now = Vec::new();
-    if gucs::enable_schema_based_sharding() {
-        for &nsp in created_schemas {
-            let f = facts(nsp)?;
-            if check_not_reserved(&f).is_err() || dist_schema::find(nsp)?.is_some() {
-                continue;
-            }
-            let target = match placement_setting()? {
-                Some(n) => Target::Node(n),
-                None => Target::Auto,
-            };
-            distribute_schema(nsp, target)?;
-            distributed_now.push(nsp);
-        }
-    }
-    let mut fresh = Vec::new();
-    for &relid in created_tables {
-        // SAFETY: syscache lookups of a table this statement created.
-        let (nsp, relkind, partition) = unsafe {
-            (
-                pg_sys::get_rel_namespace(relid),
-                pg_sys::get_rel_relkind(relid) as u8,
-                pg_sys::get_rel_relispartition(relid),
-            )
-        };
-        let table_kind =
-            relkind == pg_sys::RELKIND_RELATION || relkind == pg_sys::RELKIND_PARTITIONED_TABLE;
-        if !table_kind || partition || distributed_now.contains(&nsp) {
-            continue;
-        }
-        // A distribute, undistribute or move of the schema that runs now decides first.
-        lock_schema(nsp, pg_sys::AccessShareLock);
-        let seen = dist_schema::find(nsp)?;
-        check_unchanged(nsp, seen)?;
-        let Some(ds) = seen else {
-            continue;
-        };
-        if catalog::find(relid)?.is_some() {
-            continue;
-        }
-        distribute::create_single_shard(relid, ds.colocation_id, ds.group, ForeignKeys::Later)?;
-        fresh.push(relid);
-    }
-    distribute::empty_local_tables(&fresh)?;
-    for relid in referenced_first(fresh)? {
-        distribute::add_table_foreign_keys(relid)?;
-    }
-    Ok(())
-}
-
-/// ALTER TABLE ... SET SCHEMA of a table in or into a distributed schema: a tenant table that
-/// leaves its schema comes back to the coordinator first (`before`), a local table that
-/// enters one is distributed there afterwards (`after`).
-pub(crate) fn set_schema_before(relid: pg_sys::Oid, new_schema: &str) -> TResult<bool> {
-    let into = schema_named(new_schema)?;
-    if let Some(ds) = &into {
-        lock_schema(ds.schema, pg_sys::AccessShareLock);
-    }
-    let dist = catalog::find(relid)?;
-    let from = match &dist {
-        Some(d) => dist_schema::of_colocation(d.colocation_id)?,
-        None => None,
-    };
-    if let Some(ds) = &from {
-        lock_schema(ds.schema, pg_sys::AccessShareLock);
-    }
-    let leaving = from.is_some();
-    if leaving || (into.is_some() && dist.is_none()) {
-        // The table's foreign keys would cross the schema's edge: one side distributed, the
-        // other not (a key to a reference table can come along into the schema).
-        if let Some((name, other)) = foreign_key_of(relid, !leaving)? {
-            let (s, n) = crate::pg::nodes::rel_schema_and_name(relid);
-            let way = if leaving { "out of" } else { "into" };
-            return Err(TesseraError::new(
-                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                format!("cannot move {s}.{n} {way} a distributed schema: its foreign key \"{name}\" relates it to {other}"),
-            )
-            .hint("Drop the foreign key first, move the table, then add the key back where both tables are in one distributed schema (or the referenced one is a reference table)."));
-        }
-    }
-    if let Some(d) = &dist {
-        if d.kind() != TableKind::SingleShard {
-            if into.is_some() {
-                let (s, n) = crate::pg::nodes::rel_schema_and_name(relid);
-                return Err(TesseraError::new(
-                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                    format!("cannot move the distributed table {s}.{n} into the distributed schema {new_schema}"),
-                )
-                .hint("Undistribute it first (undistribute_table): a table of a distributed schema is a single-shard table of that schema."));
-            }
-            return Ok(false);
-        }
-        if leaving {
-            super::undistribute::undistribute_tenant_table(relid)?;
-        }
-    }
-    Ok(into.is_some())
-}
-
-/// After the move: distribute `relid` in its (distributed) schema.
-pub(crate) fn set_schema_after(relid: pg_sys::Oid) -> TResult<()> {
-    // SAFETY: a syscache lookup of the moved table.
-    let nsp = unsafe { pg_sys::get_rel_namespace(relid) };
-    lock_schema(nsp, pg_sys::AccessShareLock);
-    let seen = dist_schema::find(nsp)?;
-    check_unchanged(nsp, seen)?;
-    let Some(ds) = seen else {
-        return Ok(());
-    };
-    distribute::create_single_shard(relid, ds.colocation_id, ds.group, ForeignKeys::Now)
-}
-
-/// A foreign key from or to `relid` (not to itself; nor to a reference table, when
-/// `to_reference_ok`): its name and the other table.
-fn foreign_key_of(relid: pg_sys::Oid, to_reference_ok: bool) -> TResult<Option<(String, String)>> {
-    Spi::connect(|client| {
-        let rows = client.select(
-            "SELECT conname::text,
-                    (CASE WHEN conrelid = $1 THEN confrelid ELSE conrelid END)::regclass::text
-               FROM pg_catalog.pg_constraint
-              WHERE contype = 'f' AND conparentid = 0 AND conrelid <> confrelid
-                AND (conrelid = $1 OR confrelid = $1)
-                AND NOT ($2 AND conrelid = $1 AND EXISTS (
-                        SELECT 1 FROM pg_catalog.pg_dist_partition p
-                         WHERE p.logicalrelid::oid = confrelid AND p.repmodel = 't'))
-              ORDER BY oid LIMIT 1",
-            None,
-            &[relid.into(), to_reference_ok.into()],
-        )?;
-        let Some(row) = rows.into_iter().next() else {
-            return Ok(None);
-        };
-        Ok(Some((
-            row.get::<String>(1)?.unwrap_or_default(),
-            row.get::<String>(2)?.unwrap_or_default(),
-        )))
-    })
-}
-
-/// The distributed schema named `name`, if it is one.
-fn schema_named(name: &str) -> TResult<Option<DistSchema>> {
-    let c = std::ffi::CString::new(name).unwrap_or_default();
-    // SAFETY: a missing_ok name lookup.
-    let nsp = unsafe { pg_sys::get_namespace_oid(c.as_ptr(), true) };
-    if nsp == pg_sys::InvalidOid {
-        return Ok(None);
-    }
-    dist_schema::find(nsp)
 }

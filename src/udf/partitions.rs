@@ -20,7 +20,7 @@ use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, Spi};
 
 use super::distribute::{self, AttachTo, Role};
-use super::PerGroup;
+use crate::ddl::propagate::PerGroup;
 use crate::error::{TResult, TesseraError};
 use crate::metadata::node as nodes;
 use crate::metadata::table::{self as catalog, DistTable, Shard, TableKind};
@@ -98,7 +98,7 @@ pub(crate) fn distribute_partition(
     // A tenant schema's partitioned table has no distribution column.
     let column = match parent_dist.kind() {
         TableKind::SingleShard => None,
-        _ => Some(distribute::column_name(parent, parent_dist.dist_attnum)?),
+        _ => Some(super::shards::column_name(parent, parent_dist.dist_attnum)?),
     };
     // The partition has the parent's columns, though not necessarily at the same positions.
     let attnum = match &column {
@@ -186,7 +186,7 @@ fn per_shard_pair(
         );
         push_on_groups(&mut per_group, &c.groups, &sql);
     }
-    super::run_per_group(per_group, &nodes::all()?)
+    crate::ddl::propagate::run_per_group(per_group, &nodes::all()?)
 }
 
 /// Checks that the distributed table `child` can be attached to `parent` shard by shard: both
@@ -232,8 +232,8 @@ pub(crate) fn check_attach(parent: pg_sys::Oid, child: pg_sys::Oid) -> TResult<(
         .hint("Use one level of partitions under a distributed table."));
     }
     let same_column = child_dist.kind() == TableKind::Hash
-        && distribute::column_name(parent, parent_dist.dist_attnum)?
-            == distribute::column_name(child, child_dist.dist_attnum)?;
+        && super::shards::column_name(parent, parent_dist.dist_attnum)?
+            == super::shards::column_name(child, child_dist.dist_attnum)?;
     if !same_column {
         return Err(TesseraError::new(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -272,7 +272,7 @@ pub(crate) fn attach_shards(parent: pg_sys::Oid, child: pg_sys::Oid) -> TResult<
     })?;
     // The attach made (or adopted) a copy of each of the parent's indexes on the partition,
     // on the coordinator and on the shards, each under a name of its own choosing.
-    for index in super::ddl::indexes_of(parent)? {
+    for index in crate::ddl::indexes_of(parent)? {
         name_partition_indexes(parent, index, Some(child))?;
     }
     Ok(())
@@ -372,5 +372,5 @@ pub(crate) fn name_partition_indexes(
             push_on_groups(&mut per_group, &c.groups, &sql);
         }
     }
-    super::run_per_group(per_group, &nodes::all()?)
+    crate::ddl::propagate::run_per_group(per_group, &nodes::all()?)
 }

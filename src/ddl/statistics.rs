@@ -10,7 +10,7 @@ use pgrx::spi::quote_identifier;
 use super::{
     distributed_range_var, is_distributed, rel_schema_and_name, run_batched, Step, Utility,
 };
-use crate::commands::push_per_shard;
+use crate::ddl::propagate::push_per_shard;
 use crate::error::TResult;
 use crate::pg::nodes::{is_a, list_ptrs};
 

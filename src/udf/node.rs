@@ -11,8 +11,9 @@ use pgrx::prelude::*;
 use pgrx::spi::Spi;
 use tessera_core::node::{self as rules, NodeProperty, NodeRole};
 
-use super::{run_on_node, single_value, unknown_node};
+use super::unknown_node;
 use crate::connection::{cache, NodeAddress};
+use crate::ddl::propagate::{run_on_node, single_value};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::node::{self as catalog, Node};
 
@@ -100,7 +101,7 @@ fn prepare_node(address: &NodeAddress) -> TResult<()> {
     }
     // The roles the node lacks, so that the connections of every user can open there: one
     // command string, so that the node gets all of them or none.
-    let roles = crate::commands::ddl::roles::sync_commands(|name| {
+    let roles = crate::ddl::roles::sync_commands(|name| {
         Ok(single_value(&run_on_node(
             address,
             "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
@@ -113,7 +114,7 @@ fn prepare_node(address: &NodeAddress) -> TResult<()> {
     }
     // The schemas, types and functions that its shards' defaults, constraints and queries may
     // use, made before the node joined.
-    let objects = crate::commands::ddl::objects::sync_commands()?;
+    let objects = crate::ddl::objects::sync_commands()?;
     run_on_node(address, &objects.join(";\n"), vec![])?;
     Ok(())
 }
@@ -180,7 +181,7 @@ fn citus_add_node(
         };
         prepare_node(&address)?;
         let nodeid = catalog::insert(group, nodename, nodeport, role.as_str(), nodecluster, false)?;
-        super::distribute::replicate_to_new_node(group)?;
+        crate::operations::replicate::replicate_to_new_node(group)?;
         Ok(nodeid)
     })()
     .or_report()
@@ -199,7 +200,7 @@ fn forget_old_placements(node: &Node) -> TResult<()> {
     {
         return Ok(());
     }
-    crate::commands::shard_move::cleanup_orphaned(Some(group))?;
+    crate::operations::shard_move::cleanup_orphaned(Some(group))?;
     let left: Vec<String> = crate::metadata::cleanup::pending()?
         .into_iter()
         .filter(|r| r.group == group)

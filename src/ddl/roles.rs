@@ -24,7 +24,7 @@ use pgrx::pg_sys;
 use pgrx::spi::{quote_identifier, quote_literal, Spi};
 
 use super::{Step, Utility};
-use crate::commands::PerGroup;
+use crate::ddl::propagate::PerGroup;
 use crate::error::TResult;
 use crate::metadata::node as nodes;
 use crate::pg::nodes::{list_ptrs, string};
@@ -250,7 +250,7 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
         for g in memberships_of(oid)? {
             out.push(g);
         }
-        crate::commands::distributed_objects::record_role(oid)?;
+        crate::ddl::distributed_objects::record_role(oid)?;
         Ok(out)
     }))
 }
@@ -363,7 +363,7 @@ pub(super) unsafe fn as_is(u: &Utility) -> TResult<Step> {
                 }
                 let sql = format!("DROP ROLE IF EXISTS {}", names.join(", "));
                 Ok(on_every_worker(move || {
-                    crate::commands::distributed_objects::refresh_roles()?;
+                    crate::ddl::distributed_objects::refresh_roles()?;
                     Ok(vec![sql])
                 }))
             }
@@ -405,7 +405,7 @@ pub(super) unsafe fn as_is(u: &Utility) -> TResult<Step> {
                 let old = string((*s).subname);
                 let sql = u.text();
                 Ok(on_every_worker(move || {
-                    crate::commands::distributed_objects::refresh_roles()?;
+                    crate::ddl::distributed_objects::refresh_roles()?;
                     Ok(vec![ensure_role_sql(&old), sql])
                 }))
             }

@@ -8,8 +8,8 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
 use super::{range_var_relid, rel_schema_and_name, Step, Utility};
-use crate::commands::{push_per_placement, run_per_group_in, PerGroup};
 use crate::connection::Scope;
+use crate::ddl::propagate::{push_per_placement, run_per_group_in, PerGroup};
 use crate::error::{TResult, TesseraError};
 use crate::metadata::node as nodes;
 use crate::metadata::table as catalog;
@@ -124,7 +124,7 @@ pub(super) unsafe fn vacuum(u: &Utility) -> TResult<Step> {
                     .into_iter()
                     .filter(|r| may_vacuum(*r))
                     .collect();
-                crate::commands::row_counts::refresh(&mine)
+                crate::ddl::row_counts::refresh(&mine)
             })));
         }
         return Ok(Step::Pass);
@@ -160,7 +160,7 @@ pub(super) unsafe fn vacuum(u: &Utility) -> TResult<Step> {
             super::run_batched(per_group)?;
         }
         // The shards' row counts become the coordinator's.
-        crate::commands::row_counts::refresh(&relids)
+        crate::ddl::row_counts::refresh(&relids)
     })))
 }
 

@@ -1,27 +1,6 @@
-//! The SQL functions of Tessera and the ProcessUtility hook.
-//!
-//! - `distribute`: `create_distributed_table`, `create_reference_table`, shard lookups, DROP.
-//! - `foreign_keys`: which foreign keys the shards can enforce, and their shard definitions.
-//! - `node`: node management (`citus_add_node`, `citus_remove_node`, ...).
-//! - `run_command`: `run_command_on_workers` / `run_command_on_all_nodes`.
-//! - `undistribute`: `undistribute_table`.
-//! - `schemas`: schema-based sharding (`citus_schema_distribute`, `_undistribute`, `_move`).
-//! - `shard_move`: moving shard placements between nodes (`block_writes`).
-//! - `ddl`: the ProcessUtility hook (DDL propagation: one handler per statement kind).
-
-pub mod ddl;
-pub mod distribute;
-pub mod distributed_objects;
-pub mod foreign_keys;
-pub mod functions;
-pub mod node;
-pub mod partitions;
-pub mod row_counts;
-pub mod rows;
-pub mod run_command;
-pub mod schemas;
-pub mod shard_move;
-pub mod undistribute;
+//! Propagation helpers: commands carried to the nodes per group (one node each), per shard
+//! placement or per shard, in the remote transaction (or in autocommit, or in rounds); the
+//! coordinator's own share runs through SPI as Tessera's internal DDL.
 
 use pgrx::prelude::*;
 
@@ -81,21 +60,6 @@ pub(crate) fn single_value(results: &[PgResult]) -> Option<String> {
     }
 }
 
-/// The version of the library loaded in this server.
-#[pg_extern(sql = false)]
-fn tessera_version() -> &'static str {
-    env!("CARGO_PKG_VERSION")
-}
-
-/// A `TesseraError` for an unknown `host:port`.
-pub(crate) fn unknown_node(name: &str, port: i32) -> TesseraError {
-    TesseraError::new(
-        PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-        format!("node at \"{name}:{port}\" does not exist"),
-    )
-    .hint("SELECT * FROM citus_nodes lists the registered nodes.")
-}
-
 /// Commands (SQL and text parameters) to run, per group of nodes.
 pub(crate) type PerGroup = BTreeMap<i32, Vec<(String, Vec<Option<String>>)>>;
 
@@ -117,7 +81,7 @@ fn run_locally(commands: Vec<(String, Vec<Option<String>>)>) -> TResult<()> {
 }
 
 /// The node that serves `group`, or the error that says none does.
-fn serving(addresses: &BTreeMap<i32, NodeAddress>, group: i32) -> TResult<&NodeAddress> {
+pub(crate) fn serving(addresses: &BTreeMap<i32, NodeAddress>, group: i32) -> TResult<&NodeAddress> {
     addresses.get(&group).ok_or_else(|| {
         TesseraError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,

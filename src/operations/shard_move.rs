@@ -20,14 +20,14 @@
 use pgrx::prelude::*;
 use pgrx::spi::Spi;
 
-use super::distribute::AttachTo;
-use super::{group_nodes, run_per_group, PerGroup};
 use crate::connection::{run_tasks, ConnKey, NodeAddress, RemoteTask, Scope};
+use crate::ddl::propagate::{group_nodes, run_per_group, PerGroup};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::cleanup;
 use crate::metadata::node as nodes;
 use crate::metadata::table::{self as catalog, Shard};
 use crate::sharding::ddl::TableDdl;
+use crate::udf::distribute::AttachTo;
 
 /// One table to move: its definition, the shard, and where a partition attaches.
 struct Item {
@@ -50,7 +50,7 @@ pub(crate) fn move_tables(tables: &[pg_sys::Oid], from: i32, to: i32) -> TResult
     let mut items = Vec::new();
     for &relid in tables {
         items.push(item(relid, from, None)?);
-        for partition in super::partitions::partitions_of(relid)? {
+        for partition in crate::udf::partitions::partitions_of(relid)? {
             items.push(item(partition, from, Some(relid))?);
         }
     }
@@ -93,7 +93,7 @@ pub(crate) fn move_tables(tables: &[pg_sys::Oid], from: i32, to: i32) -> TResult
             groups: vec![to],
             ..it.shard.clone()
         }];
-        super::distribute::add_foreign_keys(&it.ddl, &dist, &shards, &all)?;
+        crate::udf::distribute::add_foreign_keys(&it.ddl, &dist, &shards, &all)?;
     }
     // 4. The catalog, and the old shards (a partition's go with its parent's).
     let shard_ids: Vec<i64> = items.iter().map(|i| i.shard.shard_id).collect();
@@ -144,7 +144,7 @@ pub(crate) fn cleanup_orphaned(only: Option<i32>) -> TResult<usize> {
             if !mine {
                 continue;
             }
-            super::ddl::run_locally(&format!(
+            crate::ddl::run_locally(&format!(
                 "DROP TABLE IF EXISTS {} CASCADE",
                 record.object_name
             ))
@@ -233,14 +233,14 @@ fn copy_rows(
     relid: pg_sys::Oid,
     all: &[crate::metadata::node::Node],
 ) -> TResult<i64> {
-    let columns = super::rows::Columns::of(relid)?;
-    let target = super::rows::Target {
+    let columns = crate::operations::rows::Columns::of(relid)?;
+    let target = crate::operations::rows::Target {
         schema: ddl.schema.clone(),
         name: tessera_core::sharding::shard_name(&ddl.table, shard_id),
         groups: vec![to],
     };
-    let mut writer = super::rows::Writer::new(vec![target], &columns, all);
-    super::rows::read_on(
+    let mut writer = crate::operations::rows::Writer::new(vec![target], &columns, all);
+    crate::operations::rows::read_on(
         source,
         &format!(
             "SELECT {} FROM ONLY {} t",

@@ -5,7 +5,7 @@
 //! made on a coordinator (a node with nodes registered), except what an extension's script
 //! makes, objects in temporary schemas and functions that stay on the coordinator (see
 //! `ddl::objects`); their names follow RENAME and SET SCHEMA. The `sql_drop` trigger
-//! (`distribute::tessera_drop_trigger`) forgets dropped ones.
+//! (`ddl::drop`) forgets dropped ones.
 
 use pgrx::prelude::*;
 use pgrx::spi::Spi;
@@ -73,7 +73,7 @@ fn tessera_ddl_trigger() {
                 let objsubid = row.get::<i32>(3)?.unwrap_or(0);
                 let create = row.get::<bool>(4)?.unwrap_or(false);
                 if classid == pg_sys::ProcedureRelationId
-                    && !crate::commands::ddl::objects::oid_is_shared(objid)
+                    && !crate::ddl::objects::oid_is_shared(objid)
                 {
                     continue;
                 }
@@ -120,7 +120,7 @@ fn tessera_ddl_trigger() {
             Ok::<_, TesseraError>(())
         })?;
         if !schemas.is_empty() || !tables.is_empty() {
-            super::schemas::after_ddl(&schemas, &tables)?;
+            super::tenant_tables::after_ddl(&schemas, &tables)?;
         }
         Ok(())
     })()

@@ -1,0 +1,91 @@
+//! Row-level security of distributed tables, as the planner sees it: the shards hold the
+//! same policies and enforce them (the shard queries run as the current role), so a policy's
+//! quals are not part of the distributed query; a policy that would mean something else on
+//! the shards (`session_user` under SET ROLE) is refused.
+
+use std::ffi::c_void;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::error::{TResult, TesseraError};
+use crate::pg::nodes::is_a;
+
+/// Refuses a query on a distributed table whose row-level security quals (`quals`, of the
+/// table `rte`) read `session_user` while the current role is not the session user (SET
+/// ROLE, a SECURITY DEFINER function): the shards enforce the same policies, on connections
+/// whose session user is the current role, so there `session_user` would name another role
+/// and the rows allowed would not be the table's.
+pub(super) unsafe fn refuse_session_user_policy(
+    rte: *mut pg_sys::RangeTblEntry,
+    quals: *mut pg_sys::Node,
+) -> TResult<()> {
+    // SAFETY: reading this backend's roles and a valid expression tree.
+    unsafe {
+        if pg_sys::GetSessionUserId() == pg_sys::GetUserId()
+            || !session_user_walker(quals, std::ptr::null_mut())
+        {
+            return Ok(());
+        }
+        let name = crate::pg::nodes::string(pg_sys::get_rel_name((*rte).relid));
+        Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot query the distributed table \"{name}\" while the current role is not the session user: a row-level security policy of the table reads session_user, which the shards would see as the current role"),
+        )
+        .hint("Write the policy with current_user, or run the query as the session user (RESET ROLE, outside SECURITY DEFINER functions)."))
+    }
+}
+
+/// True at a `session_user` anywhere in the tree (sub-queries included).
+#[pg_guard]
+unsafe extern "C-unwind" fn session_user_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: called with valid nodes by the tree walkers.
+    unsafe {
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_SQLValueFunction)
+            && (*(node as *mut pg_sys::SQLValueFunction)).op
+                == pg_sys::SQLValueFunctionOp::SVFOP_SESSION_USER
+        {
+            return true;
+        }
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
+            return pg_sys::query_tree_walker(
+                node as *mut pg_sys::Query,
+                Some(session_user_walker),
+                ctx,
+                0,
+            );
+        }
+        pg_sys::expression_tree_walker(node, Some(session_user_walker), ctx)
+    }
+}
+
+/// Row-level security quals (of range table entries, and a query's WITH CHECK options) taken
+/// off for a walk, put back when dropped (an error's unwinding included).
+pub(super) struct SecurityQualsAside(Vec<(*mut *mut pg_sys::List, *mut pg_sys::List)>);
+
+impl SecurityQualsAside {
+    pub(super) fn new() -> SecurityQualsAside {
+        SecurityQualsAside(Vec::new())
+    }
+
+    /// Takes the list at `slot` off until the walk ends.
+    pub(super) fn take(&mut self, slot: *mut *mut pg_sys::List) {
+        // SAFETY: `slot` is a field of the Query being planned, which outlives the walk.
+        unsafe {
+            self.0.push((slot, *slot));
+            *slot = std::ptr::null_mut();
+        }
+    }
+}
+
+impl Drop for SecurityQualsAside {
+    fn drop(&mut self) {
+        for &(slot, quals) in &self.0 {
+            // SAFETY: the fields belong to the Query being planned, which outlives the walk.
+            unsafe { *slot = quals };
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The privileges of a shard: the GRANTs that give it its table's.
+
+use pgrx::prelude::*;
+
+use crate::error::{TResult, TesseraError};
+
+fn quote_ident(s: &str) -> String {
+    pgrx::spi::quote_identifier(s)
+}
+
+/// The GRANT statements that give a shard the privileges of the table `relid`, each as the
+/// text before and after the shard's name, in an order where every grantor holds the grant
+/// option before it grants. A privilege granted by a role other than the owner (through a
+/// grant option) is granted by that role on the shard too (`SET LOCAL ROLE`), so that
+/// `REVOKE ... CASCADE` reaches the same grants on the shards as on the table.
+pub(super) fn table_grants(
+    client: &pgrx::spi::SpiClient<'_>,
+    relid: pg_sys::Oid,
+) -> TResult<Vec<(String, String)>> {
+    struct Grant {
+        grantor: pg_sys::Oid,
+        grantor_name: String,
+        grantee: pg_sys::Oid,
+        privilege: String,
+        column: Option<String>,
+        grantable: bool,
+        before: String,
+        after: String,
+    }
+    let owner = client
+        .select(
+            "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
+            None,
+            &[relid.into()],
+        )?
+        .first()
+        .get::<pg_sys::Oid>(1)?
+        .unwrap_or(pg_sys::InvalidOid);
+    let mut pending = Vec::new();
+    for row in client.select(
+        "SELECT a.grantor, pg_catalog.pg_get_userbyid(a.grantor)::text, a.grantee, a.privilege_type,
+                a.column_name::text, a.is_grantable,
+                format('GRANT %s%s ON ', a.privilege_type,
+                       coalesce(' (' || pg_catalog.quote_ident(a.column_name) || ')', '')),
+                format(' TO %s%s',
+                       CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                            ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+                       CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+           FROM (SELECT x.grantor, x.grantee, x.privilege_type, x.is_grantable, NULL::name AS column_name
+                   FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) x
+                  WHERE c.oid = $1 AND x.grantee <> c.relowner
+                 UNION ALL
+                 SELECT x.grantor, x.grantee, x.privilege_type, x.is_grantable, t.attname
+                   FROM pg_catalog.pg_attribute t, pg_catalog.aclexplode(t.attacl) x
+                  WHERE t.attrelid = $1 AND t.attnum > 0 AND NOT t.attisdropped
+                    AND t.attacl IS NOT NULL) a
+          ORDER BY 7, 8",
+        None,
+        &[relid.into()],
+    )? {
+        pending.push(Grant {
+            grantor: row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+            grantor_name: row.get::<String>(2)?.unwrap_or_default(),
+            grantee: row.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::InvalidOid),
+            privilege: row.get::<String>(4)?.unwrap_or_default(),
+            column: row.get::<String>(5)?,
+            grantable: row.get::<bool>(6)?.unwrap_or(false),
+            before: row.get::<String>(7)?.unwrap_or_default(),
+            after: row.get::<String>(8)?.unwrap_or_default(),
+        });
+    }
+    if pending.iter().all(|g| g.grantor == owner) {
+        return Ok(pending.into_iter().map(|g| (g.before, g.after)).collect());
+    }
+    // SAFETY: reading this backend's current user.
+    let current = unsafe { pg_sys::GetUserId() };
+    let current_name = client
+        .select(
+            "SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid($1))",
+            None,
+            &[current.into()],
+        )?
+        .first()
+        .get::<String>(1)?
+        .unwrap_or_default();
+    // (grantee, privilege, column) that hold the grant option once granted.
+    let mut options: Vec<(pg_sys::Oid, String, Option<String>)> = Vec::new();
+    let mut out = Vec::new();
+    while !pending.is_empty() {
+        let ready = pending.iter().position(|g| {
+            g.grantor == owner
+                || options.iter().any(|(r, p, c)| {
+                    *r == g.grantor && *p == g.privilege && (c.is_none() || *c == g.column)
+                })
+        });
+        // Every grant is reachable from the owner's in a table's ACL; should one not be, it
+        // is granted in the order listed.
+        let g = pending.remove(ready.unwrap_or(0));
+        if g.grantable {
+            options.push((g.grantee, g.privilege.clone(), g.column.clone()));
+        }
+        if g.grantor == owner {
+            out.push((g.before, g.after));
+            continue;
+        }
+        let member = client
+            .select(
+                "SELECT pg_catalog.pg_has_role($1, $2, 'MEMBER')",
+                None,
+                &[current.into(), g.grantor.into()],
+            )?
+            .first()
+            .get::<bool>(1)?
+            .unwrap_or(false);
+        if !member {
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "cannot give the shards the privileges that role \"{}\" granted on this table: the current role is not a member of \"{}\"",
+                    g.grantor_name, g.grantor_name
+                ),
+            )
+            .hint(format!(
+                "Run it as a superuser or as a member of \"{}\" (the shards keep who granted each privilege, so REVOKE ... CASCADE reaches them there too).",
+                g.grantor_name
+            )));
+        }
+        out.push((
+            format!(
+                "SET LOCAL ROLE {};\n{}",
+                quote_ident(&g.grantor_name),
+                g.before
+            ),
+            format!("{};\nSET LOCAL ROLE {current_name}", g.after),
+        ));
+    }
+    Ok(out)
+}
