@@ -174,6 +174,11 @@ ALTER DEFAULT PRIVILEGES FOR ROLE late_user REVOKE EXECUTE ON FUNCTIONS FROM PUB
 -- (database privileges: a grant to a role, one with the grant option, a default PUBLIC lost)
 GRANT CREATE ON DATABASE postgres TO late_user;
 GRANT CONNECT, TEMPORARY ON DATABASE postgres TO late_group WITH GRANT OPTION;
+-- (and one granted on through that grant option: made by the same grantor on the new node)
+CREATE ROLE late_friend;
+SET ROLE late_user;
+GRANT CONNECT ON DATABASE postgres TO late_friend;
+RESET ROLE;
 REVOKE TEMPORARY ON DATABASE postgres FROM PUBLIC;
 -- (a reference table's rows of every kind, copied to the new node from the coordinator's
 -- placement, come back exactly, under a session that prints values differently)
@@ -192,6 +197,9 @@ SELECT count(*) AS placements, bool_and(result = :'late_ref_md5') AS same_rows F
   SELECT (xpath('/row/m/text()', query_to_xml(format('SELECT md5(string_agg(r::text, ''|'' ORDER BY id)) AS m FROM %s r', c.oid::regclass), false, true, '')))[1]::text
     FROM pg_class c WHERE c.relname ~ '^late_ref_[0-9]+$'$$);
 SELECT nodeport, result FROM run_command_on_workers($$SELECT to_regclass('public.orphaned_102999') IS NULL$$) ORDER BY nodeport;
+SELECT nodeport, result FROM run_command_on_workers($$
+  SELECT string_agg(pg_get_userbyid(a.grantor) || '>' || pg_get_userbyid(a.grantee) || ':' || a.privilege_type, ' ')
+    FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = current_database() AND a.grantor <> d.datdba$$) ORDER BY nodeport;
 SELECT nodeport, result FROM run_command_on_workers($$
   SELECT string_agg(x, ' ' ORDER BY x) FROM (
     SELECT CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END || ':' || a.privilege_type
@@ -224,8 +232,8 @@ SELECT nodeport, result FROM run_command_on_workers($$
 SELECT DISTINCT result = (SELECT rolpassword FROM pg_authid WHERE rolname = 'late_user') AS same_verifier
   FROM run_command_on_workers($$SELECT rolpassword FROM pg_authid WHERE rolname = 'late_user'$$);
 GRANT TEMPORARY ON DATABASE postgres TO PUBLIC;
-REVOKE ALL ON DATABASE postgres FROM late_user, late_group;
-DROP ROLE late_user, late_group, stale_db_user;
+REVOKE ALL ON DATABASE postgres FROM late_user, late_group CASCADE;
+DROP ROLE late_user, late_group, late_friend, stale_db_user;
 SELECT nodeport FROM citus_shards WHERE table_name = 'plans'::regclass ORDER BY nodeport;
 SELECT nodeport, result FROM run_command_on_workers(format($$SELECT (SELECT extversion FROM pg_extension WHERE extname = 'vector') || ' / ' ||
   (SELECT string_agg(name, ',' ORDER BY id) FROM %s)$$,

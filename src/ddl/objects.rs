@@ -576,7 +576,10 @@ const OTHER_OBJECTS: &str = "
 /// too, and with CASCADE what was granted on from them: a node added back keeps nothing that
 /// was revoked while it was away), then a GRANT for each one the coordinator's gives, or
 /// PUBLIC's defaults (CONNECT, TEMPORARY) when the coordinator's has the defaults (`datacl`
-/// NULL). The grants are made by the node's owner (as a superuser's are).
+/// NULL). A grant is made by the role that made it on the coordinator (the database's owner,
+/// or, through a grant option, another role: `SET LOCAL ROLE`, after the owner's grants), so
+/// `REVOKE ... CASCADE` reaches the same grants on the node. The node is added by a superuser,
+/// whose connection may take any role.
 const DATABASE_PRIVILEGES: &str = "
   SELECT text FROM (
     SELECT 0 AS step, $do$DO $tessera$
@@ -591,10 +594,14 @@ const DATABASE_PRIVILEGES: &str = "
         END LOOP;
       END $tessera$$do$ AS text
     UNION ALL
-    SELECT 1, format('GRANT %s ON DATABASE %I TO %s%s', a.privilege_type, d.datname,
+    SELECT CASE WHEN a.grantor = d.datdba THEN 1 ELSE 2 END,
+           CASE WHEN a.grantor = d.datdba THEN ''
+                ELSE format('SET LOCAL ROLE %I; ', pg_catalog.pg_get_userbyid(a.grantor)) END
+           || format('GRANT %s ON DATABASE %I TO %s%s', a.privilege_type, d.datname,
                      CASE WHEN a.grantee = 0 THEN 'PUBLIC'
                           ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
                      CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+           || CASE WHEN a.grantor = d.datdba THEN '' ELSE '; RESET ROLE' END
       FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) a
      WHERE d.datname = pg_catalog.current_database() AND a.grantee <> d.datdba
     UNION ALL
