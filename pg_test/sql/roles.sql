@@ -200,5 +200,22 @@ SELECT 'SELECT count(*) FROM grant_s.' || quote_ident(relname) FROM pg_class WHE
 SET ROLE grant_leaf;
 SELECT count(*) FROM grant_s.granted;
 RESET ROLE;
+-- The same on a reference table, whose placement on the coordinator gets its grants there.
+SET ROLE grant_owner;
+CREATE TABLE grant_s.ref_granted (k int PRIMARY KEY);
+GRANT SELECT ON grant_s.ref_granted TO "Grant mid ü" WITH GRANT OPTION;
+SET ROLE "Grant mid ü";
+GRANT SELECT ON grant_s.ref_granted TO grant_leaf;
+RESET ROLE;
+SELECT create_reference_table('grant_s.ref_granted');
+SELECT count(*) AS placements, count(DISTINCT result) AS kinds, min(result) AS grants FROM run_command_on_all_nodes($$
+  SELECT string_agg(DISTINCT pg_get_userbyid(a.grantor) || '>' || pg_get_userbyid(a.grantee), ' ')
+    FROM pg_class c, aclexplode(c.relacl) a WHERE c.relname ~ '^ref_granted_[0-9]+$' AND a.grantee <> c.relowner$$);
+SET ROLE grant_owner;
+REVOKE SELECT ON grant_s.ref_granted FROM "Grant mid ü" CASCADE;
+RESET ROLE;
+SELECT count(*) AS placements, count(DISTINCT result) AS kinds, min(result) AS grants FROM run_command_on_all_nodes($$
+  SELECT coalesce(string_agg(DISTINCT pg_get_userbyid(a.grantor) || '>' || pg_get_userbyid(a.grantee), ' '), 'none')
+    FROM pg_class c, aclexplode(c.relacl) a WHERE c.relname ~ '^ref_granted_[0-9]+$' AND a.grantee <> c.relowner$$);
 DROP SCHEMA grant_s CASCADE;
 DROP ROLE grant_owner, "Grant mid ü", grant_leaf;

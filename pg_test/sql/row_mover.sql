@@ -39,7 +39,8 @@ INSERT INTO "Mövers"."Wëird ""rows""" (k, t, f, r, ts, d, iv, a, rg, m, c, p, 
   (3, 'ünïcødé ✓ 日本', 2.2250738585072014e-308, 3.4028235e38, '1999-12-31 23:59:59.999999-08', '2000-02-29',
    '-00:00:00.000001', '{{1,2},{3,4}}', '(,5]', 'ok', ROW(-1, ''), 2147483647, '\x', '"just a string"', -0.000),
   (4, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
-INSERT INTO "Mövers"."Wëird ""rows""" (k, t, f) SELECT i, 'row ' || i, i / 7.0 FROM generate_series(5, 3000) i;
+-- (enough rows that every shard gets several batches and the readers several fetches)
+INSERT INTO "Mövers"."Wëird ""rows""" (k, t, f) SELECT i, 'row ' || i || repeat('x', 600), i / 7.0 FROM generate_series(5, 30000) i;
 -- The rows' text, printed under the defaults (the checksum every step compares).
 CREATE FUNCTION "Mövers".rows_md5() RETURNS text LANGUAGE sql AS $$
   SELECT md5(string_agg(w::text, '|' ORDER BY w.k, w.id)) FROM "Mövers"."Wëird ""rows""" w $$;
@@ -50,7 +51,13 @@ SET DateStyle = 'SQL, DMY';
 SET IntervalStyle = 'sql_standard';
 SET extra_float_digits = 0;
 SET bytea_output = 'escape';
-SELECT create_distributed_table('"Mövers"."Wëird ""rows"""', 'k', shard_count => 4);
+-- (the statement's text in the client's encoding too: it names the table by its OID)
+SELECT '"Mövers"."Wëird ""rows"""'::regclass::oid AS weird \gset
+SET client_encoding = 'LATIN1';
+SET client_min_messages = warning;
+SELECT create_distributed_table(:weird::regclass, 'k', shard_count => 4);
+RESET client_min_messages;
+RESET client_encoding;
 RESET DateStyle; RESET IntervalStyle; RESET extra_float_digits; RESET bytea_output;
 SELECT "Mövers".rows_md5() = :'original' AS same_rows, count(*) FROM "Mövers"."Wëird ""rows""";
 -- the identity keeps counting after the moved ids, the generated column is the shard's
@@ -78,7 +85,11 @@ SET ROLE mover_app;
 -- Undistributing brings every row back, from the workers, into the local table.
 SET DateStyle = 'Postgres, MDY';
 SET IntervalStyle = 'iso_8601';
-SELECT undistribute_table('"Mövers"."Wëird ""rows"""');
+SET client_encoding = 'LATIN1';
+SET client_min_messages = warning;
+SELECT undistribute_table(:weird::regclass);
+RESET client_min_messages;
+RESET client_encoding;
 RESET DateStyle; RESET IntervalStyle;
 SELECT count(*) AS distributed_tables FROM pg_dist_partition WHERE logicalrelid = '"Mövers"."Wëird ""rows"""'::regclass;
 SELECT "Mövers".rows_md5() = :'distributed' AS same_rows;
@@ -102,6 +113,33 @@ SET ROLE mover_app;
 SELECT mover_tenant.items_md5() = :'distributed' AS same_rows, count(*) FROM mover_tenant.items;
 RESET ROLE;
 CALL citus_cleanup_orphaned_resources();
+-- Row-level security that applies to the role moving the rows (the owner, with FORCE) would
+-- hide rows from the move: refused, the table stays as it was; a role that bypasses it moves
+-- them all.
+SET ROLE mover_app;
+CREATE TABLE "Mövers".forced (k int PRIMARY KEY, tenant int);
+INSERT INTO "Mövers".forced SELECT i, i % 3 FROM generate_series(1, 30) i;
+ALTER TABLE "Mövers".forced ENABLE ROW LEVEL SECURITY;
+ALTER TABLE "Mövers".forced FORCE ROW LEVEL SECURITY;
+CREATE POLICY one_tenant ON "Mövers".forced USING (tenant = 1);
+SELECT count(*) AS visible FROM "Mövers".forced;
+SELECT create_distributed_table('"Mövers".forced', 'k');
+SELECT count(*) AS distributed_tables FROM pg_dist_partition WHERE logicalrelid = '"Mövers".forced'::regclass;
+RESET ROLE;
+SELECT create_distributed_table('"Mövers".forced', 'k');
+SELECT count(*) AS all_rows FROM "Mövers".forced;
+SET ROLE mover_app;
+SELECT undistribute_table('"Mövers".forced');
+RESET ROLE;
+SELECT undistribute_table('"Mövers".forced');
+SELECT count(*) AS all_rows FROM ONLY "Mövers".forced;
+-- A row without a distribution value cannot be placed: refused, nothing moved.
+SET ROLE mover_app;
+CREATE TABLE "Mövers".nulls (k int, v text);
+INSERT INTO "Mövers".nulls VALUES (1, 'a'), (NULL, 'b');
+SELECT create_distributed_table('"Mövers".nulls', 'k');
+SELECT count(*) AS local_rows FROM "Mövers".nulls;
+RESET ROLE;
 DROP SCHEMA mover_tenant CASCADE;
 DROP SCHEMA "Mövers" CASCADE;
 DROP ROLE mover_app;

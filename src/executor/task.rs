@@ -624,6 +624,10 @@ pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)
     if plan.needs_iso_dates && !crate::pg::guc::iso_dates() {
         return Err(crate::pg::guc::datestyle_conflict());
     }
+    // SAFETY: reading this backend's roles.
+    if plan.reads_session_user && unsafe { pg_sys::GetSessionUserId() != pg_sys::GetUserId() } {
+        return Err(crate::planner::session_user_differs(None));
+    }
     let scope = scope(plan);
     let stream = stream && scope == Scope::Autocommit && !plan.writes();
     let settings = task_settings(plan, tasks);

@@ -35,6 +35,10 @@ pub(crate) fn replicate_to_new_node(group: i32) -> TResult<()> {
         if shard.groups.contains(&group) {
             continue;
         }
+        // Writes wait until the node has its copy (and then write to it too); one that went
+        // to the other placements before is committed by now, and is read below.
+        // SAFETY: a lock on a table the catalog lists, kept to the end of the transaction.
+        unsafe { pg_sys::LockRelationOid(relid, pg_sys::ExclusiveLock as pg_sys::LOCKMODE) };
         let ddl = TableDdl::load(relid, 0)?;
         let shard_table = ddl.qualified_shard(shard.shard_id);
         if !shard

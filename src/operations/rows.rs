@@ -17,7 +17,7 @@
 //! values.
 
 use std::cell::Cell;
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_int, c_void, CStr, CString};
 use std::rc::Rc;
 
 use pgrx::prelude::*;
@@ -33,13 +33,34 @@ const FETCH_ROWS: usize = 10_000;
 /// The size at which a target's buffered rows are sent.
 const BATCH_BYTES: usize = 4 << 20;
 
+/// The size of all targets' buffered rows at which they are all sent (many shards, each
+/// short of a batch).
+const MAX_BUFFERED_BYTES: usize = 64 << 20;
+
 /// The columns of a table that rows carry (not dropped, not generated), in attribute order.
 pub(crate) struct Columns {
     names: Vec<String>,
 }
 
 impl Columns {
+    /// The columns of `relid`, whose rows are about to move. Refused when row-level security
+    /// applies to the current role (FORCE ROW LEVEL SECURITY for the owner): its policies
+    /// would hide rows from the move, and would refuse COPY on the target.
     pub(crate) fn of(relid: pg_sys::Oid) -> TResult<Columns> {
+        // SAFETY: a catalog check of a table the caller has locked.
+        let rls = unsafe { pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true) };
+        if rls == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
+            let name = crate::pg::spi::get_one_with_args::<String>(
+                "SELECT $1::regclass::text",
+                &[relid.into()],
+            )?
+            .unwrap_or_default();
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("cannot move the rows of {name}: row-level security applies to the current role, so its policies would hide rows"),
+            )
+            .hint("Run it as a superuser or a role with BYPASSRLS, or ALTER TABLE ... NO FORCE ROW LEVEL SECURITY while the rows move."));
+        }
         let names = Spi::connect(|client| {
             let mut names = Vec::new();
             for row in client.select(
@@ -84,6 +105,8 @@ pub(crate) struct Writer<'a> {
     targets: Vec<Target>,
     columns: &'a Columns,
     buffers: Vec<Vec<u8>>,
+    /// The bytes in all buffers.
+    buffered: usize,
     all: &'a [Node],
     rows: i64,
 }
@@ -94,6 +117,7 @@ impl<'a> Writer<'a> {
             buffers: vec![Vec::new(); targets.len()],
             targets,
             columns,
+            buffered: 0,
             all,
             rows: 0,
         }
@@ -103,10 +127,14 @@ impl<'a> Writer<'a> {
     /// `index`; sends that target's rows once they are many.
     pub(crate) fn push(&mut self, index: usize, fields: &[Option<&[u8]>]) -> TResult<()> {
         let buffer = &mut self.buffers[index];
+        let before = buffer.len();
         tessera_core::copy::push_row(buffer, fields.iter().copied());
+        self.buffered += buffer.len() - before;
         self.rows += 1;
         if buffer.len() >= BATCH_BYTES {
             self.send(true)?;
+        } else if self.buffered >= MAX_BUFFERED_BYTES {
+            self.send(false)?;
         }
         Ok(())
     }
@@ -157,6 +185,7 @@ impl<'a> Writer<'a> {
                 r.map_err(|e| e.into_tessera())?;
             }
         }
+        self.buffered = self.buffers.iter().map(Vec::len).sum();
         for (k, data) in here {
             let target = &self.targets[k];
             copy_here(&target.schema, &target.name, self.columns, &data)?;
@@ -166,12 +195,19 @@ impl<'a> Writer<'a> {
 }
 
 /// Runs `query` here and hands each row to `each`, its values printed by their types' output
-/// functions in a form every node reads the same way (NULL as `None`); the number of rows.
+/// functions in a form every node reads the same way (UTF8, ISO dates, exact floats; NULL as
+/// `None`); the number of rows.
+///
+/// The query reads under the latest snapshot (after the caller's lock: a REPEATABLE READ
+/// transaction's own snapshot may predate rows committed before the lock, which must move
+/// too), with this statement's own writes (`CREATE TABLE AS`), and with `row_security` off
+/// (a table whose policies would hide rows from the current role is an error, never rows left
+/// behind). Only the printing runs under the portable settings: `each` (which may load rows
+/// here, firing triggers) runs under the session's.
 pub(crate) fn read_here(
     query: &str,
     mut each: impl FnMut(&[Option<&[u8]>]) -> TResult<()>,
 ) -> TResult<i64> {
-    let _portable = crate::pg::guc::GucScope::portable_output();
     let sql = CString::new(query).map_err(|_| {
         TesseraError::new(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -180,29 +216,46 @@ pub(crate) fn read_here(
     })?;
     Spi::connect(|_client| {
         // SAFETY: inside the SPI connection `Spi::connect` opened: the plan, the portal and
-        // each fetched tuple table belong to it. Every value SPI_getvalue prints is freed once
-        // `each` returned; the tuple table once its rows are done. An ERROR in any SPI call
-        // unwinds through pgrx's guard, and the transaction's abort releases the portal.
+        // each fetched tuple table belong to it. The printed values live in `batch`, reset
+        // once their rows were handed on; the tuple table is freed once its rows are
+        // printed. The snapshot pushed is popped before returning; an ERROR in any call
+        // unwinds through pgrx's guard, and the transaction's abort releases the portal, the
+        // snapshot and the memory.
         unsafe {
-            let plan = pg_sys::SPI_prepare(sql.as_ptr(), 0, std::ptr::null_mut());
-            if plan.is_null() {
-                return Err(TesseraError::new(
-                    PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                    format!("could not prepare the query that reads the rows: {query}"),
-                ));
-            }
-            let portal = pg_sys::SPI_cursor_open(
-                std::ptr::null(),
-                plan,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                // Not read-only: the rows this statement wrote (CREATE TABLE AS) are seen.
-                false,
+            pg_sys::CommandCounterIncrement();
+            pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
+            let portal = {
+                let _no_rls = crate::pg::guc::GucScope::new(&[(c"row_security", c"off")]);
+                let plan = pg_sys::SPI_prepare(sql.as_ptr(), 0, std::ptr::null_mut());
+                if plan.is_null() {
+                    pg_sys::PopActiveSnapshot();
+                    return Err(TesseraError::new(
+                        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                        format!("could not prepare the query that reads the rows: {query}"),
+                    ));
+                }
+                // Read-only: under the snapshot pushed above.
+                pg_sys::SPI_cursor_open(
+                    std::ptr::null(),
+                    plan,
+                    std::ptr::null_mut(),
+                    std::ptr::null(),
+                    true,
+                )
+            };
+            let batch = pg_sys::AllocSetContextCreateInternal(
+                pg_sys::CurrentMemoryContext,
+                c"tessera row mover".as_ptr(),
+                0,
+                8 * 1024,
+                8 * 1024 * 1024,
             );
+            let utf8 = pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_UTF8 as i32;
             let mut rows = 0i64;
-            let mut texts: Vec<*mut c_char> = Vec::new();
+            let mut printed: Vec<Vec<Option<(*const u8, usize)>>> = Vec::new();
             let outcome = loop {
                 pgrx::check_for_interrupts!();
+                let portable = crate::pg::guc::GucScope::portable_output();
                 pg_sys::SPI_cursor_fetch(portal, true, FETCH_ROWS as std::ffi::c_long);
                 let n = pg_sys::SPI_processed as usize;
                 let table = pg_sys::SPI_tuptable;
@@ -211,48 +264,77 @@ pub(crate) fn read_here(
                 }
                 let tupdesc = (*table).tupdesc;
                 let natts = (*tupdesc).natts;
-                let mut failed = None;
+                let old = pg_sys::MemoryContextSwitchTo(batch);
+                printed.clear();
                 for i in 0..n {
                     let tuple = *(*table).vals.add(i);
-                    texts.clear();
-                    texts.extend((1..=natts).map(|c| pg_sys::SPI_getvalue(tuple, tupdesc, c)));
-                    let fields: Vec<Option<&[u8]>> = texts
-                        .iter()
-                        .map(|p| (!p.is_null()).then(|| CStr::from_ptr(*p).to_bytes()))
-                        .collect();
-                    let r = each(&fields);
-                    for p in texts.drain(..) {
-                        if !p.is_null() {
-                            pg_sys::pfree(p.cast());
-                        }
-                    }
-                    if let Err(e) = r {
+                    printed.push(
+                        (1..=natts)
+                            .map(|c| {
+                                let p = pg_sys::SPI_getvalue(tuple, tupdesc, c);
+                                if p.is_null() {
+                                    return None;
+                                }
+                                let len = CStr::from_ptr(p).to_bytes().len();
+                                let p = if utf8 {
+                                    p
+                                } else {
+                                    pg_sys::pg_server_to_any(
+                                        p,
+                                        len as c_int,
+                                        pg_sys::pg_enc::PG_UTF8 as c_int,
+                                    )
+                                };
+                                Some((p as *const u8, CStr::from_ptr(p).to_bytes().len()))
+                            })
+                            .collect(),
+                    );
+                }
+                pg_sys::MemoryContextSwitchTo(old);
+                pg_sys::SPI_freetuptable(table);
+                drop(portable);
+                let mut failed = None;
+                let mut fields: Vec<Option<&[u8]>> = Vec::with_capacity(natts as usize);
+                for row in &printed {
+                    fields.clear();
+                    fields.extend(
+                        row.iter()
+                            .map(|v| v.map(|(p, len)| std::slice::from_raw_parts(p, len))),
+                    );
+                    if let Err(e) = each(&fields) {
                         failed = Some(e);
                         break;
                     }
                     rows += 1;
                 }
-                pg_sys::SPI_freetuptable(table);
+                printed.clear();
+                pg_sys::MemoryContextReset(batch);
                 if let Some(e) = failed {
                     break Err(e);
                 }
             };
             pg_sys::SPI_cursor_close(portal);
+            pg_sys::MemoryContextDelete(batch);
+            pg_sys::PopActiveSnapshot();
             outcome
         }
     })
 }
 
 /// Runs `query` on `node` (in the remote transaction, reading only) through a cursor and
-/// hands each row to `each`, printed as [`read_here`] prints it; the number of rows.
+/// hands each row to `each`; the number of rows. The node prints the values in UTF8 (the
+/// connection's encoding), with ISO dates and exact floats, and intervals and bytea in this
+/// session's styles, which the nodes that read them back use too.
 pub(crate) fn read_on(
     node: &NodeAddress,
     query: &str,
     mut each: impl FnMut(&[Option<&[u8]>]) -> TResult<()>,
 ) -> TResult<i64> {
+    // With row_security off, policies that would hide rows from the current role are an
+    // error, never rows left behind.
     on_node(
         node,
-        &format!("DECLARE tessera_rows NO SCROLL CURSOR FOR {query}"),
+        &format!("SET LOCAL row_security = off; DECLARE tessera_rows NO SCROLL CURSOR FOR {query}"),
     )?;
     let mut rows = 0i64;
     loop {
@@ -270,7 +352,7 @@ pub(crate) fn read_on(
         }
         rows += n as i64;
     }
-    on_node(node, "CLOSE tessera_rows")?;
+    on_node(node, "CLOSE tessera_rows; RESET row_security")?;
     Ok(rows)
 }
 
@@ -314,20 +396,20 @@ unsafe extern "C-unwind" fn read_input(
     })
 }
 
-/// Loads `data` (COPY text of `columns`) into the table `schema.name` of this node with
+/// Loads `data` (COPY text of `columns`, UTF8) into the table `schema.name` of this node with
 /// PostgreSQL's COPY, in the statement's transaction, as the current user (INSERT checked on
 /// the columns); the number of rows.
 pub(crate) fn copy_here(schema: &str, name: &str, columns: &Columns, data: &[u8]) -> TResult<u64> {
-    struct Input;
+    /// The input of the COPY this one runs inside (a trigger's), given back at the end.
+    struct Input((*const u8, usize));
     impl Drop for Input {
         fn drop(&mut self) {
-            INPUT.with(|i| i.set((std::ptr::null(), 0)));
+            INPUT.with(|i| i.set(self.0));
         }
     }
     let schema_c = CString::new(schema).unwrap_or_default();
     let name_c = CString::new(name).unwrap_or_default();
-    INPUT.with(|i| i.set((data.as_ptr(), data.len())));
-    let _input = Input;
+    let _input = Input(INPUT.with(|i| i.replace((data.as_ptr(), data.len()))));
     crate::ddl::propagate::internally(|| {
         // SAFETY: the relation is opened, checked and closed here (the lock is kept to the
         // end of the transaction); the column names are palloc'd copies; COPY reads `data`
@@ -367,6 +449,13 @@ pub(crate) fn copy_here(schema: &str, name: &str, columns: &Columns, data: &[u8]
                 );
             }
             pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
+            // The rows are UTF8, whatever the session's client_encoding.
+            let encoding = pg_sys::makeDefElem(
+                pg_sys::pstrdup(c"encoding".as_ptr()),
+                pg_sys::makeString(pg_sys::pstrdup(c"UTF8".as_ptr())).cast(),
+                -1,
+            );
+            let options = pg_sys::lappend(std::ptr::null_mut(), encoding.cast());
             let cstate = pg_sys::BeginCopyFrom(
                 pstate,
                 rel,
@@ -375,7 +464,7 @@ pub(crate) fn copy_here(schema: &str, name: &str, columns: &Columns, data: &[u8]
                 false,
                 Some(read_input),
                 attlist,
-                std::ptr::null_mut(),
+                options,
             );
             let rows = pg_sys::CopyFrom(cstate);
             pg_sys::EndCopyFrom(cstate);

@@ -68,6 +68,9 @@ pub struct Analysis {
     /// The query reads the kept rows of a WITH query (`tessera_cte_results`), which only the
     /// coordinator has: like a local table, it cannot be part of a shard query.
     pub cte_results: bool,
+    /// A distributed table's row-level security policy reads `session_user` (see
+    /// `policies::policy_reads_session_user`).
+    pub reads_session_user: bool,
 }
 
 impl Analysis {
@@ -156,6 +159,7 @@ pub unsafe fn analyze(query: *mut pg_sys::Query) -> TResult<Analysis> {
         top_joined_on_dist_col: true,
         reference_outer_join: false,
         cte_results: false,
+        reads_session_user: false,
     };
     // SAFETY: forwarded.
     unsafe { visit(query, true, true, &mut a)? };
@@ -607,7 +611,7 @@ unsafe fn visit(
                 && !(*rte).securityQuals.is_null()
                 && cache::lookup((*rte).relid)?.is_some()
             {
-                super::policies::refuse_session_user_policy(
+                a.reads_session_user |= super::policies::policy_reads_session_user(
                     rte,
                     (*rte).securityQuals as *mut pg_sys::Node,
                 )?;
@@ -622,12 +626,14 @@ unsafe fn visit(
             let only_policies = list_of::<pg_sys::WithCheckOption>((*query).withCheckOptions)
                 .iter()
                 .all(|w| (**w).kind != pg_sys::WCOKind::WCO_VIEW_CHECK);
-            if only_policies && cache::lookup((*rte).relid)?.is_some() {
-                super::policies::refuse_session_user_policy(
+            if cache::lookup((*rte).relid)?.is_some() {
+                a.reads_session_user |= super::policies::policy_reads_session_user(
                     rte,
                     (*query).withCheckOptions as *mut pg_sys::Node,
                 )?;
-                set_aside.take(&mut (*query).withCheckOptions);
+                if only_policies {
+                    set_aside.take(&mut (*query).withCheckOptions);
+                }
             }
         }
         let mut sub = SublinkWalk {

@@ -36,6 +36,7 @@ mod single_node;
 mod subplans;
 mod tiers;
 mod with_first;
+pub(crate) use policies::session_user_differs;
 pub(crate) use with_first::expr_calls_user_code;
 
 use pgrx::pg_sys;

@@ -11,29 +11,41 @@ use pgrx::prelude::*;
 use crate::error::{TResult, TesseraError};
 use crate::pg::nodes::is_a;
 
-/// Refuses a query on a distributed table whose row-level security quals (`quals`, of the
-/// table `rte`) read `session_user` while the current role is not the session user (SET
-/// ROLE, a SECURITY DEFINER function): the shards enforce the same policies, on connections
-/// whose session user is the current role, so there `session_user` would name another role
-/// and the rows allowed would not be the table's.
-pub(super) unsafe fn refuse_session_user_policy(
+/// Whether the row-level security quals `quals` (of the distributed table `rte`) read
+/// `session_user`; refused while the current role is not the session user (SET ROLE, a
+/// SECURITY DEFINER function): the shards enforce the same policies, on connections whose
+/// session user is the current role, so there `session_user` would name another role and the
+/// rows allowed would not be the table's. (A cached plan checks again when it runs:
+/// [`session_user_differs`].)
+pub(super) unsafe fn policy_reads_session_user(
     rte: *mut pg_sys::RangeTblEntry,
     quals: *mut pg_sys::Node,
-) -> TResult<()> {
+) -> TResult<bool> {
     // SAFETY: reading this backend's roles and a valid expression tree.
     unsafe {
-        if pg_sys::GetSessionUserId() == pg_sys::GetUserId()
-            || !session_user_walker(quals, std::ptr::null_mut())
-        {
-            return Ok(());
+        if !session_user_walker(quals, std::ptr::null_mut()) {
+            return Ok(false);
+        }
+        if pg_sys::GetSessionUserId() == pg_sys::GetUserId() {
+            return Ok(true);
         }
         let name = crate::pg::nodes::string(pg_sys::get_rel_name((*rte).relid));
-        Err(TesseraError::new(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("cannot query the distributed table \"{name}\" while the current role is not the session user: a row-level security policy of the table reads session_user, which the shards would see as the current role"),
-        )
-        .hint("Write the policy with current_user, or run the query as the session user (RESET ROLE, outside SECURITY DEFINER functions)."))
+        Err(session_user_differs(Some(&name)))
     }
+}
+
+/// The refusal of a query bound by a policy that reads `session_user` (of the table `name`)
+/// while the current role is not the session user.
+pub(crate) fn session_user_differs(name: Option<&str>) -> TesseraError {
+    let what = match name {
+        Some(n) => format!("the distributed table \"{n}\""),
+        None => "a distributed table".to_string(),
+    };
+    TesseraError::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        format!("cannot query {what} while the current role is not the session user: a row-level security policy of the table reads session_user, which the shards would see as the current role"),
+    )
+    .hint("Write the policy with current_user, or run the query as the session user (RESET ROLE, outside SECURITY DEFINER functions).")
 }
 
 /// True at a `session_user` anywhere in the tree (sub-queries included).

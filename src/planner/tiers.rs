@@ -187,6 +187,7 @@ pub(crate) unsafe fn base_plan_of(
         prints_floats: prints.floats,
         session_date_style: prints.datetimes && !zoned,
         needs_iso_dates: prints.datetimes && zoned,
+        reads_session_user: a.reads_session_user,
         partial_states: Vec::new(),
         modifying_cte: false,
         // SAFETY: walking a valid Query.

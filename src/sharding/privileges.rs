@@ -103,6 +103,17 @@ pub(super) fn table_grants(
             out.push((g.before, g.after));
             continue;
         }
+        // SAFETY: reading this backend's security context.
+        if unsafe { pg_sys::InLocalUserIdChange() || pg_sys::InSecurityRestrictedOperation() } {
+            return Err(TesseraError::new(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!(
+                    "cannot give the shards the privileges that role \"{}\" granted on this table inside a SECURITY DEFINER function or a security-restricted operation",
+                    g.grantor_name
+                ),
+            )
+            .hint("Run it outside such a function, as a superuser or as a member of the role that granted them."));
+        }
         let member = client
             .select(
                 "SELECT pg_catalog.pg_has_role($1, $2, 'MEMBER')",

@@ -235,14 +235,30 @@ fn move_rows(
     let mut writer = crate::operations::rows::Writer::new(targets, &columns, all);
     crate::operations::rows::read_here(&query, |fields| {
         let idx = match (dist_col, fields[0]) {
+            (None, _) => 0,
+            (Some(c), None) => {
+                return Err(TesseraError::new(
+                    PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+                    format!(
+                        "cannot distribute {}: a row has NULL in the distribution column {}",
+                        table.display,
+                        pgrx::spi::quote_identifier(c)
+                    ),
+                )
+                .hint("Every row of a distributed table needs a value in its distribution column: fill in or delete those rows first."));
+            }
             (Some(_), Some(h)) => {
                 let hash = std::str::from_utf8(h)
                     .ok()
                     .and_then(|h| h.parse().ok())
-                    .unwrap_or(0);
+                    .ok_or_else(|| {
+                        TesseraError::new(
+                            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                            "worker_hash returned something other than an integer",
+                        )
+                    })?;
                 sharding::shard_index_for_hash(hash, ranges_count)
             }
-            _ => 0,
         };
         writer.push(idx, &fields[1..])
     })?;

@@ -78,6 +78,32 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
         )
         .hint("Drop the foreign keys first (cascade_via_foreign_keys is not supported yet), then add them back once the tables are local."));
     }
+    // A policy of another table that reads this one (a reference table) exists on the shards
+    // as a policy reading this table's shard, which goes below: the shards would lose it.
+    if let Some((policy, table)) = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT p.polname::text, p.polrelid::regclass::text
+                   FROM pg_catalog.pg_depend d
+                   JOIN pg_catalog.pg_policy p ON p.oid = d.objid
+                  WHERE d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
+                    AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                    AND d.refobjid = $1 AND p.polrelid <> $1
+                  ORDER BY 2, 1 LIMIT 1",
+            None,
+            &[relid.into()],
+        )?;
+        if rows.is_empty() {
+            return Ok::<_, TesseraError>(None);
+        }
+        let row = rows.first();
+        Ok(row.get::<String>(1)?.zip(row.get::<String>(2)?))
+    })? {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST,
+            format!("cannot undistribute table {display}: the policy {} of table {table} reads it", pgrx::spi::quote_identifier(&policy)),
+        )
+        .hint("Drop the policy, or change it not to read this table, first; the policy's copy on the shards reads this table's shards."));
+    }
     Spi::run(&format!("LOCK TABLE {display} IN ACCESS EXCLUSIVE MODE"))?;
     let mut moved = 0i64;
     for partition in super::partitions::partitions_of(relid)? {

@@ -157,6 +157,11 @@ pub struct DistPlan {
     /// ISO (checked at each execution: a cached plan outlives a `SET DateStyle`).
     #[serde(default)]
     pub needs_iso_dates: bool,
+    /// A row-level security policy of a table it reads reads `session_user`: it runs only
+    /// while the current role is the session user (checked at each execution too: a cached
+    /// plan outlives a change of session user).
+    #[serde(default)]
+    pub reads_session_user: bool,
     /// Columns of the worker rows that hold partial aggregate states (0-based), with the
     /// aggregate (its OID on the coordinator) each is a state of: the scan hands them to
     /// `tessera_combine_agg` as `internal` values.
@@ -444,6 +449,7 @@ mod tests {
             prints_floats: true,
             session_date_style: true,
             needs_iso_dates: false,
+            reads_session_user: false,
             partial_states: vec![(2, 2158)],
             modifying_cte: false,
             calls_volatile: false,
