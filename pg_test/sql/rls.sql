@@ -177,6 +177,22 @@ DEALLOCATE session_docs;
 RESET plan_cache_mode;
 DELETE FROM docs WHERE id >= 100;
 DROP POLICY by_session ON docs;
+-- Through a view owned by another role, PostgreSQL applies the view owner's policies; the
+-- shards would apply the current role's: refused. A security_invoker view applies the
+-- current role's, as the shards do.
+CREATE VIEW docs_view AS SELECT tenant_id, id FROM docs;
+ALTER VIEW docs_view OWNER TO rls_all;
+GRANT SELECT ON docs_view TO rls_tenant;
+SET ROLE rls_tenant;
+SET app.tenant = 2;
+SELECT count(*) FROM docs_view;
+RESET ROLE;
+ALTER VIEW docs_view SET (security_invoker = true);
+SET ROLE rls_tenant;
+SELECT tenant_id, count(*) FROM docs_view GROUP BY tenant_id ORDER BY tenant_id;
+RESET app.tenant;
+RESET ROLE;
+DROP VIEW docs_view;
 CREATE TABLE plain_members (user_name text, tenant_id int);
 CREATE POLICY by_plain ON docs USING (tenant_id IN (SELECT tenant_id FROM plain_members));
 CREATE POLICY by_self ON docs USING (EXISTS (SELECT 1 FROM docs d2 WHERE d2.id = docs.id + 1));

@@ -110,7 +110,8 @@ SELECT citus_schema_move('mover_tenant', '127.0.0.1', 9803);
 RESET DateStyle; RESET extra_float_digits;
 SELECT nodeport FROM citus_schemas s JOIN pg_dist_node n ON n.groupid = (SELECT groupid FROM pg_dist_schema WHERE schemaid = 'mover_tenant'::regnamespace) WHERE s.schema_name = 'mover_tenant'::regnamespace;
 SET ROLE mover_app;
-SELECT mover_tenant.items_md5() = :'distributed' AS same_rows, count(*) FROM mover_tenant.items;
+SELECT mover_tenant.items_md5() = :'distributed' AS same_rows;
+SELECT count(*) FROM mover_tenant.items;
 RESET ROLE;
 CALL citus_cleanup_orphaned_resources();
 -- Row-level security that applies to the role moving the rows (the owner, with FORCE) would

@@ -607,10 +607,13 @@ unsafe fn visit(
         // is not a subquery of the distributed query. They are set aside for the walk.
         let mut set_aside = super::policies::SecurityQualsAside::new();
         for rte in list_of::<pg_sys::RangeTblEntry>((*query).rtable) {
-            if (*rte).rtekind == pg_sys::RTEKind::RTE_RELATION
-                && !(*rte).securityQuals.is_null()
-                && cache::lookup((*rte).relid)?.is_some()
+            if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION
+                || cache::lookup((*rte).relid)?.is_none()
             {
+                continue;
+            }
+            super::policies::refuse_view_owner_policies(rte)?;
+            if !(*rte).securityQuals.is_null() {
                 a.reads_session_user |= super::policies::policy_reads_session_user(
                     rte,
                     (*rte).securityQuals as *mut pg_sys::Node,

@@ -101,3 +101,30 @@ impl Drop for SecurityQualsAside {
         }
     }
 }
+
+/// Refuses a distributed table read through a view owned by another role (its range table
+/// entry checked as the view's owner) when the table has row-level security: PostgreSQL
+/// applies the owner's policies (or none, for the table's owner), while the shards, whose
+/// queries run as the current role, would apply the current role's, and the rows would not be
+/// the table's.
+pub(super) unsafe fn refuse_view_owner_policies(rte: *mut pg_sys::RangeTblEntry) -> TResult<()> {
+    // SAFETY: reading a valid range table entry and the catalog.
+    unsafe {
+        let as_user = (*rte).checkAsUser;
+        if as_user == pg_sys::InvalidOid || as_user == pg_sys::GetUserId() {
+            return Ok(());
+        }
+        let none = pg_sys::CheckEnableRlsResult::RLS_NONE as i32;
+        if pg_sys::check_enable_rls((*rte).relid, as_user, true) == none
+            && pg_sys::check_enable_rls((*rte).relid, pg_sys::InvalidOid, true) == none
+        {
+            return Ok(());
+        }
+        let name = crate::pg::nodes::string(pg_sys::get_rel_name((*rte).relid));
+        Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("cannot read the distributed table \"{name}\" through a view owned by another role: the table has row-level security, which the shards would apply for the current role instead of the view's owner"),
+        )
+        .hint("Make the view security_invoker (ALTER VIEW ... SET (security_invoker = true)), or query the table directly."))
+    }
+}
