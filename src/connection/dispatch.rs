@@ -201,23 +201,34 @@ pub struct Dispatch {
 /// What one socket of a wait set is waited for: (connection id, socket, interest).
 type WaitKey = (u64, std::ffi::c_int, Interest);
 
+/// How many wait sets are kept for later dispatches.
+const SPARE_SETS: usize = 8;
+
 thread_local! {
-    /// The wait set of the last dispatch, kept for the next one: a statement that waits on the
-    /// same connections (a router query on its cached connection) reuses it instead of making
-    /// an epoll set and closing it again.
-    static SPARE: RefCell<Option<(Vec<WaitKey>, WaitSet)>> =
-        const { RefCell::new(None) };
+    /// The wait sets of the last dispatches (newest last), kept for the next ones: a statement
+    /// that waits on the same connections (a router query on one of its cached connections,
+    /// one per node) reuses one instead of making an epoll set and closing it again.
+    static SPARE: RefCell<Vec<(Vec<WaitKey>, WaitSet)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The kept wait set, if it waits for exactly `waits`.
+/// A kept wait set that waits for exactly `waits`.
 fn take_spare(waits: &[WaitKey]) -> Option<WaitSet> {
     SPARE.with(|s| {
         let mut s = s.borrow_mut();
-        match s.as_ref() {
-            Some((w, _)) if w.as_slice() == waits => s.take().map(|(_, set)| set),
-            _ => None,
-        }
+        let i = s.iter().position(|(w, _)| w.as_slice() == waits)?;
+        Some(s.remove(i).1)
     })
+}
+
+/// Keeps `set` for later dispatches (the oldest kept one is freed when there are many).
+fn keep_spare(waits: Vec<WaitKey>, set: WaitSet) {
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() >= SPARE_SETS {
+            s.remove(0);
+        }
+        s.push((waits, set));
+    });
 }
 
 impl Drop for Dispatch {
@@ -229,9 +240,7 @@ impl Drop for Dispatch {
             }
         }
         if let Some(set) = self.set.take() {
-            let waits = std::mem::take(&mut self.waits);
-            // The set replaced there (if any) is freed.
-            SPARE.with(|s| *s.borrow_mut() = Some((waits, set)));
+            keep_spare(std::mem::take(&mut self.waits), set);
         }
     }
 }
@@ -519,15 +528,20 @@ impl Dispatch {
             .map(|s| (s.conn.id(), s.conn.socket(), waiting_for(s.phase)))
             .collect();
         if self.set.is_none() || new_waits != self.waits {
-            self.set = Some(match take_spare(&new_waits) {
+            let set = match take_spare(&new_waits) {
                 Some(set) => set,
                 None => {
                     let sockets: Vec<(std::ffi::c_int, Interest)> =
                         new_waits.iter().map(|w| (w.1, w.2)).collect();
                     WaitSet::new(&sockets)
                 }
-            });
-            self.waits = new_waits;
+            };
+            // The set it replaces may serve a later dispatch.
+            if let Some(old) = self.set.replace(set) {
+                keep_spare(std::mem::replace(&mut self.waits, new_waits), old);
+            } else {
+                self.waits = new_waits;
+            }
         }
         let wait_ms = self
             .active

@@ -577,8 +577,8 @@ const OTHER_OBJECTS: &str = "
 /// was revoked while it was away), then a GRANT for each one the coordinator's gives, or
 /// PUBLIC's defaults (CONNECT, TEMPORARY) when the coordinator's has the defaults (`datacl`
 /// NULL). A grant is made by the role that made it on the coordinator (the database's owner,
-/// or, through a grant option, another role: `SET LOCAL ROLE`, after the owner's grants), so
-/// `REVOKE ... CASCADE` reaches the same grants on the node. The node is added by a superuser,
+/// or, through a grant option, another role: `SET LOCAL ROLE`, after the grant that gave it
+/// the option), so `REVOKE ... CASCADE` reaches the same grants on the node. The node is added by a superuser,
 /// whose connection may take any role.
 const DATABASE_PRIVILEGES: &str = "
   SELECT text FROM (
@@ -594,16 +594,28 @@ const DATABASE_PRIVILEGES: &str = "
         END LOOP;
       END $tessera$$do$ AS text
     UNION ALL
-    SELECT CASE WHEN a.grantor = d.datdba THEN 1 ELSE 2 END,
-           CASE WHEN a.grantor = d.datdba THEN ''
-                ELSE format('SET LOCAL ROLE %I; ', pg_catalog.pg_get_userbyid(a.grantor)) END
-           || format('GRANT %s ON DATABASE %I TO %s%s', a.privilege_type, d.datname,
-                     CASE WHEN a.grantee = 0 THEN 'PUBLIC'
-                          ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
-                     CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-           || CASE WHEN a.grantor = d.datdba THEN '' ELSE '; RESET ROLE' END
-      FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) a
-     WHERE d.datname = pg_catalog.current_database() AND a.grantee <> d.datdba
+    SELECT 1 + g.depth,
+           CASE WHEN g.depth = 0 THEN ''
+                ELSE format('SET LOCAL ROLE %I; ', pg_catalog.pg_get_userbyid(g.grantor)) END
+           || format('GRANT %s ON DATABASE %I TO %s%s', g.privilege_type, pg_catalog.current_database(),
+                     CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                          ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
+                     CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+           || CASE WHEN g.depth = 0 THEN '' ELSE format('; SET LOCAL ROLE %I', current_user) END
+      FROM (WITH RECURSIVE
+              acl AS (SELECT a.*, d.datdba
+                        FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) a
+                       WHERE d.datname = pg_catalog.current_database() AND a.grantee <> d.datdba),
+              chain AS (SELECT acl.*, 0 AS depth FROM acl WHERE acl.grantor = acl.datdba
+                        UNION ALL
+                        SELECT acl.*, chain.depth + 1 FROM acl JOIN chain
+                            ON acl.grantor = chain.grantee AND acl.privilege_type = chain.privilege_type
+                           AND chain.is_grantable AND chain.depth < 16)
+            SELECT grantor, grantee, privilege_type, is_grantable, min(depth) AS depth
+              FROM (SELECT grantor, grantee, privilege_type, is_grantable, depth FROM chain
+                    UNION ALL
+                    SELECT grantor, grantee, privilege_type, is_grantable, 99 FROM acl) x
+             GROUP BY 1, 2, 3, 4) g
     UNION ALL
     SELECT 1, format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO PUBLIC', d.datname)
       FROM pg_catalog.pg_database d

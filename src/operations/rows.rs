@@ -30,6 +30,9 @@ use crate::metadata::node::Node;
 /// The rows a cursor hands over at a time.
 const FETCH_ROWS: usize = 10_000;
 
+/// The printed size at which read_here hands on the rows it printed so far.
+const PRINT_BYTES: usize = 32 << 20;
+
 /// The size at which a target's buffered rows are sent.
 const BATCH_BYTES: usize = 4 << 20;
 
@@ -250,12 +253,13 @@ pub(crate) fn read_here(
                 8 * 1024,
                 8 * 1024 * 1024,
             );
-            let utf8 = pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_UTF8 as i32;
+            // Values travel in UTF8 (a SQL_ASCII database's bytes as they are).
+            let sql_ascii_or_utf8 = here_encoding() != c"UTF8"
+                || pg_sys::GetDatabaseEncoding() == pg_sys::pg_enc::PG_UTF8 as i32;
             let mut rows = 0i64;
             let mut printed: Vec<Vec<Option<(*const u8, usize)>>> = Vec::new();
-            let outcome = loop {
+            let outcome = 'fetch: loop {
                 pgrx::check_for_interrupts!();
-                let portable = crate::pg::guc::GucScope::portable_output();
                 pg_sys::SPI_cursor_fetch(portal, true, FETCH_ROWS as std::ffi::c_long);
                 let n = pg_sys::SPI_processed as usize;
                 let table = pg_sys::SPI_tuptable;
@@ -264,54 +268,65 @@ pub(crate) fn read_here(
                 }
                 let tupdesc = (*table).tupdesc;
                 let natts = (*tupdesc).natts;
-                let old = pg_sys::MemoryContextSwitchTo(batch);
-                printed.clear();
-                for i in 0..n {
-                    let tuple = *(*table).vals.add(i);
-                    printed.push(
-                        (1..=natts)
-                            .map(|c| {
-                                let p = pg_sys::SPI_getvalue(tuple, tupdesc, c);
-                                if p.is_null() {
-                                    return None;
-                                }
-                                let len = CStr::from_ptr(p).to_bytes().len();
-                                let p = if utf8 {
-                                    p
-                                } else {
-                                    pg_sys::pg_server_to_any(
-                                        p,
-                                        len as c_int,
-                                        pg_sys::pg_enc::PG_UTF8 as c_int,
-                                    )
-                                };
-                                Some((p as *const u8, CStr::from_ptr(p).to_bytes().len()))
-                            })
-                            .collect(),
-                    );
-                }
-                pg_sys::MemoryContextSwitchTo(old);
-                pg_sys::SPI_freetuptable(table);
-                drop(portable);
-                let mut failed = None;
-                let mut fields: Vec<Option<&[u8]>> = Vec::with_capacity(natts as usize);
-                for row in &printed {
-                    fields.clear();
-                    fields.extend(
-                        row.iter()
-                            .map(|v| v.map(|(p, len)| std::slice::from_raw_parts(p, len))),
-                    );
-                    if let Err(e) = each(&fields) {
-                        failed = Some(e);
-                        break;
+                // The fetched rows are printed and handed on in chunks of at most
+                // PRINT_BYTES, so wide rows never hold more than that in memory.
+                let mut next = 0;
+                while next < n {
+                    let portable = crate::pg::guc::GucScope::portable_output();
+                    let old = pg_sys::MemoryContextSwitchTo(batch);
+                    printed.clear();
+                    let mut bytes = 0usize;
+                    while next < n && (printed.is_empty() || bytes < PRINT_BYTES) {
+                        let tuple = *(*table).vals.add(next);
+                        next += 1;
+                        printed.push(
+                            (1..=natts)
+                                .map(|c| {
+                                    let p = pg_sys::SPI_getvalue(tuple, tupdesc, c);
+                                    if p.is_null() {
+                                        return None;
+                                    }
+                                    let p = if sql_ascii_or_utf8 {
+                                        p
+                                    } else {
+                                        let len = CStr::from_ptr(p).to_bytes().len();
+                                        pg_sys::pg_server_to_any(
+                                            p,
+                                            len as c_int,
+                                            pg_sys::pg_enc::PG_UTF8 as c_int,
+                                        )
+                                    };
+                                    let len = CStr::from_ptr(p).to_bytes().len();
+                                    bytes += len;
+                                    Some((p as *const u8, len))
+                                })
+                                .collect(),
+                        );
                     }
-                    rows += 1;
+                    pg_sys::MemoryContextSwitchTo(old);
+                    drop(portable);
+                    let mut fields: Vec<Option<&[u8]>> = Vec::with_capacity(natts as usize);
+                    let mut failed = None;
+                    for row in &printed {
+                        fields.clear();
+                        fields.extend(
+                            row.iter()
+                                .map(|v| v.map(|(p, len)| std::slice::from_raw_parts(p, len))),
+                        );
+                        if let Err(e) = each(&fields) {
+                            failed = Some(e);
+                            break;
+                        }
+                        rows += 1;
+                    }
+                    printed.clear();
+                    pg_sys::MemoryContextReset(batch);
+                    if let Some(e) = failed {
+                        pg_sys::SPI_freetuptable(table);
+                        break 'fetch Err(e);
+                    }
                 }
-                printed.clear();
-                pg_sys::MemoryContextReset(batch);
-                if let Some(e) = failed {
-                    break Err(e);
-                }
+                pg_sys::SPI_freetuptable(table);
             };
             pg_sys::SPI_cursor_close(portal);
             pg_sys::MemoryContextDelete(batch);
@@ -330,11 +345,20 @@ pub(crate) fn read_on(
     query: &str,
     mut each: impl FnMut(&[Option<&[u8]>]) -> TResult<()>,
 ) -> TResult<i64> {
-    // With row_security off, policies that would hide rows from the current role are an
-    // error, never rows left behind.
+    // The node's remote transaction may have its snapshot from before the caller's lock
+    // (REPEATABLE READ, the node used earlier in the transaction): rows committed since would
+    // not move.
+    // SAFETY: reading the transaction's isolation level.
+    if unsafe { pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32 } {
+        return Err(TesseraError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "cannot move rows from a node in a REPEATABLE READ or SERIALIZABLE transaction",
+        )
+        .hint("Run it in a READ COMMITTED transaction (the default), where the rows are read after the lock is taken."));
+    }
     on_node(
         node,
-        &format!("SET LOCAL row_security = off; DECLARE tessera_rows NO SCROLL CURSOR FOR {query}"),
+        &format!("DECLARE tessera_rows NO SCROLL CURSOR FOR {query}"),
     )?;
     let mut rows = 0i64;
     loop {
@@ -352,7 +376,7 @@ pub(crate) fn read_on(
         }
         rows += n as i64;
     }
-    on_node(node, "CLOSE tessera_rows; RESET row_security")?;
+    on_node(node, "CLOSE tessera_rows")?;
     Ok(rows)
 }
 
@@ -373,6 +397,17 @@ fn on_node(node: &NodeAddress, sql: &str) -> TResult<Vec<PgResult>> {
 thread_local! {
     /// What [`copy_here`]'s COPY reads: the rest of its data.
     static INPUT: Cell<(*const u8, usize)> = const { Cell::new((std::ptr::null(), 0)) };
+}
+
+/// The encoding of the rows the mover carries: UTF8, or SQL_ASCII in a SQL_ASCII database
+/// (whose bytes have no encoding to convert from).
+fn here_encoding() -> &'static CStr {
+    // SAFETY: reading the database's encoding.
+    if unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_SQL_ASCII as i32 {
+        c"SQL_ASCII"
+    } else {
+        c"UTF8"
+    }
 }
 
 /// COPY's data source for [`copy_here`]: the next bytes of [`INPUT`].
@@ -423,6 +458,16 @@ pub(crate) fn copy_here(schema: &str, name: &str, columns: &Columns, data: &[u8]
                 -1,
             );
             let rel = pg_sys::table_openrv(rv, lockmode);
+            // As PostgreSQL's COPY FROM: it would not apply the policies' WITH CHECK.
+            if pg_sys::check_enable_rls((*rel).rd_id, pg_sys::InvalidOid, true)
+                == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+            {
+                return Err(TesseraError::new(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!("cannot load rows into {schema}.{name}: row-level security applies to the current role"),
+                )
+                .hint("Run it as a superuser or a role with BYPASSRLS."));
+            }
             let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
             let nsitem = pg_sys::addRangeTableEntryForRelation(
                 pstate,
@@ -449,10 +494,11 @@ pub(crate) fn copy_here(schema: &str, name: &str, columns: &Columns, data: &[u8]
                 );
             }
             pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
-            // The rows are UTF8, whatever the session's client_encoding.
+            // The rows are UTF8 (or a SQL_ASCII database's bytes), whatever the session's
+            // client_encoding.
             let encoding = pg_sys::makeDefElem(
                 pg_sys::pstrdup(c"encoding".as_ptr()),
-                pg_sys::makeString(pg_sys::pstrdup(c"UTF8".as_ptr())).cast(),
+                pg_sys::makeString(pg_sys::pstrdup(here_encoding().as_ptr())).cast(),
                 -1,
             );
             let options = pg_sys::lappend(std::ptr::null_mut(), encoding.cast());

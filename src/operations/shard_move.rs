@@ -5,9 +5,9 @@
 //! tables (a colocation group's, together) to group `to`, inside the caller's transaction:
 //! 1. the tables are locked against writes (EXCLUSIVE: reads go on, through the coordinator);
 //! 2. each shard is made on the target (a partition attached to its parent's new shard);
-//! 3. the rows travel from the source's shard through the coordinator in batches (a cursor on
-//!    the source, multi-row INSERTs of JSON on the target), each table after the tables it
-//!    references; then the foreign keys are made on the target;
+//! 3. the rows travel from the source's shard through the coordinator (the row mover: a cursor
+//!    on the source, COPY on the target), each table after the tables it references; then the
+//!    foreign keys are made on the target;
 //! 4. the placements point at the target, and the source's shards are recorded in
 //!    `pg_dist_cleanup`: [`cleanup_orphaned`] drops them later (the next move runs it, and
 //!    `CALL citus_cleanup_orphaned_resources()`), so that a query routed to the old placement

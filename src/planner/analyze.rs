@@ -626,17 +626,24 @@ unsafe fn visit(
         if (*query).resultRelation > 0 && !(*query).withCheckOptions.is_null() {
             let rte = pg_sys::list_nth((*query).rtable, (*query).resultRelation - 1)
                 as *mut pg_sys::RangeTblEntry;
-            let only_policies = list_of::<pg_sys::WithCheckOption>((*query).withCheckOptions)
-                .iter()
-                .all(|w| (**w).kind != pg_sys::WCOKind::WCO_VIEW_CHECK);
             if cache::lookup((*rte).relid)?.is_some() {
-                a.reads_session_user |= super::policies::policy_reads_session_user(
-                    rte,
-                    (*query).withCheckOptions as *mut pg_sys::Node,
-                )?;
-                if only_policies {
-                    set_aside.take(&mut (*query).withCheckOptions);
+                for w in list_of::<pg_sys::WithCheckOption>((*query).withCheckOptions) {
+                    if (*w).kind == pg_sys::WCOKind::WCO_VIEW_CHECK {
+                        // The shard statements name the table, not the view: nothing would
+                        // check the view's condition.
+                        return Err(TesseraError::new(
+                            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                            format!(
+                                "cannot write to a distributed table through the view \"{}\" WITH CHECK OPTION",
+                                crate::pg::nodes::string((*w).relname)
+                            ),
+                        )
+                        .hint("Write to the table directly, or drop the view's CHECK OPTION (ALTER VIEW ... RESET (check_option))."));
+                    }
+                    a.reads_session_user |=
+                        super::policies::policy_reads_session_user(rte, (*w).qual)?;
                 }
+                set_aside.take(&mut (*query).withCheckOptions);
             }
         }
         let mut sub = SublinkWalk {

@@ -15,8 +15,8 @@ use crate::pg::nodes::is_a;
 /// `session_user`; refused while the current role is not the session user (SET ROLE, a
 /// SECURITY DEFINER function): the shards enforce the same policies, on connections whose
 /// session user is the current role, so there `session_user` would name another role and the
-/// rows allowed would not be the table's. (A cached plan checks again when it runs:
-/// [`session_user_differs`].)
+/// rows allowed would not be the table's. (A cached plan checks again when it runs, in
+/// `executor::task::run`, with [`session_user_differs`].)
 pub(super) unsafe fn policy_reads_session_user(
     rte: *mut pg_sys::RangeTblEntry,
     quals: *mut pg_sys::Node,
@@ -114,9 +114,11 @@ pub(super) unsafe fn refuse_view_owner_policies(rte: *mut pg_sys::RangeTblEntry)
         if as_user == pg_sys::InvalidOid || as_user == pg_sys::GetUserId() {
             return Ok(());
         }
-        let none = pg_sys::CheckEnableRlsResult::RLS_NONE as i32;
-        if pg_sys::check_enable_rls((*rte).relid, as_user, true) == none
-            && pg_sys::check_enable_rls((*rte).relid, pg_sys::InvalidOid, true) == none
+        // Policies that apply to neither role (both bypass them, or the table has none) mean
+        // the same rows on both sides.
+        let enabled = pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32;
+        if pg_sys::check_enable_rls((*rte).relid, as_user, true) != enabled
+            && pg_sys::check_enable_rls((*rte).relid, pg_sys::InvalidOid, true) != enabled
         {
             return Ok(());
         }

@@ -1,6 +1,5 @@
-//! Distributing tables: `create_distributed_table`, `create_reference_table`, and the lookups
-//! `get_shard_id_for_distribution_column` and `shard_name`; the `sql_drop` event trigger that
-//! drops a distributed table's shards with it.
+//! Distributing tables: `create_distributed_table` and `create_reference_table` (the shard
+//! lookups are in `udf::shards`, the `sql_drop` trigger that drops shards in `ddl::drop`).
 //!
 //! Distributing a table, inside the caller's transaction:
 //! 1. check the table, the column, its hash function, the colocation request and the nodes;

@@ -78,8 +78,10 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
         )
         .hint("Drop the foreign keys first (cascade_via_foreign_keys is not supported yet), then add them back once the tables are local."));
     }
-    // A policy of another table that reads this one (a reference table) exists on the shards
-    // as a policy reading this table's shard, which goes below: the shards would lose it.
+    Spi::run(&format!("LOCK TABLE {display} IN ACCESS EXCLUSIVE MODE"))?;
+    // A policy of another distributed table that reads this one (a reference table) exists on
+    // the shards as a policy reading this table's shard, which goes below: the shards would
+    // lose it. (Checked under the lock, so none is made meanwhile.)
     if let Some((policy, table)) = Spi::connect(|client| {
         let rows = client.select(
             "SELECT p.polname::text, p.polrelid::regclass::text
@@ -88,6 +90,7 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
                   WHERE d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
                     AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
                     AND d.refobjid = $1 AND p.polrelid <> $1
+                    AND EXISTS (SELECT FROM pg_catalog.pg_dist_partition t WHERE t.logicalrelid = p.polrelid)
                   ORDER BY 2, 1 LIMIT 1",
             None,
             &[relid.into()],
@@ -104,7 +107,6 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
         )
         .hint("Drop the policy, or change it not to read this table, first; the policy's copy on the shards reads this table's shards."));
     }
-    Spi::run(&format!("LOCK TABLE {display} IN ACCESS EXCLUSIVE MODE"))?;
     let mut moved = 0i64;
     for partition in super::partitions::partitions_of(relid)? {
         if catalog::find(partition)?.is_some() {
