@@ -269,27 +269,9 @@ unsafe fn start(
             .hint("Run the COPY again."));
         };
         // INSERT on the columns the input fills, as PostgreSQL's COPY checks it.
-        let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
+        let (pstate, listed) = crate::pg::perms::insert_checked(rel, lockmode, (*c).attlist);
         (*pstate).p_sourcetext = query_string;
-        let nsitem = pg_sys::addRangeTableEntryForRelation(
-            pstate,
-            rel,
-            lockmode,
-            std::ptr::null_mut(),
-            false,
-            false,
-        );
-        let rte = (*nsitem).p_rte;
-        (*rte).requiredPerms = pg_sys::ACL_INSERT as pg_sys::AclMode;
         let tupdesc = (*rel).rd_att;
-        let listed = crate::pg::nodes::int_list(pg_sys::CopyGetAttnums(tupdesc, rel, (*c).attlist));
-        for &attnum in &listed {
-            (*rte).insertedCols = pg_sys::bms_add_member(
-                (*rte).insertedCols,
-                attnum - pg_sys::FirstLowInvalidHeapAttributeNumber,
-            );
-        }
-        pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
         if pg_sys::XactReadOnly {
             pg_sys::PreventCommandIfReadOnly(c"COPY FROM".as_ptr());
         }

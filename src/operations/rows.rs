@@ -64,19 +64,7 @@ impl Columns {
             )
             .hint("Run it as a superuser or a role with BYPASSRLS, or ALTER TABLE ... NO FORCE ROW LEVEL SECURITY while the rows move."));
         }
-        let names = Spi::connect(|client| {
-            let mut names = Vec::new();
-            for row in client.select(
-                "SELECT attname::text FROM pg_catalog.pg_attribute
-                  WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
-                  ORDER BY attnum",
-                None,
-                &[relid.into()],
-            )? {
-                names.push(row.get::<String>(1)?.unwrap_or_default());
-            }
-            Ok::<_, TesseraError>(names)
-        })?;
+        let names = crate::sharding::insertable_column_names(relid)?;
         Ok(Columns { names })
     }
 
@@ -226,12 +214,11 @@ pub(crate) fn read_here(
         // snapshot and the memory.
         unsafe {
             pg_sys::CommandCounterIncrement();
-            pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
+            let _latest = crate::pg::snapshot::PushedSnapshot::latest();
             let portal = {
                 let _no_rls = crate::pg::guc::GucScope::new(&[(c"row_security", c"off")]);
                 let plan = pg_sys::SPI_prepare(sql.as_ptr(), 0, std::ptr::null_mut());
                 if plan.is_null() {
-                    pg_sys::PopActiveSnapshot();
                     return Err(TesseraError::new(
                         PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
                         format!("could not prepare the query that reads the rows: {query}"),
@@ -330,7 +317,6 @@ pub(crate) fn read_here(
             };
             pg_sys::SPI_cursor_close(portal);
             pg_sys::MemoryContextDelete(batch);
-            pg_sys::PopActiveSnapshot();
             outcome
         }
     })
@@ -468,32 +454,13 @@ pub(crate) fn copy_here(schema: &str, name: &str, columns: &Columns, data: &[u8]
                 )
                 .hint("Run it as a superuser or a role with BYPASSRLS."));
             }
-            let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
-            let nsitem = pg_sys::addRangeTableEntryForRelation(
-                pstate,
-                rel,
-                lockmode,
-                std::ptr::null_mut(),
-                false,
-                false,
-            );
-            let rte = (*nsitem).p_rte;
-            (*rte).requiredPerms = pg_sys::ACL_INSERT as pg_sys::AclMode;
             let mut attlist = std::ptr::null_mut::<pg_sys::List>();
             for n in &columns.names {
                 let c = CString::new(n.as_str()).unwrap_or_default();
                 let s = pg_sys::makeString(pg_sys::pstrdup(c.as_ptr()));
                 attlist = pg_sys::lappend(attlist, s.cast());
             }
-            for attnum in
-                crate::pg::nodes::int_list(pg_sys::CopyGetAttnums((*rel).rd_att, rel, attlist))
-            {
-                (*rte).insertedCols = pg_sys::bms_add_member(
-                    (*rte).insertedCols,
-                    attnum - pg_sys::FirstLowInvalidHeapAttributeNumber,
-                );
-            }
-            pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
+            let (pstate, _) = crate::pg::perms::insert_checked(rel, lockmode, attlist);
             // The rows are UTF8 (or a SQL_ASCII database's bytes), whatever the session's
             // client_encoding.
             let encoding = pg_sys::makeDefElem(

@@ -4,6 +4,7 @@
 //! - [`datum`]: a value as text and back (its type's output and input functions);
 //! - [`guc`]: settings changed for a scope (search_path for deparsing, the portable output
 //!   settings values travel in);
+//! - [`perms`]: privilege checks as PostgreSQL's commands make them;
 //! - [`snapshot`]: an active snapshot pushed for a scope;
 //! - [`spi`]: read-only lookups that give the transaction no id;
 //! - [`victims`]: the backends the distributed deadlock detector cancelled (shared memory);
@@ -12,6 +13,7 @@
 pub mod datum;
 pub mod guc;
 pub mod nodes;
+pub mod perms;
 pub mod snapshot;
 pub mod spi;
 pub mod table_refs;

@@ -14,13 +14,13 @@ use pgrx::AnyElement;
 
 use crate::error::{TResult, TesseraError};
 
-/// The columns of `relid` an INSERT of its rows names (not dropped, not generated), quoted,
-/// in attribute order.
-pub fn insertable_columns(relid: pg_sys::Oid) -> TResult<Vec<String>> {
+/// The columns of `relid` an INSERT of its rows names (not dropped, not generated), in
+/// attribute order.
+pub fn insertable_column_names(relid: pg_sys::Oid) -> TResult<Vec<String>> {
     pgrx::spi::Spi::connect(|client| {
         let mut cols = Vec::new();
         for row in client.select(
-            "SELECT pg_catalog.quote_ident(attname) FROM pg_catalog.pg_attribute
+            "SELECT attname::text FROM pg_catalog.pg_attribute
               WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
               ORDER BY attnum",
             None,
@@ -30,6 +30,14 @@ pub fn insertable_columns(relid: pg_sys::Oid) -> TResult<Vec<String>> {
         }
         Ok::<_, TesseraError>(cols)
     })
+}
+
+/// [`insertable_column_names`], quoted.
+pub fn insertable_columns(relid: pg_sys::Oid) -> TResult<Vec<String>> {
+    Ok(insertable_column_names(relid)?
+        .iter()
+        .map(pgrx::spi::quote_identifier)
+        .collect())
 }
 
 /// The default hash function (support proc 1 of the default hash opclass) of a type.

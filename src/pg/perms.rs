@@ -1,0 +1,41 @@
+//! Privilege checks as PostgreSQL's own commands make them.
+
+use pgrx::pg_sys;
+
+/// A parse state whose range table holds `rel` (opened with `lockmode`) as an INSERT target,
+/// with INSERT checked on the columns of `attlist` (a List of column names; NIL: every
+/// column) as COPY FROM checks it; raises PostgreSQL's permission error. Returns the parse
+/// state (for `BeginCopyFrom`) and the columns' attribute numbers.
+///
+/// # Safety
+/// `rel` is an open relation; `attlist` a valid List of String nodes or NIL.
+pub unsafe fn insert_checked(
+    rel: pg_sys::Relation,
+    lockmode: pg_sys::LOCKMODE,
+    attlist: *mut pg_sys::List,
+) -> (*mut pg_sys::ParseState, Vec<i32>) {
+    // SAFETY: forwarded; the parse state and its range table entry are palloc'd in the
+    // current memory context.
+    unsafe {
+        let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
+        let nsitem = pg_sys::addRangeTableEntryForRelation(
+            pstate,
+            rel,
+            lockmode,
+            std::ptr::null_mut(),
+            false,
+            false,
+        );
+        let rte = (*nsitem).p_rte;
+        (*rte).requiredPerms = pg_sys::ACL_INSERT as pg_sys::AclMode;
+        let attnums = super::nodes::int_list(pg_sys::CopyGetAttnums((*rel).rd_att, rel, attlist));
+        for &attnum in &attnums {
+            (*rte).insertedCols = pg_sys::bms_add_member(
+                (*rte).insertedCols,
+                attnum - pg_sys::FirstLowInvalidHeapAttributeNumber,
+            );
+        }
+        pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
+        (pstate, attnums)
+    }
+}
