@@ -120,9 +120,7 @@ unsafe fn streams(c: *mut pg_sys::CopyStmt, relid: pg_sys::Oid) -> TResult<bool>
         if freeze {
             return Ok(false);
         }
-        if pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true)
-            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
-        {
+        if crate::pg::perms::row_security_binds(relid) {
             return Ok(false);
         }
         let Some(meta) = cache::lookup(relid)? else {
@@ -252,9 +250,7 @@ unsafe fn start(
         let relid = (*rel).rd_id;
         // Decided before the lock: row-level security turned on since then takes the staging
         // path when the COPY runs again.
-        if pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true)
-            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
-        {
+        if crate::pg::perms::row_security_binds(relid) {
             return Err(TesseraError::new(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 "row-level security was turned on for the table while COPY started",

@@ -58,18 +58,13 @@ pub(crate) fn replicate_to_new_node(group: i32) -> TResult<()> {
             .push((ddl.shard_ddl(shard.shard_id, true)?, Vec::new()));
         run_per_group(per_group, &all)?;
         // The rows, from the coordinator's copy.
-        let columns = crate::operations::rows::Columns::of(relid)?;
-        let mut target = crate::operations::rows::Target::shard(&ddl.schema, &ddl.table, &shard);
-        target.groups = vec![group];
-        let mut writer = crate::operations::rows::Writer::new(vec![target], &columns, &all);
-        crate::operations::rows::read_here(
-            &format!(
-                "SELECT {} FROM ONLY {shard_table} t",
-                columns.select_list("t")
-            ),
-            |fields| writer.push(0, fields),
+        super::rows::copy_table(
+            super::rows::Source::Here,
+            &shard_table,
+            relid,
+            super::rows::Target::shard(&ddl.schema, &ddl.table, shard.shard_id, vec![group]),
+            &all,
         )?;
-        writer.finish()?;
         Spi::run_with_args(
             "INSERT INTO pg_catalog.pg_dist_placement (shardid, shardstate, shardlength, groupid)
              VALUES ($1, 1, 0, $2)",

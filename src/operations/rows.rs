@@ -50,9 +50,7 @@ impl Columns {
     /// applies to the current role (FORCE ROW LEVEL SECURITY for the owner): its policies
     /// would hide rows from the move, and would refuse COPY on the target.
     pub(crate) fn of(relid: pg_sys::Oid) -> TResult<Columns> {
-        // SAFETY: a catalog check of a table the caller has locked.
-        let rls = unsafe { pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true) };
-        if rls == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
+        if crate::pg::perms::row_security_binds(relid) {
             let name = crate::pg::spi::get_one_with_args::<String>(
                 "SELECT $1::regclass::text",
                 &[relid.into()],
@@ -77,6 +75,11 @@ impl Columns {
             .join(", ")
     }
 
+    /// `SELECT t.a, t."B" FROM ONLY table t`: every row of `table` (a qualified, quoted name).
+    pub(crate) fn select_only(&self, table: &str) -> String {
+        format!("SELECT {} FROM ONLY {table} t", self.select_list("t"))
+    }
+
     /// `(a, "B")`: the column list of a COPY.
     fn copy_list(&self) -> String {
         let quoted: Vec<String> = self.names.iter().map(quote_identifier).collect();
@@ -89,6 +92,55 @@ pub(crate) struct Target {
     pub(crate) schema: String,
     pub(crate) name: String,
     pub(crate) groups: Vec<i32>,
+}
+
+impl Target {
+    /// Shard `shard_id` of the table `schema.table`, on the groups `groups`.
+    pub(crate) fn shard(schema: &str, table: &str, shard_id: i64, groups: Vec<i32>) -> Target {
+        Target {
+            schema: schema.to_string(),
+            name: tessera_core::sharding::shard_name(table, shard_id),
+            groups,
+        }
+    }
+}
+
+/// Where rows are read: on this node ([`read_here`]) or on another ([`read_on`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    Here,
+    On(&'a NodeAddress),
+}
+
+/// Runs `query` at `source` and hands each row to `each` (see [`read_here`], [`read_on`]);
+/// the number of rows.
+pub(crate) fn read(
+    source: Source<'_>,
+    query: &str,
+    each: impl FnMut(&[Option<&[u8]>]) -> TResult<()>,
+) -> TResult<i64> {
+    match source {
+        Source::Here => read_here(query, each),
+        Source::On(node) => read_on(node, query, each),
+    }
+}
+
+/// Copies every row of `table` (a qualified, quoted name; that table only, not its
+/// partitions), which has the columns of the table `relid`, from `source` to `target`; the
+/// number of rows.
+pub(crate) fn copy_table(
+    source: Source<'_>,
+    table: &str,
+    relid: pg_sys::Oid,
+    target: Target,
+    all: &[Node],
+) -> TResult<i64> {
+    let columns = Columns::of(relid)?;
+    let mut writer = Writer::new(vec![target], &columns, all);
+    read(source, &columns.select_only(table), |fields| {
+        writer.push(0, fields)
+    })?;
+    writer.finish()
 }
 
 /// Rows buffered per target and sent as COPY (see the module header).
@@ -326,7 +378,7 @@ pub(crate) fn read_here(
 /// hands each row to `each`; the number of rows. The node prints the values in UTF8 (the
 /// connection's encoding), with ISO dates and exact floats, and intervals and bytea in this
 /// session's styles, which the nodes that read them back use too.
-pub(crate) fn read_on(
+fn read_on(
     node: &NodeAddress,
     query: &str,
     mut each: impl FnMut(&[Option<&[u8]>]) -> TResult<()>,
@@ -445,9 +497,7 @@ pub(crate) fn copy_here(schema: &str, name: &str, columns: &Columns, data: &[u8]
             );
             let rel = pg_sys::table_openrv(rv, lockmode);
             // As PostgreSQL's COPY FROM: it would not apply the policies' WITH CHECK.
-            if pg_sys::check_enable_rls((*rel).rd_id, pg_sys::InvalidOid, true)
-                == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
-            {
+            if crate::pg::perms::row_security_binds((*rel).rd_id) {
                 return Err(TesseraError::new(
                     PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
                     format!("cannot load rows into {schema}.{name}: row-level security applies to the current role"),
@@ -485,19 +535,4 @@ pub(crate) fn copy_here(schema: &str, name: &str, columns: &Columns, data: &[u8]
             Ok(rows)
         }
     })
-}
-
-impl Target {
-    /// Shard `shard` of the table `schema.table`, on every node with a placement of it.
-    pub(crate) fn shard(
-        schema: &str,
-        table: &str,
-        shard: &crate::metadata::table::Shard,
-    ) -> Target {
-        Target {
-            schema: schema.to_string(),
-            name: tessera_core::sharding::shard_name(table, shard.shard_id),
-            groups: shard.groups.clone(),
-        }
-    }
 }

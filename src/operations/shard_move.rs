@@ -20,7 +20,7 @@
 use pgrx::prelude::*;
 use pgrx::spi::Spi;
 
-use crate::connection::{run_tasks, ConnKey, NodeAddress, RemoteTask, Scope};
+use crate::connection::{run_tasks, ConnKey, RemoteTask, Scope};
 use crate::ddl::propagate::{group_nodes, run_per_group, PerGroup};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::cleanup;
@@ -83,7 +83,13 @@ pub(crate) fn move_tables(tables: &[pg_sys::Oid], from: i32, to: i32) -> TResult
     // 3. The rows, then the foreign keys.
     let mut moved = 0i64;
     for it in items.iter().filter(|i| i.leaf) {
-        moved += copy_rows(&source, to, &it.ddl, it.shard.shard_id, it.relid, &all)?;
+        moved += super::rows::copy_table(
+            super::rows::Source::On(&source),
+            &it.ddl.qualified_shard(it.shard.shard_id),
+            it.relid,
+            super::rows::Target::shard(&it.ddl.schema, &it.ddl.table, it.shard.shard_id, vec![to]),
+            &all,
+        )?;
     }
     for it in &items {
         let Some(dist) = catalog::find(it.relid)? else {
@@ -222,32 +228,4 @@ fn item(relid: pg_sys::Oid, from: i32, parent: Option<pg_sys::Oid>) -> TResult<I
         attach,
         leaf: relkind == pg_sys::RELKIND_RELATION,
     })
-}
-
-/// Copies the rows of shard `shard_id` from `source` to group `to`; returns how many.
-fn copy_rows(
-    source: &NodeAddress,
-    to: i32,
-    ddl: &TableDdl,
-    shard_id: i64,
-    relid: pg_sys::Oid,
-    all: &[crate::metadata::node::Node],
-) -> TResult<i64> {
-    let columns = crate::operations::rows::Columns::of(relid)?;
-    let target = crate::operations::rows::Target {
-        schema: ddl.schema.clone(),
-        name: tessera_core::sharding::shard_name(&ddl.table, shard_id),
-        groups: vec![to],
-    };
-    let mut writer = crate::operations::rows::Writer::new(vec![target], &columns, all);
-    crate::operations::rows::read_on(
-        source,
-        &format!(
-            "SELECT {} FROM ONLY {} t",
-            columns.select_list("t"),
-            ddl.qualified_shard(shard_id)
-        ),
-        |fields| writer.push(0, fields),
-    )?;
-    writer.finish()
 }

@@ -39,3 +39,13 @@ pub unsafe fn insert_checked(
         (pstate, attnums)
     }
 }
+
+/// Whether row-level security binds the current role on the table `relid` (its policies
+/// filter what it reads and check what it writes), as PostgreSQL's COPY asks before it runs.
+pub fn row_security_binds(relid: pg_sys::Oid) -> bool {
+    // SAFETY: a catalog check by OID; a table that does not exist has no row-level security.
+    unsafe {
+        pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true)
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+    }
+}

@@ -40,7 +40,6 @@ pub fn insertable_columns(relid: pg_sys::Oid) -> TResult<Vec<String>> {
         .collect())
 }
 
-/// The default hash function (support proc 1 of the default hash opclass) of a type.
 /// The schema-qualified, quoted name of shard `shard_id` of the table `schema.table` (or of one
 /// of its indexes or constraints, named the same way).
 pub fn qualified_shard(schema: &str, table: &str, shard_id: i64) -> String {
@@ -51,6 +50,7 @@ pub fn qualified_shard(schema: &str, table: &str, shard_id: i64) -> String {
     )
 }
 
+/// The default hash function (support proc 1 of the default hash opclass) of a type.
 pub fn hash_proc_for_type(typid: pg_sys::Oid) -> Option<pg_sys::Oid> {
     // SAFETY: lookup_type_cache returns a long-lived cache entry (or raises an ERROR for an
     // unknown type, which pgrx turns into a Rust panic that unwinds to the caller).

@@ -4,10 +4,6 @@ use pgrx::prelude::*;
 
 use crate::error::{TResult, TesseraError};
 
-fn quote_ident(s: &str) -> String {
-    pgrx::spi::quote_identifier(s)
-}
-
 /// The GRANT statements that give a shard the privileges of the table `relid`, each as the
 /// text before and after the shard's name, in an order where every grantor holds the grant
 /// option before it grants. A privilege granted by a role other than the owner (through a
@@ -139,7 +135,7 @@ pub(super) fn table_grants(
         out.push((
             format!(
                 "SET LOCAL ROLE {};\n{}",
-                quote_ident(&g.grantor_name),
+                pgrx::spi::quote_identifier(&g.grantor_name),
                 g.before
             ),
             format!("{};\nSET LOCAL ROLE {current_name}", g.after),

@@ -229,7 +229,14 @@ fn move_rows(
     );
     let targets = shards
         .iter()
-        .map(|s| crate::operations::rows::Target::shard(&ddl.schema, &ddl.table, s))
+        .map(|s| {
+            crate::operations::rows::Target::shard(
+                &ddl.schema,
+                &ddl.table,
+                s.shard_id,
+                s.groups.clone(),
+            )
+        })
         .collect();
     let mut writer = crate::operations::rows::Writer::new(targets, &columns, all);
     crate::operations::rows::read_here(&query, |fields| {

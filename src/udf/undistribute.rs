@@ -16,6 +16,7 @@ use crate::ddl::propagate::{group_nodes, run_per_group, PerGroup};
 use crate::error::{OrReport, TResult, TesseraError};
 use crate::metadata::node as nodes;
 use crate::metadata::table as catalog;
+use crate::operations::rows::{read, Columns, Source, Target, Writer};
 
 fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult<i64> {
     let (display, owner_ok) = Spi::connect(|client| {
@@ -122,13 +123,13 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
     // metadata cache at the next command).
     catalog::delete_table(relid, dist.colocation_id, true)?;
 
-    let columns = crate::operations::rows::Columns::of(relid)?;
-    let here = crate::operations::rows::Target {
+    let columns = Columns::of(relid)?;
+    let here = Target {
         schema: schema.clone(),
         name: table.clone(),
         groups: vec![tessera_core::node::COORDINATOR_GROUP_ID],
     };
-    let mut writer = crate::operations::rows::Writer::new(vec![here], &columns, &all);
+    let mut writer = Writer::new(vec![here], &columns, &all);
     for s in &shards {
         // One placement is enough; a worker's rather than the coordinator's copy.
         let group = s
@@ -137,18 +138,20 @@ fn undistribute(relid: pg_sys::Oid, as_partition: bool, tenant: bool) -> TResult
             .copied()
             .find(|g| *g != 0)
             .or_else(|| s.groups.first().copied());
-        let shard = crate::sharding::qualified_shard(&schema, &table, s.shard_id);
-        let query = format!("SELECT {} FROM ONLY {shard} t", columns.select_list("t"));
-        if group == Some(tessera_core::node::COORDINATOR_GROUP_ID) {
+        let source = if group == Some(tessera_core::node::COORDINATOR_GROUP_ID) {
             // The coordinator's own placement: read here (a connection to itself would wait
             // on this transaction's locks when the placement is dropped).
-            crate::operations::rows::read_here(&query, |fields| writer.push(0, fields))?;
-            continue;
-        }
-        let Some(node) = group.and_then(|g| addresses.get(&g)) else {
-            continue;
+            Source::Here
+        } else {
+            match group.and_then(|g| addresses.get(&g)) {
+                Some(node) => Source::On(node),
+                None => continue,
+            }
         };
-        crate::operations::rows::read_on(node, &query, |fields| writer.push(0, fields))?;
+        let shard = crate::sharding::qualified_shard(&schema, &table, s.shard_id);
+        read(source, &columns.select_only(&shard), |fields| {
+            writer.push(0, fields)
+        })?;
     }
     moved += writer.finish()?;
     // Every placement goes (listed from `shards`: the catalog rows are gone already).
