@@ -148,6 +148,11 @@ struct Slot {
     prepare_in_flight: Option<String>,
     /// The command in flight sets the task's session settings.
     settings_in_flight: bool,
+    /// The command just sent is small enough that libpq sent it in the one flush that follows
+    /// (no flush while it was queued, which may read input): nothing can have arrived for it
+    /// yet, so the slot waits for the socket before its first read instead of a read that
+    /// would find nothing.
+    sent_small: bool,
 }
 
 /// What one step of a slot's state machine came to.
@@ -666,8 +671,15 @@ impl Slot {
             preamble_in_flight: false,
             prepare_in_flight: None,
             settings_in_flight: false,
+            sent_small: false,
         }
     }
+}
+
+/// A command libpq sends in the one flush after it is queued: libpq flushes (and may read
+/// input) on its own only once 8 KB are waiting.
+fn small(sql: &str, params: &[Option<String>]) -> bool {
+    sql.len() + params.iter().flatten().map(String::len).sum::<usize>() < 4096
 }
 
 fn waiting_for(phase: Phase) -> Interest {
@@ -715,14 +727,17 @@ fn advance(
                         .as_ref()
                         .is_some_and(|have| std::rc::Rc::ptr_eq(have, want) || have == *want)
                 });
+                slot.sent_small = small(&task.sql, &task.params);
                 let sent = if let Some(pre) = &slot.preamble {
                     slot.preamble_in_flight = true;
+                    slot.sent_small = small(pre, &[]);
                     slot.conn.send_query(pre, &[], &[])
                 } else if let Some(want) = stale {
                     slot.settings_in_flight = true;
                     let unknown = slot.conn.settings_or_ever_set();
                     let have = slot.conn.settings.as_deref().or(unknown.as_ref());
                     let (sql, values) = want.command(have);
+                    slot.sent_small = small(&sql, &values);
                     slot.conn.send_query(&sql, &values, &[])
                 } else if task.prepare && !task.params.is_empty() {
                     match slot.conn.prepared_name(&task.sql) {
@@ -754,8 +769,15 @@ fn advance(
                 slot.phase = Phase::Flush;
             }
             Phase::Flush => match slot.conn.flush() {
+                Ok(true) if std::mem::take(&mut slot.sent_small) => {
+                    slot.phase = Phase::Read;
+                    return Step::Wait;
+                }
                 Ok(true) => slot.phase = Phase::Read,
-                Ok(false) => return Step::Wait,
+                Ok(false) => {
+                    slot.sent_small = false;
+                    return Step::Wait;
+                }
                 Err(e) => return Step::Finished(Err(e)),
             },
             Phase::Read => {
