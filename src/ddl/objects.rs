@@ -571,18 +571,13 @@ const OTHER_OBJECTS: &str = "
      AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend x WHERE x.classid = 'pg_catalog.pg_ts_config'::regclass
                                                           AND x.objid = c.oid AND x.deptype = 'e')";
 
-/// The current database's privileges as commands that make a node's the same: first every
-/// privilege the node's database gives to anyone but its owner is revoked (PUBLIC's defaults
-/// too, and with CASCADE what was granted on from them: a node added back keeps nothing that
-/// was revoked while it was away), then a GRANT for each one the coordinator's gives, or
-/// PUBLIC's defaults (CONNECT, TEMPORARY) when the coordinator's has the defaults (`datacl`
-/// NULL). A grant is made by the role that made it on the coordinator (the database's owner,
-/// or, through a grant option, another role: `SET LOCAL ROLE`, after the grant that gave it
-/// the option), so `REVOKE ... CASCADE` reaches the same grants on the node. The node is added by a superuser,
-/// whose connection may take any role.
-const DATABASE_PRIVILEGES: &str = "
-  SELECT text FROM (
-    SELECT 0 AS step, $do$DO $tessera$
+/// The commands that take from a node's database every privilege it gives to anyone but its
+/// owner (PUBLIC's defaults too, and with CASCADE what was granted on from them: a node added
+/// back keeps nothing that was revoked while it was away), and give PUBLIC's defaults (CONNECT,
+/// TEMPORARY) back when the coordinator's database has the defaults (`datacl` NULL); its grants
+/// follow ([`DATABASE_GRANTS`]).
+const DATABASE_PRIVILEGES_RESET: &str = "
+  SELECT $do$DO $tessera$
       DECLARE g oid;
       BEGIN
         EXECUTE pg_catalog.format('REVOKE ALL ON DATABASE %I FROM PUBLIC CASCADE', pg_catalog.current_database());
@@ -592,35 +587,67 @@ const DATABASE_PRIVILEGES: &str = "
           EXECUTE pg_catalog.format('REVOKE ALL ON DATABASE %I FROM %I CASCADE',
                                     pg_catalog.current_database(), pg_catalog.pg_get_userbyid(g));
         END LOOP;
-      END $tessera$$do$ AS text
-    UNION ALL
-    SELECT 1 + g.depth,
-           CASE WHEN g.depth = 0 THEN ''
-                ELSE format('SET LOCAL ROLE %I; ', pg_catalog.pg_get_userbyid(g.grantor)) END
-           || format('GRANT %s ON DATABASE %I TO %s%s', g.privilege_type, pg_catalog.current_database(),
-                     CASE WHEN g.grantee = 0 THEN 'PUBLIC'
-                          ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END,
-                     CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
-           || CASE WHEN g.depth = 0 THEN '' ELSE format('; SET LOCAL ROLE %I', current_user) END
-      FROM (WITH RECURSIVE
-              acl AS (SELECT a.*, d.datdba
-                        FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) a
-                       WHERE d.datname = pg_catalog.current_database() AND a.grantee <> d.datdba),
-              chain AS (SELECT acl.*, 0 AS depth FROM acl WHERE acl.grantor = acl.datdba
-                        UNION ALL
-                        SELECT acl.*, chain.depth + 1 FROM acl JOIN chain
-                            ON acl.grantor = chain.grantee AND acl.privilege_type = chain.privilege_type
-                           AND chain.is_grantable AND chain.depth < 16)
-            SELECT grantor, grantee, privilege_type, is_grantable, min(depth) AS depth
-              FROM (SELECT grantor, grantee, privilege_type, is_grantable, depth FROM chain
-                    UNION ALL
-                    SELECT grantor, grantee, privilege_type, is_grantable, 99 FROM acl) x
-             GROUP BY 1, 2, 3, 4) g
-    UNION ALL
-    SELECT 1, format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO PUBLIC', d.datname)
-      FROM pg_catalog.pg_database d
-     WHERE d.datname = pg_catalog.current_database() AND d.datacl IS NULL) s
-  ORDER BY step";
+      END $tessera$$do$
+  UNION ALL
+  SELECT format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO PUBLIC', d.datname)
+    FROM pg_catalog.pg_database d
+   WHERE d.datname = pg_catalog.current_database() AND d.datacl IS NULL";
+
+/// The current database's grants (other than to its owner), as rows for
+/// [`crate::sharding::privileges::acl_grants`]: the whole GRANT statement as the text before
+/// the object's name, nothing after (the database's name is in it).
+const DATABASE_GRANTS: &str = "
+  SELECT a.grantor, pg_catalog.pg_get_userbyid(a.grantor)::text, a.grantee, a.privilege_type,
+         NULL::text, a.is_grantable,
+         format('GRANT %s ON DATABASE %I TO %s%s', a.privilege_type, d.datname,
+                CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                     ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END,
+                CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END),
+         ''
+    FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) a
+   WHERE d.datname = pg_catalog.current_database() AND a.grantee <> d.datdba
+   ORDER BY 7";
+
+/// The current database's privileges as commands that make a node's the same: the reset
+/// ([`DATABASE_PRIVILEGES_RESET`]), then each grant in grant-option order, made by the role
+/// that made it on the coordinator (the database's owner, or, through a grant option, another
+/// role: `SET LOCAL ROLE`, after the grant that gave it the option), so `REVOKE ... CASCADE`
+/// reaches the same grants on the node. The node is added by a superuser, whose connection may
+/// take any role.
+fn database_privileges(client: &pgrx::spi::SpiClient<'_>) -> TResult<Vec<String>> {
+    use crate::sharding::privileges::{acl_grants, in_grant_order};
+    let mut out = Vec::new();
+    for row in client.select(DATABASE_PRIVILEGES_RESET, None, &[])? {
+        out.push(row.get::<String>(1)?.unwrap_or_default());
+    }
+    let owner = client
+        .select(
+            "SELECT datdba FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()",
+            None,
+            &[],
+        )?
+        .first()
+        .get::<pg_sys::Oid>(1)?
+        .unwrap_or(pg_sys::InvalidOid);
+    let current = client
+        .select("SELECT current_user::text", None, &[])?
+        .first()
+        .get::<String>(1)?
+        .unwrap_or_default();
+    for g in in_grant_order(acl_grants(client, DATABASE_GRANTS, &[])?, owner) {
+        out.push(if g.grantor == owner {
+            g.before
+        } else {
+            format!(
+                "SET LOCAL ROLE {}; {}; SET LOCAL ROLE {}",
+                quote_identifier(&g.grantor_name),
+                g.before,
+                quote_identifier(&current)
+            )
+        });
+    }
+    Ok(out)
+}
 
 /// The commands that give a node added later the schemas, types, domains, functions,
 /// procedures and aggregates that queries on its shards may need: users' objects that no
@@ -636,9 +663,7 @@ pub(crate) fn sync_commands() -> TResult<Vec<String>> {
     // Printed with an empty search_path, every name is schema-qualified.
     let _qualified = crate::pg::guc::GucScope::new(&[(c"search_path", c"")]);
     Spi::connect(|client| -> TResult<()> {
-        for row in client.select(DATABASE_PRIVILEGES, None, &[])? {
-            out.push(row.get::<String>(1)?.unwrap_or_default());
-        }
+        out.extend(database_privileges(client)?);
         for row in client.select(
             "SELECT format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', n.nspname,
                            pg_catalog.pg_get_userbyid(n.nspowner))

@@ -602,50 +602,8 @@ unsafe fn visit(
             visit((*cte).ctequery as *mut pg_sys::Query, false, false, a)?;
         }
         // Sublinks anywhere in this level's expressions, but not in a distributed table's
-        // row-level security quals: the shards hold the same policies and enforce them (the
-        // shard queries run as the current user), so a policy that reads a reference table
-        // is not a subquery of the distributed query. They are set aside for the walk.
-        let mut set_aside = super::policies::SecurityQualsAside::new();
-        for rte in list_of::<pg_sys::RangeTblEntry>((*query).rtable) {
-            if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION
-                || cache::lookup((*rte).relid)?.is_none()
-            {
-                continue;
-            }
-            super::policies::refuse_view_owner_policies(rte)?;
-            if !(*rte).securityQuals.is_null() {
-                a.reads_session_user |= super::policies::policy_reads_session_user(
-                    rte,
-                    (*rte).securityQuals as *mut pg_sys::Node,
-                )?;
-                set_aside.take(&mut (*rte).securityQuals);
-            }
-        }
-        // The WITH CHECK side of a distributed target's policies, which its shards enforce
-        // as well (so a policy's read of a reference table is not the INSERT's).
-        if (*query).resultRelation > 0 && !(*query).withCheckOptions.is_null() {
-            let rte = pg_sys::list_nth((*query).rtable, (*query).resultRelation - 1)
-                as *mut pg_sys::RangeTblEntry;
-            if cache::lookup((*rte).relid)?.is_some() {
-                for w in list_of::<pg_sys::WithCheckOption>((*query).withCheckOptions) {
-                    if (*w).kind == pg_sys::WCOKind::WCO_VIEW_CHECK {
-                        // The shard statements name the table, not the view: nothing would
-                        // check the view's condition.
-                        return Err(TesseraError::new(
-                            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                            format!(
-                                "cannot write to a distributed table through the view \"{}\" WITH CHECK OPTION",
-                                crate::pg::nodes::string((*w).relname)
-                            ),
-                        )
-                        .hint("Write to the table directly, or drop the view's CHECK OPTION (ALTER VIEW ... RESET (check_option))."));
-                    }
-                    a.reads_session_user |=
-                        super::policies::policy_reads_session_user(rte, (*w).qual)?;
-                }
-                set_aside.take(&mut (*query).withCheckOptions);
-            }
-        }
+        // row-level security quals and WITH CHECK options, set aside for the walk.
+        let set_aside = super::policies::set_aside(query, &mut a.reads_session_user)?;
         let mut sub = SublinkWalk {
             queries: Vec::new(),
         };

@@ -9,7 +9,9 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::error::{TResult, TesseraError};
+use crate::metadata::cache;
 use crate::pg::nodes::is_a;
+use crate::pg::nodes::list_of;
 
 /// Whether the row-level security quals `quals` (of the distributed table `rte`) read
 /// `session_user`; refused while the current role is not the session user (SET ROLE, a
@@ -128,5 +130,62 @@ pub(super) unsafe fn refuse_view_owner_policies(rte: *mut pg_sys::RangeTblEntry)
             format!("cannot read the distributed table \"{name}\" through a view owned by another role: the table has row-level security, which the shards would apply for the current role instead of the view's owner"),
         )
         .hint("Make the view security_invoker (ALTER VIEW ... SET (security_invoker = true)), or query the table directly."))
+    }
+}
+
+/// Sets aside, for the walk of `query`'s level, the row-level security quals of its
+/// distributed tables and the WITH CHECK options of a distributed target: the shards hold the
+/// same policies and enforce them (the shard queries run as the current role), so a policy that
+/// reads a reference table is not a subquery of the distributed query. On the way it refuses a
+/// view's CHECK OPTION on a distributed target (nothing would check it: the shard statements
+/// name the table) and a view owned by another role over a table with policies
+/// ([`refuse_view_owner_policies`]), and notes in `reads_session_user` whether a policy reads
+/// `session_user` ([`policy_reads_session_user`]).
+pub(super) unsafe fn set_aside(
+    query: *mut pg_sys::Query,
+    reads_session_user: &mut bool,
+) -> TResult<SecurityQualsAside> {
+    // SAFETY: `query` is the valid Query being planned; its range table entries and options
+    // are read, and the lists set aside are put back when the guard drops.
+    unsafe {
+        let mut set_aside = SecurityQualsAside::new();
+        for rte in list_of::<pg_sys::RangeTblEntry>((*query).rtable) {
+            if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION
+                || cache::lookup((*rte).relid)?.is_none()
+            {
+                continue;
+            }
+            refuse_view_owner_policies(rte)?;
+            if !(*rte).securityQuals.is_null() {
+                *reads_session_user |=
+                    policy_reads_session_user(rte, (*rte).securityQuals as *mut pg_sys::Node)?;
+                set_aside.take(&mut (*rte).securityQuals);
+            }
+        }
+        // The WITH CHECK side of a distributed target's policies, which its shards enforce
+        // as well (so a policy's read of a reference table is not the INSERT's).
+        if (*query).resultRelation > 0 && !(*query).withCheckOptions.is_null() {
+            let rte = pg_sys::list_nth((*query).rtable, (*query).resultRelation - 1)
+                as *mut pg_sys::RangeTblEntry;
+            if cache::lookup((*rte).relid)?.is_some() {
+                for w in list_of::<pg_sys::WithCheckOption>((*query).withCheckOptions) {
+                    if (*w).kind == pg_sys::WCOKind::WCO_VIEW_CHECK {
+                        // The shard statements name the table, not the view: nothing would
+                        // check the view's condition.
+                        return Err(TesseraError::new(
+                                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                                format!(
+                                    "cannot write to a distributed table through the view \"{}\" WITH CHECK OPTION",
+                                    crate::pg::nodes::string((*w).relname)
+                                ),
+                            )
+                            .hint("Write to the table directly, or drop the view's CHECK OPTION (ALTER VIEW ... RESET (check_option))."));
+                    }
+                    *reads_session_user |= policy_reads_session_user(rte, (*w).qual)?;
+                }
+                set_aside.take(&mut (*query).withCheckOptions);
+            }
+        }
+        Ok(set_aside)
     }
 }

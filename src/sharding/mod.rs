@@ -7,7 +7,7 @@
 
 pub mod ddl;
 pub mod foreign_keys;
-mod privileges;
+pub(crate) mod privileges;
 
 use pgrx::prelude::*;
 use pgrx::AnyElement;

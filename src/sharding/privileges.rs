@@ -4,25 +4,76 @@ use pgrx::prelude::*;
 
 use crate::error::{TResult, TesseraError};
 
+/// One privilege of an ACL (`aclexplode`), with the GRANT statement that gives it as the text
+/// before and after the object's name.
+pub(crate) struct AclGrant {
+    pub grantor: pg_sys::Oid,
+    pub grantor_name: String,
+    pub grantee: pg_sys::Oid,
+    pub privilege: String,
+    /// The column of a column privilege.
+    pub column: Option<String>,
+    pub grantable: bool,
+    pub before: String,
+    pub after: String,
+}
+
+/// `grants` in an order where every grantor holds the grant option before it grants: the
+/// owner's first, then each one whose grantor was given the option by an earlier one (a
+/// table-wide option covers a column's privilege). Every grant of an ACL is reachable from the
+/// owner's; should one not be, it comes in the order listed.
+pub(crate) fn in_grant_order(mut pending: Vec<AclGrant>, owner: pg_sys::Oid) -> Vec<AclGrant> {
+    // (grantee, privilege, column) that hold the grant option once granted.
+    let mut options: Vec<(pg_sys::Oid, String, Option<String>)> = Vec::new();
+    let mut out = Vec::with_capacity(pending.len());
+    while !pending.is_empty() {
+        let ready = pending.iter().position(|g| {
+            g.grantor == owner
+                || options.iter().any(|(r, p, c)| {
+                    *r == g.grantor && *p == g.privilege && (c.is_none() || *c == g.column)
+                })
+        });
+        let g = pending.remove(ready.unwrap_or(0));
+        if g.grantable {
+            options.push((g.grantee, g.privilege.clone(), g.column.clone()));
+        }
+        out.push(g);
+    }
+    out
+}
+
+/// The rows of `query` as [`AclGrant`]s: grantor, its name, grantee, privilege, column,
+/// grantable, and the statement's text before and after the object's name.
+pub(crate) fn acl_grants(
+    client: &pgrx::spi::SpiClient<'_>,
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> TResult<Vec<AclGrant>> {
+    let mut out = Vec::new();
+    for row in client.select(query, None, args)? {
+        out.push(AclGrant {
+            grantor: row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+            grantor_name: row.get::<String>(2)?.unwrap_or_default(),
+            grantee: row.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::InvalidOid),
+            privilege: row.get::<String>(4)?.unwrap_or_default(),
+            column: row.get::<String>(5)?,
+            grantable: row.get::<bool>(6)?.unwrap_or(false),
+            before: row.get::<String>(7)?.unwrap_or_default(),
+            after: row.get::<String>(8)?.unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
 /// The GRANT statements that give a shard the privileges of the table `relid`, each as the
-/// text before and after the shard's name, in an order where every grantor holds the grant
-/// option before it grants. A privilege granted by a role other than the owner (through a
-/// grant option) is granted by that role on the shard too (`SET LOCAL ROLE`), so that
-/// `REVOKE ... CASCADE` reaches the same grants on the shards as on the table.
+/// text before and after the shard's name, in grant-option order ([`in_grant_order`]). A
+/// privilege granted by a role other than the owner (through a grant option) is granted by
+/// that role on the shard too (`SET LOCAL ROLE`), so that `REVOKE ... CASCADE` reaches the same
+/// grants on the shards as on the table.
 pub(super) fn table_grants(
     client: &pgrx::spi::SpiClient<'_>,
     relid: pg_sys::Oid,
 ) -> TResult<Vec<(String, String)>> {
-    struct Grant {
-        grantor: pg_sys::Oid,
-        grantor_name: String,
-        grantee: pg_sys::Oid,
-        privilege: String,
-        column: Option<String>,
-        grantable: bool,
-        before: String,
-        after: String,
-    }
     let owner = client
         .select(
             "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
@@ -32,8 +83,8 @@ pub(super) fn table_grants(
         .first()
         .get::<pg_sys::Oid>(1)?
         .unwrap_or(pg_sys::InvalidOid);
-    let mut pending = Vec::new();
-    for row in client.select(
+    let grants = acl_grants(
+        client,
         "SELECT a.grantor, pg_catalog.pg_get_userbyid(a.grantor)::text, a.grantee, a.privilege_type,
                 a.column_name::text, a.is_grantable,
                 format('GRANT %s%s ON ', a.privilege_type,
@@ -51,22 +102,10 @@ pub(super) fn table_grants(
                   WHERE t.attrelid = $1 AND t.attnum > 0 AND NOT t.attisdropped
                     AND t.attacl IS NOT NULL) a
           ORDER BY 7, 8",
-        None,
         &[relid.into()],
-    )? {
-        pending.push(Grant {
-            grantor: row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
-            grantor_name: row.get::<String>(2)?.unwrap_or_default(),
-            grantee: row.get::<pg_sys::Oid>(3)?.unwrap_or(pg_sys::InvalidOid),
-            privilege: row.get::<String>(4)?.unwrap_or_default(),
-            column: row.get::<String>(5)?,
-            grantable: row.get::<bool>(6)?.unwrap_or(false),
-            before: row.get::<String>(7)?.unwrap_or_default(),
-            after: row.get::<String>(8)?.unwrap_or_default(),
-        });
-    }
-    if pending.iter().all(|g| g.grantor == owner) {
-        return Ok(pending.into_iter().map(|g| (g.before, g.after)).collect());
+    )?;
+    if grants.iter().all(|g| g.grantor == owner) {
+        return Ok(grants.into_iter().map(|g| (g.before, g.after)).collect());
     }
     // SAFETY: reading this backend's current user.
     let current = unsafe { pg_sys::GetUserId() };
@@ -79,22 +118,8 @@ pub(super) fn table_grants(
         .first()
         .get::<String>(1)?
         .unwrap_or_default();
-    // (grantee, privilege, column) that hold the grant option once granted.
-    let mut options: Vec<(pg_sys::Oid, String, Option<String>)> = Vec::new();
     let mut out = Vec::new();
-    while !pending.is_empty() {
-        let ready = pending.iter().position(|g| {
-            g.grantor == owner
-                || options.iter().any(|(r, p, c)| {
-                    *r == g.grantor && *p == g.privilege && (c.is_none() || *c == g.column)
-                })
-        });
-        // Every grant is reachable from the owner's in a table's ACL; should one not be, it
-        // is granted in the order listed.
-        let g = pending.remove(ready.unwrap_or(0));
-        if g.grantable {
-            options.push((g.grantee, g.privilege.clone(), g.column.clone()));
-        }
+    for g in in_grant_order(grants, owner) {
         if g.grantor == owner {
             out.push((g.before, g.after));
             continue;
