@@ -148,11 +148,13 @@ struct Slot {
     prepare_in_flight: Option<String>,
     /// The command in flight sets the task's session settings.
     settings_in_flight: bool,
-    /// The command just sent is small enough that libpq sent it in the one flush that follows
-    /// (no flush while it was queued, which may read input): nothing can have arrived for it
-    /// yet, so the slot waits for the socket before its first read instead of a read that
-    /// would find nothing.
-    sent_small: bool,
+    /// The command was just queued (Phase::Send): once its last byte is flushed, its
+    /// completion (ReadyForQuery, which the node sends only after it has read that byte) can
+    /// only come over the socket, so the slot waits for the socket before its first read
+    /// instead of a read that would find nothing. Not after COPY data: a node that fails a
+    /// COPY answers before it has read all of it, and libpq may read that answer while it
+    /// sends the data.
+    after_send: bool,
 }
 
 /// What one step of a slot's state machine came to.
@@ -671,15 +673,9 @@ impl Slot {
             preamble_in_flight: false,
             prepare_in_flight: None,
             settings_in_flight: false,
-            sent_small: false,
+            after_send: false,
         }
     }
-}
-
-/// A command libpq sends in the one flush after it is queued: libpq flushes (and may read
-/// input) on its own only once 8 KB are waiting.
-fn small(sql: &str, params: &[Option<String>]) -> bool {
-    sql.len() + params.iter().flatten().map(String::len).sum::<usize>() < 4096
 }
 
 fn waiting_for(phase: Phase) -> Interest {
@@ -727,17 +723,15 @@ fn advance(
                         .as_ref()
                         .is_some_and(|have| std::rc::Rc::ptr_eq(have, want) || have == *want)
                 });
-                slot.sent_small = small(&task.sql, &task.params);
+                slot.after_send = true;
                 let sent = if let Some(pre) = &slot.preamble {
                     slot.preamble_in_flight = true;
-                    slot.sent_small = small(pre, &[]);
                     slot.conn.send_query(pre, &[], &[])
                 } else if let Some(want) = stale {
                     slot.settings_in_flight = true;
                     let unknown = slot.conn.settings_or_ever_set();
                     let have = slot.conn.settings.as_deref().or(unknown.as_ref());
                     let (sql, values) = want.command(have);
-                    slot.sent_small = small(&sql, &values);
                     slot.conn.send_query(&sql, &values, &[])
                 } else if task.prepare && !task.params.is_empty() {
                     match slot.conn.prepared_name(&task.sql) {
@@ -769,15 +763,12 @@ fn advance(
                 slot.phase = Phase::Flush;
             }
             Phase::Flush => match slot.conn.flush() {
-                Ok(true) if std::mem::take(&mut slot.sent_small) => {
+                Ok(true) if std::mem::take(&mut slot.after_send) => {
                     slot.phase = Phase::Read;
                     return Step::Wait;
                 }
                 Ok(true) => slot.phase = Phase::Read,
-                Ok(false) => {
-                    slot.sent_small = false;
-                    return Step::Wait;
-                }
+                Ok(false) => return Step::Wait,
                 Err(e) => return Step::Finished(Err(e)),
             },
             Phase::Read => {
@@ -797,6 +788,7 @@ fn advance(
                         Some(r) if r.is_copy_in() => {
                             // The node waits for the COPY data: send it all, then the end.
                             let data = task.copy_data.as_deref().map_or(&[][..], |d| &d[..]);
+                            slot.after_send = false;
                             if let Err(e) = slot.conn.put_copy_data(data) {
                                 return Step::Finished(Err(e));
                             }

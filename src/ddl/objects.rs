@@ -577,7 +577,8 @@ const OTHER_OBJECTS: &str = "
 /// TEMPORARY) back when the coordinator's database has the defaults (`datacl` NULL); its grants
 /// follow ([`DATABASE_GRANTS`]).
 const DATABASE_PRIVILEGES_RESET: &str = "
-  SELECT $do$DO $tessera$
+  SELECT text FROM (
+  SELECT 0 AS step, $do$DO $tessera$
       DECLARE g oid;
       BEGIN
         EXECUTE pg_catalog.format('REVOKE ALL ON DATABASE %I FROM PUBLIC CASCADE', pg_catalog.current_database());
@@ -587,11 +588,12 @@ const DATABASE_PRIVILEGES_RESET: &str = "
           EXECUTE pg_catalog.format('REVOKE ALL ON DATABASE %I FROM %I CASCADE',
                                     pg_catalog.current_database(), pg_catalog.pg_get_userbyid(g));
         END LOOP;
-      END $tessera$$do$
+      END $tessera$$do$ AS text
   UNION ALL
-  SELECT format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO PUBLIC', d.datname)
+  SELECT 1, format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO PUBLIC', d.datname)
     FROM pg_catalog.pg_database d
-   WHERE d.datname = pg_catalog.current_database() AND d.datacl IS NULL";
+   WHERE d.datname = pg_catalog.current_database() AND d.datacl IS NULL) s
+  ORDER BY step";
 
 /// The current database's grants (other than to its owner), as rows for
 /// [`crate::sharding::privileges::acl_grants`]: the whole GRANT statement as the text before
