@@ -10,6 +10,13 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 /// take before the attempt fails. Bounds every wait on an unreachable node.
 static NODE_CONNECTION_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
+/// `tessera.maintenance_command_timeout` (milliseconds, 0: none): how long a command of
+/// two-phase commit recovery, distributed deadlock detection or orphaned-shard cleanup may take
+/// on one node (connecting included). A node that does not finish in time (stalled, or behind a
+/// network partition with its connection still open) is left out of that round with a WARNING,
+/// so it cannot hold up the maintenance of the others.
+static MAINTENANCE_COMMAND_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+
 /// `citus.node_conninfo`: extra libpq keywords for every connection to a node (TLS settings,
 /// keepalives...). The keywords that pick the target (host, port, dbname, user) are not allowed.
 static NODE_CONNINFO: GucSetting<Option<CString>> =
@@ -117,6 +124,16 @@ pub fn init() {
         10,
         60 * 60 * 1000,
         GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"tessera.maintenance_command_timeout",
+        c"Time a maintenance command (2PC recovery, deadlock detection, cleanup) may take on one node.",
+        c"A node that does not finish in time is left out of that round with a WARNING; 0 waits as long as it takes.",
+        &MAINTENANCE_COMMAND_TIMEOUT,
+        0,
+        24 * 60 * 60 * 1000,
+        GucContext::Suset,
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_string_guc(
@@ -300,6 +317,17 @@ that serves the ORDER BY is used even on small shards.",
 
 pub fn node_connection_timeout_ms() -> i32 {
     NODE_CONNECTION_TIMEOUT.get()
+}
+
+/// [`MAINTENANCE_COMMAND_TIMEOUT`] as a task limit for [`crate::connection::RemoteTask::within`].
+pub fn maintenance_command_limit() -> Option<(std::time::Duration, &'static str)> {
+    let ms = MAINTENANCE_COMMAND_TIMEOUT.get();
+    (ms > 0).then(|| {
+        (
+            std::time::Duration::from_millis(ms as u64),
+            "tessera.maintenance_command_timeout",
+        )
+    })
 }
 
 pub fn node_conninfo() -> String {

@@ -50,6 +50,10 @@ pub struct RemoteTask {
     /// The command only reads: in a remote transaction, a node that only read commits
     /// one-phase (no PREPARE) whatever the others did.
     pub read_only: bool,
+    /// How long the task may take, connecting included, and the setting that says so (named
+    /// in the error): a node that has not finished by then fails the task, and its connection
+    /// is closed. None: as long as it takes (the session's statement_timeout still applies).
+    pub limit: Option<(Duration, &'static str)>,
 }
 
 impl RemoteTask {
@@ -66,7 +70,14 @@ impl RemoteTask {
             stream: false,
             settings: None,
             read_only: false,
+            limit: None,
         }
+    }
+
+    /// Limits the task's time (see [`RemoteTask::limit`]).
+    pub fn within(mut self, limit: Option<(Duration, &'static str)>) -> RemoteTask {
+        self.limit = limit;
+        self
     }
 
     /// The command only reads (see [`RemoteTask::read_only`]).
@@ -137,6 +148,8 @@ struct Slot {
     phase: Phase,
     /// When the connection attempt gives up (only while connecting).
     deadline: Option<Instant>,
+    /// When the task's own limit ([`RemoteTask::limit`]) runs out.
+    limit_at: Option<Instant>,
     results: Vec<PgResult>,
     /// Commands the remote transaction needs before the task's own (BEGIN and the open
     /// savepoints for a node the transaction has not used yet; savepoints made, released or
@@ -482,17 +495,30 @@ impl Dispatch {
             };
             match step {
                 Step::Wait => {
-                    if slot.deadline.is_some_and(|d| Instant::now() >= d) {
+                    let now = Instant::now();
+                    let expired = if slot.deadline.is_some_and(|d| now >= d) {
+                        Some(format!(
+                            "timeout expired after {} ms (citus.node_connection_timeout)",
+                            self.timeout.as_millis()
+                        ))
+                    } else if slot.limit_at.is_some_and(|d| now >= d) {
+                        self.tasks[task].limit.map(|(l, setting)| {
+                            format!(
+                                "the node did not finish the command within {} ms ({setting})",
+                                l.as_millis()
+                            )
+                        })
+                    } else {
+                        None
+                    };
+                    if let Some(message) = expired {
                         if self.tasks[task].scope == Scope::Transaction {
                             remote_transactions().lost(&slot.key);
                         }
-                        self.outcomes[task] = Some(Err(RemoteError::connection(
-                            slot.conn.node(),
-                            format!(
-                                "timeout expired after {} ms (citus.node_connection_timeout)",
-                                self.timeout.as_millis()
-                            ),
-                        )));
+                        // Dropped with the slot: the connection (mid-command) is cancelled
+                        // without waiting and closed.
+                        self.outcomes[task] =
+                            Some(Err(RemoteError::connection(slot.conn.node(), message)));
                         continue;
                     }
                     still.push(slot);
@@ -553,7 +579,8 @@ impl Dispatch {
         let wait_ms = self
             .active
             .iter()
-            .filter_map(|s| s.deadline)
+            .flat_map(|s| [s.deadline, s.limit_at])
+            .flatten()
             .chain(self.recancel_at)
             .map(|d| d.saturating_duration_since(Instant::now()).as_millis() as i64 + 1)
             .chain(at_most)
@@ -598,7 +625,8 @@ impl Dispatch {
         }
         // A slot whose deadline passed must be looked at even if its socket is quiet.
         for (k, s) in self.active.iter().enumerate() {
-            if s.deadline.is_some_and(|d| Instant::now() >= d) {
+            let now = Instant::now();
+            if s.deadline.is_some_and(|d| now >= d) || s.limit_at.is_some_and(|d| now >= d) {
                 self.ready[k] = true;
             }
         }
@@ -668,6 +696,7 @@ impl Slot {
             conn,
             phase,
             deadline,
+            limit_at: t.limit.map(|(l, _)| Instant::now() + l),
             results: Vec::new(),
             preamble,
             preamble_in_flight: false,

@@ -160,7 +160,8 @@ pub(crate) fn cleanup_orphaned(only: Option<i32>) -> TResult<usize> {
                 None => continue,
                 Some(node) => {
                     let task = RemoteTask::new(ConnKey::for_current_session(node), drop)
-                        .in_scope(Scope::Autocommit);
+                        .in_scope(Scope::Autocommit)
+                        .within(crate::gucs::maintenance_command_limit());
                     run_tasks(std::slice::from_ref(&task), 1)?
                         .pop()
                         .expect("one task, one outcome")

@@ -112,7 +112,10 @@ fn graph() -> TResult<(BTreeSet<(i32, i32)>, Transactions)> {
     let workers: Vec<_> = nodes::active_primaries(false)?;
     let tasks: Vec<RemoteTask> = workers
         .iter()
-        .map(|n| RemoteTask::new(ConnKey::for_current_session(&n.address()), WAITS))
+        .map(|n| {
+            RemoteTask::new(ConnKey::for_current_session(&n.address()), WAITS)
+                .within(crate::gucs::maintenance_command_limit())
+        })
         .collect();
     for outcome in run_tasks(&tasks, tasks.len())? {
         let results = match outcome {

@@ -21,6 +21,7 @@ use pgrx::spi::Spi;
 use super::Prepared;
 use crate::connection::{run_tasks, ConnKey, RemoteTask};
 use crate::error::{OrReport, TResult};
+use crate::gucs;
 use crate::metadata::node as nodes;
 
 /// Records the decision for the prepared nodes (and forgets `done`, gids this backend
@@ -167,7 +168,8 @@ pub(crate) fn recover() -> TResult<(i64, bool)> {
             key.clone(),
             "SELECT gid FROM pg_catalog.pg_prepared_xacts
               WHERE database = pg_catalog.current_database() AND gid LIKE 'citus\\_0\\_%'",
-        );
+        )
+        .within(gucs::maintenance_command_limit());
         let prepared: Vec<String> = match run_tasks(std::slice::from_ref(&list), 1)?.pop() {
             Some(Ok(results)) => match results.last() {
                 Some(r) => (0..r.ntuples())
@@ -198,7 +200,8 @@ pub(crate) fn recover() -> TResult<(i64, bool)> {
                 Decision::Commit => "COMMIT PREPARED",
                 Decision::Rollback => "ROLLBACK PREPARED",
             };
-            let task = RemoteTask::new(key.clone(), format!("{command} '{gid}'"));
+            let task = RemoteTask::new(key.clone(), format!("{command} '{gid}'"))
+                .within(gucs::maintenance_command_limit());
             match run_tasks(std::slice::from_ref(&task), 1)?.pop() {
                 Some(Ok(_)) => {
                     finished += 1;
@@ -282,7 +285,8 @@ fn tessera_in_doubt_transactions() -> TableIterator<
                    FROM pg_catalog.pg_prepared_xacts
                   WHERE database = pg_catalog.current_database() AND gid LIKE 'citus\\_0\\_%'
                   ORDER BY prepared",
-            );
+            )
+            .within(gucs::maintenance_command_limit());
             let results = match run_tasks(std::slice::from_ref(&task), 1)?.pop() {
                 Some(Ok(r)) => r,
                 Some(Err(e)) => {

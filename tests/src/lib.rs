@@ -149,6 +149,43 @@ impl Drop for FrozenPostmaster {
     }
 }
 
+/// Every process of a node stopped with SIGSTOP for a test (the postmaster first, so that it
+/// starts no new ones, then its children): its open connections stay open and nothing answers
+/// on them, as behind a network partition. Resumed with SIGCONT when dropped, whatever the
+/// test's outcome.
+pub struct FrozenNode {
+    pids: Vec<String>,
+}
+
+impl FrozenNode {
+    pub fn freeze(port: u16) -> FrozenNode {
+        let postmaster = postmaster_pid(port);
+        let ok = Command::new("kill").args(["-STOP", &postmaster]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -STOP {postmaster}");
+        let children = Command::new("pgrep")
+            .args(["-P", &postmaster])
+            .output()
+            .expect("pgrep runs");
+        let mut pids: Vec<String> = String::from_utf8_lossy(&children.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        for pid in &pids {
+            let _ = Command::new("kill").args(["-STOP", pid]).status();
+        }
+        pids.push(postmaster);
+        FrozenNode { pids }
+    }
+}
+
+impl Drop for FrozenNode {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            let _ = Command::new("kill").args(["-CONT", pid]).status();
+        }
+    }
+}
+
 /// The postmaster pid of the node on `port`.
 pub fn postmaster_pid(port: u16) -> String {
     let pidfile = format!("{}/node-{port}/postmaster.pid", cluster_dir());

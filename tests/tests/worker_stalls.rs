@@ -75,5 +75,78 @@ fn a_cancel_that_cannot_reach_the_node_does_not_block() {
     );
 }
 
+/// A node that stalls with its connections open (every process of it stopped: a network
+/// partition after the connections were made looks the same) holds up two-phase commit
+/// recovery no longer than `tessera.maintenance_command_timeout`: the call ends, a WARNING
+/// names the node, and what another node had left prepared is rolled back in the same call.
+/// The maintenance worker's recovery, deadlock detection and cleanup run their commands under
+/// the same limit. (Were recovery to wait on the stalled node, the watchdog below resumes the
+/// node after 15 s, so the test fails instead of hanging; with the limit off it does.)
+#[test]
+fn a_stalled_node_does_not_hold_up_recovery() {
+    let stalled = worker_ports()[0];
+    let other = worker_ports()[1];
+    let mut c = coordinator();
+    let mut o = connect(other);
+    o.batch_execute("DROP TABLE IF EXISTS it_stall_scratch; CREATE TABLE it_stall_scratch (i int)")
+        .unwrap();
+    // The session's connections to every node are open (and cached) before the node stalls.
+    c.query_one("SELECT recover_prepared_transactions()", &[])
+        .unwrap();
+    // What a coordinator that died after PREPARE leaves on another node.
+    o.batch_execute(
+        "BEGIN; INSERT INTO it_stall_scratch VALUES (2); PREPARE TRANSACTION 'citus_0_1_3_98'",
+    )
+    .unwrap();
+    c.batch_execute("SET tessera.maintenance_command_timeout = '2s'")
+        .unwrap();
+    let log_before = node_log(coordinator_port()).len();
+    let frozen = FrozenNode::freeze(stalled);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let runner = thread::spawn(move || {
+        let start = Instant::now();
+        let r = c
+            .query_one("SELECT recover_prepared_transactions()", &[])
+            .map(|row| row.get::<_, i32>(0));
+        let _ = tx.send(());
+        (c, r, start.elapsed())
+    });
+    let _ = rx.recv_timeout(Duration::from_secs(15));
+    drop(frozen);
+    let (mut c, result, elapsed) = runner.join().unwrap();
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "recovery took {elapsed:?}: it waited on the stalled node"
+    );
+    assert!(result.expect("recovery ends without an error") >= 1);
+    let left: i64 = o
+        .query_one(
+            "SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'citus_0_1_3_98'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        left, 0,
+        "the other node's prepared transaction is rolled back"
+    );
+    let log = node_log(coordinator_port());
+    assert!(
+        log[log_before..].contains("within 2000 ms (tessera.maintenance_command_timeout)"),
+        "a WARNING names the limit"
+    );
+    c.batch_execute("RESET tessera.maintenance_command_timeout")
+        .unwrap();
+    o.batch_execute("DROP TABLE it_stall_scratch").unwrap();
+    // The node answers again before the suite goes on.
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            std::panic::catch_unwind(|| connect(stalled).query_one("SELECT 1", &[]).is_ok())
+                .unwrap_or(false)
+        }),
+        "the node answers again"
+    );
+}
+
 /// Its own marker, so that the other tests never count its sleeps.
 const FROZEN_MARK: &str = "tessera_frozen_node";
