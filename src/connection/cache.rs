@@ -34,7 +34,7 @@ pub(super) fn take(key: &ConnKey) -> Option<Connection> {
 /// Returns a connection after use; it is closed instead if it is not idle or the cache for its
 /// node is full.
 pub(super) fn put_back(key: ConnKey, conn: Connection) {
-    if !conn.is_idle() {
+    if !conn.is_idle() || key.lane != 0 {
         return;
     }
     let limit = gucs::max_cached_conns_per_worker();

@@ -92,12 +92,17 @@ impl fmt::Display for NodeAddress {
     }
 }
 
-/// Which cached connections may serve a task: same node, database and user.
+/// Which cached connections may serve a task: same node, database and user, and lane.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ConnKey {
     pub node: NodeAddress,
     pub dbname: std::rc::Rc<str>,
     pub user: std::rc::Rc<str>,
+    /// 0: the session's connection to the node (and its remote transaction). Another lane is
+    /// one more connection to the same node, with a remote transaction of its own that the
+    /// local transaction commits with the others (two-phase), for work that runs side by side
+    /// on one node (shard index builds). Such connections are closed after use, not cached.
+    pub lane: u16,
 }
 
 impl ConnKey {
@@ -108,7 +113,14 @@ impl ConnKey {
             node: node.clone(),
             dbname,
             user,
+            lane: 0,
         }
+    }
+
+    /// The same key in another lane (see [`ConnKey::lane`]).
+    pub fn in_lane(mut self, lane: u16) -> ConnKey {
+        self.lane = lane;
+        self
     }
 
     /// The libpq parameters for a new connection with this key.

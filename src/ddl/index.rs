@@ -126,6 +126,22 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
             }
         }
     }
+    // A plain CREATE INDEX that is its whole transaction builds up to
+    // tessera.max_index_builds_per_node shards at a time per node, each connection in a remote
+    // transaction of its own (committed together, two-phase). Inside a transaction block or a
+    // function the session's one connection per node builds them one after another: a later
+    // command there would wait for the locks the other connections hold until the commit.
+    let per_node = crate::gucs::max_index_builds_per_node();
+    // Not for a partitioned table: its partitions' shard indexes are renamed afterwards, on
+    // the session's connection, which cannot see an index another one built.
+    // SAFETY: reading the transaction state and the table's kind.
+    let lanes = !concurrent
+        && per_node > 1
+        && u.toplevel
+        && unsafe {
+            !pg_sys::IsTransactionBlock()
+                && pg_sys::get_rel_relkind(relid) == pg_sys::RELKIND_RELATION as std::ffi::c_char
+        };
     let before = indexes_of(relid)?;
     Ok(Step::Propagate(Box::new(move || {
         if concurrent {
@@ -175,7 +191,15 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
                 )
             });
         }
-        super::run_batched(per_group)?;
+        if lanes {
+            crate::ddl::propagate::run_per_group_in_lanes(
+                per_group,
+                &crate::metadata::node::all()?,
+                per_node,
+            )?;
+        } else {
+            super::run_batched(per_group)?;
+        }
         for index in new {
             crate::udf::partitions::name_partition_indexes(relid, index, None)?;
         }

@@ -127,6 +127,8 @@ struct Utility {
     pstmt: *mut pg_sys::PlannedStmt,
     query_string: *const c_char,
     stmt: *mut pg_sys::Node,
+    /// The statement is the client's own (not run from a function or another statement).
+    toplevel: bool,
 }
 
 impl Utility {
@@ -579,6 +581,7 @@ struct Decision {
 unsafe extern "C-unwind" fn decide(
     pstmt: *mut pg_sys::PlannedStmt,
     query_string: *const c_char,
+    context: pg_sys::ProcessUtilityContext::Type,
 ) -> Decision {
     let installed = tessera_installed() && LOCAL_UTILITY.with(|d| d.get()) == 0;
     if !installed {
@@ -623,6 +626,7 @@ unsafe extern "C-unwind" fn decide(
                 pstmt,
                 query_string,
                 stmt,
+                toplevel: context == pg_sys::ProcessUtilityContext::PROCESS_UTILITY_TOPLEVEL,
             };
             // SAFETY: the handler is the one of this statement's tag.
             unsafe { handler(&u) }.or_report()
@@ -737,7 +741,7 @@ unsafe extern "C-unwind" fn tessera_process_utility(
 ) {
     // SAFETY: called by PostgreSQL with valid arguments.
     unsafe {
-        let d = decide(pstmt, query_string);
+        let d = decide(pstmt, query_string, context);
         if d.stream {
             return copy_from::run(d.pstmt, query_string, qc);
         }

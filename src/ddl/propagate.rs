@@ -178,6 +178,50 @@ pub(crate) fn run_per_group_in_rounds(
     run_locally(local)
 }
 
+/// Runs each node's commands in the remote transaction spread over up to `per_node`
+/// connections to it ([`ConnKey::lane`]: each its own remote transaction, committed with the
+/// others), every connection's share as one command string, every connection of every node at
+/// once. Only for a statement that is its whole transaction (outside a transaction block, not
+/// from a function): a later command on the session's connection would wait for the locks
+/// another connection's transaction holds until the commit. Group 0 (the coordinator) runs its
+/// commands through SPI first.
+pub(crate) fn run_per_group_in_lanes(
+    per_group: PerGroup,
+    all: &[Node],
+    per_node: usize,
+) -> TResult<()> {
+    let addresses = group_nodes(all);
+    let settings = std::rc::Rc::new(crate::connection::Settings::session());
+    let mut tasks = Vec::new();
+    for (group, commands) in per_group {
+        if group == tessera_core::node::COORDINATOR_GROUP_ID {
+            run_locally(commands)?;
+            continue;
+        }
+        let node = serving(&addresses, group)?;
+        let lanes = per_node.clamp(1, commands.len().max(1));
+        let mut shares: Vec<Vec<String>> = vec![Vec::new(); lanes];
+        for (i, (sql, _)) in commands.into_iter().enumerate() {
+            shares[i % lanes].push(sql);
+        }
+        for (lane, share) in shares.into_iter().enumerate() {
+            tasks.push(
+                RemoteTask::new(
+                    ConnKey::for_current_session(node).in_lane(lane as u16),
+                    share.join(";\n"),
+                )
+                .in_scope(Scope::Transaction)
+                .with_settings(settings.clone()),
+            );
+        }
+    }
+    let width = tasks.len();
+    for r in run_tasks(&tasks, width)? {
+        r.map_err(|e| e.into_tessera())?;
+    }
+    Ok(())
+}
+
 /// Adds, for every shard of `relid`, the command `sql_for(qualified shard object)` on every node
 /// that holds a placement of it. `object` names the per-shard object: the table itself, or one
 /// of its indexes (named `<index>_<shardid>` on shards).

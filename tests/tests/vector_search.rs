@@ -296,3 +296,123 @@ fn index_builds_show_their_progress_and_concurrently_lets_writes_go_on() {
     assert_eq!(valid, 4);
     c.batch_execute("DROP TABLE public.vs_build").unwrap();
 }
+
+/// The most CREATE INDEX builds the progress view showed on one node at once while `sql` ran in
+/// another session (with `tessera.max_index_builds_per_node = per_node`), and its outcome.
+fn most_builds_per_node(per_node: i32, sql: &'static str) -> (i64, Result<(), postgres::Error>) {
+    let build = std::thread::spawn(move || {
+        let mut b = coordinator();
+        b.batch_execute(&format!(
+            "SET tessera.max_index_builds_per_node = {per_node}"
+        ))
+        .unwrap();
+        b.batch_execute(sql)
+    });
+    let mut c = coordinator();
+    let mut most = 0i64;
+    while !build.is_finished() {
+        let n: Option<i64> = c
+            .query_one(
+                "SELECT max(n) FROM (SELECT count(*) AS n FROM tessera_index_build_progress
+                                      WHERE shard LIKE '%vs_lanes%' GROUP BY node_port) s",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        most = most.max(n.unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (most, build.join().unwrap())
+}
+
+/// A plain CREATE INDEX (no CONCURRENTLY) that is its whole transaction builds up to
+/// `tessera.max_index_builds_per_node` shards at a time on each node, each on a connection of
+/// its own in the same distributed transaction (two-phase commit): all shards get the index,
+/// or, when one shard's build fails, none does and nothing is left prepared. Inside a
+/// transaction block it builds one at a time per node, and the transaction goes on.
+#[test]
+fn plain_create_index_builds_several_shards_per_node_at_once() {
+    let mut c = coordinator();
+    c.batch_execute(
+        "SET client_min_messages = warning;
+         DROP TABLE IF EXISTS public.vs_lanes;
+         CREATE OR REPLACE FUNCTION public.vs_lanes_slow(i int) RETURNS int LANGUAGE plpgsql
+           IMMUTABLE AS $$ BEGIN PERFORM pg_sleep(0.3); IF i = 7 THEN RAISE EXCEPTION 'bad row %', i; END IF; RETURN i; END $$;
+         CREATE TABLE public.vs_lanes (id int PRIMARY KEY, v int);
+         SELECT create_distributed_table('public.vs_lanes', 'id', shard_count => 8);
+         INSERT INTO public.vs_lanes SELECT i, i * 10 FROM generate_series(1, 16) i;",
+    )
+    .unwrap();
+    let shard_indexes = |c: &mut Client, name: &str| -> i64 {
+        c.query_one(
+            &format!(
+                "SELECT sum(result::int) FROM run_command_on_workers($$
+                   SELECT count(*) FROM pg_index WHERE indisvalid AND indexrelid::regclass::text LIKE '{name}%'$$)"
+            ),
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let (most, r) = most_builds_per_node(
+        2,
+        "CREATE INDEX vs_lanes_two ON public.vs_lanes ((public.vs_lanes_slow(v)))",
+    );
+    r.unwrap();
+    assert_eq!(most, 2, "two builds at once on a node");
+    assert_eq!(shard_indexes(&mut c, "vs_lanes_two"), 8);
+    let (most, r) = most_builds_per_node(
+        1,
+        "CREATE INDEX vs_lanes_one ON public.vs_lanes ((public.vs_lanes_slow(v)))",
+    );
+    r.unwrap();
+    assert_eq!(most, 1, "one build at a time on a node");
+    assert_eq!(shard_indexes(&mut c, "vs_lanes_one"), 8);
+    // One shard's build fails (the row v = 7 is added to one shard): no shard keeps the index.
+    c.batch_execute(
+        "DROP INDEX public.vs_lanes_two, public.vs_lanes_one;
+         INSERT INTO public.vs_lanes VALUES (100, 7)",
+    )
+    .unwrap();
+    let (_, r) = most_builds_per_node(
+        2,
+        "CREATE INDEX vs_lanes_bad ON public.vs_lanes ((public.vs_lanes_slow(v)))",
+    );
+    let e = r.expect_err("the build fails on one shard");
+    assert!(
+        e.to_string().contains("bad row 7") || format!("{e:?}").contains("bad row 7"),
+        "{e:?}"
+    );
+    assert_eq!(shard_indexes(&mut c, "vs_lanes_bad"), 0);
+    let prepared: i64 = c
+        .query_one(
+            "SELECT sum(result::int) FROM run_command_on_workers('SELECT count(*) FROM pg_prepared_xacts')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(prepared, 0, "nothing is left prepared");
+    // In a transaction block: one connection per node, and the transaction goes on there. (A
+    // table anew: CREATE INDEX also reads rows deleted in its own transaction.)
+    c.batch_execute(
+        "DROP TABLE public.vs_lanes;
+         CREATE TABLE public.vs_lanes (id int PRIMARY KEY, v int);
+         SELECT create_distributed_table('public.vs_lanes', 'id', shard_count => 8);
+         INSERT INTO public.vs_lanes SELECT i, i * 10 FROM generate_series(1, 16) i;
+         SET tessera.max_index_builds_per_node = 2;
+         BEGIN;
+         CREATE INDEX vs_lanes_tx ON public.vs_lanes ((public.vs_lanes_slow(v)));
+         INSERT INTO public.vs_lanes SELECT i, i FROM generate_series(200, 215) i;
+         COMMIT;
+         RESET tessera.max_index_builds_per_node;",
+    )
+    .unwrap();
+    assert_eq!(shard_indexes(&mut c, "vs_lanes_tx"), 8);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM public.vs_lanes", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 32);
+    c.batch_execute("DROP TABLE public.vs_lanes; DROP FUNCTION public.vs_lanes_slow(int);")
+        .unwrap();
+}
