@@ -109,10 +109,11 @@ static ENABLE_ANN_INDEX_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// searches a smaller graph, so the union keeps its recall with less work per shard.
 static ANN_EF_SEARCH_SCALING: GucSetting<bool> = GucSetting::<bool>::new(false);
 
-/// `tessera.max_index_builds_per_node` (1): how many shard indexes `CREATE INDEX CONCURRENTLY`
-/// on a distributed table builds at a time on each node (every node at once). An HNSW build
-/// takes `maintenance_work_mem` and a core; a plain `CREATE INDEX` builds one at a time per
-/// node, in the statement's transaction.
+/// `tessera.max_index_builds_per_node` (1): how many shard indexes `CREATE INDEX` on a
+/// distributed table builds at a time on each node (every node at once). An HNSW build takes
+/// `maintenance_work_mem` and a core. `CONCURRENTLY` builds in autocommit; a plain one that is
+/// its whole transaction over that many connections per node (`ddl::index`), and otherwise one
+/// at a time per node, in the statement's transaction.
 static MAX_INDEX_BUILDS_PER_NODE: GucSetting<i32> = GucSetting::<i32>::new(1);
 
 pub fn init() {
@@ -300,8 +301,8 @@ that serves the ORDER BY is used even on small shards.",
     );
     GucRegistry::define_int_guc(
         c"tessera.max_index_builds_per_node",
-        c"Shard indexes CREATE INDEX CONCURRENTLY builds at a time on each node.",
-        c"Every node builds at once; a plain CREATE INDEX builds one shard at a time per node.",
+        c"Shard indexes CREATE INDEX builds at a time on each node.",
+        c"Every node builds at once; a plain CREATE INDEX inside a transaction block or a function builds one shard at a time per node.",
         &MAX_INDEX_BUILDS_PER_NODE,
         1,
         64,
