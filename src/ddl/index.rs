@@ -191,7 +191,18 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
                 )
             });
         }
+        // Not after other remote work in this transaction, nor in an extended-protocol
+        // pipeline (several statements before one Sync share the transaction, and
+        // IsTransactionBlock() does not say so): a command on the session's connection would
+        // wait on a lane's locks, or a lane on its. The statement then commits at once, as
+        // PreventInTransactionBlock has it, so no later statement of a pipeline joins it.
+        // SAFETY: reading and setting this backend's transaction flags.
+        let lanes = lanes
+            && !crate::transaction::has_remote_work()
+            && unsafe { pg_sys::MyXactFlags } as u32 & pg_sys::XACT_FLAGS_PIPELINING == 0;
         if lanes {
+            // SAFETY: as above.
+            unsafe { pg_sys::MyXactFlags |= pg_sys::XACT_FLAGS_NEEDIMMEDIATECOMMIT as i32 };
             crate::ddl::propagate::run_per_group_in_lanes(
                 per_group,
                 &crate::metadata::node::all()?,

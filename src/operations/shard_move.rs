@@ -125,8 +125,11 @@ pub(crate) fn cleanup_orphaned(only: Option<i32>) -> TResult<usize> {
     let all = nodes::all()?;
     let addresses = group_nodes(&all);
     let mut done = 0;
+    // Groups whose node could not be reached (or did not answer in time) this round: their
+    // other records wait for the next one instead of each waiting out the limit again.
+    let mut unreachable: Vec<i32> = Vec::new();
     for record in cleanup::pending()? {
-        if only.is_some_and(|g| g != record.group) {
+        if only.is_some_and(|g| g != record.group) || unreachable.contains(&record.group) {
             continue;
         }
         let drop = format!(
@@ -166,7 +169,12 @@ pub(crate) fn cleanup_orphaned(only: Option<i32>) -> TResult<usize> {
                         .pop()
                         .expect("one task, one outcome")
                         .map(|_| ())
-                        .map_err(|e| e.into_tessera())
+                        .map_err(|e| {
+                            if e.is_connection_error() {
+                                unreachable.push(record.group);
+                            }
+                            e.into_tessera()
+                        })
                 }
             }
         };

@@ -276,7 +276,9 @@ fn finish_prepared(prepared: &[Prepared], command: &str) -> Vec<String> {
     }
     let tasks: Vec<RemoteTask> = prepared
         .iter()
-        .map(|p| RemoteTask::new(p.key.clone(), format!("{command} '{}'", p.gid)))
+        // On the session's connection to the node (lane 0, cached) whatever connection
+        // prepared it: a prepared transaction belongs to no connection.
+        .map(|p| RemoteTask::new(p.key.clone().in_lane(0), format!("{command} '{}'", p.gid)))
         .collect();
     // Interrupts wait: a cancel here must not turn the finished transaction into an error.
     // The counter is restored to what it was, not decremented (an error caught below resets

@@ -210,8 +210,14 @@ pub(crate) fn recover() -> TResult<(i64, bool)> {
                     }
                 }
                 Some(Err(e)) => {
+                    let unreachable = e.is_connection_error();
                     e.into_tessera().warn();
                     left = true;
+                    if unreachable {
+                        // The node's other transactions wait for the next round instead of
+                        // each waiting out the limit again.
+                        break;
+                    }
                 }
                 None => {}
             }

@@ -72,7 +72,8 @@ pub fn active_queries_like(port: u16, needle: &str) -> i64 {
     .get(0)
 }
 
-fn pg_ctl(args: &[&str]) -> std::process::Output {
+/// The path of the PostgreSQL program `name` (pg_ctl, pgbench) of `PG_CONFIG`'s installation.
+pub fn pg_bin(name: &str) -> String {
     let pg_config = std::env::var("PG_CONFIG")
         .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
     let bindir = String::from_utf8(
@@ -83,7 +84,11 @@ fn pg_ctl(args: &[&str]) -> std::process::Output {
             .stdout,
     )
     .unwrap();
-    let pg_ctl = format!("{}/pg_ctl", bindir.trim());
+    format!("{}/{name}", bindir.trim())
+}
+
+fn pg_ctl(args: &[&str]) -> std::process::Output {
+    let pg_ctl = pg_bin("pg_ctl");
     let is_root = Command::new("id")
         .arg("-u")
         .output()
@@ -150,7 +155,7 @@ impl Drop for FrozenPostmaster {
 }
 
 /// Every process of a node stopped with SIGSTOP for a test (the postmaster first, so that it
-/// starts no new ones, then its children): its open connections stay open and nothing answers
+/// starts no new ones, then its children; resumed children first): its open connections stay open and nothing answers
 /// on them, as behind a network partition. Resumed with SIGCONT when dropped, whatever the
 /// test's outcome.
 pub struct FrozenNode {
@@ -160,21 +165,21 @@ pub struct FrozenNode {
 impl FrozenNode {
     pub fn freeze(port: u16) -> FrozenNode {
         let postmaster = postmaster_pid(port);
+        // The guard first: whatever fails below, dropping it resumes what was stopped.
+        let mut frozen = FrozenNode {
+            pids: vec![postmaster.clone()],
+        };
         let ok = Command::new("kill").args(["-STOP", &postmaster]).status();
         assert!(ok.is_ok_and(|s| s.success()), "kill -STOP {postmaster}");
         let children = Command::new("pgrep")
             .args(["-P", &postmaster])
             .output()
             .expect("pgrep runs");
-        let mut pids: Vec<String> = String::from_utf8_lossy(&children.stdout)
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        for pid in &pids {
+        for pid in String::from_utf8_lossy(&children.stdout).split_whitespace() {
+            frozen.pids.insert(0, pid.to_string());
             let _ = Command::new("kill").args(["-STOP", pid]).status();
         }
-        pids.push(postmaster);
-        FrozenNode { pids }
+        frozen
     }
 }
 

@@ -400,11 +400,13 @@ fn plain_create_index_builds_several_shards_per_node_at_once() {
          SELECT create_distributed_table('public.vs_lanes', 'id', shard_count => 8);
          INSERT INTO public.vs_lanes SELECT i, i * 10 FROM generate_series(1, 16) i;
          SET tessera.max_index_builds_per_node = 2;
+         SET statement_timeout = '60s';
          BEGIN;
          CREATE INDEX vs_lanes_tx ON public.vs_lanes ((public.vs_lanes_slow(v)));
          INSERT INTO public.vs_lanes SELECT i, i FROM generate_series(200, 215) i;
          COMMIT;
-         RESET tessera.max_index_builds_per_node;",
+         RESET tessera.max_index_builds_per_node;
+         RESET statement_timeout;",
     )
     .unwrap();
     assert_eq!(shard_indexes(&mut c, "vs_lanes_tx"), 8);
@@ -413,6 +415,62 @@ fn plain_create_index_builds_several_shards_per_node_at_once() {
         .unwrap()
         .get(0);
     assert_eq!(n, 32);
+    // In an extended-protocol pipeline (several statements, one Sync: one transaction that
+    // IsTransactionBlock() does not see), CREATE INDEX then INSERT, and INSERT then CREATE
+    // INDEX: neither waits on the other's locks (pgbench's \startpipeline; a hang would end
+    // with the statement_timeout's error).
+    for (name, first, second) in [
+        (
+            "index_first",
+            "CREATE INDEX vs_lanes_p1 ON public.vs_lanes ((public.vs_lanes_slow(v)));",
+            "INSERT INTO public.vs_lanes VALUES (1001, 1001);",
+        ),
+        (
+            "insert_first",
+            "INSERT INTO public.vs_lanes VALUES (1002, 1002);",
+            "CREATE INDEX vs_lanes_p2 ON public.vs_lanes ((public.vs_lanes_slow(v)));",
+        ),
+    ] {
+        let file = std::env::temp_dir().join(format!("tessera_vs_lanes_{name}.sql"));
+        std::fs::write(
+            &file,
+            format!("\\startpipeline\n{first}\n{second}\n\\endpipeline\n"),
+        )
+        .unwrap();
+        let out = std::process::Command::new(pg_bin("pgbench"))
+            .env_remove("RUST_BACKTRACE")
+            .env(
+                "PGOPTIONS",
+                "-c tessera.max_index_builds_per_node=2 -c statement_timeout=30s",
+            )
+            .args([
+                "-n",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-M",
+                "extended",
+                "-t",
+                "1",
+            ])
+            .args(["-p", &coordinator_port().to_string(), "-f"])
+            .arg(&file)
+            .arg("postgres")
+            .output()
+            .expect("pgbench runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.contains("actually processed: 1/1"),
+            "{name}: {text}"
+        );
+    }
+    assert_eq!(shard_indexes(&mut c, "vs_lanes_p1"), 8);
+    assert_eq!(shard_indexes(&mut c, "vs_lanes_p2"), 8);
     c.batch_execute("DROP TABLE public.vs_lanes; DROP FUNCTION public.vs_lanes_slow(int);")
         .unwrap();
 }
