@@ -579,8 +579,7 @@ impl Dispatch {
         let wait_ms = self
             .active
             .iter()
-            .flat_map(|s| [s.deadline, s.limit_at])
-            .flatten()
+            .filter_map(Slot::due)
             .chain(self.recancel_at)
             .map(|d| d.saturating_duration_since(Instant::now()).as_millis() as i64 + 1)
             .chain(at_most)
@@ -626,7 +625,7 @@ impl Dispatch {
         // A slot whose deadline passed must be looked at even if its socket is quiet.
         for (k, s) in self.active.iter().enumerate() {
             let now = Instant::now();
-            if s.deadline.is_some_and(|d| now >= d) || s.limit_at.is_some_and(|d| now >= d) {
+            if s.due().is_some_and(|d| now >= d) {
                 self.ready[k] = true;
             }
         }
@@ -682,6 +681,11 @@ fn start(
 }
 
 impl Slot {
+    /// The earlier of the connection attempt's deadline and the task's limit.
+    fn due(&self) -> Option<Instant> {
+        [self.deadline, self.limit_at].into_iter().flatten().min()
+    }
+
     fn new(
         task: usize,
         t: &RemoteTask,

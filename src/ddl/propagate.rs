@@ -100,33 +100,23 @@ pub(crate) fn run_per_group(per_group: PerGroup, all: &[Node]) -> TResult<()> {
 /// [`run_per_group`] with the remote commands in `scope` (autocommit for commands that cannot
 /// run in a transaction block, such as VACUUM).
 pub(crate) fn run_per_group_in(per_group: PerGroup, all: &[Node], scope: Scope) -> TResult<()> {
-    let addresses = group_nodes(all);
-    let mut tasks = Vec::new();
     let settings = std::rc::Rc::new(crate::connection::Settings::session());
-    for (group, commands) in per_group {
-        if group == tessera_core::node::COORDINATOR_GROUP_ID {
-            run_locally(commands)?;
-            continue;
-        }
-        let node = serving(&addresses, group)?;
-        for (sql, params) in commands {
-            tasks.push(
-                RemoteTask::new(ConnKey::for_current_session(node), sql)
-                    .with_params(params)
-                    .in_scope(scope)
-                    // The node reads the statement's text as the session would
-                    // (`DEFAULT '02/01/2026'`, a time zone in a CHECK constraint).
-                    .with_settings(settings.clone()),
-            );
-        }
-    }
     // Tasks for one node run one after another on its transaction connection (run_tasks
     // keeps them in order); different nodes run at once.
-    let width = tasks.len();
-    for r in run_tasks(&tasks, width)? {
-        r.map_err(|e| e.into_tessera())?;
-    }
-    Ok(())
+    run_per_group_with(per_group, all, |node, commands| {
+        commands
+            .into_iter()
+            .map(|(sql, params)| {
+                node_task(
+                    ConnKey::for_current_session(node),
+                    sql,
+                    params,
+                    scope,
+                    &settings,
+                )
+            })
+            .collect()
+    })
 }
 
 /// Runs commands that cannot run in a transaction block (`CREATE INDEX CONCURRENTLY`) on the
@@ -134,43 +124,38 @@ pub(crate) fn run_per_group_in(per_group: PerGroup, all: &[Node], scope: Scope) 
 /// rounds, each taking the next `per_node` commands of every node. Group 0 (the coordinator)
 /// runs its commands through SPI, in the statement's transaction, as given, after the others.
 pub(crate) fn run_per_group_in_rounds(
-    per_group: PerGroup,
+    mut per_group: PerGroup,
     all: &[Node],
     per_node: usize,
 ) -> TResult<()> {
     let addresses = group_nodes(all);
     let per_node = per_node.max(1);
     let settings = std::rc::Rc::new(crate::connection::Settings::session());
+    let local = per_group
+        .remove(&tessera_core::node::COORDINATOR_GROUP_ID)
+        .unwrap_or_default();
     let mut queues = Vec::new();
-    let mut local = Vec::new();
     for (group, commands) in per_group {
-        if group == tessera_core::node::COORDINATOR_GROUP_ID {
-            local = commands;
-            continue;
-        }
-        let node = serving(&addresses, group)?;
-        queues.push((node.clone(), commands));
+        queues.push((serving(&addresses, group)?.clone(), commands));
     }
     let mut round = 0;
     loop {
         let mut tasks = Vec::new();
         for (node, commands) in &queues {
             for (sql, params) in commands.iter().skip(round * per_node).take(per_node) {
-                tasks.push(
-                    RemoteTask::new(ConnKey::for_current_session(node), sql.clone())
-                        .with_params(params.clone())
-                        .in_scope(Scope::Autocommit)
-                        .with_settings(settings.clone()),
-                );
+                tasks.push(node_task(
+                    ConnKey::for_current_session(node),
+                    sql.clone(),
+                    params.clone(),
+                    Scope::Autocommit,
+                    &settings,
+                ));
             }
         }
         if tasks.is_empty() {
             break;
         }
-        let width = tasks.len();
-        for r in run_tasks(&tasks, width)? {
-            r.map_err(|e| e.into_tessera())?;
-        }
+        run_all(&tasks)?;
         round += 1;
     }
     // The coordinator's placements last: their locks are held until the statement ends, so
@@ -190,33 +175,66 @@ pub(crate) fn run_per_group_in_lanes(
     all: &[Node],
     per_node: usize,
 ) -> TResult<()> {
-    let addresses = group_nodes(all);
     let settings = std::rc::Rc::new(crate::connection::Settings::session());
+    run_per_group_with(per_group, all, |node, commands| {
+        let lanes = per_node.clamp(1, commands.len().max(1));
+        let mut shares: Vec<Vec<String>> = vec![Vec::new(); lanes];
+        for (i, (sql, _)) in commands.into_iter().enumerate() {
+            shares[i % lanes].push(sql);
+        }
+        shares
+            .into_iter()
+            .enumerate()
+            .map(|(lane, share)| {
+                node_task(
+                    ConnKey::for_current_session(node).in_lane(lane as u16),
+                    share.join(";\n"),
+                    Vec::new(),
+                    Scope::Transaction,
+                    &settings,
+                )
+            })
+            .collect()
+    })
+}
+
+/// Runs group 0's (the coordinator's) commands through SPI first, then, every node at once,
+/// the tasks `tasks_for` makes of each other group's commands for the node that serves it.
+fn run_per_group_with(
+    per_group: PerGroup,
+    all: &[Node],
+    mut tasks_for: impl FnMut(&NodeAddress, Vec<(String, Vec<Option<String>>)>) -> Vec<RemoteTask>,
+) -> TResult<()> {
+    let addresses = group_nodes(all);
     let mut tasks = Vec::new();
     for (group, commands) in per_group {
         if group == tessera_core::node::COORDINATOR_GROUP_ID {
             run_locally(commands)?;
             continue;
         }
-        let node = serving(&addresses, group)?;
-        let lanes = per_node.clamp(1, commands.len().max(1));
-        let mut shares: Vec<Vec<String>> = vec![Vec::new(); lanes];
-        for (i, (sql, _)) in commands.into_iter().enumerate() {
-            shares[i % lanes].push(sql);
-        }
-        for (lane, share) in shares.into_iter().enumerate() {
-            tasks.push(
-                RemoteTask::new(
-                    ConnKey::for_current_session(node).in_lane(lane as u16),
-                    share.join(";\n"),
-                )
-                .in_scope(Scope::Transaction)
-                .with_settings(settings.clone()),
-            );
-        }
+        tasks.extend(tasks_for(serving(&addresses, group)?, commands));
     }
-    let width = tasks.len();
-    for r in run_tasks(&tasks, width)? {
+    run_all(&tasks)
+}
+
+/// A propagated command for a node: the node reads the statement's text as the session would
+/// (`DEFAULT '02/01/2026'`, a time zone in a CHECK constraint).
+fn node_task(
+    key: ConnKey,
+    sql: String,
+    params: Vec<Option<String>>,
+    scope: Scope,
+    settings: &std::rc::Rc<crate::connection::Settings>,
+) -> RemoteTask {
+    RemoteTask::new(key, sql)
+        .with_params(params)
+        .in_scope(scope)
+        .with_settings(settings.clone())
+}
+
+/// Runs `tasks` all at once; the first failure is the error.
+fn run_all(tasks: &[RemoteTask]) -> TResult<()> {
+    for r in run_tasks(tasks, tasks.len())? {
         r.map_err(|e| e.into_tessera())?;
     }
     Ok(())
