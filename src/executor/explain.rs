@@ -95,7 +95,13 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
                 &format!("rows of the SELECT routed through the coordinator ({why}){by}"),
             );
         }
-        explain_tasks(tasks, plan, es);
+        // After a run: how many shards a search asking for fewer rows asked again.
+        let asked_again = (run.ran && run.numbered).then(|| {
+            run.set_aside
+                .as_ref()
+                .map_or(0, |s| s.again.iter().filter(|a| **a).count())
+        });
+        explain_tasks(tasks, plan, asked_again, es);
         if child {
             super::insert_select::explain((*state).run, es);
         }
@@ -110,6 +116,7 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
 unsafe fn explain_tasks(
     tasks: Option<Vec<Task>>,
     plan: &tessera_core::plan::DistPlan,
+    asked_again: Option<usize>,
     es: *mut pg_sys::ExplainState,
 ) {
     let prop = |label: &str, value: &str| {
@@ -156,6 +163,23 @@ unsafe fn explain_tasks(
         if !own.is_empty() {
             let list: Vec<String> = own.iter().map(|(n, v)| format!("{n}={v}")).collect();
             prop("Task Settings", &list.join(", "));
+        }
+        if let Some(f) = tasks.first().and_then(|t| t.fewer.as_ref()) {
+            prop(
+                "Rows Per Shard",
+                &format!(
+                    "{} of {} first; a shard whose farthest row is among the nearest {} of all is asked again for {}",
+                    f.each, f.rows, f.rows, f.rows
+                ),
+            );
+            if let Some(n) = asked_again {
+                pg_sys::ExplainPropertyInteger(
+                    c"Shards Asked Again".as_ptr(),
+                    std::ptr::null(),
+                    n as i64,
+                    es,
+                );
+            }
         }
         let settings = task::task_settings(plan, &tasks);
         let text = (*es).format == pg_sys::ExplainFormat::EXPLAIN_FORMAT_TEXT;

@@ -19,6 +19,7 @@
 
 mod child;
 mod explain;
+pub(crate) mod fewer_rows;
 mod insert_select;
 pub(crate) mod partial_agg;
 pub(crate) mod scan_private;
@@ -84,6 +85,11 @@ pub(crate) struct ScanRun {
     pub insert_rows: Vec<*mut pg_sys::List>,
     pub tasks: Option<Vec<task::Task>>,
     results: Vec<PgResult>,
+    /// A nearest-neighbour search that asked its shards for fewer rows: each result's last
+    /// column is the shard's number, and the first-round rows of shards asked again are set
+    /// aside (`fewer_rows`).
+    numbered: bool,
+    set_aside: Option<fewer_rows::SetAside>,
     /// (result, row) of the next tuple.
     pos: (usize, usize),
     /// The rows still arriving, when the scan streams.
@@ -239,6 +245,8 @@ unsafe extern "C-unwind" fn begin_scan(
             insert_rows,
             tasks: None,
             results: Vec::new(),
+            numbered: false,
+            set_aside: None,
             pos: (0, 0),
             stream: None,
             can_stream: eflags
@@ -330,9 +338,15 @@ unsafe fn ensure_ran(node: *mut pg_sys::CustomScanState) -> TResult<()> {
         let econtext = (*node).ss.ps.ps_ExprContext;
         let tasks = task::build(run, estate, econtext)?;
         let (rows, affected) = task::run(&run.plan, &tasks, run.can_stream)?;
+        run.numbered = tasks.first().is_some_and(|t| t.fewer.is_some());
+        run.set_aside = None;
         match rows {
             task::Rows::Done(results) => run.results = results,
             task::Rows::Stream(dispatch) => run.stream = Some(dispatch),
+            task::Rows::SetAside(results, set_aside) => {
+                run.results = results;
+                run.set_aside = Some(set_aside);
+            }
         }
         run.tasks = Some(tasks);
         run.ran = true;
@@ -395,9 +409,16 @@ unsafe extern "C-unwind" fn next_row(ss: *mut pg_sys::ScanState) -> *mut pg_sys:
                 continue;
             }
             run.pos = (r, row + 1);
+            if run
+                .set_aside
+                .as_ref()
+                .is_some_and(|s| s.skips(r, result, row))
+            {
+                continue;
+            }
             let econtext = (*ss).ps.ps_ExprContext;
             let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
-            if result.nfields() != run.inputs.len() {
+            if result.nfields() != run.inputs.len() + usize::from(run.numbered) {
                 // A shard whose columns differ from the table's (changed on the node itself):
                 // the row cannot be read as the table's.
                 crate::error::TesseraError::new(

@@ -39,6 +39,8 @@ pub struct Task {
     pub prepare: bool,
     /// The rows of a `COPY ... FROM STDIN` task.
     pub copy_data: Option<Rc<Vec<u8>>>,
+    /// A nearest-neighbour search that asks its shards for fewer rows (`fewer_rows`).
+    pub fewer: Option<super::fewer_rows::FewerRows>,
 }
 
 /// A parameter's type as the workers know it: built-in types have the same OID everywhere;
@@ -230,6 +232,7 @@ impl Common {
                 primary: i == 0,
                 prepare: true,
                 copy_data: None,
+                fewer: None,
             });
         }
         Ok(())
@@ -420,6 +423,7 @@ pub unsafe fn build(
             Scope::Transaction => 1,
         };
         tasks = batch_per_node(tasks, per_node);
+        super::fewer_rows::apply(plan, &mut tasks);
     }
     Ok(tasks)
 }
@@ -566,13 +570,7 @@ pub fn statement_settings(plan: &DistPlan, tasks: &[Task]) -> Vec<(&'static str,
     let Some(n) = plan.nearest else {
         return own;
     };
-    let iterative = n.index.iterative_setting().map(|name| {
-        let c = std::ffi::CString::new(name).expect("no NUL in a setting name");
-        (
-            name,
-            crate::pg::guc::value(&c).filter(|v| !v.is_empty() && v != "off"),
-        )
-    });
+    let iterative = iterative_scan(&n);
     let force = gucs::enable_ann_index_scan()
         && (!n.filtered || matches!(iterative, None | Some((_, Some(_)))));
     if force {
@@ -591,12 +589,13 @@ pub fn statement_settings(plan: &DistPlan, tasks: &[Task]) -> Vec<(&'static str,
         let effective = session
             .or_else(|| crate::pg::guc::value(c"hnsw.ef_search").and_then(|v| v.parse().ok()))
             .unwrap_or(40);
-        let rows = n.limit.or_else(|| {
-            let id = n.limit_param?;
-            let t = tasks.first()?;
-            t.params.get(id - 1)?.as_deref()?.parse::<i64>().ok()
-        });
-        let shards: usize = tasks.iter().map(|t| t.shard_sqls.len().max(1)).sum();
+        // A search asking for fewer rows per shard needs that many candidates per shard.
+        let fewer = tasks.first().and_then(|t| t.fewer.as_ref());
+        let rows = fewer.map(|f| f.each).or_else(|| shard_rows(&n, tasks));
+        let shards: usize = fewer.map_or_else(
+            || tasks.iter().map(|t| t.shard_sqls.len().max(1)).sum(),
+            |f| f.shards,
+        );
         let mut ef = effective;
         if gucs::ann_ef_search_scaling() {
             ef = tessera_core::plan::Nearest::ef_search_per_shard(ef, rows, shards);
@@ -611,10 +610,38 @@ pub fn statement_settings(plan: &DistPlan, tasks: &[Task]) -> Vec<(&'static str,
     own
 }
 
+/// The setting that turns on the iterative scan of `n`'s index, with the session's value when
+/// it is on.
+pub(super) fn iterative_scan(
+    n: &tessera_core::plan::Nearest,
+) -> Option<(&'static str, Option<String>)> {
+    n.index.iterative_setting().map(|name| {
+        let c = std::ffi::CString::new(name).expect("no NUL in a setting name");
+        (
+            name,
+            crate::pg::guc::value(&c).filter(|v| !v.is_empty() && v != "off"),
+        )
+    })
+}
+
+/// The rows each shard query of the search `n` returns (LIMIT + OFFSET), when known: a
+/// constant, or the value of its `LIMIT $n` parameter.
+pub(super) fn shard_rows(n: &tessera_core::plan::Nearest, tasks: &[Task]) -> Option<i64> {
+    n.limit.or_else(|| {
+        let id = n.limit_param?;
+        let t = tasks.first()?;
+        t.params.get(id - 1)?.as_deref()?.parse::<i64>().ok()
+    })
+}
+
 /// The rows of an execution: every result at hand, or a stream of rows still arriving.
 pub enum Rows {
     Done(Vec<PgResult>),
     Stream(Box<Dispatch>),
+    /// A search that asked its shards for fewer rows, and some shards again: the first
+    /// round's results, then the second's; the first round's rows of those shards are set
+    /// aside (`fewer_rows`).
+    SetAside(Vec<PgResult>, super::fewer_rows::SetAside),
 }
 
 /// Runs every task at once; returns the primary tasks' results and affected-row count. With
@@ -629,7 +656,29 @@ pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)
         return Err(crate::planner::session_user_differs(None));
     }
     let scope = scope(plan);
-    let stream = stream && scope == Scope::Autocommit && !plan.writes();
+    // A search that may ask some shards again looks at all the first round's rows first.
+    let first_round = super::fewer_rows::first_round(tasks);
+    let stream = stream && !first_round && scope == Scope::Autocommit && !plan.writes();
+    let dispatch = start(plan, tasks, scope, stream);
+    if stream {
+        return Ok((Rows::Stream(Box::new(dispatch)), 0));
+    }
+    let (mut results, affected) = collect(tasks, dispatch)?;
+    if first_round {
+        let again = super::fewer_rows::asked_again(plan, tasks, &results);
+        let more = super::fewer_rows::second_round(tasks, &again);
+        if !more.is_empty() {
+            let first_round = results.len();
+            results.extend(collect(&more, start(plan, &more, scope, false))?.0);
+            let set_aside = super::fewer_rows::SetAside { first_round, again };
+            return Ok((Rows::SetAside(results, set_aside), affected));
+        }
+    }
+    Ok((Rows::Done(results), affected))
+}
+
+/// Starts every task at once, in `scope`, with the statement's settings.
+fn start(plan: &DistPlan, tasks: &[Task], scope: Scope, stream: bool) -> Dispatch {
     let settings = task_settings(plan, tasks);
     let remote: Vec<RemoteTask> = tasks
         .iter()
@@ -647,10 +696,11 @@ pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)
         })
         .collect();
     let n = remote.len();
-    let dispatch = Dispatch::start(remote, n);
-    if stream {
-        return Ok((Rows::Stream(Box::new(dispatch)), 0));
-    }
+    Dispatch::start(remote, n)
+}
+
+/// The primary tasks' last results, and the rows they changed.
+fn collect(tasks: &[Task], dispatch: Dispatch) -> TResult<(Vec<PgResult>, u64)> {
     let outcomes = dispatch.finish()?;
     let mut results = Vec::new();
     let mut affected = 0;
@@ -664,5 +714,5 @@ pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)
             results.push(last);
         }
     }
-    Ok((Rows::Done(results), affected))
+    Ok((results, affected))
 }

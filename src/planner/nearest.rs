@@ -70,6 +70,18 @@ pub(crate) unsafe fn nearest(w: *mut pg_sys::Query) -> Option<Nearest> {
             return None;
         }
         let index = ordering_index((*rte).relid, (*op).opno, strip(args[0]))?;
+        // The distance's place among the columns the shard returns (resjunk ones are not sent).
+        let distance_column = if (*tle).resjunk {
+            None
+        } else {
+            Some(
+                list_of::<pg_sys::TargetEntry>((*w).targetList)
+                    .into_iter()
+                    .take_while(|t| *t != tle)
+                    .filter(|t| !(**t).resjunk)
+                    .count(),
+            )
+        };
         let (limit, limit_param) = shard_limit((*w).limitCount, (*w).limitOffset);
         let quals = (*jointree).quals;
         Some(Nearest {
@@ -77,6 +89,7 @@ pub(crate) unsafe fn nearest(w: *mut pg_sys::Query) -> Option<Nearest> {
             filtered: !(quals.is_null() || is_true(quals)) || !(*rte).securityQuals.is_null(),
             limit,
             limit_param,
+            distance_column,
         })
     }
 }

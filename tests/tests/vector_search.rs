@@ -474,3 +474,133 @@ fn plain_create_index_builds_several_shards_per_node_at_once() {
     c.batch_execute("DROP TABLE public.vs_lanes; DROP FUNCTION public.vs_lanes_slow(int);")
         .unwrap();
 }
+
+/// `tessera.ann_ef_search_scaling` asks each of 16 shards for fewer rows first
+/// (`executor/fewer_rows.rs`): the answer is still the plain table's, row for row, where the
+/// distribution column says where the vectors are (every tenant's vectors around its own
+/// point, so one tenant's shard holds most of the nearest and is asked again) and where it
+/// does not. IVFFlat with every list probed is an exact search, so the rows must match; the
+/// application role runs it, through a generic plan with `LIMIT $2`.
+#[test]
+fn asking_shards_for_fewer_rows_keeps_the_nearest_rows() {
+    let mut c = coordinator();
+    c.batch_execute(
+        "DROP SCHEMA IF EXISTS vs_few CASCADE;
+         DROP ROLE IF EXISTS vs_few_app;
+         CREATE ROLE vs_few_app LOGIN;
+         CREATE EXTENSION IF NOT EXISTS vector;
+         CREATE SCHEMA vs_few;
+         GRANT USAGE ON SCHEMA vs_few TO vs_few_app;
+         SELECT setseed(0.17);
+         CREATE TABLE vs_few.l_items (tenant_id int NOT NULL, id int NOT NULL, embedding vector(8));
+         INSERT INTO vs_few.l_items
+         SELECT i % 32, i, (SELECT array_agg((i % 32) * 0.5 + random() + g * 0) FROM generate_series(1, 8) g)::vector
+           FROM generate_series(1, 8000) i;
+         CREATE TABLE vs_few.\"By Tenant\" AS SELECT * FROM vs_few.l_items;
+         SELECT create_distributed_table('vs_few.\"By Tenant\"', 'tenant_id', shard_count => 16);
+         CREATE TABLE vs_few.by_id AS SELECT * FROM vs_few.l_items;
+         SELECT create_distributed_table('vs_few.by_id', 'id', shard_count => 16);
+         CREATE INDEX ON vs_few.\"By Tenant\" USING ivfflat (embedding vector_l2_ops) WITH (lists = 4);
+         CREATE INDEX ON vs_few.by_id USING ivfflat (embedding vector_l2_ops) WITH (lists = 4);
+         GRANT SELECT ON vs_few.l_items, vs_few.\"By Tenant\", vs_few.by_id TO vs_few_app;",
+    )
+    .unwrap();
+    let mut app = connect_as(coordinator_port(), "vs_few_app");
+    app.batch_execute(
+        "SET ivfflat.probes = 4;
+         SET tessera.ann_ef_search_scaling = on;
+         SET plan_cache_mode = force_generic_plan",
+    )
+    .unwrap();
+    // Query points: at a tenant's own point (tenants 3 and 20), between two, and far away.
+    let points: Vec<String> = [2.0, 10.5, 6.25, -3.0]
+        .iter()
+        .map(|x: &f64| format!("[{}]", vec![format!("{}", x + 0.5); 8].join(",")))
+        .collect();
+    let rows = |c: &mut Client, sql: &postgres::Statement, q: &str, k: i64| -> Vec<String> {
+        c.query(sql, &[&q, &k])
+            .unwrap()
+            .iter()
+            .map(|r| format!("{} {}", r.get::<_, i32>(0), r.get::<_, String>(1)))
+            .collect()
+    };
+    let sql = |t: &str| {
+        format!(
+            "SELECT id, (embedding <-> $1::text::vector)::text FROM vs_few.{t}
+              ORDER BY embedding <-> $1::text::vector LIMIT $2"
+        )
+    };
+    let mut compared = 0;
+    for table in ["\"By Tenant\"", "by_id"] {
+        let dist = app.prepare(&sql(table)).unwrap();
+        let local = app.prepare(&sql("l_items")).unwrap();
+        for q in &points {
+            for k in [200i64, 300, 100] {
+                let want = rows(&mut app, &local, q, k);
+                let got = rows(&mut app, &dist, q, k);
+                assert_eq!(want.len(), k as usize);
+                assert_eq!(got, want, "{table}, query {q}, LIMIT {k}");
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 24);
+    // A constant LIMIT with OFFSET: each shard is asked for fewer than the 250 rows first.
+    let q = &points[0];
+    let offset_sql = |t: &str| {
+        format!("SELECT id FROM vs_few.{t} ORDER BY embedding <-> '{q}' LIMIT 200 OFFSET 50")
+    };
+    let ids = |c: &mut Client, sql: &str| -> Vec<i32> {
+        c.query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert_eq!(
+        ids(&mut app, &offset_sql("\"By Tenant\"")),
+        ids(&mut app, &offset_sql("l_items"))
+    );
+    // EXPLAIN ANALYZE shows the first round's rows and how many shards were asked again: the
+    // shard that holds tenant 3 at least, for a point at tenant 3's own; none where the rows
+    // are spread by id.
+    let explain = |c: &mut Client, t: &str| -> Vec<String> {
+        c.query(
+            &format!(
+                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+                 SELECT id FROM vs_few.{t} ORDER BY embedding <-> '{q}' LIMIT 200"
+            ),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let again = |plan: &[String]| -> i64 {
+        plan.iter()
+            .find_map(|l| l.trim().strip_prefix("Shards Asked Again: "))
+            .unwrap_or_else(|| panic!("no Shards Asked Again in\n{}", plan.join("\n")))
+            .parse()
+            .unwrap()
+    };
+    let by_tenant = explain(&mut app, "\"By Tenant\"");
+    assert!(
+        by_tenant
+            .iter()
+            .any(|l| l.contains("Rows Per Shard: ") && l.contains(" of 200 first")),
+        "{}",
+        by_tenant.join("\n")
+    );
+    assert!(again(&by_tenant) >= 1, "{}", by_tenant.join("\n"));
+    let by_id = explain(&mut app, "by_id");
+    assert_eq!(again(&by_id), 0, "{}", by_id.join("\n"));
+    // Off, or under 128 rows: every shard is asked for all the rows.
+    app.batch_execute("SET tessera.ann_ef_search_scaling = off")
+        .unwrap();
+    assert!(!explain(&mut app, "by_id")
+        .iter()
+        .any(|l| l.contains("Rows Per Shard")));
+    c.batch_execute("DROP SCHEMA vs_few CASCADE; DROP ROLE vs_few_app")
+        .unwrap();
+}

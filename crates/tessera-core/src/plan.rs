@@ -196,6 +196,10 @@ pub struct Nearest {
     pub limit: Option<i64>,
     /// The LIMIT is the external parameter `$n` (a prepared statement's `LIMIT $2`).
     pub limit_param: Option<usize>,
+    /// The shard query's column (0-based) that holds the distance it orders by, when the
+    /// coordinator receives it (a multi-shard search merges by it).
+    #[serde(default)]
+    pub distance_column: Option<usize>,
 }
 
 impl DistPlan {
@@ -380,6 +384,54 @@ impl Nearest {
         let scaled = (ef as f64 / (shards as f64).sqrt()).ceil() as i64;
         scaled.max(rows.unwrap_or(0)).max(10).min(ef.max(1000))
     }
+
+    /// The rows each of `shards` shard searches returns first when the statement wants `rows`
+    /// (LIMIT + OFFSET, at least [`FEWER_ROWS_FROM`]) and the rows are spread over the shards
+    /// at random: the number of the `rows` nearest that one shard holds is about Poisson with
+    /// mean `rows / shards`, so a shard is asked for that distribution's 99.9% quantile, with
+    /// a margin of a fifth (as Qdrant does). None when that is not fewer than `rows`.
+    ///
+    /// Hash distribution is not random with respect to the vectors when the distribution
+    /// column says something about them (a tenant's documents are alike), so the executor
+    /// checks each shard that returned all it was asked for and asks it again for `rows`
+    /// when its farthest row is nearer than the union's `rows`-th (`executor::fewer_rows`).
+    pub fn fewer_rows_per_shard(rows: i64, shards: usize) -> Option<i64> {
+        if shards < 2 || rows < FEWER_ROWS_FROM {
+            return None;
+        }
+        let mean = rows as f64 / shards as f64;
+        let each = ((poisson_quantile(mean, 0.999) * 1.2).ceil() as i64).max(1);
+        (each < rows).then_some(each)
+    }
+}
+
+/// [`Nearest::fewer_rows_per_shard`] applies from this many rows (LIMIT + OFFSET) on: below,
+/// the search's cost is its candidate list, not the rows.
+pub const FEWER_ROWS_FROM: i64 = 128;
+
+/// The smallest k with P(X <= k) >= p for X Poisson with mean `mean` (the normal
+/// approximation above a mean of 500, where e^-mean leaves f64's range).
+fn poisson_quantile(mean: f64, p: f64) -> f64 {
+    if mean > 500.0 {
+        // z(0.999) = 3.09; half a count for the continuity correction.
+        return (mean + 3.09 * mean.sqrt() + 0.5).ceil();
+    }
+    let mut pmf = (-mean).exp();
+    let mut cdf = pmf;
+    let mut k = 0.0;
+    while cdf < p {
+        k += 1.0;
+        pmf *= mean / k;
+        cdf += pmf;
+    }
+    k
+}
+
+/// One shard query of a search that asks for fewer rows ([`Nearest::fewer_rows_per_shard`]):
+/// `sql`'s first `limit` rows with the shard's number `arm` as an extra last column, so the
+/// coordinator knows whose rows they are. The subquery's alias is never referenced.
+pub fn numbered_shard_search(sql: &str, arm: usize, limit: i64) -> String {
+    format!("SELECT *, {arm} FROM ({sql}) tessera_arm LIMIT {limit}")
 }
 
 #[cfg(test)]
@@ -396,6 +448,39 @@ mod tests {
         assert_eq!(Nearest::ef_search_per_shard(20, None, 32), 10);
         // Never above pgvector's maximum, unless the session's own is.
         assert_eq!(Nearest::ef_search_per_shard(100, Some(5000), 4), 1000);
+    }
+
+    #[test]
+    fn fewer_rows_per_shard_follows_the_poisson_quantile() {
+        // Qdrant's example: 1000 rows over 10 shards asks each for about 160.
+        let each = Nearest::fewer_rows_per_shard(1000, 10).unwrap();
+        assert!((150..=170).contains(&each), "{each}");
+        assert_eq!(Nearest::fewer_rows_per_shard(200, 4), Some(88));
+        assert_eq!(Nearest::fewer_rows_per_shard(200, 32), Some(18));
+        // Below the threshold, one shard, or no saving: every shard returns all rows.
+        assert_eq!(Nearest::fewer_rows_per_shard(100, 32), None);
+        assert_eq!(Nearest::fewer_rows_per_shard(1000, 1), None);
+        assert_eq!(Nearest::fewer_rows_per_shard(128, 2), Some(108));
+        // Large means use the normal approximation, continuous with the exact quantile.
+        let exact = poisson_quantile(500.0, 0.999);
+        let approx = (500.0f64 + 3.09 * 500.0f64.sqrt() + 0.5).ceil();
+        assert!((exact - approx).abs() <= 2.0, "{exact} {approx}");
+        assert!(Nearest::fewer_rows_per_shard(100_000, 4).unwrap() < 100_000);
+        // Never more per shard with more shards.
+        let mut last = i64::MAX;
+        for shards in 2..64 {
+            let each = Nearest::fewer_rows_per_shard(500, shards).unwrap_or(500);
+            assert!(each <= last);
+            last = each;
+        }
+    }
+
+    #[test]
+    fn numbered_shard_search_appends_the_shard() {
+        assert_eq!(
+            numbered_shard_search("SELECT a FROM t ORDER BY d LIMIT 200", 3, 88),
+            "SELECT *, 3 FROM (SELECT a FROM t ORDER BY d LIMIT 200) tessera_arm LIMIT 88"
+        );
     }
 
     fn sample() -> DistPlan {
@@ -458,6 +543,7 @@ mod tests {
                 filtered: true,
                 limit: None,
                 limit_param: Some(2),
+                distance_column: Some(1),
             }),
         }
     }
