@@ -14,7 +14,9 @@
 # Printed per (table, ef_search): recall@10, QPS at 1 and at 4 clients, and the QPS ratio to
 # the baseline at the same ef_search; then, per distributed table, the QPS at matched recall
 # (its fastest ef_search whose recall is at least the baseline's at ef_search 100) as a ratio
-# to the baseline at ef_search 100; and the same with tessera.ann_ef_search_scaling on.
+# to the baseline at ef_search 100; and the same with tessera.ann_ef_search_scaling on. Then
+# LIMIT 200 at ef_search 200: recall@200 and QPS with every shard asked for 200 rows and with
+# scaling on (each shard asked first for fewer, `executor/fewer_rows.rs`).
 # Machines here are shared and noisy: read the ratios, not the absolute numbers.
 #
 # Settings: BENCH_SECONDS per pgbench run (5), BENCH_PORT (9750), BENCH_BASELINE_PORT (9760).
@@ -89,30 +91,34 @@ SQL
     echo "$t0 $t1" | awk '{printf "%.1f", $2 - $1}'
 }
 
-# recall PORT TABLE SUFFIX EF [SCALING]: mean recall@10 over the held-out queries (each
-# search a statement of its own, run by a function over the local ground-truth table).
+# recall PORT TABLE SUFFIX EF [SCALING] [K]: mean recall@K (10) over the held-out queries
+# (each search a statement of its own, run by a function over the local ground-truth table:
+# ann_truth$SUFFIX for 10, ann_truth${SUFFIX}_k$K otherwise).
 recall() {
-    local port=$1 table=$2 s=$3 ef=$4 scaling=${5:-off}
+    local port=$1 table=$2 s=$3 ef=$4 scaling=${5:-off} k=${6:-10} truth
+    truth=ann_truth$s
+    [ "$k" = 10 ] || truth=ann_truth${s}_k$k
     psql_on "$port" <<SQL
-CREATE OR REPLACE FUNCTION ann_found(qid int, t regclass, queries regclass) RETURNS int[] LANGUAGE plpgsql AS \$\$
+CREATE OR REPLACE FUNCTION ann_found(qid int, t regclass, queries regclass, k int) RETURNS int[] LANGUAGE plpgsql AS \$\$
 DECLARE qv vector; r int[];
 BEGIN
   EXECUTE format('SELECT v FROM %s WHERE q = \$1', queries) INTO qv USING qid;
-  EXECUTE format('SELECT ARRAY(SELECT id FROM %s ORDER BY embedding <-> \$1 LIMIT 10)', t) INTO r USING qv;
+  EXECUTE format('SELECT ARRAY(SELECT id FROM %s ORDER BY embedding <-> \$1 LIMIT \$2)', t) INTO r USING qv, k;
   RETURN r;
 END \$\$;
 SQL
     PGOPTIONS="-c hnsw.ef_search=$ef -c tessera.ann_ef_search_scaling=$scaling" psql_on "$port" -At -c \
-        "SELECT round(avg((SELECT count(*) FROM unnest(ann_found(t.q, '$table', 'ann_queries$s')) f WHERE f = ANY (t.ids)) / 10.0), 3) FROM ann_truth$s t"
+        "SELECT round(avg((SELECT count(*) FROM unnest(ann_found(t.q, '$table', 'ann_queries$s', $k)) f WHERE f = ANY (t.ids)) / $k.0), 3) FROM $truth t"
 }
 
-# qps PORT TABLE SUFFIX EF CLIENTS [SCALING]: queries per second of pgbench (prepared).
+# qps PORT TABLE SUFFIX EF CLIENTS [SCALING] [K]: queries per second of pgbench (prepared),
+# LIMIT K (10).
 qps() {
-    local port=$1 table=$2 s=$3 ef=$4 clients=$5 scaling=${6:-off}
+    local port=$1 table=$2 s=$3 ef=$4 clients=$5 scaling=${6:-off} k=${7:-10}
     local script
     script=$(mktemp)
-    printf '\\set q random(1, %d)\nSELECT id FROM %s ORDER BY embedding <-> (SELECT v FROM ann_queries%s WHERE q = :q) LIMIT 10;\n' \
-        "$QUERIES" "$table" "$s" >"$script"
+    printf '\\set q random(1, %d)\nSELECT id FROM %s ORDER BY embedding <-> (SELECT v FROM ann_queries%s WHERE q = :q) LIMIT %d;\n' \
+        "$QUERIES" "$table" "$s" "$k" >"$script"
     PGOPTIONS="-c hnsw.ef_search=$ef -c tessera.ann_ef_search_scaling=$scaling" \
         env -u RUST_BACKTRACE "$BINDIR/pgbench" -n -h 127.0.0.1 -p "$port" -U postgres -M prepared \
         -T "$SECONDS_PER_RUN" -c "$clients" -j "$clients" -f "$script" postgres 2>/dev/null |
@@ -173,6 +179,34 @@ for name in d4 d32 d4s d32s; do
 done
 echo "    (recall never below one node at the same ef_search:" \
     "$(for ef in "${EFS[@]}"; do for n in d4 d32; do awk -v a="${R[$n,$ef]}" -v b="${R[base,$ef]}" 'BEGIN {exit !(a < b)}' && printf ' %s@%s below' "$n" "$ef"; done; done; echo ' checked'))"
+
+# Many rows per query: LIMIT 200 at ef_search 200 (the least that returns 200 rows on one
+# node). With scaling on, each shard is asked first for fewer rows (and searched with that
+# many candidates), and again for 200 when it may hold more of the nearest.
+echo "==> LIMIT 200, ef_search 200: recall@200 and QPS, every shard asked for 200 rows (off) or fewer first (scaling on)"
+psql_on "$BASE_PORT" -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS ann_truth_k200" \
+    -c "CREATE TABLE ann_truth_k200 AS SELECT q, ARRAY(SELECT id FROM ann_points ORDER BY embedding <-> v LIMIT 200) AS ids FROM ann_queries"
+psql_on "$CLUSTER_PORT" -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS ann_truth_k200" \
+    -c "CREATE TABLE ann_truth_k200 (q int PRIMARY KEY, ids int[])"
+psql_on "$BASE_PORT" -c "COPY ann_truth_k200 TO STDOUT" | psql_on "$CLUSTER_PORT" -c "COPY ann_truth_k200 FROM STDIN"
+printf '    %-24s %7s %8s %8s %8s %8s\n' table recall qps@1 ratio qps@4 ratio
+for t in "base $BASE_PORT ann_base off" "d4 $CLUSTER_PORT ann_d4 off" "d4s $CLUSTER_PORT ann_d4 on" \
+    "d32 $CLUSTER_PORT ann_d32 off" "d32s $CLUSTER_PORT ann_d32 on"; do
+    read -r name port table scaling <<<"$t"
+    R[$name,k200]=$(recall "$port" "$table" "" 200 "$scaling" 200)
+    Q1[$name,k200]=$(qps "$port" "$table" "" 200 1 "$scaling" 200)
+    Q4[$name,k200]=$(qps "$port" "$table" "" 200 4 "$scaling" 200)
+    case $name in
+        base) label="one node" ;; d4) label="4 shards" ;; d32) label="32 shards" ;;
+        d4s) label="4 shards, fewer rows" ;; d32s) label="32 shards, fewer rows" ;;
+    esac
+    printf '    %-24s %7s %8s %8s %8s %8s\n' "$label" "${R[$name,k200]}" "${Q1[$name,k200]}" \
+        "$(echo "${Q1[$name,k200]} ${Q1[base,k200]}" | awk '{printf "%.2f", $1 / $2}')" "${Q4[$name,k200]}" \
+        "$(echo "${Q4[$name,k200]} ${Q4[base,k200]}" | awk '{printf "%.2f", $1 / $2}')"
+done
+for n in 4 32; do
+    echo "    $n shards: fewer rows first against 200 from every shard: $(echo "${Q1[d${n}s,k200]} ${Q1[d$n,k200]}" | awk '{printf "%.2f", $1 / $2}')x at 1 client, $(echo "${Q4[d${n}s,k200]} ${Q4[d$n,k200]}" | awk '{printf "%.2f", $1 / $2}')x at 4 clients"
+done
 
 echo "==> 1536 dimensions: $ROWS_1536 rows, 4 shards, ef_search 40"
 make_data _1536 "$ROWS_1536" 1536 50

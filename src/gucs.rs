@@ -106,7 +106,9 @@ static ENABLE_ANN_INDEX_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// `tessera.ann_ef_search_scaling` (off): a nearest-neighbour query over several shards asks
 /// each shard for a smaller candidate list: `hnsw.ef_search` divided by the square root of the
 /// number of shards searched, never below the query's LIMIT (+ OFFSET) or 10. Each shard
-/// searches a smaller graph, so the union keeps its recall with less work per shard.
+/// searches a smaller graph, so the union keeps its recall with less work per shard. A query
+/// for 128 rows or more (LIMIT + OFFSET) also asks each shard first for fewer rows, and a
+/// shard that may hold more of the nearest again for all (`executor::fewer_rows`).
 static ANN_EF_SEARCH_SCALING: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// `tessera.max_index_builds_per_node` (1): how many shard indexes `CREATE INDEX` on a
@@ -294,7 +296,7 @@ that serves the ORDER BY is used even on small shards.",
     GucRegistry::define_bool_guc(
         c"tessera.ann_ef_search_scaling",
         c"Scales hnsw.ef_search down by the number of shards a nearest-neighbour query searches.",
-        c"Each shard is searched with ef_search / sqrt(shards), at least the LIMIT (+ OFFSET) and 10.",
+        c"Each shard is searched with ef_search / sqrt(shards), at least the LIMIT (+ OFFSET) and 10; for 128 rows or more, each shard is asked first for fewer rows.",
         &ANN_EF_SEARCH_SCALING,
         GucContext::Userset,
         GucFlags::default(),

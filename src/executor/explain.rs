@@ -165,13 +165,15 @@ unsafe fn explain_tasks(
             prop("Task Settings", &list.join(", "));
         }
         if let Some(f) = tasks.first().and_then(|t| t.fewer.as_ref()) {
-            prop(
-                "Rows Per Shard",
-                &format!(
-                    "{} of {} first; a shard whose farthest row is among the nearest {} of all is asked again for {}",
-                    f.each, f.rows, f.rows, f.rows
-                ),
+            // Each shard first; a shard group that may hold more of the nearest then again
+            // for all the rows wanted (`fewer_rows`).
+            pg_sys::ExplainPropertyInteger(
+                c"Rows Per Shard".as_ptr(),
+                std::ptr::null(),
+                f.each,
+                es,
             );
+            pg_sys::ExplainPropertyInteger(c"Rows Wanted".as_ptr(), std::ptr::null(), f.rows, es);
             if let Some(n) = asked_again {
                 pg_sys::ExplainPropertyInteger(
                     c"Shards Asked Again".as_ptr(),

@@ -13,11 +13,23 @@
 //! union the coordinator sorts is what asking every shard for `rows` would give, less the
 //! rows of shards that could not be among the nearest.
 //!
-//! Each shard query carries its shard's number as an extra last column
+//! The rule is exact for exact searches (IVFFlat probing every list, a scan). An HNSW shard
+//! search is approximate either way; its second round is a search of its own, with a
+//! candidate list for all the rows, and both rounds of an autocommit statement read their own
+//! snapshots, as two statements do.
+//!
+//! Each shard query carries its shard group's number as an extra last column
 //! ([`numbered_shard_search`]); the scan reads that column to set aside the first-round rows
-//! of a shard asked again, and does not hand it on.
+//! of a shard group asked again, and does not hand it on.
+//!
+//! Not used where a second round could change the answer or cannot happen: with a volatile
+//! function (it would run twice), `WITH TIES`, a relaxed-order iterative scan (a shard's
+//! farthest row then says nothing of the rows after it), or an HNSW search for more rows
+//! than pgvector's candidate list can hold (1000).
 
-use tessera_core::plan::{numbered_shard_search, union_all, DistPlan, Nearest, NearestIndex};
+use tessera_core::plan::{
+    numbered_shard_search, shard_groups_to_ask_again, union_all, DistPlan, Nearest, NearestIndex,
+};
 
 use super::task::{self, Task};
 use crate::connection::PgResult;
@@ -30,15 +42,20 @@ pub struct FewerRows {
     pub each: i64,
     /// The rows the statement wants (LIMIT + OFFSET).
     pub rows: i64,
-    /// The shards the statement searches.
-    pub shards: usize,
-    /// The first round's shard queries of the task, as planned: (shard number, SQL). Empty
-    /// in the second round.
-    pub arms: Vec<(usize, String)>,
+    /// The shard groups the statement searches.
+    pub groups: usize,
+    pub round: Round,
+}
+
+#[derive(Debug, Clone)]
+pub enum Round {
+    /// The task's shard queries as planned, by shard group number: asked again from these.
+    First(Vec<(usize, String)>),
+    Second,
 }
 
 /// The first round's rows set aside: results before `first_round` are the first round's, and
-/// a row of one whose shard number is marked in `again` is replaced by the second round's.
+/// a row of one whose shard group is marked in `again` is replaced by the second round's.
 #[derive(Debug, Clone)]
 pub struct SetAside {
     pub first_round: usize,
@@ -46,30 +63,42 @@ pub struct SetAside {
 }
 
 impl SetAside {
-    /// Whether the row `row` of result `r` (of `nfields` columns, the last the shard number)
-    /// was replaced.
+    /// Whether the row `row` of result `r` (its last column the shard group's number) was
+    /// replaced.
     pub fn skips(&self, r: usize, result: &PgResult, row: usize) -> bool {
-        if r >= self.first_round {
+        if r >= self.first_round || result.nfields() == 0 {
             return false;
         }
-        let arm = result
-            .value(row, result.nfields().saturating_sub(1))
-            .and_then(|v| v.parse::<usize>().ok());
-        arm.is_some_and(|a| self.again.get(a).copied().unwrap_or(false))
+        group_of(result, row).is_some_and(|g| self.again.get(g).copied().unwrap_or(false))
     }
 }
 
+fn group_of(result: &PgResult, row: usize) -> Option<usize> {
+    result
+        .value(row, result.nfields() - 1)
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
 /// Makes the SELECT `tasks` of `plan` ask for fewer rows per shard when the search allows it
-/// (see the module's comment): an approximate index, the distance among the returned columns,
-/// and no filter unless the index's iterative scan is on (which keeps each shard's count).
+/// (see the module's comment).
 pub fn apply(plan: &DistPlan, tasks: &mut [Task]) {
     let Some(n) = plan.nearest else {
         return;
     };
+    let Some(distance) = n.distance_column else {
+        return;
+    };
+    // The iterative scan the shards run: off, or HNSW's strict order (which a filter needs).
+    let iterative = task::iterative_scan(&n).and_then(|(_, v)| v);
+    let ordered = match iterative.as_deref() {
+        None => !n.filtered,
+        Some("strict_order") => n.index == NearestIndex::Hnsw,
+        Some(_) => false,
+    };
     if !gucs::ann_ef_search_scaling()
         || n.index == NearestIndex::Exact
-        || n.distance_column.is_none()
-        || (n.filtered && task::iterative_scan(&n).and_then(|(_, v)| v).is_none())
+        || !ordered
+        || plan.calls_volatile
         || tasks.iter().any(|t| !t.primary || t.copy_data.is_some())
     {
         return;
@@ -77,88 +106,98 @@ pub fn apply(plan: &DistPlan, tasks: &mut [Task]) {
     let Some(rows) = task::shard_rows(&n, tasks) else {
         return;
     };
-    let shards: usize = tasks.iter().map(|t| t.shard_sqls.len().max(1)).sum();
-    let Some(each) = Nearest::fewer_rows_per_shard(rows, shards) else {
+    let groups: usize = tasks.iter().map(|t| t.shard_sqls.len().max(1)).sum();
+    let Some(each) = Nearest::fewer_rows_per_shard(rows, groups) else {
         return;
     };
-    let mut arm = 0;
+    if n.index == NearestIndex::Hnsw && each > 1000 {
+        return;
+    }
+    let mut group = 0;
     for t in tasks.iter_mut() {
-        let mut arms = Vec::with_capacity(t.shard_sqls.len());
+        let mut planned = Vec::with_capacity(t.shard_sqls.len());
         for sql in &mut t.shard_sqls {
-            arms.push((
-                arm,
-                std::mem::replace(sql, numbered_shard_search(sql, arm, each)),
-            ));
-            arm += 1;
+            let numbered = numbered_shard_search(sql, group, distance, each);
+            planned.push((group, std::mem::replace(sql, numbered)));
+            group += 1;
         }
         t.sql = union_all(&t.shard_sqls);
+        // The statement spells out `each`, which follows a `LIMIT $n`'s value: not one to
+        // keep prepared on the node.
+        t.prepare = t.prepare && n.limit_param.is_none();
         t.fewer = Some(FewerRows {
             each,
             rows,
-            shards,
-            arms,
+            groups,
+            round: Round::First(planned),
         });
     }
 }
 
-/// The shards of a first round (`tasks`, their `results` in the same order) that may hold
-/// more of the nearest rows, by shard number; none when every shard returned fewer rows than
-/// it was asked for or its farthest row is farther than the union's `rows`-th nearest.
+/// Whether `tasks` are a first round that a second may follow.
+pub fn first_round(tasks: &[Task]) -> bool {
+    matches!(
+        tasks.first().and_then(|t| t.fewer.as_ref()),
+        Some(FewerRows {
+            round: Round::First(_),
+            ..
+        })
+    )
+}
+
+/// The shard groups of a first round (`tasks`, their `results` in the same order) to ask
+/// again, by number (`tessera_core::plan::shard_groups_to_ask_again`).
 pub fn asked_again(plan: &DistPlan, tasks: &[Task], results: &[PgResult]) -> Vec<bool> {
     let (Some(n), Some(f)) = (plan.nearest, tasks.first().and_then(|t| t.fewer.as_ref())) else {
         return Vec::new();
     };
-    let Some(dcol) = n.distance_column else {
+    let Some(distance) = n.distance_column else {
         return Vec::new();
     };
-    let arms: usize = tasks.iter().map(|t| t.shard_sqls.len()).sum();
-    let mut count = vec![0i64; arms];
-    let mut farthest = vec![f64::NEG_INFINITY; arms];
-    let mut all = Vec::new();
+    let mut rows = Vec::new();
     for r in results {
-        let last = r.nfields().saturating_sub(1);
+        // A result of other columns than asked for is reported by the scan.
+        if r.nfields() < distance + 2 {
+            continue;
+        }
         for row in 0..r.ntuples() {
-            let Some(arm) = r.value(row, last).and_then(|v| v.parse::<usize>().ok()) else {
+            let Some(group) = group_of(r, row) else {
                 continue;
             };
-            if arm >= arms {
-                continue;
-            }
-            // NULL and NaN sort after every distance (ORDER BY ... ASC NULLS LAST).
             let d = r
-                .value(row, dcol)
+                .value(row, distance)
                 .and_then(|v| v.parse::<f64>().ok())
-                .filter(|d| !d.is_nan())
                 .unwrap_or(f64::INFINITY);
-            count[arm] += 1;
-            farthest[arm] = farthest[arm].max(d);
-            all.push(d);
+            rows.push((group, d));
         }
     }
-    let wanted = f.rows.max(1) as usize;
-    let bound = if all.len() < wanted {
-        f64::INFINITY
-    } else {
-        *all.select_nth_unstable_by(wanted - 1, f64::total_cmp).1
-    };
-    (0..arms)
-        .map(|a| count[a] >= f.each && farthest[a] <= bound)
-        .collect()
+    // IVFFlat returns every row of the lists it probes, whatever the LIMIT: a shard group
+    // that returned fewer than asked has no more.
+    let short_is_all = n.index != NearestIndex::Hnsw;
+    shard_groups_to_ask_again(&rows, f.groups, f.each, f.rows, short_is_all)
 }
 
-/// The second round: every shard of `again` asked for all the statement's rows, one statement
-/// per node (the first round's task for it).
-pub fn second_round(tasks: &[Task], again: &[bool]) -> Vec<Task> {
+/// The second round: every shard group of `again` asked for all the statement's rows, one
+/// statement per first-round task that holds one.
+pub fn second_round(plan: &DistPlan, tasks: &[Task], again: &[bool]) -> Vec<Task> {
+    let Some(distance) = plan.nearest.and_then(|n| n.distance_column) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for t in tasks {
-        let Some(f) = &t.fewer else {
+        let Some(FewerRows {
+            rows,
+            groups,
+            round: Round::First(planned),
+            ..
+        }) = &t.fewer
+        else {
             continue;
         };
-        let shard_sqls: Vec<String> = f
-            .arms
+        let shard_sqls: Vec<String> = planned
             .iter()
-            .filter(|(a, _)| again.get(*a).copied().unwrap_or(false))
-            .map(|(a, sql)| numbered_shard_search(sql, *a, f.rows))
+            .filter(|(g, _)| again.get(*g).copied().unwrap_or(false))
+            .map(|(g, sql)| numbered_shard_search(sql, *g, distance, *rows))
             .collect();
         if shard_sqls.is_empty() {
             continue;
@@ -166,22 +205,16 @@ pub fn second_round(tasks: &[Task], again: &[bool]) -> Vec<Task> {
         out.push(Task {
             sql: union_all(&shard_sqls),
             shard_sqls,
+            // Which groups are asked again differs from one execution to the next.
+            prepare: false,
             fewer: Some(FewerRows {
-                each: f.rows,
-                rows: f.rows,
-                shards: f.shards,
-                arms: Vec::new(),
+                each: *rows,
+                rows: *rows,
+                groups: *groups,
+                round: Round::Second,
             }),
             ..t.clone()
         });
     }
     out
-}
-
-/// Whether `tasks` are a first round that a second may follow.
-pub fn first_round(tasks: &[Task]) -> bool {
-    tasks
-        .first()
-        .and_then(|t| t.fewer.as_ref())
-        .is_some_and(|f| !f.arms.is_empty())
 }

@@ -19,7 +19,7 @@
 
 mod child;
 mod explain;
-pub(crate) mod fewer_rows;
+mod fewer_rows;
 mod insert_select;
 pub(crate) mod partial_agg;
 pub(crate) mod scan_private;
@@ -426,7 +426,7 @@ unsafe extern "C-unwind" fn next_row(ss: *mut pg_sys::ScanState) -> *mut pg_sys:
                     format!(
                         "a node returned rows of {} columns where {} were expected",
                         result.nfields(),
-                        run.inputs.len()
+                        run.inputs.len() + usize::from(run.numbered)
                     ),
                 )
                 .hint("A shard's columns were changed on its node: change the distributed table on the coordinator instead, and make the shard match it again.")

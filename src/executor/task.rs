@@ -594,7 +594,7 @@ pub fn statement_settings(plan: &DistPlan, tasks: &[Task]) -> Vec<(&'static str,
         let rows = fewer.map(|f| f.each).or_else(|| shard_rows(&n, tasks));
         let shards: usize = fewer.map_or_else(
             || tasks.iter().map(|t| t.shard_sqls.len().max(1)).sum(),
-            |f| f.shards,
+            |f| f.groups,
         );
         let mut ef = effective;
         if gucs::ann_ef_search_scaling() {
@@ -666,7 +666,7 @@ pub fn run(plan: &DistPlan, tasks: &[Task], stream: bool) -> TResult<(Rows, u64)
     let (mut results, affected) = collect(tasks, dispatch)?;
     if first_round {
         let again = super::fewer_rows::asked_again(plan, tasks, &results);
-        let more = super::fewer_rows::second_round(tasks, &again);
+        let more = super::fewer_rows::second_round(plan, tasks, &again);
         if !more.is_empty() {
             let first_round = results.len();
             results.extend(collect(&more, start(plan, &more, scope, false))?.0);

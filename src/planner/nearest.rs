@@ -70,8 +70,14 @@ pub(crate) unsafe fn nearest(w: *mut pg_sys::Query) -> Option<Nearest> {
             return None;
         }
         let index = ordering_index((*rte).relid, (*op).opno, strip(args[0]))?;
-        // The distance's place among the columns the shard returns (resjunk ones are not sent).
-        let distance_column = if (*tle).resjunk {
+        // The distance's place among the columns the shard returns (resjunk ones are not
+        // sent), when the coordinator can compare rows by it as the ORDER BY does: a float8
+        // by its `<` (every pgvector distance), and a LIMIT that keeps no ties beyond it.
+        let comparable = !(*tle).resjunk
+            && pg_sys::exprType(e) == pg_sys::FLOAT8OID
+            && (*first).sortop == pg_sys::Oid::from(pg_sys::Float8LessOperator)
+            && (*w).limitOption != pg_sys::LimitOption::LIMIT_OPTION_WITH_TIES;
+        let distance_column = if !comparable {
             None
         } else {
             Some(

@@ -197,7 +197,9 @@ pub struct Nearest {
     /// The LIMIT is the external parameter `$n` (a prepared statement's `LIMIT $2`).
     pub limit_param: Option<usize>,
     /// The shard query's column (0-based) that holds the distance it orders by, when the
-    /// coordinator receives it (a multi-shard search merges by it).
+    /// coordinator can compare shards' rows by it: it is among the columns sent, a float8
+    /// ordered by its `<`, and the LIMIT is not WITH TIES (`executor::fewer_rows` needs all
+    /// three).
     #[serde(default)]
     pub distance_column: Option<usize>,
 }
@@ -428,10 +430,57 @@ fn poisson_quantile(mean: f64, p: f64) -> f64 {
 }
 
 /// One shard query of a search that asks for fewer rows ([`Nearest::fewer_rows_per_shard`]):
-/// `sql`'s first `limit` rows with the shard's number `arm` as an extra last column, so the
-/// coordinator knows whose rows they are. The subquery's alias is never referenced.
-pub fn numbered_shard_search(sql: &str, arm: usize, limit: i64) -> String {
-    format!("SELECT *, {arm} FROM ({sql}) tessera_arm LIMIT {limit}")
+/// `sql`'s first `limit` rows by its distance (column `distance`, 0-based, whose order the
+/// shard's index scan already has: no sort) with the shard group's number `group` as an extra
+/// last column, so the coordinator knows whose rows they are. The subquery's alias is never
+/// referenced.
+pub fn numbered_shard_search(sql: &str, group: usize, distance: usize, limit: i64) -> String {
+    format!(
+        "SELECT *, {group} FROM ({sql}) tessera_shard ORDER BY {} LIMIT {limit}",
+        distance + 1
+    )
+}
+
+/// The shard groups of a search's first round that must be asked again for all `wanted` rows
+/// (LIMIT + OFFSET), by number (`0..groups`): those whose farthest row is not farther than the
+/// `wanted`-th nearest of every row returned (`rows`: shard group and distance; NULL or NaN
+/// as infinitely far), since they may hold more of the nearest; when `short_is_all` (IVFFlat,
+/// an exact scan: fewer rows than `each` means there are no more), only those that returned
+/// all `each` rows they were asked for. HNSW returns fewer when dead rows were among its
+/// candidates, so there a short shard group is asked again too (one that returned nothing
+/// among them).
+///
+/// A shard group not asked again has no row nearer than its farthest, and that is farther
+/// than `wanted` rows the union holds already: none of its other rows can be among the
+/// nearest.
+pub fn shard_groups_to_ask_again(
+    rows: &[(usize, f64)],
+    groups: usize,
+    each: i64,
+    wanted: i64,
+    short_is_all: bool,
+) -> Vec<bool> {
+    let mut count = vec![0i64; groups];
+    let mut farthest = vec![f64::NEG_INFINITY; groups];
+    let mut all = Vec::with_capacity(rows.len());
+    for &(g, d) in rows {
+        if g >= groups {
+            continue;
+        }
+        let d = if d.is_nan() { f64::INFINITY } else { d };
+        count[g] += 1;
+        farthest[g] = farthest[g].max(d);
+        all.push(d);
+    }
+    let wanted = wanted.max(1) as usize;
+    let bound = if all.len() < wanted {
+        f64::INFINITY
+    } else {
+        *all.select_nth_unstable_by(wanted - 1, f64::total_cmp).1
+    };
+    (0..groups)
+        .map(|g| (!short_is_all || count[g] >= each) && farthest[g] <= bound)
+        .collect()
 }
 
 #[cfg(test)]
@@ -476,10 +525,62 @@ mod tests {
     }
 
     #[test]
-    fn numbered_shard_search_appends_the_shard() {
+    fn numbered_shard_search_appends_the_shard_group() {
         assert_eq!(
-            numbered_shard_search("SELECT a FROM t ORDER BY d LIMIT 200", 3, 88),
-            "SELECT *, 3 FROM (SELECT a FROM t ORDER BY d LIMIT 200) tessera_arm LIMIT 88"
+            numbered_shard_search("SELECT a, d FROM t ORDER BY d LIMIT 200", 3, 1, 88),
+            "SELECT *, 3 FROM (SELECT a, d FROM t ORDER BY d LIMIT 200) tessera_shard ORDER BY 2 LIMIT 88"
+        );
+    }
+
+    #[test]
+    fn shard_groups_asked_again() {
+        // Group 0 returned its 3 rows, none farther than the 5th nearest of all: asked again.
+        // Group 1 returned 3 rows, its farthest beyond that bound: not. Group 2 returned 2 of
+        // 3 (IVFFlat: it has no more): not.
+        let rows = [
+            (0, 0.1),
+            (0, 0.2),
+            (0, 0.3),
+            (1, 0.35),
+            (1, 0.9),
+            (1, 1.0),
+            (2, 0.15),
+            (2, 0.25),
+        ];
+        assert_eq!(
+            shard_groups_to_ask_again(&rows, 3, 3, 5, true),
+            vec![true, false, false]
+        );
+        // HNSW: a short group may have more behind dead candidates.
+        assert_eq!(
+            shard_groups_to_ask_again(&rows, 3, 3, 5, false),
+            vec![true, false, true]
+        );
+        // A tie at the bound asks again; so does a union smaller than the rows wanted.
+        let tied = [(0, 0.5), (0, 0.5), (1, 0.5), (1, 0.7)];
+        assert_eq!(
+            shard_groups_to_ask_again(&tied, 2, 2, 3, true),
+            vec![true, false]
+        );
+        assert_eq!(
+            shard_groups_to_ask_again(&tied, 2, 2, 10, true),
+            vec![true, true]
+        );
+        // Negative distances (<#>) order as numbers; NaN is farthest; an unknown group is
+        // ignored; an empty group is asked again only where short means nothing (HNSW).
+        let neg = [(0, -5.0), (0, -4.0), (1, -1.0), (1, f64::NAN), (7, -9.0)];
+        assert_eq!(
+            shard_groups_to_ask_again(&neg, 3, 2, 2, true),
+            vec![true, false, false]
+        );
+        assert_eq!(
+            shard_groups_to_ask_again(&neg, 3, 2, 2, false),
+            vec![true, false, true]
+        );
+        let inf = [(0, f64::INFINITY), (0, f64::INFINITY), (1, 1.0)];
+        assert_eq!(
+            shard_groups_to_ask_again(&inf, 2, 2, 1, true),
+            vec![false, false]
         );
     }
 
