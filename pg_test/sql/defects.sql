@@ -140,7 +140,19 @@ GRANT SELECT ON oe, om TO defects_app;
 SELECT DISTINCT result FROM run_command_on_workers($$
   SELECT coalesce(bool_and(has_table_privilege('defects_app', oid, 'SELECT'))::text, '-')
     FROM pg_class WHERE relname ~ '^(oe|om)_[0-9]+$' AND relkind = 'r'$$);
-GRANT SELECT ON ALL TABLES IN SCHEMA defects TO defects_app;
+-- ALL TABLES IN SCHEMA reaches the shards of the distributed tables in it (a worker's schema
+-- holds their shards), with a schema the workers lack in the same list; REVOKE too.
+GRANT SELECT ON ALL TABLES IN SCHEMA defects, defects_other TO defects_app;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT coalesce(bool_and(has_table_privilege('defects_app', c.oid, 'SELECT'))::text, '-')
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = 'defects' AND c.relkind IN ('r', 'p')$$);
+REVOKE SELECT ON ALL TABLES IN SCHEMA defects FROM defects_app;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT coalesce(bool_or(has_table_privilege('defects_app', c.oid, 'SELECT'))::text, '-')
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = 'defects' AND c.relkind IN ('r', 'p')$$);
+GRANT SELECT ON oe, om TO defects_app;
 -- A schema without distributed tables is granted as usual.
 GRANT SELECT ON ALL TABLES IN SCHEMA defects_other TO defects_app;
 -- A set-returning SQL function inlined into a local query reaches a distributed table only

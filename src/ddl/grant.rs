@@ -1,6 +1,7 @@
 //! GRANT / REVOKE on distributed tables: the statement on every shard, its table list replaced
 //! by the shard's name (one list may name several tables, distributed or local). ALL TABLES IN
-//! SCHEMA over a schema with distributed tables is refused (name the tables).
+//! SCHEMA over a schema with distributed tables runs as written on every worker too, where
+//! that schema holds their shards (as Citus does).
 
 use pgrx::pg_sys;
 use pgrx::spi::Spi;
@@ -60,19 +61,11 @@ pub(super) unsafe fn grant(u: &Utility) -> TResult<Step> {
         if (*s).objtype != pg_sys::ObjectType::OBJECT_TABLE {
             return Ok(Step::Pass);
         }
-        if (*s).targtype == pg_sys::GrantTargetType::ACL_TARGET_ALL_IN_SCHEMA {
-            for n in list_ptrs((*s).objects) {
-                let name = (*(n as *mut pg_sys::String)).sval;
-                let nsp = pg_sys::get_namespace_oid(name, true);
-                if nsp != pg_sys::InvalidOid {
-                    if let Some(relid) = distributed_in_schema(nsp)? {
-                        return Err(refused("GRANT or REVOKE ON ALL TABLES IN SCHEMA", relid, "Grant on each distributed table by name: GRANT ... ON TABLE t TO role reaches every shard."));
-                    }
-                }
-            }
-            return Ok(Step::Pass);
-        }
-        if (*s).targtype != pg_sys::GrantTargetType::ACL_TARGET_OBJECT {
+        if !matches!(
+            (*s).targtype,
+            pg_sys::GrantTargetType::ACL_TARGET_OBJECT
+                | pg_sys::GrantTargetType::ACL_TARGET_ALL_IN_SCHEMA
+        ) {
             return Ok(Step::Pass);
         }
         // SESSION_USER would name another role there (the connections run as the current user).
@@ -82,6 +75,32 @@ pub(super) unsafe fn grant(u: &Utility) -> TResult<Step> {
                 .map(|r| r as *mut pg_sys::RoleSpec)
                 .collect::<Vec<_>>(),
         )?;
+        if (*s).targtype == pg_sys::GrantTargetType::ACL_TARGET_ALL_IN_SCHEMA {
+            let mut distributed = None;
+            let mut schemas = Vec::new();
+            for n in list_ptrs((*s).objects) {
+                let name = (*(n as *mut pg_sys::String)).sval;
+                let nsp = pg_sys::get_namespace_oid(name, true);
+                if nsp != pg_sys::InvalidOid {
+                    distributed = distributed.or(distributed_in_schema(nsp)?);
+                    schemas.push(nsp);
+                }
+            }
+            let Some(relid) = distributed else {
+                return Ok(Step::Pass);
+            };
+            // The text sent is the statement's own (see below).
+            if !is_lone_grant(&u.text()) {
+                return Err(refused(
+                    "GRANT or REVOKE inside another statement",
+                    relid,
+                    "Run the GRANT as a statement of its own.",
+                ));
+            }
+            // On a worker the schema holds the shards of the distributed and reference tables
+            // in it (and their placements only): the same statement grants on those.
+            return super::objects::on_every_worker_in_schemas(schemas, u.text());
+        }
         // Each distributed table's shards get the statement with the whole table list replaced
         // by the shard's name (local tables in the list are the coordinator's alone).
         let objects: Vec<*mut pg_sys::RangeVar> = list_ptrs((*s).objects)
