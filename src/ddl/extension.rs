@@ -6,27 +6,8 @@ use std::ffi::CStr;
 use pgrx::pg_sys;
 
 use super::{Step, Utility};
-use crate::ddl::propagate::PerGroup;
 use crate::error::TResult;
-use crate::metadata::node as nodes;
 use crate::pg::nodes::list_ptrs;
-
-/// The statement on every active primary worker.
-fn on_every_worker(sql: String) -> Step {
-    Step::Propagate(Box::new(move || {
-        let mut per_group = PerGroup::new();
-        for n in nodes::all()?
-            .iter()
-            .filter(|n| n.isactive && n.noderole == "primary" && !n.is_coordinator())
-        {
-            per_group
-                .entry(n.groupid)
-                .or_default()
-                .push((sql.clone(), Vec::new()));
-        }
-        super::run_batched(per_group)
-    }))
-}
 
 /// # Safety
 /// `u` is a CreateExtensionStmt or an AlterExtensionStmt.
@@ -44,7 +25,8 @@ pub(super) unsafe fn create_or_alter(u: &Utility) -> TResult<Step> {
     if unsafe { CStr::from_ptr(name) }.to_bytes() == b"tessera" {
         return Ok(Step::Pass);
     }
-    Ok(on_every_worker(u.text()))
+    let sql = u.text();
+    Ok(super::on_every_worker(move || Ok(vec![sql])))
 }
 
 /// # Safety
@@ -59,5 +41,6 @@ pub(super) unsafe fn drop(u: &Utility) -> TResult<Step> {
     if is_tessera {
         return Ok(Step::Pass);
     }
-    Ok(on_every_worker(u.text()))
+    let sql = u.text();
+    Ok(super::on_every_worker(move || Ok(vec![sql])))
 }

@@ -492,6 +492,26 @@ fn refused(what: &str, relid: pg_sys::Oid, hint: &str) -> TesseraError {
     .hint(hint)
 }
 
+/// The commands `commands` makes (after the local statement) on every active primary worker,
+/// in the remote transaction; nothing when it makes none.
+fn on_every_worker(commands: impl FnOnce() -> TResult<Vec<String>> + 'static) -> Step {
+    Step::Propagate(Box::new(move || {
+        let commands = commands()?;
+        if commands.is_empty() {
+            return Ok(());
+        }
+        let mut per_group = PerGroup::new();
+        for n in nodes::all()?
+            .iter()
+            .filter(|n| n.isactive && n.noderole == "primary" && !n.is_coordinator())
+        {
+            let cmds = per_group.entry(n.groupid).or_default();
+            cmds.extend(commands.iter().map(|sql| (sql.clone(), Vec::new())));
+        }
+        run_batched(per_group)
+    }))
+}
+
 /// Runs the commands, batched into one command string per node (one round trip each), in
 /// the remote transaction.
 fn run_batched(per_group: PerGroup) -> TResult<()> {

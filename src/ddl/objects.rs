@@ -16,9 +16,7 @@ use pgrx::pg_sys;
 use pgrx::spi::{quote_identifier, quote_literal, Spi};
 
 use super::{Step, Utility};
-use crate::ddl::propagate::PerGroup;
 use crate::error::TResult;
-use crate::metadata::node as nodes;
 use crate::pg::nodes::{list_ptrs, string};
 
 /// The commands on every active primary worker, in the remote transaction, after the session's
@@ -26,33 +24,22 @@ use crate::pg::nodes::{list_ptrs, string};
 fn on_every_worker(commands: impl FnOnce() -> TResult<Vec<String>> + 'static) -> TResult<Step> {
     let search_path = Spi::get_one::<String>("SELECT pg_catalog.current_setting('search_path')")?
         .unwrap_or_default();
-    Ok(Step::Propagate(Box::new(move || {
-        let commands = commands()?;
-        if commands.is_empty() {
-            return Ok(());
-        }
-        let mut per_group = PerGroup::new();
-        for n in nodes::all()?
-            .iter()
-            .filter(|n| n.isactive && n.noderole == "primary" && !n.is_coordinator())
-        {
-            let cmds = per_group.entry(n.groupid).or_default();
+    Ok(super::on_every_worker(move || {
+        let mut commands = commands()?;
+        if !commands.is_empty() {
             // A function body may read tables the workers do not have (a distributed table's
             // name is the coordinator's): its body is not checked there, as pg_dump does.
-            cmds.push((
+            commands.insert(
+                0,
                 format!(
                     "SELECT pg_catalog.set_config('search_path', {}, true), \
                             pg_catalog.set_config('check_function_bodies', 'off', true)",
                     quote_literal(&search_path)
                 ),
-                Vec::new(),
-            ));
-            for sql in &commands {
-                cmds.push((sql.clone(), Vec::new()));
-            }
+            );
         }
-        super::run_batched(per_group)
-    })))
+        Ok(commands)
+    }))
 }
 
 /// The statement as written, after making on the workers the schemas it may create its

@@ -24,33 +24,8 @@ use pgrx::pg_sys;
 use pgrx::spi::{quote_identifier, quote_literal, Spi};
 
 use super::{Step, Utility};
-use crate::ddl::propagate::PerGroup;
 use crate::error::TResult;
-use crate::metadata::node as nodes;
 use crate::pg::nodes::{list_ptrs, string};
-
-/// The commands on every active primary worker, in the remote transaction.
-fn on_every_worker(commands: impl FnOnce() -> TResult<Vec<String>> + 'static) -> Step {
-    Step::Propagate(Box::new(move || {
-        let commands = commands()?;
-        if commands.is_empty() {
-            return Ok(());
-        }
-        let mut per_group = PerGroup::new();
-        for n in nodes::all()?
-            .iter()
-            .filter(|n| n.isactive && n.noderole == "primary" && !n.is_coordinator())
-        {
-            for sql in &commands {
-                per_group
-                    .entry(n.groupid)
-                    .or_default()
-                    .push((sql.clone(), Vec::new()));
-            }
-        }
-        super::run_batched(per_group)
-    }))
-}
 
 /// A role's row of pg_authid, read through the syscache (no SQL privilege on pg_authid needed:
 /// the verifier only goes to the workers).
@@ -237,7 +212,7 @@ pub(super) unsafe fn create(u: &Utility) -> TResult<Step> {
         (string((*s).role), option_names((*s).options))
     };
     // The memberships the statement gives (IN ROLE, ROLE, ADMIN) follow as GRANTs.
-    Ok(on_every_worker(move || {
+    Ok(super::on_every_worker(move || {
         let c = std::ffi::CString::new(name.as_str()).unwrap_or_default();
         // SAFETY: a name lookup of the role the local statement created.
         let oid = unsafe { pg_sys::get_role_oid(c.as_ptr(), false) };
@@ -297,7 +272,7 @@ pub(super) unsafe fn alter(u: &Utility) -> TResult<Step> {
         let name = unsafe { role(oid) }.map(|r| r.name).unwrap_or_default();
         return Ok(as_written(u, vec![name]));
     }
-    Ok(on_every_worker(move || {
+    Ok(super::on_every_worker(move || {
         // SAFETY: a syscache lookup.
         let Some(r) = (unsafe { role(oid) }) else {
             return Ok(Vec::new());
@@ -311,7 +286,7 @@ pub(super) unsafe fn alter(u: &Utility) -> TResult<Step> {
 /// The user's statement on every worker, after making the roles it names where they lack.
 fn as_written(u: &Utility, roles: Vec<String>) -> Step {
     let sql = u.text();
-    on_every_worker(move || {
+    super::on_every_worker(move || {
         let mut out: Vec<String> = roles.iter().map(|r| ensure_role_sql(r)).collect();
         out.push(sql);
         Ok(out)
@@ -362,7 +337,7 @@ pub(super) unsafe fn as_is(u: &Utility) -> TResult<Step> {
                     return Ok(Step::Pass);
                 }
                 let sql = format!("DROP ROLE IF EXISTS {}", names.join(", "));
-                Ok(on_every_worker(move || {
+                Ok(super::on_every_worker(move || {
                     crate::ddl::distributed_objects::refresh_roles()?;
                     Ok(vec![sql])
                 }))
@@ -404,7 +379,7 @@ pub(super) unsafe fn as_is(u: &Utility) -> TResult<Step> {
                 let s = u.node::<pg_sys::RenameStmt>();
                 let old = string((*s).subname);
                 let sql = u.text();
-                Ok(on_every_worker(move || {
+                Ok(super::on_every_worker(move || {
                     crate::ddl::distributed_objects::refresh_roles()?;
                     Ok(vec![ensure_role_sql(&old), sql])
                 }))
