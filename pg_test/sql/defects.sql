@@ -140,18 +140,37 @@ GRANT SELECT ON oe, om TO defects_app;
 SELECT DISTINCT result FROM run_command_on_workers($$
   SELECT coalesce(bool_and(has_table_privilege('defects_app', oid, 'SELECT'))::text, '-')
     FROM pg_class WHERE relname ~ '^(oe|om)_[0-9]+$' AND relkind = 'r'$$);
--- ALL TABLES IN SCHEMA reaches the shards of the distributed tables in it (a worker's schema
--- holds their shards), with a schema the workers lack in the same list; REVOKE too.
-GRANT SELECT ON ALL TABLES IN SCHEMA defects, defects_other TO defects_app;
+-- ALL TABLES IN SCHEMA reaches the shards of the distributed tables in those schemas (the
+-- statement rebuilt for each shard, as Citus does), not a worker's own table in the schema;
+-- a non-owner with the grant option grants on the shards as itself, and REVOKE ... CASCADE
+-- takes that back there too.
+SELECT DISTINCT result FROM run_command_on_workers($$CREATE TABLE defects.worker_own (a int)$$);
+CREATE ROLE defects_granter LOGIN;
+GRANT USAGE ON SCHEMA defects TO defects_granter;
+GRANT SELECT ON ALL TABLES IN SCHEMA defects, defects_other TO defects_granter WITH GRANT OPTION;
+SET ROLE defects_granter;
+GRANT SELECT ON ALL TABLES IN SCHEMA defects TO defects_app;
+RESET ROLE;
 SELECT DISTINCT result FROM run_command_on_workers($$
-  SELECT coalesce(bool_and(has_table_privilege('defects_app', c.oid, 'SELECT'))::text, '-')
+  SELECT coalesce(bool_and(has_table_privilege('defects_app', c.oid, 'SELECT')
+                           AND EXISTS (SELECT 1 FROM aclexplode(c.relacl) a
+                                        WHERE a.grantee = 'defects_app'::regrole
+                                          AND a.grantor = 'defects_granter'::regrole))::text, '-')
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = 'defects' AND c.relkind IN ('r', 'p') AND c.relname <> 'worker_own'$$);
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT has_table_privilege('defects_app', 'defects.worker_own', 'SELECT')
+      OR has_table_privilege('defects_granter', 'defects.worker_own', 'SELECT')$$);
+REVOKE SELECT ON ALL TABLES IN SCHEMA defects FROM defects_granter CASCADE;
+SELECT DISTINCT result FROM run_command_on_workers($$
+  SELECT coalesce(bool_or(EXISTS (SELECT 1 FROM aclexplode(c.relacl) a
+                                   WHERE 'defects_granter'::regrole IN (a.grantor, a.grantee)))::text, '-')
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE n.nspname = 'defects' AND c.relkind IN ('r', 'p')$$);
-REVOKE SELECT ON ALL TABLES IN SCHEMA defects FROM defects_app;
-SELECT DISTINCT result FROM run_command_on_workers($$
-  SELECT coalesce(bool_or(has_table_privilege('defects_app', c.oid, 'SELECT'))::text, '-')
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE n.nspname = 'defects' AND c.relkind IN ('r', 'p')$$);
+SELECT DISTINCT result FROM run_command_on_workers($$DROP TABLE defects.worker_own$$);
+REVOKE ALL ON SCHEMA defects FROM defects_granter;
+REVOKE ALL ON ALL TABLES IN SCHEMA defects_other FROM defects_granter;
+DROP ROLE defects_granter;
 GRANT SELECT ON oe, om TO defects_app;
 -- A schema without distributed tables is granted as usual.
 GRANT SELECT ON ALL TABLES IN SCHEMA defects_other TO defects_app;

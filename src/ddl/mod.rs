@@ -22,7 +22,7 @@
 //! | INHERITS / INHERIT, a distributed table under a local parent, two levels of partitions, DETACH CONCURRENTLY | `partitions`: refused with a hint |
 //! | CREATE TRIGGER, DROP TRIGGER; ENABLE / DISABLE TRIGGER; ALTER TRIGGER RENAME | `triggers` (refused unless `citus.enable_unsafe_triggers`): on every shard; `alter_table` |
 //! | other ALTER TABLE forms, RENAME of a constraint, ALTER INDEX options | `alter_table`: refused with a hint |
-//! | GRANT / REVOKE on tables | `grant`: the statement on every shard (its table list replaced by the shard); ALL TABLES IN SCHEMA with a distributed table: refused |
+//! | GRANT / REVOKE on tables | `grant`: the statement on every shard (its table list replaced by the shard); ALL TABLES IN SCHEMA: that statement rebuilt for each shard of the distributed tables in those schemas |
 //! | TRUNCATE | `maintenance`: every shard truncated |
 //! | VACUUM / ANALYZE of named tables | `maintenance`: the same on every shard (outside the transaction, as VACUUM must) |
 //! | COPY TO | `copy`: rewritten to `COPY (SELECT ...) TO`, which reads the shards; COPY FROM refused |

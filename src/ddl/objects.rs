@@ -451,22 +451,13 @@ pub(super) unsafe fn grant(u: &Utility) -> TResult<Step> {
         )
         .hint("Grant on them in separate statements: a function on a table's row type (or with a BEGIN ATOMIC body) is the coordinator's alone."));
     }
-    let schemas = schemas
-        .iter()
-        .map(|name| {
-            let c = std::ffi::CString::new(name.as_str()).unwrap_or_default();
-            // SAFETY: a name lookup.
-            unsafe { pg_sys::get_namespace_oid(c.as_ptr(), true) }
-        })
-        .collect();
-    on_every_worker_in_schemas(schemas, u.text())
-}
-
-/// `sql` on every worker, after creating there any of `schemas` it lacks.
-pub(super) fn on_every_worker_in_schemas(schemas: Vec<pg_sys::Oid>, sql: String) -> TResult<Step> {
+    let sql = u.text();
     on_every_worker(move || {
         let mut out = Vec::new();
-        for nsp in schemas {
+        for name in schemas {
+            let c = std::ffi::CString::new(name.as_str()).unwrap_or_default();
+            // SAFETY: a name lookup.
+            let nsp = unsafe { pg_sys::get_namespace_oid(c.as_ptr(), true) };
             out.extend(create_schema_sql(nsp)?);
         }
         out.push(sql);
