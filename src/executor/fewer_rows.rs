@@ -7,9 +7,10 @@
 //! the nearest than that. Qdrant stops there; here the coordinator then checks the
 //! assumption, because a table's distribution column may say something about its vectors (a
 //! tenant's documents are alike, so one tenant's shard may hold most of the nearest): a shard
-//! that returned all it was asked for, and whose farthest row is not farther than the union's
-//! `rows`-th nearest, may hold more of them, and is asked again for `rows` (a second round,
-//! one statement per node). The second round's rows replace that shard's first ones, so the
+//! whose farthest row is not farther than the union's `rows`-th nearest may hold more of
+//! them (for IVFFlat only when it returned all it was asked for; HNSW returns fewer when dead
+//! rows were among its candidates), and is asked again for `rows` (a second round, one
+//! statement per first-round task). The second round's rows replace that shard's first ones, so the
 //! union the coordinator sorts is what asking every shard for `rows` would give, less the
 //! rows of shards that could not be among the nearest.
 //!

@@ -580,6 +580,16 @@ pub fn statement_settings(plan: &DistPlan, tasks: &[Task]) -> Vec<(&'static str,
             own.push((name, v.clone()));
         }
     }
+    // A search asking for fewer rows relies on each shard's rows coming nearest first: a
+    // node's own configuration must not turn a relaxed-order iterative scan on.
+    let fewer = tasks.first().is_some_and(|t| t.fewer.is_some());
+    if let (true, Some((name, None))) = (fewer, &iterative) {
+        // (Only where this pgvector has the setting.)
+        let c = std::ffi::CString::new(*name).expect("no NUL in a setting name");
+        if crate::pg::guc::value(&c).is_some() {
+            own.push((name, "off".into()));
+        }
+    }
     if n.index == tessera_core::plan::NearestIndex::Hnsw {
         // The session's own choice is kept (unless scaled); a value it did not choose (the
         // configuration's, or pgvector's default of 40) is raised to the rows a shard must

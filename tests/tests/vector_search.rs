@@ -608,6 +608,14 @@ fn asking_shards_for_fewer_rows_keeps_the_nearest_rows() {
         .collect();
     let task = plain.iter().position(|l| l.contains("->  Task")).unwrap();
     assert!(plain.iter().any(|l| l.trim() == "Rows Per Shard: 30"));
+    // Each shard's rows must come nearest first, whatever a node's own configuration says.
+    assert!(
+        plain
+            .iter()
+            .any(|l| l.contains("Task Settings:") && l.contains("ivfflat.iterative_scan=off")),
+        "{}",
+        plain.join("\n")
+    );
     assert!(
         !plain[task..].iter().any(|l| l.contains("Sort")),
         "{}",
