@@ -571,6 +571,8 @@ pub fn statement_settings(plan: &DistPlan, tasks: &[Task]) -> Vec<(&'static str,
         return own;
     };
     let iterative = iterative_scan(&n);
+    // A search asking for fewer rows per shard (`fewer_rows`).
+    let fewer = tasks.first().and_then(|t| t.fewer.as_ref());
     let force = gucs::enable_ann_index_scan()
         && (!n.filtered || matches!(iterative, None | Some((_, Some(_)))));
     if force {
@@ -582,8 +584,7 @@ pub fn statement_settings(plan: &DistPlan, tasks: &[Task]) -> Vec<(&'static str,
     }
     // A search asking for fewer rows relies on each shard's rows coming nearest first: a
     // node's own configuration must not turn a relaxed-order iterative scan on.
-    let fewer = tasks.first().is_some_and(|t| t.fewer.is_some());
-    if let (true, Some((name, None))) = (fewer, &iterative) {
+    if let (Some(_), Some((name, None))) = (fewer, &iterative) {
         // (Only where this pgvector has the setting.)
         let c = std::ffi::CString::new(*name).expect("no NUL in a setting name");
         if crate::pg::guc::value(&c).is_some() {
@@ -600,7 +601,6 @@ pub fn statement_settings(plan: &DistPlan, tasks: &[Task]) -> Vec<(&'static str,
             .or_else(|| crate::pg::guc::value(c"hnsw.ef_search").and_then(|v| v.parse().ok()))
             .unwrap_or(40);
         // A search asking for fewer rows per shard needs that many candidates per shard.
-        let fewer = tasks.first().and_then(|t| t.fewer.as_ref());
         let rows = fewer.map(|f| f.each).or_else(|| shard_rows(&n, tasks));
         let shards: usize = fewer.map_or_else(
             || tasks.iter().map(|t| t.shard_sqls.len().max(1)).sum(),
