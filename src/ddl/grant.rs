@@ -10,9 +10,8 @@ use pgrx::spi::Spi;
 use pgrx::spi::quote_identifier;
 
 use super::{distributed_range_var, refused, Step, Utility};
-use crate::ddl::propagate::{push_per_placement, PerGroup};
 use crate::error::TResult;
-use crate::pg::nodes::{list_ptrs, rel_schema_and_name};
+use crate::pg::nodes::list_ptrs;
 
 /// Whether `sql` is exactly one GRANT or REVOKE statement.
 fn is_lone_grant(sql: &str) -> bool {
@@ -197,16 +196,9 @@ pub(super) unsafe fn grant(u: &Utility) -> TResult<Step> {
             // Each shard by placement, as a GRANT naming the table would go (a group with no
             // active node fails the statement instead of missing the change).
             let (before, after) = one_table_sql(s);
-            return Ok(Step::Propagate(Box::new(move || {
-                let mut per_group = PerGroup::new();
-                for relid in relids {
-                    let (schema, table) = rel_schema_and_name(relid);
-                    push_per_placement(&mut per_group, relid, &schema, &table, |shard| {
-                        format!("{before}{shard}{after}")
-                    })?;
-                }
-                super::run_batched(per_group)
-            })));
+            return Ok(super::on_each_shard(relids, move |shard| {
+                format!("{before}{shard}{after}")
+            }));
         }
         if (*s).targtype != pg_sys::GrantTargetType::ACL_TARGET_OBJECT {
             return Ok(Step::Pass);

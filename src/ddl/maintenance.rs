@@ -30,16 +30,9 @@ pub(super) unsafe fn truncate(u: &Utility) -> TResult<Step> {
     if relids.is_empty() {
         return Ok(Step::Pass);
     }
-    Ok(Step::Propagate(Box::new(move || {
-        let mut per_group = PerGroup::new();
-        for relid in relids {
-            let (schema, table) = rel_schema_and_name(relid);
-            push_per_placement(&mut per_group, relid, &schema, &table, |t| {
-                format!("TRUNCATE TABLE {t}")
-            })?;
-        }
-        super::run_batched(per_group)
-    })))
+    Ok(super::on_each_shard(relids, |t| {
+        format!("TRUNCATE TABLE {t}")
+    }))
 }
 
 /// A VACUUM or ANALYZE option as SQL (`verbose`, `index_cleanup 'auto'`, `parallel 2`).

@@ -512,6 +512,20 @@ fn on_every_worker(commands: impl FnOnce() -> TResult<Vec<String>> + 'static) ->
     }))
 }
 
+/// `sql_for(qualified shard)` for every shard of each table of `relids` (after the local
+/// statement), on every node that holds a placement of it, batched per node, in the remote
+/// transaction.
+fn on_each_shard(relids: Vec<pg_sys::Oid>, sql_for: impl Fn(&str) -> String + 'static) -> Step {
+    Step::Propagate(Box::new(move || {
+        let mut per_group = PerGroup::new();
+        for relid in relids {
+            let (schema, table) = rel_schema_and_name(relid);
+            propagate::push_per_placement(&mut per_group, relid, &schema, &table, &sql_for)?;
+        }
+        run_batched(per_group)
+    }))
+}
+
 /// Runs the commands, batched into one command string per node (one round trip each), in
 /// the remote transaction.
 fn run_batched(per_group: PerGroup) -> TResult<()> {
