@@ -211,7 +211,84 @@ ROLLBACK TO SAVEPOINT s;
 UPDATE accounts SET balance = balance + 1 WHERE id IN (1, 2);
 COMMIT;
 SELECT id, balance FROM accounts WHERE id IN (1, 2) ORDER BY id;
+SET ROLE tx_app;
+SET search_path = tx;
+-- Several commands for one node go in one round trip (a pipeline): the rows of a multi-row
+-- INSERT for the 4 shards each node holds, in and out of transaction blocks; an error in the
+-- middle of one node's commands fails the statement with the worker's error and leaves none
+-- of its rows; a savepoint undoes a failed batch; ON CONFLICT and a prepared statement with a
+-- generic plan. Each answer is the plain table's.
+CREATE TABLE batch (id int PRIMARY KEY, v text NOT NULL CHECK (v <> 'bad'));
+CREATE TABLE local_batch (LIKE batch INCLUDING ALL);
+SELECT create_distributed_table('batch', 'id', shard_count => 16);
+CREATE FUNCTION same_batch() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE d text; l text;
+BEGIN
+  SELECT string_agg(id || ':' || v, ' ' ORDER BY id) INTO d FROM tx.batch;
+  SELECT string_agg(id || ':' || v, ' ' ORDER BY id) INTO l FROM tx.local_batch;
+  RETURN CASE WHEN d IS NOT DISTINCT FROM l THEN 'same' ELSE 'DIFFERENT: ' || d || ' <> ' || l END;
+END $$;
+-- Rows for 14 of the 16 shards, then a duplicate in the middle of another batch: nothing of it stays.
+INSERT INTO batch VALUES (1, 'a'), (2, 'a'), (3, 'a'), (4, 'a'), (5, 'a'), (6, 'a'), (7, 'a'), (8, 'a'), (9, 'a'), (10, 'a'), (11, 'a'), (12, 'a'), (13, 'a'), (14, 'a'), (15, 'a'), (16, 'a'), (17, 'a'), (18, 'a'), (19, 'a'), (20, 'a'), (21, 'a'), (22, 'a'), (23, 'a'), (24, 'a'), (25, 'a'), (26, 'a'), (27, 'a'), (28, 'a'), (29, 'a'), (30, 'a'), (31, 'a'), (32, 'a'), (33, 'a'), (34, 'a'), (35, 'a'), (36, 'a'), (37, 'a'), (38, 'a'), (39, 'a'), (40, 'a');
+INSERT INTO local_batch VALUES (1, 'a'), (2, 'a'), (3, 'a'), (4, 'a'), (5, 'a'), (6, 'a'), (7, 'a'), (8, 'a'), (9, 'a'), (10, 'a'), (11, 'a'), (12, 'a'), (13, 'a'), (14, 'a'), (15, 'a'), (16, 'a'), (17, 'a'), (18, 'a'), (19, 'a'), (20, 'a'), (21, 'a'), (22, 'a'), (23, 'a'), (24, 'a'), (25, 'a'), (26, 'a'), (27, 'a'), (28, 'a'), (29, 'a'), (30, 'a'), (31, 'a'), (32, 'a'), (33, 'a'), (34, 'a'), (35, 'a'), (36, 'a'), (37, 'a'), (38, 'a'), (39, 'a'), (40, 'a');
+SELECT count(DISTINCT get_shard_id_for_distribution_column('batch', i)) AS shards FROM generate_series(1, 40) i;
+\set VERBOSITY sqlstate
+INSERT INTO batch VALUES (101, 'x'), (102, 'x'), (103, 'x'), (104, 'x'), (105, 'x'), (106, 'x'), (107, 'x'), (108, 'x'), (109, 'x'), (110, 'x'), (7, 'dup'), (111, 'x'), (112, 'x'), (113, 'x'), (114, 'x'), (115, 'x'), (116, 'x'), (117, 'x'), (118, 'x'), (119, 'x'), (120, 'x');
+INSERT INTO batch VALUES (121, 'y'), (122, 'y'), (123, 'y'), (124, 'y'), (125, 'y'), (126, 'y'), (127, 'y'), (128, 'y'), (129, 'y'), (130, 'y'), (131, 'bad'), (132, 'y'), (133, 'y'), (134, 'y'), (135, 'y'), (136, 'y'), (137, 'y'), (138, 'y'), (139, 'y'), (140, 'y');
+\set VERBOSITY default
+SELECT same_batch();
+-- In a transaction block: a batch, a failed batch under a savepoint, another batch.
+BEGIN;
+INSERT INTO batch VALUES (141, 'b'), (142, 'b'), (143, 'b'), (144, 'b'), (145, 'b'), (146, 'b'), (147, 'b'), (148, 'b'), (149, 'b'), (150, 'b'), (151, 'b'), (152, 'b'), (153, 'b'), (154, 'b'), (155, 'b'), (156, 'b'), (157, 'b'), (158, 'b'), (159, 'b'), (160, 'b');
+SAVEPOINT s;
+\set VERBOSITY sqlstate
+INSERT INTO batch VALUES (161, 'z'), (162, 'z'), (163, 'z'), (164, 'z'), (165, 'z'), (166, 'z'), (167, 'z'), (168, 'z'), (169, 'z'), (170, 'z'), (150, 'dup'), (171, 'z'), (172, 'z'), (173, 'z'), (174, 'z'), (175, 'z'), (176, 'z'), (177, 'z'), (178, 'z'), (179, 'z'), (180, 'z');
+\set VERBOSITY default
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO batch VALUES (181, 'c'), (182, 'c'), (183, 'c'), (184, 'c'), (185, 'c'), (186, 'c'), (187, 'c'), (188, 'c'), (189, 'c'), (190, 'c'), (191, 'c'), (192, 'c'), (193, 'c'), (194, 'c'), (195, 'c'), (196, 'c'), (197, 'c'), (198, 'c'), (199, 'c'), (200, 'c');
+UPDATE batch SET v = v || '+' WHERE id % 3 = 0;
+COMMIT;
+INSERT INTO local_batch VALUES (141, 'b'), (142, 'b'), (143, 'b'), (144, 'b'), (145, 'b'), (146, 'b'), (147, 'b'), (148, 'b'), (149, 'b'), (150, 'b'), (151, 'b'), (152, 'b'), (153, 'b'), (154, 'b'), (155, 'b'), (156, 'b'), (157, 'b'), (158, 'b'), (159, 'b'), (160, 'b');
+INSERT INTO local_batch VALUES (181, 'c'), (182, 'c'), (183, 'c'), (184, 'c'), (185, 'c'), (186, 'c'), (187, 'c'), (188, 'c'), (189, 'c'), (190, 'c'), (191, 'c'), (192, 'c'), (193, 'c'), (194, 'c'), (195, 'c'), (196, 'c'), (197, 'c'), (198, 'c'), (199, 'c'), (200, 'c');
+UPDATE local_batch SET v = v || '+' WHERE id % 3 = 0;
+SELECT same_batch();
+-- A failed batch ends the transaction block: nothing of it commits.
+BEGIN;
+INSERT INTO batch VALUES (201, 'd'), (202, 'd'), (203, 'd'), (204, 'd'), (205, 'd'), (206, 'd'), (207, 'd'), (208, 'd'), (209, 'd'), (210, 'd'), (211, 'd'), (212, 'd'), (213, 'd'), (214, 'd'), (215, 'd'), (216, 'd'), (217, 'd'), (218, 'd'), (219, 'd'), (220, 'd');
+\set VERBOSITY sqlstate
+INSERT INTO batch VALUES (221, 'w'), (222, 'w'), (223, 'w'), (224, 'w'), (225, 'w'), (226, 'w'), (227, 'w'), (228, 'w'), (229, 'w'), (230, 'w'), (231, 'bad');
+\set VERBOSITY default
+COMMIT;
+SELECT same_batch();
+-- ON CONFLICT over every shard.
+INSERT INTO batch VALUES (31, 'e'), (32, 'e'), (33, 'e'), (34, 'e'), (35, 'e'), (36, 'e'), (37, 'e'), (38, 'e'), (39, 'e'), (40, 'e'), (41, 'e'), (42, 'e'), (43, 'e'), (44, 'e'), (45, 'e'), (46, 'e'), (47, 'e'), (48, 'e'), (49, 'e'), (50, 'e'), (51, 'e'), (52, 'e'), (53, 'e'), (54, 'e'), (55, 'e'), (56, 'e'), (57, 'e'), (58, 'e'), (59, 'e'), (60, 'e') ON CONFLICT (id) DO UPDATE SET v = excluded.v || '!';
+INSERT INTO local_batch VALUES (31, 'e'), (32, 'e'), (33, 'e'), (34, 'e'), (35, 'e'), (36, 'e'), (37, 'e'), (38, 'e'), (39, 'e'), (40, 'e'), (41, 'e'), (42, 'e'), (43, 'e'), (44, 'e'), (45, 'e'), (46, 'e'), (47, 'e'), (48, 'e'), (49, 'e'), (50, 'e'), (51, 'e'), (52, 'e'), (53, 'e'), (54, 'e'), (55, 'e'), (56, 'e'), (57, 'e'), (58, 'e'), (59, 'e'), (60, 'e') ON CONFLICT (id) DO UPDATE SET v = excluded.v || '!';
+SELECT same_batch();
+-- Prepared, with a generic plan: the shard statements are prepared on the nodes in the same
+-- round trip as their first run.
+SET plan_cache_mode = force_generic_plan;
+PREPARE put(int, int, int, int, int, int, int, int, text) AS
+  INSERT INTO batch VALUES ($1, $9), ($2, $9), ($3, $9), ($4, $9), ($5, $9), ($6, $9), ($7, $9), ($8, $9)
+  ON CONFLICT (id) DO UPDATE SET v = excluded.v || '?';
+PREPARE put_local(int, int, int, int, int, int, int, int, text) AS
+  INSERT INTO local_batch VALUES ($1, $9), ($2, $9), ($3, $9), ($4, $9), ($5, $9), ($6, $9), ($7, $9), ($8, $9)
+  ON CONFLICT (id) DO UPDATE SET v = excluded.v || '?';
+EXECUTE put(301, 302, 303, 304, 305, 306, 307, 308, 'p');
+EXECUTE put_local(301, 302, 303, 304, 305, 306, 307, 308, 'p');
+EXECUTE put(301, 302, 303, 304, 305, 306, 307, 308, 'q');
+EXECUTE put_local(301, 302, 303, 304, 305, 306, 307, 308, 'q');
+BEGIN;
+EXECUTE put(311, 312, 313, 314, 315, 316, 317, 318, 'r');
+\set VERBOSITY sqlstate
+EXECUTE put(321, 322, 323, 324, 325, 326, 327, 328, 'bad');
+\set VERBOSITY default
+ROLLBACK;
+EXECUTE put(311, 312, 313, 314, 315, 316, 317, 318, 's');
+EXECUTE put_local(311, 312, 313, 314, 315, 316, 317, 318, 's');
+RESET plan_cache_mode;
+SELECT same_batch();
 RESET ROLE;
+SELECT nodeport, result FROM run_command_on_workers($$SELECT count(*) FROM pg_prepared_xacts$$) ORDER BY nodeport;
 
 DROP SCHEMA tx CASCADE;
 DROP ROLE tx_app;

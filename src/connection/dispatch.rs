@@ -22,6 +22,8 @@ use super::{remote_transactions, ConnKey, RemoteError, Scope};
 use crate::error::TesseraError;
 use crate::gucs;
 
+mod pipeline;
+
 /// One command for one node. Parameters travel as text values, never spliced into `sql`;
 /// a command without parameters may hold several statements.
 #[derive(Debug, Clone)]
@@ -168,6 +170,13 @@ struct Slot {
     /// COPY answers before it has read all of it, and libpq may read that answer while it
     /// sends the data.
     after_send: bool,
+    /// Tasks queued behind this one for the same remote transaction, sent with it in one
+    /// pipeline ([`pipeline`]), in order.
+    more: Vec<usize>,
+    /// Their outcomes, once the pipeline is read.
+    others: Vec<(usize, TaskResult)>,
+    /// The pipeline in flight.
+    pipeline: Option<pipeline::Pipeline>,
 }
 
 /// What one step of a slot's state machine came to.
@@ -465,7 +474,23 @@ impl Dispatch {
             }
             let idx = self.pending.remove(i);
             match start(idx, &self.tasks[idx], self.timeout)? {
-                Ok(slot) => {
+                Ok(mut slot) => {
+                    // The commands queued for the same remote transaction go with it.
+                    let first = &self.tasks[idx];
+                    if first.scope == Scope::Transaction && pipeline::fits(first) {
+                        let mut j = i;
+                        while j < self.pending.len() && slot.more.len() + 1 < pipeline::MAX_BATCH {
+                            let t = &self.tasks[self.pending[j]];
+                            if t.scope == Scope::Transaction && t.key == first.key {
+                                if !pipeline::joins(first, t) {
+                                    break;
+                                }
+                                slot.more.push(self.pending.remove(j));
+                                continue;
+                            }
+                            j += 1;
+                        }
+                    }
                     self.active.push(slot);
                     self.ready.push(true);
                 }
@@ -484,12 +509,7 @@ impl Dispatch {
         for (mut slot, is_ready) in active.into_iter().zip(ready) {
             let task = slot.task;
             let step = if is_ready {
-                advance(
-                    &mut slot,
-                    &self.tasks[task],
-                    &mut self.rows,
-                    self.discard_rows,
-                )
+                advance(&mut slot, &self.tasks, &mut self.rows, self.discard_rows)
             } else {
                 Step::Wait
             };
@@ -517,19 +537,40 @@ impl Dispatch {
                         }
                         // Dropped with the slot: the connection (mid-command) is cancelled
                         // without waiting and closed.
-                        self.outcomes[task] =
-                            Some(Err(RemoteError::connection(slot.conn.node(), message)));
+                        let e = RemoteError::connection(slot.conn.node(), message);
+                        for m in std::mem::take(&mut slot.more) {
+                            self.outcomes[m] = Some(Err(e.clone()));
+                        }
+                        self.outcomes[task] = Some(Err(e));
                         continue;
                     }
                     still.push(slot);
                 }
                 Step::Finished(result) => {
                     let t = &self.tasks[task];
+                    // The tasks that went in the same pipeline: their outcomes, or (the
+                    // pipeline ended early) the error that ended it.
+                    let mut others = std::mem::take(&mut slot.others).into_iter();
+                    let more = std::mem::take(&mut slot.more);
+                    let wrote = std::iter::once(task)
+                        .chain(more.iter().copied())
+                        .any(|i| !self.tasks[i].read_only);
+                    for &m in &more {
+                        self.outcomes[m] = Some(match others.next() {
+                            Some((_, outcome)) => outcome,
+                            None => Err(result.as_ref().err().cloned().unwrap_or_else(|| {
+                                RemoteError::connection_lost(
+                                    slot.conn.node(),
+                                    "the node did not answer a command",
+                                )
+                            })),
+                        });
+                    }
                     if !result.as_ref().is_err_and(RemoteError::is_connection_error) {
                         match t.scope {
                             // Even after an error: the local abort closes it.
                             Scope::Transaction if !t.ends_transaction => {
-                                remote_transactions().keep(slot.key, slot.conn, !t.read_only)
+                                remote_transactions().keep(slot.key, slot.conn, wrote)
                             }
                             // A cancel still on its way would hit the next command: such
                             // a connection is closed instead.
@@ -707,6 +748,9 @@ impl Slot {
             prepare_in_flight: None,
             settings_in_flight: false,
             after_send: false,
+            more: Vec::new(),
+            others: Vec::new(),
+            pipeline: None,
         }
     }
 }
@@ -722,10 +766,11 @@ fn waiting_for(phase: Phase) -> Interest {
 /// Moves a slot forward as far as it goes without waiting.
 fn advance(
     slot: &mut Slot,
-    task: &RemoteTask,
+    tasks: &[RemoteTask],
     rows: &mut VecDeque<(usize, PgResult)>,
     discard_rows: bool,
 ) -> Step {
+    let task = &tasks[slot.task];
     'outer: loop {
         match slot.phase {
             Phase::Connecting(_) => match slot.conn.poll_connect() {
@@ -749,14 +794,15 @@ fn advance(
                 }
             },
             Phase::Send => {
-                let stale = task.settings.as_ref().filter(|want| {
-                    !slot
-                        .conn
-                        .settings
-                        .as_ref()
-                        .is_some_and(|have| std::rc::Rc::ptr_eq(have, want) || have == *want)
-                });
                 slot.after_send = true;
+                if pipeline::wanted(slot, tasks) {
+                    if let Err(e) = pipeline::send(slot, tasks) {
+                        return Step::Finished(Err(e));
+                    }
+                    slot.phase = Phase::Flush;
+                    continue;
+                }
+                let stale = stale_settings(&slot.conn, task);
                 let sent = if let Some(pre) = &slot.preamble {
                     slot.preamble_in_flight = true;
                     slot.conn.send_query(pre, &[], &[])
@@ -805,6 +851,9 @@ fn advance(
                 Err(e) => return Step::Finished(Err(e)),
             },
             Phase::Read => {
+                if slot.pipeline.is_some() {
+                    return pipeline::read(slot, tasks);
+                }
                 if let Err(e) = slot.conn.consume_input() {
                     return Step::Finished(Err(e));
                 }
@@ -868,6 +917,19 @@ fn advance(
             }
         }
     }
+}
+
+/// The task's settings, if the connection's session does not have them yet.
+fn stale_settings<'t>(
+    conn: &Connection,
+    task: &'t RemoteTask,
+) -> Option<&'t std::rc::Rc<super::Settings>> {
+    task.settings.as_ref().filter(|want| {
+        !conn
+            .settings
+            .as_ref()
+            .is_some_and(|have| std::rc::Rc::ptr_eq(have, want) || have == *want)
+    })
 }
 
 /// The task's outcome once the connection reported the command complete.

@@ -304,6 +304,82 @@ impl Connection {
         Ok(())
     }
 
+    /// Sends one statement without parameters in the extended protocol (what a pipeline
+    /// takes; [`Connection::send_query`] uses the simple protocol then); does not wait.
+    pub fn send_statement(&mut self, sql: &str) -> Result<(), RemoteError> {
+        let sql = CString::new(sql)
+            .map_err(|_| RemoteError::connection(&self.node, "command holds a NUL byte"))?;
+        // SAFETY: raw is live; sql outlives the call (libpq copies it); no parameters.
+        let ok = unsafe {
+            pq::PQsendQueryParams(
+                self.raw.as_ptr(),
+                sql.as_ptr(),
+                0,
+                std::ptr::null(),
+                std::ptr::null(),
+                std::ptr::null(),
+                std::ptr::null(),
+                0,
+            )
+        };
+        if ok != 1 {
+            return Err(RemoteError::connection_lost(
+                &self.node,
+                self.error_message(),
+            ));
+        }
+        self.busy = true;
+        Ok(())
+    }
+
+    /// Enters libpq's pipeline mode: the commands sent next are queued together and their
+    /// results come back in order, each ended by a `None` from
+    /// [`Connection::next_pipeline_result`], up to the sync that [`Connection::pipeline_sync`]
+    /// queues.
+    pub fn enter_pipeline(&mut self) -> Result<(), RemoteError> {
+        // SAFETY: raw is a live PGconn with no command in flight.
+        if unsafe { pq::PQenterPipelineMode(self.raw.as_ptr()) } != 1 {
+            return Err(RemoteError::connection_lost(
+                &self.node,
+                self.error_message(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends the pipeline's commands with a sync point (one Sync message: an error skips the
+    /// commands after it up to here); [`Connection::flush`] sends them all.
+    pub fn pipeline_sync(&mut self) -> Result<(), RemoteError> {
+        // SAFETY: raw is a live PGconn in pipeline mode.
+        if unsafe { pq::PQpipelineSync(self.raw.as_ptr()) } != 1 {
+            return Err(RemoteError::connection_lost(
+                &self.node,
+                self.error_message(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The next result of a pipeline: a command's results, then `None` after each command;
+    /// the sync point's result last ([`PgResult::is_pipeline_sync`]).
+    pub fn next_pipeline_result(&mut self) -> Option<PgResult> {
+        // SAFETY: raw is a live PGconn; the result is ours to free.
+        NonNull::new(unsafe { pq::PQgetResult(self.raw.as_ptr()) }).map(|raw| PgResult { raw })
+    }
+
+    /// Leaves pipeline mode once its sync point's result was read: the connection is idle.
+    pub fn exit_pipeline(&mut self) -> Result<(), RemoteError> {
+        // SAFETY: raw is a live PGconn in pipeline mode with every result read.
+        if unsafe { pq::PQexitPipelineMode(self.raw.as_ptr()) } != 1 {
+            return Err(RemoteError::connection_lost(
+                &self.node,
+                self.error_message(),
+            ));
+        }
+        self.busy = false;
+        Ok(())
+    }
+
     /// The name of the statement prepared for `sql` on this connection, if any.
     pub fn prepared_name(&self, sql: &str) -> Option<String> {
         self.prepared.get(sql).cloned()
@@ -670,6 +746,20 @@ impl PgResult {
     pub fn is_single_row(&self) -> bool {
         // SAFETY: raw is a live PGresult.
         unsafe { pq::PQresultStatus(self.raw.as_ptr()) == pq::ExecStatusType::PGRES_SINGLE_TUPLE }
+    }
+
+    /// The result of a pipeline's sync point.
+    pub fn is_pipeline_sync(&self) -> bool {
+        // SAFETY: raw is a live PGresult.
+        unsafe { pq::PQresultStatus(self.raw.as_ptr()) == pq::ExecStatusType::PGRES_PIPELINE_SYNC }
+    }
+
+    /// A pipeline's command that did not run because an earlier one failed.
+    pub fn is_pipeline_aborted(&self) -> bool {
+        // SAFETY: raw is a live PGresult.
+        unsafe {
+            pq::PQresultStatus(self.raw.as_ptr()) == pq::ExecStatusType::PGRES_PIPELINE_ABORTED
+        }
     }
 
     /// The node waits for `COPY ... FROM STDIN` data.

@@ -38,7 +38,7 @@ use tessera_core::plan::{Command, DistPlan};
 
 use crate::connection::PgResult;
 use crate::error::{OrReport, TResult, TesseraError};
-use crate::pg::nodes::list_of;
+use crate::pg::nodes::{is_a, list_of, make_list};
 
 /// The name EXPLAIN shows: `Custom Scan (Tessera Adaptive)`.
 pub const SCAN_NAME: &CStr = tessera_core::plan::ADAPTIVE_SCAN;
@@ -210,8 +210,21 @@ unsafe extern "C-unwind" fn begin_scan(
         let plan = plan_of(cscan).or_report();
         let mut insert_rows = Vec::new();
         if plan.command == Command::Insert {
+            // A constant needs no ExprState: the row keeps the Const itself (most values of
+            // a multi-row INSERT are, and ExprStates for 500 rows cost more than the rest).
             for row in list_of::<pg_sys::List>((*cscan).custom_exprs) {
-                insert_rows.push(pg_sys::ExecInitExprList(row, &mut (*node).ss.ps));
+                let items: Vec<*mut pg_sys::Node> = list_of::<pg_sys::Node>(row)
+                    .into_iter()
+                    .map(|e| {
+                        if is_a(e as *const std::ffi::c_void, pg_sys::NodeTag::T_Const) {
+                            e
+                        } else {
+                            pg_sys::ExecInitExpr(e as *mut pg_sys::Expr, &mut (*node).ss.ps)
+                                as *mut pg_sys::Node
+                        }
+                    })
+                    .collect();
+                insert_rows.push(make_list(&items));
             }
         }
         let mut evaluated = Vec::with_capacity(plan.evaluated.len());

@@ -5,6 +5,7 @@
 //! (on the coordinator: defaults, `nextval`, functions), and routes each row by the hash of
 //! its distribution value. [`run`] sends every task at once.
 
+use std::ffi::c_void;
 use std::rc::Rc;
 
 use pgrx::pg_sys;
@@ -483,7 +484,7 @@ unsafe fn eval_rows(run: &ScanRun, econtext: *mut pg_sys::ExprContext) -> TResul
 /// as text for the worker, with the hash of its distribution value.
 ///
 /// # Safety
-/// `row` is a List of ExprState of this scan; `econtext` is the scan's, with its outer tuple
+/// `row` is a List of ExprState of this scan, or Const for a constant; `econtext` is the scan's, with its outer tuple
 /// set when the expressions read one.
 pub unsafe fn eval_row(
     run: &ScanRun,
@@ -497,13 +498,24 @@ pub unsafe fn eval_row(
     let mut hash = None;
     // SAFETY: evaluating the row expressions in the per-tuple context, reset per row.
     unsafe {
-        for (c, state) in crate::pg::nodes::list_of::<pg_sys::ExprState>(row)
+        for (c, item) in crate::pg::nodes::list_of::<pg_sys::Node>(row)
             .into_iter()
             .enumerate()
         {
-            let mut isnull = false;
-            let datum = pg_sys::ExecEvalExprSwitchContext(state, econtext, &mut isnull);
-            let typid = pg_sys::exprType((*state).expr as *mut pg_sys::Node);
+            let (datum, isnull, typid) =
+                if crate::pg::nodes::is_a(item as *const c_void, pg_sys::NodeTag::T_Const) {
+                    let k = item as *mut pg_sys::Const;
+                    ((*k).constvalue, (*k).constisnull, (*k).consttype)
+                } else {
+                    let state = item as *mut pg_sys::ExprState;
+                    let mut isnull = false;
+                    let datum = pg_sys::ExecEvalExprSwitchContext(state, econtext, &mut isnull);
+                    (
+                        datum,
+                        isnull,
+                        pg_sys::exprType((*state).expr as *mut pg_sys::Node),
+                    )
+                };
             if isnull {
                 values.push((None, portable_type(typid)));
                 continue;

@@ -142,7 +142,7 @@ unsafe extern "C-unwind" fn fast_walker(node: *mut pg_sys::Node, ctx: *mut c_voi
                 pg_sys::QTW_EXAMINE_RTES_BEFORE as i32,
             );
         }
-        pg_sys::expression_tree_walker(node, Some(fast_walker), ctx)
+        crate::pg::nodes::walk_children(node, Some(fast_walker), ctx)
     }
 }
 
@@ -662,7 +662,7 @@ unsafe extern "C-unwind" fn sublink_walker(node: *mut pg_sys::Node, ctx: *mut c_
                 .push(node as *mut pg_sys::Query);
             return false;
         }
-        pg_sys::expression_tree_walker(node, Some(sublink_walker), ctx)
+        crate::pg::nodes::walk_children(node, Some(sublink_walker), ctx)
     }
 }
 

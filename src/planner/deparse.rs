@@ -43,7 +43,7 @@ unsafe extern "C-unwind" fn alias_walker(node: *mut pg_sys::Node, ctx: *mut c_vo
                 pg_sys::QTW_EXAMINE_RTES_BEFORE as i32,
             );
         }
-        pg_sys::expression_tree_walker(node, Some(alias_walker), ctx)
+        crate::pg::nodes::walk_children(node, Some(alias_walker), ctx)
     }
 }
 

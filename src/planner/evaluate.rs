@@ -168,7 +168,7 @@ unsafe fn evaluable(node: *mut pg_sys::Node) -> bool {
             && pg_sys::contain_mutable_functions(node)
             && !pg_sys::contain_volatile_functions(node)
             && !pg_sys::expression_returns_set(node)
-            && !pg_sys::expression_tree_walker(node, Some(bound_walker), std::ptr::null_mut())
+            && !crate::pg::nodes::walk_children(node, Some(bound_walker), std::ptr::null_mut())
     }
 }
 
@@ -204,7 +204,7 @@ unsafe extern "C-unwind" fn bound_walker(node: *mut pg_sys::Node, ctx: *mut c_vo
         ) {
             return true;
         }
-        pg_sys::expression_tree_walker(node, Some(bound_walker), ctx)
+        crate::pg::nodes::walk_children(node, Some(bound_walker), ctx)
     }
 }
 
@@ -356,6 +356,6 @@ unsafe extern "C-unwind" fn prints_walker(node: *mut pg_sys::Node, ctx: *mut c_v
                 }
             }
         }
-        pg_sys::expression_tree_walker(node, Some(prints_walker), ctx)
+        crate::pg::nodes::walk_children(node, Some(prints_walker), ctx)
     }
 }

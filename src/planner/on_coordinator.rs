@@ -397,7 +397,7 @@ unsafe extern "C-unwind" fn sublink_walker(node: *mut pg_sys::Node, ctx: *mut c_
         if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
             return false;
         }
-        pg_sys::expression_tree_walker(node, Some(sublink_walker), ctx)
+        crate::pg::nodes::walk_children(node, Some(sublink_walker), ctx)
     }
 }
 

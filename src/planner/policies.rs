@@ -72,7 +72,7 @@ unsafe extern "C-unwind" fn session_user_walker(node: *mut pg_sys::Node, ctx: *m
                 0,
             );
         }
-        pg_sys::expression_tree_walker(node, Some(session_user_walker), ctx)
+        crate::pg::nodes::walk_children(node, Some(session_user_walker), ctx)
     }
 }
 

@@ -62,7 +62,7 @@ pub(crate) unsafe extern "C-unwind" fn param_walker(
                 0,
             );
         }
-        pg_sys::expression_tree_walker(node, Some(param_walker), ctx)
+        crate::pg::nodes::walk_children(node, Some(param_walker), ctx)
     }
 }
 
@@ -109,7 +109,7 @@ unsafe extern "C-unwind" fn rte_walker(node: *mut pg_sys::Node, ctx: *mut c_void
                 pg_sys::QTW_EXAMINE_RTES_BEFORE as i32,
             );
         }
-        pg_sys::expression_tree_walker(node, Some(rte_walker), ctx)
+        crate::pg::nodes::walk_children(node, Some(rte_walker), ctx)
     }
 }
 
@@ -210,7 +210,7 @@ pub(crate) unsafe fn coordinator_function(q: *mut pg_sys::Query) -> Option<Strin
             if is_a(node as *const c_void, pg_sys::NodeTag::T_Query) {
                 return pg_sys::query_tree_walker(node as *mut pg_sys::Query, Some(walker), ctx, 0);
             }
-            pg_sys::expression_tree_walker(node, Some(walker), ctx)
+            crate::pg::nodes::walk_children(node, Some(walker), ctx)
         }
     }
     // SAFETY: a name lookup; walking a valid Query with our context.

@@ -115,7 +115,7 @@ unsafe fn calls_sequence_functions(q: *mut pg_sys::Query) -> bool {
                     0,
                 );
             }
-            pg_sys::expression_tree_walker(node, Some(walker), found)
+            crate::pg::nodes::walk_children(node, Some(walker), found)
         }
     }
     let mut found = false;

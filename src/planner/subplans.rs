@@ -86,7 +86,7 @@ unsafe extern "C-unwind" fn outer_cte_walker(node: *mut pg_sys::Node, ctx: *mut 
             *depth -= 1;
             return r;
         }
-        pg_sys::expression_tree_walker(node, Some(outer_cte_walker), ctx)
+        crate::pg::nodes::walk_children(node, Some(outer_cte_walker), ctx)
     }
 }
 
@@ -368,7 +368,7 @@ unsafe extern "C-unwind" fn param_walker(node: *mut pg_sys::Node, ctx: *mut c_vo
             return (*p).paramkind == pg_sys::ParamKind::PARAM_EXTERN
                 && (*p).paramid >= *(ctx as *mut i32);
         }
-        pg_sys::expression_tree_walker(node, Some(param_walker), ctx)
+        crate::pg::nodes::walk_children(node, Some(param_walker), ctx)
     }
 }
 

@@ -198,7 +198,7 @@ unsafe extern "C-unwind" fn refs_walker(node: *mut pg_sys::Node, ctx: *mut c_voi
             (*(ctx as *mut Refs)).depth -= 1;
             return r;
         }
-        pg_sys::expression_tree_walker(node, Some(refs_walker), ctx)
+        crate::pg::nodes::walk_children(node, Some(refs_walker), ctx)
     }
 }
 
@@ -308,7 +308,7 @@ unsafe extern "C-unwind" fn funcs_walker(node: *mut pg_sys::Node, ctx: *mut c_vo
         }
         pg_sys::fix_opfuncids(node);
         pg_sys::check_functions_in_node(node, Some(func_oid_checker), ctx);
-        pg_sys::expression_tree_walker(node, Some(funcs_walker), ctx)
+        crate::pg::nodes::walk_children(node, Some(funcs_walker), ctx)
     }
 }
 

@@ -65,16 +65,46 @@ pub(super) fn record(prepared: &[Prepared], done: &[String]) -> TResult<()> {
     }
     let gids: Vec<String> = prepared.iter().map(|p| p.gid.clone()).collect();
     let _write = crate::metadata::CatalogWrite::begin();
-    // One statement: the rows of this backend's earlier two-phase commits that finished go,
-    // this one's come.
-    Spi::run_with_args(
-        "WITH gone AS (DELETE FROM pg_catalog.pg_dist_transaction WHERE gid = ANY($3))
-         INSERT INTO pg_catalog.pg_dist_transaction (groupid, gid, outer_xid)
-         SELECT g, x, pg_catalog.pg_current_xact_id()
-           FROM ROWS FROM (pg_catalog.unnest($1::int[]), pg_catalog.unnest($2::text[])) AS r(g, x)",
-        &[groups.into(), gids.into(), done.to_vec().into()],
-    )?;
+    // One statement, prepared once per backend: the rows of this backend's earlier two-phase
+    // commits that finished go, this one's come.
+    Spi::connect_mut(|client| {
+        RECORD.with(|kept| {
+            let mut kept = kept.borrow_mut();
+            if kept.is_none() {
+                let array = |oid| PgOid::BuiltIn(oid);
+                let statement = client.prepare_mut(
+                    RECORD_SQL,
+                    &[
+                        array(PgBuiltInOids::INT4ARRAYOID),
+                        array(PgBuiltInOids::TEXTARRAYOID),
+                        array(PgBuiltInOids::TEXTARRAYOID),
+                    ],
+                )?;
+                *kept = Some(statement.keep());
+            }
+            let statement = kept.as_ref().expect("prepared above");
+            client.update(
+                statement,
+                None,
+                &[groups.into(), gids.into(), done.to_vec().into()],
+            )?;
+            Ok::<(), pgrx::spi::SpiError>(())
+        })
+    })?;
     Ok(())
+}
+
+const RECORD_SQL: &str =
+    "WITH gone AS (DELETE FROM pg_catalog.pg_dist_transaction WHERE gid = ANY($3))
+     INSERT INTO pg_catalog.pg_dist_transaction (groupid, gid, outer_xid)
+     SELECT g, x, pg_catalog.pg_current_xact_id()
+       FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS r(g, x)";
+
+thread_local! {
+    /// [`RECORD_SQL`], planned once per backend (PostgreSQL's plan cache replans it after a
+    /// change to the table).
+    static RECORD: std::cell::RefCell<Option<pgrx::spi::OwnedPreparedStatement>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// The gids `pg_dist_transaction` has a decision for on group `group`, as the latest committed

@@ -36,7 +36,7 @@ unsafe extern "C-unwind" fn index_var_walker(node: *mut pg_sys::Node, ctx: *mut 
             }
             return false;
         }
-        pg_sys::expression_tree_walker(node, Some(index_var_walker), ctx)
+        crate::pg::nodes::walk_children(node, Some(index_var_walker), ctx)
     }
 }
 

@@ -124,6 +124,8 @@ pub(crate) unsafe fn plan_insert(
                     "Compute the value first and insert it as a constant or parameter.",
                 ));
             }
+            // Not folded here as PostgreSQL's planner folds constants: its evaluate_expr makes
+            // an executor state per value, which costs more than the scan's own ExprStates.
             pg_sys::fix_opfuncids(row as *mut pg_sys::Node);
         }
         let dist_column = insert_dist_column(&meta, &tles)?;
