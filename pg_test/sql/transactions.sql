@@ -287,6 +287,97 @@ EXECUTE put(311, 312, 313, 314, 315, 316, 317, 318, 's');
 EXECUTE put_local(311, 312, 313, 314, 315, 316, 317, 318, 's');
 RESET plan_cache_mode;
 SELECT same_batch();
+-- Nodes first used inside a savepoint: their batch opens the block and the savepoint too.
+BEGIN;
+SAVEPOINT a;
+\set VERBOSITY terse
+INSERT INTO batch VALUES (401, 'f'), (402, 'f'), (403, 'f'), (404, 'f'), (405, 'f'), (406, 'f'), (407, 'f'), (408, 'f'), (409, 'f'), (410, 'f'), (1, 'dup');
+\set VERBOSITY default
+ROLLBACK TO SAVEPOINT a;
+INSERT INTO batch VALUES (411, 'g'), (412, 'g'), (413, 'g'), (414, 'g'), (415, 'g'), (416, 'g'), (417, 'g'), (418, 'g'), (419, 'g'), (420, 'g'), (421, 'g'), (422, 'g'), (423, 'g'), (424, 'g'), (425, 'g'), (426, 'g'), (427, 'g'), (428, 'g'), (429, 'g'), (430, 'g');
+COMMIT;
+INSERT INTO local_batch VALUES (411, 'g'), (412, 'g'), (413, 'g'), (414, 'g'), (415, 'g'), (416, 'g'), (417, 'g'), (418, 'g'), (419, 'g'), (420, 'g'), (421, 'g'), (422, 'g'), (423, 'g'), (424, 'g'), (425, 'g'), (426, 'g'), (427, 'g'), (428, 'g'), (429, 'g'), (430, 'g');
+SELECT same_batch();
+-- Large answers while a node's pipeline is still being sent (RETURNING four times each value):
+-- the coordinator reads them as it sends.
+SET statement_timeout = '60s';
+DO $$
+DECLARE big text := repeat('x', 50000); n bigint := 0; r record;
+BEGIN
+  FOR r IN INSERT INTO tx.batch SELECT i, big || i FROM generate_series(501, 540) i
+           RETURNING v || v || v || v AS w LOOP
+    n := n + length(r.w);
+  END LOOP;
+  RAISE NOTICE 'returned % characters', n;
+END $$;
+DO $$
+DECLARE big text := repeat('x', 50000); n bigint := 0; r record;
+BEGIN
+  FOR r IN INSERT INTO tx.batch VALUES (541, big), (542, big), (543, big), (544, big), (545, big), (546, big), (547, big), (548, big),
+                                       (549, big), (550, big), (551, big), (552, big), (553, big), (554, big), (555, big), (556, big)
+           RETURNING v || v || v || v AS w LOOP
+    n := n + length(r.w);
+  END LOOP;
+  RAISE NOTICE 'returned % characters', n;
+END $$;
+RESET statement_timeout;
+INSERT INTO local_batch SELECT i, repeat('x', 50000) || i FROM generate_series(501, 540) i;
+INSERT INTO local_batch SELECT i, repeat('x', 50000) FROM generate_series(541, 556) i;
+SELECT same_batch();
+-- Session settings travel in the same round trip: a worker evaluates at::date and at::text
+-- under the session's TimeZone and DateStyle, also after SET LOCAL inside the block and after
+-- a savepoint rolled back.
+CREATE TABLE stamps (id int PRIMARY KEY, at timestamptz NOT NULL, d date, t text, n numeric, j jsonb);
+CREATE TABLE local_stamps (LIKE stamps INCLUDING ALL);
+SELECT create_distributed_table('stamps', 'id', shard_count => 16);
+CREATE FUNCTION same_stamps() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE dist text; loc text;
+BEGIN
+  SELECT string_agg(concat_ws(' ', id, at, d, t, n, j), ', ' ORDER BY id) INTO dist FROM tx.stamps;
+  SELECT string_agg(concat_ws(' ', id, at, d, t, n, j), ', ' ORDER BY id) INTO loc FROM tx.local_stamps;
+  RETURN CASE WHEN dist IS NOT DISTINCT FROM loc THEN 'same' ELSE 'DIFFERENT: ' || dist || ' <> ' || loc END;
+END $$;
+SET TimeZone = 'Asia/Kolkata';
+SET DateStyle = 'SQL, DMY';
+SET plan_cache_mode = force_generic_plan;
+-- Constants and parameters mixed, NULLs, numeric and jsonb, run more than five times.
+PREPARE stamp(int, int, numeric) AS
+  INSERT INTO stamps VALUES ($1, '2024-03-01 23:30:00+00', NULL, 'c', $3, '{"k": [1, 2]}'),
+                            ($2, '2024-03-02 20:00:00+00', NULL, NULL, $3 * 2, NULL);
+PREPARE stamp_local(int, int, numeric) AS
+  INSERT INTO local_stamps VALUES ($1, '2024-03-01 23:30:00+00', NULL, 'c', $3, '{"k": [1, 2]}'),
+                                  ($2, '2024-03-02 20:00:00+00', NULL, NULL, $3 * 2, NULL);
+PREPARE dates(int) AS UPDATE stamps SET d = at::date, t = at::text WHERE id > $1;
+PREPARE dates_local(int) AS UPDATE local_stamps SET d = at::date, t = at::text WHERE id > $1;
+BEGIN;
+EXECUTE stamp(1, 2, 1.5); EXECUTE stamp(3, 4, 2.25); EXECUTE stamp(5, 6, NULL); EXECUTE stamp(7, 8, 0.001);
+EXECUTE stamp(9, 10, -1); EXECUTE stamp(11, 12, 1e20); EXECUTE stamp(13, 14, 3);
+EXECUTE dates(0);
+SET LOCAL TimeZone = 'America/New_York';
+EXECUTE dates(6);
+SAVEPOINT s;
+SET LOCAL TimeZone = 'Pacific/Auckland';
+EXECUTE dates(10);
+ROLLBACK TO SAVEPOINT s;
+EXECUTE dates(12);
+COMMIT;
+BEGIN;
+EXECUTE stamp_local(1, 2, 1.5); EXECUTE stamp_local(3, 4, 2.25); EXECUTE stamp_local(5, 6, NULL); EXECUTE stamp_local(7, 8, 0.001);
+EXECUTE stamp_local(9, 10, -1); EXECUTE stamp_local(11, 12, 1e20); EXECUTE stamp_local(13, 14, 3);
+EXECUTE dates_local(0);
+SET LOCAL TimeZone = 'America/New_York';
+EXECUTE dates_local(6);
+SAVEPOINT s;
+SET LOCAL TimeZone = 'Pacific/Auckland';
+EXECUTE dates_local(10);
+ROLLBACK TO SAVEPOINT s;
+EXECUTE dates_local(12);
+COMMIT;
+RESET plan_cache_mode;
+SELECT same_stamps();
+SELECT id, d, t FROM stamps WHERE id IN (1, 2, 7, 8, 13, 14) ORDER BY id;
+RESET TimeZone;
+RESET DateStyle;
 RESET ROLE;
 SELECT nodeport, result FROM run_command_on_workers($$SELECT count(*) FROM pg_prepared_xacts$$) ORDER BY nodeport;
 

@@ -475,20 +475,32 @@ impl Dispatch {
             let idx = self.pending.remove(i);
             match start(idx, &self.tasks[idx], self.timeout)? {
                 Ok(mut slot) => {
-                    // The commands queued for the same remote transaction go with it.
+                    // The commands queued for the same remote transaction go with it, in
+                    // order, up to the first one of its connection that cannot join.
                     let first = &self.tasks[idx];
-                    if first.scope == Scope::Transaction && pipeline::fits(first) {
-                        let mut j = i;
-                        while j < self.pending.len() && slot.more.len() + 1 < pipeline::MAX_BATCH {
-                            let t = &self.tasks[self.pending[j]];
-                            if t.scope == Scope::Transaction && t.key == first.key {
-                                if !pipeline::joins(first, t) {
-                                    break;
-                                }
-                                slot.more.push(self.pending.remove(j));
+                    if pipeline::fits(first) {
+                        let mut bytes = pipeline::size(first);
+                        let mut taken = vec![false; self.pending.len()];
+                        for (j, &k) in self.pending.iter().enumerate().skip(i) {
+                            let t = &self.tasks[k];
+                            if t.scope != Scope::Transaction || t.key != first.key {
                                 continue;
                             }
-                            j += 1;
+                            if !pipeline::joins(first, t)
+                                || !pipeline::has_room(slot.more.len() + 1, bytes, t)
+                            {
+                                break;
+                            }
+                            bytes += pipeline::size(t);
+                            slot.more.push(k);
+                            taken[j] = true;
+                        }
+                        if !slot.more.is_empty() {
+                            let mut j = 0;
+                            self.pending.retain(|_| {
+                                j += 1;
+                                !taken[j - 1]
+                            });
                         }
                     }
                     self.active.push(slot);
@@ -566,7 +578,10 @@ impl Dispatch {
                             })),
                         });
                     }
-                    if !result.as_ref().is_err_and(RemoteError::is_connection_error) {
+                    // A connection left in pipeline mode (never expected) is not used again.
+                    if !result.as_ref().is_err_and(RemoteError::is_connection_error)
+                        && !slot.conn.in_pipeline()
+                    {
                         match t.scope {
                             // Even after an error: the local abort closes it.
                             Scope::Transaction if !t.ends_transaction => {
@@ -599,7 +614,7 @@ impl Dispatch {
         let new_waits: Vec<WaitKey> = self
             .active
             .iter()
-            .map(|s| (s.conn.id(), s.conn.socket(), waiting_for(s.phase)))
+            .map(|s| (s.conn.id(), s.conn.socket(), waiting_for(s)))
             .collect();
         if self.set.is_none() || new_waits != self.waits {
             let set = match take_spare(&new_waits) {
@@ -755,9 +770,12 @@ impl Slot {
     }
 }
 
-fn waiting_for(phase: Phase) -> Interest {
-    match phase {
+fn waiting_for(slot: &Slot) -> Interest {
+    match slot.phase {
         Phase::Connecting(i) => i,
+        // A node runs a pipeline's first commands while the rest is still on its way, and
+        // stops reading when its answers are not read: wait for either.
+        Phase::Flush if slot.pipeline.is_some() => Interest::ReadWrite,
         Phase::Flush => Interest::Write,
         Phase::Send | Phase::Read => Interest::Read,
     }
@@ -799,6 +817,8 @@ fn advance(
                     if let Err(e) = pipeline::send(slot, tasks) {
                         return Step::Finished(Err(e));
                     }
+                    // Its answers may all have been read while it was sent: read first.
+                    slot.after_send = false;
                     slot.phase = Phase::Flush;
                     continue;
                 }
@@ -841,15 +861,24 @@ fn advance(
                 }
                 slot.phase = Phase::Flush;
             }
-            Phase::Flush => match slot.conn.flush() {
-                Ok(true) if std::mem::take(&mut slot.after_send) => {
-                    slot.phase = Phase::Read;
-                    return Step::Wait;
+            Phase::Flush => {
+                // A pipeline's node may be waiting for its answers to be read before it reads
+                // more: read what came (libpq keeps it for the results), then send.
+                if slot.pipeline.is_some() {
+                    if let Err(e) = slot.conn.consume_input() {
+                        return Step::Finished(Err(e));
+                    }
                 }
-                Ok(true) => slot.phase = Phase::Read,
-                Ok(false) => return Step::Wait,
-                Err(e) => return Step::Finished(Err(e)),
-            },
+                match slot.conn.flush() {
+                    Ok(true) if std::mem::take(&mut slot.after_send) => {
+                        slot.phase = Phase::Read;
+                        return Step::Wait;
+                    }
+                    Ok(true) => slot.phase = Phase::Read,
+                    Ok(false) => return Step::Wait,
+                    Err(e) => return Step::Finished(Err(e)),
+                }
+            }
             Phase::Read => {
                 if slot.pipeline.is_some() {
                     return pipeline::read(slot, tasks);

@@ -54,6 +54,12 @@ pub fn parse_conninfo(conninfo: &str) -> Result<Vec<(String, String)>, String> {
     }
 }
 
+/// The version of the libpq this backend runs with (150000 for 15.0).
+pub fn version() -> i32 {
+    // SAFETY: a plain call with no arguments.
+    unsafe { pq::PQlibVersion() }
+}
+
 /// One libpq connection. Dropping it cancels any command still running on the node, then
 /// closes the connection.
 pub struct Connection {
@@ -221,6 +227,18 @@ impl Connection {
         };
         // SAFETY: one valid pollfd, a zero timeout.
         unsafe { libc::poll(&mut p, 1, 0) != 0 }
+    }
+
+    /// The connection failed (libpq's CONNECTION_BAD).
+    pub fn is_broken(&self) -> bool {
+        // SAFETY: raw is a live PGconn.
+        unsafe { pq::PQstatus(self.raw.as_ptr()) == pq::ConnStatusType::CONNECTION_BAD }
+    }
+
+    /// The connection is in pipeline mode (a pipeline was not read to its end).
+    pub fn in_pipeline(&self) -> bool {
+        // SAFETY: raw is a live PGconn.
+        unsafe { pq::PQpipelineStatus(self.raw.as_ptr()) != pq::PGpipelineStatus::PQ_PIPELINE_OFF }
     }
 
     /// libpq's last error message for this connection, passwords removed.

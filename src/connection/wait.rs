@@ -12,6 +12,9 @@ use pgrx::pg_sys;
 pub enum Interest {
     Read,
     Write,
+    /// Either: a pipeline still being sent, whose node may answer (and wait for its answers
+    /// to be read) before it reads the rest.
+    ReadWrite,
 }
 
 /// What woke a wait.
@@ -61,6 +64,7 @@ impl WaitSet {
                 let events = match interest {
                     Interest::Read => pg_sys::WL_SOCKET_READABLE,
                     Interest::Write => pg_sys::WL_SOCKET_WRITEABLE,
+                    Interest::ReadWrite => pg_sys::WL_SOCKET_READABLE | pg_sys::WL_SOCKET_WRITEABLE,
                 };
                 // user_data carries the index + 1 (0 marks the latch and death events).
                 pg_sys::AddWaitEventToSet(raw, events, *fd, std::ptr::null_mut(), (i + 1) as _);

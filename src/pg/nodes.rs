@@ -103,7 +103,8 @@ pub unsafe fn walk_children(
         | T::T_CurrentOfExpr
         | T::T_NextValueExpr
         | T::T_RangeTblRef
-        | T::T_SortGroupClause => false,
+        | T::T_SortGroupClause
+        | T::T_CTESearchClause => false,
         // SAFETY: forwarded.
         _ => unsafe { pg_sys::expression_tree_walker(node, walker, ctx) },
     }

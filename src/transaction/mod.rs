@@ -74,6 +74,8 @@ pub(crate) fn begin_command() -> String {
 struct Prepared {
     key: ConnKey,
     gid: String,
+    /// The node's group in `pg_dist_transaction` (set when the decision is recorded).
+    group: i32,
 }
 
 thread_local! {
@@ -81,7 +83,7 @@ thread_local! {
     static PREPARED: RefCell<Vec<Prepared>> = const { RefCell::new(Vec::new()) };
     /// Gids whose COMMIT PREPARED succeeded: their `pg_dist_transaction` rows are deleted by
     /// this backend's next two-phase commit (or by recovery), so the table does not grow.
-    static COMMITTED_GIDS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    static COMMITTED_GIDS: RefCell<Vec<(i32, String)>> = const { RefCell::new(Vec::new()) };
     /// Where this transaction's WAL ended when it last had written only what Tessera's own
     /// COPY writes locally (sequence values; the staging path's temporary table): see
     /// [`staging_only`].
@@ -208,6 +210,7 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
             gid.as_ref().map(|g| Prepared {
                 key: task.key.clone(),
                 gid: g.clone(),
+                group: -1,
             })
         })
         .collect();
@@ -233,6 +236,14 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
             (Ok(_), Some(g)) => prepared.push(Prepared {
                 key: task.key.clone(),
                 gid: g.clone(),
+                group: match &recorded {
+                    Ok(Ok(groups)) => planned
+                        .iter()
+                        .zip(groups)
+                        .find(|(p, _)| p.gid == *g)
+                        .map_or(-1, |(_, group)| *group),
+                    _ => -1,
+                },
             }),
             (Ok(_), None) => {}
             (Err(e), _) => {
@@ -249,7 +260,7 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
             finish_prepared(&prepared, "ROLLBACK PREPARED");
             return Err(e);
         }
-        Ok(Ok(())) => {}
+        Ok(Ok(_)) => {}
     }
     // The decision must be on disk before any node hears COMMIT PREPARED, whatever
     // synchronous_commit says: lost in a crash, recovery would roll back nodes another one
@@ -269,8 +280,9 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
 
 /// `COMMIT PREPARED` or `ROLLBACK PREPARED` of each prepared node, all at once, each on a
 /// connection of its own outside any transaction block. Never raises an ERROR: a node that
-/// fails gets a WARNING and is left to recovery. Returns the gids that went through.
-fn finish_prepared(prepared: &[Prepared], command: &str) -> Vec<String> {
+/// fails gets a WARNING and is left to recovery. Returns the (group, gid) of those that went
+/// through.
+fn finish_prepared(prepared: &[Prepared], command: &str) -> Vec<(i32, String)> {
     if prepared.is_empty() {
         return Vec::new();
     }
@@ -297,10 +309,10 @@ fn finish_prepared(prepared: &[Prepared], command: &str) -> Vec<String> {
         Some(outcomes) => {
             for (p, outcome) in prepared.iter().zip(outcomes) {
                 match outcome {
-                    Ok(_) => done.push(p.gid.clone()),
+                    Ok(_) => done.push((p.group, p.gid.clone())),
                     // Recovery finished it already (it commits only what the decision says),
                     // or is finishing it right now.
-                    Err(e) if finished_elsewhere(&e) => done.push(p.gid.clone()),
+                    Err(e) if finished_elsewhere(&e) => done.push((p.group, p.gid.clone())),
                     Err(e) => pgrx::warning!(
                         "{command} '{}' failed on node {}:{}: {} (recover_prepared_transactions() finishes it)",
                         p.gid,

@@ -24,9 +24,10 @@ use crate::error::{OrReport, TResult};
 use crate::gucs;
 use crate::metadata::node as nodes;
 
-/// Records the decision for the prepared nodes (and forgets `done`, gids this backend
-/// committed earlier), inside the local transaction.
-pub(super) fn record(prepared: &[Prepared], done: &[String]) -> TResult<()> {
+/// Records the decision for the prepared nodes and returns each one's group (and forgets
+/// `done`, the (group, gid) of transactions this backend committed earlier), inside the local
+/// transaction.
+pub(super) fn record(prepared: &[Prepared], done: &[(i32, String)]) -> TResult<Vec<i32>> {
     // Pre-commit runs after the last statement's snapshot is gone: the catalog is read and
     // written under one of its own.
     let _snapshot = crate::pg::snapshot::PushedSnapshot::transaction();
@@ -34,7 +35,7 @@ pub(super) fn record(prepared: &[Prepared], done: &[String]) -> TResult<()> {
     // (one disabled meanwhile still has its prepared transaction). A node in none aborts the
     // transaction: a decision recovery could not find would roll that node back.
     let mut cached = Vec::with_capacity(prepared.len());
-    for p in prepared {
+    for p in prepared.iter() {
         cached.push(crate::metadata::cache::group_of(&p.key.node)?);
     }
     let all = if cached.contains(&None) {
@@ -77,25 +78,39 @@ pub(super) fn record(prepared: &[Prepared], done: &[String]) -> TResult<()> {
                     &[
                         array(PgBuiltInOids::INT4ARRAYOID),
                         array(PgBuiltInOids::TEXTARRAYOID),
+                        array(PgBuiltInOids::INT4ARRAYOID),
                         array(PgBuiltInOids::TEXTARRAYOID),
                     ],
                 )?;
-                *kept = Some(statement.keep());
+                *kept = Some(std::mem::ManuallyDrop::new(statement.keep()));
             }
-            let statement = kept.as_ref().expect("prepared above");
+            let statement: &pgrx::spi::OwnedPreparedStatement =
+                kept.as_ref().expect("prepared above");
             client.update(
                 statement,
                 None,
-                &[groups.into(), gids.into(), done.to_vec().into()],
+                &[
+                    groups.clone().into(),
+                    gids.into(),
+                    done.iter().map(|(g, _)| *g).collect::<Vec<i32>>().into(),
+                    done.iter()
+                        .map(|(_, x)| x.clone())
+                        .collect::<Vec<String>>()
+                        .into(),
+                ],
             )?;
             Ok::<(), pgrx::spi::SpiError>(())
         })
     })?;
-    Ok(())
+    Ok(groups)
 }
 
-const RECORD_SQL: &str =
-    "WITH gone AS (DELETE FROM pg_catalog.pg_dist_transaction WHERE gid = ANY($3))
+// The rows go by their key (groupid, gid), so that the primary key finds them: by gid alone
+// the DELETE scans the table, with the dead rows of every two-phase commit since its last
+// vacuum. A gid is unique (it names the coordinator backend and its transaction), so the rows
+// of groups in $3 with gids in $4 are exactly those of `done`.
+const RECORD_SQL: &str = "WITH gone AS (DELETE FROM pg_catalog.pg_dist_transaction
+                                WHERE groupid = ANY($3) AND gid = ANY($4))
      INSERT INTO pg_catalog.pg_dist_transaction (groupid, gid, outer_xid)
      SELECT g, x, pg_catalog.pg_current_xact_id()
        FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS r(g, x)";
@@ -103,7 +118,8 @@ const RECORD_SQL: &str =
 thread_local! {
     /// [`RECORD_SQL`], planned once per backend (PostgreSQL's plan cache replans it after a
     /// change to the table).
-    static RECORD: std::cell::RefCell<Option<pgrx::spi::OwnedPreparedStatement>> =
+    /// Never freed (`ManuallyDrop`): freeing it at process exit would call into SPI then.
+    static RECORD: std::cell::RefCell<Option<std::mem::ManuallyDrop<pgrx::spi::OwnedPreparedStatement>>> =
         const { std::cell::RefCell::new(None) };
 }
 

@@ -51,17 +51,56 @@ pub(super) struct Pipeline {
 }
 
 /// Whether `t`'s command can go in a pipeline: one statement in the extended protocol (it
-/// has parameters), no COPY data, its rows not streamed, not the transaction's end.
+/// has parameters), no COPY data, its rows not streamed, not the transaction's end, in a
+/// remote transaction block.
+///
+/// Only in a transaction block: outside one, the commands up to a sync point are one implicit
+/// transaction that commits at the sync, so an error there (a deferred constraint) would come
+/// after the last command's answer, and the settings would commit or roll back with the
+/// command (and PostgreSQL refuses some commands after another one in a pipeline).
 pub(super) fn fits(t: &RemoteTask) -> bool {
-    !t.params.is_empty() && t.copy_data.is_none() && !t.stream && !t.ends_transaction
+    t.scope == Scope::Transaction
+        && !t.params.is_empty()
+        && t.copy_data.is_none()
+        && !t.stream
+        && !t.ends_transaction
+        && libpq_has_pipelines()
+}
+
+/// libpq 15 or later: pipeline mode with the results this module reads (a `None` after each
+/// command's results, the sync point's result after the last).
+fn libpq_has_pipelines() -> bool {
+    thread_local! {
+        static HAS: bool = crate::connection::libpq::version() >= 150000;
+    }
+    HAS.with(|h| *h)
+}
+
+/// The parameter bytes one pipeline carries at most (libpq holds all of it until sent).
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// The parameter bytes of `t`.
+pub(super) fn size(t: &RemoteTask) -> usize {
+    t.sql.len()
+        + t.params
+            .iter()
+            .map(|p| p.as_ref().map_or(1, |v| v.len() + 1))
+            .sum::<usize>()
+}
+
+/// Whether a batch of `bytes` so far, holding `tasks` tasks, may take `t` too.
+pub(super) fn has_room(tasks: usize, bytes: usize, t: &RemoteTask) -> bool {
+    tasks < MAX_BATCH && bytes + size(t) <= MAX_BATCH_BYTES
 }
 
 /// Whether `t` may join the pipeline of `first`'s slot: the next command of the same remote
 /// transaction, under the same settings.
 pub(super) fn joins(first: &RemoteTask, t: &RemoteTask) -> bool {
-    t.scope == Scope::Transaction
-        && t.key == first.key
+    t.key == first.key
         && fits(t)
+        // A task's time limit is its own slot's.
+        && t.limit.is_none()
+        && first.limit.is_none()
         && match (&first.settings, &t.settings) {
             (Some(a), Some(b)) => std::rc::Rc::ptr_eq(a, b) || a == b,
             (None, None) => true,
@@ -168,13 +207,20 @@ pub(super) fn read(slot: &mut Slot, tasks: &[RemoteTask]) -> Step {
         match conn.next_pipeline_result() {
             Some(r) if r.is_pipeline_sync() => break,
             Some(r) => p.current.push(r),
-            None => {
-                let Some(sent) = p.sent.pop_front() else {
-                    return Step::Finished(Err(RemoteError::connection_lost(
-                        conn.node(),
-                        "the node answered more commands than were sent",
-                    )));
+            None if conn.is_broken() || p.sent.is_empty() => {
+                // The connection failed (libpq then ends every command with nothing), or the
+                // node's answers do not match what was sent: the connection goes.
+                let message = match conn.error_message() {
+                    m if m.is_empty() => {
+                        "the node's answers to a pipeline of commands did not match the commands"
+                            .to_string()
+                    }
+                    m => m,
                 };
+                return Step::Finished(Err(RemoteError::connection_lost(conn.node(), message)));
+            }
+            None => {
+                let sent = p.sent.pop_front().expect("checked above");
                 let results = std::mem::take(&mut p.current);
                 let skipped = results.iter().any(PgResult::is_pipeline_aborted);
                 let error = results
@@ -205,7 +251,22 @@ pub(super) fn read(slot: &mut Slot, tasks: &[RemoteTask]) -> Step {
     if let Err(e) = conn.exit_pipeline() {
         return Step::Finished(Err(e));
     }
-    let p = pipeline.take().expect("a pipeline in flight");
+    let mut p = pipeline.take().expect("a pipeline in flight");
+    // An error with the sync point itself (none is expected inside a transaction block) fails
+    // every command of the pipeline.
+    if let Some(e) = p
+        .current
+        .iter()
+        .find(|r| r.kind() == ResultKind::Error)
+        .map(|r| r.error(conn.node()))
+    {
+        p.failed.get_or_insert(e.clone());
+        for o in &mut p.outcomes {
+            if matches!(o, Some(Ok(_)) | None) {
+                *o = Some(Err(e.clone()));
+            }
+        }
+    }
     if p.failed.is_some() && p.settings_sent {
         conn.forget_settings();
     }
