@@ -84,6 +84,13 @@ thread_local! {
     /// Gids whose COMMIT PREPARED succeeded: their `pg_dist_transaction` rows are deleted by
     /// this backend's next two-phase commit (or by recovery), so the table does not grow.
     static COMMITTED_GIDS: RefCell<Vec<(i32, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How many committed gids a backend collects before its next two-phase commit deletes their
+/// rows.
+const FORGET_EVERY: usize = 32;
+
+thread_local! {
     /// Where this transaction's WAL ended when it last had written only what Tessera's own
     /// COPY writes locally (sequence values; the staging path's temporary table): see
     /// [`staging_only`].
@@ -214,7 +221,19 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
             })
         })
         .collect();
-    let done = COMMITTED_GIDS.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    // The rows of this backend's earlier two-phase commits go FORGET_EVERY at a time: the
+    // DELETE costs a scan of the table and its dead rows whatever it deletes. Recovery removes
+    // those of a backend that exits first.
+    let done = COMMITTED_GIDS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= FORGET_EVERY {
+            std::mem::take(&mut *c)
+        } else {
+            Vec::new()
+        }
+    });
+    // Kept for a later commit if this one rolls back (and its DELETE with it).
+    let keep_done = |done: Vec<(i32, String)>| COMMITTED_GIDS.with(|c| c.borrow_mut().extend(done));
     // An ERROR raised inside PostgreSQL while recording is held until the nodes answered, so
     // that what prepared is rolled back first.
     let recorded = PgTryBuilder::new(|| Ok(recovery::record(&planned, &done)))
@@ -254,10 +273,12 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
     match recorded {
         Err(caught) => {
             finish_prepared(&prepared, "ROLLBACK PREPARED");
+            keep_done(done);
             caught.rethrow()
         }
         Ok(Err(e)) => {
             finish_prepared(&prepared, "ROLLBACK PREPARED");
+            keep_done(done);
             return Err(e);
         }
         Ok(Ok(_)) => {}
@@ -271,6 +292,7 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
         // The transaction aborts: what prepared is rolled back now (or by recovery, which
         // finds no decision for it).
         finish_prepared(&prepared, "ROLLBACK PREPARED");
+        keep_done(done);
         return Err(e.into_tessera());
     }
     fault_pause("after_prepare");

@@ -105,12 +105,12 @@ pub(super) fn record(prepared: &[Prepared], done: &[(i32, String)]) -> TResult<V
     Ok(groups)
 }
 
-// The rows go by their key (groupid, gid), so that the primary key finds them: by gid alone
-// the DELETE scans the table, with the dead rows of every two-phase commit since its last
-// vacuum. A gid is unique (it names the coordinator backend and its transaction), so the rows
-// of groups in $3 with gids in $4 are exactly those of `done`.
+// A gid is unique (it names the coordinator backend and its transaction), so the rows of
+// groups in $3 with gids in $4 are exactly those of `done`; with none, the first condition
+// (a one-time filter) skips the scan.
 const RECORD_SQL: &str = "WITH gone AS (DELETE FROM pg_catalog.pg_dist_transaction
-                                WHERE groupid = ANY($3) AND gid = ANY($4))
+                                WHERE pg_catalog.cardinality($4) > 0
+                                  AND groupid = ANY($3) AND gid = ANY($4))
      INSERT INTO pg_catalog.pg_dist_transaction (groupid, gid, outer_xid)
      SELECT g, x, pg_catalog.pg_current_xact_id()
        FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS r(g, x)";
