@@ -64,63 +64,112 @@ pub(super) fn record(prepared: &[Prepared], done: &[(i32, String)]) -> TResult<V
             })?;
         groups.push(group);
     }
-    let gids: Vec<String> = prepared.iter().map(|p| p.gid.clone()).collect();
-    let _write = crate::metadata::CatalogWrite::begin();
-    // One statement, prepared once per backend: the rows of this backend's earlier two-phase
-    // commits that finished go, this one's come.
-    Spi::connect_mut(|client| {
-        RECORD.with(|kept| {
-            let mut kept = kept.borrow_mut();
-            if kept.is_none() {
-                let array = |oid| PgOid::BuiltIn(oid);
-                let statement = client.prepare_mut(
-                    RECORD_SQL,
-                    &[
-                        array(PgBuiltInOids::INT4ARRAYOID),
-                        array(PgBuiltInOids::TEXTARRAYOID),
-                        array(PgBuiltInOids::INT4ARRAYOID),
-                        array(PgBuiltInOids::TEXTARRAYOID),
-                    ],
-                )?;
-                *kept = Some(std::mem::ManuallyDrop::new(statement.keep()));
-            }
-            let statement: &pgrx::spi::OwnedPreparedStatement =
-                kept.as_ref().expect("prepared above");
-            client.update(
-                statement,
-                None,
-                &[
-                    groups.clone().into(),
-                    gids.into(),
-                    done.iter().map(|(g, _)| *g).collect::<Vec<i32>>().into(),
-                    done.iter()
-                        .map(|(_, x)| x.clone())
-                        .collect::<Vec<String>>()
-                        .into(),
-                ],
-            )?;
-            Ok::<(), pgrx::spi::SpiError>(())
-        })
-    })?;
+    if !done.is_empty() {
+        forget(done)?;
+    }
+    // The rows go in directly (as Citus writes them), not through SQL: this runs in every
+    // two-phase commit, and a statement's executor costs more than the insert.
+    // SAFETY: the relation is opened, written and closed here under RowExclusiveLock; the
+    // tuples are formed from datums of its own column types (int4, text, xid8) and freed.
+    unsafe {
+        let relid = pg_sys::get_relname_relid(
+            c"pg_dist_transaction".as_ptr(),
+            pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE),
+        );
+        if relid == pg_sys::InvalidOid {
+            return Err(crate::error::TesseraError::new(
+                pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "cannot commit: pg_catalog.pg_dist_transaction does not exist",
+            )
+            .hint("The transaction rolled back: install the tessera extension in this database (CREATE EXTENSION tessera), then run it again."));
+        }
+        let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        let xid = pg_sys::GetTopFullTransactionId();
+        for (group, p) in groups.iter().zip(prepared) {
+            let mut values = [
+                pg_sys::Datum::from(*group),
+                p.gid.as_str().into_datum().expect("text is never NULL"),
+                pg_sys::Datum::from(xid.value),
+            ];
+            let mut nulls = [false; 3];
+            let tuple =
+                pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+            pg_sys::CatalogTupleInsert(rel, tuple);
+            pg_sys::heap_freetuple(tuple);
+        }
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+    }
     Ok(groups)
 }
 
-// A gid is unique (it names the coordinator backend and its transaction), so the rows of
-// groups in $3 with gids in $4 are exactly those of `done`; with none, the first condition
-// (a one-time filter) skips the scan.
-const RECORD_SQL: &str = "WITH gone AS (DELETE FROM pg_catalog.pg_dist_transaction
-                                WHERE pg_catalog.cardinality($4) > 0
-                                  AND groupid = ANY($3) AND gid = ANY($4))
-     INSERT INTO pg_catalog.pg_dist_transaction (groupid, gid, outer_xid)
-     SELECT g, x, pg_catalog.pg_current_xact_id()
-       FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS r(g, x)";
+/// Deletes the rows of `done`, transactions this backend committed (every node done).
+fn forget(done: &[(i32, String)]) -> TResult<()> {
+    let _write = crate::metadata::CatalogWrite::begin();
+    let args = [
+        done.iter()
+            .map(|(g, _)| *g)
+            .collect::<Vec<i32>>()
+            .into_datum(),
+        done.iter()
+            .map(|(_, x)| x.clone())
+            .collect::<Vec<String>>()
+            .into_datum(),
+    ];
+    let mut values: Vec<pg_sys::Datum> = args
+        .iter()
+        .map(|a| a.unwrap_or(pg_sys::Datum::from(0)))
+        .collect();
+    let nulls = [b' ' as std::ffi::c_char; 2];
+    // SAFETY: SPI is connected and finished here; the plan is kept (SPI_keepplan) for the
+    // backend's life; an ERROR unwinds through pgrx's guard and the transaction's abort
+    // closes SPI.
+    let rc = unsafe {
+        pg_sys::SPI_connect();
+        let plan = FORGET.with(|kept| {
+            if kept.get().is_null() {
+                let sql = std::ffi::CString::new(FORGET_SQL).expect("no NUL");
+                let mut types = [pg_sys::INT4ARRAYOID, pg_sys::TEXTARRAYOID];
+                let plan = pg_sys::SPI_prepare_cursor(
+                    sql.as_ptr(),
+                    types.len() as i32,
+                    types.as_mut_ptr(),
+                    pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+                );
+                if !plan.is_null() && pg_sys::SPI_keepplan(plan) == 0 {
+                    kept.set(plan);
+                }
+            }
+            kept.get()
+        });
+        let rc = if plan.is_null() {
+            pg_sys::SPI_result
+        } else {
+            pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0)
+        };
+        pg_sys::SPI_finish();
+        rc
+    };
+    if rc < 0 {
+        return Err(crate::error::TesseraError::new(
+            pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("could not delete finished two-phase commits from pg_dist_transaction (SPI code {rc})"),
+        )
+        .hint("The transaction rolled back: check that the tessera extension is installed in this database, then run it again."));
+    }
+    Ok(())
+}
+
+// By the key (groupid, gid), with a generic plan (a custom plan per call would run the
+// planner each time). A gid is unique (it names the coordinator backend and its transaction),
+// so the rows of groups in $1 with gids in $2 are exactly those of `done`.
+const FORGET_SQL: &str =
+    "DELETE FROM pg_catalog.pg_dist_transaction WHERE groupid = ANY($1) AND gid = ANY($2)";
 
 thread_local! {
-    /// [`RECORD_SQL`], planned once per backend (PostgreSQL's plan cache replans it after a
-    /// change to the table).
-    /// Never freed (`ManuallyDrop`): freeing it at process exit would call into SPI then.
-    static RECORD: std::cell::RefCell<Option<std::mem::ManuallyDrop<pgrx::spi::OwnedPreparedStatement>>> =
-        const { std::cell::RefCell::new(None) };
+    /// [`FORGET_SQL`], planned once per backend (PostgreSQL's plan cache replans it after a
+    /// change to the table). Never freed.
+    static FORGET: std::cell::Cell<pg_sys::SPIPlanPtr> =
+        const { std::cell::Cell::new(std::ptr::null_mut()) };
 }
 
 /// The gids `pg_dist_transaction` has a decision for on group `group`, as the latest committed
