@@ -42,6 +42,10 @@ COMMIT;
 UPDATE local_accounts SET balance = balance - 30 WHERE id = 1;
 UPDATE local_accounts SET balance = balance + 30 WHERE id = 2;
 SELECT count(*) AS records, bool_and(gid LIKE 'citus\_0\_%') AS citus_gids FROM pg_dist_transaction;
+SELECT count(DISTINCT groupid) AS groups,
+       bool_and(groupid IN (SELECT groupid FROM pg_dist_node WHERE groupid > 0)) AS worker_groups,
+       bool_and(outer_xid IS NOT NULL) AS xids
+  FROM pg_dist_transaction;
 SELECT same();
 -- A multi-shard UPDATE outside a transaction block is one too.
 UPDATE accounts SET balance = balance + 1;

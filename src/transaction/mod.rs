@@ -81,9 +81,13 @@ struct Prepared {
 thread_local! {
     /// The nodes prepared in the pre-commit of the transaction now committing.
     static PREPARED: RefCell<Vec<Prepared>> = const { RefCell::new(Vec::new()) };
-    /// Gids whose COMMIT PREPARED succeeded: their `pg_dist_transaction` rows are deleted by
-    /// this backend's next two-phase commit (or by recovery), so the table does not grow.
+    /// Gids whose COMMIT PREPARED succeeded: their `pg_dist_transaction` rows are deleted by a
+    /// later two-phase commit of this backend, FORGET_EVERY at a time (or by recovery), so the
+    /// table does not grow.
     static COMMITTED_GIDS: RefCell<Vec<(i32, String)>> = const { RefCell::new(Vec::new()) };
+    /// Gids taken from COMMITTED_GIDS by the commit now running (its DELETE): back there if
+    /// the transaction aborts.
+    static TAKEN: RefCell<Vec<(i32, String)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// How many committed gids a backend collects before its next two-phase commit deletes their
@@ -221,19 +225,21 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
             })
         })
         .collect();
-    // The rows of this backend's earlier two-phase commits go FORGET_EVERY at a time: the
-    // DELETE costs a scan of the table and its dead rows whatever it deletes. Recovery removes
-    // those of a backend that exits first.
+    // The rows of this backend's earlier two-phase commits go FORGET_EVERY at a time, in a
+    // transaction that reads under a snapshot of each statement's own (under REPEATABLE READ
+    // a row recovery deleted meanwhile would fail the commit). Until this one ends they are
+    // TAKEN: back to COMMITTED_GIDS if it aborts (its DELETE rolls back with it).
+    // SAFETY: reading the transaction's isolation level.
+    let own_snapshot = unsafe { pg_sys::XactIsoLevel < pg_sys::XACT_REPEATABLE_READ as i32 };
     let done = COMMITTED_GIDS.with(|c| {
         let mut c = c.borrow_mut();
-        if c.len() >= FORGET_EVERY {
+        if own_snapshot && c.len() >= FORGET_EVERY {
             std::mem::take(&mut *c)
         } else {
             Vec::new()
         }
     });
-    // Kept for a later commit if this one rolls back (and its DELETE with it).
-    let keep_done = |done: Vec<(i32, String)>| COMMITTED_GIDS.with(|c| c.borrow_mut().extend(done));
+    TAKEN.with(|t| t.borrow_mut().extend(done.iter().cloned()));
     // An ERROR raised inside PostgreSQL while recording is held until the nodes answered, so
     // that what prepared is rolled back first.
     let recorded = PgTryBuilder::new(|| Ok(recovery::record(&planned, &done)))
@@ -273,12 +279,10 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
     match recorded {
         Err(caught) => {
             finish_prepared(&prepared, "ROLLBACK PREPARED");
-            keep_done(done);
             caught.rethrow()
         }
         Ok(Err(e)) => {
             finish_prepared(&prepared, "ROLLBACK PREPARED");
-            keep_done(done);
             return Err(e);
         }
         Ok(Ok(_)) => {}
@@ -292,7 +296,6 @@ fn two_phase_commit(open: Vec<remote::Open>) -> Result<(), TesseraError> {
         // The transaction aborts: what prepared is rolled back now (or by recovery, which
         // finds no decision for it).
         finish_prepared(&prepared, "ROLLBACK PREPARED");
-        keep_done(done);
         return Err(e.into_tessera());
     }
     fault_pause("after_prepare");
@@ -332,9 +335,11 @@ fn finish_prepared(prepared: &[Prepared], command: &str) -> Vec<(i32, String)> {
             for (p, outcome) in prepared.iter().zip(outcomes) {
                 match outcome {
                     Ok(_) => done.push((p.group, p.gid.clone())),
-                    // Recovery finished it already (it commits only what the decision says),
-                    // or is finishing it right now.
+                    // Recovery finished it already (it commits only what the decision says).
                     Err(e) if finished_elsewhere(&e) => done.push((p.group, p.gid.clone())),
+                    // Another session is finishing it right now: not done until it has (that
+                    // one may fail), so its row stays for recovery to remove.
+                    Err(e) if e.sqlstate_str() == "55000" => {}
                     Err(e) => pgrx::warning!(
                         "{command} '{}' failed on node {}:{}: {} (recover_prepared_transactions() finishes it)",
                         p.gid,
@@ -358,9 +363,10 @@ fn finish_prepared(prepared: &[Prepared], command: &str) -> Vec<(i32, String)> {
 }
 
 /// Whether a failed COMMIT / ROLLBACK PREPARED means another session finished it: the
-/// prepared transaction no longer exists (42704) or is being finished (55000, "is busy").
+/// prepared transaction no longer exists (42704). Not "is busy" (55000): the session that
+/// holds it may still fail.
 fn finished_elsewhere(e: &crate::connection::RemoteError) -> bool {
-    matches!(e.sqlstate_str(), "42704" | "55000")
+    e.sqlstate_str() == "42704"
 }
 
 /// For fault tests (`tessera.test_pause_point`): sleeps at `point` of a two-phase commit so
@@ -415,11 +421,23 @@ unsafe extern "C-unwind" fn xact_callback(
                     p.clear();
                 }
             });
+            // Their DELETE rolled back: a later commit deletes them.
+            TAKEN.with(|t| {
+                if let Ok(mut t) = t.try_borrow_mut() {
+                    let taken = std::mem::take(&mut *t);
+                    COMMITTED_GIDS.with(|c| {
+                        if let Ok(mut c) = c.try_borrow_mut() {
+                            c.extend(taken);
+                        }
+                    });
+                }
+            });
             crate::connection::forget_parked();
             remote::close_all()
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT => {
             STAGING_WAL_END.with(|s| s.set(None));
+            TAKEN.with(|t| t.borrow_mut().clear());
             crate::connection::forget_parked();
             remote::close_all();
             commit_prepared();

@@ -13,7 +13,9 @@
 //!
 //! So a failed COMMIT PREPARED (a node down at the wrong moment) is finished by the next
 //! recovery, and `pg_dist_transaction` does not grow: a backend also deletes the rows of its
-//! own successful COMMIT PREPAREDs in its next two-phase commit.
+//! own successful COMMIT PREPAREDs, 32 at a time, in a later two-phase commit (one under READ
+//! COMMITTED; rows recovery is deleting at that moment are left to it). Recovery removes a row
+//! only when the node has its gid prepared neither before nor after the rows were read.
 
 use pgrx::prelude::*;
 use pgrx::spi::Spi;
@@ -64,42 +66,104 @@ pub(super) fn record(prepared: &[Prepared], done: &[(i32, String)]) -> TResult<V
             })?;
         groups.push(group);
     }
+    // SAFETY: a catalog lookup by name.
+    let relid = unsafe {
+        pg_sys::get_relname_relid(
+            c"pg_dist_transaction".as_ptr(),
+            pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE),
+        )
+    };
+    if relid == pg_sys::InvalidOid {
+        return Err(crate::error::TesseraError::new(
+            pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "cannot commit: pg_catalog.pg_dist_transaction does not exist",
+        )
+        .hint("The transaction rolled back: install the tessera extension in this database (CREATE EXTENSION tessera), then run it again."));
+    }
     if !done.is_empty() {
         forget(done)?;
     }
     // The rows go in directly (as Citus writes them), not through SQL: this runs in every
-    // two-phase commit, and a statement's executor costs more than the insert.
-    // SAFETY: the relation is opened, written and closed here under RowExclusiveLock; the
-    // tuples are formed from datums of its own column types (int4, text, xid8) and freed.
-    unsafe {
-        let relid = pg_sys::get_relname_relid(
-            c"pg_dist_transaction".as_ptr(),
-            pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE),
-        );
-        if relid == pg_sys::InvalidOid {
-            return Err(crate::error::TesseraError::new(
-                pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                "cannot commit: pg_catalog.pg_dist_transaction does not exist",
-            )
-            .hint("The transaction rolled back: install the tessera extension in this database (CREATE EXTENSION tessera), then run it again."));
-        }
+    // two-phase commit, and a statement's executor costs more than the insert. Only into the
+    // table as the extension made it; one changed since gets them through an INSERT.
+    // SAFETY: the relation is opened, checked, written and closed here under
+    // RowExclusiveLock; the tuples are formed from datums of the column types checked
+    // (int4, text, xid8), one per column, and freed.
+    let direct = unsafe {
         let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-        let xid = pg_sys::GetTopFullTransactionId();
-        for (group, p) in groups.iter().zip(prepared) {
-            let mut values = [
-                pg_sys::Datum::from(*group),
-                p.gid.as_str().into_datum().expect("text is never NULL"),
-                pg_sys::Datum::from(xid.value),
-            ];
-            let mut nulls = [false; 3];
-            let tuple =
-                pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
-            pg_sys::CatalogTupleInsert(rel, tuple);
-            pg_sys::heap_freetuple(tuple);
+        let direct = as_made(rel);
+        if direct {
+            let xid = pg_sys::GetTopFullTransactionId();
+            for (group, p) in groups.iter().zip(prepared) {
+                let mut values = [
+                    pg_sys::Datum::from(*group),
+                    p.gid.as_str().into_datum().expect("text is never NULL"),
+                    pg_sys::Datum::from(xid.value),
+                ];
+                let mut nulls = [false; 3];
+                let tuple =
+                    pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+                pg_sys::CatalogTupleInsert(rel, tuple);
+                pg_sys::heap_freetuple(tuple);
+            }
+            pg_sys::CommandCounterIncrement();
         }
         pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        direct
+    };
+    if !direct {
+        let _write = crate::metadata::CatalogWrite::begin();
+        Spi::run_with_args(
+            "INSERT INTO pg_catalog.pg_dist_transaction (groupid, gid, outer_xid)
+             SELECT g, x, pg_catalog.pg_current_xact_id()
+               FROM ROWS FROM (pg_catalog.unnest($1::int[]), pg_catalog.unnest($2::text[])) AS r(g, x)",
+            &[
+                groups.clone().into(),
+                prepared
+                    .iter()
+                    .map(|p| p.gid.clone())
+                    .collect::<Vec<String>>()
+                    .into(),
+            ],
+        )?;
     }
     Ok(groups)
+}
+
+/// Whether `rel` is pg_dist_transaction as the extension makes it: (groupid int4, gid text,
+/// outer_xid xid8), no dropped columns, logged, no triggers, and its primary key its only
+/// index (CatalogTupleInsert updates plain indexes only).
+///
+/// # Safety
+/// `rel` is open.
+unsafe fn as_made(rel: pg_sys::Relation) -> bool {
+    // SAFETY: reading an open relation's descriptor, form and index list.
+    unsafe {
+        let desc = (*rel).rd_att;
+        let types = [pg_sys::INT4OID, pg_sys::TEXTOID, pg_sys::XID8OID];
+        if (*desc).natts != 3 {
+            return false;
+        }
+        let attrs = (*desc).attrs.as_slice(3);
+        if attrs
+            .iter()
+            .zip(types)
+            .any(|(a, t)| a.attisdropped || a.atttypid != t)
+        {
+            return false;
+        }
+        let form = (*rel).rd_rel;
+        if (*form).relpersistence != pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char
+            || (*form).relhastriggers
+        {
+            return false;
+        }
+        let indexes = pg_sys::RelationGetIndexList(rel);
+        let only_key = pg_sys::list_length(indexes) == 1
+            && pg_sys::list_nth_oid(indexes, 0) == (*rel).rd_pkindex;
+        pg_sys::list_free(indexes);
+        only_key
+    }
 }
 
 /// Deletes the rows of `done`, transactions this backend committed (every node done).
@@ -142,7 +206,8 @@ fn forget(done: &[(i32, String)]) -> TResult<()> {
             kept.get()
         });
         let rc = if plan.is_null() {
-            pg_sys::SPI_result
+            // The prepare failed (SPI_result says how), or keeping the plan did.
+            pg_sys::SPI_result.min(pg_sys::SPI_ERROR_ARGUMENT)
         } else {
             pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0)
         };
@@ -159,11 +224,15 @@ fn forget(done: &[(i32, String)]) -> TResult<()> {
     Ok(())
 }
 
-// By the key (groupid, gid), with a generic plan (a custom plan per call would run the
-// planner each time). A gid is unique (it names the coordinator backend and its transaction),
-// so the rows of groups in $1 with gids in $2 are exactly those of `done`.
-const FORGET_SQL: &str =
-    "DELETE FROM pg_catalog.pg_dist_transaction WHERE groupid = ANY($1) AND gid = ANY($2)";
+// With a generic plan (a custom plan per call would run the planner each time). A gid is
+// unique (it names the coordinator backend and its transaction), so the rows of groups in $1
+// with gids in $2 are exactly those of `done`. Rows that recovery is deleting right now are
+// skipped (left to it), not waited for: the committing transaction must not wait on recovery,
+// nor deadlock with it.
+const FORGET_SQL: &str = "DELETE FROM pg_catalog.pg_dist_transaction
+     WHERE ctid = ANY (ARRAY (SELECT ctid FROM pg_catalog.pg_dist_transaction
+                               WHERE groupid = ANY ($1) AND gid = ANY ($2)
+                                 FOR UPDATE SKIP LOCKED))";
 
 thread_local! {
     /// [`FORGET_SQL`], planned once per backend (PostgreSQL's plan cache replans it after a
@@ -259,25 +328,13 @@ pub(crate) fn recover() -> TResult<(i64, bool)> {
     {
         let address = node.address();
         let key = ConnKey::for_current_session(&address);
-        let list = RemoteTask::new(
-            key.clone(),
-            "SELECT gid FROM pg_catalog.pg_prepared_xacts
-              WHERE database = pg_catalog.current_database() AND gid LIKE 'citus\\_0\\_%'",
-        )
-        .within(gucs::maintenance_command_limit());
-        let prepared: Vec<String> = match run_tasks(std::slice::from_ref(&list), 1)?.pop() {
-            Some(Ok(results)) => match results.last() {
-                Some(r) => (0..r.ntuples())
-                    .filter_map(|i| r.value(i, 0).map(str::to_owned))
-                    .collect(),
-                None => Vec::new(),
-            },
-            Some(Err(e)) => {
+        let prepared: Vec<String> = match list_prepared(&key)? {
+            Ok(gids) => gids,
+            Err(e) => {
                 e.into_tessera().warn();
                 left = true;
                 continue;
             }
-            None => continue,
         };
         // The decisions, read after the list: a transaction that commits meanwhile has its
         // row by now (a row found later only means a COMMIT PREPARED that races ours, which
@@ -317,8 +374,22 @@ pub(crate) fn recover() -> TResult<(i64, bool)> {
                 None => {}
             }
         }
-        // Rows of transactions no longer prepared on the node: committed.
-        gone.extend(recorded.iter().filter(|g| !prepared.contains(g)).cloned());
+        // Rows of transactions no longer prepared on the node: committed. Not one prepared
+        // after the first list was read (its row may be there by now while its COMMIT
+        // PREPARED is still to come): the node is asked again, and a row goes only if its gid
+        // is in neither list, as Citus does.
+        match list_prepared(&key)? {
+            Ok(again) => gone.extend(
+                recorded
+                    .iter()
+                    .filter(|g| !prepared.contains(g) && !again.contains(g))
+                    .cloned(),
+            ),
+            Err(e) => {
+                e.into_tessera().warn();
+                left = true;
+            }
+        }
         if !gone.is_empty() {
             let _write = crate::metadata::CatalogWrite::begin();
             Spi::run_with_args(
@@ -328,6 +399,29 @@ pub(crate) fn recover() -> TResult<(i64, bool)> {
         }
     }
     Ok((finished, left))
+}
+
+/// The gids of the prepared transactions this coordinator made on `key`'s node.
+fn list_prepared(key: &ConnKey) -> TResult<Result<Vec<String>, crate::connection::RemoteError>> {
+    let list = RemoteTask::new(
+        key.clone(),
+        "SELECT gid FROM pg_catalog.pg_prepared_xacts
+          WHERE database = pg_catalog.current_database() AND gid LIKE 'citus\\_0\\_%'",
+    )
+    .within(gucs::maintenance_command_limit());
+    Ok(match run_tasks(std::slice::from_ref(&list), 1)?.pop() {
+        Some(Ok(results)) => Ok(match results.last() {
+            Some(r) => (0..r.ntuples())
+                .filter_map(|i| r.value(i, 0).map(str::to_owned))
+                .collect(),
+            None => Vec::new(),
+        }),
+        Some(Err(e)) => Err(e),
+        None => Err(crate::connection::RemoteError::connection(
+            &key.node,
+            "the node did not answer",
+        )),
+    })
 }
 
 /// Citus's `recover_prepared_transactions()`.
