@@ -241,6 +241,18 @@ impl Connection {
         unsafe { pq::PQpipelineStatus(self.raw.as_ptr()) != pq::PGpipelineStatus::PQ_PIPELINE_OFF }
     }
 
+    /// `Ok` when a libpq call returned 1 (done), else the connection's error as lost.
+    fn done_or_lost(&self, rc: c_int) -> Result<(), RemoteError> {
+        if rc == 1 {
+            Ok(())
+        } else {
+            Err(RemoteError::connection_lost(
+                &self.node,
+                self.error_message(),
+            ))
+        }
+    }
+
     /// libpq's last error message for this connection, passwords removed.
     pub fn error_message(&self) -> String {
         // SAFETY: raw is a live PGconn; the message is owned by it and copied here.
@@ -340,12 +352,7 @@ impl Connection {
                 0,
             )
         };
-        if ok != 1 {
-            return Err(RemoteError::connection_lost(
-                &self.node,
-                self.error_message(),
-            ));
-        }
+        self.done_or_lost(ok)?;
         self.busy = true;
         Ok(())
     }
@@ -356,26 +363,14 @@ impl Connection {
     /// queues.
     pub fn enter_pipeline(&mut self) -> Result<(), RemoteError> {
         // SAFETY: raw is a live PGconn with no command in flight.
-        if unsafe { pq::PQenterPipelineMode(self.raw.as_ptr()) } != 1 {
-            return Err(RemoteError::connection_lost(
-                &self.node,
-                self.error_message(),
-            ));
-        }
-        Ok(())
+        self.done_or_lost(unsafe { pq::PQenterPipelineMode(self.raw.as_ptr()) })
     }
 
     /// Ends the pipeline's commands with a sync point (one Sync message: an error skips the
     /// commands after it up to here); [`Connection::flush`] sends them all.
     pub fn pipeline_sync(&mut self) -> Result<(), RemoteError> {
         // SAFETY: raw is a live PGconn in pipeline mode.
-        if unsafe { pq::PQpipelineSync(self.raw.as_ptr()) } != 1 {
-            return Err(RemoteError::connection_lost(
-                &self.node,
-                self.error_message(),
-            ));
-        }
-        Ok(())
+        self.done_or_lost(unsafe { pq::PQpipelineSync(self.raw.as_ptr()) })
     }
 
     /// The next result of a pipeline: a command's results, then `None` after each command;
@@ -388,12 +383,7 @@ impl Connection {
     /// Leaves pipeline mode once its sync point's result was read: the connection is idle.
     pub fn exit_pipeline(&mut self) -> Result<(), RemoteError> {
         // SAFETY: raw is a live PGconn in pipeline mode with every result read.
-        if unsafe { pq::PQexitPipelineMode(self.raw.as_ptr()) } != 1 {
-            return Err(RemoteError::connection_lost(
-                &self.node,
-                self.error_message(),
-            ));
-        }
+        self.done_or_lost(unsafe { pq::PQexitPipelineMode(self.raw.as_ptr()) })?;
         self.busy = false;
         Ok(())
     }
