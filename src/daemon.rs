@@ -46,6 +46,18 @@ fn next_due(last: Instant, interval: Option<Duration>) -> Option<Instant> {
 pub extern "C-unwind" fn tessera_maintenance_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi(Some(&gucs::maintenance_database()), None);
+    // Its transactions read and delete pg_dist_transaction rows that backends delete too:
+    // under a snapshot of the whole transaction, a row deleted meanwhile would fail it with a
+    // serialization error, whatever the database's default says.
+    // SAFETY: setting a GUC at the worker's start, before any transaction.
+    unsafe {
+        pg_sys::SetConfigOption(
+            c"default_transaction_isolation".as_ptr(),
+            c"read committed".as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_OVERRIDE,
+        );
+    }
     crate::pg::wakeup::register_maintenance_worker();
     let mut recovered = Instant::now();
     let mut looked_for_deadlocks = Instant::now();

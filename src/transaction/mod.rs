@@ -393,7 +393,16 @@ fn commit_prepared() {
         fault_pause("before_commit_prepared");
     }
     let done = finish_prepared(&prepared, "COMMIT PREPARED");
-    COMMITTED_GIDS.with(|c| c.borrow_mut().extend(done));
+    COMMITTED_GIDS.with(|c| {
+        let mut c = c.borrow_mut();
+        c.extend(done);
+        // A backend whose commits never delete (REPEATABLE READ) keeps the newest only;
+        // recovery removes the rows of the others (their gids are prepared nowhere).
+        if c.len() > 4 * FORGET_EVERY {
+            let extra = c.len() - 4 * FORGET_EVERY;
+            c.drain(..extra);
+        }
+    });
 }
 
 #[pg_guard]

@@ -91,6 +91,14 @@ pub(super) fn record(prepared: &[Prepared], done: &[(i32, String)]) -> TResult<V
     // (int4, text, xid8), one per column, and freed.
     let direct = unsafe {
         let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
+        if (*(*rel).rd_rel).relpersistence != pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char {
+            pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            return Err(crate::error::TesseraError::new(
+                pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "cannot commit on several nodes: pg_catalog.pg_dist_transaction is not a logged table, so a crash would lose the commit's decision",
+            )
+            .hint("The transaction rolled back: ALTER TABLE pg_catalog.pg_dist_transaction SET LOGGED, then run it again."));
+        }
         let direct = as_made(rel);
         if direct {
             let xid = pg_sys::GetTopFullTransactionId();
@@ -113,10 +121,12 @@ pub(super) fn record(prepared: &[Prepared], done: &[(i32, String)]) -> TResult<V
     };
     if !direct {
         let _write = crate::metadata::CatalogWrite::begin();
-        Spi::run_with_args(
+        let inserted = Spi::connect_mut(|client| {
+            client.update(
             "INSERT INTO pg_catalog.pg_dist_transaction (groupid, gid, outer_xid)
              SELECT g, x, pg_catalog.pg_current_xact_id()
                FROM ROWS FROM (pg_catalog.unnest($1::int[]), pg_catalog.unnest($2::text[])) AS r(g, x)",
+            None,
             &[
                 groups.clone().into(),
                 prepared
@@ -125,14 +135,25 @@ pub(super) fn record(prepared: &[Prepared], done: &[(i32, String)]) -> TResult<V
                     .collect::<Vec<String>>()
                     .into(),
             ],
-        )?;
+            )
+            .map(|t| t.len())
+        })?;
+        // A trigger or rule that kept a row out would leave a node without its decision.
+        if inserted != prepared.len() {
+            return Err(crate::error::TesseraError::new(
+                pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("cannot commit on several nodes: {inserted} of {} decisions were recorded in pg_catalog.pg_dist_transaction", prepared.len()),
+            )
+            .hint("The transaction rolled back: remove the triggers or rules on pg_dist_transaction, then run it again."));
+        }
     }
     Ok(groups)
 }
 
-/// Whether `rel` is pg_dist_transaction as the extension makes it: (groupid int4, gid text,
-/// outer_xid xid8), no dropped columns, logged, no triggers, and its primary key its only
-/// index (CatalogTupleInsert updates plain indexes only).
+/// Whether `rel` is pg_dist_transaction as the extension makes it: a heap table (groupid
+/// int4, gid text, outer_xid xid8), no dropped columns, no triggers, rules or CHECK
+/// constraints, and its primary key its only index (CatalogTupleInsert updates plain indexes
+/// only and checks nothing else).
 ///
 /// # Safety
 /// `rel` is open.
@@ -153,8 +174,12 @@ unsafe fn as_made(rel: pg_sys::Relation) -> bool {
             return false;
         }
         let form = (*rel).rd_rel;
-        if (*form).relpersistence != pg_sys::RELPERSISTENCE_PERMANENT as std::ffi::c_char
-            || (*form).relhastriggers
+        let constr = (*desc).constr;
+        if (*form).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
+            || (*form).relam != pg_sys::HEAP_TABLE_AM_OID
+            || !(*rel).trigdesc.is_null()
+            || (*form).relhasrules
+            || (!constr.is_null() && (*constr).num_check > 0)
         {
             return false;
         }
@@ -207,7 +232,11 @@ fn forget(done: &[(i32, String)]) -> TResult<()> {
         });
         let rc = if plan.is_null() {
             // The prepare failed (SPI_result says how), or keeping the plan did.
-            pg_sys::SPI_result.min(pg_sys::SPI_ERROR_ARGUMENT)
+            if pg_sys::SPI_result < 0 {
+                pg_sys::SPI_result
+            } else {
+                pg_sys::SPI_ERROR_ARGUMENT
+            }
         } else {
             pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0)
         };
@@ -392,8 +421,12 @@ pub(crate) fn recover() -> TResult<(i64, bool)> {
         }
         if !gone.is_empty() {
             let _write = crate::metadata::CatalogWrite::begin();
+            // Rows a backend is deleting right now are its own (back to it if it aborts).
             Spi::run_with_args(
-                "DELETE FROM pg_catalog.pg_dist_transaction WHERE groupid = $1 AND gid = ANY($2)",
+                "DELETE FROM pg_catalog.pg_dist_transaction
+                  WHERE ctid = ANY (ARRAY (SELECT ctid FROM pg_catalog.pg_dist_transaction
+                                            WHERE groupid = $1 AND gid = ANY ($2)
+                                              FOR UPDATE SKIP LOCKED))",
                 &[node.groupid.into(), gone.into()],
             )?;
         }
