@@ -307,6 +307,30 @@ INSERT INTO batch VALUES (411, 'g'), (412, 'g'), (413, 'g'), (414, 'g'), (415, '
 COMMIT;
 INSERT INTO local_batch VALUES (411, 'g'), (412, 'g'), (413, 'g'), (414, 'g'), (415, 'g'), (416, 'g'), (417, 'g'), (418, 'g'), (419, 'g'), (420, 'g'), (421, 'g'), (422, 'g'), (423, 'g'), (424, 'g'), (425, 'g'), (426, 'g'), (427, 'g'), (428, 'g'), (429, 'g'), (430, 'g');
 SELECT same_batch();
+-- More commands for one node than one pipeline carries (64): 300 shards, 75 on each node, a
+-- 1500-row INSERT in a transaction block goes in two pipelines per node; a duplicate in a
+-- shard whose command is in a node's second pipeline fails the statement and leaves nothing.
+CREATE TABLE many (id int PRIMARY KEY, v text);
+CREATE TABLE local_many (LIKE many INCLUDING ALL);
+SELECT create_distributed_table('many', 'id', shard_count => 300);
+BEGIN;
+DO $$ BEGIN
+  EXECUTE (SELECT 'INSERT INTO tx.many VALUES ' || string_agg(format('(%s, %L)', i, 'm' || i), ', ') FROM generate_series(1, 1500) i);
+END $$;
+SELECT count(DISTINCT get_shard_id_for_distribution_column('many', i)) AS shards FROM generate_series(1, 1500) i;
+SAVEPOINT s;
+\set VERBOSITY sqlstate
+DO $$ BEGIN
+  EXECUTE (SELECT 'INSERT INTO tx.many VALUES ' || string_agg(format('(%s, %L)', i, 'n' || i), ', ') || ', (1500, ''dup'')' FROM generate_series(1501, 3000) i);
+END $$;
+\set VERBOSITY default
+ROLLBACK TO SAVEPOINT s;
+UPDATE many SET v = v || '+' WHERE id % 7 = 0;
+COMMIT;
+INSERT INTO local_many SELECT i, 'm' || i FROM generate_series(1, 1500) i;
+UPDATE local_many SET v = v || '+' WHERE id % 7 = 0;
+SELECT (SELECT string_agg(id || v, ',' ORDER BY id) FROM many) = (SELECT string_agg(id || v, ',' ORDER BY id) FROM local_many) AS same, (SELECT count(*) FROM many) AS n;
+DROP TABLE many, local_many;
 -- Large answers while a node's pipeline is still being sent (RETURNING four times each value):
 -- the coordinator reads them as it sends.
 SET statement_timeout = '60s';

@@ -184,6 +184,18 @@ fn corpus() -> Vec<String> {
         "SELECT DISTINCT tenant_id FROM E",
         "SELECT DISTINCT kind, flag FROM E ORDER BY kind, flag",
         "SELECT DISTINCT created FROM E ORDER BY created DESC LIMIT 4",
+        // DISTINCT ON across shards: on each shard group, then again over their rows.
+        "SELECT DISTINCT ON (kind) kind, event_id, score FROM E ORDER BY kind, score DESC, event_id",
+        "SELECT DISTINCT ON (tenant_id) tenant_id, event_id, amount FROM E ORDER BY tenant_id, amount DESC NULLS LAST, event_id",
+        "SELECT DISTINCT ON (created) created, event_id FROM E ORDER BY created DESC, event_id LIMIT 5",
+        "SELECT DISTINCT ON (kind, flag) kind, flag, event_id FROM E ORDER BY kind, flag, event_id DESC LIMIT 4 OFFSET 2",
+        "SELECT DISTINCT ON (kind) event_id FROM E ORDER BY kind, score, event_id",
+        "SELECT DISTINCT ON (event_id % 7) event_id % 7 AS r, event_id FROM E WHERE flag ORDER BY event_id % 7, score, event_id",
+        "SELECT DISTINCT ON (tenant_id) tenant_id, kind, count(*) FROM E GROUP BY tenant_id, kind ORDER BY tenant_id, count(*) DESC, kind",
+        "SELECT DISTINCT ON (e.kind) e.kind, m.msg_id FROM E e JOIN M m USING (tenant_id, event_id) ORDER BY e.kind, m.msg_id",
+        "SELECT DISTINCT ON (e.kind) e.kind, k.label, e.event_id FROM E e LEFT JOIN K k USING (kind) ORDER BY e.kind, e.event_id DESC",
+        "SELECT count(*), count(DISTINCT kind) FROM (SELECT DISTINCT ON (kind) kind, event_id FROM E) d",
+        "SELECT DISTINCT ON (k) k, flag, n FROM (SELECT kind AS k, flag, count(*) AS n FROM E GROUP BY kind, flag) s ORDER BY k, n DESC, flag",
         "SELECT e.event_id, m.msg_id FROM E e JOIN M m USING (tenant_id, event_id) ORDER BY m.msg_id LIMIT 10",
         "SELECT tenant_id, event_id, score FROM E ORDER BY score * -1, event_id LIMIT 3",
         "SELECT event_id FROM E ORDER BY tenant_id, event_id LIMIT 25",
@@ -486,6 +498,8 @@ fn tables(sql: &str, local: bool) -> String {
 /// What the engine refuses, each with SQLSTATE 0A000 (feature not supported) and a hint.
 const REFUSED: &[&str] = &[
     "SELECT unnest(tags), count(*) OVER () FROM E",
+    "SELECT DISTINCT ON (kind) kind, count(*) FROM E GROUP BY kind, flag ORDER BY kind, count(*) DESC",
+    "SELECT DISTINCT ON (kind) kind, rank() OVER (ORDER BY score) FROM E ORDER BY kind",
     "SELECT tenant_id, rank() OVER (ORDER BY count(*) DESC, tenant_id) FROM E GROUP BY tenant_id",
     "WITH r AS (SELECT tenant_id, rank() OVER (ORDER BY count(*) DESC, tenant_id) AS rk FROM E GROUP BY tenant_id) SELECT * FROM r WHERE rk <= 5",
     "SELECT k.kind, count(e.event_id) FROM (SELECT kind FROM l_kinds) k LEFT JOIN E e USING (kind) GROUP BY k.kind",

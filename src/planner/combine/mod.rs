@@ -300,15 +300,24 @@ pub(crate) unsafe fn split(parse: *mut pg_sys::Query, a: &Analysis) -> TResult<S
                 "Group by the distribution column, or pin the query to one distribution value.",
             ));
         }
-        if (*parse).hasDistinctOn {
-            return Err(unsupported(
-                "DISTINCT ON is not supported across shards",
-                "Pin the query to one distribution value, or use GROUP BY.",
-            ));
-        }
         let by_dist = grouped_by_dist_col(parse, a);
         let aggregates =
             (*parse).hasAggs || !(*parse).groupClause.is_null() || !(*parse).havingQual.is_null();
+        // DISTINCT ON runs on each shard group and again over their rows, in the query's
+        // order: a value's first row overall is the first row of the shard that holds it, and
+        // with a LIMIT n each shard's first n values hold the first n overall (a value ahead
+        // of another's first row in a shard is ahead of it overall too). Over aggregates
+        // combined on the coordinator or windows computed there, the shards' rows are not the
+        // final ones.
+        if (*parse).hasDistinctOn
+            && ((aggregates && !by_dist)
+                || ((*parse).hasWindowFuncs && !windows_partitioned_by_dist_col(parse, a)))
+        {
+            return Err(unsupported(
+                "DISTINCT ON over aggregates or window functions computed on the coordinator is not supported across shards",
+                "Group (or partition the windows) by the distribution column, pin the query to one distribution value, or put the aggregate query in a subquery.",
+            ));
+        }
         if (*parse).hasWindowFuncs && !windows_partitioned_by_dist_col(parse, a) {
             if aggregates && !by_dist {
                 return Err(unsupported(
