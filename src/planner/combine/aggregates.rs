@@ -616,6 +616,10 @@ unsafe fn split_aggregates(
         (*w).limitCount = std::ptr::null_mut();
         (*w).limitOffset = std::ptr::null_mut();
         (*w).distinctClause = std::ptr::null_mut();
+        (*w).hasDistinctOn = false;
+        // Window functions run over the combined groups, on the coordinator only.
+        (*w).hasWindowFuncs = false;
+        (*w).windowClause = std::ptr::null_mut();
         (*w).hasAggs = rows.is_none() && tp.worker.len() > worker_groups.len();
         let c = copy(parse);
         (*c).targetList = make_list(&ct);

@@ -318,26 +318,15 @@ pub(crate) unsafe fn split(parse: *mut pg_sys::Query, a: &Analysis) -> TResult<S
                 "Group (or partition the windows) by the distribution column, pin the query to one distribution value, or put the aggregate query in a subquery.",
             ));
         }
-        if (*parse).hasWindowFuncs && !windows_partitioned_by_dist_col(parse, a) {
-            if aggregates && !by_dist {
-                return Err(unsupported(
-                    "window functions over aggregates across shards need GROUP BY the distribution column",
-                    "Group by the distribution column, or pin the query to one distribution value.",
-                ));
-            }
-            if !aggregates {
-                return windows::split(parse);
-            }
-            return Err(unsupported(
-                "window functions across shards must be partitioned by the distribution column",
-                "Add the distribution column to PARTITION BY, or pin the query to one distribution value.",
-            ));
-        }
-        if (*parse).hasWindowFuncs && aggregates && !by_dist {
-            return Err(unsupported(
-                "window functions over aggregates across shards need GROUP BY the distribution column",
-                "Group by the distribution column, or pin the query to one distribution value.",
-            ));
+        // Window functions not partitioned by the distribution column see rows of every shard:
+        // the coordinator computes them, over the shards' rows (no aggregates), over the
+        // groups the shards finished (grouped by the distribution column), or over the
+        // aggregates it combines (two phases).
+        if (*parse).hasWindowFuncs
+            && !windows_partitioned_by_dist_col(parse, a)
+            && (!aggregates || by_dist)
+        {
+            return windows::split(parse);
         }
         if !aggregates || by_dist {
             return push_down(parse, by_dist);

@@ -1,5 +1,7 @@
 //! Window functions over the whole result (not partitioned by the distribution column): the
-//! workers send the rows, the combine query computes the window functions.
+//! workers send the rows (or, grouped by the distribution column, the groups they finished),
+//! the combine query computes the window functions. Over aggregates combined on the
+//! coordinator the two-phase split keeps the window functions in its combine query.
 //!
 //! The select list's window-free entries (the window's PARTITION BY and ORDER BY keys among
 //! them) are worker columns; an entry with a window function is computed by the combine query
@@ -73,6 +75,14 @@ unsafe extern "C-unwind" fn pull_mutator(
             let col = p.column(node);
             return var(1, col, node) as *mut pg_sys::Node;
         }
+        // An aggregate is final on the workers (the query is grouped by the distribution
+        // column): its value is a worker column.
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Aggref)
+            && (*(node as *mut pg_sys::Aggref)).agglevelsup == 0
+        {
+            let col = p.column(node);
+            return var(1, col, node) as *mut pg_sys::Node;
+        }
         if is_a(node as *const c_void, pg_sys::NodeTag::T_WindowFunc) {
             p.functions
                 .push((*(node as *mut pg_sys::WindowFunc)).winfnoid);
@@ -112,10 +122,12 @@ unsafe fn leads(prefix: *mut pg_sys::List, sort: *mut pg_sys::List) -> bool {
     }
 }
 
-/// The split of a multi-shard SELECT with window functions and no aggregates.
+/// The split of a multi-shard SELECT with window functions, without aggregates or grouped by
+/// the distribution column (each group is then whole on one shard group, and a row here).
 ///
 /// # Safety
-/// `parse` is a valid analyzed SELECT with window functions and without aggregates.
+/// `parse` is a valid analyzed SELECT with window functions, without aggregates or grouped by
+/// a distribution column.
 pub(crate) unsafe fn split(parse: *mut pg_sys::Query) -> TResult<Split> {
     // SAFETY: copying and editing Query trees.
     unsafe {
@@ -188,6 +200,12 @@ pub(crate) unsafe fn split(parse: *mut pg_sys::Query) -> TResult<Split> {
         let c = copy(parse);
         (*c).targetList = make_list(&ct);
         (*c).hasSubLinks = false;
+        // Grouped by the distribution column: the workers group, aggregate and apply HAVING;
+        // the coordinator's rows are the groups.
+        (*c).groupClause = std::ptr::null_mut();
+        (*c).groupDistinct = false;
+        (*c).havingQual = std::ptr::null_mut();
+        (*c).hasAggs = false;
         let note = if top_k {
             "window functions on the coordinator over every shard's top rows"
         } else {
