@@ -173,6 +173,20 @@ fn corpus() -> Vec<String> {
         "SELECT tenant_id, string_agg(kind, ',' ORDER BY event_id) FROM E WHERE event_id < 100 GROUP BY tenant_id",
         "SELECT e.tenant_id, count(*) FROM E e JOIN M m USING (tenant_id, event_id) GROUP BY e.tenant_id",
         "SELECT tenant_id, rank() OVER (PARTITION BY tenant_id ORDER BY count(*) DESC) FROM E GROUP BY tenant_id",
+        // GROUPING SETS, ROLLUP and CUBE: the shards group by every key, the coordinator makes
+        // the sets (GROUPING() included).
+        "SELECT kind, flag, count(*), sum(amount) FROM E GROUP BY ROLLUP (kind, flag) ORDER BY GROUPING(kind, flag), kind, flag",
+        "SELECT tenant_id, count(*), max(score) FROM E GROUP BY ROLLUP (tenant_id) ORDER BY GROUPING(tenant_id), tenant_id",
+        "SELECT kind, flag, GROUPING(kind, flag), round(avg(score)::numeric, 6), round(stddev(score)::numeric, 6) FROM E GROUP BY CUBE (kind, flag) ORDER BY 3, kind, flag",
+        "SELECT kind, created, count(DISTINCT tenant_id) FROM E WHERE created < DATE '2026-01-05' GROUP BY GROUPING SETS ((kind), (created), ()) ORDER BY GROUPING(kind, created), kind, created",
+        "SELECT flag, count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY score) FROM E GROUP BY ROLLUP (flag) ORDER BY GROUPING(flag), flag",
+        "SELECT kind, count(*) FROM E GROUP BY ROLLUP (kind) HAVING count(*) > 300 ORDER BY GROUPING(kind), kind",
+        "SELECT kind, count(*), regr_count(score, ratio), max(created) FROM E WHERE event_id < 0 GROUP BY ROLLUP (kind)",
+        "SELECT count(*), sum(amount) FROM E GROUP BY GROUPING SETS (())",
+        "SELECT tenant_id, kind, sum(amount) FROM E GROUP BY GROUPING SETS ((tenant_id, kind), (kind)) ORDER BY GROUPING(tenant_id), tenant_id, kind",
+        "SELECT kind, count(*) FROM E GROUP BY DISTINCT ROLLUP (kind), ROLLUP (kind) ORDER BY GROUPING(kind), kind",
+        "SELECT kind, flag, count(*), rank() OVER (PARTITION BY GROUPING(kind, flag) ORDER BY count(*) DESC, kind, flag) FROM E GROUP BY CUBE (kind, flag) ORDER BY GROUPING(kind, flag), kind, flag",
+        "SELECT e.kind, k.label, count(m.msg_id) FROM E e JOIN M m USING (tenant_id, event_id) LEFT JOIN K k ON k.kind = e.kind GROUP BY ROLLUP (e.kind, k.label) ORDER BY GROUPING(e.kind, k.label), e.kind, k.label",
         // Window functions over aggregates, computed on the coordinator: over the groups the
         // shards finished (grouped by the distribution column) or over the combined ones.
         "SELECT tenant_id, rank() OVER (ORDER BY count(*) DESC, tenant_id) FROM E GROUP BY tenant_id",

@@ -502,15 +502,15 @@ unsafe extern "C-unwind" fn combine_mutator(
             ));
             return node;
         }
-        if is_a(node as *const c_void, pg_sys::NodeTag::T_SubLink)
-            || is_a(node as *const c_void, pg_sys::NodeTag::T_GroupingFunc)
-        {
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_SubLink) {
             tp.error = Some(unsupported(
-                "subqueries and GROUPING() in an aggregate query are not supported across shards",
-                "Pin the query to one distribution value.",
+                "subqueries in an aggregate query are not supported across shards",
+                "Pin the query to one distribution value, or move the subquery into a CTE.",
             ));
             return node;
         }
+        // GROUPING(): its arguments become the worker columns of the grouping keys; which
+        // grouping set a row belongs to is the coordinator's (its references stay).
         mutate(node, combine_mutator, ctx)
     }
 }
@@ -611,6 +611,10 @@ unsafe fn split_aggregates(
         } else {
             make_list(&group_clause)
         };
+        // Every grouping set's keys are in the GROUP BY list: the workers group by all of
+        // them, the coordinator makes the sets.
+        (*w).groupingSets = std::ptr::null_mut();
+        (*w).groupDistinct = false;
         (*w).havingQual = std::ptr::null_mut();
         (*w).sortClause = std::ptr::null_mut();
         (*w).limitCount = std::ptr::null_mut();

@@ -294,13 +294,10 @@ pub(crate) unsafe fn const_int8(n: *mut pg_sys::Node) -> Option<i64> {
 pub(crate) unsafe fn split(parse: *mut pg_sys::Query, a: &Analysis) -> TResult<Split> {
     // SAFETY: reading and copying a valid Query.
     unsafe {
-        if !(*parse).groupingSets.is_null() {
-            return Err(unsupported(
-                "GROUPING SETS, CUBE and ROLLUP are not supported across shards",
-                "Group by the distribution column, or pin the query to one distribution value.",
-            ));
-        }
-        let by_dist = grouped_by_dist_col(parse, a);
+        // GROUPING SETS, CUBE and ROLLUP: the shards group by every column of every set (the
+        // finest groups), the coordinator combines those into each set's groups. Even with
+        // the distribution column among the keys, a set without it spans shards.
+        let by_dist = (*parse).groupingSets.is_null() && grouped_by_dist_col(parse, a);
         let aggregates =
             (*parse).hasAggs || !(*parse).groupClause.is_null() || !(*parse).havingQual.is_null();
         // DISTINCT ON runs on each shard group and again over their rows, in the query's
