@@ -77,7 +77,7 @@ pub(super) unsafe extern "C-unwind" fn explain_scan(
             pg_sys::ExplainPropertyText(l.as_ptr(), v.as_ptr(), es);
         };
         prop("Tier", plan.tier.name());
-        super::subplans::explain(&run.subs, es);
+        super::subplans::explain(&run.subs, &run.coordinator_params, es);
         let child = !run.child.is_null();
         if child {
             let why = plan

@@ -104,6 +104,8 @@ pub(crate) struct ScanRun {
     copy_columns: Option<String>,
     /// Subqueries that run first; their results are parameters of the tasks.
     subs: Vec<subplans::Sub>,
+    /// The subqueries' values the plan above the scan reads (as PARAM_EXEC parameters).
+    coordinator_params: Vec<scan_private::CoordinatorParam>,
     /// Those parameters, once computed (with the values of `evaluated`).
     pub extra: Option<Vec<subplans::Extra>>,
     /// What the coordinator evaluates for the tasks (`DistPlan::evaluated`): parameter id and
@@ -270,6 +272,7 @@ unsafe extern "C-unwind" fn begin_scan(
             child: scan_private::child(cscan),
             copy_columns: scan_private::copy_columns(cscan),
             subs: subplans::of_plan(cscan),
+            coordinator_params: scan_private::coordinator_params(cscan),
             extra: None,
             evaluated,
             child_qd: std::ptr::null_mut(),
@@ -320,6 +323,7 @@ pub(crate) unsafe fn ensure_subplans(node: *mut pg_sys::CustomScanState) -> TRes
             extra.push((id, text, task::portable_type(typid)));
         }
         pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+        subplans::hand_to_coordinator(&run.coordinator_params, &extra, (*node).ss.ps.state);
         run.extra = Some(extra);
     }
     Ok(())

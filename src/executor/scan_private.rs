@@ -8,6 +8,7 @@
 //! | [`CHILD`] | INSERT ... SELECT through the coordinator: the SELECT's PlannedStmt; else NULL |
 //! | [`COPY_COLUMNS`] | with it, the quoted column list for `COPY shard (...) FROM STDIN` (a String node) when the rows can go with COPY; else NULL |
 //! | [`SUBPLANS`] | the subqueries that run first: a List of `List(param, kind, element type, width, PlannedStmt)` |
+//! | [`COORDINATOR_PARAMS`] | the subqueries' parameters the coordinator's combine step reads too: a List of `List(parameter id, PARAM_EXEC id, type)` |
 
 use std::ffi::{c_char, c_void};
 
@@ -20,7 +21,8 @@ const PLAN: usize = 0;
 const CHILD: usize = 1;
 const COPY_COLUMNS: usize = 2;
 const SUBPLANS: usize = 3;
-const SLOTS: usize = 4;
+const COORDINATOR_PARAMS: usize = 4;
+const SLOTS: usize = 5;
 
 /// A subquery that runs first (a sublink taken out of the query), as the scan carries it.
 pub struct SubplanItem {
@@ -201,6 +203,76 @@ pub(crate) unsafe fn subplans(cscan: *mut pg_sys::CustomScan) -> Vec<SubplanItem
                     elem_type: pg_sys::Oid::from(int(*elem) as u32),
                     width: int(*width) as usize,
                     stmt: *stmt as *mut pg_sys::PlannedStmt,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A subquery's parameter that the plan above the scan reads as well (a sublink in the select
+/// list or HAVING of a query combined on the coordinator): the scan sets the executor's
+/// `PARAM_EXEC` parameter `exec` to the value it computed for parameter `param`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoordinatorParam {
+    pub param: usize,
+    pub exec: usize,
+    pub typid: pg_sys::Oid,
+}
+
+/// Records the parameters the plan above the scan reads.
+///
+/// # Safety
+/// `cscan` is a Tessera Adaptive scan built by [`new`].
+pub(crate) unsafe fn set_coordinator_params(
+    cscan: *mut pg_sys::CustomScan,
+    params: &[CoordinatorParam],
+) {
+    // SAFETY: building Integer nodes and Lists.
+    unsafe {
+        let items: Vec<*mut pg_sys::Node> = params
+            .iter()
+            .map(|p| {
+                make_list(&[
+                    pg_sys::makeInteger(p.param as i32) as *mut pg_sys::Node,
+                    pg_sys::makeInteger(p.exec as i32) as *mut pg_sys::Node,
+                    pg_sys::makeInteger(p.typid.to_u32() as i32) as *mut pg_sys::Node,
+                ]) as *mut pg_sys::Node
+            })
+            .collect();
+        set(
+            cscan,
+            COORDINATOR_PARAMS,
+            make_list(&items) as *mut pg_sys::Node,
+        );
+    }
+}
+
+/// The parameters the plan above the scan reads.
+///
+/// # Safety
+/// `cscan` is a Tessera Adaptive scan.
+pub(crate) unsafe fn coordinator_params(cscan: *mut pg_sys::CustomScan) -> Vec<CoordinatorParam> {
+    // SAFETY: the slot holds a List of 3-Integer Lists; each tag is checked before the read.
+    unsafe {
+        let list = slot(cscan, COORDINATOR_PARAMS);
+        if list.is_null() || !is_a(list as *const c_void, pg_sys::NodeTag::T_List) {
+            return Vec::new();
+        }
+        list_of::<pg_sys::List>(list as *mut pg_sys::List)
+            .into_iter()
+            .filter_map(|item| {
+                let parts = list_of::<pg_sys::Node>(item);
+                let [param, exec, typid] = parts.as_slice() else {
+                    return None;
+                };
+                let int = |n: &*mut pg_sys::Node| {
+                    is_a(*n as *const c_void, pg_sys::NodeTag::T_Integer)
+                        .then(|| (*(*n as *mut pg_sys::Integer)).ival)
+                };
+                Some(CoordinatorParam {
+                    param: int(param)? as usize,
+                    exec: int(exec)? as usize,
+                    typid: pg_sys::Oid::from(int(typid)? as u32),
                 })
             })
             .collect()

@@ -250,8 +250,18 @@ pub(super) unsafe fn end(subs: &mut [Sub]) {
 ///
 /// # Safety
 /// `es` is the live ExplainState.
-pub(super) unsafe fn explain(subs: &[Sub], es: *mut pg_sys::ExplainState) {
+pub(super) unsafe fn explain(
+    subs: &[Sub],
+    coordinator: &[crate::executor::scan_private::CoordinatorParam],
+    es: *mut pg_sys::ExplainState,
+) {
     for sub in subs {
+        // The plan above the scan prints the value it reads by its PARAM_EXEC number.
+        let above = coordinator
+            .iter()
+            .find(|c| c.param == sub.param)
+            .map(|c| format!("; the plan above reads it as ${}", c.exec))
+            .unwrap_or_default();
         let label = match sub.kind {
             SubKind::Rows => format!(
                 "Subquery for ${}..${} (runs first on the coordinator; its rows are parameters, one array per column)",
@@ -259,11 +269,56 @@ pub(super) unsafe fn explain(subs: &[Sub], es: *mut pg_sys::ExplainState) {
                 sub.param + sub.width.max(1) - 1
             ),
             _ => format!(
-                "Subquery for ${} (runs first on the coordinator; its result is a parameter)",
+                "Subquery for ${} (runs first on the coordinator; its result is a parameter{above})",
                 sub.param
             ),
         };
         // SAFETY: forwarded.
         unsafe { super::child::explain(sub.stmt, sub.qd, &label, es) };
+    }
+}
+
+/// Sets the executor's `PARAM_EXEC` parameters the plan above the scan reads to the values the
+/// subqueries gave (printed for the nodes; read back here with the type's input function, in
+/// the query's memory).
+///
+/// # Safety
+/// `estate` is the executor state of the scan's plan, whose `PARAM_EXEC` array holds each
+/// `exec` (the planner added them to the statement's `paramExecTypes`).
+pub(super) unsafe fn hand_to_coordinator(
+    params: &[crate::executor::scan_private::CoordinatorParam],
+    extra: &[Extra],
+    estate: *mut pg_sys::EState,
+) {
+    if params.is_empty() {
+        return;
+    }
+    // SAFETY: catalog lookups of existing types, input functions called in the query's
+    // context, and the PARAM_EXEC array of the running plan.
+    unsafe {
+        let old = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
+        for p in params {
+            let text = extra
+                .iter()
+                .find(|(id, _, _)| *id == p.param)
+                .and_then(|(_, t, _)| t.as_deref());
+            let prm = (*estate).es_param_exec_vals.add(p.exec);
+            (*prm).execPlan = std::ptr::null_mut();
+            match text {
+                None => {
+                    (*prm).value = pg_sys::Datum::from(0usize);
+                    (*prm).isnull = true;
+                }
+                Some(t) => {
+                    let (mut input, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
+                    pg_sys::getTypeInputInfo(p.typid, &mut input, &mut ioparam);
+                    let c = std::ffi::CString::new(t).unwrap_or_default();
+                    (*prm).value =
+                        pg_sys::OidInputFunctionCall(input, c.as_ptr() as *mut _, ioparam, -1);
+                    (*prm).isnull = false;
+                }
+            }
+        }
+        pg_sys::MemoryContextSwitchTo(old);
     }
 }

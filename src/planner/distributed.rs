@@ -65,9 +65,10 @@ pub unsafe fn plan(
         );
         let sublinks = (*parse).hasSubLinks;
         let args = (query_string, cursor_options, bound_params);
+        let mut why_not = None;
         // Subqueries in WHERE become parameters of the shard queries.
         if reads_or_changes && sublinks {
-            if let Some(stmt) = retry(parse, Retry::Where, args)? {
+            if let Some(stmt) = retry(parse, Retry::Where, &mut why_not, args)? {
                 return Ok(stmt);
             }
         }
@@ -78,7 +79,7 @@ pub unsafe fn plan(
             pg_sys::CmdType::CMD_SELECT | pg_sys::CmdType::CMD_UPDATE
         ) && sublinks
         {
-            if let Some(stmt) = retry(parse, Retry::Outputs, args)? {
+            if let Some(stmt) = retry(parse, Retry::Outputs, &mut why_not, args)? {
                 return Ok(stmt);
             }
         }
@@ -91,11 +92,11 @@ pub unsafe fn plan(
         }
         // Joined with distributed tables, their rows go to the shards as parameters.
         if reads_or_changes {
-            if let Some(stmt) = retry(parse, Retry::From, args)? {
+            if let Some(stmt) = retry(parse, Retry::From, &mut why_not, args)? {
                 return Ok(stmt);
             }
         }
-        Err(e)
+        Err(why_not.unwrap_or(e))
     }
 }
 
@@ -111,10 +112,12 @@ enum Retry {
 }
 
 /// Plans a copy of `parse` with subqueries taken out as `how` says, their results parameters
-/// numbered after the user's; `None` when nothing was taken out or the copy is refused too.
+/// numbered after the user's; `None` when nothing was taken out or the copy is refused too (with
+/// `why_not` set when the refusal says more than the first one).
 unsafe fn retry(
     parse: *mut pg_sys::Query,
     how: Retry,
+    why_not: &mut Option<crate::error::TesseraError>,
     (query_string, cursor_options, bound_params): (
         *const std::ffi::c_char,
         i32,
@@ -149,10 +152,25 @@ unsafe fn retry(
         let Ok(stmt) = plan_one(copy, query_string, cursor_options, bound_params) else {
             return Ok(None);
         };
+        // The combine step reads the values too: the scan hands them to it.
+        let mut for_coordinator = None;
         if how == Retry::Outputs && !subplans::runs_whole_on_workers(stmt, base + 1) {
-            return Ok(None);
+            match subplans::to_coordinator(stmt, base + 1) {
+                Ok(found) => for_coordinator = Some(found),
+                Err(subplans::NotOnCoordinator::EvaluatedFirst) => {
+                    *why_not = Some(super::unsupported(
+                        "a subquery whose value is needed before the shards' rows arrive (in LIMIT, OFFSET, a window frame's offsets, or a HAVING condition that reads no column) is not supported in a query whose rows the coordinator combines",
+                        "Compute the value in an earlier statement and pass it as a parameter or a constant, or make the condition read a grouped column or an aggregate.",
+                    ));
+                    return Ok(None);
+                }
+                Err(subplans::NotOnCoordinator::NotCombine) => return Ok(None),
+            }
         }
         subplans::attach(stmt, &subplans)?;
+        if let Some((scan, params)) = for_coordinator {
+            crate::executor::scan_private::set_coordinator_params(scan, &params);
+        }
         Ok(Some(stmt))
     }
 }

@@ -166,6 +166,11 @@ unsafe extern "C-unwind" fn mutator(
         let Some(&(typ, typmod, coll)) = super::on_coordinator::columns(sub).first() else {
             return node;
         };
+        // Its value travels as text; an anonymous record (`SELECT ROW(1, 'a')`) has no input
+        // function to read it back with.
+        if pg_sys::get_typtype(typ) == pg_sys::TYPTYPE_PSEUDO as std::ffi::c_char {
+            return node;
+        }
         let id = cx.next_param;
         let (kind, elem, replacement) = match (*sl).subLinkType {
             pg_sys::SubLinkType::EXISTS_SUBLINK => (
@@ -237,9 +242,9 @@ unsafe extern "C-unwind" fn mutator(
 pub enum Clauses {
     /// WHERE and JOIN ... ON: they run on the workers.
     Where,
-    /// The target list (SELECT list, UPDATE's SET) and HAVING: the caller keeps the result
-    /// only if the whole query then runs on the workers ([`runs_whole_on_workers`]), since a
-    /// combine step on the coordinator would have no value for the parameters.
+    /// The target list (SELECT list, UPDATE's SET) and HAVING: the whole query then runs on
+    /// the workers ([`runs_whole_on_workers`]), or the coordinator's combine step reads the
+    /// values too ([`to_coordinator`]).
     Outputs,
 }
 
@@ -369,6 +374,174 @@ unsafe extern "C-unwind" fn param_walker(node: *mut pg_sys::Node, ctx: *mut c_vo
                 && (*p).paramid >= *(ctx as *mut i32);
         }
         crate::pg::nodes::walk_children(node, Some(param_walker), ctx)
+    }
+}
+
+/// The walk of [`to_coordinator`]: the first parameter of the subqueries, and the
+/// `PARAM_EXEC` parameters made so far.
+struct ToExec {
+    first: i32,
+    made: Vec<crate::executor::scan_private::CoordinatorParam>,
+    exec_types: *mut pg_sys::List,
+}
+
+/// Makes the plan above the one Tessera scan of `stmt` read the subqueries' parameters (from
+/// `first_param` on) as `PARAM_EXEC` parameters, which that scan sets once it has run the
+/// subqueries (an initplan's way): a sublink in the select list or HAVING of a query whose
+/// aggregates the coordinator combines. The shard queries keep them as their own parameters.
+/// `Err(NotCombine)` (and `stmt` unchanged but for Param nodes of its combine step) when the plan
+/// is not a combine step over one scan, `Err(EvaluatedFirst)` when the combine step needs a value
+/// before the scan runs (LIMIT, OFFSET, a constant condition, a window frame's offsets: `HAVING
+/// (SELECT ...)` with no aggregate becomes the combine query's one-time filter).
+///
+/// # Safety
+/// `stmt` is a PlannedStmt the distributed planner built for a copy of the query.
+pub unsafe fn to_coordinator(
+    stmt: *mut pg_sys::PlannedStmt,
+    first_param: usize,
+) -> Result<
+    (
+        *mut pg_sys::CustomScan,
+        Vec<crate::executor::scan_private::CoordinatorParam>,
+    ),
+    NotOnCoordinator,
+> {
+    // SAFETY: reading the plan tree and changing Param nodes of its combine step.
+    unsafe {
+        if !(*stmt).subplans.is_null() {
+            return Err(NotOnCoordinator::NotCombine);
+        }
+        let mut scans = Vec::new();
+        find_scans((*stmt).planTree, &mut scans);
+        let [scan] = scans.as_slice() else {
+            return Err(NotOnCoordinator::NotCombine);
+        };
+        let mut cx = ToExec {
+            first: first_param as i32,
+            made: Vec::new(),
+            exec_types: (*stmt).paramExecTypes,
+        };
+        to_exec_plan((*stmt).planTree, &mut cx)?;
+        (*stmt).paramExecTypes = cx.exec_types;
+        Ok((*scan, cx.made))
+    }
+}
+
+/// Why [`to_coordinator`] left a plan alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotOnCoordinator {
+    /// Not a combine step over one Tessera scan (or a scan whose own expressions read them).
+    NotCombine,
+    /// The combine step reads a value before the scan has run.
+    EvaluatedFirst,
+}
+
+/// [`to_coordinator`] over one plan node and the nodes under it.
+unsafe fn to_exec_plan(plan: *mut pg_sys::Plan, cx: &mut ToExec) -> Result<(), NotOnCoordinator> {
+    use NotOnCoordinator::*;
+    if plan.is_null() {
+        return Ok(());
+    }
+    // SAFETY: reading plan nodes and walking their expressions.
+    unsafe {
+        let tag = (*(plan as *mut pg_sys::Node)).type_;
+        if tag == pg_sys::NodeTag::T_CustomScan {
+            let mut first = cx.first;
+            let ctx = &mut first as *mut i32 as *mut c_void;
+            let ours = (*(plan as *mut pg_sys::CustomScan)).methods
+                == super::scan_methods(tessera_core::plan::ADAPTIVE_SCAN)
+                && !param_walker((*plan).targetlist as *mut pg_sys::Node, ctx)
+                && !param_walker((*plan).qual as *mut pg_sys::Node, ctx);
+            return if ours { Ok(()) } else { Err(NotCombine) };
+        }
+        let ctx = cx as *mut ToExec as *mut c_void;
+        let conv = |n: *mut pg_sys::Node| {
+            to_exec_walker(n, ctx);
+        };
+        conv((*plan).targetlist as *mut pg_sys::Node);
+        conv((*plan).qual as *mut pg_sys::Node);
+        // What a node evaluates before it reads the node under it would find no value yet
+        // (LIMIT, a constant condition, a window frame's offsets): not there.
+        let before = |n: *mut pg_sys::Node| {
+            let mut first = cx.first;
+            param_walker(n, &mut first as *mut i32 as *mut c_void)
+        };
+        match tag {
+            pg_sys::NodeTag::T_Limit => {
+                let l = plan as *mut pg_sys::Limit;
+                if before((*l).limitOffset) || before((*l).limitCount) {
+                    return Err(EvaluatedFirst);
+                }
+            }
+            pg_sys::NodeTag::T_Result => {
+                if before((*(plan as *mut pg_sys::Result)).resconstantqual) {
+                    return Err(EvaluatedFirst);
+                }
+            }
+            pg_sys::NodeTag::T_WindowAgg => {
+                let w = plan as *mut pg_sys::WindowAgg;
+                if before((*w).startOffset)
+                    || before((*w).endOffset)
+                    || before((*w).runCondition as *mut pg_sys::Node)
+                {
+                    return Err(EvaluatedFirst);
+                }
+            }
+            pg_sys::NodeTag::T_Agg
+            | pg_sys::NodeTag::T_Sort
+            | pg_sys::NodeTag::T_IncrementalSort
+            | pg_sys::NodeTag::T_Unique
+            | pg_sys::NodeTag::T_Material => {}
+            _ => return Err(NotCombine),
+        }
+        to_exec_plan((*plan).lefttree, cx)
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn to_exec_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    // SAFETY: called by the expression walkers with valid nodes of a plan being built, and our
+    // context.
+    unsafe {
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_Param) {
+            let cx = &mut *(ctx as *mut ToExec);
+            let p = node as *mut pg_sys::Param;
+            if (*p).paramkind == pg_sys::ParamKind::PARAM_EXTERN && (*p).paramid >= cx.first {
+                let param = (*p).paramid as usize;
+                let exec = match cx.made.iter().find(|m| m.param == param) {
+                    Some(m) => m.exec,
+                    None => {
+                        let exec = list_of_len(cx.exec_types);
+                        cx.exec_types = pg_sys::lappend_oid(cx.exec_types, (*p).paramtype);
+                        cx.made
+                            .push(crate::executor::scan_private::CoordinatorParam {
+                                param,
+                                exec,
+                                typid: (*p).paramtype,
+                            });
+                        exec
+                    }
+                };
+                (*p).paramkind = pg_sys::ParamKind::PARAM_EXEC;
+                (*p).paramid = exec as i32;
+            }
+            return false;
+        }
+        crate::pg::nodes::walk_children(node, Some(to_exec_walker), ctx)
+    }
+}
+
+fn list_of_len(l: *mut pg_sys::List) -> usize {
+    // SAFETY: a List or NIL.
+    unsafe {
+        if l.is_null() {
+            0
+        } else {
+            (*l).length as usize
+        }
     }
 }
 

@@ -187,6 +187,17 @@ fn corpus() -> Vec<String> {
         "SELECT kind, count(*) FROM E GROUP BY DISTINCT ROLLUP (kind), ROLLUP (kind) ORDER BY GROUPING(kind), kind",
         "SELECT kind, flag, count(*), rank() OVER (PARTITION BY GROUPING(kind, flag) ORDER BY count(*) DESC, kind, flag) FROM E GROUP BY CUBE (kind, flag) ORDER BY GROUPING(kind, flag), kind, flag",
         "SELECT e.kind, k.label, count(m.msg_id) FROM E e JOIN M m USING (tenant_id, event_id) LEFT JOIN K k ON k.kind = e.kind GROUP BY ROLLUP (e.kind, k.label) ORDER BY GROUPING(e.kind, k.label), e.kind, k.label",
+        // Subqueries in the select list or HAVING of a query whose aggregates the coordinator
+        // combines: they run first, the shards and the combine step read their values.
+        "SELECT kind, count(*) FROM E GROUP BY kind HAVING count(*) > (SELECT count(*) / 10 FROM M)",
+        "SELECT kind, count(*) * 100.0 / (SELECT count(*) FROM E) AS pct FROM E GROUP BY kind ORDER BY kind",
+        "SELECT flag, count(*), (SELECT max(len) FROM M), (SELECT label FROM K WHERE kind = 'buy') FROM E GROUP BY flag",
+        "SELECT kind, sum(amount) FILTER (WHERE score > (SELECT avg(score) FROM E)) FROM E GROUP BY kind",
+        "SELECT kind, count(*) FROM E GROUP BY kind HAVING count(*) > ALL (SELECT count(*) / 2 FROM E GROUP BY tenant_id) AND sum(amount) < (SELECT sum(amount) FROM E)",
+        "SELECT count(*), (SELECT count(*) FROM M WHERE len > 150) - count(*) FROM E WHERE event_id < 0",
+        "SELECT kind, count(*), rank() OVER (ORDER BY count(*) * (SELECT count(*) FROM K), kind) FROM E GROUP BY kind",
+        "SELECT kind, count(*) FROM E GROUP BY ROLLUP (kind) HAVING count(*) >= (SELECT count(*) / 5 FROM E) ORDER BY GROUPING(kind), kind",
+        "SELECT DISTINCT count(*) > (SELECT count(*) / 25 FROM E) FROM E GROUP BY tenant_id",
         // Window functions over aggregates, computed on the coordinator: over the groups the
         // shards finished (grouped by the distribution column) or over the combined ones.
         "SELECT tenant_id, rank() OVER (ORDER BY count(*) DESC, tenant_id) FROM E GROUP BY tenant_id",
@@ -531,7 +542,8 @@ const REFUSED: &[&str] = &[
     "SELECT DISTINCT ON (kind) kind, count(*) FROM E GROUP BY kind, flag ORDER BY kind, count(*) DESC",
     "SELECT DISTINCT ON (kind) kind, rank() OVER (ORDER BY score) FROM E ORDER BY kind",
     "SELECT k.kind, count(e.event_id) FROM (SELECT kind FROM l_kinds) k LEFT JOIN E e USING (kind) GROUP BY k.kind",
-    "SELECT kind, count(*) FROM E GROUP BY kind HAVING count(*) > (SELECT count(*) / 10 FROM M)",
+    "SELECT count(*) FROM E HAVING (SELECT count(*) > 0 FROM M)",
+    "SELECT count(*) FROM E WHERE (SELECT ROW(1, 'a')) IS NOT NULL",
     "SELECT e.event_id FROM E e JOIN M m ON m.event_id = e.event_id",
     "UPDATE E SET tenant_id = 2 WHERE tenant_id = 1",
     "UPDATE E SET score = random() WHERE tenant_id = 1",
@@ -805,6 +817,7 @@ const PREPARED: &[(&str, &str, &[&str])] = &[
     // An aggregate pinned to a NULL distribution value still returns its one row.
     ("p_null", "SELECT count(*), sum(amount) FROM E WHERE tenant_id = $1", &["NULL", "3", "NULL", "4", "5", "NULL", "NULL", "6", "NULL"]),
     ("p_null_join", "SELECT count(*) FROM E e JOIN M m USING (tenant_id, event_id) WHERE e.tenant_id = $1", &["NULL", "2", "3", "4", "5", "6", "NULL"]),
+    ("p_having", "SELECT kind, count(*) FROM E WHERE amount > $1 GROUP BY kind HAVING count(*) > (SELECT count(*) / 8 FROM E WHERE amount > $1)", &["10", "50", "0", "90", "20", "30", "70", "99"]),
     ("p_time", "SELECT count(*) FROM E WHERE created_at < $1 AND created = $2", &["'2026-01-20', '2026-01-05'", "'02/01/2026', '02/01/2026'", "'2026-02-10 12:00', '2026-01-30'", "'2026-01-05', '2026-01-02'", "'2026-01-06', '2026-01-03'", "'03/01/2026 10:00', '02/01/2026'", "'2026-01-15', '2026-01-11'"]),
 ];
 
