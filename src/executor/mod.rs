@@ -199,6 +199,48 @@ unsafe extern "C-unwind" fn drop_run(arg: *mut c_void) {
     }
 }
 
+/// The row type of scan column `i` when it is an anonymous record (`SELECT ROW(a, b) ...`): its
+/// shape from the `ROW(...)` itself, registered for this backend, so `record_in` can read the
+/// workers' text. A record of no known shape is refused.
+///
+/// # Safety
+/// `cscan` is the scan being started.
+unsafe fn anonymous_record_typmod(cscan: *mut pg_sys::CustomScan, i: usize) -> TResult<i32> {
+    // SAFETY: reading the scan's target list and building a tuple descriptor in the query's
+    // memory (the record cache keeps a copy of it).
+    unsafe {
+        let tlist = list_of::<pg_sys::TargetEntry>((*cscan).custom_scan_tlist);
+        let mut expr = tlist
+            .get(i)
+            .map(|t| (**t).expr as *mut pg_sys::Node)
+            .unwrap_or(std::ptr::null_mut());
+        while !expr.is_null()
+            && is_a(
+                expr as *const std::ffi::c_void,
+                pg_sys::NodeTag::T_RelabelType,
+            )
+        {
+            expr = (*(expr as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
+        }
+        if !expr.is_null() && is_a(expr as *const std::ffi::c_void, pg_sys::NodeTag::T_RowExpr) {
+            let row = expr as *mut pg_sys::RowExpr;
+            let desc = pg_sys::ExecTypeFromExprList((*row).args);
+            pg_sys::ExecTypeSetColNames(desc, (*row).colnames);
+            let desc = pg_sys::BlessTupleDesc(desc);
+            return Ok((*desc).tdtypmod);
+        }
+        anonymous_record_refused().map(|_| -1)
+    }
+}
+
+fn anonymous_record_refused() -> TResult<()> {
+    Err(crate::error::TesseraError::new(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "cannot read a value of an anonymous record type from the workers here",
+    )
+    .hint("Cast the row to a named composite type (CREATE TYPE ... AS (...), then ROW(a, b)::that_type), or select its fields as columns."))
+}
+
 #[pg_guard]
 unsafe extern "C-unwind" fn begin_scan(
     node: *mut pg_sys::CustomScanState,
@@ -249,11 +291,18 @@ unsafe extern "C-unwind" fn begin_scan(
                 inputs.push((pg_sys::FmgrInfo::default(), pg_sys::InvalidOid, -1));
                 continue;
             }
+            let mut typmod = (*att).atttypmod;
+            if (*att).atttypid == pg_sys::RECORDOID && typmod < 0 {
+                typmod = anonymous_record_typmod(cscan, i).or_report();
+            }
+            if (*att).atttypid == pg_sys::RECORDARRAYOID {
+                anonymous_record_refused().or_report();
+            }
             let (mut input, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
             pg_sys::getTypeInputInfo((*att).atttypid, &mut input, &mut ioparam);
             let mut finfo = pg_sys::FmgrInfo::default();
             pg_sys::fmgr_info(input, &mut finfo);
-            inputs.push((finfo, ioparam, (*att).atttypmod));
+            inputs.push((finfo, ioparam, typmod));
         }
         let run = Box::new(ScanRun {
             plan,

@@ -1,5 +1,5 @@
-//! Where SQL text names a table: the byte ranges of its table references (RangeVars), found by
-//! PostgreSQL's own raw parser, so that a shard's name can be spliced in where the
+//! Where SQL text names a table: the byte ranges of its table references (RangeVars) and of
+//! its row type's name (TypeNames), found by PostgreSQL's own raw parser, so that a shard's name can be spliced in where the
 //! coordinator's table is named (a worker query, a policy's expression).
 
 use std::ffi::c_void;
@@ -30,6 +30,26 @@ unsafe extern "C-unwind" fn find_range_vars(node: *mut pg_sys::Node, ctx: *mut c
                 string((*rv).relname),
                 (*rv).location.max(0) as usize,
             ));
+        }
+        // A table's row type is named as the table is: `h.*::public.t` (how the deparser
+        // prints a whole-row column in a select list), `NULL::public.t`, `public.t[]`. The
+        // shard's row type has the shard's name.
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_TypeName) {
+            let tn = node as *mut pg_sys::TypeName;
+            let names = list_of::<pg_sys::Node>((*tn).names);
+            if let [schema, name] = names.as_slice() {
+                if is_a(*schema as *const c_void, pg_sys::NodeTag::T_String)
+                    && is_a(*name as *const c_void, pg_sys::NodeTag::T_String)
+                    && (*tn).location >= 0
+                {
+                    let found = &mut *(ctx as *mut Found);
+                    found.refs.push((
+                        string((*(*schema as *mut pg_sys::String)).sval),
+                        string((*(*name as *mut pg_sys::String)).sval),
+                        (*tn).location as usize,
+                    ));
+                }
+            }
         }
         pg_sys::raw_expression_tree_walker(node, Some(find_range_vars), ctx)
     }

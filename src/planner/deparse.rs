@@ -16,7 +16,7 @@ use pgrx::prelude::*;
 use tessera_core::plan::{Site, TableRef};
 
 use crate::error::TResult;
-use crate::pg::nodes::{is_a, string};
+use crate::pg::nodes::{is_a, list_of, make_list, string};
 
 #[pg_guard]
 unsafe extern "C-unwind" fn alias_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
@@ -47,6 +47,67 @@ unsafe extern "C-unwind" fn alias_walker(node: *mut pg_sys::Node, ctx: *mut c_vo
     }
 }
 
+/// Replaces each whole-row column of a table that is a whole entry of `tlist` (`SELECT t FROM
+/// t`) by `ROW(t.a, t.b, ...)` of its columns. The deparser would print `t.*::schema.t`, a type
+/// the workers name after each shard, and one statement may read several shards (`UNION
+/// ALL`); an anonymous record's text is the table row's, which the coordinator reads as the
+/// table's type. Inside expressions (`row_to_json(t)`) the column stays: there its field names
+/// count.
+///
+/// # Safety
+/// `tlist` is a List of TargetEntry of our private copy.
+unsafe fn whole_rows_as_row(query: *mut pg_sys::Query, tlist: *mut pg_sys::List) {
+    // SAFETY: reading the range table and building Vars and a RowExpr.
+    unsafe {
+        for tle in list_of::<pg_sys::TargetEntry>(tlist) {
+            let var = (*tle).expr as *mut pg_sys::Var;
+            if !is_a(var as *const c_void, pg_sys::NodeTag::T_Var)
+                || (*var).varattno != 0
+                || (*var).varlevelsup != 0
+            {
+                continue;
+            }
+            let rte = pg_sys::rt_fetch((*var).varno as pg_sys::Index, (*query).rtable);
+            if (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION {
+                continue;
+            }
+            let rel = pg_sys::RelationIdGetRelation((*rte).relid);
+            if rel.is_null() {
+                continue;
+            }
+            let desc = (*rel).rd_att;
+            let mut args = Vec::new();
+            let mut names = Vec::new();
+            for i in 0..(*desc).natts as usize {
+                let att = (*desc).attrs.as_ptr().add(i);
+                if (*att).attisdropped {
+                    continue;
+                }
+                args.push(pg_sys::makeVar(
+                    (*var).varno,
+                    (*att).attnum,
+                    (*att).atttypid,
+                    (*att).atttypmod,
+                    (*att).attcollation,
+                    0,
+                ) as *mut pg_sys::Node);
+                names.push(
+                    pg_sys::makeString(pg_sys::pstrdup((*att).attname.data.as_ptr()))
+                        as *mut pg_sys::Node,
+                );
+            }
+            pg_sys::RelationClose(rel);
+            let row = super::query::make_node::<pg_sys::RowExpr>(pg_sys::NodeTag::T_RowExpr);
+            (*row).args = make_list(&args);
+            (*row).row_typeid = pg_sys::RECORDOID;
+            (*row).row_format = pg_sys::CoercionForm::COERCE_IMPLICIT_CAST;
+            (*row).colnames = make_list(&names);
+            (*row).location = -1;
+            (*tle).expr = row as *mut pg_sys::Expr;
+        }
+    }
+}
+
 /// Prints `query` with every relation schema-qualified and given an alias (its own name when
 /// it had none: column references then stay valid when the shard name replaces the table
 /// name), on one line. A MERGE is printed in parts (`deparse_merge`).
@@ -61,6 +122,8 @@ pub unsafe fn querydef(query: *mut pg_sys::Query) -> TResult<String> {
         // Through the error boundary: an ERROR inside becomes a Rust panic that unwinds
         // this frame, instead of a jump over it.
         pg_guard_ffi_boundary(|| alias_walker(query as *mut pg_sys::Node, std::ptr::null_mut()));
+        whole_rows_as_row(query, (*query).targetList);
+        whole_rows_as_row(query, (*query).returningList);
         // Constants are printed in a form every node reads the same under any DateStyle or
         // IntervalStyle (a plan is cached across changes of the session's settings).
         let scope = crate::pg::guc::GucScope::new(&[
