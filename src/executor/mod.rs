@@ -292,10 +292,12 @@ unsafe extern "C-unwind" fn begin_scan(
                 continue;
             }
             let mut typmod = (*att).atttypmod;
-            if (*att).atttypid == pg_sys::RECORDOID && typmod < 0 {
+            // Plain EXPLAIN reads no value.
+            let reads = eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 == 0;
+            if (*att).atttypid == pg_sys::RECORDOID && typmod < 0 && reads {
                 typmod = anonymous_record_typmod(cscan, i).or_report();
             }
-            if (*att).atttypid == pg_sys::RECORDARRAYOID {
+            if (*att).atttypid == pg_sys::RECORDARRAYOID && reads {
                 anonymous_record_refused().or_report();
             }
             let (mut input, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);

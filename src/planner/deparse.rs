@@ -59,6 +59,11 @@ unsafe extern "C-unwind" fn alias_walker(node: *mut pg_sys::Node, ctx: *mut c_vo
 unsafe fn whole_rows_as_row(query: *mut pg_sys::Query, tlist: *mut pg_sys::List) {
     // SAFETY: reading the range table and building Vars and a RowExpr.
     unsafe {
+        // On the nullable side of an outer join the whole row is NULL where `ROW(...)` would
+        // be a row of NULLs: left as it is (the shard's row type, `sites` splices its name).
+        if has_outer_join((*(*query).jointree).fromlist as *mut pg_sys::Node) {
+            return;
+        }
         for tle in list_of::<pg_sys::TargetEntry>(tlist) {
             let var = (*tle).expr as *mut pg_sys::Var;
             if !is_a(var as *const c_void, pg_sys::NodeTag::T_Var)
@@ -105,6 +110,33 @@ unsafe fn whole_rows_as_row(query: *mut pg_sys::Query, tlist: *mut pg_sys::List)
             (*row).location = -1;
             (*tle).expr = row as *mut pg_sys::Expr;
         }
+    }
+}
+
+/// Whether a join tree item is or holds an outer join.
+unsafe fn has_outer_join(node: *mut pg_sys::Node) -> bool {
+    // SAFETY: reading join tree nodes.
+    unsafe {
+        if node.is_null() {
+            return false;
+        }
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_List) {
+            return list_of::<pg_sys::Node>(node as *mut pg_sys::List)
+                .into_iter()
+                .any(|n| has_outer_join(n));
+        }
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_FromExpr) {
+            return has_outer_join(
+                (*(node as *mut pg_sys::FromExpr)).fromlist as *mut pg_sys::Node,
+            );
+        }
+        if is_a(node as *const c_void, pg_sys::NodeTag::T_JoinExpr) {
+            let j = node as *mut pg_sys::JoinExpr;
+            return (*j).jointype != pg_sys::JoinType::JOIN_INNER
+                || has_outer_join((*j).larg)
+                || has_outer_join((*j).rarg);
+        }
+        false
     }
 }
 

@@ -198,6 +198,8 @@ fn corpus() -> Vec<String> {
         "SELECT k, e.event_id FROM E e JOIN K k USING (kind) WHERE e.tenant_id = 4 AND e.event_id < 300",
         "SELECT e.tenant_id, m FROM E e JOIN M m USING (tenant_id, event_id) WHERE e.event_id < 30",
         "SELECT (e).kind, (e).took FROM E e WHERE tenant_id = 7 ORDER BY e",
+        "SELECT e.event_id, m FROM E e LEFT JOIN M m USING (tenant_id, event_id) WHERE e.tenant_id = 5 AND e.event_id < 400",
+        "SELECT count(DISTINCT m), count(m) FROM E e LEFT JOIN M m USING (tenant_id, event_id) WHERE e.tenant_id = 6",
         // Subqueries in the select list or HAVING of a query whose aggregates the coordinator
         // combines: they run first, the shards and the combine step read their values.
         "SELECT kind, count(*) FROM E GROUP BY kind HAVING count(*) > (SELECT count(*) / 10 FROM M)",
