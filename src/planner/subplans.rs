@@ -310,54 +310,13 @@ pub unsafe fn runs_whole_on_workers(stmt: *mut pg_sys::PlannedStmt, first_param:
         if !(*stmt).subplans.is_null() {
             return false;
         }
-        let mut first = first_param as i32;
-        coordinator_free((*stmt).planTree, &mut first as *mut i32 as *mut c_void)
-    }
-}
-
-unsafe fn coordinator_free(plan: *mut pg_sys::Plan, ctx: *mut c_void) -> bool {
-    if plan.is_null() {
-        return true;
-    }
-    // SAFETY: reading plan nodes and walking their expressions.
-    unsafe {
-        let reads = |n: *mut pg_sys::Node| param_walker(n, ctx);
-        if reads((*plan).targetlist as *mut pg_sys::Node)
-            || reads((*plan).qual as *mut pg_sys::Node)
-        {
-            return false;
-        }
-        let tag = (*(plan as *mut pg_sys::Node)).type_;
-        match tag {
-            pg_sys::NodeTag::T_CustomScan => {
-                (*(plan as *mut pg_sys::CustomScan)).methods
-                    == super::scan_methods(tessera_core::plan::ADAPTIVE_SCAN)
-            }
-            pg_sys::NodeTag::T_Limit => {
-                let l = plan as *mut pg_sys::Limit;
-                !reads((*l).limitOffset)
-                    && !reads((*l).limitCount)
-                    && coordinator_free((*plan).lefttree, ctx)
-            }
-            pg_sys::NodeTag::T_Result => {
-                let r = plan as *mut pg_sys::Result;
-                !reads((*r).resconstantqual) && coordinator_free((*plan).lefttree, ctx)
-            }
-            pg_sys::NodeTag::T_WindowAgg => {
-                // Window functions over the shards' rows (`combine::windows`).
-                let w = plan as *mut pg_sys::WindowAgg;
-                !reads((*w).startOffset)
-                    && !reads((*w).endOffset)
-                    && !reads((*w).runCondition as *mut pg_sys::Node)
-                    && coordinator_free((*plan).lefttree, ctx)
-            }
-            pg_sys::NodeTag::T_Agg
-            | pg_sys::NodeTag::T_Sort
-            | pg_sys::NodeTag::T_IncrementalSort
-            | pg_sys::NodeTag::T_Unique
-            | pg_sys::NodeTag::T_Material => coordinator_free((*plan).lefttree, ctx),
-            _ => false,
-        }
+        let mut cx = ToExec {
+            first: first_param as i32,
+            convert: false,
+            made: Vec::new(),
+            exec_types: std::ptr::null_mut(),
+        };
+        to_exec_plan((*stmt).planTree, &mut cx).is_ok()
     }
 }
 
@@ -377,10 +336,12 @@ unsafe extern "C-unwind" fn param_walker(node: *mut pg_sys::Node, ctx: *mut c_vo
     }
 }
 
-/// The walk of [`to_coordinator`]: the first parameter of the subqueries, and the
-/// `PARAM_EXEC` parameters made so far.
+/// The walk of [`to_coordinator`] and [`runs_whole_on_workers`]: the first parameter of the
+/// subqueries, whether the combine step's reads of them become `PARAM_EXEC` parameters (or
+/// fail the walk), and the parameters made so far.
 struct ToExec {
     first: i32,
+    convert: bool,
     made: Vec<crate::executor::scan_private::CoordinatorParam>,
     exec_types: *mut pg_sys::List,
 }
@@ -418,6 +379,7 @@ pub unsafe fn to_coordinator(
         };
         let mut cx = ToExec {
             first: first_param as i32,
+            convert: true,
             made: Vec::new(),
             exec_types: (*stmt).paramExecTypes,
         };
@@ -454,12 +416,17 @@ unsafe fn to_exec_plan(plan: *mut pg_sys::Plan, cx: &mut ToExec) -> Result<(), N
                 && !param_walker((*plan).qual as *mut pg_sys::Node, ctx);
             return if ours { Ok(()) } else { Err(NotCombine) };
         }
-        let ctx = cx as *mut ToExec as *mut c_void;
-        let conv = |n: *mut pg_sys::Node| {
-            to_exec_walker(n, ctx);
-        };
-        conv((*plan).targetlist as *mut pg_sys::Node);
-        conv((*plan).qual as *mut pg_sys::Node);
+        for n in [(*plan).targetlist, (*plan).qual] {
+            let n = n as *mut pg_sys::Node;
+            if cx.convert {
+                to_exec_walker(n, cx as *mut ToExec as *mut c_void);
+            } else {
+                let mut first = cx.first;
+                if param_walker(n, &mut first as *mut i32 as *mut c_void) {
+                    return Err(NotCombine);
+                }
+            }
+        }
         // What a node evaluates before it reads the node under it would find no value yet
         // (LIMIT, a constant condition, a window frame's offsets): not there.
         let before = |n: *mut pg_sys::Node| {
@@ -514,7 +481,7 @@ unsafe extern "C-unwind" fn to_exec_walker(node: *mut pg_sys::Node, ctx: *mut c_
                 let exec = match cx.made.iter().find(|m| m.param == param) {
                     Some(m) => m.exec,
                     None => {
-                        let exec = list_of_len(cx.exec_types);
+                        let exec = pg_sys::list_length(cx.exec_types) as usize;
                         cx.exec_types = pg_sys::lappend_oid(cx.exec_types, (*p).paramtype);
                         cx.made
                             .push(crate::executor::scan_private::CoordinatorParam {
@@ -531,17 +498,6 @@ unsafe extern "C-unwind" fn to_exec_walker(node: *mut pg_sys::Node, ctx: *mut c_
             return false;
         }
         crate::pg::nodes::walk_children(node, Some(to_exec_walker), ctx)
-    }
-}
-
-fn list_of_len(l: *mut pg_sys::List) -> usize {
-    // SAFETY: a List or NIL.
-    unsafe {
-        if l.is_null() {
-            0
-        } else {
-            (*l).length as usize
-        }
     }
 }
 
